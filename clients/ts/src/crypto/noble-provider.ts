@@ -1,0 +1,104 @@
+/**
+ * Portable provider on `@noble/*` (pure JavaScript, audited; runs in browsers).
+ * ML-KEM-768 comes from `@noble/post-quantum` here and in the node provider alike.
+ */
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { gcm } from "@noble/ciphers/aes.js";
+import { sha256, sha512 } from "@noble/hashes/sha2.js";
+import { hmac } from "@noble/hashes/hmac.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { randomBytes } from "@noble/hashes/utils.js";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
+import { isAllZero } from "./bytes.js";
+import { InvalidKeyError } from "./errors.js";
+import type { CryptoProvider, RandomSource } from "./provider.js";
+import { GCM_TAG_BYTES, KEY_BYTES, MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES, MLKEM768_SECRET_KEY_BYTES } from "./provider.js";
+
+export interface ProviderOptions {
+  /** Replaces the CSPRNG (tests and vectors only). */
+  random?: RandomSource;
+}
+
+function checkLength(b: Uint8Array, n: number, what: string): void {
+  if (!(b instanceof Uint8Array) || b.length !== n) throw new InvalidKeyError(`${what} must be ${n} bytes`);
+}
+
+/** Creates the `@noble/*` provider. */
+export function createNobleProvider(options: ProviderOptions = {}): CryptoProvider {
+  const random = options.random ?? ((n: number) => randomBytes(n));
+  return {
+    name: "noble",
+    random,
+    sha256: (data) => sha256(data),
+    sha512: (data) => sha512(data),
+    hmacSha256: (key, data) => hmac(sha256, key, data),
+    hkdf: (ikm, salt, info, length) => hkdf(sha256, ikm, salt.length === 0 ? undefined : salt, info, length),
+    aesGcmSeal(key, nonce, plaintext, aad) {
+      checkLength(key, KEY_BYTES, "AES-256-GCM key");
+      return gcm(key, nonce, aad).encrypt(plaintext);
+    },
+    aesGcmOpen(key, nonce, sealed, aad) {
+      checkLength(key, KEY_BYTES, "AES-256-GCM key");
+      if (sealed.length < GCM_TAG_BYTES) return undefined;
+      try {
+        return gcm(key, nonce, aad).decrypt(sealed);
+      } catch {
+        return undefined;
+      }
+    },
+    x25519PublicKey(privateKey) {
+      checkLength(privateKey, KEY_BYTES, "X25519 private key");
+      return x25519.getPublicKey(privateKey);
+    },
+    x25519(privateKey, publicKey) {
+      checkLength(privateKey, KEY_BYTES, "X25519 private key");
+      checkLength(publicKey, KEY_BYTES, "X25519 public key");
+      let shared: Uint8Array;
+      try {
+        shared = x25519.getSharedSecret(privateKey, publicKey);
+      } catch {
+        throw new InvalidKeyError("X25519 public key is invalid or of low order");
+      }
+      // RFC 7748 section 6.1: reject the all-zero output of low-order points.
+      if (isAllZero(shared)) throw new InvalidKeyError("X25519 public key is invalid or of low order");
+      return shared;
+    },
+    ed25519PublicKey(seed) {
+      checkLength(seed, KEY_BYTES, "Ed25519 seed");
+      return ed25519.getPublicKey(seed);
+    },
+    ed25519Sign(seed, message) {
+      checkLength(seed, KEY_BYTES, "Ed25519 seed");
+      return ed25519.sign(message, seed);
+    },
+    ed25519Verify(publicKey, message, signature) {
+      if (publicKey.length !== 32 || signature.length !== 64) return false;
+      try {
+        // zip215: false = strict RFC 8032 / FIPS 186-5, the same acceptance set as OpenSSL.
+        return ed25519.verify(signature, message, publicKey, { zip215: false });
+      } catch {
+        return false;
+      }
+    },
+    mlKemKeygen(seed) {
+      checkLength(seed, 64, "ML-KEM seed");
+      const { publicKey, secretKey } = ml_kem768.keygen(seed);
+      return { publicKey, secretKey };
+    },
+    mlKemEncapsulate(publicKey, m) {
+      checkLength(publicKey, MLKEM768_PUBLIC_KEY_BYTES, "ML-KEM-768 public key");
+      checkLength(m, 32, "ML-KEM randomness");
+      try {
+        const { cipherText, sharedSecret } = ml_kem768.encapsulate(publicKey, m);
+        return { ciphertext: cipherText, sharedSecret };
+      } catch {
+        throw new InvalidKeyError("ML-KEM-768 public key is malformed");
+      }
+    },
+    mlKemDecapsulate(ciphertext, secretKey) {
+      checkLength(ciphertext, MLKEM768_CIPHERTEXT_BYTES, "ML-KEM-768 ciphertext");
+      checkLength(secretKey, MLKEM768_SECRET_KEY_BYTES, "ML-KEM-768 secret key");
+      return ml_kem768.decapsulate(ciphertext, secretKey);
+    },
+  };
+}

@@ -1,0 +1,39 @@
+/**
+ * Turns the `authorization: Bearer <token>` header of a call into the device it acts for,
+ * or a precise UNAUTHENTICATED error. The device must still be in its account's current
+ * device list, so revocation locks a device out at once, not when its token expires.
+ */
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { TokenSigner } from "./tokens.js";
+
+export interface AuthenticatedDevice {
+  accountId: string;
+  deviceId: number;
+}
+
+/** Answers whether a device is currently listed in its account (the directory implements it). */
+export interface DeviceStatus {
+  isActive(accountId: string, deviceId: number): Promise<boolean>;
+}
+
+export class Authenticator {
+  constructor(
+    private readonly tokens: TokenSigner,
+    private readonly devices: DeviceStatus,
+  ) {}
+
+  async require(ctx: HandlerContext): Promise<AuthenticatedDevice> {
+    const header = ctx.requestHeader.get("authorization");
+    if (!header) throw new ConnectError("missing authorization header (expected 'Bearer <token>' from Authenticate)", Code.Unauthenticated);
+    const m = /^Bearer (\S+)$/.exec(header);
+    if (!m) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
+    const claims = this.tokens.verify(m[1]);
+    if (claims === "malformed") throw new ConnectError("malformed token", Code.Unauthenticated);
+    if (claims === "bad-signature") throw new ConnectError("token signature is invalid", Code.Unauthenticated);
+    if (claims === "expired") throw new ConnectError("token expired; authenticate again", Code.Unauthenticated);
+    if (!(await this.devices.isActive(claims.accountId, claims.deviceId))) {
+      throw new ConnectError(`device ${claims.accountId}/${claims.deviceId} is not in its account's device list (revoked)`, Code.Unauthenticated);
+    }
+    return { accountId: claims.accountId, deviceId: claims.deviceId };
+  }
+}

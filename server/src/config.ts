@@ -1,0 +1,117 @@
+/**
+ * Server configuration from environment variables, overridden by command-line flags.
+ * Every option has one env var and one flag; `--help` prints them all.
+ */
+import { parseArgs } from "node:util";
+import type { LogLevel } from "./logger.js";
+
+export interface ServerConfig {
+  /** Address to listen on. */
+  host: string;
+  /** Port to listen on; 0 picks a free one. */
+  port: number;
+  /** NATS servers (comma-separated); empty starts an embedded nats-server child. */
+  natsUrl: string;
+  /** Store directory of the embedded nats-server. */
+  dataDir: string;
+  /** nats-server binary for the embedded default. */
+  natsServerBin: string;
+  /** JetStream replicas for streams and buckets (1 standalone, 3 in a cluster). */
+  replicas: number;
+  /** Number of mailbox streams a device is hashed onto. Fixed for the life of a deployment. */
+  mailboxPartitions: number;
+  /** Secret (>= 32 chars) for signing bearer tokens; empty: one shared via NATS KV. */
+  tokenSecret: string;
+  /** Token lifetime in seconds. */
+  tokenTtlSeconds: number;
+  /** TLS certificate and key (PEM paths); both empty serves h2c and HTTP/1.1 in clear. */
+  tlsCert: string;
+  tlsKey: string;
+  /** Log level. */
+  logLevel: LogLevel;
+  /** Seconds to wait for streams to drain on shutdown. */
+  shutdownGraceSeconds: number;
+}
+
+interface OptionSpec {
+  key: keyof ServerConfig;
+  flag: string;
+  env: string;
+  type: "string" | "number";
+  default: string | number;
+  help: string;
+}
+
+const options: OptionSpec[] = [
+  { key: "host", flag: "host", env: "SEALPOST_HOST", type: "string", default: "127.0.0.1", help: "address to listen on" },
+  { key: "port", flag: "port", env: "SEALPOST_PORT", type: "number", default: 8080, help: "port for Connect, gRPC and gRPC-Web (0 = any free port)" },
+  { key: "natsUrl", flag: "nats-url", env: "NATS_URL", type: "string", default: "", help: "NATS servers, comma-separated; unset starts an embedded nats-server" },
+  { key: "dataDir", flag: "data-dir", env: "SEALPOST_DATA_DIR", type: "string", default: "./data", help: "JetStream store of the embedded nats-server" },
+  { key: "natsServerBin", flag: "nats-server-bin", env: "SEALPOST_NATS_SERVER_BIN", type: "string", default: "nats-server", help: "nats-server binary for the embedded default" },
+  { key: "replicas", flag: "replicas", env: "SEALPOST_REPLICAS", type: "number", default: 1, help: "JetStream replicas for streams and buckets (3 in a cluster)" },
+  { key: "mailboxPartitions", flag: "mailbox-partitions", env: "SEALPOST_MAILBOX_PARTITIONS", type: "number", default: 4, help: "mailbox streams devices are hashed onto (fixed per deployment)" },
+  { key: "tokenSecret", flag: "token-secret", env: "SEALPOST_TOKEN_SECRET", type: "string", default: "", help: "token signing secret (>= 32 chars); unset: generated once and shared through NATS KV" },
+  { key: "tokenTtlSeconds", flag: "token-ttl", env: "SEALPOST_TOKEN_TTL_SECONDS", type: "number", default: 3600, help: "bearer token lifetime in seconds" },
+  { key: "tlsCert", flag: "tls-cert", env: "SEALPOST_TLS_CERT", type: "string", default: "", help: "TLS certificate (PEM); with --tls-key serves TLS with ALPN h2/http1.1" },
+  { key: "tlsKey", flag: "tls-key", env: "SEALPOST_TLS_KEY", type: "string", default: "", help: "TLS private key (PEM)" },
+  { key: "logLevel", flag: "log-level", env: "SEALPOST_LOG_LEVEL", type: "string", default: "info", help: "debug, info, warn or error" },
+  { key: "shutdownGraceSeconds", flag: "shutdown-grace", env: "SEALPOST_SHUTDOWN_GRACE_SECONDS", type: "number", default: 10, help: "seconds to let streams drain on shutdown" },
+];
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function helpText(): string {
+  const lines = ["Usage: sealpost-server [options]", "", "Options (each also settable by the env var shown):"];
+  for (const o of options) {
+    lines.push(`  --${o.flag.padEnd(20)} ${o.env.padEnd(32)} ${o.help} (default: ${JSON.stringify(o.default)})`);
+  }
+  lines.push(`  --${"help".padEnd(20)} ${"".padEnd(32)} print this help`);
+  return lines.join("\n");
+}
+
+/** Parses flags and env into a config. Throws ConfigError naming the bad option. */
+export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): ServerConfig | "help" {
+  const parsed = parseArgs({
+    args: argv,
+    options: Object.fromEntries([
+      ...options.map((o) => [o.flag, { type: "string" as const }]),
+      ["help", { type: "boolean" as const, short: "h" }],
+    ]),
+    strict: true,
+    allowPositionals: false,
+  });
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values.help) return "help";
+  const config: Record<string, unknown> = {};
+  for (const o of options) {
+    const raw = (values[o.flag] as string | undefined) ?? env[o.env];
+    if (raw === undefined || raw === "") {
+      config[o.key] = o.default;
+      continue;
+    }
+    if (o.type === "number") {
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--${o.flag} / ${o.env} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+      config[o.key] = n;
+    } else {
+      config[o.key] = raw;
+    }
+  }
+  const c = config as unknown as ServerConfig;
+  if (!["debug", "info", "warn", "error"].includes(c.logLevel)) throw new ConfigError(`--log-level must be debug, info, warn or error, got ${JSON.stringify(c.logLevel)}`);
+  if (c.port > 65535) throw new ConfigError(`--port must be at most 65535, got ${c.port}`);
+  if (c.replicas < 1 || c.replicas > 5) throw new ConfigError(`--replicas must be 1 to 5, got ${c.replicas}`);
+  if (c.mailboxPartitions < 1 || c.mailboxPartitions > 256) throw new ConfigError(`--mailbox-partitions must be 1 to 256, got ${c.mailboxPartitions}`);
+  if (c.tokenSecret && c.tokenSecret.length < 32) throw new ConfigError("--token-secret must be at least 32 characters");
+  if (Boolean(c.tlsCert) !== Boolean(c.tlsKey)) throw new ConfigError("--tls-cert and --tls-key go together");
+  if (c.tokenTtlSeconds < 60) throw new ConfigError("--token-ttl must be at least 60 seconds");
+  return c;
+}
+
+/** Defaults for tests and embedding: every option at its default, overridden by `over`. */
+export function defaultConfig(over: Partial<ServerConfig> = {}): ServerConfig {
+  const base = Object.fromEntries(options.map((o) => [o.key, o.default])) as unknown as ServerConfig;
+  return { ...base, ...over };
+}

@@ -1,0 +1,26 @@
+/**
+ * Cross-cutting call handling: one log line per call (procedure, code, duration, sizes:
+ * never contents), and unexpected errors turned into INTERNAL without leaking details.
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "./logger.js";
+
+export function callLogInterceptor(log: Logger, now: () => number = Date.now): Interceptor {
+  return (next) => async (req) => {
+    const start = now();
+    const procedure = req.method.name;
+    try {
+      const res = await next(req);
+      if (!res.stream) log.debug("call", { procedure, code: "ok", ms: now() - start });
+      return res;
+    } catch (err) {
+      if (err instanceof ConnectError) {
+        log.info("call", { procedure, code: Code[err.code], reason: err.rawMessage, ms: now() - start });
+        throw err;
+      }
+      // A bug or an unreachable dependency: log the error, tell the caller only what it can act on.
+      log.error("call failed", { procedure, error: String((err as Error)?.stack ?? err), ms: now() - start });
+      throw new ConnectError("internal error; retry later", Code.Internal);
+    }
+  };
+}

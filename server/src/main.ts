@@ -1,0 +1,45 @@
+/**
+ * sealpost-server entry point: `npm start` (or `tsx server/src/main.ts --help`).
+ */
+import { ConfigError, helpText, loadConfig } from "./config.js";
+import { NatsServerMissingError } from "./nats/embedded-server.js";
+import { startServer } from "./server.js";
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`sealpost-server: ${(err as Error).message}\n\n${helpText()}\n`);
+    return 2;
+  }
+  if (config === "help") {
+    process.stdout.write(helpText() + "\n");
+    return 0;
+  }
+  let server;
+  try {
+    server = await startServer(config);
+  } catch (err) {
+    if (err instanceof NatsServerMissingError || err instanceof ConfigError) {
+      process.stderr.write(`sealpost-server: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  await server.close();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`sealpost-server: ${(err as Error)?.stack ?? err}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,132 @@
+/**
+ * Every JetStream stream and KV bucket sealpost uses, created or updated idempotently at
+ * start-up, so any number of instances can start against one NATS cluster in any order.
+ *
+ * Layout (see docs/ARCHITECTURE.md for the reasoning and the capacity arithmetic):
+ * - mailboxes: K streams SP_MAILBOX_<p>, subjects sp.mbox.<p>.<account>.<device>; a device's
+ *   partition p is a stable hash of its address. The stream sequence is the device's cursor.
+ *   No consumers: readers catch up by direct get and learn of new mail from core-NATS
+ *   notifications on sp.notify.<account>.<device>.
+ * - bodies: SP_BODIES, subjects sp.body.<key>: a Send's shared ciphertext stored once.
+ * - directory: KV buckets for accounts (current signed device list), device-list history,
+ *   prekeys, one-time prekeys, auth challenges; config (shared token secret); sends
+ *   (idempotency records).
+ */
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import type { Kvm, KV, KvOptions } from "@nats-io/kv";
+import { createHash } from "node:crypto";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const nanos = (ms: number) => ms * 1_000_000;
+
+export const MAILBOX_RETENTION_MS = 30 * DAY_MS;
+
+export const bucketNames = {
+  accounts: "sp_accounts",
+  deviceListHistory: "sp_device_list_history",
+  prekeys: "sp_prekeys",
+  oneTimePrekeys: "sp_one_time_prekeys",
+  challenges: "sp_challenges",
+  config: "sp_config",
+  sends: "sp_sends",
+} as const;
+
+export type BucketName = keyof typeof bucketNames;
+
+export interface Layout {
+  partitions: number;
+  replicas: number;
+  buckets: Record<BucketName, KV>;
+}
+
+export const mailboxStreamName = (partition: number) => `SP_MAILBOX_${partition}`;
+export const BODY_STREAM = "SP_BODIES";
+export const bodySubject = (key: string) => `sp.body.${key}`;
+
+/** Stable partition of a device: first 4 bytes of SHA-256("account/device") mod K. */
+export function mailboxPartition(accountId: string, deviceId: number, partitions: number): number {
+  const h = createHash("sha256").update(`${accountId}/${deviceId}`).digest();
+  return h.readUInt32BE(0) % partitions;
+}
+
+export function mailboxSubject(accountId: string, deviceId: number, partitions: number): string {
+  return `sp.mbox.${mailboxPartition(accountId, deviceId, partitions)}.${accountId}.${deviceId}`;
+}
+
+/** Core-NATS subject announcing new mail (a hint; the stream is the truth). */
+export const notifySubject = (accountId: string, deviceId: number) => `sp.notify.${accountId}.${deviceId}`;
+
+function bucketOptions(name: BucketName, replicas: number): Partial<KvOptions> {
+  const base: Partial<KvOptions> = { replicas, storage: StorageType.File, history: 1 };
+  switch (name) {
+    case "challenges":
+      return { ...base, ttl: 5 * 60 * 1000 };
+    case "sends":
+      return { ...base, ttl: DAY_MS };
+    case "deviceListHistory":
+      return { ...base, history: 1 };
+    default:
+      return base;
+  }
+}
+
+function streamConfigs(partitions: number, replicas: number): Partial<StreamConfig>[] {
+  const mailboxes = Array.from({ length: partitions }, (_, p) => ({
+    name: mailboxStreamName(p),
+    subjects: [`sp.mbox.${p}.*.*`],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: nanos(MAILBOX_RETENTION_MS),
+    duplicate_window: nanos(2 * 60 * 1000),
+    discard: DiscardPolicy.Old,
+    allow_direct: true,
+    num_replicas: replicas,
+  }));
+  return [
+    ...mailboxes,
+    {
+      name: BODY_STREAM,
+      subjects: ["sp.body.*"],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: nanos(MAILBOX_RETENTION_MS),
+      duplicate_window: nanos(2 * 60 * 1000),
+      max_msgs_per_subject: 1,
+      allow_direct: true,
+      num_replicas: replicas,
+    },
+  ];
+}
+
+/** Creates missing streams, updates changed ones; safe to run concurrently from many instances. */
+export async function ensureStreams(jsm: JetStreamManager, configs: Partial<StreamConfig>[]): Promise<void> {
+  for (const cfg of configs) {
+    try {
+      const info = await jsm.streams.info(cfg.name!);
+      const current = info.config as unknown as Record<string, unknown>;
+      const changed = Object.entries(cfg).some(([k, v]) => JSON.stringify(current[k]) !== JSON.stringify(v));
+      if (changed) await jsm.streams.update(cfg.name!, { ...info.config, ...cfg } as StreamConfig);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      try {
+        await jsm.streams.add(cfg as StreamConfig);
+      } catch (addErr) {
+        // Another instance created it between our info and add: fine.
+        if (!/already in use|already exists/i.test(String(addErr))) throw addErr;
+      }
+    }
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return /not found/i.test(String((err as Error)?.message ?? err));
+}
+
+export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, partitions: number, replicas: number): Promise<Layout> {
+  await ensureStreams(jsm, streamConfigs(partitions, replicas));
+  const buckets = {} as Record<BucketName, KV>;
+  for (const name of Object.keys(bucketNames) as BucketName[]) {
+    buckets[name] = await kvm.create(bucketNames[name], bucketOptions(name, replicas));
+  }
+  return { partitions, replicas, buckets };
+}

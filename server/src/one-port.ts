@@ -1,0 +1,105 @@
+/**
+ * One port, three protocols (Connect, gRPC, gRPC-Web) over HTTP/1.1 and h2c.
+ *
+ * Node's http2.createServer({ allowHTTP1 }) only falls back to HTTP/1.1 with TLS (ALPN). In
+ * clear text we peek at the first bytes of each connection instead: the HTTP/2 client
+ * preface ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") goes to an http2 server, anything else to an
+ * http server. Both serve the same handler. With TLS, ALPN picks the protocol.
+ */
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { readFileSync } from "node:fs";
+
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+export interface OnePortServer {
+  port: number;
+  /** Stops accepting, lets open requests finish for graceMs, then closes every connection. */
+  close(graceMs: number): Promise<void>;
+}
+
+export interface OnePortOptions {
+  host: string;
+  port: number;
+  handler: RequestHandler;
+  tls?: { certPath: string; keyPath: string };
+}
+
+export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer> {
+  const sockets = new Set<net.Socket>();
+  const h2Sessions = new Set<http2.Http2Session>();
+  const trackSessions = (server: http2.Http2Server | http2.Http2SecureServer) =>
+    server.on("session", (s: http2.Http2Session) => {
+      h2Sessions.add(s);
+      s.once("close", () => h2Sessions.delete(s));
+    });
+
+  let outer: net.Server;
+  let h1: http.Server | undefined;
+  if (opts.tls) {
+    const secure = http2.createSecureServer(
+      { cert: readFileSync(opts.tls.certPath), key: readFileSync(opts.tls.keyPath), allowHTTP1: true },
+      opts.handler as never,
+    );
+    trackSessions(secure);
+    outer = secure;
+  } else {
+    h1 = http.createServer(opts.handler as http.RequestListener);
+    // Long-lived server streams must not be cut by Node's default request timeouts.
+    h1.requestTimeout = 0;
+    h1.headersTimeout = 60_000;
+    h1.keepAliveTimeout = 65_000;
+    const h2 = http2.createServer({}, opts.handler as never);
+    trackSessions(h2);
+    const http1 = h1;
+    outer = net.createServer((socket) => {
+      let seen = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        seen = Buffer.concat([seen, chunk]);
+        const n = Math.min(seen.length, PREFACE.length);
+        const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
+        if (isH2 && seen.length < PREFACE.length) return; // need more bytes to decide
+        socket.off("data", onData);
+        socket.pause();
+        socket.unshift(seen);
+        // http2 reads the unshifted preface itself; resuming would drain it into the void.
+        (isH2 ? h2 : http1).emit("connection", socket);
+        if (!isH2) socket.resume();
+      };
+      socket.on("data", onData);
+      socket.on("error", () => socket.destroy());
+    });
+  }
+  outer.on("connection", (s: net.Socket) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    outer.once("error", reject);
+    outer.listen(opts.port, opts.host, () => {
+      outer.off("error", reject);
+      resolve();
+    });
+  });
+  const address = outer.address() as net.AddressInfo;
+
+  return {
+    port: address.port,
+    async close(graceMs: number) {
+      const closed = new Promise<void>((resolve) => outer.close(() => resolve()));
+      for (const s of h2Sessions) s.close(); // GOAWAY: finish open streams, accept no new ones
+      h1?.closeIdleConnections();
+      const deadline = Date.now() + graceMs;
+      while (sockets.size > 0 && Date.now() < deadline) {
+        h1?.closeIdleConnections();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}

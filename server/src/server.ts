@@ -1,0 +1,135 @@
+/**
+ * The composition root of one server instance: NATS (embedded or external), the JetStream
+ * layout, the services, and one port serving Connect, gRPC and gRPC-Web. Stateless: all
+ * state lives in JetStream, so any number of instances can share one NATS cluster.
+ */
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { randomBytes } from "node:crypto";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
+import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
+import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { ServerConfig } from "./config.js";
+import { createLogger, type Logger } from "./logger.js";
+import { startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
+import { connectNats } from "./nats/connection.js";
+import { ensureLayout } from "./nats/layout.js";
+import { loadTokenSecret } from "./auth/token-secret.js";
+import { TokenSigner } from "./auth/tokens.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { HealthStatus, healthService } from "./health/health-service.js";
+import { listenOnePort } from "./one-port.js";
+import { withCors } from "./cors.js";
+import { callLogInterceptor } from "./interceptors.js";
+import { createDirectory } from "./directory/service.js";
+import { createDelivery } from "./delivery/service.js";
+import type { ServerContext } from "./server-context.js";
+
+/** Largest request message: a Send with a 256 KiB body and 1000 entries of up to 4 KiB. */
+export const READ_MAX_BYTES = 5 * 1024 * 1024;
+
+export interface RunningServer {
+  port: number;
+  /** http://host:port */
+  url: string;
+  natsUrl: string;
+  context: ServerContext;
+  /** Drains streams, closes the port and NATS, stops an embedded nats-server. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface ServerDeps {
+  log?: Logger;
+  now?: () => number;
+  random?: (n: number) => Uint8Array;
+}
+
+export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
+  const log = deps.log ?? createLogger(config.logLevel);
+  const now = deps.now ?? Date.now;
+  const random = deps.random ?? ((n: number) => new Uint8Array(randomBytes(n)));
+
+  let embedded: EmbeddedNats | undefined;
+  let natsUrl = config.natsUrl;
+  if (!natsUrl) {
+    embedded = await startEmbeddedNats({ dataDir: config.dataDir, bin: config.natsServerBin });
+    natsUrl = embedded.url;
+    log.info("embedded nats-server started", { url: natsUrl, version: embedded.version, dataDir: config.dataDir });
+  }
+  const nats = await connectNats(natsUrl);
+  try {
+    warnAboutDurability(log, config, nats.serverVersion, embedded);
+    const layout = await ensureLayout(nats.jsm, nats.kvm, config.mailboxPartitions, config.replicas);
+    const tokens = new TokenSigner(await loadTokenSecret(layout.buckets.config, config.tokenSecret), now);
+    const shutdown = new AbortController();
+    const context: ServerContext = { config, log, nats, layout, tokens, now, random, shutdownSignal: shutdown.signal };
+
+    const directory = await createDirectory(context);
+    const auth = new Authenticator(tokens, directory.deviceStatus);
+    const delivery = await createDelivery(context, auth, directory);
+    const health = new HealthStatus([DirectoryService.typeName, DeliveryService.typeName]);
+
+    const handler = connectNodeAdapter({
+      routes: (router) => {
+        router.service(Health, healthService(health));
+        router.service(DirectoryService, directory.impl);
+        router.service(DeliveryService, delivery.impl);
+      },
+      interceptors: [callLogInterceptor(log, now)],
+      readMaxBytes: READ_MAX_BYTES,
+      writeMaxBytes: READ_MAX_BYTES,
+      shutdownSignal: shutdown.signal,
+    });
+    const server = await listenOnePort({
+      host: config.host,
+      port: config.port,
+      handler: withCors(handler),
+      tls: config.tlsCert ? { certPath: config.tlsCert, keyPath: config.tlsKey } : undefined,
+    });
+    health.setAll(Status.SERVING);
+    watchNatsStatus(nats, health, log);
+    const scheme = config.tlsCert ? "https" : "http";
+    log.info("listening", { url: `${scheme}://${config.host}:${server.port}`, protocols: "connect,grpc,grpc-web", nats: natsUrl });
+
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        health.setAll(Status.NOT_SERVING);
+        shutdown.abort();
+        await server.close(config.shutdownGraceSeconds * 1000);
+        await delivery.close();
+        await directory.close();
+        await nats.nc.drain().catch(() => nats.nc.close());
+        await embedded?.stop();
+        log.info("stopped");
+      })());
+    return { port: server.port, url: `${scheme}://${config.host}:${server.port}`, natsUrl, context, close };
+  } catch (err) {
+    await nats.nc.close().catch(() => {});
+    await embedded?.stop();
+    throw err;
+  }
+}
+
+function warnAboutDurability(log: Logger, config: ServerConfig, version: string, embedded?: EmbeddedNats): void {
+  if (config.replicas > 1) return;
+  if (embedded?.syncAlways) return;
+  log.warn(
+    "running JetStream with 1 replica and without sync_interval: always; a power loss (not a process crash) can lose acknowledged messages. Use R3 in production, see docs/OPERATIONS.md",
+    { natsVersion: version },
+  );
+}
+
+/** Mirrors NATS connectivity into health so balancers route around an instance that lost NATS. */
+function watchNatsStatus(nats: ServerContext["nats"], health: HealthStatus, log: Logger): void {
+  void (async () => {
+    for await (const s of nats.nc.status()) {
+      if (s.type === "disconnect") {
+        log.warn("nats disconnected");
+        health.setAll(Status.NOT_SERVING);
+      } else if (s.type === "reconnect") {
+        log.info("nats reconnected");
+        health.setAll(Status.SERVING);
+      }
+    }
+  })().catch(() => {});
+}

@@ -1,0 +1,43 @@
+/**
+ * Streams and buckets are created or updated idempotently, also when several instances
+ * start at once against one NATS.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestNats, type TestNats } from "@sealpost/test-support/index.js";
+import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
+import { ensureLayout, mailboxPartition, mailboxStreamName, mailboxSubject, MAILBOX_RETENTION_MS } from "@sealpost/server/nats/layout.js";
+
+let nats: TestNats;
+let conn: Nats;
+beforeAll(async () => {
+  nats = await startTestNats({ forceOwn: true });
+  conn = await connectNats(nats.url);
+});
+afterAll(async () => {
+  await conn?.nc.close();
+  await nats?.stop();
+});
+
+describe("JetStream layout", () => {
+  it("is created once even when three instances start concurrently", async () => {
+    await Promise.all([1, 2, 3].map(() => ensureLayout(conn.jsm, conn.kvm, 4, 1)));
+    const names: string[] = [];
+    for await (const s of conn.jsm.streams.list()) names.push(s.config.name);
+    for (let p = 0; p < 4; p++) expect(names).toContain(mailboxStreamName(p));
+    const info = await conn.jsm.streams.info(mailboxStreamName(0));
+    expect(info.config.max_age).toBe(MAILBOX_RETENTION_MS * 1_000_000);
+    expect(info.config.allow_direct).toBe(true);
+    // Stored data survives a second start.
+    const layout = await ensureLayout(conn.jsm, conn.kvm, 4, 1);
+    await layout.buckets.config.put("probe", new TextEncoder().encode("kept"));
+    const again = await ensureLayout(conn.jsm, conn.kvm, 4, 1);
+    expect(new TextDecoder().decode((await again.buckets.config.get("probe"))!.value)).toBe("kept");
+  });
+
+  it("hashes a device onto a stable partition", () => {
+    expect(mailboxPartition("alice", 1, 4)).toBe(mailboxPartition("alice", 1, 4));
+    const spread = new Set(Array.from({ length: 64 }, (_, i) => mailboxPartition(`user${i}`, 1, 4)));
+    expect(spread.size).toBe(4);
+    expect(mailboxSubject("alice", 2, 4)).toMatch(/^sp\.mbox\.[0-3]\.alice\.2$/);
+  });
+});

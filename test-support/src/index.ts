@@ -1,0 +1,3 @@
+export * from "./nats-server.js";
+export * from "./sealpost-server.js";
+export * from "./transports.js";

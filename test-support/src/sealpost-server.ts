@@ -1,0 +1,15 @@
+/**
+ * A sealpost server instance for tests, in this process, on a free loopback port, against a
+ * given NATS URL. Several instances against one NATS model a horizontally scaled deployment.
+ */
+import { defaultConfig, type ServerConfig } from "@sealpost/server/config.js";
+import { startServer, type RunningServer, type ServerDeps } from "@sealpost/server/server.js";
+import { createLogger, silentLogger } from "@sealpost/server/logger.js";
+
+export async function startTestServer(natsUrl: string, over: Partial<ServerConfig> = {}, deps: ServerDeps = {}): Promise<RunningServer> {
+  const log = process.env.SEALPOST_TEST_LOGS ? createLogger("debug") : silentLogger;
+  return startServer(
+    defaultConfig({ natsUrl, port: 0, host: "127.0.0.1", shutdownGraceSeconds: 1, tokenSecret: "test-secret-test-secret-test-secret!", ...over }),
+    { log, ...deps },
+  );
+}
