@@ -8,6 +8,8 @@
  *   No consumers: readers catch up by direct get and learn of new mail from core-NATS
  *   notifications on sp.notify.<account>.<device>.
  * - bodies: SP_BODIES, subjects sp.body.<key>: a Send's shared ciphertext stored once.
+ * - attachments: SP_ATTACHMENTS, subjects sp.att.<id>.<index> (one chunk each), metadata in
+ *   the attachments bucket; receivers: the newest Receive stream per device (takeover order).
  * - directory: KV buckets for accounts (current signed device list), device-list history,
  *   prekeys, one-time prekeys, auth challenges; config (shared token secret); sends
  *   (idempotency records).
@@ -29,6 +31,8 @@ export const bucketNames = {
   challenges: "sp_challenges",
   config: "sp_config",
   sends: "sp_sends",
+  attachments: "sp_attachments",
+  receivers: "sp_receivers",
 } as const;
 
 export type BucketName = keyof typeof bucketNames;
@@ -42,6 +46,8 @@ export interface Layout {
 export const mailboxStreamName = (partition: number) => `SP_MAILBOX_${partition}`;
 export const BODY_STREAM = "SP_BODIES";
 export const bodySubject = (key: string) => `sp.body.${key}`;
+export const ATTACHMENT_STREAM = "SP_ATTACHMENTS";
+export const attachmentChunkSubject = (id: string, index: number) => `sp.att.${id}.${index}`;
 
 /** Stable partition of a device: first 4 bytes of SHA-256("account/device") mod K. */
 export function mailboxPartition(accountId: string, deviceId: number, partitions: number): number {
@@ -62,6 +68,11 @@ function bucketOptions(name: BucketName, replicas: number): Partial<KvOptions> {
     case "challenges":
       return { ...base, ttl: 5 * 60 * 1000 };
     case "sends":
+      return { ...base, ttl: DAY_MS };
+    case "attachments":
+      return { ...base, ttl: MAILBOX_RETENTION_MS };
+    case "receivers":
+      // Only the revision order matters (newest Receive stream wins); entries may expire.
       return { ...base, ttl: DAY_MS };
     case "deviceListHistory":
       return { ...base, history: 1 };
@@ -87,6 +98,18 @@ function streamConfigs(partitions: number, replicas: number): Partial<StreamConf
     {
       name: BODY_STREAM,
       subjects: ["sp.body.*"],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: nanos(MAILBOX_RETENTION_MS),
+      duplicate_window: nanos(2 * 60 * 1000),
+      max_msgs_per_subject: 1,
+      allow_direct: true,
+      num_replicas: replicas,
+    },
+    {
+      // Attachment chunks, sp.att.<id>.<index>; a retried chunk replaces the previous copy.
+      name: ATTACHMENT_STREAM,
+      subjects: ["sp.att.*.*"],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       max_age: nanos(MAILBOX_RETENTION_MS),
