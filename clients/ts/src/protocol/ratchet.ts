@@ -1,0 +1,338 @@
+/**
+ * The Double Ratchet (Signal, "The Double Ratchet Algorithm", rev. 4, 2016/2025) with
+ * header fields authenticated, not encrypted, and a bounded MKSKIPPED.
+ *
+ * Decryption never mutates the state until the AEAD tag has verified: `planDecrypt` computes
+ * everything on the side and returns `commit()`. A forged, corrupt, replayed or too-far-ahead
+ * message therefore leaves the session exactly as it was.
+ */
+import { bytesEqual, wipe } from "../crypto/bytes.js";
+import { DecryptionError, DuplicateMessageError, InvalidKeyError, TooFarAheadError } from "../crypto/errors.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+import { kdfChain, kdfRoot, messageKeyMaterial } from "./kdf.js";
+import { PROTOCOL_VERSION, RATCHET_AD_LABEL } from "./labels.js";
+import { MAX_FORWARD_JUMP, MAX_OLD_RATCHET_KEYS, MAX_SKIPPED_KEYS } from "./limits.js";
+import type { SessionState, SkippedKey } from "./ratchet-state.js";
+
+/** The authenticated header of a RatchetMessage. */
+export interface RatchetHeader {
+  ratchetKey: Uint8Array;
+  previousCounter: number;
+  counter: number;
+}
+
+const AD_LENGTH = RATCHET_AD_LABEL.length + 1 + 32 + 32 + 32 + 4 + 4;
+
+/**
+ * The associated data of a RatchetMessage, a fixed 132-byte layout:
+ * "sealpost.ratchet-message.v1" (27) || u8 version (1) || sender IK (32) || recipient IK (32)
+ * || ratchet_key (32) || u32be previous_chain_length || u32be counter.
+ */
+export function ratchetAssociatedData(senderIdentity: Uint8Array, recipientIdentity: Uint8Array, header: RatchetHeader): Uint8Array {
+  const ad = new Uint8Array(AD_LENGTH);
+  let o = 0;
+  ad.set(RATCHET_AD_LABEL, o);
+  o += RATCHET_AD_LABEL.length;
+  ad[o++] = PROTOCOL_VERSION;
+  ad.set(senderIdentity, o);
+  o += 32;
+  ad.set(recipientIdentity, o);
+  o += 32;
+  ad.set(header.ratchetKey, o);
+  o += 32;
+  const dv = new DataView(ad.buffer);
+  dv.setUint32(o, header.previousCounter >>> 0, false);
+  dv.setUint32(o + 4, header.counter >>> 0, false);
+  return ad;
+}
+
+/** RatchetInitAlice: the initiator's state from SK and the responder's signed prekey. Draws 32 random bytes. */
+export function initInitiator(
+  provider: CryptoProvider,
+  sharedSecret: Uint8Array,
+  localIdentityKey: Uint8Array,
+  remoteIdentityKey: Uint8Array,
+  remoteSignedPrekey: Uint8Array,
+  baseKey: Uint8Array,
+  nowMs: number,
+): SessionState {
+  const sendingRatchetPrivate = provider.random(32);
+  const sendingRatchetKey = provider.x25519PublicKey(sendingRatchetPrivate);
+  const dh = provider.x25519(sendingRatchetPrivate, remoteSignedPrekey);
+  const { rootKey, chainKey } = kdfRoot(provider, sharedSecret, dh);
+  wipe(dh, sharedSecret);
+  return {
+    version: 1,
+    localIdentityKey,
+    remoteIdentityKey,
+    baseKey,
+    initiator: true,
+    rootKey,
+    sendingRatchetPrivate,
+    sendingRatchetKey,
+    sendingChainKey: chainKey,
+    sendingCounter: 0,
+    previousCounter: 0,
+    receivingRatchetKey: remoteSignedPrekey,
+    receivingChainKey: undefined,
+    receivingCounter: 0,
+    oldRatchetKeys: [],
+    skipped: [],
+    createdAtMs: nowMs,
+  };
+}
+
+/** RatchetInitBob: the responder's state; its first ratchet key pair is the signed prekey. */
+export function initResponder(
+  sharedSecret: Uint8Array,
+  localIdentityKey: Uint8Array,
+  remoteIdentityKey: Uint8Array,
+  signedPrekeyPrivate: Uint8Array,
+  signedPrekeyPublic: Uint8Array,
+  baseKey: Uint8Array,
+  nowMs: number,
+): SessionState {
+  return {
+    version: 1,
+    localIdentityKey,
+    remoteIdentityKey,
+    baseKey,
+    initiator: false,
+    rootKey: sharedSecret,
+    sendingRatchetPrivate: signedPrekeyPrivate.slice(),
+    sendingRatchetKey: signedPrekeyPublic,
+    sendingChainKey: undefined,
+    sendingCounter: 0,
+    previousCounter: 0,
+    receivingRatchetKey: undefined,
+    receivingChainKey: undefined,
+    receivingCounter: 0,
+    oldRatchetKeys: [],
+    skipped: [],
+    createdAtMs: nowMs,
+  };
+}
+
+/** True when the session can send now (the responder must first receive). */
+export function canSend(state: SessionState): boolean {
+  return state.sendingChainKey !== undefined || state.receivingRatchetKey !== undefined;
+}
+
+/**
+ * RatchetEncrypt. Mutates `state` (sending cannot fail halfway). When a receiving DH step
+ * happened since the last send, first does the sending half of the DH ratchet, drawing 32
+ * random bytes for the new ratchet key.
+ */
+export function ratchetEncrypt(
+  provider: CryptoProvider,
+  state: SessionState,
+  plaintext: Uint8Array,
+): { header: RatchetHeader; ciphertext: Uint8Array } {
+  if (state.sendingChainKey === undefined) {
+    if (state.receivingRatchetKey === undefined) throw new InvalidKeyError("session cannot send before it has received");
+    const priv = provider.random(32);
+    const pub = provider.x25519PublicKey(priv);
+    const dh = provider.x25519(priv, state.receivingRatchetKey);
+    const next = kdfRoot(provider, state.rootKey, dh);
+    wipe(dh, state.rootKey, state.sendingRatchetPrivate);
+    state.previousCounter = state.sendingCounter;
+    state.sendingCounter = 0;
+    state.sendingRatchetPrivate = priv;
+    state.sendingRatchetKey = pub;
+    state.rootKey = next.rootKey;
+    state.sendingChainKey = next.chainKey;
+  }
+  const step = kdfChain(provider, state.sendingChainKey);
+  const header: RatchetHeader = {
+    ratchetKey: state.sendingRatchetKey,
+    previousCounter: state.previousCounter,
+    counter: state.sendingCounter,
+  };
+  const { key, nonce } = messageKeyMaterial(provider, step.messageKey);
+  const ad = ratchetAssociatedData(state.localIdentityKey, state.remoteIdentityKey, header);
+  const ciphertext = provider.aesGcmSeal(key, nonce, plaintext, ad);
+  wipe(key, step.messageKey, state.sendingChainKey);
+  state.sendingChainKey = step.chainKey;
+  state.sendingCounter++;
+  return { header, ciphertext };
+}
+
+/** A verified decryption whose state change has not been applied yet. */
+export interface DecryptPlan {
+  plaintext: Uint8Array;
+  /** Applies the state change to the state the plan was made from. Call at most once. */
+  commit(): void;
+  /** Wipes the side-computed keys without applying them. */
+  discard(): void;
+}
+
+function findSkipped(state: SessionState, ratchetKey: Uint8Array, counter: number): number {
+  const s = state.skipped;
+  for (let i = s.length - 1; i >= 0; i--) {
+    if (s[i].counter === counter && bytesEqual(s[i].ratchetKey, ratchetKey)) return i;
+  }
+  return -1;
+}
+
+function open(provider: CryptoProvider, state: SessionState, header: RatchetHeader, messageKey: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+  const { key, nonce } = messageKeyMaterial(provider, messageKey);
+  const ad = ratchetAssociatedData(state.remoteIdentityKey, state.localIdentityKey, header);
+  const plaintext = provider.aesGcmOpen(key, nonce, ciphertext, ad);
+  wipe(key);
+  if (plaintext === undefined) throw new DecryptionError("message authentication failed");
+  return plaintext;
+}
+
+/** Derives the keys of messages [from, to) of a chain; returns them and the chain key at `to`. */
+function skipKeys(provider: CryptoProvider, ratchetKey: Uint8Array, chainKey: Uint8Array, from: number, to: number, out: SkippedKey[]): Uint8Array {
+  let ck = chainKey;
+  for (let n = from; n < to; n++) {
+    const step = kdfChain(provider, ck);
+    out.push({ ratchetKey, counter: n, messageKey: step.messageKey });
+    if (ck !== chainKey) wipe(ck);
+    ck = step.chainKey;
+  }
+  return ck;
+}
+
+function storeSkipped(state: SessionState, added: SkippedKey[]): void {
+  if (added.length === 0) return;
+  for (const k of added) state.skipped.push(k);
+  const excess = state.skipped.length - MAX_SKIPPED_KEYS;
+  if (excess > 0) for (const k of state.skipped.splice(0, excess)) wipe(k.messageKey);
+}
+
+/**
+ * RatchetDecrypt, planned: throws DuplicateMessageError, TooFarAheadError, DecryptionError or
+ * InvalidKeyError without touching `state`; on success returns the plaintext and a commit.
+ */
+export function planDecrypt(provider: CryptoProvider, state: SessionState, header: RatchetHeader, ciphertext: Uint8Array): DecryptPlan {
+  // 1. A key skipped earlier.
+  const idx = findSkipped(state, header.ratchetKey, header.counter);
+  if (idx >= 0) {
+    const entry = state.skipped[idx];
+    const plaintext = open(provider, state, header, entry.messageKey, ciphertext);
+    return {
+      plaintext,
+      commit() {
+        const at = state.skipped.indexOf(entry);
+        if (at >= 0) state.skipped.splice(at, 1);
+        wipe(entry.messageKey);
+        state.pendingPrekey = undefined;
+      },
+      discard() {},
+    };
+  }
+
+  // 2. The current receiving chain.
+  if (state.receivingChainKey !== undefined && state.receivingRatchetKey !== undefined && bytesEqual(header.ratchetKey, state.receivingRatchetKey)) {
+    if (header.counter < state.receivingCounter) throw new DuplicateMessageError("message key already used");
+    if (header.counter - state.receivingCounter > MAX_FORWARD_JUMP) throw new TooFarAheadError("message too far ahead in its chain");
+    const added: SkippedKey[] = [];
+    const ck = skipKeys(provider, header.ratchetKey, state.receivingChainKey, state.receivingCounter, header.counter, added);
+    const step = kdfChain(provider, ck);
+    if (ck !== state.receivingChainKey) wipe(ck);
+    const discard = () => {
+      wipe(step.chainKey);
+      for (const k of added) wipe(k.messageKey);
+    };
+    let plaintext: Uint8Array;
+    try {
+      plaintext = open(provider, state, header, step.messageKey, ciphertext);
+    } catch (e) {
+      discard();
+      throw e;
+    } finally {
+      wipe(step.messageKey);
+    }
+    return {
+      plaintext,
+      commit() {
+        wipe(state.receivingChainKey);
+        state.receivingChainKey = step.chainKey;
+        state.receivingCounter = header.counter + 1;
+        storeSkipped(state, added);
+        state.pendingPrekey = undefined;
+      },
+      discard,
+    };
+  }
+
+  // 3. An earlier chain whose key for this counter is gone: consumed (or evicted).
+  if (state.oldRatchetKeys.some((k) => bytesEqual(k, header.ratchetKey))) {
+    throw new DuplicateMessageError("message key already used or expired");
+  }
+
+  // 4. A new ratchet key: finish the current chain up to PN, then the receiving DH step.
+  if (header.counter > MAX_FORWARD_JUMP) throw new TooFarAheadError("message too far ahead in its chain");
+  const added: SkippedKey[] = [];
+  if (state.receivingChainKey !== undefined && state.receivingRatchetKey !== undefined) {
+    if (header.previousCounter - state.receivingCounter > MAX_FORWARD_JUMP) throw new TooFarAheadError("previous chain too long");
+    const end = skipKeys(provider, state.receivingRatchetKey, state.receivingChainKey, state.receivingCounter, header.previousCounter, added);
+    if (end !== state.receivingChainKey) wipe(end);
+  }
+  let dh: Uint8Array;
+  try {
+    dh = provider.x25519(state.sendingRatchetPrivate, header.ratchetKey);
+  } catch (e) {
+    for (const k of added) wipe(k.messageKey);
+    throw e instanceof InvalidKeyError ? new DecryptionError("invalid ratchet key") : e;
+  }
+  const root = kdfRoot(provider, state.rootKey, dh);
+  wipe(dh);
+  const ratchetKey = header.ratchetKey.slice();
+  const ck = skipKeys(provider, ratchetKey, root.chainKey, 0, header.counter, added);
+  const step = kdfChain(provider, ck);
+  if (ck !== root.chainKey) wipe(ck);
+  const discard = () => {
+    wipe(step.chainKey, root.rootKey, root.chainKey);
+    for (const k of added) wipe(k.messageKey);
+  };
+  let plaintext: Uint8Array;
+  try {
+    plaintext = open(provider, state, header, step.messageKey, ciphertext);
+  } catch (e) {
+    discard();
+    throw e;
+  } finally {
+    wipe(step.messageKey);
+  }
+  return {
+    plaintext,
+    commit() {
+      if (state.receivingRatchetKey !== undefined && state.receivingChainKey !== undefined) {
+        state.oldRatchetKeys.unshift(state.receivingRatchetKey);
+        if (state.oldRatchetKeys.length > MAX_OLD_RATCHET_KEYS) state.oldRatchetKeys.length = MAX_OLD_RATCHET_KEYS;
+      }
+      wipe(state.receivingChainKey, state.rootKey, state.sendingChainKey, root.chainKey);
+      state.receivingRatchetKey = ratchetKey;
+      state.receivingChainKey = step.chainKey;
+      state.receivingCounter = header.counter + 1;
+      state.rootKey = root.rootKey;
+      // The sending half of the DH step happens at the next send (ratchetEncrypt).
+      state.sendingChainKey = undefined;
+      storeSkipped(state, added);
+      state.pendingPrekey = undefined;
+    },
+    discard,
+  };
+}
+
+/** Copies a state deeply (tests and store implementations that must not alias). */
+export function cloneState(s: SessionState): SessionState {
+  return {
+    ...s,
+    localIdentityKey: s.localIdentityKey.slice(),
+    remoteIdentityKey: s.remoteIdentityKey.slice(),
+    baseKey: s.baseKey.slice(),
+    rootKey: s.rootKey.slice(),
+    sendingRatchetPrivate: s.sendingRatchetPrivate.slice(),
+    sendingRatchetKey: s.sendingRatchetKey.slice(),
+    sendingChainKey: s.sendingChainKey?.slice(),
+    receivingRatchetKey: s.receivingRatchetKey?.slice(),
+    receivingChainKey: s.receivingChainKey?.slice(),
+    oldRatchetKeys: s.oldRatchetKeys.map((k) => k.slice()),
+    skipped: s.skipped.map((k) => ({ ratchetKey: k.ratchetKey.slice(), counter: k.counter, messageKey: k.messageKey.slice() })),
+    pendingPrekey: s.pendingPrekey ? { ...s.pendingPrekey, baseKey: s.pendingPrekey.baseKey.slice(), kemCiphertext: s.pendingPrekey.kemCiphertext.slice() } : undefined,
+  };
+}

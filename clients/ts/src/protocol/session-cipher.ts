@@ -1,0 +1,435 @@
+/**
+ * SessionCipher: pairwise sessions with other devices plus per-device fan-out of one sealed
+ * body (docs/PROTOCOL.md, "Envelopes"). One message for N devices costs one body
+ * encryption and N small ratchet steps.
+ *
+ * Every operation on a remote device runs under a per-address lock, so concurrent sends and
+ * receives never interleave their load/modify/save of that device's session. Decryption
+ * commits nothing (session, one-time prekey, channel counters) until the entry authenticated
+ * and its payload checked out against the shared body and the addresses.
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { DeviceAddressSchema, type DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
+import type { KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
+import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import {
+  DeviceEnvelopeSchema,
+  EntryPayloadSchema,
+  PrekeyMessageSchema,
+  RatchetMessageSchema,
+  type EntryPayload,
+  type PrekeyMessage,
+  type RatchetMessage,
+} from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
+import { bytesEqual, constantTimeEqual, wipe } from "../crypto/bytes.js";
+import {
+  AddressMismatchError,
+  BodyMismatchError,
+  InvalidMessageError,
+  MissingPrekeyError,
+  NoSessionError,
+  SealpostCryptoError,
+  UnsupportedVersionError,
+  UntrustedIdentityError,
+} from "../crypto/errors.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+import { MLKEM768_CIPHERTEXT_BYTES } from "../crypto/provider.js";
+import { addressKey, type ProtocolStores } from "../store/interfaces.js";
+import { emptyChannelState, observeSequence, type ChannelReport } from "./channel.js";
+import type { LocalIdentity } from "./identity.js";
+import { PROTOCOL_VERSION } from "./labels.js";
+import { MAX_PREVIOUS_SESSIONS } from "./limits.js";
+import { pqxdhInitiate, pqxdhRespond } from "./pqxdh.js";
+import { verifyKeyBundle, type VerifiedBundle } from "./prekeys.js";
+import { canSend, initInitiator, initResponder, planDecrypt, ratchetEncrypt, type DecryptPlan, type RatchetHeader } from "./ratchet.js";
+import type { SessionRecord, SessionState } from "./ratchet-state.js";
+import { openSealedBody, parseSharedBody, sealBody } from "./sealed-body.js";
+
+/** A device, by account and device id. */
+export interface Address {
+  accountId: string;
+  deviceId: number;
+}
+
+/** One recipient device of a fan-out; `bundle` starts a session when there is none. */
+export interface Recipient {
+  address: Address;
+  bundle?: KeyBundle;
+}
+
+/** The result of encryptForDevices: what goes into a SendRequest. */
+export interface EncryptedMessage {
+  messageId: Uint8Array;
+  /** Serialized SharedBody (SendRequest.shared_body). */
+  sharedBody: Uint8Array;
+  /** Serialized DeviceEnvelope per device (SendEntry.entry). */
+  entries: { address: Address; entry: Uint8Array; channelSequence: number }[];
+}
+
+/** A decrypted entry and its body. */
+export interface DecryptedMessage {
+  sender: Address;
+  messageId: Uint8Array;
+  /** The content; undefined for sender-key group bodies (the group layer opens those). */
+  content?: Content;
+  /** The verified entry payload (content key included: keep it secret). */
+  payload: EntryPayload;
+  channel: ChannelReport;
+  /** True when this entry started a new session (a PrekeyMessage). */
+  newSession: boolean;
+}
+
+export interface SessionCipherOptions {
+  /** Milliseconds since the epoch (injected for tests). */
+  now?: () => number;
+  /**
+   * When true, processBundle refuses bundles of devices whose identity was not recorded
+   * first (IdentityStore.saveRemoteIdentity from a verified device list). Default false:
+   * a first-seen bundle identity is recorded, and the caller is responsible for having
+   * checked it against the device list.
+   */
+  requireKnownIdentity?: boolean;
+}
+
+function sameAddress(a: DeviceAddress | undefined, b: Address): boolean {
+  return a !== undefined && a.accountId === b.accountId && a.deviceId === b.deviceId;
+}
+
+function header(m: RatchetMessage): RatchetHeader {
+  if (m.version !== PROTOCOL_VERSION) throw new UnsupportedVersionError(`ratchet message version ${m.version}`);
+  if (m.ratchetKey.length !== 32) throw new InvalidMessageError("ratchet key must be 32 bytes");
+  return { ratchetKey: m.ratchetKey, previousCounter: m.previousChainLength, counter: m.counter };
+}
+
+export class SessionCipher {
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private local?: LocalIdentity;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly provider: CryptoProvider,
+    private readonly stores: ProtocolStores,
+    readonly localAddress: Address,
+    private readonly options: SessionCipherOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  private async localIdentity(): Promise<LocalIdentity> {
+    this.local ??= await this.stores.identity.getLocalIdentity();
+    if (!this.local) throw new NoSessionError("no local identity in the identity store");
+    return this.local;
+  }
+
+  /** Runs fn with the lock of one remote device. */
+  private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(key, tail);
+    void tail.then(() => {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    });
+    return run;
+  }
+
+  /** True when a session exists that can send to `address`. */
+  async hasSession(address: Address): Promise<boolean> {
+    const record = await this.stores.sessions.load(addressKey(address));
+    return record?.current !== undefined && canSend(record.current);
+  }
+
+  /** Verifies a bundle (signatures, sizes, identity trust) without changing anything. */
+  private async checkBundle(address: Address, bundle: KeyBundle): Promise<VerifiedBundle> {
+    const verified = verifyKeyBundle(this.provider, bundle);
+    const known = await this.stores.identity.getRemoteIdentity(addressKey(address));
+    if (known) {
+      if (!bytesEqual(known.signingKey, verified.identity.signingKey) || !bytesEqual(known.dhKey, verified.identity.dhKey)) {
+        throw new UntrustedIdentityError(`bundle identity of ${addressKey(address)} differs from the recorded one`);
+      }
+    } else if (this.options.requireKnownIdentity) {
+      throw new UntrustedIdentityError(`no recorded identity for ${addressKey(address)}`);
+    }
+    return verified;
+  }
+
+  private async startSession(address: Address, verified: VerifiedBundle): Promise<SessionRecord> {
+    const key = addressKey(address);
+    const local = await this.localIdentity();
+    if (!(await this.stores.identity.getRemoteIdentity(key))) await this.stores.identity.saveRemoteIdentity(key, verified.identity);
+    const init = pqxdhInitiate(this.provider, local, verified);
+    const state = initInitiator(this.provider, init.sharedSecret, local.dhKey, verified.identity.dhKey, verified.signedPrekey.publicKey, init.baseKey, this.now());
+    state.pendingPrekey = {
+      signedPrekeyId: init.signedPrekeyId,
+      oneTimePrekeyId: init.oneTimePrekeyId,
+      kemPrekeyId: init.kemPrekeyId,
+      baseKey: init.baseKey,
+      kemCiphertext: init.kemCiphertext,
+    };
+    const record = (await this.stores.sessions.load(key)) ?? { previous: [] };
+    archive(record, state);
+    await this.stores.sessions.save(key, record);
+    return record;
+  }
+
+  /** Starts a session with a device from its key bundle (rejects bad signatures). */
+  async processBundle(address: Address, bundle: KeyBundle): Promise<void> {
+    const verified = await this.checkBundle(address, bundle);
+    await this.withLock(addressKey(address), () => this.startSession(address, verified));
+  }
+
+  /**
+   * Encrypts `content` once and carries its key to every recipient device through the
+   * pairwise sessions. Throws NoSessionError (naming every such device) before changing
+   * anything when a device has neither a session nor a bundle; bundle signatures are all
+   * checked first too.
+   */
+  async encryptForDevices(content: Content, recipients: Recipient[], options: { messageId?: Uint8Array } = {}): Promise<EncryptedMessage> {
+    const local = await this.localIdentity();
+    const verified = new Map<string, VerifiedBundle>();
+    const missing: string[] = [];
+    for (const r of recipients) {
+      const key = addressKey(r.address);
+      if (await this.hasSession(r.address)) continue;
+      if (r.bundle) verified.set(key, await this.checkBundle(r.address, r.bundle));
+      else missing.push(key);
+    }
+    if (missing.length > 0) throw new NoSessionError(`no session and no bundle for ${missing.join(", ")}`);
+
+    const messageId = options.messageId ?? this.provider.random(16);
+    if (messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
+    let body = content;
+    if (content.messageId.length === 0) body = create(ContentSchema, { ...content, messageId });
+    const contentKey = this.provider.random(32);
+    const sharedBody = sealBody(this.provider, contentKey, messageId, toBinary(ContentSchema, body));
+    const bodySha256 = this.provider.sha256(sharedBody);
+    const sender = create(DeviceAddressSchema, { accountId: this.localAddress.accountId, deviceId: this.localAddress.deviceId });
+
+    const entries: EncryptedMessage["entries"] = [];
+    try {
+      for (const r of recipients) {
+        const key = addressKey(r.address);
+        const entry = await this.withLock(key, async () => {
+          let record = await this.stores.sessions.load(key);
+          if (!record?.current || !canSend(record.current)) {
+            const v = verified.get(key);
+            if (!v) throw new NoSessionError(`no session with ${key}`);
+            record = await this.startSession(r.address, v);
+          }
+          const state = record.current as SessionState;
+          const sequence = (await this.stores.channels.loadSent(key)) + 1;
+          const payload = create(EntryPayloadSchema, {
+            sender,
+            recipient: create(DeviceAddressSchema, { accountId: r.address.accountId, deviceId: r.address.deviceId }),
+            channelSequence: BigInt(sequence),
+            contentKey,
+            bodySha256,
+            messageId,
+          });
+          const plain = toBinary(EntryPayloadSchema, payload);
+          const { header: h, ciphertext } = ratchetEncrypt(this.provider, state, plain);
+          wipe(plain);
+          const message = create(RatchetMessageSchema, {
+            version: PROTOCOL_VERSION,
+            ratchetKey: h.ratchetKey,
+            previousChainLength: h.previousCounter,
+            counter: h.counter,
+            ciphertext,
+          });
+          const p = state.pendingPrekey;
+          const envelope = p
+            ? create(DeviceEnvelopeSchema, {
+                kind: {
+                  case: "prekey",
+                  value: create(PrekeyMessageSchema, {
+                    version: PROTOCOL_VERSION,
+                    identityDhKey: local.dhKey,
+                    baseKey: p.baseKey,
+                    signedPrekeyId: p.signedPrekeyId,
+                    oneTimePrekeyId: p.oneTimePrekeyId,
+                    kemPrekeyId: p.kemPrekeyId,
+                    kemCiphertext: p.kemCiphertext,
+                    message,
+                  }),
+                },
+              })
+            : create(DeviceEnvelopeSchema, { kind: { case: "ratchet", value: message } });
+          await this.stores.sessions.save(key, record);
+          await this.stores.channels.saveSent(key, sequence);
+          return { address: r.address, entry: toBinary(DeviceEnvelopeSchema, envelope), channelSequence: sequence };
+        });
+        entries.push(entry);
+      }
+    } finally {
+      wipe(contentKey);
+    }
+    return { messageId, sharedBody, entries };
+  }
+
+  /**
+   * Decrypts one device entry and the shared body it belongs to. `sender` is the sending
+   * device as the transport reported it; the entry must name the same device, and this
+   * device as recipient. Throws a SealpostCryptoError and changes nothing on any failure.
+   */
+  async decrypt(entry: Uint8Array, sharedBody: Uint8Array, sender: Address): Promise<DecryptedMessage> {
+    let envelope;
+    try {
+      envelope = fromBinary(DeviceEnvelopeSchema, entry);
+    } catch {
+      throw new InvalidMessageError("device envelope does not parse");
+    }
+    const key = addressKey(sender);
+    const local = await this.localIdentity();
+    return this.withLock(key, async () => {
+      const record = (await this.stores.sessions.load(key)) ?? { previous: [] };
+      let opened: Opened;
+      if (envelope.kind.case === "ratchet") opened = this.openRatchet(record, envelope.kind.value);
+      else if (envelope.kind.case === "prekey") opened = await this.openPrekey(record, envelope.kind.value, key, local);
+      else throw new InvalidMessageError("device envelope is empty");
+
+      let result: Omit<DecryptedMessage, "channel" | "newSession">;
+      try {
+        result = this.checkPayload(opened.plan.plaintext, sharedBody, sender);
+      } catch (e) {
+        opened.plan.discard();
+        throw e;
+      }
+      opened.plan.commit();
+      promote(record, opened.state);
+      await this.stores.sessions.save(key, record);
+      if (opened.consumedOneTimePrekey !== undefined) await this.stores.oneTimePrekeys.remove(opened.consumedOneTimePrekey);
+      const channelState = (await this.stores.channels.loadReceived(key)) ?? emptyChannelState();
+      const channel = observeSequence(channelState, Number(result.payload.channelSequence));
+      await this.stores.channels.saveReceived(key, channelState);
+      return { ...result, newSession: opened.newSession, channel };
+    });
+  }
+
+  /** Tries the current state, then the previous ones (simultaneous initiation, late mail). */
+  private openRatchet(record: SessionRecord, message: RatchetMessage): Opened {
+    const h = header(message);
+    const states = record.current ? [record.current, ...record.previous] : record.previous;
+    if (states.length === 0) throw new NoSessionError("no session with the sender");
+    let first: unknown;
+    for (const state of states) {
+      try {
+        return { plan: planDecrypt(this.provider, state, h, message.ciphertext), state, newSession: false };
+      } catch (e) {
+        if (!(e instanceof SealpostCryptoError)) throw e;
+        first ??= e;
+      }
+    }
+    throw first;
+  }
+
+  private async openPrekey(record: SessionRecord, m: PrekeyMessage, key: string, local: LocalIdentity): Promise<Opened> {
+    if (m.version !== PROTOCOL_VERSION) throw new UnsupportedVersionError(`prekey message version ${m.version}`);
+    if (!m.message) throw new InvalidMessageError("prekey message lacks its ratchet message");
+    if (m.identityDhKey.length !== 32 || m.baseKey.length !== 32) throw new InvalidMessageError("prekey message keys must be 32 bytes");
+    if (m.kemCiphertext.length !== MLKEM768_CIPHERTEXT_BYTES) throw new InvalidMessageError("KEM ciphertext must be 1088 bytes");
+    const known = await this.stores.identity.getRemoteIdentity(key);
+    if (!known) throw new UntrustedIdentityError(`no recorded identity for ${key}; verify its device list first`);
+    if (!constantTimeEqual(known.dhKey, m.identityDhKey)) throw new UntrustedIdentityError(`identity key of ${key} differs from its device list`);
+
+    // A session this base key already made: a retransmission or replay of the first messages.
+    const states = record.current ? [record.current, ...record.previous] : record.previous;
+    const existing = states.filter((s) => !s.initiator && bytesEqual(s.baseKey, m.baseKey));
+    if (existing.length > 0) {
+      return this.openRatchet({ current: existing[0], previous: existing.slice(1) }, m.message);
+    }
+
+    const h = header(m.message);
+    const spk = await this.stores.signedPrekeys.load(m.signedPrekeyId);
+    if (!spk) throw new MissingPrekeyError(`signed prekey ${m.signedPrekeyId} not found`);
+    const kem = await this.stores.kemPrekeys.load(m.kemPrekeyId);
+    if (!kem) throw new MissingPrekeyError(`KEM prekey ${m.kemPrekeyId} not found`);
+    let otpPrivate: Uint8Array | undefined;
+    if (m.oneTimePrekeyId !== undefined) {
+      const otp = await this.stores.oneTimePrekeys.load(m.oneTimePrekeyId);
+      if (!otp) throw new MissingPrekeyError(`one-time prekey ${m.oneTimePrekeyId} not found (already used?)`);
+      otpPrivate = otp.privateKey;
+    }
+    const sk = pqxdhRespond(this.provider, local, m.identityDhKey, m.baseKey, spk.privateKey, otpPrivate, kem.secretKey, m.kemCiphertext);
+    const state = initResponder(sk, local.dhKey, m.identityDhKey, spk.privateKey, spk.publicKey, m.baseKey.slice(), this.now());
+    const plan = planDecrypt(this.provider, state, h, m.message.ciphertext);
+    const commit = plan.commit;
+    return {
+      plan: {
+        plaintext: plan.plaintext,
+        discard: plan.discard,
+        commit() {
+          commit();
+          archive(record, state);
+        },
+      },
+      state,
+      newSession: true,
+      consumedOneTimePrekey: m.oneTimePrekeyId,
+    };
+  }
+
+  private checkPayload(plaintext: Uint8Array, sharedBody: Uint8Array, sender: Address): Omit<DecryptedMessage, "channel" | "newSession"> {
+    let payload: EntryPayload;
+    try {
+      payload = fromBinary(EntryPayloadSchema, plaintext);
+    } catch {
+      throw new InvalidMessageError("entry payload does not parse");
+    }
+    if (!sameAddress(payload.sender, sender)) throw new AddressMismatchError("entry was sent by a different device than the transport reported");
+    if (!sameAddress(payload.recipient, this.localAddress)) throw new AddressMismatchError("entry is addressed to a different device");
+    if (payload.messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
+    if (payload.channelSequence < 1n || payload.channelSequence > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidMessageError("channel_sequence out of range");
+    if (!constantTimeEqual(this.provider.sha256(sharedBody), payload.bodySha256)) throw new BodyMismatchError("shared body does not match body_sha256");
+    const body = parseSharedBody(sharedBody);
+    let content: Content | undefined;
+    if (body.kind.case === "sealed") {
+      const bytes = openSealedBody(this.provider, payload.contentKey, payload.messageId, body.kind.value);
+      try {
+        content = fromBinary(ContentSchema, bytes);
+      } catch {
+        throw new InvalidMessageError("content does not parse");
+      }
+      if (content.messageId.length > 0 && !bytesEqual(content.messageId, payload.messageId)) {
+        throw new BodyMismatchError("content message_id differs from the entry's");
+      }
+    } else if (body.kind.case !== "senderKey") {
+      throw new InvalidMessageError("shared body is empty");
+    }
+    return { sender: { accountId: sender.accountId, deviceId: sender.deviceId }, messageId: payload.messageId, content, payload };
+  }
+}
+
+interface Opened {
+  plan: DecryptPlan;
+  state: SessionState;
+  newSession: boolean;
+  consumedOneTimePrekey?: number;
+}
+
+/** Makes `state` current, keeping the previous current among the previous states. */
+function archive(record: SessionRecord, state: SessionState): void {
+  if (record.current) record.previous.unshift(record.current);
+  record.current = state;
+  trim(record);
+}
+
+/**
+ * Convergence rule for simultaneous initiation: the state that most recently decrypted a
+ * message becomes current (libsignal's promoteState), so both sides end on the same session.
+ */
+function promote(record: SessionRecord, state: SessionState): void {
+  if (record.current === state) return;
+  const at = record.previous.indexOf(state);
+  if (at < 0) return;
+  record.previous.splice(at, 1);
+  if (record.current) record.previous.unshift(record.current);
+  record.current = state;
+  trim(record);
+}
+
+function trim(record: SessionRecord): void {
+  if (record.previous.length > MAX_PREVIOUS_SESSIONS) record.previous.length = MAX_PREVIOUS_SESSIONS;
+}

@@ -1,0 +1,70 @@
+/**
+ * Storage interfaces, one per record kind (as libsignal's stores). Crypto and protocol code
+ * only sees these; implementations: memory-store.ts (tests, benchmarks) and file-store.ts
+ * (durable). Addresses are keyed as "<account_id>.<device_id>" (addressKey).
+ *
+ * Ownership: a record passed to save() belongs to the store; a record returned by load() may
+ * be mutated by the caller only to save it back (the session cipher does exactly that, and
+ * only after a message authenticated).
+ */
+import type { LocalIdentity, RemoteIdentity } from "../protocol/identity.js";
+import type { KemPrekeyRecord, X25519PrekeyRecord } from "../protocol/prekeys.js";
+import type { SessionRecord } from "../protocol/ratchet-state.js";
+import type { ChannelReceiveState } from "../protocol/channel.js";
+
+/** Result of recording a remote identity. */
+export type IdentityChange = "new" | "unchanged" | "changed";
+
+export interface IdentityStore {
+  getLocalIdentity(): Promise<LocalIdentity | undefined>;
+  setLocalIdentity(identity: LocalIdentity): Promise<void>;
+  getRemoteIdentity(address: string): Promise<RemoteIdentity | undefined>;
+  /** Records the identity from a verified device list; reports whether it changed. */
+  saveRemoteIdentity(address: string, identity: RemoteIdentity): Promise<IdentityChange>;
+}
+
+/** Records keyed by a numeric key id. */
+export interface KeyRecordStore<R> {
+  load(keyId: number): Promise<R | undefined>;
+  save(keyId: number, record: R): Promise<void>;
+  remove(keyId: number): Promise<void>;
+  /** Ids currently stored, ascending. */
+  ids(): Promise<number[]>;
+}
+
+/** One-time X25519 prekeys; each is removed when a session consumed it. */
+export type OneTimePrekeyStore = KeyRecordStore<X25519PrekeyRecord>;
+/** Signed X25519 prekeys (kept a while after rotation for late prekey messages). */
+export type SignedPrekeyStore = KeyRecordStore<X25519PrekeyRecord>;
+/** Signed ML-KEM-768 prekeys (last-resort, reused until rotated). */
+export type KemPrekeyStore = KeyRecordStore<KemPrekeyRecord>;
+
+export interface SessionStore {
+  load(address: string): Promise<SessionRecord | undefined>;
+  save(address: string, record: SessionRecord): Promise<void>;
+  remove(address: string): Promise<void>;
+}
+
+/** Channel sequence counters: what we sent last to a device and what we received from it. */
+export interface ChannelStore {
+  /** The last channel_sequence sent to `address` (0 when none). */
+  loadSent(address: string): Promise<number>;
+  saveSent(address: string, sequence: number): Promise<void>;
+  loadReceived(address: string): Promise<ChannelReceiveState | undefined>;
+  saveReceived(address: string, state: ChannelReceiveState): Promise<void>;
+}
+
+/** Everything the session cipher needs. */
+export interface ProtocolStores {
+  identity: IdentityStore;
+  oneTimePrekeys: OneTimePrekeyStore;
+  signedPrekeys: SignedPrekeyStore;
+  kemPrekeys: KemPrekeyStore;
+  sessions: SessionStore;
+  channels: ChannelStore;
+}
+
+/** The store key of a device address. */
+export function addressKey(address: { accountId: string; deviceId: number }): string {
+  return `${address.accountId}.${address.deviceId}`;
+}
