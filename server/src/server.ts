@@ -20,7 +20,7 @@ import { HealthStatus, healthService } from "./health/health-service.js";
 import { listenOnePort } from "./one-port.js";
 import { withCors } from "./cors.js";
 import { callLogInterceptor } from "./interceptors.js";
-import { createDirectory } from "./directory/service.js";
+import { createDirectory, type DirectoryOptions } from "./directory/service.js";
 import { createDelivery } from "./delivery/service.js";
 import type { ServerContext } from "./server-context.js";
 
@@ -41,6 +41,8 @@ export interface ServerDeps {
   log?: Logger;
   now?: () => number;
   random?: (n: number) => Uint8Array;
+  /** Directory limits (tests lower the rate limits). */
+  directory?: DirectoryOptions;
 }
 
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -63,7 +65,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const shutdown = new AbortController();
     const context: ServerContext = { config, log, nats, layout, tokens, now, random, shutdownSignal: shutdown.signal };
 
-    const directory = await createDirectory(context);
+    const directory = await createDirectory(context, deps.directory);
     const auth = new Authenticator(tokens, directory.deviceStatus);
     const delivery = await createDelivery(context, auth, directory);
     const health = new HealthStatus([DirectoryService.typeName, DeliveryService.typeName]);

@@ -1,0 +1,42 @@
+/**
+ * Directory limits. The defaults match the schema comments (directory_service.proto and
+ * delivery/v1/limits.proto ServerLimits): 10 devices per account, 100 one-time prekeys per
+ * upload, 1000 stored per device, 16 KiB per serialized device list.
+ */
+export interface DirectoryLimits {
+  maxDevicesPerAccount: number;
+  maxPrekeysPerUpload: number;
+  maxStoredOneTimePrekeys: number;
+  maxDeviceListBytes: number;
+  maxDeviceNameBytes: number;
+  maxWatchedAccounts: number;
+  /** History versions one GetDeviceList returns at most (keeps responses under the write limit). */
+  maxHistoryVersions: number;
+  /** Token buckets per device and per server instance: burst size and refill per minute. */
+  claimsPerMinute: number;
+  uploadsPerMinute: number;
+  challengesPerMinute: number;
+}
+
+export const defaultDirectoryLimits: DirectoryLimits = {
+  maxDevicesPerAccount: 10,
+  maxPrekeysPerUpload: 100,
+  maxStoredOneTimePrekeys: 1000,
+  maxDeviceListBytes: 16 * 1024,
+  maxDeviceNameBytes: 64,
+  maxWatchedAccounts: 256,
+  maxHistoryVersions: 1000,
+  claimsPerMinute: 300,
+  uploadsPerMinute: 30,
+  challengesPerMinute: 30,
+};
+
+/** Account ids are NATS subject tokens in KV keys and token fields: no dots, no wildcards. */
+export const ACCOUNT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{2,63}$/;
+export const MAX_DEVICE_ID = 0x7fffffff;
+
+export const KEY_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
+export const MLKEM768_PUBLIC_KEY_BYTES = 1184;
+export const NONCE_BYTES = 32;
+export const CHALLENGE_TTL_MS = 5 * 60 * 1000;
