@@ -1,18 +1,108 @@
 /**
- * DeliveryService: Send, the per-device mailbox stream, Ack, attachments.
- * (Foundation stub: every RPC answers UNIMPLEMENTED until the delivery issue lands.)
+ * DeliveryService: Send, the per-device mailbox stream, Ack, attachments. The wiring only;
+ * each concept lives in its own file (send, receive-stream, receive-hub, ack, attachments).
+ * Algorithms and the reasoning behind them: docs/ARCHITECTURE.md, "Delivery".
  */
-import type { ServiceImpl } from "@connectrpc/connect";
-import type { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { GetLimitsResponseSchema, type DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { ServerContext } from "../server-context.js";
 import type { Directory } from "../directory/service.js";
+import { Acker } from "./ack.js";
+import { Attachments } from "./attachments.js";
+import { deviceListsOf, type DeviceLists } from "./device-lists.js";
+import { defaultLimits, limitsMessage, type DeliveryLimits } from "./limits.js";
+import { Mailboxes } from "./mailbox.js";
+import { RateLimiter } from "./rate-limit.js";
+import { ReceiveHub } from "./receive-hub.js";
+import { ReceiveStream } from "./receive-stream.js";
+import { Sender } from "./send.js";
+import { invalid } from "./validation.js";
 
 export interface Delivery {
   impl: Partial<ServiceImpl<typeof DeliveryService>>;
+  /** Receive streams open on this instance. */
+  readonly openStreams: number;
   close(): Promise<void>;
 }
 
-export async function createDelivery(_ctx: ServerContext, _auth: Authenticator, _directory: Directory): Promise<Delivery> {
-  return { impl: {}, close: async () => {} };
+export interface DeliveryOptions {
+  limits?: Partial<DeliveryLimits>;
+  /** Override the directory's device lists (unit tests). */
+  deviceLists?: DeviceLists;
+  /** How often every stream re-checks its mailbox without hints. */
+  checkIntervalMs?: number;
+}
+
+export async function createDelivery(ctx: ServerContext, auth: Authenticator, directory: Directory, options: DeliveryOptions = {}): Promise<Delivery> {
+  const limits: DeliveryLimits = { ...defaultLimits, ...options.limits };
+  const lists = options.deviceLists ?? deviceListsOf(directory);
+  const deviceLists = (): DeviceLists => {
+    if (!lists) throw new ConnectError("device lists are not available on this server", Code.Unimplemented);
+    return lists;
+  };
+  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions);
+  const rate = new RateLimiter(limits.sendsPerMinute, ctx.now);
+  const pruneTimer = setInterval(() => rate.prune(), 60_000);
+  pruneTimer.unref();
+  const hub = new ReceiveHub(ctx.nats, ctx.now, options.checkIntervalMs);
+  const sender = new Sender({ mailboxes, sends: ctx.layout.buckets.sends, limits, rate, deviceLists, now: ctx.now, log: ctx.log });
+  const acker = new Acker(mailboxes, hub, limits);
+  const attachments = new Attachments({ nats: ctx.nats, meta: ctx.layout.buckets.attachments, limits, now: ctx.now, random: ctx.random });
+  const streamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: ctx.now };
+
+  // Revocation: drop the mailbox, then end the device's streams on every instance (the
+  // signal goes to the device's subject, which only instances holding its stream listen to).
+  lists?.onDeviceRevoked?.(async (accountId, deviceId) => {
+    const device = { accountId, deviceId };
+    await mailboxes.purge(device);
+    for (const s of hub.streamsOf(accountId, deviceId)) s.end("revoked");
+    mailboxes.signal(device, { kind: "revoked" });
+  });
+
+  const impl: Partial<ServiceImpl<typeof DeliveryService>> = {
+    getLimits: () => create(GetLimitsResponseSchema, { limits: limitsMessage(limits) }),
+
+    send: async (req, hctx) => sender.send(await auth.require(hctx), req),
+
+    async *receive(req, hctx) {
+      const device = await auth.require(hctx);
+      if (req.afterSequence > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`after_sequence ${req.afterSequence} is out of range`);
+      if (req.maxInFlight > limits.maxInFlight) {
+        throw invalid(`max_in_flight ${req.maxInFlight} exceeds the server's max_in_flight ${limits.maxInFlight} (0 means the server maximum)`);
+      }
+      const window = req.maxInFlight || limits.maxInFlight;
+      const streamId = Buffer.from(ctx.random(12)).toString("base64url");
+      const stream = new ReceiveStream(streamDeps, device, streamId, Number(req.afterSequence), window);
+      const signal = AbortSignal.any([hctx.signal, ctx.shutdownSignal]);
+      hub.add(stream);
+      try {
+        yield* stream.run(signal);
+      } finally {
+        hub.remove(stream);
+      }
+    },
+
+    ack: async (req, hctx) => acker.ack(await auth.require(hctx), req.sequences),
+
+    createAttachment: async (req, hctx) => attachments.create(await auth.require(hctx), req),
+    putAttachmentChunk: async (req, hctx) => attachments.putChunk(await auth.require(hctx), req),
+    completeAttachment: async (req, hctx) => attachments.complete(await auth.require(hctx), req.attachmentId),
+    async *downloadAttachment(req, hctx) {
+      await auth.require(hctx);
+      yield* attachments.download(req.attachmentId, req.startChunk);
+    },
+  };
+
+  return {
+    impl,
+    get openStreams() {
+      return hub.size;
+    },
+    close: async () => {
+      clearInterval(pruneTimer);
+      hub.close();
+    },
+  };
 }

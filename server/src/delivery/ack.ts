@@ -1,0 +1,75 @@
+/**
+ * Ack: delete acknowledged mail by sequence, only from the caller's own mailbox. Every
+ * sequence is checked before anything is deleted, so a bad request deletes nothing.
+ * Ownership is proven by this instance's own stream (the sequence is in flight to this
+ * device here) or by reading the message's subject (one direct get).
+ */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AckResponseSchema, type AckResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { AuthenticatedDevice } from "../auth/authenticator.js";
+import type { DeliveryLimits } from "./limits.js";
+import type { Mailboxes } from "./mailbox.js";
+import type { ReceiveHub } from "./receive-hub.js";
+import { storeOp } from "./store-errors.js";
+import { invalid } from "./validation.js";
+
+export class Acker {
+  constructor(
+    private readonly mailboxes: Mailboxes,
+    private readonly hub: ReceiveHub,
+    private readonly limits: DeliveryLimits,
+  ) {}
+
+  async ack(device: AuthenticatedDevice, sequences: bigint[]): Promise<AckResponse> {
+    if (sequences.length === 0) throw invalid("sequences must not be empty");
+    if (sequences.length > this.limits.maxAckSequences) {
+      throw invalid(`at most ${this.limits.maxAckSequences} sequences per Ack, got ${sequences.length}`);
+    }
+    const seqs = new Set<number>();
+    sequences.forEach((q, i) => {
+      if (q < 1n || q > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`sequences[${i}] is ${q}; mailbox sequences are 1 to 2^53-1`);
+      seqs.add(Number(q));
+    });
+    const loc = this.mailboxes.locate(device);
+    const local = [...this.hub.streamsOf(device.accountId, device.deviceId)];
+    const provenLocally = (q: number) => local.some((s) => s.inFlight.has(q));
+
+    // Phase 1: every sequence must be the caller's (or already gone, at or below the stream's last).
+    let lastSeq: Promise<number> | undefined;
+    const owned: number[] = [];
+    await storeOp("the ack check", () =>
+      Promise.all(
+        [...seqs].map(async (q) => {
+          if (provenLocally(q)) {
+            owned.push(q);
+            return;
+          }
+          const m = await this.mailboxes.bySeq(loc.stream, q);
+          if (m) {
+            if (m.subject !== loc.subject) {
+              throw new ConnectError(`sequence ${q} is not in the mailbox of device ${device.accountId}/${device.deviceId}; nothing was acked`, Code.PermissionDenied);
+            }
+            owned.push(q);
+            return;
+          }
+          const last = await (lastSeq ??= this.mailboxes.lastSeq(loc.stream));
+          if (q > last) {
+            throw invalid(`sequence ${q} was never delivered: the mailbox's last sequence is ${last}; nothing was acked`);
+          }
+          // Already acked (or expired): not an error.
+        }),
+      ),
+    );
+
+    // Phase 2: delete.
+    const results = await storeOp("deleting acked mail", () => Promise.all(owned.map((q) => this.mailboxes.delete(loc.stream, q))));
+    const deleted = results.filter(Boolean).length;
+
+    // Free the window of this device's stream, here directly and on other instances by hint.
+    const acked = [...seqs];
+    for (const s of local) s.acked(acked);
+    this.mailboxes.signal(device, { kind: "acked", sequences: acked });
+    return create(AckResponseSchema, { deleted });
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * What delivery needs from the directory: the current device list of an account (to check a
+ * Send's entries) and a revocation hook (to purge the device's mailbox and end its stream).
+ * The directory service implements it; tests can pass a fake.
+ */
+export interface CurrentDeviceList {
+  version: bigint;
+  deviceIds: number[];
+  /** Ids below this were allocated at some point; ids at or above it never existed. */
+  nextDeviceId: number;
+}
+
+export type DeviceRevokedListener = (accountId: string, deviceId: number) => Promise<void>;
+
+export interface DeviceLists {
+  /** Undefined for an unknown account. */
+  currentDeviceList(accountId: string): Promise<CurrentDeviceList | undefined>;
+  onDeviceRevoked?(listener: DeviceRevokedListener): void;
+}
+
+/** The directory, if it already provides the device-list interface (duck-typed so either side can land first). */
+export function deviceListsOf(directory: unknown): DeviceLists | undefined {
+  const d = directory as Partial<DeviceLists> | undefined;
+  if (d && typeof d.currentDeviceList === "function") {
+    return {
+      currentDeviceList: (a) => d.currentDeviceList!.call(d, a),
+      onDeviceRevoked: typeof d.onDeviceRevoked === "function" ? (l) => d.onDeviceRevoked!.call(d, l) : undefined,
+    };
+  }
+  return undefined;
+}

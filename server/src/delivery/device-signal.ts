@@ -1,0 +1,81 @@
+/**
+ * Core-NATS signals to one device's live Receive stream, on notifySubject(account, device).
+ * One subject per device carries every kind, so a stream holds exactly one subscription.
+ * Signals are hints: losing one delays a stream until its periodic re-check, never loses mail.
+ *
+ *   0x01 mail      new mail was stored for the device
+ *   0x02 ephemeral a mailbox record (typing) for connected streams only
+ *   0x03 acked     u64 sequences that were acked (frees flow-control window)
+ *   0x04 takeover  u64 order, then the new stream's id: older streams end with Replaced
+ *   0x05 revoked   the device was revoked: streams end
+ */
+export type DeviceSignal =
+  | { kind: "mail" }
+  | { kind: "ephemeral"; record: Uint8Array }
+  | { kind: "acked"; sequences: number[] }
+  | { kind: "takeover"; order: number; streamId: string }
+  | { kind: "revoked" };
+
+const MAIL = 1;
+const EPHEMERAL = 2;
+const ACKED = 3;
+const TAKEOVER = 4;
+const REVOKED = 5;
+
+const MAIL_BYTES = Uint8Array.of(MAIL);
+const REVOKED_BYTES = Uint8Array.of(REVOKED);
+
+export function encodeSignal(s: DeviceSignal): Uint8Array {
+  switch (s.kind) {
+    case "mail":
+      return MAIL_BYTES;
+    case "revoked":
+      return REVOKED_BYTES;
+    case "ephemeral": {
+      const out = new Uint8Array(1 + s.record.length);
+      out[0] = EPHEMERAL;
+      out.set(s.record, 1);
+      return out;
+    }
+    case "acked": {
+      const out = new Uint8Array(1 + 8 * s.sequences.length);
+      out[0] = ACKED;
+      const dv = new DataView(out.buffer);
+      s.sequences.forEach((q, i) => dv.setBigUint64(1 + 8 * i, BigInt(q)));
+      return out;
+    }
+    case "takeover": {
+      const id = new TextEncoder().encode(s.streamId);
+      const out = new Uint8Array(9 + id.length);
+      out[0] = TAKEOVER;
+      new DataView(out.buffer).setBigUint64(1, BigInt(s.order));
+      out.set(id, 9);
+      return out;
+    }
+  }
+}
+
+/** Undefined for bytes that are no signal (ignored: hints are best effort). */
+export function decodeSignal(b: Uint8Array): DeviceSignal | undefined {
+  if (b.length === 0) return undefined;
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  switch (b[0]) {
+    case MAIL:
+      return { kind: "mail" };
+    case REVOKED:
+      return { kind: "revoked" };
+    case EPHEMERAL:
+      return { kind: "ephemeral", record: b.subarray(1) };
+    case ACKED: {
+      const n = Math.floor((b.length - 1) / 8);
+      const sequences = new Array<number>(n);
+      for (let i = 0; i < n; i++) sequences[i] = Number(dv.getBigUint64(1 + 8 * i));
+      return { kind: "acked", sequences };
+    }
+    case TAKEOVER:
+      if (b.length < 9) return undefined;
+      return { kind: "takeover", order: Number(dv.getBigUint64(1)), streamId: new TextDecoder().decode(b.subarray(9)) };
+    default:
+      return undefined;
+  }
+}

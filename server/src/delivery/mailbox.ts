@@ -1,0 +1,127 @@
+/**
+ * The mailbox layer: per-device mailboxes in K JetStream streams, bodies stored once, and the
+ * core-NATS signal subject of each device. No consumers anywhere: reads are direct gets
+ * (next_by_subj from a cursor), so an idle device costs nothing and any instance can read
+ * any mailbox.
+ */
+import type { StoredMsg } from "@nats-io/jetstream";
+import type { Nats } from "../nats/connection.js";
+import { BODY_STREAM, bodySubject, mailboxPartition, mailboxStreamName, notifySubject } from "../nats/layout.js";
+import { encodeSignal, type DeviceSignal } from "./device-signal.js";
+
+export interface DeviceRef {
+  accountId: string;
+  deviceId: number;
+}
+
+export interface MailboxLocation {
+  stream: string;
+  subject: string;
+}
+
+export interface Appended {
+  seq: number;
+  /** JetStream already had this Nats-Msg-Id: seq is the original message's. */
+  duplicate: boolean;
+}
+
+/** Bodies are read by every recipient device of a fan-out; keep recently used ones close. */
+class BodyCache {
+  private readonly map = new Map<string, Uint8Array>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+  get(key: string): Uint8Array | undefined {
+    const v = this.map.get(key);
+    if (v) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+  set(key: string, v: Uint8Array): void {
+    if (v.length > this.maxBytes / 4 || this.map.has(key)) return;
+    this.map.set(key, v);
+    this.bytes += v.length;
+    for (const [k, old] of this.map) {
+      if (this.bytes <= this.maxBytes) break;
+      this.map.delete(k);
+      this.bytes -= old.length;
+    }
+  }
+}
+
+export class Mailboxes {
+  private readonly bodies = new BodyCache(32 * 1024 * 1024);
+
+  constructor(
+    private readonly nats: Nats,
+    readonly partitions: number,
+  ) {}
+
+  locate(d: DeviceRef): MailboxLocation {
+    const p = mailboxPartition(d.accountId, d.deviceId, this.partitions);
+    return { stream: mailboxStreamName(p), subject: `sp.mbox.${p}.${d.accountId}.${d.deviceId}` };
+  }
+
+  /** Appends one record; `msgId` makes a retry inside the duplicate window return the original sequence. */
+  async append(loc: MailboxLocation, record: Uint8Array, msgId: string): Promise<Appended> {
+    const ack = await this.nats.js.publish(loc.subject, record, { msgID: msgId, expect: { streamName: loc.stream } });
+    return { seq: ack.seq, duplicate: ack.duplicate };
+  }
+
+  /** The first stored message of this mailbox with a sequence > after, or null. */
+  next(loc: MailboxLocation, after: number): Promise<StoredMsg | null> {
+    return this.nats.jsm.direct.getMessage(loc.stream, { next_by_subj: loc.subject, seq: after + 1 });
+  }
+
+  /** Exactly this sequence of the stream (any subject), or null when absent or deleted. */
+  bySeq(stream: string, seq: number): Promise<StoredMsg | null> {
+    return this.nats.jsm.direct.getMessage(stream, { seq });
+  }
+
+  /** Deletes without erasing (overwrite is much slower; the data is ciphertext anyway). */
+  async delete(stream: string, seq: number): Promise<boolean> {
+    try {
+      return await this.nats.jsm.streams.deleteMessage(stream, seq, false);
+    } catch (err) {
+      // Deleted concurrently (a second Ack, expiry): already gone is what we wanted.
+      if (/not found|no message/i.test(String((err as Error)?.message))) return false;
+      throw err;
+    }
+  }
+
+  async lastSeq(stream: string): Promise<number> {
+    const info = await this.nats.jsm.streams.info(stream);
+    return info.state.last_seq;
+  }
+
+  /** Drops every message of one device's mailbox (revocation). */
+  async purge(d: DeviceRef): Promise<number> {
+    const loc = this.locate(d);
+    const r = await this.nats.jsm.streams.purge(loc.stream, { filter: loc.subject });
+    return r.purged;
+  }
+
+  async putBody(key: string, body: Uint8Array): Promise<void> {
+    await this.nats.js.publish(bodySubject(key), body, { msgID: `b:${key}`, expect: { streamName: BODY_STREAM } });
+    this.bodies.set(key, body);
+  }
+
+  /** The body, or null when it expired. */
+  async getBody(key: string): Promise<Uint8Array | null> {
+    const hit = this.bodies.get(key);
+    if (hit) return hit;
+    const m = await this.nats.jsm.direct.getMessage(BODY_STREAM, { last_by_subj: bodySubject(key) });
+    if (!m) return null;
+    this.bodies.set(key, m.data);
+    return m.data;
+  }
+
+  signal(d: DeviceRef, s: DeviceSignal): void {
+    try {
+      this.nats.nc.publish(notifySubject(d.accountId, d.deviceId), encodeSignal(s));
+    } catch {
+      // Hints are best effort (connection closed or reconnecting): streams re-check on their own.
+    }
+  }
+}

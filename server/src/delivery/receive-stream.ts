@@ -1,0 +1,270 @@
+/**
+ * One device's live mailbox stream on this instance. No JetStream consumer: it reads its
+ * mailbox by direct get (next_by_subj from its cursor), learns of new mail, acks, takeovers
+ * and revocation from one core-NATS subscription (hints), and re-checks the stream on its own
+ * now and then (the hub's sweep) in case a hint was lost. The stream is the truth.
+ *
+ * Flow control: at most `window` delivered-but-unacked sequences. Acks may be served by any
+ * instance; they publish an "acked" hint that frees the window here. If that hint is lost,
+ * the periodic check notices the oldest in-flight messages are gone from the stream.
+ *
+ * Takeover: on open, the stream claims its device in the receivers bucket; the KV revision is
+ * a total order over all instances. It publishes takeover(order); any stream of the device
+ * with a lower order answers Replaced and ends, whatever the arrival order of the hints.
+ */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Subscription } from "@nats-io/nats-core";
+import type { KV } from "@nats-io/kv";
+import {
+  DrainedSchema,
+  ReceiveResponseSchema,
+  ReplacedSchema,
+  type ReceiveResponse,
+} from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { Nats } from "../nats/connection.js";
+import { notifySubject } from "../nats/layout.js";
+import type { Logger } from "../logger.js";
+import { decodeSignal, encodeSignal, type DeviceSignal } from "./device-signal.js";
+import { decodeRecord, type MailboxRecord } from "./mailbox-record.js";
+import { toMailboxMessage } from "./mailbox-message.js";
+import type { DeviceRef, MailboxLocation, Mailboxes } from "./mailbox.js";
+
+/** How long a stream keeps retrying an unreachable store before it ends with UNAVAILABLE. */
+const STORE_OUTAGE_MS = 30_000;
+/** Typing indicators queued for a stream that is busy (oldest dropped beyond this). */
+const MAX_EPHEMERAL_QUEUE = 64;
+
+export interface ReceiveStreamDeps {
+  nats: Nats;
+  mailboxes: Mailboxes;
+  receivers: KV;
+  log: Logger;
+  now: () => number;
+}
+
+export class ReceiveStream {
+  readonly loc: MailboxLocation;
+  /** Delivered and not known to be acked, ascending by construction. */
+  readonly inFlight = new Set<number>();
+  /** When the hub's sweep should poke this stream next (ms). */
+  nextCheckAt = 0;
+
+  private cursor: number;
+  private lastSent = 0;
+  private order: number | undefined;
+  private highestTakeover = 0;
+  private ended: "replaced" | "revoked" | undefined;
+  private dirty = true;
+  private periodic = false;
+  private waiter: (() => void) | undefined;
+  private ephemeral: Uint8Array[] = [];
+  private sub: Subscription | undefined;
+
+  constructor(
+    private readonly d: ReceiveStreamDeps,
+    readonly device: DeviceRef,
+    readonly streamId: string,
+    afterSequence: number,
+    private readonly window: number,
+  ) {
+    this.loc = d.mailboxes.locate(device);
+    this.cursor = afterSequence;
+  }
+
+  get key(): string {
+    return `${this.device.accountId}.${this.device.deviceId}`;
+  }
+
+  wake(): void {
+    this.dirty = true;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+
+  /** The hub's periodic check (or a NATS reconnect): look at the stream even without hints. */
+  poke(): void {
+    this.periodic = true;
+    this.wake();
+  }
+
+  /** Acks seen by this instance directly (the Ack RPC served here). */
+  acked(sequences: number[]): void {
+    const wasFull = this.inFlight.size >= this.window;
+    for (const s of sequences) this.inFlight.delete(s);
+    if (wasFull && this.inFlight.size < this.window) this.wake();
+  }
+
+  private onSignal(s: DeviceSignal | undefined): void {
+    if (!s) return;
+    switch (s.kind) {
+      case "mail":
+        this.wake();
+        return;
+      case "acked":
+        this.acked(s.sequences);
+        return;
+      case "ephemeral":
+        if (!isRecord(s.record)) return;
+        if (this.ephemeral.length >= MAX_EPHEMERAL_QUEUE) this.ephemeral.shift();
+        this.ephemeral.push(s.record.slice());
+        this.wake();
+        return;
+      case "takeover":
+        if (s.streamId === this.streamId) return;
+        this.highestTakeover = Math.max(this.highestTakeover, s.order);
+        if (this.order !== undefined && s.order > this.order) this.end("replaced");
+        return;
+      case "revoked":
+        this.end("revoked");
+        return;
+    }
+  }
+
+  end(reason: "replaced" | "revoked"): void {
+    this.ended ??= reason;
+    this.wake();
+  }
+
+  /** Claims the device: the receivers bucket's revision orders streams across instances. */
+  private async claim(): Promise<void> {
+    if (this.order !== undefined) return;
+    try {
+      const order = await this.d.receivers.put(this.key, new TextEncoder().encode(this.streamId));
+      this.order = order;
+      this.d.nats.nc.publish(notifySubject(this.device.accountId, this.device.deviceId), encodeSignal({ kind: "takeover", order, streamId: this.streamId }));
+      if (this.highestTakeover > order) this.end("replaced");
+    } catch {
+      // Store unreachable: retried at the next poke; until then we simply are not the owner of record.
+    }
+  }
+
+  /** After a NATS reconnect a takeover hint may have been lost: ask the bucket who owns the device. */
+  async verifyOwner(): Promise<void> {
+    if (this.order === undefined) return this.claim();
+    try {
+      const e = await this.d.receivers.get(this.key);
+      if (e && e.revision > this.order && new TextDecoder().decode(e.value) !== this.streamId) this.end("replaced");
+    } catch {
+      // Best effort.
+    }
+  }
+
+  async *run(signal: AbortSignal): AsyncGenerator<ReceiveResponse> {
+    const onAbort = () => this.wake();
+    signal.addEventListener("abort", onAbort, { once: true });
+    this.sub = this.d.nats.nc.subscribe(notifySubject(this.device.accountId, this.device.deviceId), {
+      callback: (err, msg) => {
+        if (!err) this.onSignal(decodeSignal(msg.data));
+      },
+    });
+    // Claim in the background: catch-up does not wait for the bucket write.
+    void this.claim();
+    let drained = false;
+    let outageSince = 0;
+    try {
+      while (!signal.aborted) {
+        if (this.ended === "replaced") {
+          yield create(ReceiveResponseSchema, { event: { case: "replaced", value: create(ReplacedSchema) } });
+          return;
+        }
+        if (this.ended === "revoked") {
+          throw new ConnectError(`device ${this.device.accountId}/${this.device.deviceId} was revoked`, Code.Unauthenticated);
+        }
+        this.dirty = false;
+        while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
+        try {
+          if (this.periodic) {
+            this.periodic = false;
+            if (this.order === undefined) await this.claim();
+            if (this.inFlight.size >= this.window) await this.reconcile();
+          }
+          let caughtUp = false;
+          while (this.inFlight.size < this.window && !this.ended && !signal.aborted) {
+            const m = await this.d.mailboxes.next(this.loc, this.cursor);
+            if (!m) {
+              caughtUp = true;
+              break;
+            }
+            this.cursor = m.seq;
+            let rec: MailboxRecord;
+            try {
+              rec = decodeRecord(m.data);
+            } catch {
+              this.d.log.warn("skipping an unreadable mailbox record", { stream: this.loc.stream, seq: m.seq });
+              continue;
+            }
+            // A body shares the mail's 30-day max_age but was stored just before it; if it
+            // is gone the mail is about to expire too: deliver it with an empty body.
+            const body = rec.body ?? (await this.d.mailboxes.getBody(rec.bodyKey!)) ?? new Uint8Array(0);
+            this.inFlight.add(m.seq);
+            this.lastSent = m.seq;
+            yield create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, m.seq, body) } });
+            while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
+          }
+          outageSince = 0;
+          if (caughtUp && !drained) {
+            drained = true;
+            yield create(ReceiveResponseSchema, { event: { case: "drained", value: create(DrainedSchema, { lastSequence: BigInt(this.lastSent) }) } });
+          }
+        } catch (err) {
+          if (err instanceof ConnectError) throw err;
+          // NATS restarting or a leader moving: keep the stream, retry shortly.
+          const now = this.d.now();
+          outageSince ||= now;
+          if (now - outageSince > STORE_OUTAGE_MS) throw new ConnectError("message store unavailable; reconnect", Code.Unavailable);
+          await sleep(250, signal);
+          this.dirty = true;
+        }
+        if (!this.dirty && !this.ended && !signal.aborted) await new Promise<void>((r) => (this.waiter = r));
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      this.waiter = undefined;
+      try {
+        this.sub.unsubscribe();
+      } catch {
+        // Connection already closed.
+      }
+    }
+  }
+
+  /**
+   * Frees window slots whose ack hint was lost: every in-flight sequence below the first
+   * message still stored for this device has been acked (or expired). One direct get.
+   */
+  private async reconcile(): Promise<void> {
+    if (!this.inFlight.size) return;
+    const lowest = Math.min(...this.inFlight);
+    const m = await this.d.mailboxes.next(this.loc, lowest - 1);
+    const limit = m ? m.seq : Infinity;
+    for (const s of this.inFlight) if (s < limit) this.inFlight.delete(s);
+  }
+}
+
+function isRecord(b: Uint8Array): boolean {
+  try {
+    decodeRecord(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function ephemeralResponse(record: Uint8Array): ReceiveResponse {
+  const rec = decodeRecord(record);
+  return create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, 0, rec.body ?? new Uint8Array(0)) } });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,237 @@
+/**
+ * Send: validate, check the entries against the recipients' current device lists, store the
+ * body once, append one record per device mailbox, and remember the outcome for idempotent
+ * retries.
+ *
+ * Idempotency and crashes (see docs/ARCHITECTURE.md, Delivery):
+ * - Each entry is published with Nats-Msg-Id = H(sender, message_id, recipient device), so a
+ *   retry inside the stream's duplicate window (2 min) gets the original sequence back
+ *   (PubAck.duplicate) instead of a second copy. A Send that crashed after storing some
+ *   entries is completed by the retry without duplicating the stored ones.
+ * - After every entry is stored, the Stored outcome goes into sp_sends under
+ *   (sender device, message_id) with kv.create; retries (also after the window, up to the
+ *   bucket's 24 h TTL) find it first and answer it with duplicate = true. Two concurrent
+ *   retries publish identical Msg-Ids, get identical sequences, and the loser of kv.create
+ *   answers the winner's record.
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createHash } from "node:crypto";
+import type { KV } from "@nats-io/kv";
+import {
+  AccountMismatchSchema,
+  MismatchedDevicesSchema,
+  SendResponseSchema,
+  StoredEntrySchema,
+  StoredSchema,
+  type AccountMismatch,
+  type SendRequest,
+  type SendResponse,
+  type Stored,
+} from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
+import type { AuthenticatedDevice } from "../auth/authenticator.js";
+import type { Logger } from "../logger.js";
+import type { DeviceLists } from "./device-lists.js";
+import type { DeliveryLimits } from "./limits.js";
+import { encodeRecord, type MailboxRecord } from "./mailbox-record.js";
+import type { DeviceRef, Mailboxes } from "./mailbox.js";
+import type { RateLimiter } from "./rate-limit.js";
+import { storeOp, unavailable } from "./store-errors.js";
+import { checkAccountId, checkDeviceId, exhausted, hex, invalid } from "./validation.js";
+
+/**
+ * Bodies are inlined into each mailbox record while the duplicated bytes stay small (always
+ * for one recipient device, where inline *is* stored once); larger fan-outs store the body
+ * once in SP_BODIES and reference it. Inlining saves a publish and a read per message.
+ */
+export const INLINE_DUPLICATE_BYTES = 8 * 1024;
+
+export interface SenderDeps {
+  mailboxes: Mailboxes;
+  sends: KV;
+  limits: DeliveryLimits;
+  rate: RateLimiter;
+  deviceLists: () => DeviceLists;
+  now: () => number;
+  log: Logger;
+}
+
+interface Target {
+  device: DeviceRef;
+  entry: Uint8Array;
+}
+
+export class Sender {
+  constructor(private readonly d: SenderDeps) {}
+
+  async send(sender: AuthenticatedDevice, req: SendRequest): Promise<SendResponse> {
+    if (!this.d.rate.take(`${sender.accountId}/${sender.deviceId}`)) {
+      throw exhausted(`send rate limit exceeded: sends_per_minute is ${this.d.limits.sendsPerMinute} per device`);
+    }
+    const targets = this.validate(sender, req);
+    if (req.ephemeral) return this.sendEphemeral(sender, req, targets);
+
+    const key = `${sender.accountId}.${sender.deviceId}.${hex(req.messageId)}`;
+    const earlier = await storeOp("the idempotency lookup", () => this.d.sends.get(key));
+    if (earlier && earlier.operation === "PUT" && earlier.value.length > 0) return stored(earlier.value, true);
+
+    const mismatch = await this.checkDeviceLists(sender, targets);
+    if (mismatch) return mismatch;
+
+    const ts = this.d.now();
+    const base = { messageId: req.messageId, senderAccountId: sender.accountId, senderDeviceId: sender.deviceId, timestampMs: ts, ephemeral: false };
+    const inline = req.sharedBody.length * (targets.length - 1) <= INLINE_DUPLICATE_BYTES;
+    let bodyKey: string | undefined;
+    if (!inline) {
+      // Derived from the content too, so a (mis)retry with another body cannot replace the first.
+      bodyKey = createHash("sha256").update(`${key}/`).update(req.sharedBody).digest("base64url");
+      await storeOp("storing the body", () => this.d.mailboxes.putBody(bodyKey!, req.sharedBody));
+    }
+    const idPrefix = `${sender.accountId}/${sender.deviceId}/${hex(req.messageId)}/`;
+    const results = await Promise.allSettled(
+      targets.map(async (t) => {
+        const rec: MailboxRecord = inline ? { ...base, entry: t.entry, body: req.sharedBody } : { ...base, entry: t.entry, bodyKey };
+        const loc = this.d.mailboxes.locate(t.device);
+        const msgId = createHash("sha256").update(`${idPrefix}${t.device.accountId}/${t.device.deviceId}`).digest("base64url").slice(0, 22);
+        const r = await this.d.mailboxes.append(loc, encodeRecord(rec), msgId);
+        this.d.mailboxes.signal(t.device, { kind: "mail" });
+        return r;
+      }),
+    );
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) {
+      // Some entries may be stored: the client retries with the same message_id, which
+      // completes the rest and gets the stored ones' original sequences back.
+      throw unavailable("storing the entries", (failed as PromiseRejectedResult).reason);
+    }
+    const acks = results.map((r) => (r as PromiseFulfilledResult<{ seq: number; duplicate: boolean }>).value);
+    const outcome = create(StoredSchema, {
+      serverTimestampMs: BigInt(ts),
+      entries: targets.map((t, i) =>
+        create(StoredEntrySchema, { device: create(DeviceAddressSchema, t.device), sequence: BigInt(acks[i].seq) }),
+      ),
+    });
+    try {
+      await this.d.sends.create(key, toBinary(StoredSchema, outcome));
+    } catch (err) {
+      const existing = await this.d.sends.get(key).catch(() => null);
+      if (existing && existing.operation === "PUT" && existing.value.length > 0) return stored(existing.value, true);
+      // Everything is stored; only the record for late retries is missing. Retries inside
+      // the duplicate window still dedupe, so answer Stored rather than fail a delivered message.
+      this.d.log.warn("send idempotency record not written", { error: (err as Error)?.name });
+    }
+    outcome.duplicate = acks.every((a) => a.duplicate);
+    return create(SendResponseSchema, { outcome: { case: "stored", value: outcome } });
+  }
+
+  private validate(sender: AuthenticatedDevice, req: SendRequest): Target[] {
+    const l = this.d.limits;
+    if (req.messageId.length !== 16) throw invalid(`message_id must be exactly 16 bytes, got ${req.messageId.length}`);
+    if (req.sharedBody.length > l.maxBodyBytes) {
+      throw exhausted(`shared_body is ${req.sharedBody.length} bytes; max_body_bytes is ${l.maxBodyBytes} (send larger content as an attachment)`);
+    }
+    if (req.entries.length === 0) throw invalid("entries must not be empty (one entry per recipient device)");
+    if (req.entries.length > l.maxEntriesPerSend) {
+      throw exhausted(`${req.entries.length} entries; max_entries_per_send is ${l.maxEntriesPerSend}`);
+    }
+    const seen = new Set<string>();
+    const targets: Target[] = new Array(req.entries.length);
+    for (let i = 0; i < req.entries.length; i++) {
+      const e = req.entries[i];
+      if (!e.device) throw invalid(`entries[${i}].device is required`);
+      checkAccountId(`entries[${i}].device.account_id`, e.device.accountId);
+      checkDeviceId(`entries[${i}].device.device_id`, e.device.deviceId);
+      if (e.entry.length > l.maxEntryBytes) {
+        throw exhausted(`entries[${i}].entry is ${e.entry.length} bytes; max_entry_bytes is ${l.maxEntryBytes}`);
+      }
+      if (e.device.accountId === sender.accountId && e.device.deviceId === sender.deviceId) {
+        throw invalid(`entries[${i}] addresses the sending device ${sender.accountId}/${sender.deviceId} itself`);
+      }
+      const k = `${e.device.accountId}/${e.device.deviceId}`;
+      if (seen.has(k)) throw invalid(`entries[${i}] addresses device ${k} a second time (one entry per device)`);
+      seen.add(k);
+      targets[i] = { device: { accountId: e.device.accountId, deviceId: e.device.deviceId }, entry: e.entry };
+    }
+    const versions = new Set<string>();
+    req.versions.forEach((v, i) => {
+      checkAccountId(`versions[${i}].account_id`, v.accountId);
+      if (versions.has(v.accountId)) throw invalid(`versions[${i}] repeats account ${v.accountId} (one version per account)`);
+      versions.add(v.accountId);
+    });
+    return targets;
+  }
+
+  /** Typing and the like: straight to connected streams over core NATS, never stored. */
+  private sendEphemeral(sender: AuthenticatedDevice, req: SendRequest, targets: Target[]): SendResponse {
+    const ts = this.d.now();
+    for (const t of targets) {
+      const record = encodeRecord({
+        messageId: req.messageId,
+        senderAccountId: sender.accountId,
+        senderDeviceId: sender.deviceId,
+        timestampMs: ts,
+        entry: t.entry,
+        body: req.sharedBody,
+        ephemeral: true,
+      });
+      this.d.mailboxes.signal(t.device, { kind: "ephemeral", record });
+    }
+    const outcome = create(StoredSchema, {
+      serverTimestampMs: BigInt(ts),
+      entries: targets.map((t) => create(StoredEntrySchema, { device: create(DeviceAddressSchema, t.device), sequence: 0n })),
+    });
+    return create(SendResponseSchema, { outcome: { case: "stored", value: outcome } });
+  }
+
+  /**
+   * Compares the addressed devices with every involved account's current list (the sender's
+   * own account always: its other devices must get a copy). missing = listed without entry;
+   * stale = allocated once but no longer listed (revoked); extra = never allocated.
+   */
+  private async checkDeviceLists(sender: AuthenticatedDevice, targets: Target[]): Promise<SendResponse | undefined> {
+    const byAccount = new Map<string, Set<number>>([[sender.accountId, new Set()]]);
+    for (const t of targets) {
+      let s = byAccount.get(t.device.accountId);
+      if (!s) byAccount.set(t.device.accountId, (s = new Set()));
+      s.add(t.device.deviceId);
+    }
+    const lists = this.d.deviceLists();
+    const accounts = [...byAccount.keys()];
+    const current = await storeOp("the device-list lookup", () => Promise.all(accounts.map((a) => lists.currentDeviceList(a))));
+    const mismatches: AccountMismatch[] = [];
+    accounts.forEach((account, i) => {
+      const list = current[i];
+      if (!list) throw new ConnectError(`account ${account} not found`, Code.NotFound);
+      const addressed = byAccount.get(account)!;
+      const listed = new Set(list.deviceIds);
+      const missing = list.deviceIds.filter((id) => !addressed.has(id) && !(account === sender.accountId && id === sender.deviceId));
+      const stale: number[] = [];
+      const extra: number[] = [];
+      for (const id of addressed) {
+        if (listed.has(id)) continue;
+        (id < list.nextDeviceId ? stale : extra).push(id);
+      }
+      if (missing.length || stale.length || extra.length) {
+        const asc = (a: number, b: number) => a - b;
+        mismatches.push(
+          create(AccountMismatchSchema, {
+            accountId: account,
+            missingDeviceIds: missing.sort(asc),
+            staleDeviceIds: stale.sort(asc),
+            extraDeviceIds: extra.sort(asc),
+            currentVersion: list.version,
+          }),
+        );
+      }
+    });
+    if (!mismatches.length) return undefined;
+    return create(SendResponseSchema, { outcome: { case: "mismatchedDevices", value: create(MismatchedDevicesSchema, { accounts: mismatches }) } });
+  }
+}
+
+function stored(bytes: Uint8Array, duplicate: boolean): SendResponse {
+  const s: Stored = fromBinary(StoredSchema, bytes);
+  s.duplicate = duplicate;
+  return create(SendResponseSchema, { outcome: { case: "stored", value: s } });
+}
