@@ -1,0 +1,50 @@
+/**
+ * The suite against our own server (real nats-server, real ports): every case on Connect
+ * (JSON over HTTP/1.1 and binary over h2), gRPC and gRPC-Web through connect-es, and on
+ * gRPC through @grpc/grpc-js. Cases listed in known-failing.txt may fail; nothing else may,
+ * and a listed case that passes fails the run (the list must shrink as features land).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
+import type { RunningServer } from "@sealpost/server/server.js";
+import { loadCases } from "../src/cases/load-cases.js";
+import { KnownFailing } from "../src/cases/known-failing.js";
+import { defaultCasesDir, defaultKnownFailing } from "../src/runner/paths.js";
+import { runServerSuite, type TargetSpec } from "../src/runner/server-suite.js";
+import { isRunOk, summaryTable } from "../src/report/summary-table.js";
+
+let nats: TestNats;
+let server: RunningServer;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  server = await startTestServer(nats.url);
+});
+afterAll(async () => {
+  await server?.close();
+  await nats?.stop();
+});
+
+const targets: TargetSpec[] = [
+  { stack: "connect-es", protocol: "connect", httpVersion: "1.1", codec: "json" },
+  { stack: "connect-es", protocol: "connect", httpVersion: "2", codec: "proto" },
+  { stack: "connect-es", protocol: "grpc" },
+  { stack: "connect-es", protocol: "grpc-web" },
+  { stack: "grpc-js", protocol: "grpc" },
+];
+
+describe("server mode against the sealpost server", () => {
+  it("passes every case on every protocol and both TypeScript stacks", { timeout: 110_000 }, async () => {
+    const results = await runServerSuite({
+      url: server.url,
+      targets,
+      cases: loadCases(defaultCasesDir),
+      knownFailing: KnownFailing.load(defaultKnownFailing),
+    });
+    const table = summaryTable(results);
+    if (!isRunOk(results) || process.env.SEALPOST_CONFORMANCE_VERBOSE) console.log(table);
+    expect(new Set(results.map((r) => r.target)).size).toBe(5);
+    expect(results.filter((r) => r.status === "fail" || r.status === "unexpected-pass").map((r) => `${r.target} ${r.name}: ${r.message}`)).toEqual([]);
+    expect(results.some((r) => r.status === "pass")).toBe(true);
+  });
+});
