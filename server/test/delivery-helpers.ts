@@ -1,0 +1,121 @@
+/**
+ * Helpers for the delivery tests: per-instance clients of a test device, Send shorthands, an
+ * Inbox that records one Receive stream, and a direct look into a device's mailbox in NATS.
+ */
+import { create } from "@bufbuild/protobuf";
+import { ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { randomBytes } from "node:crypto";
+import {
+  DeliveryService,
+  SendEntrySchema,
+  type ReceiveResponse,
+  type SendResponse,
+} from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
+import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
+import type { TestDevice } from "@sealpost/test-support/accounts.js";
+import type { Nats } from "@sealpost/server/nats/connection.js";
+import { Mailboxes } from "@sealpost/server/delivery/mailbox.js";
+
+export type DeliveryClient = Client<typeof DeliveryService>;
+
+/** A DeliveryService client for `device` on the instance at `baseUrl` (its current token). */
+export function deliveryOf(device: TestDevice, baseUrl: string): DeliveryClient {
+  const withToken: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${device.token}`);
+    return next(req);
+  };
+  return createClient(DeliveryService, createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors: [withToken] }));
+}
+
+export const newMessageId = () => new Uint8Array(randomBytes(16));
+
+type Addr = { accountId: string; deviceId: number };
+const addrOf = (d: TestDevice | Addr): Addr => ("address" in d ? d.address : d);
+
+/** One entry per device; each entry's bytes name the device so tests can check routing. */
+export function entriesFor(devices: (TestDevice | Addr)[], tag = "") {
+  return devices.map((d) => {
+    const a = addrOf(d);
+    return create(SendEntrySchema, { device: create(DeviceAddressSchema, a), entry: new TextEncoder().encode(`${tag}->${a.accountId}/${a.deviceId}`) });
+  });
+}
+
+export function storedOf(res: SendResponse) {
+  if (res.outcome.case !== "stored") throw new Error(`expected Stored, got ${res.outcome.case}: ${JSON.stringify(res.outcome.value)}`);
+  return res.outcome.value;
+}
+
+export const text = (b: Uint8Array) => new TextDecoder().decode(b);
+export const bytes = (s: string) => new TextEncoder().encode(s);
+
+export async function waitUntil(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Records every event of one Receive stream. */
+export class Inbox {
+  readonly events: ReceiveResponse[] = [];
+  readonly done: Promise<ConnectError | undefined>;
+  ended = false;
+  error: ConnectError | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(client: DeliveryClient, req: { afterSequence?: bigint; maxInFlight?: number } = {}) {
+    this.done = (async () => {
+      try {
+        for await (const ev of client.receive(req, { signal: this.abort.signal })) this.events.push(ev);
+      } catch (err) {
+        if (!this.abort.signal.aborted) this.error = ConnectError.from(err);
+      } finally {
+        this.ended = true;
+      }
+      return this.error;
+    })();
+  }
+
+  get messages(): MailboxMessage[] {
+    return this.events.flatMap((e) => (e.event.case === "message" ? [e.event.value] : []));
+  }
+
+  get drained(): boolean {
+    return this.events.some((e) => e.event.case === "drained");
+  }
+
+  get replaced(): boolean {
+    return this.events.some((e) => e.event.case === "replaced");
+  }
+
+  async waitForMessages(n: number): Promise<MailboxMessage[]> {
+    await waitUntil(`${n} messages (have ${this.messages.length})`, () => this.messages.length >= n || this.ended);
+    return this.messages;
+  }
+
+  async waitDrained(): Promise<void> {
+    await waitUntil("the drained marker", () => this.drained || this.ended);
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort();
+    await this.done;
+  }
+}
+
+/** Sequences currently stored in a device's mailbox, read straight from JetStream. */
+export async function mailboxSequences(nats: Nats, partitions: number, device: Addr): Promise<number[]> {
+  const mb = new Mailboxes(nats, partitions);
+  const loc = mb.locate(device);
+  const out: number[] = [];
+  let after = 0;
+  for (;;) {
+    const m = await mb.next(loc, after);
+    if (!m) return out;
+    out.push(m.seq);
+    after = m.seq;
+  }
+}
