@@ -36,7 +36,7 @@ const QUICK = process.argv.includes("--quick");
 /** Timed samples per figure and implementation, and the time budget of one sample. */
 const SAMPLES = QUICK ? 3 : 7;
 const SAMPLE_MS = QUICK ? 250 : 600;
-const WARMUP_MS = QUICK ? 150 : 400;
+const WARMUP_MS = Number(process.env.WARM ?? (QUICK ? 150 : 400));
 
 const PAYLOAD = new Uint8Array(1024).map((_, i) => (i * 31) & 0xff);
 const CONTENT = create(ContentSchema, {
@@ -50,24 +50,42 @@ interface Measured {
   samples: number[];
 }
 
-/** Runs `op` repeatedly: warm-up, then SAMPLES samples of ~SAMPLE_MS each; median ops/s. */
-async function measure(op: () => Promise<void>): Promise<Measured> {
-  const warmEnd = performance.now() + WARMUP_MS;
-  while (performance.now() < warmEnd) await op();
-  const samples: number[] = [];
-  for (let s = 0; s < SAMPLES; s++) {
+/** One implementation's side of a figure: `op` is timed; `between` runs untimed before each sample. */
+interface Runner {
+  op: () => Promise<void>;
+  between?: () => Promise<void>;
+  /** Upper bound of ops per sample (bounded pools such as pre-made bundles). */
+  maxOps?: number;
+}
+
+/**
+ * Times several implementations of one figure with their samples interleaved (A B C A B C
+ * ...), so process-wide effects (GC of native handles, JIT state) fall on all of them alike.
+ * Measured here: running libsignal first halved the next JS figure when runs were sequential.
+ */
+async function measureInterleaved(runners: Record<string, Runner>): Promise<Record<string, Measured>> {
+  const names = Object.keys(runners);
+  const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const run = async (r: Runner, budgetMs: number, record: number[] | undefined) => {
+    await r.between?.();
     let n = 0;
     const start = performance.now();
     let now = start;
-    while (now - start < SAMPLE_MS) {
-      await op();
+    while (now - start < budgetMs && n < (r.maxOps ?? Infinity)) {
+      await r.op();
       n++;
       now = performance.now();
     }
-    samples.push((n * 1000) / (now - start));
-  }
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { opsPerSec: sorted[Math.floor(sorted.length / 2)], samples: samples.map((x) => Math.round(x)) };
+    record?.push((n * 1000) / (now - start));
+  };
+  for (const name of names) await run(runners[name], WARMUP_MS, undefined);
+  for (let s = 0; s < SAMPLES; s++) for (const name of names) await run(runners[name], SAMPLE_MS, samples[name]);
+  return Object.fromEntries(
+    names.map((name) => {
+      const sorted = [...samples[name]].sort((a, b) => a - b);
+      return [name, { opsPerSec: sorted[Math.floor(sorted.length / 2)], samples: samples[name].map((x) => Math.round(x)) }];
+    }),
+  );
 }
 
 /** A sealpost device over in-memory stores. */
@@ -126,90 +144,74 @@ async function sealpostRoundTrip(from: SealpostDevice, to: SealpostDevice): Prom
   await to.cipher.decrypt(m.entries[0].entry, m.sharedBody, from.address);
 }
 
-type Figures = Record<string, Measured>;
+type Setup = () => Promise<Runner>;
 
-async function benchSealpost(provider: CryptoProvider): Promise<Figures> {
-  const out: Figures = {};
-  {
-    const [a, b] = await sealpostPair(provider);
-    // Bundles are made ahead of the timed samples (prekey generation is the recipient's job).
-    const pool: KeyBundle[] = [];
-    const refill = async () => {
-      while (pool.length < 64) pool.push(await b.bundle());
-    };
-    const m = await measureExcluding(async () => {
-      await a.cipher.processBundle(b.address, pool.pop()!);
+/** The figures of sealpost with one provider, as setups producing runners. */
+function sealpostSetups(provider: CryptoProvider): Record<string, Setup> {
+  return {
+    async session_setup() {
+      const [a, b] = await sealpostPair(provider);
+      // Bundles are made before each sample, untimed (prekey generation is the recipient's job).
+      const pool: KeyBundle[] = [];
+      return {
+        maxOps: 64,
+        async between() {
+          while (pool.length < 64) pool.push(await b.bundle());
+        },
+        async op() {
+          await a.cipher.processBundle(b.address, pool.pop()!);
+          await sealpostRoundTrip(a, b);
+        },
+      };
+    },
+    async steady_1to1() {
+      const [a, b] = await sealpostPair(provider);
+      await a.cipher.processBundle(b.address, await b.bundle());
       await sealpostRoundTrip(a, b);
-    }, refill);
-    out.session_setup = m;
-  }
-  {
-    const [a, b] = await sealpostPair(provider);
-    await a.cipher.processBundle(b.address, await b.bundle());
-    await sealpostRoundTrip(a, b);
-    await sealpostRoundTrip(b, a);
-    out.steady_1to1 = await measure(() => sealpostRoundTrip(a, b));
-  }
-  {
-    const [a, b] = await sealpostPair(provider);
-    await a.cipher.processBundle(b.address, await b.bundle());
-    await sealpostRoundTrip(a, b);
-    let turn = 0;
-    out.ping_pong = await measure(() => (turn++ % 2 === 0 ? sealpostRoundTrip(b, a) : sealpostRoundTrip(a, b)));
-  }
-  {
-    const a = await new SealpostDevice(provider, { accountId: "alice", deviceId: 1 }).init();
-    const peers: SealpostDevice[] = [];
-    for (let i = 0; i < 8; i++) {
-      const p = await new SealpostDevice(provider, { accountId: "bob", deviceId: i + 1 }).init();
-      await a.trust(p);
-      await p.trust(a);
-      await a.cipher.processBundle(p.address, await p.bundle());
-      await sealpostRoundTrip(a, p);
-      await sealpostRoundTrip(p, a);
-      peers.push(p);
-    }
-    // Receivers fall behind in the send-only figure; they are skipped keys nobody reads,
-    // bounded by the window, so reset the sessions afterwards by using fresh peers below.
-    out.fanout8_send = await measure(async () => {
-      await sealpostSend(a, peers);
-    });
-    const a2 = await new SealpostDevice(provider, { accountId: "carol", deviceId: 1 }).init();
-    for (const p of peers) {
-      await a2.trust(p);
-      await p.trust(a2);
-      await a2.cipher.processBundle(p.address, await p.bundle());
-      await sealpostRoundTrip(a2, p);
-      await sealpostRoundTrip(p, a2);
-    }
-    out.fanout8_roundtrip = await measure(async () => {
-      const m = await sealpostSend(a2, peers);
-      for (let i = 0; i < peers.length; i++) await peers[i].cipher.decrypt(m.entries[i].entry, m.sharedBody, a2.address);
-    });
-  }
-  return out;
+      await sealpostRoundTrip(b, a);
+      return { op: () => sealpostRoundTrip(a, b) };
+    },
+    async ping_pong() {
+      const [a, b] = await sealpostPair(provider);
+      await a.cipher.processBundle(b.address, await b.bundle());
+      await sealpostRoundTrip(a, b);
+      let turn = 0;
+      return { op: () => (turn++ % 2 === 0 ? sealpostRoundTrip(b, a) : sealpostRoundTrip(a, b)) };
+    },
+    async fanout8_send() {
+      const [a, peers] = await sealpostFanout(provider, "alice");
+      return {
+        async op() {
+          await sealpostSend(a, peers);
+        },
+      };
+    },
+    async fanout8_roundtrip() {
+      const [a, peers] = await sealpostFanout(provider, "carol");
+      return {
+        async op() {
+          const m = await sealpostSend(a, peers);
+          for (let i = 0; i < peers.length; i++) await peers[i].cipher.decrypt(m.entries[i].entry, m.sharedBody, a.address);
+        },
+      };
+    },
+  };
 }
 
-/** Like measure(), but runs `between` before each sample, outside the timed window. */
-async function measureExcluding(op: () => Promise<void>, between: () => Promise<void>): Promise<Measured> {
-  await between();
-  const warmEnd = performance.now() + WARMUP_MS;
-  for (let n = 0; n < 60 && performance.now() < warmEnd; n++) await op();
-  const samples: number[] = [];
-  for (let s = 0; s < SAMPLES; s++) {
-    await between();
-    let n = 0;
-    const start = performance.now();
-    let now = start;
-    while (now - start < SAMPLE_MS && n < 60) {
-      await op();
-      n++;
-      now = performance.now();
-    }
-    samples.push((n * 1000) / (now - start));
+/** A sender with established sessions to 8 devices. */
+async function sealpostFanout(provider: CryptoProvider, sender: string): Promise<[SealpostDevice, SealpostDevice[]]> {
+  const a = await new SealpostDevice(provider, { accountId: sender, deviceId: 1 }).init();
+  const peers: SealpostDevice[] = [];
+  for (let i = 0; i < 8; i++) {
+    const p = await new SealpostDevice(provider, { accountId: "bob", deviceId: i + 1 }).init();
+    await a.trust(p);
+    await p.trust(a);
+    await a.cipher.processBundle(p.address, await p.bundle());
+    await sealpostRoundTrip(a, p);
+    await sealpostRoundTrip(p, a);
+    peers.push(p);
   }
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { opsPerSec: sorted[Math.floor(sorted.length / 2)], samples: samples.map((x) => Math.round(x)) };
+  return [a, peers];
 }
 
 async function libsignalRoundTrip(from: LibsignalDevice, to: LibsignalDevice): Promise<void> {
@@ -217,69 +219,80 @@ async function libsignalRoundTrip(from: LibsignalDevice, to: LibsignalDevice): P
   await to.decrypt(from, m);
 }
 
-async function benchLibsignal(): Promise<Figures> {
-  const out: Figures = {};
-  {
-    const a = new LibsignalDevice("alice", 1);
-    const b = new LibsignalDevice("bob", 1);
-    const pool: ReturnType<LibsignalDevice["bundle"]>[] = [];
-    const refill = async () => {
-      while (pool.length < 64) pool.push(b.bundle());
-    };
-    out.session_setup = await measureExcluding(async () => {
-      await a.processBundle(b, pool.pop()!);
+async function libsignalFanout(sender: string): Promise<[LibsignalDevice, LibsignalDevice[]]> {
+  const a = new LibsignalDevice(sender, 1);
+  const peers: LibsignalDevice[] = [];
+  for (let i = 0; i < 8; i++) {
+    const p = new LibsignalDevice("bob", i + 1);
+    await a.processBundle(p, p.bundle());
+    await libsignalRoundTrip(a, p);
+    await libsignalRoundTrip(p, a);
+    peers.push(p);
+  }
+  return [a, peers];
+}
+
+function libsignalSetups(): Record<string, Setup> {
+  return {
+    async session_setup() {
+      const a = new LibsignalDevice("alice", 1);
+      const b = new LibsignalDevice("bob", 1);
+      const pool: ReturnType<LibsignalDevice["bundle"]>[] = [];
+      return {
+        maxOps: 64,
+        async between() {
+          while (pool.length < 64) pool.push(b.bundle());
+        },
+        async op() {
+          await a.processBundle(b, pool.pop()!);
+          await libsignalRoundTrip(a, b);
+        },
+      };
+    },
+    async steady_1to1() {
+      const a = new LibsignalDevice("alice", 1);
+      const b = new LibsignalDevice("bob", 1);
+      await a.processBundle(b, b.bundle());
       await libsignalRoundTrip(a, b);
-    }, refill);
-  }
-  {
-    const a = new LibsignalDevice("alice", 1);
-    const b = new LibsignalDevice("bob", 1);
-    await a.processBundle(b, b.bundle());
-    await libsignalRoundTrip(a, b);
-    await libsignalRoundTrip(b, a);
-    out.steady_1to1 = await measure(() => libsignalRoundTrip(a, b));
-  }
-  {
-    const a = new LibsignalDevice("alice", 1);
-    const b = new LibsignalDevice("bob", 1);
-    await a.processBundle(b, b.bundle());
-    await libsignalRoundTrip(a, b);
-    let turn = 0;
-    out.ping_pong = await measure(() => (turn++ % 2 === 0 ? libsignalRoundTrip(b, a) : libsignalRoundTrip(a, b)));
-  }
-  {
-    const a = new LibsignalDevice("alice", 1);
-    const peers: LibsignalDevice[] = [];
-    for (let i = 0; i < 8; i++) {
-      const p = new LibsignalDevice("bob", i + 1);
-      await a.processBundle(p, p.bundle());
-      await libsignalRoundTrip(a, p);
-      await libsignalRoundTrip(p, a);
-      peers.push(p);
-    }
-    out.fanout8_send = await measure(async () => {
-      for (const p of peers) await a.encrypt(p, PAYLOAD);
-    });
-    const a2 = new LibsignalDevice("carol", 1);
-    for (const p of peers) {
-      await a2.processBundle(p, p.bundle());
-      await libsignalRoundTrip(a2, p);
-      await libsignalRoundTrip(p, a2);
-    }
-    out.fanout8_roundtrip = await measure(async () => {
-      for (const p of peers) await libsignalRoundTrip(a2, p);
-    });
-  }
-  {
-    const a = new LibsignalDevice("alice", 1);
-    const b = new LibsignalDevice("bob", 1);
-    const distributionId = "d1b1a1c0-0000-4000-8000-000000000001";
-    await b.processDistribution(a, await a.createDistribution(distributionId));
-    out.group_encrypt_reference = await measure(async () => {
-      await a.groupEncrypt(distributionId, PAYLOAD);
-    });
-  }
-  return out;
+      await libsignalRoundTrip(b, a);
+      return { op: () => libsignalRoundTrip(a, b) };
+    },
+    async ping_pong() {
+      const a = new LibsignalDevice("alice", 1);
+      const b = new LibsignalDevice("bob", 1);
+      await a.processBundle(b, b.bundle());
+      await libsignalRoundTrip(a, b);
+      let turn = 0;
+      return { op: () => (turn++ % 2 === 0 ? libsignalRoundTrip(b, a) : libsignalRoundTrip(a, b)) };
+    },
+    async fanout8_send() {
+      const [a, peers] = await libsignalFanout("alice");
+      return {
+        async op() {
+          for (const p of peers) await a.encrypt(p, PAYLOAD);
+        },
+      };
+    },
+    async fanout8_roundtrip() {
+      const [a, peers] = await libsignalFanout("carol");
+      return {
+        async op() {
+          for (const p of peers) await libsignalRoundTrip(a, p);
+        },
+      };
+    },
+    async group_encrypt_reference() {
+      const a = new LibsignalDevice("alice", 1);
+      const b = new LibsignalDevice("bob", 1);
+      const distributionId = "d1b1a1c0-0000-4000-8000-000000000001";
+      await b.processDistribution(a, await a.createDistribution(distributionId));
+      return {
+        async op() {
+          await a.groupEncrypt(distributionId, PAYLOAD);
+        },
+      };
+    },
+  };
 }
 
 interface Target {
@@ -296,9 +309,19 @@ const TARGETS: Target[] = [
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const libsignal = await benchLibsignal();
-  const node = await benchSealpost(createNodeProvider());
-  const noble = await benchSealpost(createNobleProvider());
+  const impls: Record<string, Record<string, Setup>> = {
+    libsignal: libsignalSetups(),
+    node: sealpostSetups(createNodeProvider()),
+    noble: sealpostSetups(createNobleProvider()),
+  };
+  const results: Record<string, Record<string, Measured>> = { libsignal: {}, node: {}, noble: {} };
+  for (const figure of ["session_setup", "steady_1to1", "ping_pong", "fanout8_send", "fanout8_roundtrip", "group_encrypt_reference"]) {
+    const runners: Record<string, Runner> = {};
+    for (const [impl, setups] of Object.entries(impls)) if (setups[figure]) runners[impl] = await setups[figure]();
+    const measured = await measureInterleaved(runners);
+    for (const [impl, m] of Object.entries(measured)) results[impl][figure] = m;
+  }
+  const { libsignal, node, noble } = results;
 
   const figures: Record<string, unknown>[] = [];
   const rows: string[] = [];
@@ -338,7 +361,7 @@ async function main(): Promise<void> {
     durationSec: Math.round((Date.now() - started) / 100) / 10,
     machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), platform: `${os.platform()} ${os.arch()}`, node: process.version },
     versions: { "@signalapp/libsignal-client": pkg("@signalapp/libsignal-client"), "@noble/curves": pkg("@noble/curves"), "@noble/post-quantum": pkg("@noble/post-quantum") },
-    method: `median of ${SAMPLES} samples of ~${SAMPLE_MS} ms after ${WARMUP_MS} ms warm-up, same process, sequential awaits, in-memory stores`,
+    method: `per figure, samples of ~${SAMPLE_MS} ms interleaved across implementations (${SAMPLES} each, after a ${WARMUP_MS} ms warm-up each); value = median; same process, sequential awaits, in-memory stores`,
     figures,
     targets,
   };

@@ -3,11 +3,10 @@
  * recommendations) instantiated with HKDF-SHA256 / HMAC-SHA256 and AES-256-GCM.
  */
 import type { CryptoProvider } from "../crypto/provider.js";
-import { RATCHET_MESSAGE_LABEL, RATCHET_ROOT_LABEL } from "./labels.js";
+import { RATCHET_ROOT_LABEL } from "./labels.js";
 
 const MESSAGE_KEY_SEED = new Uint8Array([0x01]);
 const CHAIN_KEY_SEED = new Uint8Array([0x02]);
-const EMPTY = new Uint8Array(0);
 
 /** KDF_RK: HKDF(salt = root key, ikm = DH output, info = "sealpost.ratchet.root.v1", 64) -> (root key, chain key). */
 export function kdfRoot(provider: CryptoProvider, rootKey: Uint8Array, dhOutput: Uint8Array): { rootKey: Uint8Array; chainKey: Uint8Array } {
@@ -20,8 +19,14 @@ export function kdfChain(provider: CryptoProvider, chainKey: Uint8Array): { mess
   return { messageKey: provider.hmacSha256(chainKey, MESSAGE_KEY_SEED), chainKey: provider.hmacSha256(chainKey, CHAIN_KEY_SEED) };
 }
 
-/** Expands a message key: HKDF(salt = empty, ikm = mk, info = "sealpost.ratchet.message.v1", 44) -> AES key || nonce. */
-export function messageKeyMaterial(provider: CryptoProvider, messageKey: Uint8Array): { key: Uint8Array; nonce: Uint8Array } {
-  const out = provider.hkdf(messageKey, EMPTY, RATCHET_MESSAGE_LABEL, 44);
-  return { key: out.subarray(0, 32), nonce: out.subarray(32, 44) };
+/** Every AES-256-GCM key of the protocol encrypts exactly one message, so the nonce is fixed. */
+export const ZERO_NONCE = new Uint8Array(12);
+
+/**
+ * The AES-256-GCM key and nonce of a message: the message key itself (32 bytes, an HMAC output,
+ * used for exactly one message) and 12 zero bytes. Signal expands mk with HKDF because CBC+HMAC
+ * needs 80 bytes of keys and IV; an AEAD with a single-use key needs neither.
+ */
+export function messageKeyMaterial(messageKey: Uint8Array): { key: Uint8Array; nonce: Uint8Array } {
+  return { key: messageKey, nonce: ZERO_NONCE };
 }

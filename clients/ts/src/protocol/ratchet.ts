@@ -148,10 +148,10 @@ export function ratchetEncrypt(
     previousCounter: state.previousCounter,
     counter: state.sendingCounter,
   };
-  const { key, nonce } = messageKeyMaterial(provider, step.messageKey);
+  const { key, nonce } = messageKeyMaterial(step.messageKey);
   const ad = ratchetAssociatedData(state.localIdentityKey, state.remoteIdentityKey, header);
   const ciphertext = provider.aesGcmSeal(key, nonce, plaintext, ad);
-  wipe(key, step.messageKey, state.sendingChainKey);
+  wipe(step.messageKey, state.sendingChainKey);
   state.sendingChainKey = step.chainKey;
   state.sendingCounter++;
   return { header, ciphertext };
@@ -175,10 +175,9 @@ function findSkipped(state: SessionState, ratchetKey: Uint8Array, counter: numbe
 }
 
 function open(provider: CryptoProvider, state: SessionState, header: RatchetHeader, messageKey: Uint8Array, ciphertext: Uint8Array): Uint8Array {
-  const { key, nonce } = messageKeyMaterial(provider, messageKey);
+  const { key, nonce } = messageKeyMaterial(messageKey);
   const ad = ratchetAssociatedData(state.remoteIdentityKey, state.localIdentityKey, header);
   const plaintext = provider.aesGcmOpen(key, nonce, ciphertext, ad);
-  wipe(key);
   if (plaintext === undefined) throw new DecryptionError("message authentication failed");
   return plaintext;
 }

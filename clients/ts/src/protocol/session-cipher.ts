@@ -9,14 +9,12 @@
  * and its payload checked out against the shared body and the addresses.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { DeviceAddressSchema, type DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
+import type { DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
 import type { KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import {
   DeviceEnvelopeSchema,
   EntryPayloadSchema,
-  PrekeyMessageSchema,
-  RatchetMessageSchema,
   type EntryPayload,
   type PrekeyMessage,
   type RatchetMessage,
@@ -44,6 +42,7 @@ import { verifyKeyBundle, type VerifiedBundle } from "./prekeys.js";
 import { canSend, initInitiator, initResponder, planDecrypt, ratchetEncrypt, type DecryptPlan, type RatchetHeader } from "./ratchet.js";
 import type { SessionRecord, SessionState } from "./ratchet-state.js";
 import { openSealedBody, parseSharedBody, sealBody } from "./sealed-body.js";
+import { encodeDeviceEnvelope, encodeEntryPayload } from "./wire.js";
 
 /** A device, by account and device id. */
 export interface Address {
@@ -206,7 +205,6 @@ export class SessionCipher {
     const contentKey = this.provider.random(32);
     const sharedBody = sealBody(this.provider, contentKey, messageId, toBinary(ContentSchema, body));
     const bodySha256 = this.provider.sha256(sharedBody);
-    const sender = create(DeviceAddressSchema, { accountId: this.localAddress.accountId, deviceId: this.localAddress.deviceId });
 
     const entries: EncryptedMessage["entries"] = [];
     try {
@@ -221,45 +219,26 @@ export class SessionCipher {
           }
           const state = record.current as SessionState;
           const sequence = (await this.stores.channels.loadSent(key)) + 1;
-          const payload = create(EntryPayloadSchema, {
-            sender,
-            recipient: create(DeviceAddressSchema, { accountId: r.address.accountId, deviceId: r.address.deviceId }),
-            channelSequence: BigInt(sequence),
-            contentKey,
-            bodySha256,
-            messageId,
-          });
-          const plain = toBinary(EntryPayloadSchema, payload);
+          const plain = encodeEntryPayload({ sender: this.localAddress, recipient: r.address, channelSequence: sequence, contentKey, bodySha256, messageId });
           const { header: h, ciphertext } = ratchetEncrypt(this.provider, state, plain);
           wipe(plain);
-          const message = create(RatchetMessageSchema, {
-            version: PROTOCOL_VERSION,
-            ratchetKey: h.ratchetKey,
-            previousChainLength: h.previousCounter,
-            counter: h.counter,
-            ciphertext,
-          });
+          const message = { version: PROTOCOL_VERSION, ratchetKey: h.ratchetKey, previousChainLength: h.previousCounter, counter: h.counter, ciphertext };
           const p = state.pendingPrekey;
-          const envelope = p
-            ? create(DeviceEnvelopeSchema, {
-                kind: {
-                  case: "prekey",
-                  value: create(PrekeyMessageSchema, {
-                    version: PROTOCOL_VERSION,
-                    identityDhKey: local.dhKey,
-                    baseKey: p.baseKey,
-                    signedPrekeyId: p.signedPrekeyId,
-                    oneTimePrekeyId: p.oneTimePrekeyId,
-                    kemPrekeyId: p.kemPrekeyId,
-                    kemCiphertext: p.kemCiphertext,
-                    message,
-                  }),
-                },
-              })
-            : create(DeviceEnvelopeSchema, { kind: { case: "ratchet", value: message } });
+          const envelope = encodeDeviceEnvelope(
+            message,
+            p && {
+              version: PROTOCOL_VERSION,
+              identityDhKey: local.dhKey,
+              baseKey: p.baseKey,
+              signedPrekeyId: p.signedPrekeyId,
+              oneTimePrekeyId: p.oneTimePrekeyId,
+              kemPrekeyId: p.kemPrekeyId,
+              kemCiphertext: p.kemCiphertext,
+            },
+          );
           await this.stores.sessions.save(key, record);
           await this.stores.channels.saveSent(key, sequence);
-          return { address: r.address, entry: toBinary(DeviceEnvelopeSchema, envelope), channelSequence: sequence };
+          return { address: r.address, entry: envelope, channelSequence: sequence };
         });
         entries.push(entry);
       }
