@@ -6,8 +6,11 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
-import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
-import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { DirectoryService, file_sealpost_directory_v1_directory_service } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
+import { DeliveryService, file_sealpost_delivery_v1_delivery_service } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { file_grpc_health_v1_health } from "@sealpost/gen/grpc/health/v1/health_pb.js";
+import { ServerReflection, file_grpc_reflection_v1_reflection } from "@sealpost/gen/grpc/reflection/v1/reflection_pb.js";
+import { reflectionService } from "./reflection/reflection-service.js";
 import type { ServerConfig } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
 import { startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
@@ -75,6 +78,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         router.service(Health, healthService(health));
         router.service(DirectoryService, directory.impl);
         router.service(DeliveryService, delivery.impl);
+        router.service(
+          ServerReflection,
+          reflectionService(
+            [file_sealpost_directory_v1_directory_service, file_sealpost_delivery_v1_delivery_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection],
+            [DirectoryService.typeName, DeliveryService.typeName, Health.typeName, ServerReflection.typeName],
+          ),
+        );
       },
       interceptors: [callLogInterceptor(log, now)],
       readMaxBytes: READ_MAX_BYTES,
