@@ -32,6 +32,10 @@ export function checkOneTimePrekeys(keys: OneTimePrekey[]): void {
 
 export class OneTimePrekeyStore {
   private readonly stream: string;
+  /** Per-device tail of this instance's claim queue. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Per-device stream sequence to resume the search from. */
+  private readonly hints = new Map<string, number>();
 
   constructor(
     private readonly kv: KV,
@@ -75,22 +79,53 @@ export class OneTimePrekeyStore {
     throw reason;
   }
 
-  /** Hands out one key exactly once, or undefined when the device has none left. */
-  async claim(accountId: string, deviceId: number): Promise<OneTimePrekey | undefined> {
+  /**
+   * Hands out one key exactly once, or undefined when the device has none left. Claims of one
+   * device are serialized within this instance, so only claims from different instances ever
+   * race for the same key (hundreds of concurrent claims would otherwise all hit the oldest
+   * key at once and retry quadratically).
+   */
+  claim(accountId: string, deviceId: number): Promise<OneTimePrekey | undefined> {
+    const k = `${accountId}.${deviceId}`;
+    const prev = this.queues.get(k) ?? Promise.resolve();
+    const run = prev.then(() => this.claimNow(accountId, deviceId, k));
+    const tail = run.catch(() => {});
+    this.queues.set(k, tail);
+    void tail.then(() => {
+      if (this.queues.get(k) === tail) this.queues.delete(k);
+    });
+    return run;
+  }
+
+  private async claimNow(accountId: string, deviceId: number, k: string): Promise<OneTimePrekey | undefined> {
     const filter = this.subject(accountId, deviceId, "*");
-    let seq = 0;
+    // Every key below the hint is gone (claimed here or lost to another instance), and new
+    // uploads land above it; it only saves re-reading them. One pass from 0 before giving up.
+    const hint = this.hints.get(k) ?? 0;
+    let seq = hint;
+    let wrapped = hint === 0;
     for (;;) {
       const m = await this.jsm.direct.getMessage(this.stream, { next_by_subj: filter, seq });
-      if (!m) return undefined;
+      if (!m) {
+        if (wrapped) {
+          this.hints.delete(k);
+          return undefined;
+        }
+        wrapped = true;
+        seq = 0;
+        continue;
+      }
       seq = m.seq + 1;
       // A KV delete/purge marker (not written by this store, but possible): not a key.
       if (m.header?.get("KV-Operation")) continue;
       try {
         await this.jsm.streams.deleteMessage(this.stream, m.seq, false);
       } catch (err) {
-        if (/no message found/i.test(String((err as Error)?.message ?? err))) continue; // someone else got it
+        if (/no message found/i.test(String((err as Error)?.message ?? err))) continue; // another instance got it
         throw err;
       }
+      if (this.hints.size > 10_000) this.hints.clear();
+      this.hints.set(k, seq);
       const keyId = Number(m.subject.slice(m.subject.lastIndexOf(".") + 1));
       return create(OneTimePrekeySchema, { keyId, publicKey: new Uint8Array(m.data) });
     }
