@@ -95,6 +95,11 @@ const functions: Record<string, Fn> = {
     const { text, count } = a as { text: string; count: number };
     return String(text).repeat(num(count, "$repeat_string.count"));
   },
+  $range: (a) => {
+    const { start = 1, count } = a as Record<string, unknown>;
+    const from = num(start, "$range.start");
+    return Array.from({ length: num(count, "$range.count") }, (_, i) => from + i);
+  },
   $add: (a) => (a as unknown[]).reduce<number>((s, x) => s + num(x, "$add"), 0),
   $account_id: (a, _v, naming) => naming.accountId(String(a)),
   $tamper: (a) => {
