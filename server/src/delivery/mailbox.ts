@@ -4,7 +4,7 @@
  * (next_by_subj from a cursor), so an idle device costs nothing and any instance can read
  * any mailbox.
  */
-import type { StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import type { Nats } from "../nats/connection.js";
 import { BODY_STREAM, bodySubject, mailboxPartition, mailboxStreamName, notifySubject } from "../nats/layout.js";
 import { encodeSignal, type DeviceSignal } from "./device-signal.js";
@@ -53,9 +53,14 @@ class BodyCache {
 export class Mailboxes {
   private readonly bodies = new BodyCache(32 * 1024 * 1024);
 
+  /**
+   * @param reads a manager with a short timeout for direct gets: a read lost in a NATS
+   *   reconnect should be retried in seconds, not after the 10 s default.
+   */
   constructor(
     private readonly nats: Nats,
     readonly partitions: number,
+    private readonly reads: JetStreamManager = nats.jsm,
   ) {}
 
   locate(d: DeviceRef): MailboxLocation {
@@ -71,12 +76,12 @@ export class Mailboxes {
 
   /** The first stored message of this mailbox with a sequence > after, or null. */
   next(loc: MailboxLocation, after: number): Promise<StoredMsg | null> {
-    return this.nats.jsm.direct.getMessage(loc.stream, { next_by_subj: loc.subject, seq: after + 1 });
+    return this.reads.direct.getMessage(loc.stream, { next_by_subj: loc.subject, seq: after + 1 });
   }
 
   /** Exactly this sequence of the stream (any subject), or null when absent or deleted. */
   bySeq(stream: string, seq: number): Promise<StoredMsg | null> {
-    return this.nats.jsm.direct.getMessage(stream, { seq });
+    return this.reads.direct.getMessage(stream, { seq });
   }
 
   /** Deletes without erasing (overwrite is much slower; the data is ciphertext anyway). */
@@ -111,7 +116,7 @@ export class Mailboxes {
   async getBody(key: string): Promise<Uint8Array | null> {
     const hit = this.bodies.get(key);
     if (hit) return hit;
-    const m = await this.nats.jsm.direct.getMessage(BODY_STREAM, { last_by_subj: bodySubject(key) });
+    const m = await this.reads.direct.getMessage(BODY_STREAM, { last_by_subj: bodySubject(key) });
     if (!m) return null;
     this.bodies.set(key, m.data);
     return m.data;

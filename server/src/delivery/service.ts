@@ -9,6 +9,7 @@ import { GetLimitsResponseSchema, type DeliveryService } from "@sealpost/gen/sea
 import type { Authenticator } from "../auth/authenticator.js";
 import type { ServerContext } from "../server-context.js";
 import type { Directory } from "../directory/service.js";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Acker } from "./ack.js";
 import { Attachments } from "./attachments.js";
 import { deviceListsOf, type DeviceLists } from "./device-lists.js";
@@ -19,6 +20,9 @@ import { ReceiveHub } from "./receive-hub.js";
 import { ReceiveStream } from "./receive-stream.js";
 import { Sender } from "./send.js";
 import { invalid } from "./validation.js";
+
+/** Direct gets take ~0.3 ms; one lost in a NATS reconnect is retried after this. */
+const READ_TIMEOUT_MS = 2_000;
 
 export interface Delivery {
   impl: Partial<ServiceImpl<typeof DeliveryService>>;
@@ -42,7 +46,7 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     if (!lists) throw new ConnectError("device lists are not available on this server", Code.Unimplemented);
     return lists;
   };
-  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions);
+  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, await jetstreamManager(ctx.nats.nc, { timeout: READ_TIMEOUT_MS, checkAPI: false }));
   const rate = new RateLimiter(limits.sendsPerMinute, ctx.now);
   const pruneTimer = setInterval(() => rate.prune(), 60_000);
   pruneTimer.unref();
