@@ -1,6 +1,6 @@
 /**
  * Portable provider on `@noble/*` (pure JavaScript, audited; runs in browsers).
- * ML-KEM-768 comes from `@noble/post-quantum` here and in the node provider alike.
+ * ML-KEM-768 comes from `@noble/post-quantum` (./ml-kem.ts) here and in the node provider alike.
  */
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { gcm } from "@noble/ciphers/aes.js";
@@ -8,11 +8,11 @@ import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { randomBytes } from "@noble/hashes/utils.js";
-import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { isAllZero } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
+import { mlKemDecapsulate, mlKemEncapsulate, mlKemKeygen } from "./ml-kem.js";
 import type { CryptoProvider, RandomSource } from "./provider.js";
-import { GCM_TAG_BYTES, KEY_BYTES, MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES, MLKEM768_SECRET_KEY_BYTES } from "./provider.js";
+import { GCM_TAG_BYTES, KEY_BYTES } from "./provider.js";
 
 export interface ProviderOptions {
   /** Replaces the CSPRNG (tests and vectors only). */
@@ -80,25 +80,8 @@ export function createNobleProvider(options: ProviderOptions = {}): CryptoProvid
         return false;
       }
     },
-    mlKemKeygen(seed) {
-      checkLength(seed, 64, "ML-KEM seed");
-      const { publicKey, secretKey } = ml_kem768.keygen(seed);
-      return { publicKey, secretKey };
-    },
-    mlKemEncapsulate(publicKey, m) {
-      checkLength(publicKey, MLKEM768_PUBLIC_KEY_BYTES, "ML-KEM-768 public key");
-      checkLength(m, 32, "ML-KEM randomness");
-      try {
-        const { cipherText, sharedSecret } = ml_kem768.encapsulate(publicKey, m);
-        return { ciphertext: cipherText, sharedSecret };
-      } catch {
-        throw new InvalidKeyError("ML-KEM-768 public key is malformed");
-      }
-    },
-    mlKemDecapsulate(ciphertext, secretKey) {
-      checkLength(ciphertext, MLKEM768_CIPHERTEXT_BYTES, "ML-KEM-768 ciphertext");
-      checkLength(secretKey, MLKEM768_SECRET_KEY_BYTES, "ML-KEM-768 secret key");
-      return ml_kem768.decapsulate(ciphertext, secretKey);
-    },
+    mlKemKeygen,
+    mlKemEncapsulate,
+    mlKemDecapsulate,
   };
 }

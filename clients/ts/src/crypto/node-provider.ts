@@ -6,11 +6,11 @@
  * path Node offers, which keeps the raw-bytes interface of CryptoProvider.
  */
 import * as nodeCrypto from "node:crypto";
-import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { isAllZero } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
+import { mlKemDecapsulate, mlKemEncapsulate, mlKemKeygen } from "./ml-kem.js";
 import type { CryptoProvider } from "./provider.js";
-import { GCM_TAG_BYTES, KEY_BYTES, MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES, MLKEM768_SECRET_KEY_BYTES } from "./provider.js";
+import { GCM_TAG_BYTES, KEY_BYTES } from "./provider.js";
 import type { ProviderOptions } from "./noble-provider.js";
 
 type OkpCurve = "X25519" | "Ed25519";
@@ -161,25 +161,8 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
         return false;
       }
     },
-    mlKemKeygen(seed) {
-      checkLength(seed, 64, "ML-KEM seed");
-      const { publicKey, secretKey } = ml_kem768.keygen(seed);
-      return { publicKey, secretKey };
-    },
-    mlKemEncapsulate(publicKey, m) {
-      checkLength(publicKey, MLKEM768_PUBLIC_KEY_BYTES, "ML-KEM-768 public key");
-      checkLength(m, 32, "ML-KEM randomness");
-      try {
-        const { cipherText, sharedSecret } = ml_kem768.encapsulate(publicKey, m);
-        return { ciphertext: cipherText, sharedSecret };
-      } catch {
-        throw new InvalidKeyError("ML-KEM-768 public key is malformed");
-      }
-    },
-    mlKemDecapsulate(ciphertext, secretKey) {
-      checkLength(ciphertext, MLKEM768_CIPHERTEXT_BYTES, "ML-KEM-768 ciphertext");
-      checkLength(secretKey, MLKEM768_SECRET_KEY_BYTES, "ML-KEM-768 secret key");
-      return ml_kem768.decapsulate(ciphertext, secretKey);
-    },
+    mlKemKeygen,
+    mlKemEncapsulate,
+    mlKemDecapsulate,
   };
 }

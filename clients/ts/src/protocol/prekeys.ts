@@ -12,7 +12,7 @@ import {
   type OneTimePrekey,
   type SignedPrekey,
 } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
-import { concatBytes, u32be } from "../crypto/bytes.js";
+import { bytesEqual, concatBytes, u32be } from "../crypto/bytes.js";
 import { InvalidKeyError, InvalidSignatureError } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { MLKEM768_PUBLIC_KEY_BYTES } from "../crypto/provider.js";
@@ -93,9 +93,10 @@ export interface VerifiedBundle {
 /**
  * Checks every signature and size in a KeyBundle: dh_key_signature, the signed prekey's and
  * the KEM prekey's. Throws InvalidSignatureError / InvalidKeyError; never returns a partial
- * result.
+ * result. When `trusted` (an identity recorded from a verified device list) equals the
+ * bundle's identity, dh_key_signature was already verified and is not checked again.
  */
-export function verifyKeyBundle(provider: CryptoProvider, bundle: KeyBundle): VerifiedBundle {
+export function verifyKeyBundle(provider: CryptoProvider, bundle: KeyBundle, trusted?: RemoteIdentity): VerifiedBundle {
   const id = bundle.identity;
   const spk = bundle.signedPrekey;
   const kem = bundle.kemPrekey;
@@ -103,7 +104,8 @@ export function verifyKeyBundle(provider: CryptoProvider, bundle: KeyBundle): Ve
   if (id.signingKey.length !== 32 || id.dhKey.length !== 32) throw new InvalidKeyError("bundle identity keys must be 32 bytes");
   if (spk.publicKey.length !== 32) throw new InvalidKeyError("signed prekey must be 32 bytes");
   if (kem.publicKey.length !== MLKEM768_PUBLIC_KEY_BYTES) throw new InvalidKeyError("KEM prekey must be 1184 bytes");
-  if (!verifyDhKeySignature(provider, id.signingKey, id.dhKey, id.dhKeySignature)) {
+  const known = trusted !== undefined && bytesEqual(trusted.signingKey, id.signingKey) && bytesEqual(trusted.dhKey, id.dhKey);
+  if (!known && !verifyDhKeySignature(provider, id.signingKey, id.dhKey, id.dhKeySignature)) {
     throw new InvalidSignatureError("bundle identity: dh_key_signature does not verify");
   }
   if (!provider.ed25519Verify(id.signingKey, prekeySignedBytes(SIGNED_PREKEY_LABEL, spk.keyId, spk.publicKey), spk.signature)) {

@@ -143,8 +143,8 @@ export class SessionCipher {
 
   /** Verifies a bundle (signatures, sizes, identity trust) without changing anything. */
   private async checkBundle(address: Address, bundle: KeyBundle): Promise<VerifiedBundle> {
-    const verified = verifyKeyBundle(this.provider, bundle);
     const known = await this.stores.identity.getRemoteIdentity(addressKey(address));
+    const verified = verifyKeyBundle(this.provider, bundle, known);
     if (known) {
       if (!bytesEqual(known.signingKey, verified.identity.signingKey) || !bytesEqual(known.dhKey, verified.identity.dhKey)) {
         throw new UntrustedIdentityError(`bundle identity of ${addressKey(address)} differs from the recorded one`);
