@@ -20,6 +20,7 @@ import {
 import type { RunningServer } from "@sealpost/server/server.js";
 import { createDirectory } from "@sealpost/server/directory/service.js";
 import { generateDeviceKeys, linkDeviceChange, parseDeviceList, revokeDeviceChange } from "@sealpost/client/directory/device-list-changes.js";
+import { verifyDeviceListChain } from "@sealpost/client/directory/device-list-chain.js";
 import { expectConnectError } from "./directory-helpers.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -64,6 +65,8 @@ describe("account lifecycle across two instances", () => {
     expect(full.history.map((h) => parseDeviceList(h).version)).toEqual([1n, 2n]);
     expect(hex(full.history[0].deviceList)).toEqual(hex(alice.deviceList.deviceList));
     expect(hex(full.deviceList!.deviceList)).toEqual(hex(link.deviceList.deviceList));
+    // What the server serves verifies with the client SDK's chain check.
+    expect(verifyDeviceListChain(p, { accountId: "life-alice", history: full.history, current: full.deviceList! }).list.version).toBe(2n);
     expect((await openB.getDeviceList({ accountId: "life-alice", historyAfterVersion: 1n })).history).toHaveLength(1);
     expect((await openB.getDeviceList({ accountId: "life-alice" })).history).toHaveLength(0);
 
