@@ -17,6 +17,16 @@ import { READ_MAX_BYTES } from "@sealpost/server/server.js";
 
 const protoDir = fileURLToPath(new URL("../../proto", import.meta.url));
 
+/**
+ * DeliveryService's GetLimits under a service name no server has, so the generated client
+ * calls a truly unknown procedure (every declared method is implemented now).
+ */
+const nopeService = (() => {
+  const fake = { ...DeliveryService, typeName: "sealpost.nope.v1.NopeService" } as typeof DeliveryService;
+  const getLimits = { ...DeliveryService.method.getLimits, parent: fake };
+  return Object.assign(fake, { methods: [getLimits], method: { ...DeliveryService.method, getLimits } }) as typeof DeliveryService;
+})();
+
 let nats: TestNats;
 let server: RunningServer;
 
@@ -61,8 +71,8 @@ describe("one port, three protocols", () => {
       await expect(client.check({ service: "no.such.Service" })).rejects.toMatchObject({ code: Code.NotFound });
     });
 
-    it(`answers UNIMPLEMENTED for a declared but unimplemented method over ${protocol}`, async () => {
-      const client = createClient(DeliveryService, transportFor(protocol, server.url));
+    it(`answers UNIMPLEMENTED for a procedure the server does not have over ${protocol}`, async () => {
+      const client = createClient(nopeService, transportFor(protocol, server.url));
       const err = await client.getLimits({}).catch((e) => e);
       expect(ConnectError.from(err).code).toBe(Code.Unimplemented);
     });

@@ -1,0 +1,168 @@
+/**
+ * Delivery below the network: the record and signal codecs, the rate limiter, and the
+ * service over an in-memory router transport against a real nats-server with fake device
+ * lists, to reach paths the RPC tests cannot (lost hints, rate limits, tiny intervals).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { startTestNats, type TestNats } from "@sealpost/test-support/index.js";
+import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
+import { ensureLayout } from "@sealpost/server/nats/layout.js";
+import { TokenSigner } from "@sealpost/server/auth/tokens.js";
+import { Authenticator } from "@sealpost/server/auth/authenticator.js";
+import { silentLogger } from "@sealpost/server/logger.js";
+import { defaultConfig } from "@sealpost/server/config.js";
+import type { ServerContext } from "@sealpost/server/server-context.js";
+import type { Directory } from "@sealpost/server/directory/service.js";
+import { createDelivery, type Delivery } from "@sealpost/server/delivery/service.js";
+import { decodeRecord, encodeRecord } from "@sealpost/server/delivery/mailbox-record.js";
+import { decodeSignal, encodeSignal } from "@sealpost/server/delivery/device-signal.js";
+import { RateLimiter } from "@sealpost/server/delivery/rate-limit.js";
+import { Mailboxes } from "@sealpost/server/delivery/mailbox.js";
+import type { CurrentDeviceList } from "@sealpost/server/delivery/device-lists.js";
+import { bytes, entriesFor, Inbox, newMessageId, text, waitUntil, type DeliveryClient } from "./delivery-helpers.js";
+
+describe("codecs", () => {
+  it("round-trips a mailbox record with an inline body and with a body reference", () => {
+    const base = { messageId: new Uint8Array(16).fill(9), senderAccountId: "alice", senderDeviceId: 2 ** 31 - 1, timestampMs: 1_795_000_000_123, entry: bytes("entry"), ephemeral: false };
+    const inline = decodeRecord(encodeRecord({ ...base, body: bytes("body") }));
+    expect({ ...inline, body: text(inline.body!), entry: text(inline.entry) }).toMatchObject({ ...base, entry: "entry", body: "body", messageId: base.messageId });
+    const ref = decodeRecord(encodeRecord({ ...base, ephemeral: true, bodyKey: "k-_1" }));
+    expect(ref).toMatchObject({ bodyKey: "k-_1", ephemeral: true, senderDeviceId: 2 ** 31 - 1 });
+    expect(ref.body).toBeUndefined();
+    expect(() => decodeRecord(bytes("nonsense"))).toThrow(/not a mailbox record/);
+  });
+
+  it("round-trips every device signal and ignores junk", () => {
+    for (const s of [
+      { kind: "mail" as const },
+      { kind: "revoked" as const },
+      { kind: "acked" as const, sequences: [1, 2 ** 40, 7] },
+      { kind: "takeover" as const, order: 12345, streamId: "abc_-" },
+    ]) {
+      expect(decodeSignal(encodeSignal(s))).toEqual(s);
+    }
+    expect(decodeSignal(encodeSignal({ kind: "ephemeral", record: bytes("r") }))).toMatchObject({ kind: "ephemeral" });
+    expect(decodeSignal(new Uint8Array(0))).toBeUndefined();
+    expect(decodeSignal(Uint8Array.of(99))).toBeUndefined();
+  });
+
+  it("rate-limits per key with a refilling token bucket and forgets full buckets", () => {
+    let t = 0;
+    const r = new RateLimiter(60, () => t);
+    for (let i = 0; i < 60; i++) expect(r.take("d")).toBe(true);
+    expect(r.take("d")).toBe(false);
+    expect(r.take("other")).toBe(true);
+    t += 1000; // one token per second
+    expect(r.take("d")).toBe(true);
+    expect(r.take("d")).toBe(false);
+    t += 120_000;
+    r.prune();
+    expect(r.size).toBe(0);
+  });
+});
+
+describe("service over an in-memory transport", () => {
+  let nats: TestNats;
+  let conn: Nats;
+  let delivery: Delivery;
+  let tokens: TokenSigner;
+  let client: (accountId: string, deviceId: number) => DeliveryClient;
+  let mailboxes: Mailboxes;
+  const lists = new Map<string, CurrentDeviceList>([
+    ["ualice", { version: 1n, deviceIds: [1], nextDeviceId: 2 }],
+    ["ubob", { version: 3n, deviceIds: [1, 2], nextDeviceId: 3 }],
+  ]);
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    conn = await connectNats(nats.url, "delivery-unit");
+    const layout = await ensureLayout(conn.jsm, conn.kvm, 2, 1);
+    tokens = new TokenSigner(bytes("unit-secret-unit-secret-unit-secret!"));
+    const shutdown = new AbortController();
+    const ctx: ServerContext = {
+      config: defaultConfig({ mailboxPartitions: 2 }),
+      log: silentLogger,
+      nats: conn,
+      layout,
+      tokens,
+      now: Date.now,
+      random: (n) => crypto.getRandomValues(new Uint8Array(n)),
+      shutdownSignal: shutdown.signal,
+    };
+    const auth = new Authenticator(tokens, { isActive: async (a, d) => !!lists.get(a)?.deviceIds.includes(d) });
+    delivery = await createDelivery(ctx, auth, {} as Directory, {
+      deviceLists: { currentDeviceList: async (a) => lists.get(a) },
+      checkIntervalMs: 150,
+      limits: { sendsPerMinute: 20 },
+    });
+    const transport = createRouterTransport(({ service }) => service(DeliveryService, delivery.impl));
+    client = (accountId, deviceId) => {
+      const { token } = tokens.issue(accountId, deviceId, 60_000);
+      const c = createClient(DeliveryService, transport);
+      return new Proxy(c, {
+        get: (target, prop) => (req: unknown, opts: { headers?: Record<string, string> } = {}) =>
+          (target as any)[prop](req, { ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } }),
+      }) as DeliveryClient;
+    };
+    mailboxes = new Mailboxes(conn, 2);
+  });
+  afterAll(async () => {
+    await delivery?.close();
+    await conn?.nc.close();
+    await nats?.stop();
+  });
+
+  const bob1 = { accountId: "ubob", deviceId: 1 };
+
+  it("finds mail whose notification was lost, by its periodic check", async () => {
+    const inbox = new Inbox(client("ubob", 1));
+    await inbox.waitDrained();
+    // Store straight into the mailbox, with no hint at all.
+    const rec = encodeRecord({ messageId: newMessageId(), senderAccountId: "ualice", senderDeviceId: 1, timestampMs: Date.now(), entry: bytes("e"), body: bytes("silent"), ephemeral: false });
+    await mailboxes.append(mailboxes.locate(bob1), rec, "silent-1");
+    await inbox.waitForMessages(1);
+    expect(text(inbox.messages[0].sharedBody)).toBe("silent");
+    await client("ubob", 1).ack({ sequences: [inbox.messages[0].sequence] });
+    await inbox.close();
+  });
+
+  it("frees the window when an ack's hint was lost (the acked mail is gone from the stream)", async () => {
+    const alice = client("ualice", 1);
+    for (let i = 0; i < 3; i++) await alice.send({ messageId: newMessageId(), sharedBody: bytes(`w${i}`), entries: entriesFor([bob1, { accountId: "ubob", deviceId: 2 }]) });
+    const inbox = new Inbox(client("ubob", 1), { maxInFlight: 1 });
+    await inbox.waitForMessages(1);
+    // Delete behind the stream's back: no acked hint reaches it.
+    const loc = mailboxes.locate(bob1);
+    await conn.jsm.streams.deleteMessage(loc.stream, Number(inbox.messages[0].sequence), false);
+    await inbox.waitForMessages(2);
+    await conn.jsm.streams.deleteMessage(loc.stream, Number(inbox.messages[1].sequence), false);
+    await inbox.waitForMessages(3);
+    expect(inbox.messages.map((m) => text(m.sharedBody))).toEqual(["w0", "w1", "w2"]);
+    await inbox.close();
+  });
+
+  it("answers RESOURCE_EXHAUSTED naming the limit once a device exceeds sends_per_minute", async () => {
+    const alice = client("ualice", 1);
+    let err: ConnectError | undefined;
+    for (let i = 0; i < 30 && !err; i++) {
+      await alice
+        .send({ messageId: newMessageId(), sharedBody: bytes("r"), entries: entriesFor([bob1, { accountId: "ubob", deviceId: 2 }]) })
+        .catch((e) => (err = ConnectError.from(e)));
+    }
+    expect({ code: err?.code, message: err?.rawMessage }).toEqual({ code: Code.ResourceExhausted, message: "send rate limit exceeded: sends_per_minute is 20 per device" });
+  });
+
+  it("keeps at most one stream per device on an instance and counts open streams", async () => {
+    const s1 = new Inbox(client("ubob", 2));
+    await s1.waitDrained();
+    const s2 = new Inbox(client("ubob", 2));
+    await waitUntil("replacement", () => s1.ended);
+    expect(s1.replaced).toBe(true);
+    await s2.waitDrained();
+    await waitUntil("one open stream", () => delivery.openStreams === 1);
+    await s2.close();
+    await waitUntil("no open streams", () => delivery.openStreams === 0);
+  });
+});
