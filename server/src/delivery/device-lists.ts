@@ -15,7 +15,10 @@ export type DeviceRevokedListener = (accountId: string, deviceId: number) => Pro
 export interface DeviceLists {
   /** Undefined for an unknown account. */
   currentDeviceList(accountId: string): Promise<CurrentDeviceList | undefined>;
+  /** Runs on the instance that committed a revocation. */
   onDeviceRevoked?(listener: DeviceRevokedListener): void;
+  /** Runs on every instance after any account's list changed. */
+  onDeviceListChanged?(listener: (accountId: string, current: CurrentDeviceList) => void): void;
 }
 
 /** The directory, if it already provides the device-list interface (duck-typed so either side can land first). */
@@ -25,6 +28,7 @@ export function deviceListsOf(directory: unknown): DeviceLists | undefined {
     return {
       currentDeviceList: (a) => d.currentDeviceList!.call(d, a),
       onDeviceRevoked: typeof d.onDeviceRevoked === "function" ? (l) => d.onDeviceRevoked!.call(d, l) : undefined,
+      onDeviceListChanged: typeof d.onDeviceListChanged === "function" ? (l) => void d.onDeviceListChanged!.call(d, l) : undefined,
     };
   }
   return undefined;

@@ -11,7 +11,8 @@ export const CHECK_INTERVAL_MS = 30_000;
 const SWEEP_MS = 1_000;
 
 export class ReceiveHub {
-  private readonly byDevice = new Map<string, Set<ReceiveStream>>();
+  /** account -> device -> streams (normally one). */
+  private readonly byAccount = new Map<string, Map<number, Set<ReceiveStream>>>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
@@ -33,47 +34,56 @@ export class ReceiveHub {
 
   get size(): number {
     let n = 0;
-    for (const s of this.byDevice.values()) n += s.size;
+    for (const s of this.all()) n++;
     return n;
   }
 
+  private *all(): Iterable<ReceiveStream> {
+    for (const devices of this.byAccount.values()) for (const set of devices.values()) yield* set;
+  }
+
   add(s: ReceiveStream): void {
-    let set = this.byDevice.get(s.key);
-    if (!set) this.byDevice.set(s.key, (set = new Set()));
+    let devices = this.byAccount.get(s.device.accountId);
+    if (!devices) this.byAccount.set(s.device.accountId, (devices = new Map()));
+    let set = devices.get(s.device.deviceId);
+    if (!set) devices.set(s.device.deviceId, (set = new Set()));
     set.add(s);
     // Spread checks over the interval so 10k streams do not all look at once.
     s.nextCheckAt = this.now() + this.checkIntervalMs * (0.5 + Math.random() / 2);
   }
 
   remove(s: ReceiveStream): void {
-    const set = this.byDevice.get(s.key);
-    if (!set) return;
+    const devices = this.byAccount.get(s.device.accountId);
+    const set = devices?.get(s.device.deviceId);
+    if (!devices || !set) return;
     set.delete(s);
-    if (!set.size) this.byDevice.delete(s.key);
+    if (!set.size) devices.delete(s.device.deviceId);
+    if (!devices.size) this.byAccount.delete(s.device.accountId);
   }
 
   /** Streams of one device on this instance (normally at most one). */
   streamsOf(accountId: string, deviceId: number): Iterable<ReceiveStream> {
-    return this.byDevice.get(`${accountId}.${deviceId}`) ?? [];
+    return this.byAccount.get(accountId)?.get(deviceId) ?? [];
+  }
+
+  /** Streams of any device of one account on this instance. */
+  *streamsOfAccount(accountId: string): Iterable<ReceiveStream> {
+    for (const set of this.byAccount.get(accountId)?.values() ?? []) yield* [...set];
   }
 
   recheckAll(): void {
-    for (const set of this.byDevice.values()) {
-      for (const s of set) {
-        s.poke();
-        void s.verifyOwner();
-      }
+    for (const s of this.all()) {
+      s.poke();
+      void s.verifyOwner();
     }
   }
 
   private sweep(): void {
     const t = this.now();
-    for (const set of this.byDevice.values()) {
-      for (const s of set) {
-        if (t < s.nextCheckAt) continue;
-        s.nextCheckAt = t + this.checkIntervalMs;
-        s.poke();
-      }
+    for (const s of this.all()) {
+      if (t < s.nextCheckAt) continue;
+      s.nextCheckAt = t + this.checkIntervalMs;
+      s.poke();
     }
   }
 

@@ -73,10 +73,13 @@ export class Sender {
     if (req.ephemeral) return this.sendEphemeral(sender, req, targets);
 
     const key = `${sender.accountId}.${sender.deviceId}.${hex(req.messageId)}`;
+    // Both reads at once: the idempotency record wins over whatever the lists say now.
+    const listCheck = this.checkDeviceLists(sender, targets);
+    listCheck.catch(() => {});
     const earlier = await storeOp("the idempotency lookup", () => this.d.sends.get(key));
     if (earlier && earlier.operation === "PUT" && earlier.value.length > 0) return stored(earlier.value, true);
 
-    const mismatch = await this.checkDeviceLists(sender, targets);
+    const mismatch = await listCheck;
     if (mismatch) return mismatch;
 
     const ts = this.d.now();

@@ -64,6 +64,10 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     for (const s of hub.streamsOf(accountId, deviceId)) s.end("revoked");
     mailboxes.signal(device, { kind: "revoked" });
   });
+  // Safety net on every instance (the revoked signal is a hint): streams of devices no longer listed end.
+  lists?.onDeviceListChanged?.((accountId, current) => {
+    for (const s of hub.streamsOfAccount(accountId)) if (!current.deviceIds.includes(s.device.deviceId)) s.end("revoked");
+  });
 
   const impl: Partial<ServiceImpl<typeof DeliveryService>> = {
     getLimits: () => create(GetLimitsResponseSchema, { limits: limitsMessage(limits) }),
