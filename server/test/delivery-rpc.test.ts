@@ -252,6 +252,17 @@ describe("Send and Receive across instances", () => {
     await inbox.close();
   });
 
+  it("sends Drained after the backlog even when its last message fills the window", async () => {
+    const [alice, bob] = await accounts([1, 1]);
+    const out = deliveryOf(alice.devices[0], a.url);
+    for (let i = 0; i < 2; i++) await out.send({ messageId: newMessageId(), sharedBody: bytes(`m${i}`), entries: entriesFor(bob.devices) });
+    const inbox = new Inbox(deliveryOf(bob.devices[0], b.url), { maxInFlight: 2 });
+    await inbox.waitDrained();
+    expect(inbox.events.map((e) => e.event.case)).toEqual(["message", "message", "drained"]);
+    expect(inbox.events[2].event.value).toMatchObject({ lastSequence: inbox.messages[1].sequence });
+    await inbox.close();
+  });
+
   it("ephemeral sends reach connected devices only and are never stored", async () => {
     const [alice, bob] = await accounts([1, 2]);
     const live = new Inbox(deliveryOf(bob.devices[0], b.url));
