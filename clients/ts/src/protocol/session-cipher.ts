@@ -254,12 +254,7 @@ export class SessionCipher {
    * device as recipient. Throws a SealpostCryptoError and changes nothing on any failure.
    */
   async decrypt(entry: Uint8Array, sharedBody: Uint8Array, sender: Address): Promise<DecryptedMessage> {
-    let envelope;
-    try {
-      envelope = fromBinary(DeviceEnvelopeSchema, entry);
-    } catch {
-      throw new InvalidMessageError("device envelope does not parse");
-    }
+    const envelope = parseDeviceEnvelope(entry);
     const key = addressKey(sender);
     const local = await this.localIdentity();
     return this.withLock(key, async () => {
@@ -379,6 +374,25 @@ export class SessionCipher {
     }
     return { sender: { accountId: sender.accountId, deviceId: sender.deviceId }, messageId: payload.messageId, content, payload };
   }
+}
+
+/**
+ * Parses a DeviceEnvelope and insists on its canonical encoding (the bytes our encoder would
+ * write: fields in number order, defaults omitted, nothing unknown). protobuf parsers accept
+ * re-encodings (e.g. a message field as a group); refusing them makes entries unmalleable.
+ */
+function parseDeviceEnvelope(entry: Uint8Array) {
+  let envelope;
+  try {
+    envelope = fromBinary(DeviceEnvelopeSchema, entry);
+  } catch {
+    throw new InvalidMessageError("device envelope does not parse");
+  }
+  let canonical: Uint8Array | undefined;
+  if (envelope.kind.case === "ratchet") canonical = encodeDeviceEnvelope(envelope.kind.value);
+  else if (envelope.kind.case === "prekey" && envelope.kind.value.message) canonical = encodeDeviceEnvelope(envelope.kind.value.message, envelope.kind.value);
+  if (canonical === undefined || !bytesEqual(canonical, entry)) throw new InvalidMessageError("device envelope is not canonically encoded");
+  return envelope;
 }
 
 interface Opened {
