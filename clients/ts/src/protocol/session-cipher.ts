@@ -271,8 +271,9 @@ export class SessionCipher {
         opened.plan.discard();
         throw e;
       }
+      const wasConfirmed = opened.state.receivingChainKey !== undefined;
       opened.plan.commit();
-      promote(record, opened.state);
+      if (!wasConfirmed) maybePromote(record, opened.state);
       await this.stores.sessions.save(key, record);
       if (opened.consumedOneTimePrekey !== undefined) await this.stores.oneTimePrekeys.remove(opened.consumedOneTimePrekey);
       const channelState = (await this.stores.channels.loadReceived(key)) ?? emptyChannelState();
@@ -410,17 +411,32 @@ function archive(record: SessionRecord, state: SessionState): void {
 }
 
 /**
- * Convergence rule for simultaneous initiation: the state that most recently decrypted a
- * message becomes current (libsignal's promoteState), so both sides end on the same session.
+ * Convergence rule (simultaneous initiation). Both devices started a session (S_A by A, S_B
+ * by B); each receives the other's PrekeyMessage, which makes the new responder state
+ * current, so A sends on S_B and B on S_A. When a previous state receives its first answer
+ * (it was unconfirmed: no receiving chain yet) while the current one is confirmed, the state
+ * with the lexicographically smaller base key wins. Both sides compare the same two base keys,
+ * so both end on the same session after one exchange; messages on the other one still decrypt
+ * from the previous states. (libsignal promotes whichever state decrypted last, which can
+ * oscillate while both sides keep sending at once.) Late mail on an older confirmed session
+ * never demotes the current one.
  */
-function promote(record: SessionRecord, state: SessionState): void {
-  if (record.current === state) return;
+function maybePromote(record: SessionRecord, state: SessionState): void {
+  const current = record.current;
+  if (!current || current === state || current.receivingChainKey === undefined) return;
+  if (compareBytes(state.baseKey, current.baseKey) >= 0) return;
   const at = record.previous.indexOf(state);
   if (at < 0) return;
   record.previous.splice(at, 1);
-  if (record.current) record.previous.unshift(record.current);
+  record.previous.unshift(current);
   record.current = state;
   trim(record);
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
 }
 
 function trim(record: SessionRecord): void {
