@@ -1,0 +1,194 @@
+/**
+ * GroupCipher: sender-key encryption and decryption over a SenderKeyStore (the group-layer
+ * counterpart of SessionCipher; no I/O beyond the store). sender-keys.ts has the algorithm.
+ *
+ * Every operation on one record runs under a lock of that record, so concurrent sends or
+ * receives never interleave their load/modify/save. Decryption commits nothing until the
+ * signature, the AEAD and the content's group binding all checked out.
+ */
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import type { SenderKeyDistribution } from "@sealpost/gen/sealpost/envelope/v1/group_pb.js";
+import type { SenderKeyMessage } from "@sealpost/gen/sealpost/envelope/v1/shared_body_pb.js";
+import { bytesEqual, toHex, wipe } from "../crypto/bytes.js";
+import { InvalidMessageError, NoSessionError } from "../crypto/errors.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+import type { SenderKeyStore } from "../store/group-interfaces.js";
+import { addressKey } from "../store/interfaces.js";
+import {
+  createOwnSenderKey,
+  parseSenderKeyBody,
+  planSenderKeyDecrypt,
+  processSenderKeyDistribution,
+  senderKeyDistribution,
+  senderKeyEncrypt,
+  validateDistribution,
+  type OwnSenderKey,
+} from "./sender-keys.js";
+
+export interface GroupCipherOptions {
+  /** Milliseconds since the epoch (injected for tests). */
+  now?: () => number;
+}
+
+/** A decrypted group message. */
+export interface DecryptedGroupMessage {
+  groupId: Uint8Array;
+  /** Hex of the distribution id the message was sent under. */
+  distributionId: string;
+  chainId: number;
+  iteration: number;
+  content: Content;
+}
+
+export class GroupCipher {
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly now: () => number;
+
+  constructor(
+    private readonly provider: CryptoProvider,
+    private readonly store: SenderKeyStore,
+    options: GroupCipherOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(key, tail);
+    void tail.then(() => {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    });
+    return run;
+  }
+
+  private async ownKeyLocked(groupId: Uint8Array): Promise<OwnSenderKey> {
+    const id = toHex(groupId);
+    let own = await this.store.loadOwn(id);
+    if (!own) {
+      own = createOwnSenderKey(this.provider, groupId, this.now());
+      await this.store.saveOwn(id, own);
+    }
+    return own;
+  }
+
+  /** The distribution of this device's current sending key (created on first use). */
+  distribution(groupId: Uint8Array): Promise<SenderKeyDistribution> {
+    return this.withLock(`own/${toHex(groupId)}`, async () => senderKeyDistribution(await this.ownKeyLocked(groupId)));
+  }
+
+  /** True when this device has a sending key for the group. */
+  async hasOwnKey(groupId: Uint8Array): Promise<boolean> {
+    return (await this.store.loadOwn(toHex(groupId))) !== undefined;
+  }
+
+  /**
+   * Replaces this device's sending key with a new one (new distribution id, chain and signing
+   * key) and returns its distribution: after a member, or a member's device, left.
+   */
+  rotate(groupId: Uint8Array): Promise<SenderKeyDistribution> {
+    return this.withLock(`own/${toHex(groupId)}`, async () => {
+      const id = toHex(groupId);
+      const old = await this.store.loadOwn(id);
+      const own = createOwnSenderKey(this.provider, groupId, this.now());
+      await this.store.saveOwn(id, own);
+      if (old) wipe(old.chainKey, old.signingSeed);
+      return senderKeyDistribution(own);
+    });
+  }
+
+  /** Forgets this device's sending key (the group was left). */
+  forgetOwn(groupId: Uint8Array): Promise<void> {
+    return this.withLock(`own/${toHex(groupId)}`, () => this.store.removeOwn(toHex(groupId)));
+  }
+
+  /**
+   * Encrypts content for the group; returns the serialized SharedBody for SendRequest.shared_body
+   * (with empty per-device entries). The advanced key is saved before returning.
+   */
+  encrypt(groupId: Uint8Array, content: Content): Promise<{ sharedBody: Uint8Array; distributionId: string; iteration: number }> {
+    const conv = content.conversation?.kind;
+    if (conv?.case !== "groupId" || !bytesEqual(conv.value, groupId)) throw new InvalidMessageError("content must name the group as its conversation");
+    const plain = toBinary(ContentSchema, content);
+    return this.withLock(`own/${toHex(groupId)}`, async () => {
+      const own = await this.ownKeyLocked(groupId);
+      const iteration = own.iteration;
+      const sharedBody = senderKeyEncrypt(this.provider, own, plain);
+      wipe(plain);
+      await this.store.saveOwn(toHex(groupId), own);
+      return { sharedBody, distributionId: toHex(own.distributionId), iteration };
+    });
+  }
+
+  /**
+   * Records a distribution received from `sender` over its pairwise session. The caller has
+   * checked that the sender's account is a member of the group. Returns the distribution id.
+   */
+  processDistribution(sender: { accountId: string; deviceId: number }, d: SenderKeyDistribution): Promise<string> {
+    validateDistribution(d);
+    const dist = toHex(d.distributionId);
+    const who = addressKey(sender);
+    return this.withLock(`${who}/${dist}`, async () => {
+      const record = processSenderKeyDistribution(await this.store.load(who, dist), d, this.now());
+      await this.store.save(who, dist, record);
+      return dist;
+    });
+  }
+
+  /** Drops what we hold of one distribution of a sender. */
+  forget(sender: { accountId: string; deviceId: number }, distributionId: string): Promise<void> {
+    const who = addressKey(sender);
+    return this.withLock(`${who}/${distributionId}`, async () => {
+      const r = await this.store.load(who, distributionId);
+      if (r) for (const c of r.chains) wipe(c.chainKey, ...c.skipped.map((k) => k.messageKey));
+      await this.store.remove(who, distributionId);
+    });
+  }
+
+  /** The group id of a sender-key body from `sender`, when we hold its distribution. */
+  async groupOf(sender: { accountId: string; deviceId: number }, message: SenderKeyMessage): Promise<Uint8Array | undefined> {
+    return (await this.store.load(addressKey(sender), toHex(message.distributionId)))?.groupId;
+  }
+
+  /**
+   * Decrypts a group message from `sender` (the device the transport authenticated). Accepts
+   * the serialized SharedBody or its parsed SenderKeyMessage. Throws a SealpostCryptoError and
+   * changes nothing on failure: NoSessionError when no distribution of that id is held.
+   */
+  decrypt(sender: { accountId: string; deviceId: number }, body: Uint8Array | SenderKeyMessage): Promise<DecryptedGroupMessage> {
+    const message = body instanceof Uint8Array ? parseSenderKeyBody(body) : body;
+    if (!message) throw new InvalidMessageError("shared body is not a sender-key message");
+    const who = addressKey(sender);
+    const dist = toHex(message.distributionId);
+    return this.withLock(`${who}/${dist}`, async () => {
+      const record = await this.store.load(who, dist);
+      if (!record) throw new NoSessionError("no sender key of that distribution from this device");
+      const plan = planSenderKeyDecrypt(this.provider, record, message);
+      let content: Content;
+      try {
+        content = fromBinary(ContentSchema, plan.plaintext);
+      } catch {
+        plan.discard();
+        throw new InvalidMessageError("group content does not parse");
+      }
+      const conv = content.conversation?.kind;
+      if (conv?.case !== "groupId" || !bytesEqual(conv.value, record.groupId)) {
+        plan.discard();
+        throw new InvalidMessageError("group content names another conversation");
+      }
+      plan.commit();
+      await this.store.save(who, dist, record);
+      return { groupId: record.groupId, distributionId: dist, chainId: plan.chainId, iteration: plan.iteration, content };
+    });
+  }
+}
+
+/** A Content for a group (its conversation set to the group). */
+export function groupContent(groupId: Uint8Array, fields: Omit<MessageInitShape<typeof ContentSchema>, "conversation" | "$typeName">): Content {
+  return create(ContentSchema, { ...fields, conversation: { kind: { case: "groupId", value: groupId } } });
+}

@@ -1,0 +1,73 @@
+/**
+ * Durable group stores: one JSON record per file, atomically replaced (RecordDirectory of
+ * file-store.ts), mode 0600 (sender keys are secrets).
+ *
+ *   <root>/sender-keys/<sender address>/<distribution id>.json
+ *   <root>/sender-keys-own/<group id>.json
+ *   <root>/groups/<group id>.json
+ */
+import * as path from "node:path";
+import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
+import { RecordDirectory, type FileStoreOptions } from "./file-store.js";
+import type { GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
+
+export class FileSenderKeyStore implements SenderKeyStore {
+  private readonly dirs = new Map<string, RecordDirectory>();
+  private readonly own: RecordDirectory;
+  constructor(
+    private readonly root: string,
+    private readonly options?: FileStoreOptions,
+  ) {
+    this.own = new RecordDirectory(path.join(root, "sender-keys-own"), options);
+  }
+  private dir(sender: string): RecordDirectory {
+    let d = this.dirs.get(sender);
+    if (!d) {
+      d = new RecordDirectory(path.join(this.root, "sender-keys", encodeURIComponent(sender)), this.options);
+      this.dirs.set(sender, d);
+    }
+    return d;
+  }
+  load(sender: string, distributionId: string) {
+    return this.dir(sender).read<SenderKeyRecord>(distributionId);
+  }
+  save(sender: string, distributionId: string, record: SenderKeyRecord) {
+    return this.dir(sender).write(distributionId, record);
+  }
+  remove(sender: string, distributionId: string) {
+    return this.dir(sender).remove(distributionId);
+  }
+  loadOwn(groupId: string) {
+    return this.own.read<OwnSenderKey>(groupId);
+  }
+  saveOwn(groupId: string, key: OwnSenderKey) {
+    return this.own.write(groupId, key);
+  }
+  removeOwn(groupId: string) {
+    return this.own.remove(groupId);
+  }
+}
+
+export class FileGroupStateStore implements GroupStateStore {
+  private readonly records: RecordDirectory;
+  constructor(dir: string, options?: FileStoreOptions) {
+    this.records = new RecordDirectory(dir, options);
+  }
+  load(groupId: string) {
+    return this.records.read<GroupRecord>(groupId);
+  }
+  save(groupId: string, record: GroupRecord) {
+    return this.records.write(groupId, record);
+  }
+  remove(groupId: string) {
+    return this.records.remove(groupId);
+  }
+  async ids() {
+    return (await this.records.names()).sort();
+  }
+}
+
+/** Group stores under `root` (may be the same root as createFileStores'). */
+export function createFileGroupStores(root: string, options?: FileStoreOptions): GroupStores {
+  return { senderKeys: new FileSenderKeyStore(root, options), groups: new FileGroupStateStore(path.join(root, "groups"), options) };
+}

@@ -1,0 +1,52 @@
+/**
+ * Storage interfaces of the group layer (sender keys, group state), kept apart from
+ * interfaces.ts (the pairwise protocol's) so each layer owns its records. Implementations:
+ * group-memory-store.ts and group-file-store.ts. Ownership rules as in interfaces.ts: a
+ * record returned by load() may be mutated by the caller only to save it back.
+ */
+import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
+
+/**
+ * Sender keys. Receiving records by sender device (addressKey) and distribution id (hex);
+ * this device's own sending key by group id (hex).
+ */
+export interface SenderKeyStore {
+  load(sender: string, distributionId: string): Promise<SenderKeyRecord | undefined>;
+  save(sender: string, distributionId: string, record: SenderKeyRecord): Promise<void>;
+  remove(sender: string, distributionId: string): Promise<void>;
+  loadOwn(groupId: string): Promise<OwnSenderKey | undefined>;
+  saveOwn(groupId: string, key: OwnSenderKey): Promise<void>;
+  removeOwn(groupId: string): Promise<void>;
+}
+
+/** What a device keeps about one group (plain data: JSON-able). */
+export interface GroupRecord {
+  groupId: Uint8Array;
+  /** Serialized SignedGroupState of the current (accepted) version. */
+  signedState: Uint8Array;
+  /** Serialized SignedGroupState of the version before, when known (fork choice). */
+  previousSignedState?: Uint8Array;
+  /** Remote sender devices (addressKey) -> their distribution ids (hex) we hold, newest first. */
+  senderKeys: Record<string, string[]>;
+  /** Devices (addressKey) that hold our current sending key. */
+  distributedTo: string[];
+  /** Accounts that sent GroupLeave and await an admin's removal: excluded from sends. */
+  departed: string[];
+  /** False once this account left or was removed. */
+  active: boolean;
+  updatedAtMs: number;
+}
+
+export interface GroupStateStore {
+  load(groupId: string): Promise<GroupRecord | undefined>;
+  save(groupId: string, record: GroupRecord): Promise<void>;
+  remove(groupId: string): Promise<void>;
+  /** Group ids (hex) stored. */
+  ids(): Promise<string[]>;
+}
+
+/** Everything the group layer stores. */
+export interface GroupStores {
+  senderKeys: SenderKeyStore;
+  groups: GroupStateStore;
+}
