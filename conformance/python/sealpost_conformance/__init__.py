@@ -1,0 +1,1 @@
+"""sealpost conformance suite, Python runner: the server cases through Debian's grpcio."""
