@@ -62,7 +62,7 @@ class FrameRewriter {
       const len = this.#buf.readUInt32BE(1);
       if (this.#buf.length < 5 + len) break;
       const flags = this.#buf[0];
-      let payload = this.#buf.subarray(5, 5 + len);
+      let payload: Buffer = this.#buf.subarray(5, 5 + len);
       this.#buf = this.#buf.subarray(5 + len);
       const endStream = (flags & 0b10) !== 0;
       if (this.fault === "drop-message" && !endStream && !this.#droppedOne && /"message"\s*:/.test(payload.toString("utf8"))) {
