@@ -120,18 +120,19 @@ export class SessionCipher {
     return this.local;
   }
 
-  /** Runs fn with the lock of one remote device. */
+  /** Runs fn with the lock of one remote device (a promise chain per device). */
   private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
+    const prev = this.locks.get(key);
+    const run = prev ? prev.then(fn, fn) : fn();
+    const tail: Promise<unknown> = run.then(
+      () => {
+        if (this.locks.get(key) === tail) this.locks.delete(key);
+      },
+      () => {
+        if (this.locks.get(key) === tail) this.locks.delete(key);
+      },
     );
     this.locks.set(key, tail);
-    void tail.then(() => {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    });
     return run;
   }
 
@@ -200,10 +201,8 @@ export class SessionCipher {
 
     const messageId = options.messageId ?? this.provider.random(16);
     if (messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
-    let body = content;
-    if (content.messageId.length === 0) body = create(ContentSchema, { ...content, messageId });
     const contentKey = this.provider.random(32);
-    const sharedBody = sealBody(this.provider, contentKey, messageId, toBinary(ContentSchema, body));
+    const sharedBody = sealBody(this.provider, contentKey, messageId, serializeContent(content, messageId));
     const bodySha256 = this.provider.sha256(sharedBody);
 
     const entries: EncryptedMessage["entries"] = [];
@@ -394,6 +393,22 @@ function parseDeviceEnvelope(entry: Uint8Array) {
   else if (envelope.kind.case === "prekey" && envelope.kind.value.message) canonical = encodeDeviceEnvelope(envelope.kind.value.message, envelope.kind.value);
   if (canonical === undefined || !bytesEqual(canonical, entry)) throw new InvalidMessageError("device envelope is not canonically encoded");
   return envelope;
+}
+
+/**
+ * Serialized Content with message_id set. When it is empty, prepending field 1 to protobuf-es's
+ * canonical encoding gives exactly the canonical encoding with the field set (field 1 comes
+ * first), without copying the message.
+ */
+function serializeContent(content: Content, messageId: Uint8Array): Uint8Array {
+  const bytes = toBinary(ContentSchema, content);
+  if (content.messageId.length > 0) return bytes;
+  const out = new Uint8Array(2 + messageId.length + bytes.length);
+  out[0] = 0x0a; // field 1, length-delimited
+  out[1] = messageId.length;
+  out.set(messageId, 2);
+  out.set(bytes, 2 + messageId.length);
+  return out;
 }
 
 interface Opened {
