@@ -111,7 +111,7 @@ export class GroupCipher {
    * Encrypts content for the group; returns the serialized SharedBody for SendRequest.shared_body
    * (with empty per-device entries). The advanced key is saved before returning.
    */
-  encrypt(groupId: Uint8Array, content: Content): Promise<{ sharedBody: Uint8Array; distributionId: string; iteration: number }> {
+  async encrypt(groupId: Uint8Array, content: Content): Promise<{ sharedBody: Uint8Array; distributionId: string; iteration: number }> {
     const conv = content.conversation?.kind;
     if (conv?.case !== "groupId" || !bytesEqual(conv.value, groupId)) throw new InvalidMessageError("content must name the group as its conversation");
     const plain = toBinary(ContentSchema, content);
@@ -129,7 +129,7 @@ export class GroupCipher {
    * Records a distribution received from `sender` over its pairwise session. The caller has
    * checked that the sender's account is a member of the group. Returns the distribution id.
    */
-  processDistribution(sender: { accountId: string; deviceId: number }, d: SenderKeyDistribution): Promise<string> {
+  async processDistribution(sender: { accountId: string; deviceId: number }, d: SenderKeyDistribution): Promise<string> {
     validateDistribution(d);
     const dist = toHex(d.distributionId);
     const who = addressKey(sender);
@@ -160,7 +160,7 @@ export class GroupCipher {
    * the serialized SharedBody or its parsed SenderKeyMessage. Throws a SealpostCryptoError and
    * changes nothing on failure: NoSessionError when no distribution of that id is held.
    */
-  decrypt(sender: { accountId: string; deviceId: number }, body: Uint8Array | SenderKeyMessage): Promise<DecryptedGroupMessage> {
+  async decrypt(sender: { accountId: string; deviceId: number }, body: Uint8Array | SenderKeyMessage): Promise<DecryptedGroupMessage> {
     const message = body instanceof Uint8Array ? parseSenderKeyBody(body) : body;
     if (!message) throw new InvalidMessageError("shared body is not a sender-key message");
     const who = addressKey(sender);

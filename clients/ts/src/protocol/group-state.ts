@@ -142,7 +142,8 @@ export function signGroupState(provider: CryptoProvider, state: Uint8Array, sign
 export function parseSignedGroupState(signed: SignedGroupState): GroupState {
   let state: GroupState;
   try {
-    state = fromBinary(GroupStateSchema, signed.state);
+    // Unknown fields are dropped so the re-encoding check below refuses them too.
+    state = fromBinary(GroupStateSchema, signed.state, { readUnknownFields: false });
   } catch {
     throw new GroupStateError("malformed", "state does not parse");
   }
