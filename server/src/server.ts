@@ -24,7 +24,7 @@ import { listenOnePort } from "./one-port.js";
 import { withCors } from "./cors.js";
 import { callLogInterceptor } from "./interceptors.js";
 import { createDirectory, type DirectoryOptions } from "./directory/service.js";
-import { createDelivery } from "./delivery/service.js";
+import { createDelivery, type DeliveryOptions } from "./delivery/service.js";
 import type { ServerContext } from "./server-context.js";
 
 /** Largest request message: a Send with a 256 KiB body and 1000 entries of up to 4 KiB. */
@@ -46,6 +46,8 @@ export interface ServerDeps {
   random?: (n: number) => Uint8Array;
   /** Directory limits (tests lower the rate limits). */
   directory?: DirectoryOptions;
+  /** Delivery limits and intervals (tests and benchmarks raise sends_per_minute). */
+  delivery?: DeliveryOptions;
 }
 
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -70,7 +72,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const directory = await createDirectory(context, deps.directory);
     const auth = new Authenticator(tokens, directory.deviceStatus);
-    const delivery = await createDelivery(context, auth, directory);
+    const delivery = await createDelivery(context, auth, directory, deps.delivery);
     const health = new HealthStatus([DirectoryService.typeName, DeliveryService.typeName]);
 
     const handler = connectNodeAdapter({

@@ -60,6 +60,7 @@ export class ReceiveStream {
   private waiter: (() => void) | undefined;
   private ephemeral: Uint8Array[] = [];
   private sub: Subscription | undefined;
+  private closed = false;
 
   constructor(
     private readonly d: ReceiveStreamDeps,
@@ -67,6 +68,8 @@ export class ReceiveStream {
     readonly streamId: string,
     afterSequence: number,
     private readonly window: number,
+    /** Called once when the stream is done (the hub forgets it). */
+    private readonly onClose: () => void = () => {},
   ) {
     this.loc = d.mailboxes.locate(device);
     this.cursor = afterSequence;
@@ -151,8 +154,27 @@ export class ReceiveStream {
     }
   }
 
+  /**
+   * Releases the subscription and leaves the hub. Runs on abort too, not only when the
+   * generator finishes: a generator parked at a yield whose consumer is gone must not leak.
+   */
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.waiter = undefined;
+    try {
+      this.sub?.unsubscribe();
+    } catch {
+      // Connection already closed.
+    }
+    this.onClose();
+  }
+
   async *run(signal: AbortSignal): AsyncGenerator<ReceiveResponse> {
-    const onAbort = () => this.wake();
+    const onAbort = () => {
+      this.wake();
+      this.close();
+    };
     signal.addEventListener("abort", onAbort, { once: true });
     this.sub = this.d.nats.nc.subscribe(notifySubject(this.device.accountId, this.device.deviceId), {
       callback: (err, msg) => {
@@ -166,6 +188,7 @@ export class ReceiveStream {
     try {
       while (!signal.aborted) {
         if (this.ended === "replaced") {
+          this.close();
           yield create(ReceiveResponseSchema, { event: { case: "replaced", value: create(ReplacedSchema) } });
           return;
         }
@@ -226,12 +249,7 @@ export class ReceiveStream {
       }
     } finally {
       signal.removeEventListener("abort", onAbort);
-      this.waiter = undefined;
-      try {
-        this.sub.unsubscribe();
-      } catch {
-        // Connection already closed.
-      }
+      this.close();
     }
   }
 

@@ -82,14 +82,10 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
       }
       const window = req.maxInFlight || limits.maxInFlight;
       const streamId = Buffer.from(ctx.random(12)).toString("base64url");
-      const stream = new ReceiveStream(streamDeps, device, streamId, Number(req.afterSequence), window);
-      const signal = AbortSignal.any([hctx.signal, ctx.shutdownSignal]);
+      const stream = new ReceiveStream(streamDeps, device, streamId, Number(req.afterSequence), window, () => hub.remove(stream));
       hub.add(stream);
-      try {
-        yield* stream.run(signal);
-      } finally {
-        hub.remove(stream);
-      }
+      // hctx.signal also aborts on instance shutdown (connect links it to shutdownSignal).
+      yield* stream.run(hctx.signal);
     },
 
     ack: async (req, hctx) => acker.ack(await auth.require(hctx), req.sequences),
