@@ -94,7 +94,7 @@ export async function startFaultProxy(upstreamUrl: string, fault: Fault): Promis
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      let body = Buffer.concat(chunks);
+      let body: Buffer = Buffer.concat(chunks);
       try {
         body = rewriteRequest(fault, req.url ?? "", body);
       } catch {
