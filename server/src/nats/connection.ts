@@ -15,6 +15,27 @@ export interface Nats {
   serverVersion: string;
 }
 
+/** How long start-up waits for JetStream (a cluster electing its meta leader) before failing. */
+const JETSTREAM_READY_MS = 60_000;
+
+/**
+ * The JetStream API answers only once the cluster has a meta leader: for seconds after a
+ * node restart it times out or says "temporarily unavailable". An instance started then
+ * waits (bounded) instead of exiting.
+ */
+async function jetStreamWhenReady(nc: NatsConnection): Promise<JetStreamManager> {
+  const end = Date.now() + JETSTREAM_READY_MS;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await jetstreamManager(nc, { timeout: 10_000 });
+    } catch (err) {
+      const transient = /timeout|temporarily unavailable|no responders/i.test(String((err as Error)?.message ?? err));
+      if (!transient || Date.now() + delay > end) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 export async function connectNats(servers: string, name = "sealpost-server"): Promise<Nats> {
   const nc = await connect({
     servers: servers.split(",").map((s) => s.trim()).filter(Boolean),
@@ -24,7 +45,7 @@ export async function connectNats(servers: string, name = "sealpost-server"): Pr
     reconnectTimeWait: 250,
     pingInterval: 10_000,
   });
-  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const jsm = await jetStreamWhenReady(nc);
   const js = jetstream(nc, { timeout: 10_000 });
   return { nc, js, jsm, kvm: new Kvm(js), serverVersion: nc.info?.version ?? "unknown" };
 }

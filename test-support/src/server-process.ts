@@ -1,0 +1,59 @@
+/**
+ * A sealpost server instance in its own process (tsx server/src/main.ts), so a test can kill
+ * it for real: SIGKILL means no drain, no close, sockets reset by the kernel. It listens on a
+ * free loopback port and reports its URL in its "listening" log line.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+export interface ServerProcess {
+  url: string;
+  pid: number;
+  /** Every stderr line (the server's JSON logs). */
+  logs: string[];
+  /** kill -9. Resolves when the process is gone. */
+  kill(): Promise<void>;
+  /** SIGTERM (graceful shutdown). Resolves when the process is gone. */
+  stop(): Promise<void>;
+}
+
+export async function spawnServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "server/src/main.ts"], {
+    cwd: root,
+    env: { ...process.env, SEALPOST_HOST: "127.0.0.1", SEALPOST_PORT: "0", SEALPOST_LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error(`server process not listening after 60 s: ${logs.slice(-5).join("\n")}`)), 60_000);
+    child.once("exit", (code) => reject(new Error(`server process exited (${code}) before listening:\n${logs.join("\n")}`)));
+    child.stderr!.setEncoding("utf8");
+    child.stderr!.on("data", (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line);
+        const m = /"msg":"listening","url":"(https?:\/\/[^"]+)"/.exec(line);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      }
+    });
+  });
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  const signal = async (sig: NodeJS.Signals) => {
+    if (alive()) child.kill(sig);
+    await exited;
+    process.off("exit", killOnExit);
+  };
+  return { url, pid: child.pid!, logs, kill: () => signal("SIGKILL"), stop: () => signal("SIGTERM") };
+}
