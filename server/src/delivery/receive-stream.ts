@@ -61,6 +61,7 @@ export class ReceiveStream {
   private ephemeral: Uint8Array[] = [];
   private sub: Subscription | undefined;
   private closed = false;
+  private claimTried = false;
 
   constructor(
     private readonly d: ReceiveStreamDeps,
@@ -133,6 +134,10 @@ export class ReceiveStream {
   /** Claims the device: the receivers bucket's revision orders streams across instances. */
   private async claim(): Promise<void> {
     if (this.order !== undefined) return;
+    // A retried claim (the first failed: NATS down) must not take over from a stream that
+    // claimed meanwhile and may be newer; both staying open is the harmless choice.
+    if (this.claimTried && this.highestTakeover > 0) return;
+    this.claimTried = true;
     try {
       const order = await this.d.receivers.put(this.key, new TextEncoder().encode(this.streamId));
       this.order = order;
