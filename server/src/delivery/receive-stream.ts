@@ -16,6 +16,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Subscription } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
+import type { StoredMsg } from "@nats-io/jetstream";
 import {
   DrainedSchema,
   ReceiveResponseSchema,
@@ -209,8 +210,11 @@ export class ReceiveStream {
             if (this.inFlight.size >= this.window) await this.reconcile();
           }
           let caughtUp = false;
+          // The next read is issued while the current message is being written (one ahead).
+          let ahead: Promise<StoredMsg | null> | undefined;
           while (this.inFlight.size < this.window && !this.ended && !signal.aborted) {
-            const m = await this.d.mailboxes.next(this.loc, this.cursor);
+            const m = await (ahead ?? this.d.mailboxes.next(this.loc, this.cursor));
+            ahead = undefined;
             if (!m) {
               caughtUp = true;
               break;
@@ -228,6 +232,10 @@ export class ReceiveStream {
             const body = rec.body ?? (await this.d.mailboxes.getBody(rec.bodyKey!)) ?? new Uint8Array(0);
             this.inFlight.add(m.seq);
             this.lastSent = m.seq;
+            if (this.inFlight.size < this.window) {
+              ahead = this.d.mailboxes.next(this.loc, this.cursor);
+              ahead.catch(() => {}); // Observed by the next turn, or dropped if the stream ends first.
+            }
             yield create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, m.seq, body) } });
             while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
           }
