@@ -1,0 +1,90 @@
+/**
+ * Attachments, encrypted on the client: AES-256-GCM under a fresh random key,
+ * ciphertext = nonce (12) || GCM(key, nonce, file, AD "sealpost.attachment.v1") || tag.
+ * The ciphertext is uploaded in the server's chunk size (CreateAttachment,
+ * PutAttachmentChunk for every index, CompleteAttachment); the key and the ciphertext's
+ * SHA-256 travel inside the end-to-end encrypted message (AttachmentPointer). Downloads are
+ * resumed from the next chunk after an interruption, and the digest is checked before
+ * anything is decrypted.
+ */
+import { ConnectError } from "@connectrpc/connect";
+import { concatBytes, constantTimeEqual, utf8 } from "./crypto/bytes.js";
+import type { CryptoProvider } from "./crypto/provider.js";
+import type { AttachmentInfo } from "./conversation-store.js";
+import { MessengerError } from "./messenger-errors.js";
+import type { ServerApi } from "./server-api.js";
+
+const AD = utf8("sealpost.attachment.v1");
+const NONCE_BYTES = 12;
+const ATTEMPTS = 3;
+
+export interface AttachmentMeta {
+  contentType: string;
+  fileName?: string;
+  caption?: string;
+  width?: number;
+  height?: number;
+}
+
+async function retry<T>(fn: () => Promise<T>): Promise<T> {
+  let last: unknown;
+  for (let i = 0; i < ATTEMPTS; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      last = err;
+      if (!(err instanceof ConnectError)) throw err;
+    }
+  }
+  throw last;
+}
+
+/** Encrypts and uploads `data`; returns what the message must carry. */
+export async function uploadAttachment(api: ServerApi, provider: CryptoProvider, data: Uint8Array, meta: AttachmentMeta): Promise<AttachmentInfo> {
+  const key = provider.random(32);
+  const nonce = provider.random(NONCE_BYTES);
+  const ciphertext = concatBytes(nonce, provider.aesGcmSeal(key, nonce, data, AD));
+  const digest = provider.sha256(ciphertext);
+  const res = await api.delivery.createAttachment({ size: BigInt(ciphertext.length), sha256: digest });
+  for (let i = 0; i < res.chunkCount; i++) {
+    const chunk = ciphertext.subarray(i * res.chunkBytes, Math.min(ciphertext.length, (i + 1) * res.chunkBytes));
+    await retry(() => api.delivery.putAttachmentChunk({ attachmentId: res.attachmentId, index: i, data: chunk }));
+  }
+  await retry(() => api.delivery.completeAttachment({ attachmentId: res.attachmentId }));
+  return {
+    attachmentId: res.attachmentId,
+    key,
+    digest,
+    size: data.length,
+    contentType: meta.contentType,
+    fileName: meta.fileName ?? "",
+    caption: meta.caption ?? "",
+    width: meta.width ?? 0,
+    height: meta.height ?? 0,
+  };
+}
+
+/** Downloads, verifies the digest, decrypts. Throws MessengerError("attachment_corrupt") on any mismatch. */
+export async function downloadAttachment(api: ServerApi, provider: CryptoProvider, info: AttachmentInfo): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let attempts = 0;
+  for (;;) {
+    try {
+      for await (const c of api.delivery.downloadAttachment({ attachmentId: info.attachmentId, startChunk: chunks.length })) {
+        if (c.index !== chunks.length) throw new MessengerError("attachment_corrupt", `chunk ${c.index} arrived where ${chunks.length} was expected`);
+        chunks.push(c.data);
+      }
+      break;
+    } catch (err) {
+      if (!(err instanceof ConnectError) || ++attempts >= ATTEMPTS) throw err;
+    }
+  }
+  const ciphertext = concatBytes(...chunks);
+  if (!constantTimeEqual(provider.sha256(ciphertext), info.digest)) {
+    throw new MessengerError("attachment_corrupt", `attachment ${info.attachmentId}: SHA-256 of the download does not match the message`);
+  }
+  if (ciphertext.length < NONCE_BYTES + 16) throw new MessengerError("attachment_corrupt", "attachment too short");
+  const plain = provider.aesGcmOpen(info.key, ciphertext.subarray(0, NONCE_BYTES), ciphertext.subarray(NONCE_BYTES), AD);
+  if (!plain || plain.length !== info.size) throw new MessengerError("attachment_corrupt", `attachment ${info.attachmentId} does not decrypt`);
+  return plain;
+}

@@ -1,0 +1,50 @@
+/**
+ * Everything the Messenger tells the app, as one typed union. Events carry decrypted content
+ * only for the app's own display; the Messenger never logs them.
+ */
+import type { Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import type { KeyChange } from "./directory/directory-cache.js";
+import type { ConversationKey, DeviceRef, StoredMessage } from "./conversation-store.js";
+
+export type MessengerEvent =
+  /** A text or attachment message stored locally (incoming, or a sync copy of one this account sent). */
+  | { type: "message"; message: StoredMessage }
+  /** An outgoing Send was stored by the server for every addressed device. */
+  | { type: "sent"; messageId: string; label: string; conversation?: ConversationKey; serverTimestampMs: number; devices: number }
+  /** An outgoing message failed for good (not retried). */
+  | { type: "send-failed"; messageId: string; label: string; reason: string }
+  /** A delivery or read receipt from another account's device. */
+  | { type: "receipt"; receipt: "delivered" | "read"; conversation: ConversationKey; from: DeviceRef; messageIds: string[] }
+  | { type: "typing"; conversation: ConversationKey; from: DeviceRef; started: boolean }
+  /** Another device of this account read these messages. */
+  | { type: "read-sync"; from: DeviceRef; messages: { conversation: ConversationKey; messageId: string }[] }
+  /**
+   * A contact's devices or keys changed (a device added or removed). Warn the user and have
+   * them re-check the safety number. `firstSeen` changes are not reported.
+   */
+  | { type: "key-change"; accountId: string; changes: KeyChange[]; safetyNumberChanged: boolean }
+  /** A contact's device list failed verification (forked or rolled back by the server?). */
+  | { type: "directory-untrusted"; accountId: string; problem: string; detail: string }
+  /** A device was added to / removed from this account. */
+  | { type: "device-linked"; device: DeviceRef; name: string }
+  | { type: "device-revoked"; device: DeviceRef; self: boolean }
+  /** Something odd in a channel or session; informational (messages are never shown twice). */
+  | { type: "session-problem"; from: DeviceRef; problem: SessionProblem; detail: string }
+  /** A content type no handler is registered for (e.g. groups before the group layer). */
+  | { type: "unhandled-content"; from: DeviceRef; bodyCase: string; content: Content }
+  /** Receive loop connectivity. */
+  | { type: "connection"; state: "connecting" | "online" | "offline"; error?: string }
+  /** The backlog up to the stream's start is processed. */
+  | { type: "drained"; lastSequence: number }
+  | { type: "prekeys-replenished"; uploaded: number; remaining: number }
+  | { type: "signed-prekey-rotated"; signedPrekeyId: number; kemPrekeyId: number };
+
+export type SessionProblem =
+  /** Channel sequences were skipped (lost by the server, or ephemeral typing to an offline device). */
+  | "channel-gap"
+  /** An entry arrived after a later one. */
+  | "channel-late"
+  /** An entry failed to decrypt or verify; it was dropped. */
+  | "undecryptable";
+
+export type MessengerEventType = MessengerEvent["type"];

@@ -1,0 +1,24 @@
+/**
+ * Typed errors of the Messenger layer (crypto errors stay SealpostCryptoError, transport
+ * errors stay ConnectError). `code` is stable and machine-readable; messages never hold
+ * plaintext or keys.
+ */
+export type MessengerErrorCode =
+  | "not_initialized"
+  | "already_initialized"
+  | "link_timeout"
+  | "link_code_invalid"
+  | "device_revoked"
+  | "unknown_device"
+  | "attachment_corrupt"
+  | "directory_untrusted"
+  | "closed";
+
+export class MessengerError extends Error {
+  readonly code: MessengerErrorCode;
+  constructor(code: MessengerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = "MessengerError";
+  }
+}

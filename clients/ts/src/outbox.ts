@@ -1,0 +1,249 @@
+/**
+ * The durable outbox: every Send (messages, receipts, read syncs) is queued here first and
+ * goes out strictly in queue order, one at a time, until the server answers Stored.
+ *
+ * Exactly once: an item gets its message_id when queued, and its encrypted SendRequest is
+ * saved before the first attempt, so every retry (after a network error, a server restart or
+ * an app crash) resends the same bytes with the same id and the server's idempotency
+ * (sp_sends, Nats-Msg-Id) stores it once. Only MismatchedDevices (nothing stored) makes the
+ * outbox refresh the device lists and encrypt again, still with the same message_id.
+ *
+ * Transient failures (server or network down) stop the queue and retry with backoff;
+ * permanent ones (the server rejected the request) fail that one item and move on.
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  AccountVersionSchema,
+  SendEntrySchema,
+  SendRequestSchema,
+  type SendRequest,
+  type Stored,
+} from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
+import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { SealpostCryptoError } from "./crypto/errors.js";
+import type { Recipient, SessionCipher } from "./protocol/session-cipher.js";
+import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
+import type { ContactDirectory } from "./contact-directory.js";
+import type { ConversationStore, DeviceRef, OutboxItem } from "./conversation-store.js";
+import type { MessengerEvent } from "./events.js";
+import { MessengerError } from "./messenger-errors.js";
+import type { ServerApi } from "./server-api.js";
+
+/** Re-encryptions after MismatchedDevices before the item counts as a transient failure. */
+const MAX_MISMATCH_ROUNDS = 4;
+
+export interface OutboxDeps {
+  store: ConversationStore;
+  api: ServerApi;
+  cipher: SessionCipher;
+  directory: ContactDirectory;
+  self: () => DeviceRef;
+  emit: (e: MessengerEvent) => void;
+  /** Called after the server stored an item (before it leaves the outbox). */
+  onStored: (item: OutboxItem, stored: Stored) => Promise<void>;
+  /** Called when an item failed for good (before it leaves the outbox). */
+  onFailed: (item: OutboxItem, reason: string) => Promise<void>;
+  /** A fatal error (this device was revoked): the outbox stops. */
+  onFatal: (err: MessengerError) => void;
+  backoff?: BackoffOptions;
+}
+
+/** True for failures worth retrying later: the server or the network, not the request. */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof MessengerError) return false;
+  if (err instanceof SealpostCryptoError) return false;
+  if (err instanceof ConnectError) {
+    switch (err.code) {
+      case Code.InvalidArgument:
+      case Code.NotFound:
+      case Code.PermissionDenied:
+      case Code.AlreadyExists:
+      case Code.OutOfRange:
+      case Code.Unimplemented:
+        return false;
+      case Code.ResourceExhausted:
+        return /rate limit/i.test(err.rawMessage);
+      default:
+        return true;
+    }
+  }
+  return true;
+}
+
+export class Outbox {
+  private nextSeq?: number;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = true;
+  private abort = new AbortController();
+  private readonly backoff: Backoff;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly d: OutboxDeps) {
+    this.backoff = new Backoff(d.backoff);
+  }
+
+  /** Queues an item durably; it goes out when the outbox runs. */
+  async enqueue(input: { messageId: Uint8Array; content: Uint8Array; to: string[]; label: string; nowMs: number }): Promise<OutboxItem> {
+    if (this.nextSeq === undefined) {
+      const items = await this.d.store.listOutbox();
+      this.nextSeq = (items.at(-1)?.seq ?? 0) + 1;
+    }
+    const item: OutboxItem = { seq: this.nextSeq++, messageId: input.messageId, content: input.content, to: input.to, label: input.label, createdAtMs: input.nowMs };
+    await this.d.store.putOutbox(item);
+    this.kick();
+    return item;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.abort = new AbortController();
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    await this.running;
+  }
+
+  /** Runs the queue (again) soon. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.drain().finally(() => {
+      this.running = undefined;
+      if (this.again && !this.stopped) {
+        this.again = false;
+        this.kick();
+      } else {
+        this.notifyIdle();
+      }
+    });
+  }
+
+  /** Resolves when the outbox is empty (or stopped). */
+  async idle(): Promise<void> {
+    for (;;) {
+      if (this.stopped) return;
+      if (!this.running && (await this.d.store.listOutbox()).length === 0) return;
+      await new Promise<void>((r) => this.idleWaiters.push(r));
+    }
+  }
+
+  private notifyIdle(): void {
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const r of w) r();
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.stopped) {
+      this.again = false;
+      const [item] = await this.d.store.listOutbox();
+      if (!item) return;
+      try {
+        await this.process(item);
+        this.backoff.reset();
+      } catch (err) {
+        if (err instanceof MessengerError && err.code === "device_revoked") {
+          this.stopped = true;
+          this.d.onFatal(err);
+          return;
+        }
+        if (isTransient(err)) {
+          this.notifyIdle();
+          await sleep(this.backoff.next(), this.abort.signal);
+          continue;
+        }
+        const reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+        await this.d.onFailed(item, reason);
+        await this.d.store.removeOutbox(item.seq);
+        this.d.emit({ type: "send-failed", messageId: hex(item.messageId), label: item.label, reason });
+      }
+    }
+  }
+
+  private async process(item: OutboxItem): Promise<void> {
+    for (let round = 0; round < MAX_MISMATCH_ROUNDS; round++) {
+      if (!item.request) {
+        const req = await this.encrypt(item);
+        if (!req) {
+          // Nobody to send to (own devices only, and this account has no other device).
+          await this.d.store.removeOutbox(item.seq);
+          return;
+        }
+        item.request = toBinary(SendRequestSchema, req);
+        await this.d.store.putOutbox(item);
+      }
+      const res = await this.d.api.delivery.send(fromBinary(SendRequestSchema, item.request));
+      if (res.outcome.case === "stored") {
+        await this.d.onStored(item, res.outcome.value);
+        await this.d.store.removeOutbox(item.seq);
+        this.d.emit({
+          type: "sent",
+          messageId: hex(item.messageId),
+          label: item.label,
+          serverTimestampMs: Number(res.outcome.value.serverTimestampMs),
+          devices: res.outcome.value.entries.length,
+        });
+        return;
+      }
+      if (res.outcome.case === "mismatchedDevices") {
+        for (const a of res.outcome.value.accounts) await this.d.directory.devices(a.accountId, { refresh: true, minVersion: a.currentVersion });
+        item.request = undefined;
+        await this.d.store.putOutbox(item);
+        continue;
+      }
+      throw new ConnectError("Send answered no outcome", Code.Internal);
+    }
+    throw new ConnectError("device lists kept changing while sending; retrying later", Code.Aborted);
+  }
+
+  /** Encrypts the item for every current device of its accounts and this account's other devices. */
+  private async encrypt(item: OutboxItem): Promise<SendRequest | undefined> {
+    const me = this.d.self();
+    const accounts = [...new Set([...item.to, me.accountId])];
+    const recipients: Recipient[] = [];
+    const versions: { accountId: string; deviceListVersion: bigint }[] = [];
+    for (const accountId of accounts) {
+      const list = await this.d.directory.devices(accountId);
+      versions.push({ accountId, deviceListVersion: list.version });
+      const need: number[] = [];
+      const mine: Recipient[] = [];
+      for (const dev of list.devices) {
+        if (accountId === me.accountId && dev.deviceId === me.deviceId) continue;
+        const r: Recipient = { address: { accountId, deviceId: dev.deviceId } };
+        if (!(await this.d.cipher.hasSession(r.address))) need.push(dev.deviceId);
+        mine.push(r);
+      }
+      if (need.length) {
+        const bundles = await this.d.directory.claim(accountId, need);
+        for (const r of mine) {
+          const b = bundles.get(r.address.deviceId);
+          if (b) r.bundle = b;
+        }
+      }
+      recipients.push(...mine);
+    }
+    if (recipients.length === 0) return undefined;
+    const content = fromBinary(ContentSchema, item.content);
+    const enc = await this.d.cipher.encryptForDevices(content, recipients, { messageId: item.messageId });
+    return create(SendRequestSchema, {
+      messageId: enc.messageId,
+      sharedBody: enc.sharedBody,
+      entries: enc.entries.map((e) => create(SendEntrySchema, { device: create(DeviceAddressSchema, e.address), entry: e.entry })),
+      versions: versions.map((v) => create(AccountVersionSchema, v)),
+    });
+  }
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b).toString("hex");
+}

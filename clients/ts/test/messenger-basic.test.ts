@@ -1,0 +1,73 @@
+/**
+ * Messenger over the real stack (nats-server + server): accounts, linking, 1:1 text to every
+ * device of both accounts, receipts, typing, read sync, history, attachments, revocation.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
+import type { RunningServer } from "@sealpost/server/server.js";
+import { createDevice, linkDevice, removeTempDirs, texts, uniqueId } from "./messenger-helpers.js";
+
+let nats: TestNats;
+let server: RunningServer;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  server = await startTestServer(nats.url);
+});
+afterAll(async () => {
+  await server?.close();
+  await nats?.stop();
+  await removeTempDirs();
+});
+
+describe("Messenger 1:1", () => {
+  it("delivers a text to every device of the recipient and the sender's other devices, with receipts", async () => {
+    const alice = await createDevice(server.url, uniqueId("alice"));
+    const bobPhone = await createDevice(server.url, uniqueId("bob"));
+    const bobLaptop = await linkDevice(bobPhone.m, server.url);
+    const alice2 = await linkDevice(alice.m, server.url, { name: "tablet" });
+    for (const d of [alice, alice2, bobPhone, bobLaptop]) d.m.start();
+
+    const sent = await alice.m.sendText(bobPhone.m.accountId, "hello bob");
+    const onPhone = await bobPhone.log.wait("message", (e) => e.message.id === sent.id);
+    const onLaptop = await bobLaptop.log.wait("message", (e) => e.message.id === sent.id);
+    const onTablet = await alice2.log.wait("message", (e) => e.message.id === sent.id);
+    expect(onPhone.message.body).toEqual({ kind: "text", text: "hello bob" });
+    expect(onLaptop.message.conversation).toBe(`direct:${alice.m.accountId}`);
+    expect(onTablet.message).toMatchObject({ outgoing: true, conversation: `direct:${bobPhone.m.accountId}` });
+
+    // Delivery receipts from both of Bob's devices reach both of Alice's devices.
+    for (const a of [alice, alice2]) {
+      for (const b of [bobPhone, bobLaptop]) {
+        await a.log.wait("receipt", (e) => e.receipt === "delivered" && e.from.deviceId === b.m.address.deviceId && e.messageIds.includes(sent.id));
+      }
+    }
+    expect((await alice.m.history(bobPhone.m.accountId))[0]).toMatchObject({ id: sent.id, status: "delivered" });
+
+    // Read on the laptop: read receipt to Alice, read sync to the phone.
+    expect(await bobLaptop.m.markRead(alice.m.accountId)).toBe(1);
+    await alice.log.wait("receipt", (e) => e.receipt === "read" && e.messageIds.includes(sent.id));
+    await alice2.log.wait("receipt", (e) => e.receipt === "read" && e.messageIds.includes(sent.id));
+    await bobPhone.log.wait("read-sync", (e) => e.messages.some((x) => x.messageId === sent.id));
+    expect((await bobPhone.m.history(alice.m.accountId))[0].read).toBe(true);
+    expect((await alice.m.history(bobPhone.m.accountId))[0].status).toBe("read");
+    // A receipt never reaches the wrong account's UI: Bob's devices saw no receipt events.
+    expect(bobPhone.log.of("receipt")).toEqual([]);
+
+    // Typing reaches Bob's online devices, not Alice's own.
+    await bobPhone.m.sendText(alice.m.accountId, "hi alice");
+    await alice.log.wait("message", (e) => texts([e.message]).includes("hi alice"));
+    expect(await alice.m.setTyping(bobPhone.m.accountId, true)).toBe(true);
+    await bobPhone.log.wait("typing", (e) => e.started && e.from.accountId === alice.m.accountId);
+    await bobLaptop.log.wait("typing", (e) => e.started);
+    expect(alice2.log.of("typing")).toEqual([]);
+
+    // History is the same on every device of both accounts.
+    await alice2.log.wait("message", (e) => texts([e.message]).includes("hi alice"));
+    await bobLaptop.log.wait("message", (e) => texts([e.message]).includes("hi alice"));
+    for (const [d, peer] of [[alice, bobPhone], [alice2, bobPhone], [bobPhone, alice], [bobLaptop, alice]] as const) {
+      expect(texts(await d.m.history(peer.m.accountId))).toEqual(["hello bob", "hi alice"]);
+    }
+    for (const d of [alice, alice2, bobPhone, bobLaptop]) await d.m.close();
+  });
+});
