@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { CreateDeviceRequestSchema } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
+import { randomBytes } from "node:crypto";
+import { CreateDeviceRequestSchema, DecryptRequestSchema } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
 import { ClientCheckFailure, expectBytes, expectOk, fromHex, hex, primitive, primitiveRejected, type ClientCase } from "./client-case.js";
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -129,6 +130,41 @@ function keySignatureCases(v: Json, file: string): ClientCase[] {
   ];
 }
 
+/**
+ * envelope.json replayed: each recipient device is recreated on the client under test from
+ * its deterministic seed (the generator's "envelope/<device>"), then must decrypt the
+ * recorded entries of both sends to the recorded content, channel sequence and new_session.
+ */
+function envelopeCases(v: Json, file: string): ClientCase[] {
+  const sender: string = v.sender;
+  const recipients: string[] = (v.sends?.[0]?.entries ?? []).map((e: Json) => e.recipient);
+  const addr = (d: string) => ({ accountId: d.split(".")[0], deviceId: Number(d.split(".")[1]) });
+  return recipients.map((rcpt) => ({
+    name: `client/vectors/envelope/replay-${rcpt}`,
+    checks: `A device recreated from the vector seed decrypts the recorded fan-out entries for ${rcpt} (a PrekeyMessage, then a second message) to the recorded content and channel sequence.`,
+    file,
+    run: async ({ sut, ref }) => {
+      const run = randomBytes(4).toString("hex");
+      const device = (d: string) =>
+        create(CreateDeviceRequestSchema, { handle: `${run}/${d}`, address: addr(d), name: "d", randomSeed: `envelope/${d}`, signedPrekeyId: 1, kemPrekeyId: 1, oneTimePrekeyFirstId: 1, oneTimePrekeyCount: 1 });
+      const from = await expectOk(ref, { case: "createDevice", value: device(sender) }, "createDevice");
+      await expectOk(sut, { case: "createDevice", value: device(rcpt) }, "createDevice");
+      for (const [i, send] of (v.sends as Json[]).entries()) {
+        const entry = send.entries.find((e: Json) => e.recipient === rcpt);
+        const want = send.received.find((r: Json) => r.recipient === rcpt);
+        const dec = await expectOk(
+          sut,
+          { case: "decrypt", value: create(DecryptRequestSchema, { handle: `${run}/${rcpt}`, sender: addr(sender), sharedBody: fromHex(send.shared_body), entry: fromHex(entry.entry), senderIdentity: from.identity }) },
+          "decrypt",
+        );
+        expectBytes(`send ${i + 1}: content`, dec.content, want.content);
+        if (Number(dec.channelSequence) !== want.channel_sequence) throw new ClientCheckFailure(`send ${i + 1}: channel_sequence ${dec.channelSequence}, expected ${want.channel_sequence}`);
+        if (dec.newSession !== want.new_session) throw new ClientCheckFailure(`send ${i + 1}: new_session ${dec.newSession}, expected ${want.new_session}`);
+      }
+    },
+  }));
+}
+
 /** Every vector case whose file exists in dir. */
 export function vectorCases(dir: string): ClientCase[] {
   const cases: ClientCase[] = [];
@@ -137,6 +173,8 @@ export function vectorCases(dir: string): ClientCase[] {
   if (prim) cases.push(...primitiveCases(prim, join(dir, "primitives.json")));
   const ks = read("key-signatures.json");
   if (ks) cases.push(...keySignatureCases(ks, join(dir, "key-signatures.json")));
+  const env = read("envelope.json");
+  if (env) cases.push(...envelopeCases(env, join(dir, "envelope.json")));
   void hex;
   return cases;
 }
