@@ -200,5 +200,5 @@ def to_wire(value, path="request"):
         kind = getattr(value, "kind", None)
         if kind in ("identity", "account"):
             raise CaseError("%s: an %s context cannot go on the wire" % (path, kind))
-        return {k: to_wire(v, path + "." + k) for k, v in value.items() if v is not None and k != "kind"}
+        return {k: to_wire(v, path + "." + k) for k, v in value.items() if v is not None}
     return value
