@@ -18,6 +18,12 @@ export function callLogInterceptor(log: Logger, now: () => number = Date.now): I
         log.info("call", { procedure, code: Code[err.code], reason: err.rawMessage, ms: now() - start });
         throw err;
       }
+      // The client hung up before its request was read in full (reset, closed socket): its
+      // business, not a server error.
+      if (req.signal.aborted || (err as NodeJS.ErrnoException)?.code === "ERR_STREAM_PREMATURE_CLOSE") {
+        log.debug("call", { procedure, code: "canceled", reason: "client went away", ms: now() - start });
+        throw new ConnectError("the client closed the request", Code.Canceled);
+      }
       // A bug or an unreachable dependency: log the error, tell the caller only what it can act on.
       log.error("call failed", { procedure, error: String((err as Error)?.stack ?? err), ms: now() - start });
       throw new ConnectError("internal error; retry later", Code.Internal);

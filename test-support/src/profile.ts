@@ -31,7 +31,7 @@ const ci: ReliabilityProfile = {
   faultRepeats: 1,
   drainMs: 45_000,
   fuzzRuns: 40,
-  framingRuns: 30,
+  framingRuns: 100,
   floodRequests: 200,
 };
 

@@ -44,9 +44,13 @@ export interface RawRequest {
   streaming?: boolean;
   headers?: Record<string, string>;
   timeoutMs?: number;
-  /** Send only this many body bytes, then: "end" the request or "destroy" the connection. */
+  /**
+   * Send only this many body bytes, then: "end" the request, "destroy" the connection,
+   * "reset" the stream (h2 RST_STREAM CANCEL; h1: destroy), or "hold" it open, silent,
+   * until the timeout.
+   */
   truncateAt?: number;
-  close?: "end" | "destroy";
+  close?: "end" | "destroy" | "reset" | "hold";
 }
 
 export function contentType(protocol: RawProtocol, streaming: boolean): string {
@@ -111,14 +115,24 @@ function messageOf(body: Buffer, grpcMessage?: string): string | undefined {
   }
 }
 
-function writeBody(stream: NodeJS.WritableStream & { destroy(): void }, req: RawRequest, destroy: () => void): void {
-  const body = req.truncateAt !== undefined ? req.body.subarray(0, req.truncateAt) : req.body;
-  if (req.close === "destroy") {
-    stream.write(Buffer.from(body));
-    setTimeout(destroy, 5);
-    return;
+function writeBody(stream: NodeJS.WritableStream, req: RawRequest, destroy: () => void, reset: () => void = destroy): void {
+  const body = Buffer.from(req.truncateAt !== undefined ? req.body.subarray(0, req.truncateAt) : req.body);
+  switch (req.close ?? "end") {
+    case "end":
+      stream.end(body);
+      return;
+    case "hold":
+      stream.write(body);
+      return;
+    case "destroy":
+      stream.write(body);
+      setTimeout(destroy, 5);
+      return;
+    case "reset":
+      stream.write(body);
+      setTimeout(reset, 5);
+      return;
   }
-  stream.end(Buffer.from(body));
 }
 
 /** One request over HTTP/1.1 (Connect JSON, gRPC-Web). */
@@ -205,7 +219,15 @@ function h2(req: RawRequest, headers: Record<string, string>): Promise<RawOutcom
     });
     s.on("error", () => done({ code: "reset", status, answered: status !== undefined }));
     const timer = setTimeout(() => done({ code: "timeout", status, answered: status !== undefined }), timeoutMs);
-    writeBody(s, req, () => done({ code: "client-closed", status, answered: status !== undefined }));
+    writeBody(
+      s,
+      req,
+      () => done({ code: "client-closed", status, answered: status !== undefined }),
+      () => {
+        s.close(http2.constants.NGHTTP2_CANCEL);
+        setTimeout(() => done({ code: "client-reset", status, answered: status !== undefined }), 5);
+      },
+    );
   });
 }
 
