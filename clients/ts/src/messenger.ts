@@ -193,6 +193,7 @@ export class Messenger {
   private readonly receiver: ReceiveLoop;
   private readonly prekeys: PrekeyMaintenance;
   private readonly handlers = new Map<ContentCase, ContentHandler>();
+  private groupBodyHandler?: (sender: DeviceRef, mail: MailboxMessage) => Promise<void>;
   private readonly autoDeliveryReceipts: boolean;
   private readonly watchEnabled: boolean;
   private readonly prekeyCheckIntervalMs: number;
@@ -408,6 +409,19 @@ export class Messenger {
   /** Installs the handler for one Content body case (replacing any default). */
   registerContentHandler(bodyCase: ContentCase, handler: ContentHandler): void {
     this.handlers.set(bodyCase, handler);
+  }
+
+  /**
+   * Installs the handler of mail whose entry for this device is empty: sender-key group
+   * bodies, which the group layer authenticates and decrypts (docs/PROTOCOL.md, "Groups").
+   */
+  registerGroupBodyHandler(handler: (sender: DeviceRef, mail: MailboxMessage) => Promise<void>): void {
+    this.groupBodyHandler = handler;
+  }
+
+  /** Emits an event to the app (for layers built on the Messenger, e.g. groups). */
+  emitEvent(e: MessengerEvent): void {
+    this.bus.emit(e);
   }
 
   // ---------------------------------------------------------------- devices
@@ -632,6 +646,12 @@ export class Messenger {
     const sender: DeviceRef = { accountId: m.sender.accountId, deviceId: m.sender.deviceId };
     const seenKey = `${sender.accountId}.${toHex(m.messageId)}`;
     if (!m.ephemeral && (await this.store.isSeen(seenKey))) return;
+    if (m.entry.length === 0 && this.groupBodyHandler) {
+      // A sender-key group body: no pairwise entry to decrypt (groups/messenger-groups.ts).
+      await this.groupBodyHandler(sender, m);
+      if (!m.ephemeral) await this.store.markSeen(seenKey);
+      return;
+    }
     let dec: DecryptedMessage;
     try {
       dec = await this.decrypt(m, sender);
