@@ -148,6 +148,11 @@ class Evaluator:
             return list(range(start, start + num(a["count"], "count")))
         if name == "$add":
             return sum(num(x, "$add") for x in a)
+        if name == "$mul":
+            out = 1
+            for x in a:
+                out *= num(x, "$mul")
+            return out
         if name == "$account_id":
             return self.naming(str(a))
         if name == "$tamper":

@@ -101,6 +101,7 @@ const functions: Record<string, Fn> = {
     return Array.from({ length: num(count, "$range.count") }, (_, i) => from + i);
   },
   $add: (a) => (a as unknown[]).reduce<number>((s, x) => s + num(x, "$add"), 0),
+  $mul: (a) => (a as unknown[]).reduce<number>((s, x) => s * num(x, "$mul"), 1),
   $account_id: (a, _v, naming) => naming.accountId(String(a)),
   $tamper: (a) => {
     if (typeof a === "string") {
