@@ -10,14 +10,14 @@
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { loadCases } from "./cases/load-cases.js";
-import { KnownFailing } from "./cases/known-failing.js";
-import { allProtocols, allStacks, runServerSuite, targetsFor, type StackName } from "./runner/server-suite.js";
+import { KnownFailing, globMatch } from "./cases/known-failing.js";
+import { allProtocols, allStacks, filterCases, runServerSuite, targetsFor, type StackName } from "./runner/server-suite.js";
 import { defaultCasesDir, defaultClientCasesDir, defaultProtoDir, defaultVectorsDir } from "./runner/paths.js";
 import { isRunOk, summaryTable } from "./report/summary-table.js";
 import { junitXml } from "./report/junit-xml.js";
 import type { ConnectProtocol } from "./stacks/connect-es-stack.js";
 import type { CaseResult } from "./runner/server-runner.js";
-import { runClientSuite } from "./client-mode/client-suite.js";
+import { clientCases, runClientSuite } from "./client-mode/client-suite.js";
 
 const helpText = `Usage:
   sealpost-conformance server --url <url> [options]
@@ -45,6 +45,7 @@ Both modes:
   --known-failing <file>   globs of cases expected to fail (one per line, # comments,
                            optional "@ <target-glob>"); a listed case that passes is an error
   --junit <file>           write JUnit XML results
+  --list                   print the cases (name and the behaviour each checks), run nothing
   --quiet                  print only the summary
   -h, --help               print this help
 
@@ -82,6 +83,7 @@ async function main(argv: string[]): Promise<number> {
         "known-failing": { type: "string" },
         junit: { type: "string" },
         quiet: { type: "boolean" },
+        list: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -98,6 +100,14 @@ async function main(argv: string[]): Promise<number> {
   const progress = (r: CaseResult) => {
     if (!v.quiet) process.stdout.write(`${r.status.padEnd(15)} ${r.target} ${r.name}${r.status === "fail" ? `: ${r.message}` : ""}\n`);
   };
+  if (v.list) {
+    const named =
+      mode === "client"
+        ? clientCases(v.cases ?? defaultClientCasesDir, v.vectors ?? defaultVectorsDir)
+        : filterCases(loadCases(v.cases ?? defaultCasesDir), v.filter);
+    for (const c of named) if (!v.filter?.length || v.filter.some((g) => globMatch(g, c.name))) process.stdout.write(`${c.name}\n    ${c.checks}\n`);
+    return 0;
+  }
   let results: CaseResult[];
   if (mode === "server") {
     if (!v.url) fail("server mode needs --url");
