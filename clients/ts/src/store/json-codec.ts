@@ -3,9 +3,13 @@
  * plain JSON (records hold no Maps, bigints or Dates).
  */
 export function encodeRecord(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v instanceof Uint8Array ? { $b: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64") } : v,
-  );
+  // Read the raw property (this[key]): JSON.stringify applies toJSON before the replacer, and
+  // a Node Buffer (what protobuf-es decodes to from connect-node responses) would otherwise
+  // arrive as {type: "Buffer", data: [...]} and decode as a plain object.
+  return JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
+    const raw = this[key];
+    return raw instanceof Uint8Array ? { $b: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64") } : v;
+  });
 }
 
 export function decodeRecord<T>(text: string): T {
