@@ -22,3 +22,14 @@ export class MessengerError extends Error {
     this.name = "MessengerError";
   }
 }
+
+/**
+ * The MessengerError behind `err`, if any: connect-es wraps errors thrown in interceptors
+ * (such as a failed re-authentication) into a ConnectError whose cause is the original.
+ */
+export function messengerErrorOf(err: unknown): MessengerError | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof MessengerError) return e;
+  }
+  return undefined;
+}

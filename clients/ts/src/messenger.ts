@@ -201,6 +201,7 @@ export class Messenger {
   private watch?: { abort: AbortController; accounts: string; done: Promise<void> };
   private running = false;
   private revoked = false;
+  private lastSentAtMs = 0;
 
   private constructor(
     private readonly account: AccountRecord,
@@ -531,7 +532,7 @@ export class Messenger {
 
   private async sendMessage(to: string, body: Content["body"], stored: MessageBody): Promise<StoredMessage> {
     const messageId = this.provider.random(16);
-    const sentAtMs = this.now();
+    const sentAtMs = this.nextSentAt();
     const content = create(ContentSchema, { messageId, sentAtMs: BigInt(sentAtMs), conversation: direct(to), body });
     const message: StoredMessage = {
       id: toHex(messageId),
@@ -558,7 +559,7 @@ export class Messenger {
    */
   async sendContent(content: Content, to: string[], label: string): Promise<OutboxItem> {
     if (content.messageId.length === 0) content.messageId = this.provider.random(16);
-    if (content.sentAtMs === 0n) content.sentAtMs = BigInt(this.now());
+    if (content.sentAtMs === 0n) content.sentAtMs = BigInt(this.nextSentAt());
     return this.outbox.enqueue({ messageId: content.messageId, content: toBinary(ContentSchema, content), to, label, nowMs: this.now() });
   }
 
@@ -883,6 +884,15 @@ export class Messenger {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /**
+   * sent_at_ms, strictly increasing per device: history orders by (sent_at_ms, sender,
+   * message_id), so two messages written in the same millisecond keep their order.
+   */
+  private nextSentAt(): number {
+    this.lastSentAtMs = Math.max(this.now(), this.lastSentAtMs + 1);
+    return this.lastSentAtMs;
+  }
 
   private async signer() {
     const local = await this.protocol.identity.getLocalIdentity();

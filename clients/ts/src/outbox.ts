@@ -28,7 +28,7 @@ import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
 import type { ContactDirectory } from "./contact-directory.js";
 import type { ConversationStore, DeviceRef, OutboxItem } from "./conversation-store.js";
 import type { MessengerEvent } from "./events.js";
-import { MessengerError } from "./messenger-errors.js";
+import { MessengerError, messengerErrorOf } from "./messenger-errors.js";
 import type { ServerApi } from "./server-api.js";
 
 /** Re-encryptions after MismatchedDevices before the item counts as a transient failure. */
@@ -52,7 +52,7 @@ export interface OutboxDeps {
 
 /** True for failures worth retrying later: the server or the network, not the request. */
 export function isTransient(err: unknown): boolean {
-  if (err instanceof MessengerError) return false;
+  if (messengerErrorOf(err)) return false;
   if (err instanceof SealpostCryptoError) return false;
   if (err instanceof ConnectError) {
     switch (err.code) {
@@ -152,9 +152,10 @@ export class Outbox {
         await this.process(item);
         this.backoff.reset();
       } catch (err) {
-        if (err instanceof MessengerError && err.code === "device_revoked") {
+        const fatal = messengerErrorOf(err);
+        if (fatal?.code === "device_revoked") {
           this.stopped = true;
-          this.d.onFatal(err);
+          this.d.onFatal(fatal);
           return;
         }
         if (isTransient(err)) {

@@ -15,7 +15,7 @@ import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_
 import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
 import type { ConversationStore, ReceiveState } from "./conversation-store.js";
 import type { MessengerEvent } from "./events.js";
-import { MessengerError } from "./messenger-errors.js";
+import { MessengerError, messengerErrorOf } from "./messenger-errors.js";
 import type { ServerApi } from "./server-api.js";
 
 /** At most this many sequences per Ack (the server takes up to 1000). */
@@ -106,9 +106,10 @@ export class ReceiveLoop {
         }
       } catch (err) {
         if (this.stopped) break;
-        if (err instanceof MessengerError && err.code === "device_revoked") {
+        const fatal = messengerErrorOf(err);
+        if (fatal?.code === "device_revoked") {
           this.stopped = true;
-          this.d.onFatal(err);
+          this.d.onFatal(fatal);
           break;
         }
         // An expired token ends the stream with UNAUTHENTICATED: authenticate afresh.
