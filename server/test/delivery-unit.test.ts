@@ -21,7 +21,7 @@ import { decodeSignal, encodeSignal } from "@sealpost/server/delivery/device-sig
 import { RateLimiter } from "@sealpost/server/delivery/rate-limit.js";
 import { Mailboxes } from "@sealpost/server/delivery/mailbox.js";
 import type { CurrentDeviceList } from "@sealpost/server/delivery/device-lists.js";
-import { bytes, entriesFor, Inbox, newMessageId, text, waitUntil, type DeliveryClient } from "./delivery-helpers.js";
+import { bytes, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, text, waitUntil, type DeliveryClient } from "./delivery-helpers.js";
 
 describe("codecs", () => {
   it("round-trips a mailbox record with an inline body and with a body reference", () => {
@@ -70,6 +70,7 @@ describe("service over an in-memory transport", () => {
   let tokens: TokenSigner;
   let client: (accountId: string, deviceId: number) => DeliveryClient;
   let mailboxes: Mailboxes;
+  let layoutBuckets: () => Awaited<ReturnType<typeof ensureLayout>>["buckets"];
   const lists = new Map<string, CurrentDeviceList>([
     ["ualice", { version: 1n, deviceIds: [1], nextDeviceId: 2 }],
     ["ubob", { version: 3n, deviceIds: [1, 2], nextDeviceId: 3 }],
@@ -79,6 +80,7 @@ describe("service over an in-memory transport", () => {
     nats = await startTestNats();
     conn = await connectNats(nats.url, "delivery-unit");
     const layout = await ensureLayout(conn.jsm, conn.kvm, 2, 1);
+    layoutBuckets = () => layout.buckets;
     tokens = new TokenSigner(bytes("unit-secret-unit-secret-unit-secret!"));
     const shutdown = new AbortController();
     const ctx: ServerContext = {
@@ -141,6 +143,41 @@ describe("service over an in-memory transport", () => {
     await inbox.waitForMessages(3);
     expect(inbox.messages.map((m) => text(m.sharedBody))).toEqual(["w0", "w1", "w2"]);
     await inbox.close();
+  });
+
+  it("a retry after a crash mid-Send (some entries stored, no idempotency record) completes the rest without duplicates", async () => {
+    lists.set("ucarol", { version: 1n, deviceIds: [1], nextDeviceId: 3 });
+    const alice = client("ualice", 1);
+    const messageId = newMessageId();
+    const c1 = { accountId: "ucarol", deviceId: 1 };
+    const c2 = { accountId: "ucarol", deviceId: 2 };
+    // The first attempt stored carol's device 1 only (here: the list had only it), then "crashed"
+    // before writing the idempotency record.
+    const first = storedOf(await alice.send({ messageId, sharedBody: bytes("partial"), entries: entriesFor([c1]) }));
+    await layoutBuckets().sends.delete(`ualice.1.${Buffer.from(messageId).toString("hex")}`);
+    lists.set("ucarol", { version: 2n, deviceIds: [1, 2], nextDeviceId: 3 });
+    const retry = storedOf(await alice.send({ messageId, sharedBody: bytes("partial"), entries: entriesFor([c1, c2]) }));
+    expect(retry.entries[0].sequence).toBe(first.entries[0].sequence);
+    expect(retry.duplicate).toBe(false);
+    expect(await mailboxSequences(conn, 2, c1)).toEqual([Number(first.entries[0].sequence)]);
+    expect(await mailboxSequences(conn, 2, c2)).toEqual([Number(retry.entries[1].sequence)]);
+    // Once complete, a retry answers the record: duplicate, same sequences.
+    const again = storedOf(await alice.send({ messageId, sharedBody: bytes("partial"), entries: entriesFor([c1, c2]) }));
+    expect({ duplicate: again.duplicate, entries: again.entries }).toEqual({ duplicate: true, entries: retry.entries });
+    // With every entry already stored and no record, the retry reports duplicate too.
+    await layoutBuckets().sends.delete(`ualice.1.${Buffer.from(messageId).toString("hex")}`);
+    const deduped = storedOf(await alice.send({ messageId, sharedBody: bytes("partial"), entries: entriesFor([c1, c2]) }));
+    expect({ duplicate: deduped.duplicate, entries: deduped.entries }).toEqual({ duplicate: true, entries: retry.entries });
+    expect(await mailboxSequences(conn, 2, c2)).toHaveLength(1);
+  });
+
+  it("keeps mail, bodies, attachments 30 days and idempotency records 24 hours", async () => {
+    const day = 24 * 60 * 60 * 1e9;
+    for (const name of ["SP_MAILBOX_0", "SP_MAILBOX_1", "SP_BODIES", "SP_ATTACHMENTS"]) {
+      expect((await conn.jsm.streams.info(name)).config.max_age).toBe(30 * day);
+    }
+    expect((await conn.jsm.streams.info("KV_sp_attachments")).config.max_age).toBe(30 * day);
+    expect((await conn.jsm.streams.info("KV_sp_sends")).config.max_age).toBe(day);
   });
 
   it("answers RESOURCE_EXHAUSTED naming the limit once a device exceeds sends_per_minute", async () => {
