@@ -1,0 +1,230 @@
+/**
+ * Groups end to end over the real stack (nats-server + server + Messengers): a 3-person group
+ * with multi-device members, admin-only changes (a non-admin's forged change is rejected by
+ * every member), removal with rotation (the removed member cannot decrypt later messages, even
+ * handed the ciphertext), leaving, device revocation, new members, out-of-order and lost
+ * group messages, group receipts.
+ */
+import { create } from "@bufbuild/protobuf";
+import type { SendRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { GroupControlSchema } from "@sealpost/gen/sealpost/envelope/v1/group_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
+import type { RunningServer } from "@sealpost/server/server.js";
+import { fromHex } from "../src/crypto/bytes.js";
+import { NoSessionError } from "../src/crypto/errors.js";
+import type { GroupEvent } from "../src/groups/group-events.js";
+import { MessengerGroups } from "../src/groups/messenger-groups.js";
+import { applyGroupChange, decodeSignedGroupState, parseSignedGroupState, signGroupState } from "../src/protocol/group-state.js";
+import { createMemoryGroupStores } from "../src/store/group-memory-store.js";
+import { createDevice, linkDevice, removeTempDirs, texts, uniqueId, type TestDevice } from "./messenger-helpers.js";
+
+let nats: TestNats;
+let server: RunningServer;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  server = await startTestServer(nats.url);
+});
+afterAll(async () => {
+  await server?.close();
+  await nats?.stop();
+  await removeTempDirs();
+});
+
+interface GroupDevice extends TestDevice {
+  groups: MessengerGroups;
+  groupEvents: GroupEvent[];
+  /** Every group body this device sent (what a hostile server holds). */
+  sent: SendRequest[];
+  waitGroup(pred: (e: GroupEvent) => boolean, timeoutMs?: number): Promise<GroupEvent>;
+}
+
+function withGroups(d: TestDevice): GroupDevice {
+  const groups = MessengerGroups.attach(d.m, createMemoryGroupStores());
+  const groupEvents: GroupEvent[] = [];
+  const waiters: { pred: (e: GroupEvent) => boolean; resolve: (e: GroupEvent) => void }[] = [];
+  groups.on((e) => {
+    groupEvents.push(e);
+    for (const w of [...waiters]) if (w.pred(e)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(e));
+  });
+  const sent: SendRequest[] = [];
+  const delivery = d.m.api.delivery;
+  const original = delivery.send.bind(delivery);
+  delivery.send = (async (req: SendRequest, opts?: unknown) => {
+    if (req.entries.every((e) => e.entry.length === 0)) sent.push(req);
+    return original(req, opts as never);
+  }) as typeof delivery.send;
+  d.m.start();
+  return {
+    ...d,
+    groups,
+    groupEvents,
+    sent,
+    waitGroup(pred, timeoutMs = 20_000) {
+      const found = groupEvents.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error("timed out waiting for a group event")), timeoutMs);
+        waiters.push({ pred, resolve: (e) => (clearTimeout(t), resolve(e)) });
+      });
+    },
+  };
+}
+
+/** alice (phone + laptop, admin), bob (phone + laptop), carol (phone), one group, everyone joined. */
+async function threePeople() {
+  const alice = withGroups(await createDevice(server.url, uniqueId("alice")));
+  const bob = withGroups(await createDevice(server.url, uniqueId("bob")));
+  const carol = withGroups(await createDevice(server.url, uniqueId("carol")));
+  const aliceLaptop = withGroups(await linkDevice(alice.m, server.url));
+  const bobLaptop = withGroups(await linkDevice(bob.m, server.url));
+  const all = [alice, aliceLaptop, bob, bobLaptop, carol];
+  const g = await alice.groups.createGroup("trip", [bob.m.accountId, carol.m.accountId]);
+  for (const d of all.slice(1)) await d.waitGroup((e) => e.type === "group-updated" && e.groupId === g.groupId);
+  return { alice, aliceLaptop, bob, bobLaptop, carol, all, g: g.groupId };
+}
+
+async function waitText(d: GroupDevice, text: string) {
+  return d.log.wait("message", (e) => texts([e.message]).includes(text));
+}
+
+async function closeAll(devices: GroupDevice[]) {
+  for (const d of devices) await d.m.close();
+}
+
+describe("groups end to end", () => {
+  it("a 3-person group with multi-device members: one Send reaches every other device; receipts come back", async () => {
+    const { alice, aliceLaptop, bob, bobLaptop, carol, all, g } = await threePeople();
+    const sent = await alice.groups.sendText(g, "hello group");
+    expect(alice.sent.at(-1)!.entries).toHaveLength(4); // one Send, empty entries, 4 other devices
+    for (const d of [aliceLaptop, bob, bobLaptop, carol]) {
+      const e = await waitText(d, "hello group");
+      expect(e.message.conversation).toBe(`group:${g}`);
+      expect(e.message.sender).toEqual(alice.m.address);
+    }
+    expect((await waitText(aliceLaptop, "hello group")).message.outgoing).toBe(true);
+    await bobLaptop.groups.sendText(g, "hi from bob's laptop");
+    for (const d of [alice, aliceLaptop, bob, carol]) await waitText(d, "hi from bob's laptop");
+    // Delivery receipts from bob's and carol's devices reach alice; read receipts after markRead.
+    for (const from of [bob, bobLaptop, carol]) {
+      await alice.log.wait("receipt", (e) => e.receipt === "delivered" && e.from.deviceId === from.m.address.deviceId && e.from.accountId === from.m.accountId && e.messageIds.includes(sent.id));
+    }
+    expect(await carol.groups.markRead(g)).toBe(2);
+    await alice.log.wait("receipt", (e) => e.receipt === "read" && e.from.accountId === carol.m.accountId && e.messageIds.includes(sent.id));
+    expect((await alice.groups.history(g)).find((m) => m.id === sent.id)?.status).toBe("read");
+    for (const d of all) expect(texts(await d.groups.history(g))).toEqual(["hello group", "hi from bob's laptop"]);
+    await closeAll(all);
+  });
+
+  it("admin-only: a non-admin's forged change is rejected by every member device", async () => {
+    const { alice, aliceLaptop, bob, bobLaptop, carol, all, g } = await threePeople();
+    await expect(bob.groups.addMembers(g, [carol.m.accountId])).rejects.toMatchObject({ code: "not_admin" });
+    // Bob's client signs version 2 itself (adding mallory, promoting himself) and sends it to everyone.
+    const info = await bob.groups.info(g);
+    expect(info?.version).toBe(1);
+    const stored = await (bob.groups.manager as unknown as { stores: { groups: { load(id: string): Promise<{ signedState: Uint8Array }> } } }).stores.groups.load(g);
+    const v1signed = decodeSignedGroupState(stored.signedState);
+    const v1 = { signed: v1signed, state: parseSignedGroupState(v1signed), hash: bob.m.provider.sha256(v1signed.state) };
+    const seed = (await bob.m.protocol.identity.getLocalIdentity())!.signingSeed;
+    const forged = signGroupState(bob.m.provider, applyGroupChange(v1, { promote: [bob.m.accountId], add: ["mallory-x"] }), bob.m.address, seed);
+    const content = create(ContentSchema, {
+      conversation: { kind: { case: "groupId", value: fromHex(g) } },
+      body: { case: "groupControl", value: create(GroupControlSchema, { kind: { case: "update", value: forged } }) },
+    });
+    await bob.m.sendContent(content, [alice.m.accountId, carol.m.accountId], "forged");
+    for (const d of [alice, aliceLaptop, bobLaptop, carol]) {
+      const e = await d.waitGroup((x) => x.type === "group-rejected" && x.what === "state");
+      expect(e).toMatchObject({ problem: "not-admin", from: bob.m.address });
+      expect((await d.groups.info(g))?.version).toBe(1);
+    }
+    // An admin's change goes through everywhere.
+    await alice.groups.promote(g, bob.m.accountId);
+    for (const d of all) await d.waitGroup((e) => e.type === "group-updated" && e.version === 2);
+    await closeAll(all);
+  });
+
+  it("a removed member cannot decrypt anything sent after removal; the others keep talking", async () => {
+    const { alice, aliceLaptop, bob, bobLaptop, carol, all, g } = await threePeople();
+    await alice.groups.sendText(g, "before removal");
+    await bob.groups.sendText(g, "bob before removal");
+    await waitText(carol, "before removal");
+    await waitText(carol, "bob before removal");
+    await alice.groups.removeMember(g, carol.m.accountId);
+    await carol.waitGroup((e) => e.type === "group-left");
+    for (const d of [aliceLaptop, bob, bobLaptop]) await d.waitGroup((e) => e.type === "group-updated" && e.version === 2);
+
+    await alice.groups.sendText(g, "after removal");
+    await bob.groups.sendText(g, "bob after removal");
+    for (const d of [aliceLaptop, bob, bobLaptop]) await waitText(d, "after removal");
+    for (const d of [alice, aliceLaptop, bobLaptop]) await waitText(d, "bob after removal");
+    // Not addressed to carol...
+    expect(alice.sent.at(-1)!.entries.map((e) => e.device!.accountId)).not.toContain(carol.m.accountId);
+    // ...and a hostile server handing her the ciphertext gets her nothing: new sender keys.
+    for (const [who, req] of [[alice, alice.sent.at(-1)!], [bob, bob.sent.at(-1)!]] as const) {
+      await expect(carol.groups.manager.cipher.decrypt(who.m.address, req.sharedBody)).rejects.toBeInstanceOf(NoSessionError);
+      await carol.groups.manager.handleGroupBody(who.m.address, req.messageId, req.sharedBody, 0);
+    }
+    expect(texts(await carol.groups.history(g))).toEqual(["before removal", "bob before removal"]);
+    await expect(carol.groups.sendText(g, "still here?")).rejects.toMatchObject({ code: "inactive" });
+    await closeAll(all);
+  });
+
+  it("leaving, a revoked device and a new member: rotation on the way out, no history on the way in", async () => {
+    const { alice, aliceLaptop, bob, bobLaptop, carol, all, g } = await threePeople();
+    await alice.groups.sendText(g, "one");
+    await waitText(bobLaptop, "one");
+    // Bob revokes his laptop: the next group message is under a new key it does not have.
+    await bob.m.revokeDevice(bobLaptop.m.address.deviceId);
+    await alice.m.devices(bob.m.accountId, { refresh: true });
+    await alice.groups.sendText(g, "two");
+    await waitText(bob, "two");
+    await expect(bobLaptop.groups.manager.cipher.decrypt(alice.m.address, alice.sent.at(-1)!.sharedBody)).rejects.toBeInstanceOf(NoSessionError);
+
+    // Carol leaves: GroupLeave, alice (admin) publishes the removal.
+    await carol.groups.leave(g);
+    for (const d of [alice, aliceLaptop, bob]) await d.waitGroup((e) => e.type === "group-updated" && e.diff.removed.includes(carol.m.accountId));
+    await bob.groups.sendText(g, "after carol left");
+    await waitText(alice, "after carol left");
+    await expect(carol.groups.manager.cipher.decrypt(bob.m.address, bob.sent.at(-1)!.sharedBody)).rejects.toBeInstanceOf(NoSessionError);
+
+    // Dave joins: he reads what comes after, not what came before.
+    const dave = withGroups(await createDevice(server.url, uniqueId("dave")));
+    await alice.groups.addMembers(g, [dave.m.accountId]);
+    await dave.waitGroup((e) => e.type === "group-updated" && e.joined);
+    await alice.groups.sendText(g, "welcome dave");
+    await waitText(dave, "welcome dave");
+    const early = alice.sent.slice(0, -1);
+    for (const req of early) await expect(dave.groups.manager.cipher.decrypt(alice.m.address, req.sharedBody)).rejects.toThrow();
+    expect(texts(await dave.groups.history(g))).toEqual(["welcome dave"]);
+    await closeAll([...all, dave]);
+  });
+
+  it("out-of-order and lost group messages within limits still decrypt", async () => {
+    const { alice, bob, all, g } = await threePeople();
+    // Hold alice's group Sends back, then let the "network" deliver them reversed, losing some.
+    const delivery = alice.m.api.delivery;
+    const send = delivery.send;
+    const held: SendRequest[] = [];
+    delivery.send = (async (req: SendRequest, o?: unknown) => {
+      // Pairwise sends (state, sender keys) go through; group bodies (empty entries) are held.
+      if (req.entries.every((e) => e.entry.length === 0)) {
+        held.push(req);
+        return { outcome: { case: "stored", value: { entries: [], serverTimestampMs: 0n, duplicate: false } } };
+      }
+      return send.call(delivery, req, o as never);
+    }) as typeof delivery.send;
+    for (let i = 0; i < 25; i++) await alice.groups.sendText(g, `m${i}`);
+    expect(held).toHaveLength(25);
+    delivery.send = send;
+    const lost = new Set([2, 9, 10, 17]);
+    const order = held.map((r, i) => ({ r, i })).filter((x) => !lost.has(x.i)).reverse();
+    for (const { r } of order) await send.call(delivery, r);
+    const expected = [...Array(25).keys()].filter((i) => !lost.has(i)).map((i) => `m${i}`);
+    for (const t of expected) await waitText(bob, t);
+    expect(new Set(texts(await bob.groups.history(g)))).toEqual(new Set(expected));
+    expect(bob.log.of("session-problem")).toEqual([]);
+    await closeAll(all);
+  });
+});
