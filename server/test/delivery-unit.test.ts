@@ -191,6 +191,27 @@ describe("service over an in-memory transport", () => {
     expect({ code: err?.code, message: err?.rawMessage }).toEqual({ code: Code.ResourceExhausted, message: "send rate limit exceeded: sends_per_minute is 20 per device" });
   });
 
+  it("holds a thousand concurrent streams on one instance, each woken only by its own mail", async () => {
+    const N = 1000;
+    const devices = Array.from({ length: N }, (_, i) => ({ accountId: `many${i}`, deviceId: 1 }));
+    for (const d of devices) lists.set(d.accountId, { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const inboxes = devices.map((d) => new Inbox(client(d.accountId, d.deviceId)));
+    await Promise.all(inboxes.map((i) => i.waitDrained()));
+    await waitUntil("every stream registered", () => delivery.openStreams >= N);
+    // One Send with 999 entries (the sender's own device excluded) reaches every other stream;
+    // its 1 KiB body is stored once and referenced.
+    const body = "to all ".repeat(150);
+    const bodiesBefore = (await conn.jsm.streams.info("SP_BODIES")).state.messages;
+    const res = storedOf(await client("many0", 1).send({ messageId: newMessageId(), sharedBody: bytes(body), entries: entriesFor(devices.slice(1)) }));
+    expect((await conn.jsm.streams.info("SP_BODIES")).state.messages).toBe(bodiesBefore + 1);
+    expect(res.entries).toHaveLength(N - 1);
+    await Promise.all(inboxes.slice(1).map((i) => i.waitForMessages(1)));
+    expect(inboxes[0].messages).toHaveLength(0);
+    expect(inboxes.slice(1).every((i) => i.messages.length === 1 && text(i.messages[0].sharedBody) === body)).toBe(true);
+    await Promise.all(inboxes.map((i) => i.close()));
+    await waitUntil("every stream gone", () => delivery.openStreams === 0);
+  });
+
   it("keeps at most one stream per device on an instance and counts open streams", async () => {
     const s1 = new Inbox(client("ubob", 2));
     await s1.waitDrained();
