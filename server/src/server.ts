@@ -5,6 +5,7 @@
  */
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
 import { DirectoryService, file_sealpost_directory_v1_directory_service } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { DeliveryService, file_sealpost_delivery_v1_delivery_service } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
@@ -68,6 +69,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const layout = await ensureLayout(nats.jsm, nats.kvm, config.mailboxPartitions, config.replicas);
     const tokens = new TokenSigner(await loadTokenSecret(layout.buckets.config, config.tokenSecret), now);
     const shutdown = new AbortController();
+    // Every open call (each Receive stream) links its signal to this one until it ends;
+    // thousands at once are normal, not the leak Node's default limit of 10 warns about.
+    setMaxListeners(0, shutdown.signal);
     const context: ServerContext = { config, log, nats, layout, tokens, now, random, shutdownSignal: shutdown.signal };
 
     const directory = await createDirectory(context, deps.directory);

@@ -20,6 +20,8 @@ export interface LedgerSummary {
   orderViolations: number;
   /** Delivered with another sequence than the one Stored named (must be 0). */
   sequenceMismatches: number;
+  /** Receive streams the receivers had to reopen (informational). */
+  reconnects: number;
   /** Human-readable samples of anything that must be 0. */
   problems: string[];
 }
@@ -39,6 +41,7 @@ const MAX_SAMPLES = 20;
 export class Ledger {
   readonly messages = new Map<string, SentMessage>();
   faults = 0;
+  reconnects = 0;
   private nextIndex = new Map<string, number>();
   /** Highest index delivered so far per sender->receiver pair (first deliveries only). */
   private lastDelivered = new Map<string, number>();
@@ -147,6 +150,7 @@ export class Ledger {
       redelivered: this.redelivered,
       orderViolations: this.orderViolations,
       sequenceMismatches: this.sequenceMismatches,
+      reconnects: this.reconnects,
       problems,
     };
   }
@@ -163,6 +167,7 @@ const COLUMNS: [keyof LedgerSummary, string][] = [
   ["redelivered", "redelivered before ack"],
   ["orderViolations", "order violations"],
   ["sequenceMismatches", "seq mismatches"],
+  ["reconnects", "stream reconnects"],
 ];
 
 /** A Markdown table of the rows plus a total line. */
@@ -178,6 +183,7 @@ export function formatLedgerTable(rows: LedgerSummary[], title = "reliability"):
     redelivered: 0,
     orderViolations: 0,
     sequenceMismatches: 0,
+    reconnects: 0,
     problems: [],
   };
   for (const r of rows) {

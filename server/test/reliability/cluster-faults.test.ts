@@ -86,6 +86,7 @@ async function run(s: Scenario): Promise<LedgerSummary> {
   }
   await traffic.finish(profile.drainMs);
   ledger.faults += traffic.receivers.reduce((n, r) => n + r.faults, 0);
+  ledger.reconnects = traffic.receivers.reduce((n, r) => n + r.reconnects, 0);
   const summary = ledger.summary();
   rows.push(summary);
   if (summary.problems.length) process.stdout.write(`${s.name} problems:\n  ${summary.problems.join("\n  ")}\n`);
