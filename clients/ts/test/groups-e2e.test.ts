@@ -16,6 +16,7 @@ import { fromHex } from "../src/crypto/bytes.js";
 import { NoSessionError } from "../src/crypto/errors.js";
 import type { GroupEvent } from "../src/groups/group-events.js";
 import { MessengerGroups } from "../src/groups/messenger-groups.js";
+import { runGroupCommand } from "../src/cli/group-commands.js";
 import { applyGroupChange, decodeSignedGroupState, parseSignedGroupState, signGroupState } from "../src/protocol/group-state.js";
 import { createMemoryGroupStores } from "../src/store/group-memory-store.js";
 import { createDevice, linkDevice, removeTempDirs, texts, uniqueId, type TestDevice } from "./messenger-helpers.js";
@@ -226,5 +227,40 @@ describe("groups end to end", () => {
     expect(new Set(texts(await bob.groups.history(g)))).toEqual(new Set(expected));
     expect(bob.log.of("session-problem")).toEqual([]);
     await closeAll(all);
+  });
+
+  it("CLI: group create/add/promote/demote/settings/send/history/read/remove/leave", async () => {
+    const alice = withGroups(await createDevice(server.url, uniqueId("alice")));
+    const bob = withGroups(await createDevice(server.url, uniqueId("bob")));
+    const carol = withGroups(await createDevice(server.url, uniqueId("carol")));
+    const run = async (d: GroupDevice, ...argv: string[]) => {
+      const lines: string[] = [];
+      const code = await runGroupCommand(argv, { groups: d.groups, out: (l) => lines.push(l) });
+      return { code, text: lines.join("\n") };
+    };
+    const created = await run(alice, "create", "cli trip", bob.m.accountId);
+    expect(created.code).toBe(0);
+    const id = created.text.split(" ")[0];
+    const short = id.slice(0, 8);
+    await bob.waitGroup((e) => e.type === "group-updated" && e.groupId === id);
+    expect((await run(alice, "add", short, carol.m.accountId)).code).toBe(0);
+    await carol.waitGroup((e) => e.type === "group-updated" && e.groupId === id);
+    expect((await run(bob, "add", short, "someone-else")).code).toBe(1); // not an admin
+    expect((await run(alice, "promote", short, bob.m.accountId)).text).toContain(`${bob.m.accountId}*`);
+    await bob.waitGroup((e) => e.type === "group-updated" && e.version === 3);
+    expect((await run(bob, "settings", short, "--title", "renamed")).text).toContain('"renamed"');
+    await alice.waitGroup((e) => e.type === "group-updated" && e.version === 4);
+    expect((await run(bob, "demote", short, alice.m.accountId)).code).toBe(0);
+    expect((await run(alice, "send", short, "hello", "from", "the", "cli")).code).toBe(0);
+    await waitText(carol, "hello from the cli");
+    expect((await run(carol, "history", short)).text).toContain(`${alice.m.accountId}/1: hello from the cli`);
+    expect((await run(carol, "read", short)).text).toBe("marked 1 message(s) read");
+    expect((await run(carol, "list")).text).toContain('"renamed"');
+    expect((await run(bob, "remove", short, carol.m.accountId)).code).toBe(0);
+    await carol.waitGroup((e) => e.type === "group-left");
+    expect((await run(carol, "info", short)).text).toContain("(left)");
+    expect((await run(alice, "leave", short)).text).toBe(`left ${id}`);
+    expect((await run(alice, "frobnicate")).code).toBe(2);
+    await closeAll([alice, bob, carol]);
   });
 });
