@@ -14,6 +14,9 @@
  *                        100 devices spend together)
  *   pairwise_fanout_100  for contrast: the same message as a 1:1-style fan-out (sealed body +
  *                        100 Double Ratchet entries), ops/s and SendRequest bytes
+ *   server_send_100      through a real server (own nats-server, 50 accounts x 2 devices):
+ *                        encrypt + Send RPC until stored in all 100 mailboxes, latency p50/p90
+ *                        for the group body and for the pairwise fan-out (skip: --no-server)
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { SendRequestSchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
@@ -34,6 +37,9 @@ import { createMemoryGroupStores } from "@sealpost/client/store/group-memory-sto
 import { addressKey } from "@sealpost/client/store/interfaces.js";
 import { createMemoryStores } from "@sealpost/client/store/memory-store.js";
 import { KeyBundleSchema } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
+import { createClient } from "@connectrpc/connect";
+import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { createTestAccount, startTestNats, startTestServer } from "@sealpost/test-support/index.js";
 import { LibsignalDevice } from "./crypto-libsignal.js";
 
 const QUICK = process.argv.includes("--quick");
@@ -166,6 +172,7 @@ async function pairwiseFanout(p: CryptoProvider) {
   const c = create(ContentSchema, { sentAtMs: 1n, conversation: { kind: { case: "groupId", value: GROUP_ID } }, body: { case: "text", value: create(TextSchema, { body: TEXT }) } });
   let lastBytes = 0;
   return {
+    encrypt: () => cipher.encryptForDevices(c, members.map((address) => ({ address }))),
     runner: {
       async op() {
         const enc = await cipher.encryptForDevices(c, members.map((address) => ({ address })));
@@ -209,6 +216,56 @@ async function libsignalSetups() {
   };
 }
 
+function percentile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+/** One group send to 100 real member devices through a real server (Send until stored). */
+async function serverFigures(p: CryptoProvider) {
+  const nats = await startTestNats({ forceOwn: true });
+  const server = await startTestServer(nats.url);
+  try {
+    const tag = Date.now().toString(36);
+    const sender = await createTestAccount(server.url, `gbench-s-${tag}`, { oneTimePrekeys: 1, provider: p });
+    const accounts = [];
+    for (let i = 0; i < DEVICES / 2; i++) accounts.push(await createTestAccount(server.url, `gbench-${i}-${tag}`, { devices: 2, oneTimePrekeys: 1, provider: p }));
+    const devices = accounts.flatMap((a) => a.devices.map((d) => d.address));
+    const versions = accounts.map((a) => ({ accountId: a.accountId, deviceListVersion: 2n }));
+    const delivery = createClient(DeliveryService, sender.devices[0].transport);
+    const g = await sealpostGroup(p, 0);
+    const fan = await pairwiseFanout(p);
+    const group: number[] = [];
+    const pairwise: number[] = [];
+    const rounds = QUICK ? 40 : 100;
+    for (let i = 0; i < rounds + 10; i++) {
+      const t0 = performance.now();
+      const c = content(p);
+      const { sharedBody } = await g.sender.encrypt(GROUP_ID, c);
+      const res = await delivery.send({ messageId: c.messageId, sharedBody, entries: devices.map((device) => ({ device, entry: new Uint8Array(0) })), versions });
+      if (res.outcome.case !== "stored") throw new Error(`group send not stored: ${res.outcome.case}`);
+      if (i >= 10) group.push(performance.now() - t0);
+      if (i % 3 === 0) {
+        const t1 = performance.now();
+        const enc = await fan.encrypt();
+        const r2 = await delivery.send({ messageId: enc.messageId, sharedBody: enc.sharedBody, entries: enc.entries.map((e, j) => ({ device: devices[j], entry: e.entry })), versions });
+        if (r2.outcome.case !== "stored") throw new Error(`fan-out send not stored: ${r2.outcome.case}`);
+        if (i >= 10) pairwise.push(performance.now() - t1);
+      }
+    }
+    const ms = (x: number) => Number(x.toFixed(2));
+    return {
+      devices: devices.length,
+      group_send: { p50_ms: ms(percentile(group, 0.5)), p90_ms: ms(percentile(group, 0.9)), samples: group.length },
+      pairwise_fanout_send: { p50_ms: ms(percentile(pairwise, 0.5)), p90_ms: ms(percentile(pairwise, 0.9)), samples: pairwise.length },
+      note: "client encrypt + Send RPC over HTTP/2 to a local server with its own nats-server, until stored in every mailbox; sequential sends",
+    };
+  } finally {
+    await server.close();
+    await nats.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const node = await sealpostSetups(createNodeProvider());
@@ -222,6 +279,7 @@ async function main(): Promise<void> {
   results.pairwise_fanout_100 = await measureInterleaved({ node: fanout.runner });
   const allDecryptNodeMs = await node.allDecrypt();
   const allDecryptNobleMs = await noble.allDecrypt();
+  const serverSend = process.argv.includes("--no-server") ? undefined : await serverFigures(createNodeProvider());
 
   const figures: Record<string, unknown>[] = [];
   const rows: string[] = [];
@@ -253,6 +311,9 @@ async function main(): Promise<void> {
   };
   rows.push(`SendRequest bytes, 100 devices: sender keys ${sizes.group_send_request_bytes} (libsignal ciphertext framed alike ${sizes.group_send_request_bytes_libsignal_ciphertext}), pairwise fan-out ${sizes.pairwise_fanout_send_request_bytes}`);
   rows.push(`all 100 devices decrypt one message: node ${allDecryptNodeMs.toFixed(1)} ms, noble ${allDecryptNobleMs.toFixed(1)} ms (sequential, one process)`);
+  if (serverSend) {
+    rows.push(`real server, 100 devices: group send p50 ${serverSend.group_send.p50_ms} ms (p90 ${serverSend.group_send.p90_ms}), pairwise fan-out send p50 ${serverSend.pairwise_fanout_send.p50_ms} ms (p90 ${serverSend.pairwise_fanout_send.p90_ms})`);
+  }
   const target = figures.find((x) => x.name === "group_encrypt" && x.implementation === "sealpost/node") as { ratio: number };
   const pkg = (n: string) => JSON.parse(fs.readFileSync(path.join(repoRoot(), "node_modules", n, "package.json"), "utf8")).version as string;
   const result = {
@@ -267,6 +328,7 @@ async function main(): Promise<void> {
     figures,
     sizes,
     all_devices_decrypt_ms: { node: Number(allDecryptNodeMs.toFixed(2)), noble: Number(allDecryptNobleMs.toFixed(2)) },
+    server_send_100: serverSend ?? null,
     targets: [{ figure: "group_encrypt", provider: "node", minRatio: 1, ratio: target.ratio, met: target.ratio >= 1 }],
   };
   const out = path.join(repoRoot(), "bench", "results", "group.json");
