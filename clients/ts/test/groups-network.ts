@@ -12,6 +12,7 @@ import { GroupManager } from "../src/groups/group-manager.js";
 import type { GroupEvent, GroupMessage } from "../src/groups/group-events.js";
 import type { GroupDeviceInfo, GroupDeviceRef, GroupPort, GroupSendOutcome } from "../src/groups/group-port.js";
 import { generateLocalIdentity, type LocalIdentity } from "../src/protocol/identity.js";
+import type { GroupStores } from "../src/store/group-interfaces.js";
 import { createMemoryGroupStores } from "../src/store/group-memory-store.js";
 import { addressKey } from "../src/store/interfaces.js";
 
@@ -20,7 +21,7 @@ export type Mail =
   | { kind: "group"; from: GroupDeviceRef; messageId: Uint8Array; body: Uint8Array; ts: number };
 
 export class FakeDevice implements GroupPort {
-  readonly manager: GroupManager;
+  manager: GroupManager;
   readonly identity: LocalIdentity;
   readonly inbox: Mail[] = [];
   readonly got: GroupMessage[] = [];
@@ -32,10 +33,15 @@ export class FakeDevice implements GroupPort {
   constructor(
     readonly net: FakeNetwork,
     readonly self: GroupDeviceRef,
-    provider: CryptoProvider,
+    private readonly provider: CryptoProvider,
+    stores: GroupStores = createMemoryGroupStores(),
   ) {
     this.identity = generateLocalIdentity(provider, self.deviceId);
-    this.manager = new GroupManager({ provider, stores: createMemoryGroupStores(), port: this, now: () => net.clock });
+    this.manager = new GroupManager({ provider, stores, port: this, now: () => net.clock });
+  }
+  /** A new GroupManager over `stores` (a restart, for durable stores). */
+  restart(stores: GroupStores): void {
+    this.manager = new GroupManager({ provider: this.provider, stores, port: this, now: () => this.net.clock });
   }
   get key(): string {
     return addressKey(this.self);
@@ -97,8 +103,8 @@ export class FakeNetwork {
   pairwiseSends = 0;
   groupSends = 0;
   constructor(private readonly provider: CryptoProvider) {}
-  add(accountId: string, deviceId: number): FakeDevice {
-    const d = new FakeDevice(this, { accountId, deviceId }, this.provider);
+  add(accountId: string, deviceId: number, stores?: GroupStores): FakeDevice {
+    const d = new FakeDevice(this, { accountId, deviceId }, this.provider, stores);
     this.all.push(d);
     return d;
   }

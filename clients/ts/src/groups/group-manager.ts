@@ -93,6 +93,10 @@ export class GroupManager {
   private readonly pendingDistributions = new Map<string, { sender: GroupDeviceRef; dist: SenderKeyDistribution }[]>();
   /** Group messages waiting for their distribution (by "<sender>/<distribution hex>"). */
   private readonly pendingBodies = new Map<string, PendingBody[]>();
+  /** The last change this device published per group (hex), re-applied if it loses a fork. */
+  private readonly ownChanges = new Map<string, { hash: string; change: GroupChange }>();
+  /** Own changes that lost a fork, to publish again on top of the winner (group hex). */
+  private readonly toReapply = new Map<string, GroupChange>();
   /** Updates that skip versions, waiting for the missing ones (by group hex). */
   private readonly pendingUpdates = new Map<string, { from: GroupDeviceRef; signed: SignedGroupState }[]>();
 
@@ -213,6 +217,7 @@ export class GroupManager {
       const signed = signGroupState(this.provider, bytes, this.self, await this.port.signingSeed());
       const next = verifyGroupStateUpdate(this.provider, current, signed, await this.lookupFor([this.self.accountId]));
       await this.accept(record, current, next, this.self);
+      this.ownChanges.set(id, { hash: toHex(next.hash), change });
       const all = new Set([...current.state.members, ...next.state.members].map((m) => m.accountId));
       return { verified: next, recipients: others(all, this.self.accountId) };
     });
@@ -432,6 +437,17 @@ export class GroupManager {
       await this.accept(record, current, next, signerOf(next));
     });
     await this.drain(groupId);
+    const lost = this.toReapply.get(groupId);
+    if (lost) {
+      // Our change lost a fork: publish it again on top of the winner, when it still applies.
+      this.toReapply.delete(groupId);
+      try {
+        await this.publish(groupId, lost);
+      } catch (e) {
+        if (!(e instanceof GroupError)) throw e;
+        this.port.emit({ type: "group-rejected", groupId, from: this.self, what: "state", problem: "fork-lost", detail: `own change no longer applies: ${e.message}` });
+      }
+    }
   }
 
   /** Fork choice at the current version: the lower state hash wins while nothing builds on either. */
@@ -446,6 +462,9 @@ export class GroupManager {
     }
     if (compareForks(candidate, current) >= 0) return true; // ours wins; the other is dropped
     await this.accept(record, current, candidate, signerOf(candidate), previous);
+    const id = toHex(record.groupId);
+    const mine = this.ownChanges.get(id);
+    if (mine && mine.hash === toHex(current.hash)) this.toReapply.set(id, mine.change);
     return true;
   }
 
