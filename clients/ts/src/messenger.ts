@@ -850,7 +850,7 @@ export class Messenger {
     const peers = (await this.store.listConversations()).map(directPeer).filter((p): p is string => !!p);
     const accounts = [...new Set([this.accountId, ...peers])].sort().slice(0, 256);
     const key = accounts.join(",");
-    if (this.watch && this.watch.accounts === key) return;
+    if (!this.running || (this.watch && this.watch.accounts === key)) return;
     this.stopWatch();
     const abort = new AbortController();
     const done = (async () => {
