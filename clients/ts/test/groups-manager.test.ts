@@ -186,6 +186,23 @@ describe("GroupManager over an in-memory network", () => {
     expect(b1.texts(g)).toEqual(["first"]);
   });
 
+  it("waiting messages survive a restart (persisted queues)", async () => {
+    const { net, a1, b1, g } = await threePeople();
+    await a1.manager.sendText(g, "early bird");
+    // Bob gets the body first and restarts before the sender key arrives.
+    const body = b1.inbox.filter((m) => m.kind === "group");
+    const rest = b1.inbox.filter((m) => m.kind !== "group");
+    b1.inbox.length = 0;
+    for (const m of body) await b1.process(m);
+    expect(await b1.manager.pendingCount()).toEqual({ messages: 1, distributions: 0, updates: 0 });
+    b1.restart(b1.stores);
+    expect(await b1.manager.pendingCount()).toEqual({ messages: 1, distributions: 0, updates: 0 });
+    for (const m of rest) await b1.process(m);
+    await net.settle();
+    expect(b1.texts(g)).toEqual(["early bird"]);
+    expect(await b1.manager.pendingCount()).toEqual({ messages: 0, distributions: 0, updates: 0 });
+  });
+
   it("promote, demote, settings; admins-only groups refuse members' messages", async () => {
     const { net, a1, b1, c1, g, all } = await threePeople();
     await a1.manager.promote(g, "bob");

@@ -34,7 +34,7 @@ export class FakeDevice implements GroupPort {
     readonly net: FakeNetwork,
     readonly self: GroupDeviceRef,
     private readonly provider: CryptoProvider,
-    stores: GroupStores = createMemoryGroupStores(),
+    readonly stores: GroupStores = createMemoryGroupStores(),
   ) {
     this.identity = generateLocalIdentity(provider, self.deviceId);
     this.manager = new GroupManager({ provider, stores, port: this, now: () => net.clock });

@@ -16,9 +16,9 @@
  *
  * No transport here: everything goes through a GroupPort.
  */
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ContentSchema, ReceiptSchema, ReceiptType, TextSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
-import { GroupControlSchema, GroupRole, type SenderKeyDistribution, type SignedGroupState } from "@sealpost/gen/sealpost/envelope/v1/group_pb.js";
+import { GroupControlSchema, GroupRole, SenderKeyDistributionSchema, type SenderKeyDistribution, type SignedGroupState } from "@sealpost/gen/sealpost/envelope/v1/group_pb.js";
 import type { SenderKeyMessage } from "@sealpost/gen/sealpost/envelope/v1/shared_body_pb.js";
 import { bytesEqual, fromHex, toHex } from "../crypto/bytes.js";
 import { InvalidMessageError, SealpostCryptoError } from "../crypto/errors.js";
@@ -45,8 +45,8 @@ import {
   type SigningKeyLookup,
   type VerifiedGroupState,
 } from "../protocol/group-state.js";
-import { parseSenderKeyBody } from "../protocol/sender-keys.js";
-import type { GroupRecord, GroupStores } from "../store/group-interfaces.js";
+import { encodeSenderKeySharedBody, parseSenderKeyBody } from "../protocol/sender-keys.js";
+import type { GroupPendingSnapshot, GroupRecord, GroupStores } from "../store/group-interfaces.js";
 import { addressKey } from "../store/interfaces.js";
 import { GroupError } from "./group-errors.js";
 import type { GroupDeviceRef, GroupPort } from "./group-port.js";
@@ -99,6 +99,10 @@ export class GroupManager {
   private readonly toReapply = new Map<string, GroupChange>();
   /** Updates that skip versions, waiting for the missing ones (by group hex). */
   private readonly pendingUpdates = new Map<string, { from: GroupDeviceRef; signed: SignedGroupState }[]>();
+
+  /** Queues restored from stores.pending (once), and whether they changed since saved. */
+  private restored?: Promise<void>;
+  private dirty = false;
 
   constructor(o: GroupManagerOptions) {
     this.provider = o.provider;
@@ -350,6 +354,17 @@ export class GroupManager {
    */
   async handleContent(sender: GroupDeviceRef, content: Content): Promise<boolean> {
     const b = content.body;
+    if (b.case !== "groupControl" && b.case !== "senderKeyDistribution") return false;
+    await this.restore();
+    try {
+      return await this.dispatchContent(sender, content);
+    } finally {
+      await this.persist();
+    }
+  }
+
+  private async dispatchContent(sender: GroupDeviceRef, content: Content): Promise<boolean> {
+    const b = content.body;
     if (b.case === "groupControl") {
       const k = b.value.kind;
       if (k.case === "update") await this.handleUpdate(sender, k.value);
@@ -371,12 +386,59 @@ export class GroupManager {
   async handleGroupBody(sender: GroupDeviceRef, messageId: Uint8Array, sharedBody: Uint8Array, serverTimestampMs: number): Promise<void> {
     const message = parseSenderKeyBody(sharedBody);
     if (!message) throw new InvalidMessageError("shared body is not a sender-key message");
+    await this.restore();
     const groupId = await this.cipher.groupOf(sender, message);
     if (!groupId) {
       this.enqueue(this.pendingBodies, `${addressKey(sender)}/${toHex(message.distributionId)}`, { sender, messageId, message, serverTimestampMs });
+      await this.persist();
       return;
     }
     await this.openBody(groupId, { sender, messageId, message, serverTimestampMs });
+  }
+
+  /** Items waiting in the queues (messages, distributions, updates). */
+  async pendingCount(): Promise<{ messages: number; distributions: number; updates: number }> {
+    await this.restore();
+    const count = (m: Map<string, unknown[]>) => [...m.values()].reduce((n, l) => n + l.length, 0);
+    return { messages: count(this.pendingBodies), distributions: count(this.pendingDistributions), updates: count(this.pendingUpdates) };
+  }
+
+  private restore(): Promise<void> {
+    this.restored ??= (async () => {
+      const snap = await this.stores.pending?.load();
+      if (!snap) return;
+      for (const b of snap.bodies) {
+        const message = parseSenderKeyBody(b.sharedBody);
+        if (message) this.enqueue(this.pendingBodies, `${addressKey(b.sender)}/${toHex(message.distributionId)}`, { sender: b.sender, messageId: b.messageId, message, serverTimestampMs: b.serverTimestampMs });
+      }
+      for (const d of snap.distributions) {
+        const dist = fromBinary(SenderKeyDistributionSchema, d.distribution);
+        this.enqueue(this.pendingDistributions, toHex(dist.groupId), { sender: d.sender, dist });
+      }
+      for (const u of snap.updates) {
+        const signed = decodeSignedGroupState(u.signed);
+        const gid = groupIdOf(signed);
+        if (gid) this.enqueue(this.pendingUpdates, gid, { from: u.from, signed });
+      }
+      this.dirty = false;
+    })();
+    return this.restored;
+  }
+
+  /** Saves the queues when they changed (before the caller acknowledges the mail). */
+  private async persist(): Promise<void> {
+    if (!this.dirty || !this.stores.pending) return;
+    this.dirty = false;
+    const snap: GroupPendingSnapshot = { bodies: [], distributions: [], updates: [] };
+    for (const list of this.pendingBodies.values()) {
+      for (const b of list) {
+        const m = b.message;
+        snap.bodies.push({ sender: b.sender, messageId: b.messageId, sharedBody: encodeSenderKeySharedBody(m.distributionId, m.chainId, m.iteration, m.ciphertext, m.signature), serverTimestampMs: b.serverTimestampMs });
+      }
+    }
+    for (const list of this.pendingDistributions.values()) for (const d of list) snap.distributions.push({ sender: d.sender, distribution: toBinary(SenderKeyDistributionSchema, d.dist) });
+    for (const list of this.pendingUpdates.values()) for (const u of list) snap.updates.push({ from: u.from, signed: encodeSignedGroupState(u.signed) });
+    await this.stores.pending.save(snap);
   }
 
   private async openBody(groupId: Uint8Array, p: PendingBody): Promise<void> {
@@ -542,6 +604,7 @@ export class GroupManager {
     });
     if (!ready) return;
     const waiting = this.pendingBodies.get(ready);
+    if (waiting) this.dirty = true;
     this.pendingBodies.delete(ready);
     for (const p of waiting ?? []) {
       try {
@@ -560,12 +623,14 @@ export class GroupManager {
     const next = updates.findIndex((u) => versionOf(u.signed) === version + 1n);
     if (next >= 0) {
       const [u] = updates.splice(next, 1);
+      this.dirty = true;
       await this.handleUpdate(u.from, u.signed); // drains again after it
       return;
     }
     const dists = this.pendingDistributions.get(groupId) ?? [];
     if (dists.length === 0 || !record) return;
     this.pendingDistributions.delete(groupId);
+    this.dirty = true;
     for (const d of dists) await this.handleDistribution(d.sender, d.dist);
   }
 
@@ -630,6 +695,15 @@ export class GroupManager {
     list.push(item);
     if (list.length > this.maxPending) list.shift();
     map.set(key, list);
+    this.dirty = true;
+  }
+}
+
+function groupIdOf(signed: SignedGroupState): string | undefined {
+  try {
+    return toHex(parseSignedGroupState(signed).groupId);
+  } catch {
+    return undefined;
   }
 }
 

@@ -5,11 +5,12 @@
  *   <root>/sender-keys/<sender address>/<distribution id>.json
  *   <root>/sender-keys-own/<group id>.json
  *   <root>/groups/<group id>.json
+ *   <root>/groups-pending/pending.json
  */
 import * as path from "node:path";
 import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
 import { RecordDirectory, type FileStoreOptions } from "./file-store.js";
-import type { GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
+import type { GroupPendingSnapshot, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
 
 export class FileSenderKeyStore implements SenderKeyStore {
   private readonly dirs = new Map<string, RecordDirectory>();
@@ -67,7 +68,24 @@ export class FileGroupStateStore implements GroupStateStore {
   }
 }
 
+export class FileGroupPendingStore implements GroupPendingStore {
+  private readonly records: RecordDirectory;
+  constructor(dir: string, options?: FileStoreOptions) {
+    this.records = new RecordDirectory(dir, options);
+  }
+  load() {
+    return this.records.read<GroupPendingSnapshot>("pending");
+  }
+  save(snapshot: GroupPendingSnapshot) {
+    return this.records.write("pending", snapshot);
+  }
+}
+
 /** Group stores under `root` (may be the same root as createFileStores'). */
 export function createFileGroupStores(root: string, options?: FileStoreOptions): GroupStores {
-  return { senderKeys: new FileSenderKeyStore(root, options), groups: new FileGroupStateStore(path.join(root, "groups"), options) };
+  return {
+    senderKeys: new FileSenderKeyStore(root, options),
+    groups: new FileGroupStateStore(path.join(root, "groups"), options),
+    pending: new FileGroupPendingStore(path.join(root, "groups-pending"), options),
+  };
 }

@@ -45,8 +45,28 @@ export interface GroupStateStore {
   ids(): Promise<string[]>;
 }
 
+/**
+ * Group content that arrived before what it depends on (a group message before its sender
+ * key, a sender key before the state that adds its sender, a state that skips a version),
+ * serialized, so it survives a restart after the mailbox message was acknowledged.
+ */
+export interface GroupPendingSnapshot {
+  bodies: { sender: { accountId: string; deviceId: number }; messageId: Uint8Array; sharedBody: Uint8Array; serverTimestampMs: number }[];
+  /** Serialized SenderKeyDistribution. */
+  distributions: { sender: { accountId: string; deviceId: number }; distribution: Uint8Array }[];
+  /** Serialized SignedGroupState. */
+  updates: { from: { accountId: string; deviceId: number }; signed: Uint8Array }[];
+}
+
+export interface GroupPendingStore {
+  load(): Promise<GroupPendingSnapshot | undefined>;
+  save(snapshot: GroupPendingSnapshot): Promise<void>;
+}
+
 /** Everything the group layer stores. */
 export interface GroupStores {
   senderKeys: SenderKeyStore;
   groups: GroupStateStore;
+  /** Waiting content; without it the queues live in memory only. */
+  pending?: GroupPendingStore;
 }

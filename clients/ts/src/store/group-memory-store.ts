@@ -1,6 +1,6 @@
 /** In-memory group stores: tests, benchmarks, clients that keep nothing across restarts. */
 import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
-import type { GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
+import type { GroupPendingSnapshot, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
 
 export class MemorySenderKeyStore implements SenderKeyStore {
   private readonly records = new Map<string, SenderKeyRecord>();
@@ -41,6 +41,16 @@ export class MemoryGroupStateStore implements GroupStateStore {
   }
 }
 
+export class MemoryGroupPendingStore implements GroupPendingStore {
+  private snapshot?: GroupPendingSnapshot;
+  async load() {
+    return this.snapshot;
+  }
+  async save(snapshot: GroupPendingSnapshot) {
+    this.snapshot = snapshot;
+  }
+}
+
 export function createMemoryGroupStores(): GroupStores {
-  return { senderKeys: new MemorySenderKeyStore(), groups: new MemoryGroupStateStore() };
+  return { senderKeys: new MemorySenderKeyStore(), groups: new MemoryGroupStateStore(), pending: new MemoryGroupPendingStore() };
 }
