@@ -19,6 +19,8 @@ import { mailboxStreamName } from "@sealpost/server/nats/layout.js";
 
 const TOKEN_SECRET = "reliability-secret-reliability-secret!";
 const profile = reliabilityProfile();
+/** Traffic, faults and the drain, with room to spare (no test asserts on timing). */
+const scenarioTimeout = profile.trafficMs + profile.drainMs + 120_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let cluster: NatsCluster;
@@ -112,11 +114,11 @@ async function mailboxLeader(): Promise<number> {
 }
 
 describe(`cluster faults (profile ${profile.name})`, () => {
-  it("baseline: no fault", async () => {
+  it("baseline: no fault", { timeout: scenarioTimeout }, async () => {
     expectClean(await run({ name: "baseline (no fault)" }));
   });
 
-  it("one NATS node (a follower) stopped and restarted", async () => {
+  it("one NATS node (a follower) stopped and restarted", { timeout: scenarioTimeout }, async () => {
     const s = await run({
       name: "NATS follower stop+start",
       fault: async () => {
@@ -130,7 +132,7 @@ describe(`cluster faults (profile ${profile.name})`, () => {
     expectClean(s);
   });
 
-  it("the mailbox stream leader restarted (graceful)", async () => {
+  it("the mailbox stream leader restarted (graceful)", { timeout: scenarioTimeout }, async () => {
     const s = await run({
       name: "NATS leader restart",
       fault: async () => {
@@ -143,7 +145,7 @@ describe(`cluster faults (profile ${profile.name})`, () => {
     expectClean(s);
   });
 
-  it("the mailbox stream leader killed -9 and restarted", async () => {
+  it("the mailbox stream leader killed -9 and restarted", { timeout: scenarioTimeout }, async () => {
     const s = await run({
       name: "NATS leader kill -9",
       fault: async () => {
@@ -171,7 +173,7 @@ describe(`cluster faults (profile ${profile.name})`, () => {
     }
   });
 
-  it("a server instance killed -9 with open streams: devices reconnect elsewhere", async () => {
+  it("a server instance killed -9 with open streams: devices reconnect elsewhere", { timeout: scenarioTimeout }, async () => {
     const spawnVictim = async () => {
       const v = await spawnServerProcess({ NATS_URL: cluster.url, SEALPOST_REPLICAS: "3", SEALPOST_TOKEN_SECRET: TOKEN_SECRET });
       victims.push(v);
@@ -193,7 +195,7 @@ describe(`cluster faults (profile ${profile.name})`, () => {
     expectClean(s);
   });
 
-  it("slow and stalled receivers (window of 2, slow acks, long stalls)", async () => {
+  it("slow and stalled receivers (window of 2, slow acks, long stalls)", { timeout: scenarioTimeout }, async () => {
     const s = await run({
       name: "slow/stalled receiver",
       behaviours: { maxInFlight: 2, ackDelayMs: 15, stallEvery: 20, stallMs: 1500 },
@@ -201,7 +203,7 @@ describe(`cluster faults (profile ${profile.name})`, () => {
     expectClean(s);
   });
 
-  it("clients that disconnect mid-ack", async () => {
+  it("clients that disconnect mid-ack", { timeout: scenarioTimeout }, async () => {
     const s = await run({ name: "disconnect mid-ack", behaviours: { disconnectMidAckEvery: 4 } });
     expectClean(s);
     expect(s.faults).toBeGreaterThan(0);

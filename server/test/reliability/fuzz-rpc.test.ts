@@ -147,6 +147,9 @@ async function fuzzRpc(service: DescService, method: DescMethod, runs: number, s
   }
 }
 
+/** Bounds per test: generous, the full profile sends tens of thousands of requests. */
+const roundTimeout = profile.name === "full" ? 900_000 : 120_000;
+
 const heapMiB = () => process.memoryUsage().heapUsed / 2 ** 20;
 
 describe(`RPC fuzzing (profile ${profile.name}, ${profile.fuzzRuns} runs per RPC and protocol)`, () => {
@@ -155,7 +158,7 @@ describe(`RPC fuzzing (profile ${profile.name}, ${profile.fuzzRuns} runs per RPC
 
   for (const service of services) {
     for (const method of service.methods) {
-      it(`${service.name}.${method.name}`, () => fuzzRpc(service, method, profile.fuzzRuns));
+      it(`${service.name}.${method.name}`, { timeout: roundTimeout }, () => fuzzRpc(service, method, profile.fuzzRuns));
     }
   }
 
@@ -163,7 +166,7 @@ describe(`RPC fuzzing (profile ${profile.name}, ${profile.fuzzRuns} runs per RPC
   // the same traffic must not keep growing the heap.
   const rounds = profile.name === "full" ? 4 : 2;
   for (let r = 2; r <= rounds + 1; r++) {
-    it(`round ${r}: every RPC again, heap after GC`, async () => {
+    it(`round ${r}: every RPC again, heap after GC`, { timeout: roundTimeout }, async () => {
       if (r === 2) {
         gc();
         heaps.push(heapMiB());
