@@ -31,12 +31,12 @@ import { SessionCipher, type Address } from "@sealpost/client/protocol/session-c
 import { addressKey, type ProtocolStores } from "@sealpost/client/store/interfaces.js";
 import { createMemoryStores } from "@sealpost/client/store/memory-store.js";
 import { LibsignalDevice } from "./crypto-libsignal.js";
+import { benchMode, sampling } from "./result.js";
 
-const QUICK = process.argv.includes("--quick");
-/** Timed samples per figure and implementation, and the time budget of one sample. */
-const SAMPLES = QUICK ? 3 : 7;
-const SAMPLE_MS = QUICK ? 250 : 600;
-const WARMUP_MS = Number(process.env.WARM ?? (QUICK ? 150 : 400));
+const MODE = benchMode();
+/** Timed samples per figure and implementation, and the time budget of one sample (result.ts: smoke/quick/full). */
+const { samples: SAMPLES, sampleMs: SAMPLE_MS } = sampling(MODE);
+const WARMUP_MS = Number(process.env.WARM ?? sampling(MODE).warmupMs);
 
 const PAYLOAD = new Uint8Array(1024).map((_, i) => (i * 31) & 0xff);
 const CONTENT = create(ContentSchema, {
@@ -356,7 +356,7 @@ async function main(): Promise<void> {
   const pkg = (n: string) => JSON.parse(fs.readFileSync(path.join(repoRoot(), "node_modules", n, "package.json"), "utf8")).version as string;
   const result = {
     benchmark: "crypto",
-    mode: QUICK ? "quick" : "full",
+    mode: MODE,
     date: new Date().toISOString(),
     durationSec: Math.round((Date.now() - started) / 100) / 10,
     machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), platform: `${os.platform()} ${os.arch()}`, node: process.version },

@@ -1,0 +1,445 @@
+/**
+ * Server benchmark: a sealpost server (its own process) beside raw JetStream on the same
+ * nats-server (its own, on loopback) in the same run. Writes bench/results/server.json.
+ *
+ *   npx tsx bench/src/server-bench.ts [--smoke|--quick] [--baseline <git-ref>] [--profile]
+ *
+ * Figures (every load is bounded in count and time and targets loopback only):
+ *   send_routed         1 KiB messages/s routed through Send to a receiving device's open
+ *                       Receive stream (which acks), 256 Sends in flight; reference: JetStream
+ *                       async publish of 1 KiB with 256 acks in flight
+ *   latency_<r>_p50/p95/p99/max  Send (intended start, open loop at r msg/s) -> the message
+ *                       arrives on the Receive stream; reference: publish -> PubAck latency
+ *                       at the same offered load
+ *   reconnect_catchup   devices/s that open Receive, read their 10 pending messages until
+ *                       Drained and ack them; reference: the same on JetStream alone (direct
+ *                       gets next_by_subj, deletes)
+ *   idle_streams_rss    server RSS with N idle Receive streams open (10k in full mode)
+ *   scale_devices_<n>   deliveries/s with n devices per Send (1, 8, 64), 1 KiB
+ *   scale_size_<b>      messages/s with b-byte bodies (256 B .. 256 KiB), 1 device per Send
+ *
+ * --baseline <ref> also runs the server of another commit (a git worktree) and measures the
+ * throughput, latency and catch-up figures for both, interleaved (before/after in one run).
+ * --profile runs the server with --cpu-prof (<tmpdir>/sealpost-bench-profiles/, read with profile-top.ts).
+ */
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { createNodeProvider } from "@sealpost/client/crypto/node-provider.js";
+import { startTestNats, type TestNats } from "@sealpost/test-support/nats-server.js";
+import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js";
+import { catchUp, deliveryPool, MessageIds, Receivers, send, sendRequest, type DeliveryClient } from "./server/delivery-load.js";
+import { openRawJetStream, rawCatchUp, rawFill, rawPublishLatencies, rawPublishRate, type RawJetStream } from "./server/raw-jetstream.js";
+import { startBenchServer, type BenchServer } from "./server/server-process.js";
+import type { Pool } from "./server/connections.js";
+import { benchMode, machineInfo, median, packageVersion, percentile, ratio, repoRoot, round, writeResult, type Figure } from "./result.js";
+
+const mode = benchMode();
+const P = {
+  smoke: { sampleMs: 300, samples: 1, latencyMs: 400, rates: [1000], catchupDevices: 20, catchupBatches: 1, idleStreams: 200, scaleMs: 200 },
+  quick: { sampleMs: 1000, samples: 3, latencyMs: 2000, rates: [1000, 5000], catchupDevices: 300, catchupBatches: 3, idleStreams: 2000, scaleMs: 600 },
+  full: { sampleMs: 2500, samples: 5, latencyMs: 8000, rates: [1000, 5000], catchupDevices: 2000, catchupBatches: 4, idleStreams: 10000, scaleMs: 2000 },
+}[mode];
+const IN_FLIGHT = 256;
+const RECEIVERS = 64;
+const SENDERS = 8;
+const PENDING = 10;
+const CATCHUP_CONCURRENCY = 64;
+const MAX_OUTSTANDING = 20_000;
+const SIZES = [256, 1024, 16 * 1024, 256 * 1024];
+const DEVICES_PER_SEND = [1, 8, 64];
+/** --figures a,b: run only these groups (send_routed, latency, catchup, scale, idle). */
+const GROUPS = (arg("--figures") ?? "send_routed,latency,catchup,scale,idle").split(",");
+const want = (g: string) => GROUPS.includes(g);
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** One server under test with its accounts and open Receive streams. */
+interface Rig {
+  label: string;
+  server: BenchServer;
+  pool: Pool<DeliveryClient>;
+  ids: MessageIds;
+  receivers: Receivers;
+  recipients: BenchDevice[];
+  senders: BenchDevice[];
+  catchup: BenchDevice[];
+}
+
+const provider = createNodeProvider();
+const log = (s: string) => console.log(`[server-bench ${((performance.now() - T0) / 1000).toFixed(1)}s] ${s}`);
+const T0 = performance.now();
+
+async function makeRig(label: string, natsUrl: string, serverSrc: string | undefined, profileDir: string | undefined): Promise<Rig> {
+  const server = await startBenchServer({
+    label,
+    natsUrl,
+    serverSrc,
+    nodeFlags: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.join(profileDir, label)}`] : [],
+  });
+  const tag = `${label}-${Date.now().toString(36)}`;
+  const t = performance.now();
+  const recipients = await createBenchDevices(provider, server.url, `r-${tag}`, RECEIVERS);
+  const senders = await createBenchDevices(provider, server.url, `s-${tag}`, SENDERS);
+  const catchup = want("catchup") ? await createBenchDevices(provider, server.url, `c-${tag}`, P.catchupDevices) : [];
+  log(`${label}: ${RECEIVERS + SENDERS + catchup.length} accounts in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  const pool = deliveryPool(server.url, 8);
+  const ids = new MessageIds();
+  const receivers = new Receivers(deliveryPool(server.url, 4), ids);
+  await receivers.open(recipients);
+  return { label, server, pool, ids, receivers, recipients, senders, catchup };
+}
+
+/** Closed loop: `inFlight` Sends outstanding for `ms`; deliveries counted on the Receive streams. */
+async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlight: number, ms: number): Promise<{ sends: number; deliveries: number }> {
+  const body = new Uint8Array(size).fill(9);
+  let sends = 0;
+  let expected = 0;
+  let k = 0;
+  const a0 = rig.receivers.arrivals;
+  const start = performance.now();
+  const end = start + ms;
+  const worker = async () => {
+    while (performance.now() < end) {
+      const i = k++;
+      const to = devicesPerSend === 1 ? [rig.recipients[i % 8]] : rig.recipients.slice(0, devicesPerSend);
+      expected += to.length;
+      await send(rig.pool.next(), rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, to));
+      sends++;
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  const elapsed = performance.now() - start;
+  const delivered = rig.receivers.arrivals - a0;
+  // Let the rest arrive (and be acked) before the next sample; not counted.
+  if (!(await rig.receivers.waitFor(a0 + expected, 30_000))) log(`${rig.label}: ${a0 + expected - rig.receivers.arrivals} messages missing after 30 s`);
+  await settle();
+  return { sends: (sends * 1000) / elapsed, deliveries: (delivered * 1000) / elapsed };
+}
+
+/** Open loop at `rate` msg/s for `ms`: latency from the intended send time to arrival. */
+async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ latencies: number[]; saturated: boolean; sendErrors: number }> {
+  const body = new Uint8Array(1024).fill(9);
+  const intended = new Map<number, number>();
+  const latencies: number[] = [];
+  rig.receivers.listener = (c, at) => {
+    const t = intended.get(c);
+    if (t !== undefined) {
+      intended.delete(c);
+      latencies.push(at - t);
+    }
+  };
+  let saturated = false;
+  let sendErrors = 0;
+  const total = Math.floor((rate * ms) / 1000);
+  const t0 = performance.now();
+  let issued = 0;
+  while (issued < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) * rate) / 1000) + 1);
+    while (issued < due) {
+      if (intended.size >= MAX_OUTSTANDING) {
+        saturated = true;
+        break;
+      }
+      const c = rig.ids.next++;
+      intended.set(c, t0 + (issued * 1000) / rate);
+      const i = issued++;
+      send(rig.pool.next(), rig.senders[i % SENDERS], sendRequest(rig.ids.make(c), body, [rig.recipients[i % 8]])).catch(() => sendErrors++);
+    }
+    if (saturated) break;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const end = performance.now() + 30_000;
+  while (intended.size && performance.now() < end) await new Promise((r) => setTimeout(r, 5));
+  rig.receivers.listener = undefined;
+  await settle();
+  return { latencies, saturated: saturated || intended.size > 0, sendErrors };
+}
+
+/** Fills every catch-up device's mailbox with PENDING messages. */
+async function fillCatchup(rig: Rig): Promise<void> {
+  const body = new Uint8Array(1024).fill(9);
+  const jobs: BenchDevice[] = rig.catchup.flatMap((d) => Array.from({ length: PENDING }, () => d));
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 128 }, async () => {
+      for (let i = next++; i < jobs.length; i = next++) await send(rig.pool.next(), rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, [jobs[i]]));
+    }),
+  );
+}
+
+async function routedCatchUp(rig: Rig, devices: BenchDevice[]): Promise<{ perSec: number; messages: number }> {
+  let next = 0;
+  let messages = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: CATCHUP_CONCURRENCY }, async () => {
+      for (let i = next++; i < devices.length; i = next++) messages += await catchUp(rig.pool.next(), devices[i]);
+    }),
+  );
+  return { perSec: (devices.length * 1000) / (performance.now() - start), messages };
+}
+
+/** A short pause so one measurement's tail (acks, deletes, GC) does not fall into the next. */
+const settle = () => new Promise((r) => setTimeout(r, mode === "smoke" ? 20 : 200));
+
+const pct = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { p50: percentile(s, 50), p95: percentile(s, 95), p99: percentile(s, 99), max: s.length ? s[s.length - 1] : 0 };
+};
+
+/** A git worktree of `ref` with this checkout's node_modules, for the baseline server. */
+function baselineWorktree(ref: string): string {
+  const root = repoRoot();
+  const sha = execFileSync("git", ["rev-parse", "--short", ref], { cwd: root, encoding: "utf8" }).trim();
+  const dir = path.join(os.tmpdir(), `sealpost-bench-baseline-${sha}`);
+  if (!fs.existsSync(dir)) execFileSync("git", ["worktree", "add", "--detach", dir, sha], { cwd: root, stdio: "ignore" });
+  const nm = path.join(dir, "node_modules");
+  if (!fs.existsSync(nm)) fs.symlinkSync(path.join(root, "node_modules"), nm);
+  return path.join(dir, "server", "src");
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const baselineRef = arg("--baseline");
+  const profileDir = process.argv.includes("--profile") ? path.join(os.tmpdir(), "sealpost-bench-profiles") : undefined;
+  if (profileDir) fs.mkdirSync(profileDir, { recursive: true });
+  const nats: TestNats = await startTestNats({ forceOwn: true });
+  const rigs: Rig[] = [];
+  let raw: RawJetStream | undefined;
+  const figures: Figure[] = [];
+  const extra: Record<string, unknown> = {};
+  try {
+    rigs.push(await makeRig("current", nats.url, undefined, profileDir));
+    if (baselineRef) rigs.push(await makeRig(`baseline-${baselineRef}`, nats.url, baselineWorktree(baselineRef), profileDir));
+    raw = await openRawJetStream(nats.url);
+    const impl = (rig: Rig) => (rig.label === "current" ? "sealpost-server" : `sealpost-server@${rig.label}`);
+
+    // 1. Routed messages/s vs raw publish, samples interleaved.
+    if (want("send_routed")) {
+    log("send_routed");
+    const rawSamples: number[] = [];
+    const routed = new Map<Rig, { sends: number[]; deliveries: number[] }>(rigs.map((r) => [r, { sends: [], deliveries: [] }]));
+    await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs / 3); // warm-up
+    for (const r of rigs) await routedRate(r, 1024, 1, IN_FLIGHT, P.sampleMs / 3);
+    for (let s = 0; s < P.samples; s++) {
+      rawSamples.push(await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs));
+      await raw.purge();
+      for (const r of rigs) {
+        const m = await routedRate(r, 1024, 1, IN_FLIGHT, P.sampleMs);
+        routed.get(r)!.sends.push(m.sends);
+        routed.get(r)!.deliveries.push(m.deliveries);
+      }
+    }
+    const rawRate = median(rawSamples);
+    const rawRef = { name: `raw JetStream async publish, ${IN_FLIGHT} in flight`, value: round(rawRate), unit: "msg/s", samples: rawSamples.length, sampleValues: rawSamples.map((x) => round(x)) };
+    for (const r of rigs) {
+      const v = median(routed.get(r)!.deliveries);
+      const q = ratio(v, rawRate);
+      figures.push({
+        name: "send_routed",
+        implementation: impl(r),
+        value: round(v),
+        unit: "msg/s",
+        samples: P.samples,
+        sampleValues: routed.get(r)!.deliveries.map((x) => round(x)),
+        reference: rawRef,
+        ratio: q,
+        ...(r.label === "current" ? { target: { row: "send_routed", description: ">= 0.7x raw JetStream publish", met: q >= 0.7 } } : {}),
+        params: { body_bytes: 1024, devices_per_send: 1, sends_in_flight: IN_FLIGHT, receive_streams: 8 },
+      });
+      log(`${r.label}: send_routed ${round(v)} msg/s vs raw ${round(rawRate)} (x${q}); sends/s ${routed.get(r)!.sends.map((x) => round(x)).join(" ")}, deliveries/s ${routed.get(r)!.deliveries.map((x) => round(x)).join(" ")}`);
+    }
+
+    }
+
+    // 2. Latency at fixed offered loads.
+    const rates = process.env.BENCH_RATES ? process.env.BENCH_RATES.split(",").map(Number) : P.rates;
+    for (const rate of want("latency") ? rates : []) {
+      log(`latency at ${rate} msg/s`);
+      const rawLat = await rawPublishLatencies(raw, rate, P.latencyMs, MAX_OUTSTANDING);
+      await raw.purge();
+      const rp = pct(rawLat.latencies);
+      for (const r of rigs) {
+        const m = await routedLatencies(r, rate, P.latencyMs);
+        const sp = pct(m.latencies);
+        const tag = rate >= 1000 ? `${rate / 1000}k` : String(rate);
+        for (const q of ["p50", "p95", "p99", "max"] as const) {
+          const f: Figure = {
+            name: `latency_${tag}_${q}`,
+            implementation: impl(r),
+            value: round(sp[q], 2),
+            unit: "ms",
+            samples: m.latencies.length,
+            reference: { name: "raw JetStream publish -> PubAck, same load", value: round(rp[q], 2), unit: "ms", samples: rawLat.latencies.length },
+            ratio: ratio(sp[q], rp[q]),
+            params: { offered_msg_per_s: rate, seconds: P.latencyMs / 1000, body_bytes: 1024 },
+          };
+          if (m.saturated || m.sendErrors) f.note = `saturated: ${m.saturated}, send errors: ${m.sendErrors}`;
+          if (rate === 1000 && r.label === "current" && (q === "p50" || q === "p99")) {
+            const limit = q === "p50" ? 2 : 10;
+            f.target = { row: "latency_1k", description: `${q} < ${limit} ms`, met: sp[q] < limit && !m.saturated };
+          }
+          figures.push(f);
+        }
+        log(`${r.label}: ${rate}/s p50 ${sp.p50.toFixed(2)} p99 ${sp.p99.toFixed(2)} max ${sp.max.toFixed(1)} ms (raw ack p50 ${rp.p50.toFixed(2)} p99 ${rp.p99.toFixed(2)})`);
+      }
+    }
+
+    // 3. Reconnect with catch-up, batches interleaved with the raw equivalent.
+    if (want("catchup")) {
+    log("reconnect_catchup: filling mailboxes");
+    for (const r of rigs) await fillCatchup(r);
+    await rawFill(raw, 0, P.catchupDevices, PENDING);
+    const per = Math.floor(P.catchupDevices / P.catchupBatches);
+    const rawCu: number[] = [];
+    const cu = new Map<Rig, number[]>(rigs.map((r) => [r, []]));
+    let delivered = 0;
+    for (let b = 0; b < P.catchupBatches; b++) {
+      rawCu.push((await rawCatchUp(raw, b * per, per, CATCHUP_CONCURRENCY)).perSec);
+      for (const r of rigs) {
+        const m = await routedCatchUp(r, r.catchup.slice(b * per, (b + 1) * per));
+        delivered += m.messages;
+        cu.get(r)!.push(m.perSec);
+      }
+      await settle();
+    }
+    await raw.purge();
+    for (const r of rigs) {
+      const v = median(cu.get(r)!);
+      figures.push({
+        name: "reconnect_catchup",
+        implementation: impl(r),
+        value: round(v),
+        unit: "devices/s",
+        samples: cu.get(r)!.length,
+        sampleValues: cu.get(r)!.map((x) => round(x)),
+        reference: { name: "JetStream alone: direct gets + deletes", value: round(median(rawCu)), unit: "devices/s", samples: rawCu.length, sampleValues: rawCu.map((x) => round(x)) },
+        ratio: ratio(v, median(rawCu)),
+        ...(r.label === "current" ? { target: { row: "reconnect_catchup", description: ">= 1,000 devices/s", met: v >= 1000 } } : {}),
+        params: { pending_each: PENDING, devices_per_sample: per, concurrent_devices: CATCHUP_CONCURRENCY },
+        note: `open Receive (existing token), read until Drained, one Ack of all, close; ${delivered} messages read in total`,
+      });
+      log(`${r.label}: catch-up ${round(v)} devices/s (raw ${round(median(rawCu))})`);
+    }
+
+    }
+
+    // 4. Scaling: devices per Send and body size (current server only).
+    const cur = rigs[0];
+    for (const n of want("scale") ? DEVICES_PER_SEND : []) {
+      const rawN = await rawPublishRate(raw, 1024, IN_FLIGHT, P.scaleMs);
+      await raw.purge();
+      const m = await routedRate(cur, 1024, n, Math.max(16, Math.floor(IN_FLIGHT / n)), P.scaleMs);
+      figures.push({
+        name: `scale_devices_${n}`,
+        implementation: impl(cur),
+        value: round(m.deliveries),
+        unit: "deliveries/s",
+        samples: 1,
+        reference: { name: "raw JetStream async publish 1 KiB", value: round(rawN), unit: "msg/s", samples: 1 },
+        ratio: ratio(m.deliveries, rawN),
+        params: { devices_per_send: n, sends_per_s: round(m.sends), body_bytes: 1024, sends_in_flight: Math.max(16, Math.floor(IN_FLIGHT / n)) },
+        note: n > 1 && 1024 * (n - 1) > 8192 ? "body stored once in SP_BODIES, one record per device" : "body inlined in each device's record",
+      });
+      log(`devices/send ${n}: ${round(m.sends)} sends/s, ${round(m.deliveries)} deliveries/s (raw ${round(rawN)})`);
+    }
+    for (const size of want("scale") ? SIZES : []) {
+      const inFlight = Math.max(8, Math.min(IN_FLIGHT, Math.floor((8 * 1024 * 1024) / size)));
+      const rawS = await rawPublishRate(raw, size, inFlight, P.scaleMs);
+      await raw.purge();
+      const m = await routedRate(cur, size, 1, inFlight, P.scaleMs);
+      figures.push({
+        name: `scale_size_${size}`,
+        implementation: impl(cur),
+        value: round(m.deliveries),
+        unit: "msg/s",
+        samples: 1,
+        reference: { name: `raw JetStream async publish ${size} B`, value: round(rawS), unit: "msg/s", samples: 1 },
+        ratio: ratio(m.deliveries, rawS),
+        params: { body_bytes: size, in_flight: inFlight, MiB_per_s: round((m.deliveries * size) / 2 ** 20, 1) },
+      });
+      log(`size ${size}: ${round(m.deliveries)} msg/s (raw ${round(rawS)})`);
+    }
+
+    // 5. Idle Receive streams: server RSS (current server only; fresh accounts, no traffic).
+    if (want("idle")) {
+    log(`idle streams: creating ${P.idleStreams} devices`);
+    const idle = await createBenchDevices(provider, cur.server.url, `i-${Date.now().toString(36)}`, P.idleStreams, 64);
+    for (const r of rigs) await r.receivers.close();
+    await settle();
+    const before = await cur.server.stats();
+    const rssBefore = cur.server.rss();
+    const conns = Math.max(1, Math.ceil(P.idleStreams / 500));
+    const idleReceivers = new Receivers(deliveryPool(cur.server.url, conns), cur.ids);
+    const t = performance.now();
+    await idleReceivers.open(idle);
+    const openSec = (performance.now() - t) / 1000;
+    await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
+    const after = await cur.server.stats();
+    const rssAfter = cur.server.rss();
+    const perStreamKiB = (rssAfter - rssBefore) / 1024 / P.idleStreams;
+    const rssAt10k = (rssBefore + (perStreamKiB * 1024 * 10_000)) / 2 ** 20;
+    figures.push({
+      name: "idle_streams_rss",
+      implementation: impl(cur),
+      value: round(rssAfter / 2 ** 20, 1),
+      unit: "MB RSS",
+      samples: 1,
+      reference: { name: "same server before opening the streams", value: round(rssBefore / 2 ** 20, 1), unit: "MB RSS", samples: 1 },
+      ratio: ratio(rssAfter, 500 * 2 ** 20),
+      target: {
+        row: "idle_streams_rss",
+        description: P.idleStreams >= 10_000 ? "RSS < 500 MB with 10k streams" : `RSS < 500 MB, extrapolated from ${P.idleStreams} streams: ${round(rssAt10k)} MB at 10k`,
+        met: (P.idleStreams >= 10_000 ? rssAfter / 2 ** 20 : rssAt10k) < 500,
+      },
+      params: {
+        streams: P.idleStreams,
+        connections: conns,
+        open_seconds: round(openSec, 1),
+        per_stream_KiB: round(perStreamKiB, 1),
+        heap_used_MB: round(after.heapUsed / 2 ** 20, 1),
+        heap_used_before_MB: round(before.heapUsed / 2 ** 20, 1),
+      },
+      note: "ratio = RSS / 500 MB (the target); MB = MiB",
+    });
+    log(`idle streams: ${P.idleStreams} open in ${openSec.toFixed(1)} s, RSS ${round(rssBefore / 2 ** 20)} -> ${round(rssAfter / 2 ** 20)} MB (${perStreamKiB.toFixed(1)} KiB/stream)`);
+    await idleReceivers.close();
+    extra.idle_streams = { streams: P.idleStreams, rss_before: rssBefore, rss_after: rssAfter, heap_before: before.heapUsed, heap_after: after.heapUsed };
+    }
+  } finally {
+    for (const r of rigs) {
+      await r.receivers.close().catch(() => {});
+      r.pool.close();
+      await r.server.stop();
+    }
+    await raw?.close();
+    await nats.stop();
+  }
+
+  const out = writeResult({
+    benchmark: "server",
+    mode,
+    date: new Date().toISOString(),
+    durationSec: round((Date.now() - started) / 1000, 1),
+    machine: machineInfo(true),
+    versions: {
+      "@connectrpc/connect-node": packageVersion("@connectrpc/connect-node"),
+      "@nats-io/jetstream": packageVersion("@nats-io/jetstream"),
+      ...(baselineRef ? { baseline: baselineRef } : {}),
+    },
+    method:
+      `own nats-server (file storage, R1) and the server in its own process, load from this process over HTTP/2 (Connect binary, 8 connections); ` +
+      `throughput: ${P.samples} samples of ${P.sampleMs} ms interleaved with the raw reference, median; latency: open loop for ${P.latencyMs} ms per offered load, ` +
+      `measured from the intended send time; catch-up: ${P.catchupBatches} batches interleaved with the raw reference`,
+    figures,
+    extra,
+  });
+  log(`wrote ${path.relative(process.cwd(), out)}`);
+}
+
+await main();

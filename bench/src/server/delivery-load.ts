@@ -1,0 +1,150 @@
+/**
+ * The sealpost side of the server benchmark, straight on the Delivery RPCs over HTTP/2
+ * (Connect binary): receivers holding Receive streams that ack in batches, and senders whose
+ * messages are numbered in their message_id so an arrival finds its send time.
+ */
+import { createClient, type Client } from "@connectrpc/connect";
+import { DeliveryService, type SendRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { SendRequestSchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { BenchDevice } from "./bench-accounts.js";
+import { connections, type Pool } from "./connections.js";
+
+export type DeliveryClient = Client<typeof DeliveryService>;
+
+export function deliveryPool(baseUrl: string, count: number): Pool<DeliveryClient> {
+  return connections(baseUrl, count, (t) => createClient(DeliveryService, t));
+}
+
+/** A pairwise entry is ~100-200 bytes (ratchet header + wrapped key); the body is the payload. */
+export const ENTRY_BYTES = 160;
+const ENTRY = new Uint8Array(ENTRY_BYTES).fill(3);
+
+/** message_id = 8 bytes of run tag + 8 bytes counter, so arrivals map back to their send. */
+export class MessageIds {
+  private readonly tag = crypto.getRandomValues(new Uint8Array(8));
+  next = 0;
+  make(n: number): Uint8Array {
+    const id = new Uint8Array(16);
+    id.set(this.tag, 0);
+    new DataView(id.buffer).setBigUint64(8, BigInt(n));
+    return id;
+  }
+  /** The counter, or -1 when the id is not from this run. */
+  read(id: Uint8Array): number {
+    if (id.length !== 16) return -1;
+    for (let i = 0; i < 8; i++) if (id[i] !== this.tag[i]) return -1;
+    return Number(new DataView(id.buffer, id.byteOffset, 16).getBigUint64(8));
+  }
+}
+
+export function sendRequest(id: Uint8Array, body: Uint8Array, to: BenchDevice[]): SendRequest {
+  return create(SendRequestSchema, {
+    messageId: id,
+    sharedBody: body,
+    entries: to.map((d) => ({ device: { accountId: d.accountId, deviceId: d.deviceId }, entry: ENTRY })),
+  });
+}
+
+export async function send(client: DeliveryClient, from: BenchDevice, req: SendRequest): Promise<void> {
+  const res = await client.send(req, { headers: from.headers });
+  if (res.outcome.case !== "stored") throw new Error(`send not stored: ${res.outcome.case} ${JSON.stringify(res.outcome.value)}`);
+}
+
+export type ArrivalListener = (counter: number, at: number) => void;
+
+/**
+ * Receive streams for `devices`, spread over the pool's connections. Each acks what it got in
+ * batches (one Ack in flight per stream). `arrivals` counts every message of this run's ids.
+ */
+export class Receivers {
+  arrivals = 0;
+  private readonly aborts: AbortController[] = [];
+  private readonly loops: Promise<void>[] = [];
+  listener: ArrivalListener | undefined;
+
+  constructor(
+    private readonly pool: Pool<DeliveryClient>,
+    private readonly ids: MessageIds,
+  ) {}
+
+  /** Opens one stream per device; resolves when every stream reported Drained once. */
+  async open(devices: BenchDevice[]): Promise<void> {
+    const drained: Promise<void>[] = [];
+    devices.forEach((d, i) => {
+      const ac = new AbortController();
+      this.aborts.push(ac);
+      let onDrained!: () => void;
+      drained.push(new Promise<void>((r) => (onDrained = r)));
+      this.loops.push(this.loop(this.pool.at(i), d, ac.signal, onDrained));
+    });
+    await Promise.all(drained);
+  }
+
+  private async loop(client: DeliveryClient, d: BenchDevice, signal: AbortSignal, onDrained: () => void): Promise<void> {
+    const pending: bigint[] = [];
+    let acking = false;
+    const flush = async () => {
+      if (acking) return;
+      acking = true;
+      try {
+        while (pending.length && !signal.aborted) await client.ack({ sequences: pending.splice(0, 1000) }, { headers: d.headers });
+      } catch (err) {
+        if (!signal.aborted) console.error(`ack failed for ${d.accountId}: ${(err as Error).message}`);
+      } finally {
+        acking = false;
+      }
+    };
+    try {
+      for await (const r of client.receive({ afterSequence: 0n, maxInFlight: 0 }, { headers: d.headers, signal })) {
+        if (r.event.case === "message") {
+          const now = performance.now();
+          const m = r.event.value;
+          const c = this.ids.read(m.messageId);
+          if (c >= 0) {
+            this.arrivals++;
+            this.listener?.(c, now);
+          }
+          pending.push(m.sequence);
+          if (!acking) setImmediate(flush);
+        } else if (r.event.case === "drained") {
+          onDrained();
+        }
+      }
+    } catch (err) {
+      if (!signal.aborted) console.error(`receive stream of ${d.accountId} ended: ${(err as Error).message}`);
+    } finally {
+      onDrained();
+    }
+  }
+
+  async waitFor(arrivals: number, timeoutMs: number): Promise<boolean> {
+    const end = performance.now() + timeoutMs;
+    while (this.arrivals < arrivals && performance.now() < end) await new Promise((r) => setTimeout(r, 5));
+    return this.arrivals >= arrivals;
+  }
+
+  async close(): Promise<void> {
+    for (const a of this.aborts) a.abort();
+    await Promise.allSettled(this.loops);
+  }
+}
+
+/**
+ * Reconnect with catch-up for one device: open Receive, take messages until Drained, ack them
+ * all in one call, close. Returns the number of messages.
+ */
+export async function catchUp(client: DeliveryClient, d: BenchDevice): Promise<number> {
+  const ac = new AbortController();
+  const seqs: bigint[] = [];
+  try {
+    for await (const r of client.receive({ afterSequence: 0n, maxInFlight: 0 }, { headers: d.headers, signal: ac.signal })) {
+      if (r.event.case === "message") seqs.push(r.event.value.sequence);
+      else if (r.event.case === "drained") break;
+    }
+  } finally {
+    ac.abort();
+  }
+  if (seqs.length) await client.ack({ sequences: seqs }, { headers: d.headers });
+  return seqs.length;
+}

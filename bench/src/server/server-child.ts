@@ -1,0 +1,54 @@
+/**
+ * A sealpost server instance in its own process for the server benchmark, so its RSS and CPU
+ * are its own. Limits meant for abuse (per-device send and challenge rates) are raised: the
+ * load generator sends from a few devices as fast as the server allows.
+ *
+ *   node --import tsx bench/src/server/server-child.ts --nats nats://127.0.0.1:4222 [--server-src <dir>]
+ *
+ * --server-src points at another checkout's server/src (the baseline of a before/after
+ * comparison). Prints one JSON line {"url": ...} on stdout when listening; answers IPC
+ * "stats" with its memory figures; exits on SIGTERM or when the parent goes away.
+ */
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { repoRoot } from "../result.js";
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const natsUrl = arg("--nats");
+if (!natsUrl) throw new Error("--nats <url> is required");
+const src = path.resolve(arg("--server-src") ?? path.join(repoRoot(), "server", "src"));
+const load = (f: string) => import(pathToFileURL(path.join(src, f)).href);
+const { startServer } = await load("server.ts");
+const { defaultConfig } = await load("config.ts");
+const { silentLogger } = await load("logger.ts");
+
+const server = await startServer(
+  defaultConfig({ natsUrl, port: 0, host: "127.0.0.1", shutdownGraceSeconds: 1, tokenSecret: "bench-secret-bench-secret-bench-secret!!" }),
+  {
+    log: silentLogger,
+    delivery: { limits: { sendsPerMinute: 1e9 } },
+    directory: { limits: { challengesPerMinute: 1e6, uploadsPerMinute: 1e6, claimsPerMinute: 1e6 } },
+  },
+);
+process.stdout.write(JSON.stringify({ url: server.url }) + "\n");
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await server.close().catch(() => {});
+  process.exit(0);
+};
+process.on("SIGTERM", () => void stop());
+process.on("disconnect", () => void stop());
+process.on("message", (m: unknown) => {
+  if (m === "stats") {
+    globalThis.gc?.();
+    const mem = process.memoryUsage();
+    process.send?.({ rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, arrayBuffers: mem.arrayBuffers });
+  }
+});

@@ -1,0 +1,75 @@
+/**
+ * Starts bench/src/server/server-child.ts as a child process and talks to it: its URL, its
+ * memory (the child's own figures and /proc VmRSS), and a clean stop.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { repoRoot } from "../result.js";
+
+export interface BenchServer {
+  label: string;
+  url: string;
+  pid: number;
+  /** Resident set size of the server process (bytes), from /proc. */
+  rss(): number;
+  /** The child's process.memoryUsage() after a GC (bytes). */
+  stats(): Promise<{ rss: number; heapUsed: number; external: number; arrayBuffers: number }>;
+  stop(): Promise<void>;
+}
+
+export interface BenchServerOptions {
+  label: string;
+  natsUrl: string;
+  /** Another checkout's server/src (baseline of a before/after comparison). */
+  serverSrc?: string;
+  /** Extra node flags, e.g. ["--cpu-prof", "--cpu-prof-dir=..."]. */
+  nodeFlags?: string[];
+}
+
+export async function startBenchServer(o: BenchServerOptions): Promise<BenchServer> {
+  const args = [...(o.nodeFlags ?? []), "--expose-gc", "--import", "tsx", path.join(repoRoot(), "bench/src/server/server-child.ts"), "--nats", o.natsUrl];
+  if (o.serverSrc) args.push("--server-src", o.serverSrc);
+  const child: ChildProcess = spawn(process.execPath, args, { cwd: repoRoot(), stdio: ["ignore", "pipe", "inherit", "ipc"] });
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error(`${o.label}: server not listening after 60 s`)), 60_000);
+    child.once("exit", (code) => reject(new Error(`${o.label}: server exited (${code}) before listening`)));
+    child.stdout!.setEncoding("utf8");
+    child.stdout!.on("data", (d: string) => {
+      buf += d;
+      const m = /\{"url":"([^"]+)"\}/.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+  const pid = child.pid!;
+  return {
+    label: o.label,
+    url,
+    pid,
+    rss() {
+      const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+      const kb = Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1] ?? 0);
+      return kb * 1024;
+    },
+    stats() {
+      return new Promise((resolve) => {
+        child.once("message", (m) => resolve(m as { rss: number; heapUsed: number; external: number; arrayBuffers: number }));
+        child.send("stats");
+      });
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(t);
+      process.off("exit", killOnExit);
+    },
+  };
+}
