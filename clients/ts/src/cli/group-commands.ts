@@ -3,7 +3,7 @@
  * argument handling and printing: the CLI entry opens the Messenger and its group stores and
  * passes them in. A group is named by its hex id or any unique prefix of it.
  *
- *   group create <title> <account>... [--admin <account>]... [--admins-only]
+ *   group create <title> <account>... [--admin <account>]... [--admins-only on|off]
  *   group add <group> <account>...        group remove <group> <account>
  *   group promote <group> <account>       group demote <group> <account>
  *   group settings <group> [--title <t>] [--admins-only on|off]
@@ -11,13 +11,15 @@
  *   group list                            group info <group>
  *   group history <group> [--limit <n>]   group read <group>
  */
+import { parseArgs } from "node:util";
 import type { StoredMessage } from "../conversation-store.js";
+import type { GroupEvent } from "../groups/group-events.js";
 import { GroupError } from "../groups/group-errors.js";
 import type { GroupInfo } from "../groups/group-manager.js";
 import type { MessengerGroups } from "../groups/messenger-groups.js";
 
 export const GROUP_USAGE = `group commands:
-  group create <title> <account>... [--admin <account>]... [--admins-only]
+  group create <title> <account>... [--admin <account>]... [--admins-only on|off]
   group add <group> <account>...
   group remove <group> <account>
   group promote <group> <account>
@@ -41,20 +43,36 @@ export class GroupUsageError extends Error {
   override name = "GroupUsageError";
 }
 
-function takeFlag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const value = args[i + 1];
-  if (value === undefined || value.startsWith("--")) throw new GroupUsageError(`${name} needs a value`);
-  args.splice(i, 2);
-  return value;
+/** Options of the group subcommands (node:util parseArgs names). */
+export interface GroupCommandOptions {
+  admin?: string[];
+  "admins-only"?: string;
+  title?: string;
+  limit?: string;
 }
 
-function takeSwitch(args: string[], name: string): boolean {
-  const i = args.indexOf(name);
-  if (i < 0) return false;
-  args.splice(i, 1);
-  return true;
+/** parseArgs option specs, for a CLI that parses its whole command line at once. */
+export const GROUP_OPTION_SPECS = {
+  admin: { type: "string", multiple: true },
+  "admins-only": { type: "string" },
+  title: { type: "string" },
+  limit: { type: "string" },
+} as const;
+
+/** Splits raw `group ...` arguments into positionals and options. */
+export function parseGroupArgv(argv: string[]): { args: string[]; opts: GroupCommandOptions } {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: GROUP_OPTION_SPECS, allowPositionals: true });
+    return { args: positionals, opts: values };
+  } catch (e) {
+    throw new GroupUsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+function onOff(v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v !== "on" && v !== "off") throw new GroupUsageError("--admins-only takes on or off");
+  return v === "on";
 }
 
 function need(args: string[], n: number, what: string): void {
@@ -80,22 +98,21 @@ function formatMessage(m: StoredMessage): string {
 }
 
 /**
- * Runs one `group` subcommand (argv after "group"). Returns the exit code: 0 done, 1 the
- * group layer refused (not an admin, not a member...), 2 usage error.
+ * Runs one `group` subcommand (argv after "group"; options parsed here unless `opts` is given
+ * by a CLI that parsed them already). Returns the exit code: 0 done, 1 the group layer refused
+ * (not an admin, not a member...), 2 usage error.
  */
-export async function runGroupCommand(argv: string[], ctx: GroupCommandContext): Promise<number> {
+export async function runGroupCommand(argv: string[], ctx: GroupCommandContext, opts?: GroupCommandOptions): Promise<number> {
   const { groups, out } = ctx;
-  const args = [...argv];
-  const sub = args.shift();
   try {
+    let args = [...argv];
+    if (!opts) ({ args, opts } = parseGroupArgv(argv));
+    const sub = args.shift();
     switch (sub) {
       case "create": {
-        const admins: string[] = [];
-        for (let a = takeFlag(args, "--admin"); a !== undefined; a = takeFlag(args, "--admin")) admins.push(a);
-        const adminsOnlyMessages = takeSwitch(args, "--admins-only");
         need(args, 1, "title");
         const [title, ...members] = args;
-        out(formatGroup(await groups.createGroup(title, members, { admins, adminsOnlyMessages })));
+        out(formatGroup(await groups.createGroup(title, members, { admins: opts.admin ?? [], adminsOnlyMessages: onOff(opts["admins-only"]) })));
         return 0;
       }
       case "add": {
@@ -114,13 +131,11 @@ export async function runGroupCommand(argv: string[], ctx: GroupCommandContext):
         return 0;
       }
       case "settings": {
-        const title = takeFlag(args, "--title");
-        const only = takeFlag(args, "--admins-only");
-        if (only !== undefined && only !== "on" && only !== "off") throw new GroupUsageError("--admins-only takes on or off");
         need(args, 1, "group");
-        if (title === undefined && only === undefined) throw new GroupUsageError("nothing to change (--title, --admins-only)");
+        const adminsOnlyMessages = onOff(opts["admins-only"]);
+        if (opts.title === undefined && adminsOnlyMessages === undefined) throw new GroupUsageError("nothing to change (--title, --admins-only)");
         const g = await resolveGroup(groups, args[0]);
-        out(formatGroup(await groups.changeSettings(g.groupId, { title, adminsOnlyMessages: only === undefined ? undefined : only === "on" })));
+        out(formatGroup(await groups.changeSettings(g.groupId, { title: opts.title, adminsOnlyMessages })));
         return 0;
       }
       case "leave": {
@@ -149,10 +164,9 @@ export async function runGroupCommand(argv: string[], ctx: GroupCommandContext):
         return 0;
       }
       case "history": {
-        const limit = takeFlag(args, "--limit");
         need(args, 1, "group");
         const g = await resolveGroup(groups, args[0]);
-        for (const m of await groups.history(g.groupId, { limit: limit ? Number(limit) : undefined })) out(formatMessage(m));
+        for (const m of await groups.history(g.groupId, { limit: opts.limit ? Number(opts.limit) : undefined })) out(formatMessage(m));
         return 0;
       }
       case "read": {
@@ -175,5 +189,30 @@ export async function runGroupCommand(argv: string[], ctx: GroupCommandContext):
       return 1;
     }
     throw e;
+  }
+}
+
+/** One line for a group event (sealpost listen), or undefined for none. */
+export function describeGroupEvent(e: GroupEvent): string {
+  const g = e.groupId ? e.groupId.slice(0, 8) : "?";
+  switch (e.type) {
+    case "group-updated": {
+      const d = e.diff;
+      const parts = [
+        d.added.length ? `added ${d.added.join(", ")}` : "",
+        d.removed.length ? `removed ${d.removed.join(", ")}` : "",
+        d.promoted.length ? `promoted ${d.promoted.join(", ")}` : "",
+        d.demoted.length ? `demoted ${d.demoted.join(", ")}` : "",
+        d.titleChanged ? "title changed" : "",
+        d.settingsChanged ? "settings changed" : "",
+      ].filter(Boolean);
+      return `group ${g} ${e.joined ? "joined" : "updated"} (v${e.version} by ${e.signer.accountId}/${e.signer.deviceId})${parts.length ? ": " + parts.join("; ") : ""}`;
+    }
+    case "group-left":
+      return `group ${g}: you are no longer a member${e.removedBy ? ` (removed by ${e.removedBy.accountId})` : ""}`;
+    case "group-member-left":
+      return `group ${g}: ${e.accountId} left`;
+    case "group-rejected":
+      return `WARNING: group ${g}: rejected ${e.what} from ${e.from.accountId}/${e.from.deviceId} (${e.problem})`;
   }
 }

@@ -15,6 +15,8 @@
  *   sealpost safety-number bob                the 60-digit number to compare with bob
  *   sealpost devices [account]                the verified device list
  *   sealpost revoke <device-id>               remove a device from this account
+ *   sealpost group create trip bob carol      groups (cli/group-commands.ts: create, add, remove,
+ *                                             promote, demote, settings, leave, send, list, ...)
  *
  * Never prints keys; message text only where the user asked for it (listen, history).
  */
@@ -25,6 +27,9 @@ import { parseArgs } from "node:util";
 import type { MessengerEvent } from "../events.js";
 import { Messenger, createFileMessengerStores, type MessengerStores } from "../messenger.js";
 import type { StoredMessage } from "../conversation-store.js";
+import { MessengerGroups } from "../groups/messenger-groups.js";
+import { createFileGroupStores } from "../store/group-file-store.js";
+import { GROUP_OPTION_SPECS, GROUP_USAGE, describeGroupEvent, runGroupCommand } from "./group-commands.js";
 
 const USAGE = `usage: sealpost [--store DIR] [--server URL] <command> [args]
 commands:
@@ -38,7 +43,9 @@ commands:
   read <account>                      mark the conversation read (read receipts, read sync)
   safety-number <account>             show the safety number with <account>
   devices [account]                   list the verified devices of an account (default: yours)
-  revoke <device-id>                  revoke a device of your account`;
+  revoke <device-id>                  revoke a device of your account
+  group <command> [args]              groups (see below)
+${GROUP_USAGE}`;
 
 function fail(message: string): never {
   console.error(`sealpost: ${message}`);
@@ -90,6 +97,7 @@ async function main(): Promise<void> {
       type: { type: "string" },
       caption: { type: "string" },
       help: { type: "boolean", short: "h" },
+      ...GROUP_OPTION_SPECS,
     },
     allowPositionals: true,
   });
@@ -102,10 +110,14 @@ async function main(): Promise<void> {
   const serverUrl = values.server ?? process.env.SEALPOST_SERVER ?? "http://127.0.0.1:8080";
   const stores: MessengerStores = createFileMessengerStores(storeDir);
   const base = { serverUrl, ...stores };
+  let groups: MessengerGroups | undefined;
   const open = async () => {
     const account = await stores.store.getAccount();
     if (!account) fail(`no account in ${storeDir}; run \`sealpost init <account>\` or \`sealpost link <account>\` first`);
-    return Messenger.open({ ...base, serverUrl: values.server ?? process.env.SEALPOST_SERVER ?? account.serverUrl });
+    const m = await Messenger.open({ ...base, serverUrl: values.server ?? process.env.SEALPOST_SERVER ?? account.serverUrl });
+    // Groups ride on every opened device, so group content is handled whenever it is online.
+    groups = MessengerGroups.attach(m, createFileGroupStores(join(storeDir, "groups")));
+    return m;
   };
   /** Runs with the Messenger online until its outbox is empty. */
   const online = async (fn: (m: Messenger) => Promise<void>) => {
@@ -171,6 +183,7 @@ async function main(): Promise<void> {
         const line = describe(e);
         if (line) console.log(line);
       });
+      groups?.on((e) => console.log(describeGroupEvent(e)));
       m.start();
       console.log(`listening as ${m.address.accountId}/${m.address.deviceId} (Ctrl-C to stop)`);
       await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
@@ -210,6 +223,15 @@ async function main(): Promise<void> {
       const m = await open();
       await m.revokeDevice(id);
       console.log(`revoked device ${id}`);
+      break;
+    }
+    case "group": {
+      let code = 0;
+      await online(async (m) => {
+        await m.drained(); // apply group changes waiting in the mailbox first
+        code = await runGroupCommand(args, { groups: groups!, out: (l) => console.log(l) }, values);
+      });
+      if (code !== 0) process.exit(code);
       break;
     }
     default:
