@@ -30,6 +30,8 @@ import type { ServerContext } from "./server-context.js";
 
 /** Largest request message: a Send with a 256 KiB body and 1000 entries of up to 4 KiB. */
 export const READ_MAX_BYTES = 5 * 1024 * 1024;
+/** Larger than any message we write, so no response is ever compressed. */
+const RESPONSE_COMPRESS_MIN_BYTES = 2 * READ_MAX_BYTES;
 
 export interface RunningServer {
   port: number;
@@ -95,6 +97,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       interceptors: [callLogInterceptor(log, now)],
       readMaxBytes: READ_MAX_BYTES,
       writeMaxBytes: READ_MAX_BYTES,
+      // Never compress responses: everything sealpost sends is ciphertext (incompressible),
+      // and gzip of every Receive message cost ~5% of the server's CPU and as much again in
+      // each client (bench/ANALYSIS.md). Compressed requests are still accepted.
+      compressMinBytes: RESPONSE_COMPRESS_MIN_BYTES,
       shutdownSignal: shutdown.signal,
     });
     const server = await listenOnePort({

@@ -23,6 +23,17 @@ export class Authenticator {
   ) {}
 
   async require(ctx: HandlerContext): Promise<AuthenticatedDevice> {
+    const claims = this.token(ctx);
+    if (!(await this.devices.isActive(claims.accountId, claims.deviceId))) throw revoked(claims);
+    return claims;
+  }
+
+  /**
+   * The token check alone (signature, expiry), no store read. A caller that uses it must
+   * itself check that the device is still listed, in a read made after the call arrived
+   * (Send does, in the device-list read it makes anyway), and answer revoked() if not.
+   */
+  token(ctx: HandlerContext): AuthenticatedDevice {
     const header = ctx.requestHeader.get("authorization");
     if (!header) throw new ConnectError("missing authorization header (expected 'Bearer <token>' from Authenticate)", Code.Unauthenticated);
     const m = /^Bearer (\S+)$/.exec(header);
@@ -31,9 +42,11 @@ export class Authenticator {
     if (claims === "malformed") throw new ConnectError("malformed token", Code.Unauthenticated);
     if (claims === "bad-signature") throw new ConnectError("token signature is invalid", Code.Unauthenticated);
     if (claims === "expired") throw new ConnectError("token expired; authenticate again", Code.Unauthenticated);
-    if (!(await this.devices.isActive(claims.accountId, claims.deviceId))) {
-      throw new ConnectError(`device ${claims.accountId}/${claims.deviceId} is not in its account's device list (revoked)`, Code.Unauthenticated);
-    }
     return { accountId: claims.accountId, deviceId: claims.deviceId };
   }
+}
+
+/** The answer to a valid token of a device no longer in its account's current list. */
+export function revoked(d: AuthenticatedDevice): ConnectError {
+  return new ConnectError(`device ${d.accountId}/${d.deviceId} is not in its account's device list (revoked)`, Code.Unauthenticated);
 }

@@ -30,9 +30,9 @@ import {
   type Stored,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
-import type { AuthenticatedDevice } from "../auth/authenticator.js";
+import { revoked, type AuthenticatedDevice } from "../auth/authenticator.js";
 import type { Logger } from "../logger.js";
-import type { DeviceLists } from "./device-lists.js";
+import type { CurrentDeviceList, DeviceLists } from "./device-lists.js";
 import type { DeliveryLimits } from "./limits.js";
 import { encodeRecord, type MailboxRecord } from "./mailbox-record.js";
 import type { DeviceRef, Mailboxes } from "./mailbox.js";
@@ -65,18 +65,46 @@ interface Target {
 export class Sender {
   constructor(private readonly d: SenderDeps) {}
 
-  async send(sender: AuthenticatedDevice, req: SendRequest): Promise<SendResponse> {
+  /**
+   * @param opts.checkSenderListed the caller checked the token only (Authenticator.token):
+   *   check here that the sender is still in its account's current list, from the same read
+   *   the entry check makes of that account anyway (one KV read and one round trip less per
+   *   Send than Authenticator.require before it). A revoked sender gets revoked(), also on a
+   *   retry whose outcome is stored.
+   */
+  async send(sender: AuthenticatedDevice, req: SendRequest, opts: { checkSenderListed?: boolean } = {}): Promise<SendResponse> {
     if (!this.d.rate.take(`${sender.accountId}/${sender.deviceId}`)) {
       throw exhausted(`send rate limit exceeded: sends_per_minute is ${this.d.limits.sendsPerMinute} per device`);
     }
     const targets = this.validate(sender, req);
-    if (req.ephemeral) return this.sendEphemeral(sender, req, targets);
+    // Each account's current list is read at most once per Send.
+    const reads = new Map<string, Promise<CurrentDeviceList | undefined>>();
+    const read = (account: string) => {
+      let r = reads.get(account);
+      if (!r) {
+        const lists = this.d.deviceLists();
+        reads.set(account, (r = storeOp("the device-list lookup", () => lists.currentDeviceList(account))));
+        r.catch(() => {});
+      }
+      return r;
+    };
+    const listed = opts.checkSenderListed
+      ? read(sender.accountId).then((l) => {
+          if (!l || !l.deviceIds.includes(sender.deviceId)) throw revoked(sender);
+        })
+      : undefined;
+    listed?.catch(() => {});
+    if (req.ephemeral) {
+      await listed;
+      return this.sendEphemeral(sender, req, targets);
+    }
 
     const key = `${sender.accountId}.${sender.deviceId}.${hex(req.messageId)}`;
-    // Both reads at once: the idempotency record wins over whatever the lists say now.
-    const listCheck = this.checkDeviceLists(sender, targets);
+    // All reads at once: the idempotency record wins over whatever the lists say now.
+    const listCheck = this.checkDeviceLists(sender, targets, read);
     listCheck.catch(() => {});
     const earlier = await storeOp("the idempotency lookup", () => this.d.sends.get(key));
+    await listed;
     if (earlier && earlier.operation === "PUT" && earlier.value.length > 0) return stored(earlier.value, true);
 
     const mismatch = await listCheck;
@@ -192,16 +220,19 @@ export class Sender {
    * own account always: its other devices must get a copy). missing = listed without entry;
    * stale = allocated once but no longer listed (revoked); extra = never allocated.
    */
-  private async checkDeviceLists(sender: AuthenticatedDevice, targets: Target[]): Promise<SendResponse | undefined> {
+  private async checkDeviceLists(
+    sender: AuthenticatedDevice,
+    targets: Target[],
+    read: (account: string) => Promise<CurrentDeviceList | undefined>,
+  ): Promise<SendResponse | undefined> {
     const byAccount = new Map<string, Set<number>>([[sender.accountId, new Set()]]);
     for (const t of targets) {
       let s = byAccount.get(t.device.accountId);
       if (!s) byAccount.set(t.device.accountId, (s = new Set()));
       s.add(t.device.deviceId);
     }
-    const lists = this.d.deviceLists();
     const accounts = [...byAccount.keys()];
-    const current = await storeOp("the device-list lookup", () => Promise.all(accounts.map((a) => lists.currentDeviceList(a))));
+    const current = await Promise.all(accounts.map(read));
     const mismatches: AccountMismatch[] = [];
     accounts.forEach((account, i) => {
       const list = current[i];

@@ -72,7 +72,8 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   const impl: Partial<ServiceImpl<typeof DeliveryService>> = {
     getLimits: () => create(GetLimitsResponseSchema, { limits: limitsMessage(limits) }),
 
-    send: async (req, hctx) => sender.send(await auth.require(hctx), req),
+    // The token here, the "still listed" check inside Send from its own device-list read.
+    send: async (req, hctx) => (lists ? sender.send(auth.token(hctx), req, { checkSenderListed: true }) : sender.send(await auth.require(hctx), req)),
 
     async *receive(req, hctx) {
       const device = await auth.require(hctx);

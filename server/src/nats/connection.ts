@@ -44,6 +44,10 @@ export async function connectNats(servers: string, name = "sealpost-server"): Pr
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     pingInterval: 10_000,
+    // Each request otherwise builds two Error objects (with stack traces) up front, in case
+    // it fails: ~9% of the server's CPU under load (bench/ANALYSIS.md). Failures still carry
+    // their message and code, only not the caller's async stack.
+    noAsyncTraces: true,
   });
   const jsm = await jetStreamWhenReady(nc);
   const js = jetstream(nc, { timeout: 10_000 });
