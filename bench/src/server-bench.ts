@@ -41,7 +41,14 @@ const P = {
   quick: { sampleMs: 1000, samples: 3, latencyMs: 2000, rates: [1000, 5000], catchupDevices: 300, catchupBatches: 3, idleStreams: 2000, scaleMs: 600 },
   full: { sampleMs: 2500, samples: 5, latencyMs: 8000, rates: [1000, 5000], catchupDevices: 2000, catchupBatches: 4, idleStreams: 10000, scaleMs: 2000 },
 }[mode];
+/** Raw publishes in flight (JetStream's best here). */
 const IN_FLIGHT = 256;
+/**
+ * Sends in flight for the routed figures: where deliveries peak here. Beyond it Sends crowd
+ * out the Receive streams' reads on the same NATS connection and deliveries fall (256 in
+ * flight: ~2x the sends/s, under half the deliveries/s; see ANALYSIS.md).
+ */
+const SEND_IN_FLIGHT = 64;
 const RECEIVERS = 64;
 const SENDERS = 8;
 const PENDING = 10;
@@ -81,7 +88,7 @@ async function makeRig(label: string, natsUrl: string, serverSrc: string | undef
     serverSrc,
     nodeFlags: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.join(profileDir, label)}`] : [],
   });
-  const tag = `${label}-${Date.now().toString(36)}`;
+  const tag = `${label.toLowerCase().replace(/[^a-z0-9]/g, "")}-${Date.now().toString(36)}`;
   const t = performance.now();
   const recipients = await createBenchDevices(provider, server.url, `r-${tag}`, RECEIVERS);
   const senders = await createBenchDevices(provider, server.url, `s-${tag}`, SENDERS);
@@ -225,12 +232,12 @@ async function main(): Promise<void> {
     const rawSamples: number[] = [];
     const routed = new Map<Rig, { sends: number[]; deliveries: number[] }>(rigs.map((r) => [r, { sends: [], deliveries: [] }]));
     await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs / 3); // warm-up
-    for (const r of rigs) await routedRate(r, 1024, 1, IN_FLIGHT, P.sampleMs / 3);
+    for (const r of rigs) await routedRate(r, 1024, 1, SEND_IN_FLIGHT, P.sampleMs / 3);
     for (let s = 0; s < P.samples; s++) {
       rawSamples.push(await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs));
       await raw.purge();
       for (const r of rigs) {
-        const m = await routedRate(r, 1024, 1, IN_FLIGHT, P.sampleMs);
+        const m = await routedRate(r, 1024, 1, SEND_IN_FLIGHT, P.sampleMs);
         routed.get(r)!.sends.push(m.sends);
         routed.get(r)!.deliveries.push(m.deliveries);
       }
@@ -250,7 +257,7 @@ async function main(): Promise<void> {
         reference: rawRef,
         ratio: q,
         ...(r.label === "current" ? { target: { row: "send_routed", description: ">= 0.7x raw JetStream publish", met: q >= 0.7 } } : {}),
-        params: { body_bytes: 1024, devices_per_send: 1, sends_in_flight: IN_FLIGHT, receive_streams: 8 },
+        params: { body_bytes: 1024, devices_per_send: 1, sends_in_flight: SEND_IN_FLIGHT, receive_streams: 8, sends_per_s: round(median(routed.get(r)!.sends)) },
       });
       log(`${r.label}: send_routed ${round(v)} msg/s vs raw ${round(rawRate)} (x${q}); sends/s ${routed.get(r)!.sends.map((x) => round(x)).join(" ")}, deliveries/s ${routed.get(r)!.deliveries.map((x) => round(x)).join(" ")}`);
     }
@@ -334,7 +341,7 @@ async function main(): Promise<void> {
     for (const n of want("scale") ? DEVICES_PER_SEND : []) {
       const rawN = await rawPublishRate(raw, 1024, IN_FLIGHT, P.scaleMs);
       await raw.purge();
-      const m = await routedRate(cur, 1024, n, Math.max(16, Math.floor(IN_FLIGHT / n)), P.scaleMs);
+      const m = await routedRate(cur, 1024, n, Math.max(8, Math.floor(SEND_IN_FLIGHT / n)), P.scaleMs);
       figures.push({
         name: `scale_devices_${n}`,
         implementation: impl(cur),
@@ -343,14 +350,14 @@ async function main(): Promise<void> {
         samples: 1,
         reference: { name: "raw JetStream async publish 1 KiB", value: round(rawN), unit: "msg/s", samples: 1 },
         ratio: ratio(m.deliveries, rawN),
-        params: { devices_per_send: n, sends_per_s: round(m.sends), body_bytes: 1024, sends_in_flight: Math.max(16, Math.floor(IN_FLIGHT / n)) },
+        params: { devices_per_send: n, sends_per_s: round(m.sends), body_bytes: 1024, sends_in_flight: Math.max(8, Math.floor(SEND_IN_FLIGHT / n)) },
         note: n > 1 && 1024 * (n - 1) > 8192 ? "body stored once in SP_BODIES, one record per device" : "body inlined in each device's record",
       });
       log(`devices/send ${n}: ${round(m.sends)} sends/s, ${round(m.deliveries)} deliveries/s (raw ${round(rawN)})`);
     }
     for (const size of want("scale") ? SIZES : []) {
-      const inFlight = Math.max(8, Math.min(IN_FLIGHT, Math.floor((8 * 1024 * 1024) / size)));
-      const rawS = await rawPublishRate(raw, size, inFlight, P.scaleMs);
+      const inFlight = Math.max(8, Math.min(SEND_IN_FLIGHT, Math.floor((8 * 1024 * 1024) / size)));
+      const rawS = await rawPublishRate(raw, size, Math.max(8, Math.min(IN_FLIGHT, Math.floor((8 * 1024 * 1024) / size))), P.scaleMs);
       await raw.purge();
       const m = await routedRate(cur, size, 1, inFlight, P.scaleMs);
       figures.push({
@@ -371,17 +378,24 @@ async function main(): Promise<void> {
     log(`idle streams: creating ${P.idleStreams} devices`);
     const idle = await createBenchDevices(provider, cur.server.url, `i-${Date.now().toString(36)}`, P.idleStreams, 64);
     for (const r of rigs) await r.receivers.close();
-    await settle();
-    const before = await cur.server.stats();
-    const rssBefore = cur.server.rss();
+    // A fresh instance (stateless: any instance serves any device), so its RSS is the
+    // streams' and not what earlier load left in the heap.
+    const idleServer = await startBenchServer({ label: "idle", natsUrl: nats.url });
+    await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 2000));
+    const before = await idleServer.stats();
+    const rssBefore = idleServer.rss();
     const conns = Math.max(1, Math.ceil(P.idleStreams / 500));
-    const idleReceivers = new Receivers(deliveryPool(cur.server.url, conns), cur.ids);
+    const idlePool = deliveryPool(idleServer.url, conns);
+    const idleReceivers = new Receivers(idlePool, cur.ids);
     const t = performance.now();
     await idleReceivers.open(idle);
     const openSec = (performance.now() - t) / 1000;
     await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
-    const after = await cur.server.stats();
-    const rssAfter = cur.server.rss();
+    const after = await idleServer.stats();
+    const rssAfter = idleServer.rss();
+    await idleReceivers.close();
+    idlePool.close();
+    await idleServer.stop();
     const perStreamKiB = (rssAfter - rssBefore) / 1024 / P.idleStreams;
     const rssAt10k = (rssBefore + (perStreamKiB * 1024 * 10_000)) / 2 ** 20;
     figures.push({
@@ -390,7 +404,7 @@ async function main(): Promise<void> {
       value: round(rssAfter / 2 ** 20, 1),
       unit: "MB RSS",
       samples: 1,
-      reference: { name: "same server before opening the streams", value: round(rssBefore / 2 ** 20, 1), unit: "MB RSS", samples: 1 },
+      reference: { name: "same (fresh) server before opening the streams", value: round(rssBefore / 2 ** 20, 1), unit: "MB RSS", samples: 1 },
       ratio: ratio(rssAfter, 500 * 2 ** 20),
       target: {
         row: "idle_streams_rss",
@@ -408,7 +422,6 @@ async function main(): Promise<void> {
       note: "ratio = RSS / 500 MB (the target); MB = MiB",
     });
     log(`idle streams: ${P.idleStreams} open in ${openSec.toFixed(1)} s, RSS ${round(rssBefore / 2 ** 20)} -> ${round(rssAfter / 2 ** 20)} MB (${perStreamKiB.toFixed(1)} KiB/stream)`);
-    await idleReceivers.close();
     extra.idle_streams = { streams: P.idleStreams, rss_before: rssBefore, rss_after: rssAfter, heap_before: before.heapUsed, heap_after: after.heapUsed };
     }
   } finally {

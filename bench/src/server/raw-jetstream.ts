@@ -22,7 +22,8 @@ export interface RawJetStream {
 
 /** Connects and creates BENCH_RAW like SP_MAILBOX_0 (call after a sealpost server made its layout). */
 export async function openRawJetStream(natsUrl: string): Promise<RawJetStream> {
-  const nc = await connect({ servers: natsUrl, name: "bench-raw" });
+  // Like the server's connection (no per-request async stack traces).
+  const nc = await connect({ servers: natsUrl, name: "bench-raw", noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const template = (await jsm.streams.info(mailboxStreamName(0))).config;

@@ -45,10 +45,17 @@ const stop = async () => {
 };
 process.on("SIGTERM", () => void stop());
 process.on("disconnect", () => void stop());
-process.on("message", (m: unknown) => {
+process.on("message", async (m: unknown) => {
+  if (typeof m === "string" && m.startsWith("snapshot:")) {
+    const { writeHeapSnapshot } = await import("node:v8");
+    globalThis.gc?.();
+    process.send?.({ path: writeHeapSnapshot(m.slice("snapshot:".length)) });
+  }
   if (m === "stats") {
     globalThis.gc?.();
     const mem = process.memoryUsage();
-    process.send?.({ rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, arrayBuffers: mem.arrayBuffers });
+    const { getHeapStatistics } = await import("node:v8");
+    const h = getHeapStatistics();
+    process.send?.({ rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal, external: mem.external, arrayBuffers: mem.arrayBuffers, mallocedMemory: h.malloced_memory, physicalHeap: h.total_physical_size });
   }
 });

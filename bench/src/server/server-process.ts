@@ -7,6 +7,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { repoRoot } from "../result.js";
 
+export interface ServerMemory {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+  mallocedMemory: number;
+  physicalHeap: number;
+}
+
 export interface BenchServer {
   label: string;
   url: string;
@@ -14,7 +24,9 @@ export interface BenchServer {
   /** Resident set size of the server process (bytes), from /proc. */
   rss(): number;
   /** The child's process.memoryUsage() after a GC (bytes). */
-  stats(): Promise<{ rss: number; heapUsed: number; external: number; arrayBuffers: number }>;
+  stats(): Promise<ServerMemory>;
+  /** Writes a V8 heap snapshot of the server to `file` (after a GC). */
+  snapshot(file: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -60,8 +72,14 @@ export async function startBenchServer(o: BenchServerOptions): Promise<BenchServ
     },
     stats() {
       return new Promise((resolve) => {
-        child.once("message", (m) => resolve(m as { rss: number; heapUsed: number; external: number; arrayBuffers: number }));
+        child.once("message", (m) => resolve(m as ServerMemory));
         child.send("stats");
+      });
+    },
+    snapshot(file) {
+      return new Promise((resolve) => {
+        child.once("message", (m) => resolve((m as { path: string }).path));
+        child.send(`snapshot:${file}`);
       });
     },
     async stop() {
