@@ -35,9 +35,13 @@ const PLACEHOLDER_X = b64url(new Uint8Array(32));
 // wipe it after its last use.
 const x25519Private = new WeakMap<Uint8Array, nodeCrypto.KeyObject>();
 const x25519Public = new WeakMap<Uint8Array, nodeCrypto.KeyObject>();
+// Ed25519 too: a sender key signs every group message with one seed and every receiver
+// verifies with one public key; the import (~25 us) cost as much as the signature itself.
+const ed25519Private = new WeakMap<Uint8Array, nodeCrypto.KeyObject>();
+const ed25519Public = new WeakMap<Uint8Array, nodeCrypto.KeyObject>();
 
 function privateKeyObject(crv: OkpCurve, raw: Uint8Array): nodeCrypto.KeyObject {
-  const cache = crv === "X25519" ? x25519Private : undefined;
+  const cache = crv === "X25519" ? x25519Private : ed25519Private;
   let key = cache?.get(raw);
   if (!key) {
     key = nodeCrypto.createPrivateKey({ key: { kty: "OKP", crv, d: b64url(raw), x: PLACEHOLDER_X }, format: "jwk" });
@@ -47,7 +51,7 @@ function privateKeyObject(crv: OkpCurve, raw: Uint8Array): nodeCrypto.KeyObject 
 }
 
 function publicKeyObject(crv: OkpCurve, raw: Uint8Array): nodeCrypto.KeyObject {
-  const cache = crv === "X25519" ? x25519Public : undefined;
+  const cache = crv === "X25519" ? x25519Public : ed25519Public;
   let key = cache?.get(raw);
   if (!key) {
     key = nodeCrypto.createPublicKey({ key: { kty: "OKP", crv, x: b64url(raw) }, format: "jwk" });
