@@ -4,7 +4,9 @@
  *
  * Every operation on one record runs under a lock of that record, so concurrent sends or
  * receives never interleave their load/modify/save. Decryption commits nothing until the
- * signature, the AEAD and the content's group binding all checked out.
+ * signature, the AEAD and the content's group binding all checked out. This device's own
+ * sending keys are kept in memory too (written through to the store), so a send reads no
+ * record: use one GroupCipher per store set, as with SessionCipher.
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
@@ -43,6 +45,7 @@ export interface DecryptedGroupMessage {
 
 export class GroupCipher {
   private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly own = new Map<string, OwnSenderKey>();
   private readonly now: () => number;
 
   constructor(
@@ -69,11 +72,12 @@ export class GroupCipher {
 
   private async ownKeyLocked(groupId: Uint8Array): Promise<OwnSenderKey> {
     const id = toHex(groupId);
-    let own = await this.store.loadOwn(id);
+    let own = this.own.get(id) ?? (await this.store.loadOwn(id));
     if (!own) {
       own = createOwnSenderKey(this.provider, groupId, this.now());
       await this.store.saveOwn(id, own);
     }
+    this.own.set(id, own);
     return own;
   }
 
@@ -84,7 +88,8 @@ export class GroupCipher {
 
   /** True when this device has a sending key for the group. */
   async hasOwnKey(groupId: Uint8Array): Promise<boolean> {
-    return (await this.store.loadOwn(toHex(groupId))) !== undefined;
+    const id = toHex(groupId);
+    return this.own.has(id) || (await this.store.loadOwn(id)) !== undefined;
   }
 
   /**
@@ -94,9 +99,10 @@ export class GroupCipher {
   rotate(groupId: Uint8Array): Promise<SenderKeyDistribution> {
     return this.withLock(`own/${toHex(groupId)}`, async () => {
       const id = toHex(groupId);
-      const old = await this.store.loadOwn(id);
+      const old = this.own.get(id) ?? (await this.store.loadOwn(id));
       const own = createOwnSenderKey(this.provider, groupId, this.now());
       await this.store.saveOwn(id, own);
+      this.own.set(id, own);
       if (old) wipe(old.chainKey, old.signingSeed);
       return senderKeyDistribution(own);
     });
@@ -104,7 +110,13 @@ export class GroupCipher {
 
   /** Forgets this device's sending key (the group was left). */
   forgetOwn(groupId: Uint8Array): Promise<void> {
-    return this.withLock(`own/${toHex(groupId)}`, () => this.store.removeOwn(toHex(groupId)));
+    return this.withLock(`own/${toHex(groupId)}`, async () => {
+      const id = toHex(groupId);
+      const old = this.own.get(id);
+      this.own.delete(id);
+      await this.store.removeOwn(id);
+      if (old) wipe(old.chainKey, old.signingSeed);
+    });
   }
 
   /**
