@@ -540,7 +540,7 @@ export class GroupManager {
     record.updatedAtMs = this.now();
     for (const account of diff.removed) await this.forgetSender(record, account);
     await this.stores.groups.save(id, record);
-    if (roleOf(next.state, this.self.accountId) === undefined) {
+    if (roleOf(next.state, this.self.accountId) === undefined && record.active) {
       await this.deactivate(id);
       this.port.emit({ type: "group-left", groupId: id, removedBy: signer });
     }
