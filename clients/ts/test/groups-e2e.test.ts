@@ -116,6 +116,12 @@ describe("groups end to end", () => {
     await alice.log.wait("receipt", (e) => e.receipt === "read" && e.from.accountId === carol.m.accountId && e.messageIds.includes(sent.id));
     expect((await alice.groups.history(g)).find((m) => m.id === sent.id)?.status).toBe("read");
     for (const d of all) expect(texts(await d.groups.history(g))).toEqual(["hello group", "hi from bob's laptop"]);
+    // A file: uploaded once, its key sent once under the sender key.
+    const photo = new Uint8Array(5000).map((_, i) => (i * 7) & 0xff);
+    await carol.groups.sendFile(g, photo, { contentType: "image/png", fileName: "p.png" });
+    const got = await bobLaptop.log.wait("message", (e) => e.message.body.kind === "attachment");
+    if (got.message.body.kind !== "attachment") throw new Error("unreachable");
+    expect(await bobLaptop.m.downloadAttachment(got.message.body.attachment)).toEqual(photo);
     await closeAll(all);
   });
 

@@ -90,6 +90,7 @@ async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     args: process.argv.slice(2),
     options: {
+      ...GROUP_OPTION_SPECS,
       store: { type: "string" },
       server: { type: "string" },
       name: { type: "string" },
@@ -97,7 +98,6 @@ async function main(): Promise<void> {
       type: { type: "string" },
       caption: { type: "string" },
       help: { type: "boolean", short: "h" },
-      ...GROUP_OPTION_SPECS,
     },
     allowPositionals: true,
   });

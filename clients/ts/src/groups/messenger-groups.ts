@@ -13,7 +13,9 @@
  */
 import { create } from "@bufbuild/protobuf";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
-import { ContentSchema, ReadMarkSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { AttachmentPointerSchema, ContentSchema, ReadMarkSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { uploadAttachment, type AttachmentMeta } from "../attachments.js";
+import { groupContent } from "../protocol/group-cipher.js";
 import { fromHex, toHex } from "../crypto/bytes.js";
 import { DuplicateMessageError, SealpostCryptoError } from "../crypto/errors.js";
 import { groupConversation, type StoredMessage } from "../conversation-store.js";
@@ -105,6 +107,45 @@ export class MessengerGroups implements GroupPort {
       storedAtMs: this.now(),
       serverTimestampMs: res.serverTimestampMs,
       body: { kind: "text", text, ...(opts.quoteMessageId ? { quoteMessageId: opts.quoteMessageId } : {}) },
+      status: "sent",
+      deliveredTo: [],
+      readBy: [],
+      read: true,
+    };
+    await this.m.store.putMessage(message);
+    return message;
+  }
+
+  /**
+   * Encrypts and uploads a file (needs the server), then sends its pointer (key and digest)
+   * to the group under the sender key, and stores it as outgoing.
+   */
+  async sendFile(groupId: string, data: Uint8Array, meta: AttachmentMeta): Promise<StoredMessage> {
+    const info = await uploadAttachment(this.m.api, this.m.provider, data, meta);
+    const gid = fromHex(groupId);
+    const sentAtMs = this.now();
+    const pointer = create(AttachmentPointerSchema, {
+      attachmentId: info.attachmentId,
+      key: info.key,
+      ciphertextSha256: info.digest,
+      size: BigInt(info.size),
+      contentType: info.contentType,
+      fileName: info.fileName,
+      caption: info.caption,
+      width: info.width,
+      height: info.height,
+    });
+    const content = groupContent(gid, { messageId: this.m.provider.random(16), sentAtMs: BigInt(sentAtMs), body: { case: "attachment", value: pointer } });
+    const res = await this.manager.sendContent(gid, content);
+    const message: StoredMessage = {
+      id: toHex(res.messageId),
+      conversation: groupConversation(gid),
+      sender: this.m.address,
+      outgoing: true,
+      sentAtMs,
+      storedAtMs: this.now(),
+      serverTimestampMs: res.serverTimestampMs,
+      body: { kind: "attachment", attachment: info },
       status: "sent",
       deliveredTo: [],
       readBy: [],
