@@ -157,6 +157,23 @@ describe("GroupManager over an in-memory network", () => {
     expect(d1.texts(g)).toEqual(["welcome dave", "hi dave"]);
   });
 
+  it("a member's newly linked device gets the state and the keys at the next send, not the history", async () => {
+    const { net, a1, b1, c1, g } = await threePeople();
+    await a1.manager.sendText(g, "before the new device");
+    await net.settle();
+    const b3 = net.add("bob", 3);
+    await a1.manager.sendText(g, "after the new device");
+    await c1.manager.sendText(g, "carol too");
+    await net.settle();
+    expect((await b3.manager.info(g))?.version).toBe(1);
+    expect(b3.texts(g)).toEqual(["after the new device", "carol too"]);
+    expect(b1.texts(g)).toEqual(["before the new device", "after the new device", "carol too"]);
+    // The new device can send too; everyone (its own other device included) reads it.
+    await b3.manager.sendText(g, "hello from bob.3");
+    await net.settle();
+    for (const d of [a1, b1, c1]) expect(d.texts(g)).toContain("hello from bob.3");
+  });
+
   it("out-of-order and lost group messages within limits still decrypt", async () => {
     const { net, a1, b1, g } = await threePeople();
     for (let i = 0; i < 30; i++) await a1.manager.sendText(g, `m${i}`);

@@ -464,7 +464,9 @@ export class GroupManager {
     }
     await this.withLock(groupId, async () => {
       const signer = signed.signer?.accountId ?? "";
-      const lookup = await this.lookupFor([signer]);
+      let lookup = await this.lookupFor([signer]);
+      // A signer device we do not know yet (linked since our list was fetched): refresh once.
+      if (signed.signer && !lookup({ accountId: signer, deviceId: signed.signer.deviceId })) lookup = await this.lookupFor([signer], true);
       const record = await this.stores.groups.load(groupId);
       if (!record) {
         let v: VerifiedGroupState;
@@ -641,12 +643,12 @@ export class GroupManager {
   }
 
   /** A lookup of current devices' signing keys for these accounts (fetched now). */
-  private async lookupFor(accounts: string[]): Promise<SigningKeyLookup> {
+  private async lookupFor(accounts: string[], refresh = false): Promise<SigningKeyLookup> {
     const keys = new Map<string, Uint8Array>();
     for (const a of new Set(accounts)) {
       if (!a) continue;
       try {
-        for (const d of await this.port.devices(a)) keys.set(`${a}.${d.deviceId}`, d.signingKey);
+        for (const d of await this.port.devices(a, { refresh })) keys.set(`${a}.${d.deviceId}`, d.signingKey);
       } catch {
         // An account whose list cannot be fetched or verified signs nothing we accept.
       }
