@@ -95,12 +95,12 @@ export function renderBenchmarksDoc(results: BenchResult[], commentary = ""): st
   ].join("\n");
 }
 
-/** Writes docs/BENCHMARKS.md; keeps the hand-written analysis from bench/ANALYSIS.md if present. */
+/** Writes docs/BENCHMARKS.md (or BENCH_DOC_PATH); keeps the hand-written analysis from bench/ANALYSIS.md if present. */
 export function writeBenchmarksDoc(): string {
   const root = repoRoot();
   const analysis = path.join(root, "bench", "ANALYSIS.md");
   const commentary = fs.existsSync(analysis) ? fs.readFileSync(analysis, "utf8") : "";
-  const out = path.join(root, "docs", "BENCHMARKS.md");
+  const out = process.env.BENCH_DOC_PATH ?? path.join(root, "docs", "BENCHMARKS.md");
   fs.writeFileSync(out, renderBenchmarksDoc(readResults().map((r) => normalizeResult(r as unknown as Record<string, unknown>)), commentary));
   return out;
 }

@@ -365,7 +365,7 @@ async function main(): Promise<void> {
     figures,
     targets,
   };
-  const out = path.join(repoRoot(), "bench", "results", "crypto.json");
+  const out = path.join(process.env.BENCH_RESULTS_DIR ?? path.join(repoRoot(), "bench", "results"), "crypto.json");
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
   console.log(rows.join("\n"));

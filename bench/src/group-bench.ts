@@ -346,7 +346,7 @@ async function main(): Promise<void> {
     server_send_100: serverSend ?? null,
     targets: [{ figure: "group_encrypt", provider: "node", minRatio: 1, ratio: target.ratio, met: target.ratio >= 1 }],
   };
-  const out = path.join(repoRoot(), "bench", "results", "group.json");
+  const out = path.join(process.env.BENCH_RESULTS_DIR ?? path.join(repoRoot(), "bench", "results"), "group.json");
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
   console.log(rows.join("\n"));

@@ -73,7 +73,8 @@ export function repoRoot(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 }
 
-export const resultsDir = () => path.join(repoRoot(), "bench", "results");
+/** bench/results, or BENCH_RESULTS_DIR (the CI smoke test writes elsewhere). */
+export const resultsDir = () => process.env.BENCH_RESULTS_DIR ?? path.join(repoRoot(), "bench", "results");
 
 /** --smoke (CI: tiny counts, seconds), --quick, or full (the default). */
 export function benchMode(argv: string[] = process.argv): BenchMode {
