@@ -184,8 +184,13 @@ describe("groups end to end", () => {
     await waitText(bobLaptop, "one");
     // Bob revokes his laptop: the next group message is under a new key it does not have.
     await bob.m.revokeDevice(bobLaptop.m.address.deviceId);
-    await alice.m.devices(bob.m.accountId, { refresh: true });
+    // Alice's cached list still has the laptop: the server answers MismatchedDevices (stale),
+    // alice refreshes, sees the revocation and rotates before sending again.
     await alice.groups.sendText(g, "two");
+    const laptop = `${bob.m.accountId}.${bobLaptop.m.address.deviceId}`;
+    const addressed = (r: SendRequest) => r.entries.map((e) => `${e.device!.accountId}.${e.device!.deviceId}`);
+    expect(addressed(alice.sent.at(-2)!)).toContain(laptop); // the attempt the server refused
+    expect(addressed(alice.sent.at(-1)!)).not.toContain(laptop);
     await waitText(bob, "two");
     await expect(bobLaptop.groups.manager.cipher.decrypt(alice.m.address, alice.sent.at(-1)!.sharedBody)).rejects.toBeInstanceOf(NoSessionError);
 
