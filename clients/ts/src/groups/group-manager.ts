@@ -468,7 +468,24 @@ export class GroupManager {
       // A signer device we do not know yet (linked since our list was fetched): refresh once.
       if (signed.signer && !lookup({ accountId: signer, deviceId: signed.signer.deviceId })) lookup = await this.lookupFor([signer], true);
       const record = await this.stores.groups.load(groupId);
-      if (!record) {
+      if (record && !record.active) {
+        const current = currentOf(this.provider, record);
+        const listsUs = roleOf(parseSignedGroupState(signed), this.self.accountId) !== undefined;
+        if (!listsUs) {
+          // Not ours any more: keep the chain current when it follows on, quietly otherwise.
+          try {
+            const verifiedNext = verifyGroupStateUpdate(this.provider, current, signed, lookup);
+            await this.accept(record, current, verifiedNext, signerOf(verifiedNext));
+          } catch (e) {
+            if (!(e instanceof GroupStateError)) throw e;
+          }
+          return;
+        }
+        // Added back after we left or were removed: we missed the versions in between, so
+        // this is a first-seen state (below), accepted only when newer than what we hold.
+        if (parseSignedGroupState(signed).version <= current.state.version) return;
+      }
+      if (!record || !record.active) {
         let v: VerifiedGroupState;
         try {
           v = parseSignedGroupState(signed).version === 1n ? verifyGenesis(this.provider, signed, lookup) : verifyFirstSeen(this.provider, signed, lookup, this.self.accountId);
@@ -478,6 +495,7 @@ export class GroupManager {
           return;
         }
         const fresh: GroupRecord = { groupId: v.state.groupId, signedState: encodeSignedGroupState(v.signed), senderKeys: {}, distributedTo: [], departed: [], active: true, updatedAtMs: this.now() };
+        if (record) await this.cipher.forgetOwn(record.groupId); // a new sending key after a gap in membership
         await this.stores.groups.save(groupId, fresh);
         this.port.emit({ type: "group-updated", groupId, version: Number(v.state.version), signer: signerOf(v), diff: diffGroupStates(emptyState(), v.state), joined: true });
         return;
@@ -541,6 +559,8 @@ export class GroupManager {
     record.departed = record.departed.filter((a) => roleOf(next.state, a) !== undefined);
     record.updatedAtMs = this.now();
     for (const account of diff.removed) await this.forgetSender(record, account);
+    // Accounts added (back): their devices need our key again, at its current iteration.
+    record.distributedTo = record.distributedTo.filter((k) => !diff.added.some((a) => k.startsWith(`${a}.`)));
     await this.stores.groups.save(id, record);
     if (roleOf(next.state, this.self.accountId) === undefined && record.active) {
       await this.deactivate(id);
