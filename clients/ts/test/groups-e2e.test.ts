@@ -19,7 +19,10 @@ import { MessengerGroups } from "../src/groups/messenger-groups.js";
 import { runGroupCommand } from "../src/cli/group-commands.js";
 import { applyGroupChange, decodeSignedGroupState, parseSignedGroupState, signGroupState } from "../src/protocol/group-state.js";
 import { createMemoryGroupStores } from "../src/store/group-memory-store.js";
-import { createDevice, linkDevice, removeTempDirs, texts, uniqueId, type TestDevice } from "./messenger-helpers.js";
+import { createFileGroupStores } from "../src/store/group-file-store.js";
+import { Messenger } from "../src/messenger.js";
+import type { GroupStores } from "../src/store/group-interfaces.js";
+import { EventLog, createDevice, linkDevice, removeTempDirs, testBackoff, texts, uniqueId, type TestDevice } from "./messenger-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -42,8 +45,8 @@ interface GroupDevice extends TestDevice {
   waitGroup(pred: (e: GroupEvent) => boolean, timeoutMs?: number): Promise<GroupEvent>;
 }
 
-function withGroups(d: TestDevice): GroupDevice {
-  const groups = MessengerGroups.attach(d.m, createMemoryGroupStores());
+function withGroups(d: TestDevice, stores: GroupStores = createMemoryGroupStores()): GroupDevice {
+  const groups = MessengerGroups.attach(d.m, stores);
   const groupEvents: GroupEvent[] = [];
   const waiters: { pred: (e: GroupEvent) => boolean; resolve: (e: GroupEvent) => void }[] = [];
   groups.on((e) => {
@@ -123,6 +126,43 @@ describe("groups end to end", () => {
     if (got.message.body.kind !== "attachment") throw new Error("unreachable");
     expect(await bobLaptop.m.downloadAttachment(got.message.body.attachment)).toEqual(photo);
     await closeAll(all);
+  });
+
+  it("group outbox: a message written offline is queued durably and sent when back online", async () => {
+    const { alice, bob, carol, all, g } = await threePeople();
+    await alice.groups.sendText(g, "online first"); // keys distributed
+    await alice.m.stop();
+    const queued = await alice.groups.sendText(g, "written offline");
+    expect(queued.status).toBe("queued");
+    expect((await bob.groups.history(g)).map((m) => m.id)).not.toContain(queued.id);
+    alice.m.start();
+    await alice.groups.flush();
+    await waitText(bob, "written offline");
+    await waitText(carol, "written offline");
+    expect((await alice.groups.history(g)).find((m) => m.id === queued.id)?.status).not.toBe("queued");
+    await alice.log.wait("sent", (e) => e.messageId === queued.id);
+    await closeAll(all);
+  });
+
+  it("group outbox on file stores: a queued message survives an app restart", async () => {
+    const aliceDev = await createDevice(server.url, uniqueId("alice"), { file: true });
+    const groupDir = `${aliceDev.dir}/groups`;
+    const alice = withGroups(aliceDev, createFileGroupStores(groupDir, { fsync: false }));
+    const bob = withGroups(await createDevice(server.url, uniqueId("bob")));
+    const g = (await alice.groups.createGroup("durable", [bob.m.accountId])).groupId;
+    await alice.groups.sendText(g, "before restart");
+    await waitText(bob, "before restart");
+    await alice.m.stop();
+    const queued = await alice.groups.sendText(g, "queued across a restart");
+    expect(queued.status).toBe("queued");
+    await alice.m.close();
+    // The app starts again from its stores.
+    const m = await Messenger.open({ serverUrl: server.url, backoff: testBackoff, ...aliceDev.stores });
+    const again = withGroups({ m, log: new EventLog(m), stores: aliceDev.stores, dir: aliceDev.dir }, createFileGroupStores(groupDir, { fsync: false }));
+    await again.groups.flush();
+    await waitText(bob, "queued across a restart");
+    expect((await again.groups.history(g)).find((x) => x.id === queued.id)?.status).not.toBe("queued");
+    await closeAll([again, bob]);
   });
 
   it("admin-only: a non-admin's forged change is rejected by every member device", async () => {

@@ -157,6 +157,7 @@ export async function runGroupCommand(argv: string[], ctx: GroupCommandContext, 
         need(args, 2, "group and text");
         const g = await resolveGroup(groups, args[0]);
         const m = await groups.sendText(g.groupId, args.slice(1).join(" "));
+        if (m.status === "queued") await groups.flush();
         out(`sent ${m.id} to ${g.groupId}`);
         return 0;
       }
@@ -165,6 +166,7 @@ export async function runGroupCommand(argv: string[], ctx: GroupCommandContext, 
         const g = await resolveGroup(groups, args[0]);
         const data = new Uint8Array(await readFile(args[1]));
         const m = await groups.sendFile(g.groupId, data, { contentType: opts.type ?? "application/octet-stream", fileName: basename(args[1]), caption: opts.caption });
+        if (m.status === "queued") await groups.flush();
         out(`sent ${m.id} (${data.length} bytes, encrypted and uploaded) to ${g.groupId}`);
         return 0;
       }

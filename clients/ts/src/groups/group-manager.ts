@@ -308,6 +308,15 @@ export class GroupManager {
     await this.port.sendPairwise(content, authorAccountId === this.self.accountId ? [] : [authorAccountId]);
   }
 
+  /** Throws GroupError when this device may not send to the group now (unknown, left, admins only). */
+  async checkCanSend(groupId: string | Uint8Array): Promise<void> {
+    const record = await this.requireActive(hexId(groupId));
+    const state = currentOf(this.provider, record).state;
+    const me = this.self.accountId;
+    if (roleOf(state, me) === undefined) throw new GroupError("not_member", "this account is not a member");
+    if (state.adminsOnlyMessages && !isAdmin(state, me)) throw new GroupError("admins_only", "only admins may send in this group");
+  }
+
   /** Every current device of every member not departed, and this account's other devices. */
   private async recipientDevices(record: GroupRecord, current: VerifiedGroupState, refresh: Set<string>): Promise<GroupDeviceRef[]> {
     const out: GroupDeviceRef[] = [];

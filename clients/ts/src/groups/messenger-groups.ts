@@ -10,17 +10,26 @@
  *   await groups.sendText(g.groupId, "hello all");
  *
  * Attach before messenger.start(), so no group content arrives without its handlers.
+ *
+ * Outgoing group messages go through a durable group outbox (GroupStores.outbox): sendText
+ * stores the message as "queued", tries it at once when the Messenger is running and keeps
+ * retrying (with backoff, and again whenever the connection comes back) until the server
+ * stored it for every member device; every retry keeps the message_id, so the server never
+ * stores it twice.
  */
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
-import { AttachmentPointerSchema, ContentSchema, ReadMarkSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { AttachmentPointerSchema, ContentSchema, ReadMarkSchema, TextSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { uploadAttachment, type AttachmentMeta } from "../attachments.js";
 import { groupContent } from "../protocol/group-cipher.js";
 import { fromHex, toHex } from "../crypto/bytes.js";
 import { DuplicateMessageError, SealpostCryptoError } from "../crypto/errors.js";
+import { sleep } from "../backoff.js";
 import { groupConversation, type StoredMessage } from "../conversation-store.js";
 import type { Messenger } from "../messenger.js";
-import type { GroupStores } from "../store/group-interfaces.js";
+import type { GroupOutboxItem, GroupOutboxStore, GroupStores } from "../store/group-interfaces.js";
+import { MemoryGroupOutboxStore } from "../store/group-memory-store.js";
+import { GroupError } from "./group-errors.js";
 import type { GroupEvent, GroupMessage } from "./group-events.js";
 import { GroupManager, type GroupInfo } from "./group-manager.js";
 import type { GroupDeviceInfo, GroupDeviceRef, GroupPort, GroupSendOutcome } from "./group-port.js";
@@ -36,6 +45,12 @@ export class MessengerGroups implements GroupPort {
   private readonly listeners = new Set<(e: GroupEvent) => void>();
   private readonly autoDeliveryReceipts: boolean;
   private readonly now: () => number;
+  private readonly outbox: GroupOutboxStore;
+  private nextSeq?: number;
+  private draining?: Promise<void>;
+  /** sendText callers waiting for the first attempt of their item (by seq). */
+  private readonly firstAttempt = new Map<number, (outcome: unknown) => void>();
+  private readonly idleWaiters: (() => void)[] = [];
 
   private constructor(
     private readonly m: Messenger,
@@ -51,6 +66,10 @@ export class MessengerGroups implements GroupPort {
     m.registerContentHandler("groupControl", control);
     m.registerContentHandler("senderKeyDistribution", control);
     m.registerGroupBodyHandler((sender, mail) => this.onGroupBody(sender, mail));
+    this.outbox = stores.outbox ?? new MemoryGroupOutboxStore();
+    m.on((e) => {
+      if (e.type === "connection" && e.state === "online") this.kick();
+    });
   }
 
   /** Installs the group layer on a Messenger (before start()). */
@@ -94,36 +113,24 @@ export class MessengerGroups implements GroupPort {
     return this.manager.list();
   }
 
-  /** Sends a text to the group (one encryption, one Send) and stores it as outgoing. */
+  /**
+   * Sends a text to the group (one encryption, one Send to every member device) through the
+   * group outbox. Resolves with the stored message after the first attempt ("sent", or still
+   * "queued" when the server was unreachable: retried later); throws GroupError when this
+   * device may not send to the group (then nothing is queued).
+   */
   async sendText(groupId: string, text: string, opts: { quoteMessageId?: string } = {}): Promise<StoredMessage> {
-    const sentAtMs = this.now();
-    const res = await this.manager.sendText(groupId, text, { quoteMessageId: opts.quoteMessageId ? fromHex(opts.quoteMessageId) : undefined });
-    const message: StoredMessage = {
-      id: toHex(res.messageId),
-      conversation: groupConversation(fromHex(groupId)),
-      sender: this.m.address,
-      outgoing: true,
-      sentAtMs,
-      storedAtMs: this.now(),
-      serverTimestampMs: res.serverTimestampMs,
-      body: { kind: "text", text, ...(opts.quoteMessageId ? { quoteMessageId: opts.quoteMessageId } : {}) },
-      status: "sent",
-      deliveredTo: [],
-      readBy: [],
-      read: true,
-    };
-    await this.m.store.putMessage(message);
-    return message;
+    const quote = opts.quoteMessageId ? fromHex(opts.quoteMessageId) : new Uint8Array(0);
+    return this.queue(groupId, { case: "text", value: create(TextSchema, { body: text, quoteMessageId: quote }) }, { kind: "text", text, ...(opts.quoteMessageId ? { quoteMessageId: opts.quoteMessageId } : {}) });
   }
 
   /**
    * Encrypts and uploads a file (needs the server), then sends its pointer (key and digest)
-   * to the group under the sender key, and stores it as outgoing.
+   * to the group under the sender key, like sendText.
    */
   async sendFile(groupId: string, data: Uint8Array, meta: AttachmentMeta): Promise<StoredMessage> {
+    await this.manager.checkCanSend(groupId);
     const info = await uploadAttachment(this.m.api, this.m.provider, data, meta);
-    const gid = fromHex(groupId);
-    const sentAtMs = this.now();
     const pointer = create(AttachmentPointerSchema, {
       attachmentId: info.attachmentId,
       key: info.key,
@@ -135,24 +142,104 @@ export class MessengerGroups implements GroupPort {
       width: info.width,
       height: info.height,
     });
-    const content = groupContent(gid, { messageId: this.m.provider.random(16), sentAtMs: BigInt(sentAtMs), body: { case: "attachment", value: pointer } });
-    const res = await this.manager.sendContent(gid, content);
+    return this.queue(groupId, { case: "attachment", value: pointer }, { kind: "attachment", attachment: info });
+  }
+
+  /** Resolves once the group outbox is empty (everything queued reached the server or failed). */
+  async flush(): Promise<void> {
+    for (;;) {
+      if ((await this.outbox.list()).length === 0) return;
+      this.kick();
+      await new Promise<void>((r) => this.idleWaiters.push(r));
+    }
+  }
+
+  private async queue(groupId: string, body: Content["body"], stored: StoredMessage["body"]): Promise<StoredMessage> {
+    await this.manager.checkCanSend(groupId);
+    const gid = fromHex(groupId);
+    const sentAtMs = this.now();
+    const messageId = this.m.provider.random(16);
+    const content = groupContent(gid, { messageId, sentAtMs: BigInt(sentAtMs), body });
+    const conversation = groupConversation(gid);
     const message: StoredMessage = {
-      id: toHex(res.messageId),
-      conversation: groupConversation(gid),
+      id: toHex(messageId),
+      conversation,
       sender: this.m.address,
       outgoing: true,
       sentAtMs,
-      storedAtMs: this.now(),
-      serverTimestampMs: res.serverTimestampMs,
-      body: { kind: "attachment", attachment: info },
-      status: "sent",
+      storedAtMs: sentAtMs,
+      body: stored,
+      status: "queued",
       deliveredTo: [],
       readBy: [],
       read: true,
     };
     await this.m.store.putMessage(message);
-    return message;
+    if (this.nextSeq === undefined) this.nextSeq = ((await this.outbox.list()).at(-1)?.seq ?? 0) + 1;
+    const item: GroupOutboxItem = { seq: this.nextSeq++, messageId, groupId: gid, content: toBinary(ContentSchema, content), createdAtMs: sentAtMs };
+    await this.outbox.put(item);
+    if (this.m.isRunning) {
+      const outcome = await new Promise<unknown>((resolve) => {
+        this.firstAttempt.set(item.seq, resolve);
+        this.kick();
+      });
+      if (outcome instanceof GroupError) throw outcome;
+    }
+    return (await this.m.store.getMessage(conversation, message.id)) ?? message;
+  }
+
+  /** Starts draining the outbox unless it is running already (or the Messenger is offline). */
+  private kick(): void {
+    if (this.draining || !this.m.isRunning) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      for (const w of this.idleWaiters.splice(0)) w();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    let delay = 250;
+    for (;;) {
+      if (!this.m.isRunning) return; // resumed by the next "online" event or send
+      const [item] = await this.outbox.list();
+      if (!item) return;
+      const done = this.firstAttempt.get(item.seq);
+      this.firstAttempt.delete(item.seq);
+      const conversation = groupConversation(item.groupId);
+      const id = toHex(item.messageId);
+      try {
+        const res = await this.manager.sendContent(item.groupId, fromBinary(ContentSchema, item.content));
+        const m = await this.m.store.getMessage(conversation, id);
+        if (m && m.status === "queued") {
+          m.status = "sent";
+          m.serverTimestampMs = res.serverTimestampMs;
+          await this.m.store.putMessage(m);
+        }
+        await this.outbox.remove(item.seq);
+        this.m.emitEvent({ type: "sent", messageId: id, label: "group", conversation, serverTimestampMs: res.serverTimestampMs, devices: res.devices });
+        done?.(undefined);
+        delay = 250;
+      } catch (err) {
+        if (err instanceof GroupError || err instanceof SealpostCryptoError) {
+          // Permanent: no longer a member, admins only, ... Never retried.
+          const m = await this.m.store.getMessage(conversation, id);
+          if (m) {
+            m.status = "failed";
+            m.failure = err.message;
+            await this.m.store.putMessage(m);
+          }
+          await this.outbox.remove(item.seq);
+          this.m.emitEvent({ type: "send-failed", messageId: id, label: "group", reason: err.message });
+          done?.(err);
+          continue;
+        }
+        // Transient (server unreachable, ...): keep it queued and try again later.
+        done?.(undefined);
+        if (!this.m.isRunning) return;
+        await sleep(delay);
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
   }
 
   /** The group's history from the local store. */

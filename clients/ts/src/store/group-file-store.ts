@@ -6,11 +6,12 @@
  *   <root>/sender-keys-own/<group id>.json
  *   <root>/groups/<group id>.json
  *   <root>/groups-pending/pending.json
+ *   <root>/groups-outbox/<seq>.json
  */
 import * as path from "node:path";
 import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
 import { RecordDirectory, type FileStoreOptions } from "./file-store.js";
-import type { GroupPendingSnapshot, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
+import type { GroupOutboxItem, GroupOutboxStore, GroupPendingSnapshot, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
 
 export class FileSenderKeyStore implements SenderKeyStore {
   private readonly dirs = new Map<string, RecordDirectory>();
@@ -81,11 +82,34 @@ export class FileGroupPendingStore implements GroupPendingStore {
   }
 }
 
+export class FileGroupOutboxStore implements GroupOutboxStore {
+  private readonly records: RecordDirectory;
+  constructor(dir: string, options?: FileStoreOptions) {
+    this.records = new RecordDirectory(dir, options);
+  }
+  async list() {
+    const seqs = (await this.records.names()).map(Number).filter(Number.isInteger).sort((a, b) => a - b);
+    const out: GroupOutboxItem[] = [];
+    for (const seq of seqs) {
+      const item = await this.records.read<GroupOutboxItem>(String(seq));
+      if (item) out.push(item);
+    }
+    return out;
+  }
+  put(item: GroupOutboxItem) {
+    return this.records.write(String(item.seq), item);
+  }
+  remove(seq: number) {
+    return this.records.remove(String(seq));
+  }
+}
+
 /** Group stores under `root` (may be the same root as createFileStores'). */
 export function createFileGroupStores(root: string, options?: FileStoreOptions): GroupStores {
   return {
     senderKeys: new FileSenderKeyStore(root, options),
     groups: new FileGroupStateStore(path.join(root, "groups"), options),
     pending: new FileGroupPendingStore(path.join(root, "groups-pending"), options),
+    outbox: new FileGroupOutboxStore(path.join(root, "groups-outbox"), options),
   };
 }

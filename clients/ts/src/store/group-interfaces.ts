@@ -63,10 +63,30 @@ export interface GroupPendingStore {
   save(snapshot: GroupPendingSnapshot): Promise<void>;
 }
 
+/** One group message waiting to be sent (MessengerGroups' outbox). */
+export interface GroupOutboxItem {
+  /** Queue order. */
+  seq: number;
+  messageId: Uint8Array;
+  groupId: Uint8Array;
+  /** Serialized envelope.v1.Content (message_id set, conversation = the group). */
+  content: Uint8Array;
+  createdAtMs: number;
+}
+
+export interface GroupOutboxStore {
+  /** Items in queue order. */
+  list(): Promise<GroupOutboxItem[]>;
+  put(item: GroupOutboxItem): Promise<void>;
+  remove(seq: number): Promise<void>;
+}
+
 /** Everything the group layer stores. */
 export interface GroupStores {
   senderKeys: SenderKeyStore;
   groups: GroupStateStore;
   /** Waiting content; without it the queues live in memory only. */
   pending?: GroupPendingStore;
+  /** Outgoing group messages; without it MessengerGroups keeps them in memory only. */
+  outbox?: GroupOutboxStore;
 }
