@@ -18,7 +18,7 @@ import type { Directory } from "@sealpost/server/directory/service.js";
 import { createDelivery, type Delivery } from "@sealpost/server/delivery/service.js";
 import { decodeRecord, encodeRecord } from "@sealpost/server/delivery/mailbox-record.js";
 import { decodeSignal, encodeSignal } from "@sealpost/server/delivery/device-signal.js";
-import { RateLimiter } from "@sealpost/server/delivery/rate-limit.js";
+import { RateLimiter } from "@sealpost/server/rate-limit.js";
 import { Mailboxes } from "@sealpost/server/delivery/mailbox.js";
 import type { CurrentDeviceList } from "@sealpost/server/delivery/device-lists.js";
 import { bytes, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, text, waitUntil, type DeliveryClient } from "./delivery-helpers.js";

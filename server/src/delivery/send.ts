@@ -36,7 +36,7 @@ import type { CurrentDeviceList, DeviceLists } from "./device-lists.js";
 import type { DeliveryLimits } from "./limits.js";
 import { encodeRecord, type MailboxRecord } from "./mailbox-record.js";
 import type { DeviceRef, Mailboxes } from "./mailbox.js";
-import type { RateLimiter } from "./rate-limit.js";
+import type { RateLimiter } from "../rate-limit.js";
 import { storeOp, unavailable } from "./store-errors.js";
 import { checkAccountId, checkDeviceId, exhausted, hex, invalid } from "./validation.js";
 

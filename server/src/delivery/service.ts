@@ -15,7 +15,7 @@ import { Attachments } from "./attachments.js";
 import { deviceListsOf, type DeviceLists } from "./device-lists.js";
 import { defaultLimits, limitsMessage, type DeliveryLimits } from "./limits.js";
 import { Mailboxes } from "./mailbox.js";
-import { RateLimiter } from "./rate-limit.js";
+import { RateLimiter } from "../rate-limit.js";
 import { ReceiveHub } from "./receive-hub.js";
 import { ReceiveStream } from "./receive-stream.js";
 import { Sender } from "./send.js";

@@ -19,7 +19,7 @@ import { DeviceListStore, type StoredDeviceList } from "./device-list-store.js";
 import { CHALLENGE_TTL_MS, NONCE_BYTES, SIGNATURE_BYTES, defaultDirectoryLimits, type DirectoryLimits } from "./limits.js";
 import { OneTimePrekeyStore, checkOneTimePrekeys } from "./one-time-prekeys.js";
 import { PrekeyStore, checkKemPrekey, checkSignedPrekey } from "./prekeys.js";
-import { RateLimiter } from "./rate-limit.js";
+import { RateLimiter } from "../rate-limit.js";
 import { authSignedBytes, ed25519Verify } from "./signatures.js";
 import { DirectoryHub } from "./watch.js";
 import { watchAccounts } from "./watch-stream.js";
