@@ -108,6 +108,40 @@ describe("verifyDeviceListChain", () => {
     const rekeyed = signDeviceList(c.provider, rekey, c.s1);
     expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [rekeyed], current: rekeyed }))).toBe("illegal-change");
   });
+  it("catches a version that adds or removes more than one device, or none, and devices out of id order", () => {
+    const c = chain();
+    const A = { accountId: "alice", trusted: c.v4 };
+    const l4 = parseDeviceList(c.v4);
+    const next = (devices: typeof l4.devices, nextDeviceId = l4.nextDeviceId) => {
+      const l = structuredClone(l4);
+      l.version = 5n;
+      l.previousHash = c.provider.sha256(c.v4.deviceList);
+      l.devices = devices;
+      l.nextDeviceId = nextDeviceId;
+      return signDeviceList(c.provider, l, c.s1);
+    };
+    const id = (n: number, k: GeneratedDeviceKeys) => ({ ...l4.devices[0], deviceId: n, signingKey: k.signingKey, dhKey: k.dhKey, dhKeySignature: k.dhKeySignature });
+    const x = generateDeviceKeys(c.provider, "x");
+    const y = generateDeviceKeys(c.provider, "y");
+    const twoAdded = next([...l4.devices, id(4, x), id(5, y)], 6);
+    expect(problem(() => verifyDeviceListChain(c.provider, { ...A, history: [twoAdded], current: twoAdded }))).toBe("illegal-change");
+    const noChange = next([...l4.devices]);
+    expect(problem(() => verifyDeviceListChain(c.provider, { ...A, history: [noChange], current: noChange }))).toBe("illegal-change");
+    const swap = next([l4.devices[0], id(4, x)], 5);
+    expect(problem(() => verifyDeviceListChain(c.provider, { ...A, history: [swap], current: swap }))).toBe("illegal-change");
+    const unordered = next([id(4, x), ...l4.devices], 5);
+    expect(problem(() => verifyDeviceListChain(c.provider, { ...A, history: [unordered], current: unordered }))).toBe("illegal-change");
+    // The same one-device link in id order verifies.
+    const ordered = next([...l4.devices, id(4, x)], 5);
+    expect(problem(() => verifyDeviceListChain(c.provider, { ...A, history: [ordered], current: ordered }))).toBe("none");
+    // Two removals at once.
+    const l3 = parseDeviceList(c.v3);
+    l3.version = 4n;
+    l3.previousHash = c.provider.sha256(c.v3.deviceList);
+    l3.devices = [l3.devices[0]];
+    const twoRemoved = signDeviceList(c.provider, l3, c.s1);
+    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v3, history: [twoRemoved], current: twoRemoved }))).toBe("illegal-change");
+  });
 });
 
 describe("DirectoryCache", () => {

@@ -5,8 +5,9 @@
  *
  * - version 1: exactly one device, signed by itself;
  * - every later version: version + 1, previous_hash = SHA-256(previous device_list bytes),
- *   same account, signed by a device listed in the previous version, adds or removes devices
- *   without changing any remaining entry, never reuses a device id;
+ *   same account, signed by a device listed in the previous version, adds exactly one device
+ *   or removes exactly one without changing any remaining entry, never reuses a device id;
+ * - devices are listed in strictly ascending id order (so no id appears twice);
  * - every listed device's dh_key is bound to its signing key (dh_key_signature);
  * - the chain ends exactly at the current list the server returned.
  */
@@ -80,6 +81,15 @@ function sameIdentity(a: DeviceIdentity, b: DeviceIdentity): boolean {
   return bytesEqual(a.signingKey, b.signingKey) && bytesEqual(a.dhKey, b.dhKey) && bytesEqual(a.dhKeySignature, b.dhKeySignature) && a.name === b.name && a.addedAtMs === b.addedAtMs;
 }
 
+/** Devices must be listed by strictly ascending id (docs/PROTOCOL.md, "Device list"). */
+function checkOrder(list: DeviceList): void {
+  for (let i = 1; i < list.devices.length; i++) {
+    if (list.devices[i].deviceId <= list.devices[i - 1].deviceId) {
+      throw new DeviceListVerificationError("illegal-change", `version ${list.version}: devices are not ordered by strictly ascending id (${list.devices[i - 1].deviceId} before ${list.devices[i].deviceId})`);
+    }
+  }
+}
+
 /** Checks version 1 of an account. */
 export function verifyFirstVersion(provider: CryptoProvider, accountId: string, signed: SignedDeviceList): VerifiedDeviceList {
   const list = parse(signed, "version 1");
@@ -107,6 +117,7 @@ export function verifySuccessor(provider: CryptoProvider, prev: VerifiedDeviceLi
   const signer = p.devices.find((d) => d.deviceId === signed.signerDeviceId);
   if (!signer) throw new DeviceListVerificationError("unknown-signer", `version ${v}: signer device ${signed.signerDeviceId} is not in version ${p.version}`);
   checkSignature(provider, signed, signer, v);
+  checkOrder(list);
   const before = new Map(p.devices.map((d) => [d.deviceId, d]));
   const added = new Set<number>();
   for (const d of list.devices) {
@@ -119,6 +130,10 @@ export function verifySuccessor(provider: CryptoProvider, prev: VerifiedDeviceLi
     }
   }
   if (list.devices.length === 0) throw new DeviceListVerificationError("illegal-change", `version ${v} lists no device`);
+  const removed = p.devices.length - (list.devices.length - added.size);
+  if (added.size + removed !== 1) {
+    throw new DeviceListVerificationError("illegal-change", `version ${v} adds ${added.size} and removes ${removed} devices; a change adds or removes exactly one`);
+  }
   if (list.nextDeviceId < p.nextDeviceId || list.devices.some((d) => d.deviceId >= list.nextDeviceId)) {
     throw new DeviceListVerificationError("illegal-change", `version ${v}: next_device_id ${list.nextDeviceId} is inconsistent`);
   }
