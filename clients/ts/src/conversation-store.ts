@@ -120,6 +120,18 @@ export interface AccountRecord {
   signedPrekeyCreatedAtMs: number;
   kemPrekeyId: number;
   kemPrekeyCreatedAtMs: number;
+  /**
+   * When each replaced signed / KEM prekey stopped being the uploaded one (set by rotation);
+   * kept keys are pruned from these times, not from creation (prekey-maintenance.ts).
+   */
+  retiredSignedPrekeys?: RetiredPrekey[];
+  retiredKemPrekeys?: RetiredPrekey[];
+}
+
+/** A replaced prekey id and when it was replaced. */
+export interface RetiredPrekey {
+  keyId: number;
+  retiredAtMs: number;
 }
 
 /** A device list verified up to this version (serialized SignedDeviceList). */

@@ -1,8 +1,12 @@
 /**
  * Keeps this device reachable: replenishes one-time prekeys when the server reports few
  * left (GetPrekeyCount), and rotates the signed X25519 prekey and the signed ML-KEM prekey
- * when they are older than the rotation interval (weekly by default). Old signed prekeys are
- * kept for a grace period so prekey messages written against them still decrypt.
+ * when they are older than the rotation interval (weekly by default). Replaced signed and KEM
+ * prekeys are kept for a grace period (keepOldMs, 30 days) counted from when they were
+ * *replaced* (AccountRecord.retired*Prekeys, written once the new key is uploaded), so
+ * prekey messages written against them still decrypt. A key without a recorded retirement
+ * (replaced before these were recorded, or generated for an upload that failed) counts as
+ * retired when the next stored key was created, which is never earlier than it really was.
  * Run at start, after every new incoming session (it consumed a one-time prekey), and on a
  * timer.
  */
@@ -10,7 +14,8 @@ import type { UploadPrekeysRequest } from "@sealpost/gen/sealpost/directory/v1/d
 import type { CryptoProvider } from "./crypto/provider.js";
 import { generatePrekeyBatch } from "./protocol/device-keys.js";
 import type { ProtocolStores } from "./store/interfaces.js";
-import type { AccountRecord, ConversationStore } from "./conversation-store.js";
+import type { AccountRecord, ConversationStore, RetiredPrekey } from "./conversation-store.js";
+import type { KeyRecordStore } from "./store/interfaces.js";
 import type { MessengerEvent } from "./events.js";
 import type { ServerApi } from "./server-api.js";
 
@@ -104,21 +109,38 @@ export class PrekeyMaintenance {
     if (missing > 0) this.d.emit({ type: "prekeys-replenished", uploaded: missing, remaining: res.oneTimePrekeyCount });
     if (rotate) {
       this.d.emit({ type: "signed-prekey-rotated", signedPrekeyId: next.signedPrekeyId, kemPrekeyId: next.kemPrekeyId });
-      await this.pruneOld(next, now);
+      // The previous keys stop being offered now (the server has the new ones).
+      next.retiredSignedPrekeys = [...(next.retiredSignedPrekeys ?? []), { keyId: account.signedPrekeyId, retiredAtMs: now }];
+      next.retiredKemPrekeys = [...(next.retiredKemPrekeys ?? []), { keyId: account.kemPrekeyId, retiredAtMs: now }];
+      const cutoff = now - this.d.policy.keepOldMs;
+      next.retiredSignedPrekeys = await prune(this.d.protocol.signedPrekeys, next.signedPrekeyId, next.retiredSignedPrekeys, cutoff);
+      next.retiredKemPrekeys = await prune(this.d.protocol.kemPrekeys, next.kemPrekeyId, next.retiredKemPrekeys, cutoff);
+      await this.d.store.setAccount(next);
     }
   }
+}
 
-  private async pruneOld(account: AccountRecord, now: number): Promise<void> {
-    const cutoff = now - this.d.policy.keepOldMs;
-    for (const id of await this.d.protocol.signedPrekeys.ids()) {
-      if (id === account.signedPrekeyId) continue;
-      const r = await this.d.protocol.signedPrekeys.load(id);
-      if (r && r.createdAtMs < cutoff) await this.d.protocol.signedPrekeys.remove(id);
+/**
+ * Removes the keys (other than `current`) replaced before `cutoff`; returns the retirement
+ * records still needed. Without a record, a key counts as replaced when the next stored key
+ * was created.
+ */
+async function prune<R extends { createdAtMs: number }>(store: KeyRecordStore<R>, current: number, retired: RetiredPrekey[], cutoff: number): Promise<RetiredPrekey[]> {
+  const at = new Map(retired.map((r) => [r.keyId, r.retiredAtMs]));
+  const ids = await store.ids();
+  const keep: RetiredPrekey[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (id === current) continue;
+    let retiredAt = at.get(id);
+    if (retiredAt === undefined) {
+      const successor = ids.slice(i + 1).find((x) => x > id);
+      const r = successor === undefined ? undefined : await store.load(successor);
+      if (!r) continue;
+      retiredAt = r.createdAtMs;
     }
-    for (const id of await this.d.protocol.kemPrekeys.ids()) {
-      if (id === account.kemPrekeyId) continue;
-      const r = await this.d.protocol.kemPrekeys.load(id);
-      if (r && r.createdAtMs < cutoff) await this.d.protocol.kemPrekeys.remove(id);
-    }
+    if (retiredAt < cutoff) await store.remove(id);
+    else if (at.has(id)) keep.push({ keyId: id, retiredAtMs: retiredAt });
   }
+  return keep;
 }
