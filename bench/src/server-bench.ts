@@ -185,7 +185,10 @@ async function routedCatchUp(rig: Rig, devices: BenchDevice[]): Promise<{ perSec
   const start = performance.now();
   await Promise.all(
     Array.from({ length: CATCHUP_CONCURRENCY }, async () => {
-      for (let i = next++; i < devices.length; i = next++) messages += await catchUp(rig.pool.next(), devices[i]);
+      for (let i = next++; i < devices.length; i = next++) {
+        const n = await catchUp(rig.pool.next(), devices[i]);
+        messages += n;
+      }
     }),
   );
   return { perSec: (devices.length * 1000) / (performance.now() - start), messages };
@@ -329,7 +332,7 @@ async function main(): Promise<void> {
         ratio: ratio(v, median(rawCu)),
         ...(r.label === "current" ? { target: { row: "reconnect_catchup", description: ">= 1,000 devices/s", met: v >= 1000 } } : {}),
         params: { pending_each: PENDING, devices_per_sample: per, concurrent_devices: CATCHUP_CONCURRENCY },
-        note: `open Receive (existing token), read until Drained, one Ack of all, close; ${delivered} messages read in total`,
+        note: `open Receive (existing token), read until Drained, one Ack of all, close; ${delivered} messages read in total (all rigs)`,
       });
       log(`${r.label}: catch-up ${round(v)} devices/s (raw ${round(median(rawCu))})`);
     }
