@@ -45,7 +45,7 @@ import {
   type SigningKeyLookup,
   type VerifiedGroupState,
 } from "../protocol/group-state.js";
-import { encodeSenderKeySharedBody, parseSenderKeyBody } from "../protocol/sender-keys.js";
+import { encodeSenderKeySharedBody, parseSenderKeyBody, validateDistribution, validateSenderKeyMessage } from "../protocol/sender-keys.js";
 import type { GroupPendingSnapshot, GroupRecord, GroupStores } from "../store/group-interfaces.js";
 import { addressKey } from "../store/interfaces.js";
 import { GroupError } from "./group-errors.js";
@@ -73,6 +73,7 @@ export interface GroupManagerOptions {
 }
 
 const MAX_SEND_ATTEMPTS = 4;
+const MESSAGE_ID_BYTES = 16;
 
 interface PendingBody {
   sender: GroupDeviceRef;
@@ -395,6 +396,9 @@ export class GroupManager {
   async handleGroupBody(sender: GroupDeviceRef, messageId: Uint8Array, sharedBody: Uint8Array, serverTimestampMs: number): Promise<void> {
     const message = parseSenderKeyBody(sharedBody);
     if (!message) throw new InvalidMessageError("shared body is not a sender-key message");
+    // Wire fields that become store keys are checked before any store is touched.
+    validateSenderKeyMessage(message);
+    if (messageId.length !== MESSAGE_ID_BYTES) throw new InvalidMessageError("group message_id must be 16 bytes");
     await this.restore();
     const groupId = await this.cipher.groupOf(sender, message);
     if (!groupId) {
@@ -612,6 +616,13 @@ export class GroupManager {
   private async handleDistribution(from: GroupDeviceRef, dist: SenderKeyDistribution): Promise<void> {
     if (dist.groupId.length !== GROUP_ID_BYTES) return;
     const id = toHex(dist.groupId);
+    try {
+      validateDistribution(dist); // before it waits in a queue or names a record
+    } catch (e) {
+      if (!(e instanceof SealpostCryptoError)) throw e;
+      this.port.emit({ type: "group-rejected", groupId: id, from, what: "distribution", problem: e.code, detail: e.message });
+      return;
+    }
     const ready = await this.withLock(id, async () => {
       const record = await this.stores.groups.load(id);
       if (!record || roleOf(currentOf(this.provider, record).state, from.accountId) === undefined) {

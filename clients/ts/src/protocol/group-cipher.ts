@@ -25,6 +25,7 @@ import {
   senderKeyDistribution,
   senderKeyEncrypt,
   validateDistribution,
+  validateSenderKeyMessage,
   type OwnSenderKey,
 } from "./sender-keys.js";
 
@@ -164,6 +165,7 @@ export class GroupCipher {
 
   /** The group id of a sender-key body from `sender`, when we hold its distribution. */
   async groupOf(sender: { accountId: string; deviceId: number }, message: SenderKeyMessage): Promise<Uint8Array | undefined> {
+    validateSenderKeyMessage(message);
     return (await this.store.load(addressKey(sender), toHex(message.distributionId)))?.groupId;
   }
 
@@ -175,6 +177,7 @@ export class GroupCipher {
   async decrypt(sender: { accountId: string; deviceId: number }, body: Uint8Array | SenderKeyMessage): Promise<DecryptedGroupMessage> {
     const message = body instanceof Uint8Array ? parseSenderKeyBody(body) : body;
     if (!message) throw new InvalidMessageError("shared body is not a sender-key message");
+    validateSenderKeyMessage(message);
     const who = addressKey(sender);
     const dist = toHex(message.distributionId);
     return this.withLock(`${who}/${dist}`, async () => {

@@ -199,6 +199,14 @@ export function processSenderKeyDistribution(record: SenderKeyRecord | undefined
   return r;
 }
 
+/**
+ * Checks the fields of a SenderKeyMessage that name stored records (distribution_id is a store
+ * key: hex file names in file stores) before anything is looked up; throws InvalidMessageError.
+ */
+export function validateSenderKeyMessage(m: SenderKeyMessage): void {
+  if (m.distributionId.length !== DISTRIBUTION_ID_BYTES) throw new InvalidMessageError("sender key message distribution_id must be 16 bytes");
+}
+
 /** The SenderKeyMessage of a serialized SharedBody, or undefined for other bodies. */
 export function parseSenderKeyBody(sharedBody: Uint8Array): SenderKeyMessage | undefined {
   let body;
