@@ -24,6 +24,7 @@ import { HealthStatus, healthService } from "./health/health-service.js";
 import { listenOnePort } from "./one-port.js";
 import { withCors } from "./cors.js";
 import { callLogInterceptor } from "./interceptors.js";
+import { callerContextValues } from "./caller-address.js";
 import { createDirectory, type DirectoryOptions } from "./directory/service.js";
 import { createDelivery, type DeliveryOptions } from "./delivery/service.js";
 import type { ServerContext } from "./server-context.js";
@@ -95,6 +96,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         );
       },
       interceptors: [callLogInterceptor(log, now)],
+      contextValues: callerContextValues,
       readMaxBytes: READ_MAX_BYTES,
       writeMaxBytes: READ_MAX_BYTES,
       // Never compress responses: everything sealpost sends is ciphertext (incompressible),

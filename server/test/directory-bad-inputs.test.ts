@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { OneTimePrekeySchema, SignedPrekeySchema } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import {
@@ -104,6 +105,20 @@ describe("authentication", () => {
     await expectConnectError(open().authenticate({ device: d.address, nonce, signature: good }), Code.Unauthenticated, "challenge is unknown or already used; request a new one");
     // A challenge for device 1 does not authenticate another address.
     await expectConnectError(open().authenticate({ device: d.address, nonce: new Uint8Array(32), signature: good }), Code.Unauthenticated, "challenge is unknown or already used; request a new one");
+    // A nonce with its expiry (bytes 10-15) or random part changed is not one the server issued.
+    const fresh = (await open().getAuthChallenge({ device: d.address })).nonce;
+    for (const i of [0, 12, 31]) {
+      const forged = fresh.slice();
+      forged[i] ^= 1;
+      const sig = alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, forged));
+      await expectConnectError(open().authenticate({ device: d.address, nonce: forged, signature: sig }), Code.Unauthenticated, "challenge is unknown or already used; request a new one");
+    }
+    // Stateless challenges stay single-use across instances: two racing Authenticates, one token.
+    const sig = alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, fresh));
+    const raced = await Promise.allSettled(
+      [server, limited, server, limited].map((s) => createClient(DirectoryService, plainTransport(s.url)).authenticate({ device: d.address, nonce: fresh, signature: sig })),
+    );
+    expect(raced.filter((r) => r.status === "fulfilled")).toHaveLength(1);
   });
 
   it("rejects missing, malformed, forged and expired tokens", async () => {
@@ -155,7 +170,7 @@ describe("UploadPrekeys and ClaimKeyBundles", () => {
     await unchanged(alice, Code.InvalidArgument, 'account_id "CL" is invalid: 3 to 64 characters of [a-z0-9_-], starting with a letter or digit', () => c.claimKeyBundles({ accountId: "CL" }));
   });
 
-  it("rate-limits claims, uploads and challenges per device", async () => {
+  it("rate-limits claims and uploads per device, challenges per caller address", async () => {
     const alice = await createTestAccount(limited.url, "rl-alice", { oneTimePrekeys: 5 });
     const bobOnLimited = await createTestAccount(server.url, "rl-bob");
     const bob = withToken(limited.url, bobOnLimited.devices[0].token);
@@ -168,11 +183,20 @@ describe("UploadPrekeys and ClaimKeyBundles", () => {
     await up.uploadPrekeys({ oneTimePrekeys: [otp(100)] });
     await up.uploadPrekeys({ oneTimePrekeys: [otp(101)] });
     await unchanged(alice, Code.ResourceExhausted, /^prekey upload rate limit exceeded for rl-alice\/1; retry in \d+ s$/, () => up.uploadPrekeys({ oneTimePrekeys: [otp(102)] }));
+    // Challenges: 3 per minute per caller address. A stranger at 127.0.0.2 asking for Alice's
+    // challenges uses up only its own budget; Alice (at 127.0.0.1) still authenticates.
+    const stranger = createClient(
+      DirectoryService,
+      createConnectTransport({ baseUrl: limited.url, httpVersion: "1.1", useBinaryFormat: true, nodeOptions: { localAddress: "127.0.0.2" } }),
+    );
+    for (let i = 0; i < 3; i++) await stranger.getAuthChallenge({ device: alice.devices[0].address });
+    await expectConnectError(stranger.getAuthChallenge({ device: alice.devices[0].address }), Code.ResourceExhausted, /^auth challenge rate limit exceeded for 127\.0\.0\.2; retry in \d+ s$/);
+    await expectConnectError(stranger.getAuthChallenge({ device: bobOnLimited.devices[0].address }), Code.ResourceExhausted, /^auth challenge rate limit exceeded for 127\.0\.0\.2;/);
     const lim = createClient(DirectoryService, plainTransport(limited.url));
-    // createTestAccount used one challenge on this instance; two more fit, the fourth does not.
+    // createTestAccount used one challenge of 127.0.0.1's on this instance; two more fit, the fourth does not.
     await lim.getAuthChallenge({ device: alice.devices[0].address });
     await lim.getAuthChallenge({ device: alice.devices[0].address });
-    await expectConnectError(lim.getAuthChallenge({ device: alice.devices[0].address }), Code.ResourceExhausted, /^auth challenge rate limit exceeded for rl-alice\.1; retry in \d+ s$/);
+    await expectConnectError(lim.getAuthChallenge({ device: alice.devices[0].address }), Code.ResourceExhausted, /^auth challenge rate limit exceeded for 127\.0\.0\.1; retry in \d+ s$/);
   });
 });
 

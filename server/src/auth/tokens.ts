@@ -44,6 +44,11 @@ export class TokenSigner {
     return { accountId, deviceId, expiresAtMs };
   }
 
+  /** A key for another purpose derived from the shared secret (HMAC(secret, label)); the secret itself never leaves. */
+  subkey(label: string): Uint8Array {
+    return createHmac("sha256", this.#secret).update(`subkey:${label}`).digest();
+  }
+
   #mac(body: string): string {
     return createHmac("sha256", this.#secret).update(body).digest("base64url");
   }

@@ -15,6 +15,11 @@ export interface DirectoryLimits {
   /** Token buckets per device and per server instance: burst size and refill per minute. */
   claimsPerMinute: number;
   uploadsPerMinute: number;
+  /**
+   * GetAuthChallenge per caller address (IPv4 address or IPv6 /64) and instance, not per
+   * target device, so nobody can use up another device's challenges. Generous: many devices
+   * can share one address (NAT).
+   */
   challengesPerMinute: number;
 }
 
@@ -28,7 +33,7 @@ export const defaultDirectoryLimits: DirectoryLimits = {
   maxHistoryVersions: 1000,
   claimsPerMinute: 300,
   uploadsPerMinute: 30,
-  challengesPerMinute: 30,
+  challengesPerMinute: 600,
 };
 
 /** Account ids are NATS subject tokens in KV keys and token fields: no dots, no wildcards. */
@@ -39,4 +44,5 @@ export const KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
 export const MLKEM768_PUBLIC_KEY_BYTES = 1184;
 export const NONCE_BYTES = 32;
-export const CHALLENGE_TTL_MS = 5 * 60 * 1000;
+/** Shorter than the challenges bucket's 5 minutes, so a nonce's used-marker outlives it (auth/challenge.ts). */
+export const CHALLENGE_TTL_MS = 4 * 60 * 1000;

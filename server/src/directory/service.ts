@@ -12,6 +12,7 @@ import type { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/direc
 import { KeyBundleSchema, type KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { Authenticator, type AuthenticatedDevice, type DeviceStatus } from "../auth/authenticator.js";
 import { ChallengeStore } from "../auth/challenge.js";
+import { callerAddressKey, callerLimitKey } from "../caller-address.js";
 import { bucketNames } from "../nats/layout.js";
 import type { ServerContext } from "../server-context.js";
 import { checkAccountId, checkDeviceId, parseSignedDeviceList, validateChange, validateFirstList, type ChangeKind } from "./device-list-rules.js";
@@ -66,7 +67,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   const lists = new DeviceListStore(b.accounts, b.deviceListHistory);
   const prekeys = new PrekeyStore(b.prekeys, ctx.nats.jsm, bucketNames.prekeys);
   const oneTime = new OneTimePrekeyStore(b.oneTimePrekeys, ctx.nats.jsm, bucketNames.oneTimePrekeys);
-  const challenges = new ChallengeStore(b.challenges, ctx.now, ctx.random, CHALLENGE_TTL_MS);
+  const challenges = new ChallengeStore(b.challenges, ctx.now, ctx.random, CHALLENGE_TTL_MS, ctx.tokens.subkey("sealpost.auth-challenge.v1"));
   const claimLimiter = new RateLimiter(limits.claimsPerMinute, ctx.now);
   const uploadLimiter = new RateLimiter(limits.uploadsPerMinute, ctx.now);
   const challengeLimiter = new RateLimiter(limits.challengesPerMinute, ctx.now);
@@ -142,11 +143,12 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       return { device: address(accountId, device.deviceId) };
     },
 
-    async getAuthChallenge(req) {
+    async getAuthChallenge(req, hctx) {
       const a = checkAddress(req.device);
-      rateLimit(challengeLimiter, "auth challenge", `${a.accountId}.${a.deviceId}`);
+      // Per caller, not per target device: a stranger must not use up a victim's challenges.
+      rateLimit(challengeLimiter, "auth challenge", callerLimitKey(hctx.values.get(callerAddressKey)));
       listedDevice(await requireAccount(a.accountId), a.deviceId);
-      const c = await challenges.issue(a.accountId, a.deviceId);
+      const c = challenges.issue(a.accountId, a.deviceId);
       return { nonce: c.nonce, expiresAtMs: BigInt(c.expiresAtMs) };
     },
 
@@ -155,7 +157,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       if (req.nonce.length !== NONCE_BYTES) throw new ConnectError(`nonce must be ${NONCE_BYTES} bytes, got ${req.nonce.length}`, Code.InvalidArgument);
       if (req.signature.length !== SIGNATURE_BYTES) throw new ConnectError(`signature must be ${SIGNATURE_BYTES} bytes, got ${req.signature.length}`, Code.InvalidArgument);
       const device = listedDevice(await requireAccount(a.accountId), a.deviceId);
-      const found = await challenges.find(a.accountId, a.deviceId, req.nonce);
+      const found = challenges.check(a.accountId, a.deviceId, req.nonce);
       if (!found.ok) {
         throw new ConnectError(
           found.reason === "expired" ? "challenge expired; request a new one" : "challenge is unknown or already used; request a new one",
@@ -165,7 +167,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       if (!ed25519Verify(device.signingKey, authSignedBytes(a.accountId, a.deviceId, req.nonce), req.signature)) {
         throw new ConnectError(`signature over the challenge does not verify under device ${a.accountId}/${a.deviceId}'s signing key`, Code.Unauthenticated);
       }
-      if (!(await challenges.consume(a.accountId, a.deviceId, req.nonce, found.revision))) {
+      if (!(await challenges.consume(req.nonce))) {
         throw new ConnectError("challenge is unknown or already used; request a new one", Code.Unauthenticated);
       }
       const t = ctx.tokens.issue(a.accountId, a.deviceId, ctx.config.tokenTtlSeconds * 1000);

@@ -17,7 +17,8 @@ import { SendEntrySchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_ser
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
 import { KeyBundleSchema } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { ContentSchema, TextSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
-import { createTestAccount, plainTransport, startTestServer, type TestAccount, type TestDevice } from "@sealpost/test-support/index.js";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { authenticateDevice, createTestAccount, plainTransport, startTestServer, type TestAccount, type TestDevice } from "@sealpost/test-support/index.js";
 import { deliveryClient } from "@sealpost/test-support/traffic.js";
 import { reliabilityProfile } from "@sealpost/test-support/profile.js";
 import { startEmbeddedNats, type EmbeddedNats } from "@sealpost/server/nats/embedded-server.js";
@@ -47,7 +48,11 @@ beforeAll(async () => {
   // Debug level: every call is logged, so the scan sees the most the server ever writes.
   const log = createLogger("debug", (line) => logLines.push(line));
   a = await startTestServer(nats.url, { tokenSecret: TOKEN_SECRET }, { log: log.child({ instance: "a" }), now: () => clock });
-  b = await startTestServer(nats.url, { tokenSecret: TOKEN_SECRET }, { log: log.child({ instance: "b" }), now: () => clock, delivery: { limits: { sendsPerMinute: 60 } } });
+  b = await startTestServer(
+    nats.url,
+    { tokenSecret: TOKEN_SECRET },
+    { log: log.child({ instance: "b" }), now: () => clock, delivery: { limits: { sendsPerMinute: 60 } }, directory: { limits: { challengesPerMinute: 30 } } },
+  );
 });
 afterAll(async () => {
   await a?.close();
@@ -248,11 +253,19 @@ describe("rate limits under a flood", () => {
     const s = count(sends);
     expect(s.ok ?? 0).toBeLessThanOrEqual(61);
     expect(s.ResourceExhausted).toBeGreaterThanOrEqual(n - 61);
-    // Auth challenges for one device (30 per minute per device and instance).
-    const open = createClient(DirectoryService, plainTransport(a.url));
-    const ch = count(await Promise.all(Array.from({ length: n }, () => codeOf(open.getAuthChallenge({ device: victim.devices[0].address })))));
+    // Auth challenges for the victim's device from another address (127.0.0.2), through b
+    // (30 per minute per caller address there): the flooder runs out, the victim does not.
+    const fromElsewhere = createClient(
+      DirectoryService,
+      createConnectTransport({ baseUrl: b.url, httpVersion: "1.1", useBinaryFormat: true, nodeOptions: { localAddress: "127.0.0.2" } }),
+    );
+    const ch = count(await Promise.all(Array.from({ length: n }, () => codeOf(fromElsewhere.getAuthChallenge({ device: victim.devices[0].address })))));
     expect(ch.ok ?? 0).toBeLessThanOrEqual(31);
     expect(ch.ResourceExhausted).toBeGreaterThanOrEqual(n - 31);
+    const victimSeed = victim.devices[0].keys.signingSeed;
+    expect(await codeOf(authenticateDevice(b.url, victim.devices[0].address, victimSeed, provider))).toBe("ok");
+    expect(await codeOf(fromElsewhere.getAuthChallenge({ device: bystander.devices[0].address }))).toBe("ResourceExhausted");
+    const open = createClient(DirectoryService, plainTransport(a.url));
     // Key bundle claims (300 per minute per caller and instance).
     const claims = count(await Promise.all(Array.from({ length: Math.max(n, 320) }, () => codeOf(flooder.devices[0].directory.claimKeyBundles({ accountId: victim.accountId })))));
     expect(claims.ResourceExhausted).toBeGreaterThan(0);

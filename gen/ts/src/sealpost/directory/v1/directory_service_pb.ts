@@ -110,7 +110,8 @@ export const GetAuthChallengeRequestSchema: GenMessage<GetAuthChallengeRequest> 
  */
 export type GetAuthChallengeResponse = Message<"sealpost.directory.v1.GetAuthChallengeResponse"> & {
   /**
-   * 32 random bytes, valid once until expires_at_ms.
+   * 32 bytes, opaque to the client (the server may encode the expiry and a MAC in them:
+   * challenges are stateless), valid once until expires_at_ms.
    *
    * @generated from field: bytes nonce = 1;
    */
