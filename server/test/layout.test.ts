@@ -3,7 +3,7 @@
  * start at once against one NATS.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type TestNats } from "@sealpost/test-support/index.js";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
 import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
 import { ensureLayout, mailboxPartition, mailboxStreamName, mailboxSubject, MAILBOX_RETENTION_MS } from "@sealpost/server/nats/layout.js";
 
@@ -32,6 +32,16 @@ describe("JetStream layout", () => {
     await layout.buckets.config.put("probe", new TextEncoder().encode("kept"));
     const again = await ensureLayout(conn.jsm, conn.kvm, 4, 1);
     expect(new TextDecoder().decode((await again.buckets.config.get("probe"))!.value)).toBe("kept");
+  });
+
+  it("stores the mailbox partition count once and refuses an instance configured with another", async () => {
+    await ensureLayout(conn.jsm, conn.kvm, 4, 1); // the first test's K
+    const mismatch = /mailbox partition count mismatch: this instance is configured with --mailbox-partitions 5, but the deployment's NATS \(sp_config "mailbox-partitions"\) uses 4/;
+    await expect(ensureLayout(conn.jsm, conn.kvm, 5, 1)).rejects.toThrow(mismatch);
+    // It created no stream for its extra partition, and a whole server refuses to start.
+    await expect(conn.jsm.streams.info(mailboxStreamName(4))).rejects.toThrow(/not found/);
+    await expect(startTestServer(nats.url, { mailboxPartitions: 5 })).rejects.toThrow(mismatch);
+    await ensureLayout(conn.jsm, conn.kvm, 4, 1);
   });
 
   it("hashes a device onto a stable partition", () => {

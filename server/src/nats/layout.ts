@@ -11,8 +11,8 @@
  * - attachments: SP_ATTACHMENTS, subjects sp.att.<id>.<index> (one chunk each), metadata in
  *   the attachments bucket; receivers: the newest Receive stream per device (takeover order).
  * - directory: KV buckets for accounts (current signed device list), device-list history,
- *   prekeys, one-time prekeys, auth challenges; config (shared token secret); sends
- *   (idempotency records).
+ *   prekeys, one-time prekeys, used auth challenges; config (shared token secret, mailbox
+ *   partition count K); sends (idempotency records).
  */
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { Kvm, KV, KvOptions } from "@nats-io/kv";
@@ -146,10 +146,36 @@ function isNotFound(err: unknown): boolean {
 }
 
 export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, partitions: number, replicas: number): Promise<Layout> {
-  await ensureStreams(jsm, streamConfigs(partitions, replicas));
   const buckets = {} as Record<BucketName, KV>;
   for (const name of Object.keys(bucketNames) as BucketName[]) {
     buckets[name] = await kvm.create(bucketNames[name], bucketOptions(name, replicas));
   }
+  // Before any stream: an instance with another K must not even create its partitions.
+  await agreeOnPartitions(buckets.config, partitions);
+  await ensureStreams(jsm, streamConfigs(partitions, replicas));
   return { partitions, replicas, buckets };
+}
+
+const PARTITIONS_KEY = "mailbox-partitions";
+
+/**
+ * The mailbox partition count K is fixed per deployment: instances that disagree hash devices
+ * onto different streams, so one writes mail where another never reads it. The first instance
+ * stores K in sp_config (kv.create: concurrent first starts agree on one value); every later
+ * start compares and refuses to run on a mismatch.
+ */
+export async function agreeOnPartitions(config: KV, partitions: number): Promise<void> {
+  try {
+    await config.create(PARTITIONS_KEY, new TextEncoder().encode(String(partitions)));
+    return;
+  } catch (err) {
+    if (!/wrong last sequence/i.test(String((err as Error)?.message ?? err))) throw err;
+  }
+  const e = await config.get(PARTITIONS_KEY);
+  const stored = e && e.operation === "PUT" ? new TextDecoder().decode(e.value) : "(missing)";
+  if (stored !== String(partitions)) {
+    throw new Error(
+      `mailbox partition count mismatch: this instance is configured with --mailbox-partitions ${partitions}, but the deployment's NATS (sp_config "${PARTITIONS_KEY}") uses ${stored}; every instance must use the same count, fixed for the life of the deployment (docs/OPERATIONS.md)`,
+    );
+  }
 }
