@@ -11,7 +11,18 @@ import { InvalidMessageError } from "../src/crypto/errors.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import { encodeSenderKeySharedBody } from "../src/protocol/sender-keys.js";
 import { createFileGroupStores } from "../src/store/group-file-store.js";
+import { GroupDirectoryError } from "../src/groups/group-errors.js";
 import { FakeNetwork } from "./groups-network.js";
+
+/** alice (admin), bob and carol settled into one group. */
+async function threePeople(net = new FakeNetwork(createNodeProvider())) {
+  const a1 = net.add("alice", 1);
+  const b1 = net.add("bob", 1);
+  const c1 = net.add("carol", 1);
+  const g = (await a1.manager.createGroup("trip", ["bob", "carol"])).groupId;
+  await net.settle();
+  return { net, a1, b1, c1, g };
+}
 
 describe("group layer hardening", () => {
   it("a group body whose distribution_id is not 16 bytes is refused as invalid before any store is touched (file stores)", async () => {
@@ -42,5 +53,53 @@ describe("group layer hardening", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it("a removal checked while the signer's device list cannot be fetched waits and is verified again, not dropped", async () => {
+    const { net, a1, b1, c1, g } = await threePeople(new FakeNetwork(createNodeProvider(), { retryDelayMs: 60_000 }));
+    await a1.manager.removeMember(g, "carol");
+    // Bob's directory look-ups fail twice (the cached list, then the refresh): a network blip.
+    b1.lookupFailures.push(new Error("unavailable"), new Error("unavailable"));
+    await b1.drain();
+    expect((await b1.manager.info(g))?.version).toBe(1);
+    expect(b1.events.filter((e) => e.type === "group-rejected")).toEqual([]);
+    expect(await b1.manager.pendingCount()).toEqual({ messages: 0, distributions: 0, updates: 1 });
+    // Bob's next send verifies it first: carol is gone before anything is sent.
+    await b1.manager.sendText(g, "after the removal");
+    expect((await b1.manager.info(g))?.members.map((m) => m.accountId)).toEqual(["alice", "bob"]);
+    await net.settle();
+    expect(a1.texts(g)).toEqual(["after the removal"]);
+    expect(c1.texts(g)).toEqual([]);
+    expect(await b1.manager.pendingCount()).toEqual({ messages: 0, distributions: 0, updates: 0 });
+    b1.manager.close();
+  });
+
+  it("a held change is verified again on a timer with backoff, and by a later change of the group", async () => {
+    const { net, a1, b1, g } = await threePeople(new FakeNetwork(createNodeProvider(), { retryDelayMs: 5 }));
+    await a1.manager.changeSettings(g, { title: "v2" });
+    b1.lookupFailures.push(new Error("unavailable"), new Error("unavailable"));
+    await b1.drain();
+    expect((await b1.manager.info(g))?.version).toBe(1);
+    for (let i = 0; i < 100 && (await b1.manager.info(g))?.version !== 2; i++) await new Promise((r) => setTimeout(r, 5));
+    expect((await b1.manager.info(g))?.title).toBe("v2");
+    // Held again, then version 3 arrives: both apply in order.
+    await a1.manager.changeSettings(g, { title: "v3" });
+    await a1.manager.changeSettings(g, { title: "v4" });
+    b1.lookupFailures.push(new Error("unavailable"), new Error("unavailable"));
+    b1.manager.close();
+    await b1.drain();
+    expect((await b1.manager.info(g))?.title).toBe("v4");
+    expect(b1.events.filter((e) => e.type === "group-rejected")).toEqual([]);
+    b1.manager.close();
+  });
+
+  it("an untrusted or unknown signer list is still a rejection", async () => {
+    const { a1, b1, g } = await threePeople();
+    await a1.manager.removeMember(g, "carol");
+    b1.lookupFailures.push(new GroupDirectoryError("alice", "untrusted"), new GroupDirectoryError("alice", "untrusted"));
+    await b1.drain();
+    expect((await b1.manager.info(g))?.version).toBe(1);
+    expect(b1.events.filter((e) => e.type === "group-rejected").map((e) => (e as { problem: string }).problem)).toEqual(["unknown-signer"]);
+    expect(await b1.manager.pendingCount()).toEqual({ messages: 0, distributions: 0, updates: 0 });
   });
 });

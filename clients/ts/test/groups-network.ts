@@ -8,7 +8,7 @@
 import { clone } from "@bufbuild/protobuf";
 import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import type { CryptoProvider } from "../src/crypto/provider.js";
-import { GroupManager } from "../src/groups/group-manager.js";
+import { GroupManager, type GroupManagerOptions } from "../src/groups/group-manager.js";
 import type { GroupEvent, GroupMessage } from "../src/groups/group-events.js";
 import type { GroupDeviceInfo, GroupDeviceRef, GroupPort, GroupSendOutcome } from "../src/groups/group-port.js";
 import { generateLocalIdentity, type LocalIdentity } from "../src/protocol/identity.js";
@@ -29,6 +29,8 @@ export class FakeDevice implements GroupPort {
   readonly errors: { from: GroupDeviceRef; code: string }[] = [];
   /** Every group body sent by this device (what a hostile server could hand anyone). */
   readonly sentBodies: Mail[] = [];
+  /** Errors the next devices() look-ups throw, in order (a directory outage, an untrusted list). */
+  readonly lookupFailures: Error[] = [];
 
   constructor(
     readonly net: FakeNetwork,
@@ -37,11 +39,11 @@ export class FakeDevice implements GroupPort {
     readonly stores: GroupStores = createMemoryGroupStores(),
   ) {
     this.identity = generateLocalIdentity(provider, self.deviceId);
-    this.manager = new GroupManager({ provider, stores, port: this, now: () => net.clock });
+    this.manager = new GroupManager({ provider, stores, port: this, now: () => net.clock, ...net.managerOptions });
   }
   /** A new GroupManager over `stores` (a restart, for durable stores). */
   restart(stores: GroupStores): void {
-    this.manager = new GroupManager({ provider: this.provider, stores, port: this, now: () => this.net.clock });
+    this.manager = new GroupManager({ provider: this.provider, stores, port: this, now: () => this.net.clock, ...this.net.managerOptions });
   }
   get key(): string {
     return addressKey(this.self);
@@ -50,6 +52,8 @@ export class FakeDevice implements GroupPort {
     return this.identity.signingSeed;
   }
   async devices(accountId: string): Promise<GroupDeviceInfo[]> {
+    const failure = this.lookupFailures.shift();
+    if (failure) throw failure;
     return this.net.devicesOf(accountId).map((d) => ({ deviceId: d.self.deviceId, signingKey: d.identity.signingKey }));
   }
   async sendPairwise(content: Content, accounts: string[]): Promise<void> {
@@ -102,7 +106,11 @@ export class FakeNetwork {
   clock = 1_700_000_000_000;
   pairwiseSends = 0;
   groupSends = 0;
-  constructor(private readonly provider: CryptoProvider) {}
+  constructor(
+    private readonly provider: CryptoProvider,
+    /** Extra options of every device's GroupManager. */
+    readonly managerOptions: Partial<GroupManagerOptions> = {},
+  ) {}
   add(accountId: string, deviceId: number, stores?: GroupStores): FakeDevice {
     const d = new FakeDevice(this, { accountId, deviceId }, this.provider, stores);
     this.all.push(d);

@@ -48,7 +48,7 @@ import {
 import { encodeSenderKeySharedBody, parseSenderKeyBody, validateDistribution, validateSenderKeyMessage } from "../protocol/sender-keys.js";
 import type { GroupPendingSnapshot, GroupRecord, GroupStores } from "../store/group-interfaces.js";
 import { addressKey } from "../store/interfaces.js";
-import { GroupError } from "./group-errors.js";
+import { GroupDirectoryError, GroupError, GroupUpdatePendingError } from "./group-errors.js";
 import type { GroupDeviceRef, GroupPort } from "./group-port.js";
 
 /** A group as the app sees it. */
@@ -70,9 +70,16 @@ export interface GroupManagerOptions {
   now?: () => number;
   /** Max items per waiting queue (distributions, messages, updates); the oldest are dropped. */
   maxPending?: number;
+  /**
+   * First delay before state changes held back by a transient directory failure are verified
+   * again (doubles up to 5 minutes; default 1 s). They are also retried before each send to
+   * their group, when a later change of the group arrives, and on retryPending().
+   */
+  retryDelayMs?: number;
 }
 
 const MAX_SEND_ATTEMPTS = 4;
+const MAX_RETRY_DELAY_MS = 300_000;
 const MESSAGE_ID_BYTES = 16;
 
 interface PendingBody {
@@ -101,6 +108,12 @@ export class GroupManager {
   /** Updates that skip versions, waiting for the missing ones (by group hex). */
   private readonly pendingUpdates = new Map<string, { from: GroupDeviceRef; signed: SignedGroupState }[]>();
 
+  /** Groups with updates held back because the signer's device list could not be fetched. */
+  private readonly deferred = new Set<string>();
+  private readonly firstRetryDelayMs: number;
+  private retryDelayMs: number;
+  private retryTimer?: ReturnType<typeof setTimeout>;
+
   /** Queues restored from stores.pending (once), and whether they changed since saved. */
   private restored?: Promise<void>;
   private dirty = false;
@@ -111,6 +124,7 @@ export class GroupManager {
     this.port = o.port;
     this.now = o.now ?? Date.now;
     this.maxPending = o.maxPending ?? 500;
+    this.firstRetryDelayMs = this.retryDelayMs = o.retryDelayMs ?? 1000;
     this.cipher = new GroupCipher(o.provider, o.stores.senderKeys, { now: this.now });
   }
 
@@ -279,6 +293,11 @@ export class GroupManager {
   async sendContent(groupId: Uint8Array, content: Content): Promise<{ messageId: Uint8Array; serverTimestampMs: number; devices: number }> {
     if (content.messageId.length !== 16) throw new InvalidMessageError("group content needs a 16-byte message_id");
     const id = toHex(groupId);
+    if (this.deferred.has(id)) {
+      // A state change (maybe a removal) could not be verified yet: verify it before sending.
+      await this.retryPending();
+      if (this.deferred.has(id)) throw new GroupUpdatePendingError("a change of the group waits for its signer's device list; retry later");
+    }
     let refresh = new Set<string>();
     for (let attempt = 1; attempt <= MAX_SEND_ATTEMPTS; attempt++) {
       const outcome = await this.withLock(id, async () => {
@@ -431,9 +450,13 @@ export class GroupManager {
       for (const u of snap.updates) {
         const signed = decodeSignedGroupState(u.signed);
         const gid = groupIdOf(signed);
-        if (gid) this.enqueue(this.pendingUpdates, gid, { from: u.from, signed });
+        if (gid) {
+          this.enqueue(this.pendingUpdates, gid, { from: u.from, signed });
+          this.deferred.add(gid); // held back by the directory before the restart, maybe
+        }
       }
       this.dirty = false;
+      if (this.deferred.size > 0) this.scheduleRetry();
     })();
     return this.restored;
   }
@@ -475,11 +498,23 @@ export class GroupManager {
       this.rejectState(undefined, from, e);
       return;
     }
-    await this.withLock(groupId, async () => {
+    const held = await this.withLock(groupId, async () => {
       const signer = signed.signer?.accountId ?? "";
-      let lookup = await this.lookupFor([signer]);
+      const unavailable = new Set<string>();
+      let lookup = await this.lookupFor([signer], false, unavailable);
       // A signer device we do not know yet (linked since our list was fetched): refresh once.
-      if (signed.signer && !lookup({ accountId: signer, deviceId: signed.signer.deviceId })) lookup = await this.lookupFor([signer], true);
+      if (signed.signer && !lookup({ accountId: signer, deviceId: signed.signer.deviceId })) {
+        unavailable.clear();
+        lookup = await this.lookupFor([signer], true, unavailable);
+        if (unavailable.has(signer)) {
+          // The list could not be fetched (network, server): no verdict on the change. It
+          // waits and is verified again later (backoff, next send, next change of the group).
+          this.enqueue(this.pendingUpdates, groupId, { from, signed });
+          this.deferred.add(groupId);
+          this.scheduleRetry();
+          return true;
+        }
+      }
       const record = await this.stores.groups.load(groupId);
       if (record && !record.active) {
         const current = currentOf(this.provider, record);
@@ -530,7 +565,9 @@ export class GroupManager {
         return;
       }
       await this.accept(record, current, next, signerOf(next));
+      return false;
     });
+    if (held) return;
     await this.drain(groupId);
     const lost = this.toReapply.get(groupId);
     if (lost) {
@@ -682,18 +719,72 @@ export class GroupManager {
     return groupContent(groupId, { sentAtMs: BigInt(this.now()), body: { case: "groupControl", value: create(GroupControlSchema, { kind }) } });
   }
 
-  /** A lookup of current devices' signing keys for these accounts (fetched now). */
-  private async lookupFor(accounts: string[], refresh = false): Promise<SigningKeyLookup> {
+  /**
+   * A lookup of current devices' signing keys for these accounts (fetched now). An account
+   * whose list is untrusted or unknown (GroupDirectoryError) signs nothing we accept; one whose
+   * list could not be fetched (any other error: network, server) signs nothing either and is
+   * added to `unavailable`, so the caller can try again later instead of rejecting.
+   */
+  private async lookupFor(accounts: string[], refresh = false, unavailable?: Set<string>): Promise<SigningKeyLookup> {
     const keys = new Map<string, Uint8Array>();
     for (const a of new Set(accounts)) {
       if (!a) continue;
       try {
         for (const d of await this.port.devices(a, { refresh })) keys.set(`${a}.${d.deviceId}`, d.signingKey);
-      } catch {
-        // An account whose list cannot be fetched or verified signs nothing we accept.
+      } catch (e) {
+        if (!(e instanceof GroupDirectoryError)) unavailable?.add(a);
       }
     }
     return (d) => keys.get(`${d.accountId}.${d.deviceId}`);
+  }
+
+  /**
+   * Verifies again the state changes held back because their signer's device list could not
+   * be fetched (the Messenger calls it when the connection comes back; a timer with backoff
+   * and the next send to the group do too).
+   */
+  async retryPending(): Promise<void> {
+    await this.restore();
+    try {
+      for (const id of [...this.deferred]) {
+        this.deferred.delete(id);
+        const updates = this.pendingUpdates.get(id) ?? [];
+        this.pendingUpdates.delete(id);
+        if (updates.length > 0) this.dirty = true;
+        updates.sort((a, b) => (versionOf(a.signed) < versionOf(b.signed) ? -1 : versionOf(a.signed) > versionOf(b.signed) ? 1 : 0));
+        // Each goes through the usual path again: accepted, rejected, waits for a gap, or held again.
+        for (let i = 0; i < updates.length; i++) {
+          try {
+            await this.handleUpdate(updates[i].from, updates[i].signed);
+          } catch (e) {
+            for (const u of updates.slice(i)) this.enqueue(this.pendingUpdates, id, u); // kept, tried again later
+            this.deferred.add(id);
+            this.scheduleRetry();
+            throw e;
+          }
+        }
+      }
+    } finally {
+      await this.persist();
+    }
+    if (this.deferred.size === 0) this.retryDelayMs = this.firstRetryDelayMs;
+  }
+
+  /** Stops the retry timer (the manager stays usable; a later deferral starts it again). */
+  close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer) return;
+    const delay = this.retryDelayMs;
+    this.retryDelayMs = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retryPending().catch(() => this.scheduleRetry());
+    }, delay);
+    (this.retryTimer as { unref?: () => void }).unref?.();
   }
 
   private async requireActive(id: string): Promise<GroupRecord> {

@@ -18,6 +18,7 @@
  * stores it twice.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import { AttachmentPointerSchema, ContentSchema, ReadMarkSchema, TextSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { uploadAttachment, type AttachmentMeta } from "../attachments.js";
@@ -27,9 +28,10 @@ import { DuplicateMessageError, SealpostCryptoError } from "../crypto/errors.js"
 import { sleep } from "../backoff.js";
 import { groupConversation, type StoredMessage } from "../conversation-store.js";
 import type { Messenger } from "../messenger.js";
+import { messengerErrorOf } from "../messenger-errors.js";
 import type { GroupOutboxItem, GroupOutboxStore, GroupStores } from "../store/group-interfaces.js";
 import { MemoryGroupOutboxStore } from "../store/group-memory-store.js";
-import { GroupError } from "./group-errors.js";
+import { GroupDirectoryError, GroupError } from "./group-errors.js";
 import type { GroupEvent, GroupMessage } from "./group-events.js";
 import { GroupManager, type GroupInfo } from "./group-manager.js";
 import type { GroupDeviceInfo, GroupDeviceRef, GroupPort, GroupSendOutcome } from "./group-port.js";
@@ -68,7 +70,10 @@ export class MessengerGroups implements GroupPort {
     m.registerGroupBodyHandler((sender, mail) => this.onGroupBody(sender, mail));
     this.outbox = stores.outbox ?? new MemoryGroupOutboxStore();
     m.on((e) => {
-      if (e.type === "connection" && e.state === "online") this.kick();
+      if (e.type === "connection" && e.state === "online") {
+        this.kick();
+        this.manager.retryPending().catch(() => undefined); // what fails stays queued, retried on a timer
+      }
     });
   }
 
@@ -287,7 +292,16 @@ export class MessengerGroups implements GroupPort {
   }
 
   async devices(accountId: string, opts: { refresh?: boolean } = {}): Promise<GroupDeviceInfo[]> {
-    const list = await this.m.directory.devices(accountId, opts);
+    let list;
+    try {
+      list = await this.m.directory.devices(accountId, opts);
+    } catch (err) {
+      // Untrusted or unknown: a verdict. Anything else (network, server) is transient.
+      if (messengerErrorOf(err)?.code === "directory_untrusted" || (err instanceof ConnectError && err.code === Code.NotFound)) {
+        throw new GroupDirectoryError(accountId, `device list of ${accountId} is untrusted or unknown`, { cause: err });
+      }
+      throw err;
+    }
     return list.devices.map((d) => ({ deviceId: d.deviceId, signingKey: d.signingKey }));
   }
 
