@@ -10,7 +10,10 @@ import { describe, expect, it } from "vitest";
 import { InvalidMessageError } from "../src/crypto/errors.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import { encodeSenderKeySharedBody } from "../src/protocol/sender-keys.js";
-import { createFileGroupStores } from "../src/store/group-file-store.js";
+import { RecordDirectory } from "../src/store/file-store.js";
+import { createFileGroupStores, FileGroupPendingStore } from "../src/store/group-file-store.js";
+import type { GroupPendingItem } from "../src/store/group-interfaces.js";
+import { createMemoryGroupStores, MemoryGroupPendingStore } from "../src/store/group-memory-store.js";
 import { GroupDirectoryError } from "../src/groups/group-errors.js";
 import { FakeNetwork } from "./groups-network.js";
 
@@ -101,5 +104,76 @@ describe("group layer hardening", () => {
     expect((await b1.manager.info(g))?.version).toBe(1);
     expect(b1.events.filter((e) => e.type === "group-rejected").map((e) => (e as { problem: string }).problem)).toEqual(["unknown-signer"]);
     expect(await b1.manager.pendingCount()).toEqual({ messages: 0, distributions: 0, updates: 0 });
+  });
+
+  it("waiting content is bounded in total items and bytes over all sender-chosen keys; the oldest go first, reported; saves write only what changed", async () => {
+    const provider = createNodeProvider();
+    const net = new FakeNetwork(provider, { maxPendingTotal: 10, maxPendingBytes: 40_000 });
+    const a1 = net.add("alice", 1);
+    const writes: number[] = [];
+    const removes: number[] = [];
+    class CountingPending extends MemoryGroupPendingStore {
+      override async put(item: GroupPendingItem) {
+        writes.push(item.id);
+        return super.put(item);
+      }
+      override async remove(id: number) {
+        removes.push(id);
+        return super.remove(id);
+      }
+    }
+    const stores = { ...createMemoryGroupStores(), pending: new CountingPending() };
+    const b1 = net.add("bob", 1, stores);
+    // A sender floods bodies under 25 different distribution ids (25 lists of one item each).
+    const ids: Uint8Array[] = [];
+    for (let i = 0; i < 25; i++) {
+      const body = encodeSenderKeySharedBody(provider.random(16), 1, 0, provider.random(100), provider.random(64));
+      const id = provider.random(16);
+      ids.push(id);
+      await b1.manager.handleGroupBody(a1.self, id, body, net.clock);
+      // One record written per new item, whatever is waiting already.
+      expect(writes).toHaveLength(i + 1);
+    }
+    expect(await b1.manager.pendingCount()).toEqual({ messages: 10, distributions: 0, updates: 0 });
+    const dropped = b1.events.filter((e) => e.type === "group-rejected" && e.problem === "queue-full");
+    expect(dropped).toHaveLength(15);
+    expect(removes).toEqual(writes.slice(0, 15));
+    // Only the newest 10 are stored, and they come back after a restart.
+    expect((await stores.pending.list()).map((x) => x.id)).toEqual(writes.slice(15));
+    b1.restart(stores);
+    expect(await b1.manager.pendingCount()).toEqual({ messages: 10, distributions: 0, updates: 0 });
+
+    // Bytes: big bodies push out the oldest until the total fits.
+    const big = () => encodeSenderKeySharedBody(provider.random(16), 1, 0, provider.random(15_000), provider.random(64));
+    for (let i = 0; i < 3; i++) await b1.manager.handleGroupBody(a1.self, provider.random(16), big(), net.clock);
+    const left = await b1.manager.pendingCount();
+    expect(left.messages).toBeLessThanOrEqual(3);
+    expect(left.messages).toBeGreaterThanOrEqual(2);
+    const stored = await stores.pending.list();
+    expect(stored.reduce((n, x) => n + (x.kind === "body" ? x.sharedBody.length + x.messageId.length : 0), 0)).toBeLessThanOrEqual(40_000);
+  });
+
+  it("file stores: a pending snapshot of an earlier version becomes one record per item", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "sealpost-groups-pending-"));
+    try {
+      const sender = { accountId: "alice", deviceId: 1 };
+      await new RecordDirectory(dir, { fsync: false }).write("pending", {
+        bodies: [{ sender, messageId: new Uint8Array(16).fill(1), sharedBody: new Uint8Array([1, 2, 3]), serverTimestampMs: 5 }],
+        distributions: [{ sender, distribution: new Uint8Array([4]) }],
+        updates: [{ from: sender, signed: new Uint8Array([5]) }],
+      });
+      const store = new FileGroupPendingStore(dir, { fsync: false });
+      const items = await store.list();
+      expect(items.map((i) => [i.id, i.kind])).toEqual([
+        [1, "body"],
+        [2, "distribution"],
+        [3, "update"],
+      ]);
+      expect(items[0]).toMatchObject({ sender, serverTimestampMs: 5, sharedBody: new Uint8Array([1, 2, 3]) });
+      await store.remove(2);
+      expect((await store.list()).map((i) => i.id)).toEqual([1, 3]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

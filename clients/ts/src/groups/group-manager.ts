@@ -46,10 +46,11 @@ import {
   type VerifiedGroupState,
 } from "../protocol/group-state.js";
 import { encodeSenderKeySharedBody, parseSenderKeyBody, validateDistribution, validateSenderKeyMessage } from "../protocol/sender-keys.js";
-import type { GroupPendingSnapshot, GroupRecord, GroupStores } from "../store/group-interfaces.js";
+import type { GroupPendingItem, GroupRecord, GroupStores } from "../store/group-interfaces.js";
 import { addressKey } from "../store/interfaces.js";
 import { GroupDirectoryError, GroupError, GroupUpdatePendingError } from "./group-errors.js";
 import type { GroupDeviceRef, GroupPort } from "./group-port.js";
+import { PendingQueues, type PendingEntry } from "./pending-queues.js";
 
 /** A group as the app sees it. */
 export interface GroupInfo {
@@ -70,6 +71,10 @@ export interface GroupManagerOptions {
   now?: () => number;
   /** Max items per waiting queue (distributions, messages, updates); the oldest are dropped. */
   maxPending?: number;
+  /** Max items in all waiting queues together (default 5,000); the oldest overall are dropped. */
+  maxPendingTotal?: number;
+  /** Max bytes in all waiting queues together (default 32 MiB); the oldest overall are dropped. */
+  maxPendingBytes?: number;
   /**
    * First delay before state changes held back by a transient directory failure are verified
    * again (doubles up to 5 minutes; default 1 s). They are also retried before each send to
@@ -89,24 +94,30 @@ interface PendingBody {
   serverTimestampMs: number;
 }
 
+interface PendingKinds extends Record<string, unknown> {
+  bodies: PendingBody;
+  distributions: { sender: GroupDeviceRef; dist: SenderKeyDistribution };
+  updates: { from: GroupDeviceRef; signed: SignedGroupState };
+}
+
 export class GroupManager {
   readonly cipher: GroupCipher;
   private readonly provider: CryptoProvider;
   private readonly stores: GroupStores;
   private readonly port: GroupPort;
   private readonly now: () => number;
-  private readonly maxPending: number;
   private readonly locks = new Map<string, Promise<unknown>>();
-  /** Distributions waiting for the state that makes their sender a member (by group hex). */
-  private readonly pendingDistributions = new Map<string, { sender: GroupDeviceRef; dist: SenderKeyDistribution }[]>();
-  /** Group messages waiting for their distribution (by "<sender>/<distribution hex>"). */
-  private readonly pendingBodies = new Map<string, PendingBody[]>();
+  /**
+   * Waiting content: "bodies" (group messages waiting for their distribution, by
+   * "<sender>/<distribution hex>"), "distributions" (waiting for the state that makes their
+   * sender a member, by group hex), "updates" (skipping versions, or held back by a directory
+   * failure, by group hex).
+   */
+  private readonly queues: PendingQueues<PendingKinds>;
   /** The last change this device published per group (hex), re-applied if it loses a fork. */
   private readonly ownChanges = new Map<string, { hash: string; change: GroupChange }>();
   /** Own changes that lost a fork, to publish again on top of the winner (group hex). */
   private readonly toReapply = new Map<string, GroupChange>();
-  /** Updates that skip versions, waiting for the missing ones (by group hex). */
-  private readonly pendingUpdates = new Map<string, { from: GroupDeviceRef; signed: SignedGroupState }[]>();
 
   /** Groups with updates held back because the signer's device list could not be fetched. */
   private readonly deferred = new Set<string>();
@@ -114,16 +125,19 @@ export class GroupManager {
   private retryDelayMs: number;
   private retryTimer?: ReturnType<typeof setTimeout>;
 
-  /** Queues restored from stores.pending (once), and whether they changed since saved. */
+  /** Queues restored from stores.pending (once); saves of their changes, one at a time. */
   private restored?: Promise<void>;
-  private dirty = false;
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(o: GroupManagerOptions) {
     this.provider = o.provider;
     this.stores = o.stores;
     this.port = o.port;
     this.now = o.now ?? Date.now;
-    this.maxPending = o.maxPending ?? 500;
+    this.queues = new PendingQueues<PendingKinds>(
+      { perKey: o.maxPending ?? 500, items: o.maxPendingTotal ?? 5000, bytes: o.maxPendingBytes ?? 32 * 1024 * 1024 },
+      (e, bound) => this.reportDropped(e, bound),
+    );
     this.firstRetryDelayMs = this.retryDelayMs = o.retryDelayMs ?? 1000;
     this.cipher = new GroupCipher(o.provider, o.stores.senderKeys, { now: this.now });
   }
@@ -421,7 +435,7 @@ export class GroupManager {
     await this.restore();
     const groupId = await this.cipher.groupOf(sender, message);
     if (!groupId) {
-      this.enqueue(this.pendingBodies, `${addressKey(sender)}/${toHex(message.distributionId)}`, { sender, messageId, message, serverTimestampMs });
+      this.queues.push("bodies", `${addressKey(sender)}/${toHex(message.distributionId)}`, { sender, messageId, message, serverTimestampMs }, sharedBody.length + messageId.length);
       await this.persist();
       return;
     }
@@ -431,50 +445,63 @@ export class GroupManager {
   /** Items waiting in the queues (messages, distributions, updates). */
   async pendingCount(): Promise<{ messages: number; distributions: number; updates: number }> {
     await this.restore();
-    const count = (m: Map<string, unknown[]>) => [...m.values()].reduce((n, l) => n + l.length, 0);
-    return { messages: count(this.pendingBodies), distributions: count(this.pendingDistributions), updates: count(this.pendingUpdates) };
+    return { messages: this.queues.count("bodies"), distributions: this.queues.count("distributions"), updates: this.queues.count("updates") };
   }
 
   private restore(): Promise<void> {
     this.restored ??= (async () => {
-      const snap = await this.stores.pending?.load();
-      if (!snap) return;
-      for (const b of snap.bodies) {
-        const message = parseSenderKeyBody(b.sharedBody);
-        if (message) this.enqueue(this.pendingBodies, `${addressKey(b.sender)}/${toHex(message.distributionId)}`, { sender: b.sender, messageId: b.messageId, message, serverTimestampMs: b.serverTimestampMs });
-      }
-      for (const d of snap.distributions) {
-        const dist = fromBinary(SenderKeyDistributionSchema, d.distribution);
-        this.enqueue(this.pendingDistributions, toHex(dist.groupId), { sender: d.sender, dist });
-      }
-      for (const u of snap.updates) {
-        const signed = decodeSignedGroupState(u.signed);
-        const gid = groupIdOf(signed);
-        if (gid) {
-          this.enqueue(this.pendingUpdates, gid, { from: u.from, signed });
-          this.deferred.add(gid); // held back by the directory before the restart, maybe
+      for (const item of (await this.stores.pending?.list()) ?? []) {
+        if (item.kind === "body") {
+          const message = parseSenderKeyBody(item.sharedBody);
+          if (!message) continue;
+          const entry = { sender: item.sender, messageId: item.messageId, message, serverTimestampMs: item.serverTimestampMs };
+          this.queues.push("bodies", `${addressKey(item.sender)}/${toHex(message.distributionId)}`, entry, item.sharedBody.length + item.messageId.length, item.id);
+        } else if (item.kind === "distribution") {
+          const dist = fromBinary(SenderKeyDistributionSchema, item.distribution);
+          this.queues.push("distributions", toHex(dist.groupId), { sender: item.sender, dist }, item.distribution.length, item.id);
+        } else {
+          const signed = decodeSignedGroupState(item.signed);
+          const gid = groupIdOf(signed);
+          if (gid) {
+            this.queues.push("updates", gid, { from: item.from, signed }, item.signed.length, item.id);
+            this.deferred.add(gid); // held back by the directory before the restart, maybe
+          }
         }
       }
-      this.dirty = false;
       if (this.deferred.size > 0) this.scheduleRetry();
     })();
     return this.restored;
   }
 
-  /** Saves the queues when they changed (before the caller acknowledges the mail). */
-  private async persist(): Promise<void> {
-    if (!this.dirty || !this.stores.pending) return;
-    this.dirty = false;
-    const snap: GroupPendingSnapshot = { bodies: [], distributions: [], updates: [] };
-    for (const list of this.pendingBodies.values()) {
-      for (const b of list) {
-        const m = b.message;
-        snap.bodies.push({ sender: b.sender, messageId: b.messageId, sharedBody: encodeSenderKeySharedBody(m.distributionId, m.chainId, m.iteration, m.ciphertext, m.signature), serverTimestampMs: b.serverTimestampMs });
-      }
+  /**
+   * Saves what changed in the queues since the last save (before the caller acknowledges the
+   * mail): only the items added and removed, one record each. Saves run one at a time.
+   */
+  private persist(): Promise<void> {
+    const run = this.saving.then(async () => {
+      const pending = this.stores.pending;
+      if (!pending) return;
+      const { put, removed } = this.queues.takeChanges();
+      for (const e of put) await pending.put(pendingRecord(e));
+      for (const id of removed) await pending.remove(id);
+    });
+    this.saving = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The oldest waiting item was dropped to keep the queues bounded. */
+  private reportDropped(e: PendingEntry<PendingKinds>, bound: "per-key" | "items" | "bytes"): void {
+    const detail = `waiting-content bound reached (${bound}): oldest item dropped`;
+    if (e.kind === "bodies") {
+      const b = e.item as PendingBody;
+      this.port.emit({ type: "group-rejected", from: b.sender, what: "message", problem: "queue-full", detail });
+    } else if (e.kind === "distributions") {
+      const d = e.item as PendingKinds["distributions"];
+      this.port.emit({ type: "group-rejected", groupId: e.key, from: d.sender, what: "distribution", problem: "queue-full", detail });
+    } else {
+      const u = e.item as PendingKinds["updates"];
+      this.port.emit({ type: "group-rejected", groupId: e.key, from: u.from, what: "state", problem: "queue-full", detail });
     }
-    for (const list of this.pendingDistributions.values()) for (const d of list) snap.distributions.push({ sender: d.sender, distribution: toBinary(SenderKeyDistributionSchema, d.dist) });
-    for (const list of this.pendingUpdates.values()) for (const u of list) snap.updates.push({ from: u.from, signed: encodeSignedGroupState(u.signed) });
-    await this.stores.pending.save(snap);
   }
 
   private async openBody(groupId: Uint8Array, p: PendingBody): Promise<void> {
@@ -509,7 +536,7 @@ export class GroupManager {
         if (unavailable.has(signer)) {
           // The list could not be fetched (network, server): no verdict on the change. It
           // waits and is verified again later (backoff, next send, next change of the group).
-          this.enqueue(this.pendingUpdates, groupId, { from, signed });
+          this.queues.push("updates", groupId, { from, signed }, signed.state.length + signed.signature.length);
           this.deferred.add(groupId);
           this.scheduleRetry();
           return true;
@@ -558,7 +585,7 @@ export class GroupManager {
           if (await this.tryFork(record, current, signed, lookup)) return;
         }
         if (e instanceof GroupStateError && e.problem === "gap") {
-          this.enqueue(this.pendingUpdates, groupId, { from, signed });
+          this.queues.push("updates", groupId, { from, signed }, signed.state.length + signed.signature.length);
           return;
         }
         this.rejectState(groupId, from, e);
@@ -663,7 +690,7 @@ export class GroupManager {
     const ready = await this.withLock(id, async () => {
       const record = await this.stores.groups.load(id);
       if (!record || roleOf(currentOf(this.provider, record).state, from.accountId) === undefined) {
-        this.enqueue(this.pendingDistributions, id, { sender: from, dist });
+        this.queues.push("distributions", id, { sender: from, dist }, dist.chainKey.length + dist.signingKey.length + dist.groupId.length + dist.distributionId.length);
         return undefined;
       }
       if (!record.active || record.departed.includes(from.accountId)) return undefined;
@@ -682,10 +709,7 @@ export class GroupManager {
       return `${who}/${distHex}`;
     });
     if (!ready) return;
-    const waiting = this.pendingBodies.get(ready);
-    if (waiting) this.dirty = true;
-    this.pendingBodies.delete(ready);
-    for (const p of waiting ?? []) {
+    for (const p of this.queues.take("bodies", ready)) {
       try {
         await this.openBody(dist.groupId, p);
       } catch (e) {
@@ -698,18 +722,14 @@ export class GroupManager {
   private async drain(groupId: string): Promise<void> {
     const record = await this.stores.groups.load(groupId);
     const version = record ? currentOf(this.provider, record).state.version : 0n;
-    const updates = this.pendingUpdates.get(groupId) ?? [];
-    const next = updates.findIndex((u) => versionOf(u.signed) === version + 1n);
-    if (next >= 0) {
-      const [u] = updates.splice(next, 1);
-      this.dirty = true;
+    const u = this.queues.peek("updates", groupId).find((x) => versionOf(x.signed) === version + 1n);
+    if (u) {
+      this.queues.removeItem("updates", groupId, u);
       await this.handleUpdate(u.from, u.signed); // drains again after it
       return;
     }
-    const dists = this.pendingDistributions.get(groupId) ?? [];
-    if (dists.length === 0 || !record) return;
-    this.pendingDistributions.delete(groupId);
-    this.dirty = true;
+    if (!record) return;
+    const dists = this.queues.take("distributions", groupId);
     for (const d of dists) await this.handleDistribution(d.sender, d.dist);
   }
 
@@ -748,16 +768,14 @@ export class GroupManager {
     try {
       for (const id of [...this.deferred]) {
         this.deferred.delete(id);
-        const updates = this.pendingUpdates.get(id) ?? [];
-        this.pendingUpdates.delete(id);
-        if (updates.length > 0) this.dirty = true;
+        const updates = this.queues.take("updates", id);
         updates.sort((a, b) => (versionOf(a.signed) < versionOf(b.signed) ? -1 : versionOf(a.signed) > versionOf(b.signed) ? 1 : 0));
         // Each goes through the usual path again: accepted, rejected, waits for a gap, or held again.
         for (let i = 0; i < updates.length; i++) {
           try {
             await this.handleUpdate(updates[i].from, updates[i].signed);
           } catch (e) {
-            for (const u of updates.slice(i)) this.enqueue(this.pendingUpdates, id, u); // kept, tried again later
+            for (const u of updates.slice(i)) this.queues.push("updates", id, u, u.signed.state.length + u.signed.signature.length); // kept, tried again later
             this.deferred.add(id);
             this.scheduleRetry();
             throw e;
@@ -822,14 +840,6 @@ export class GroupManager {
     if (!(e instanceof GroupStateError)) throw e;
     this.port.emit({ type: "group-rejected", groupId, from, what: "state", problem: e.problem, detail: e.message });
   }
-
-  private enqueue<T>(map: Map<string, T[]>, key: string, item: T): void {
-    const list = map.get(key) ?? [];
-    list.push(item);
-    if (list.length > this.maxPending) list.shift();
-    map.set(key, list);
-    this.dirty = true;
-  }
 }
 
 function groupIdOf(signed: SignedGroupState): string | undefined {
@@ -883,4 +893,19 @@ function toInfo(record: GroupRecord, v: VerifiedGroupState): GroupInfo {
     adminsOnlyMessages: v.state.adminsOnlyMessages,
     active: record.active,
   };
+}
+
+/** The stored form of a waiting item. */
+function pendingRecord(e: PendingEntry<PendingKinds>): GroupPendingItem {
+  if (e.kind === "bodies") {
+    const b = e.item as PendingBody;
+    const m = b.message;
+    return { id: e.id, kind: "body", sender: b.sender, messageId: b.messageId, sharedBody: encodeSenderKeySharedBody(m.distributionId, m.chainId, m.iteration, m.ciphertext, m.signature), serverTimestampMs: b.serverTimestampMs };
+  }
+  if (e.kind === "distributions") {
+    const d = e.item as PendingKinds["distributions"];
+    return { id: e.id, kind: "distribution", sender: d.sender, distribution: toBinary(SenderKeyDistributionSchema, d.dist) };
+  }
+  const u = e.item as PendingKinds["updates"];
+  return { id: e.id, kind: "update", from: u.from, signed: encodeSignedGroupState(u.signed) };
 }

@@ -5,13 +5,13 @@
  *   <root>/sender-keys/<sender address>/<distribution id>.json
  *   <root>/sender-keys-own/<group id>.json
  *   <root>/groups/<group id>.json
- *   <root>/groups-pending/pending.json
+ *   <root>/groups-pending/<id>.json   (one waiting item each)
  *   <root>/groups-outbox/<seq>.json
  */
 import * as path from "node:path";
 import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
 import { RecordDirectory, type FileStoreOptions } from "./file-store.js";
-import type { GroupOutboxItem, GroupOutboxStore, GroupPendingSnapshot, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
+import type { GroupOutboxItem, GroupOutboxStore, GroupPendingItem, GroupPendingSnapshot, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
 
 export class FileSenderKeyStore implements SenderKeyStore {
   private readonly dirs = new Map<string, RecordDirectory>();
@@ -74,11 +74,31 @@ export class FileGroupPendingStore implements GroupPendingStore {
   constructor(dir: string, options?: FileStoreOptions) {
     this.records = new RecordDirectory(dir, options);
   }
-  load() {
-    return this.records.read<GroupPendingSnapshot>("pending");
+  async list() {
+    await this.convertSnapshot();
+    const ids = (await this.records.names()).map(Number).filter(Number.isInteger).sort((a, b) => a - b);
+    const out: GroupPendingItem[] = [];
+    for (const id of ids) {
+      const item = await this.records.read<GroupPendingItem>(String(id));
+      if (item) out.push(item);
+    }
+    return out;
   }
-  save(snapshot: GroupPendingSnapshot) {
-    return this.records.write("pending", snapshot);
+  put(item: GroupPendingItem) {
+    return this.records.write(String(item.id), item);
+  }
+  remove(id: number) {
+    return this.records.remove(String(id));
+  }
+  /** Earlier versions kept one snapshot record ("pending"): its items become records. */
+  private async convertSnapshot(): Promise<void> {
+    const snap = await this.records.read<GroupPendingSnapshot>("pending");
+    if (!snap) return;
+    let id = Math.max(0, ...(await this.records.names()).map(Number).filter(Number.isInteger)) + 1;
+    for (const b of snap.bodies) await this.put({ id: id++, kind: "body", ...b });
+    for (const d of snap.distributions) await this.put({ id: id++, kind: "distribution", ...d });
+    for (const u of snap.updates) await this.put({ id: id++, kind: "update", ...u });
+    await this.records.remove("pending");
   }
 }
 

@@ -48,19 +48,29 @@ export interface GroupStateStore {
 /**
  * Group content that arrived before what it depends on (a group message before its sender
  * key, a sender key before the state that adds its sender, a state that skips a version),
- * serialized, so it survives a restart after the mailbox message was acknowledged.
+ * serialized, so it survives a restart after the mailbox message was acknowledged. One record
+ * per item: `id` orders them (oldest first) and names the record.
  */
+export type GroupPendingItem = { id: number } & (
+  | { kind: "body"; sender: { accountId: string; deviceId: number }; messageId: Uint8Array; sharedBody: Uint8Array; serverTimestampMs: number }
+  /** Serialized SenderKeyDistribution. */
+  | { kind: "distribution"; sender: { accountId: string; deviceId: number }; distribution: Uint8Array }
+  /** Serialized SignedGroupState. */
+  | { kind: "update"; from: { accountId: string; deviceId: number }; signed: Uint8Array }
+);
+
+/** The single-record format of earlier versions (read once by file stores, then converted). */
 export interface GroupPendingSnapshot {
   bodies: { sender: { accountId: string; deviceId: number }; messageId: Uint8Array; sharedBody: Uint8Array; serverTimestampMs: number }[];
-  /** Serialized SenderKeyDistribution. */
   distributions: { sender: { accountId: string; deviceId: number }; distribution: Uint8Array }[];
-  /** Serialized SignedGroupState. */
   updates: { from: { accountId: string; deviceId: number }; signed: Uint8Array }[];
 }
 
 export interface GroupPendingStore {
-  load(): Promise<GroupPendingSnapshot | undefined>;
-  save(snapshot: GroupPendingSnapshot): Promise<void>;
+  /** Every item, oldest (lowest id) first. */
+  list(): Promise<GroupPendingItem[]>;
+  put(item: GroupPendingItem): Promise<void>;
+  remove(id: number): Promise<void>;
 }
 
 /** One group message waiting to be sent (MessengerGroups' outbox). */

@@ -1,6 +1,6 @@
 /** In-memory group stores: tests, benchmarks, clients that keep nothing across restarts. */
 import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
-import type { GroupOutboxItem, GroupOutboxStore, GroupPendingSnapshot, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
+import type { GroupOutboxItem, GroupOutboxStore, GroupPendingItem, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
 
 export class MemorySenderKeyStore implements SenderKeyStore {
   private readonly records = new Map<string, SenderKeyRecord>();
@@ -42,12 +42,15 @@ export class MemoryGroupStateStore implements GroupStateStore {
 }
 
 export class MemoryGroupPendingStore implements GroupPendingStore {
-  private snapshot?: GroupPendingSnapshot;
-  async load() {
-    return this.snapshot;
+  private readonly items = new Map<number, GroupPendingItem>();
+  async list() {
+    return [...this.items.values()].sort((a, b) => a.id - b.id);
   }
-  async save(snapshot: GroupPendingSnapshot) {
-    this.snapshot = snapshot;
+  async put(item: GroupPendingItem) {
+    this.items.set(item.id, item);
+  }
+  async remove(id: number) {
+    this.items.delete(id);
   }
 }
 
