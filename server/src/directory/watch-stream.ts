@@ -14,18 +14,35 @@ import type { ParsedDeviceList } from "./device-list-rules.js";
 import type { DeviceListStore } from "./device-list-store.js";
 import type { DirectoryEvent, DirectoryHub } from "./watch.js";
 
+/**
+ * Events one watcher may have queued (changes of its accounts not yet taken by the client).
+ * Beyond it the stream ends with RESOURCE_EXHAUSTED, so a client that reads slowly or not at
+ * all costs bounded memory; it reconnects and gets fresh snapshots.
+ */
+export const MAX_QUEUED_WATCH_EVENTS = 1024;
+
 export async function* watchAccounts(
   accountIds: string[],
   hub: DirectoryHub,
   store: DeviceListStore,
   signal: AbortSignal,
+  maxQueued = MAX_QUEUED_WATCH_EVENTS,
 ): AsyncGenerator<WatchDirectoryResponse> {
   const queue: DirectoryEvent[] = [];
+  let overflowed = false;
   let wake: (() => void) | undefined;
   const unsubscribe = hub.subscribe(accountIds, (e) => {
-    queue.push(e);
+    if (overflowed) return;
+    if (queue.length >= maxQueued) {
+      overflowed = true;
+      queue.length = 0;
+    } else {
+      queue.push(e);
+    }
     wake?.();
   });
+  const tooSlow = () =>
+    new ConnectError(`watch consumer too slow: more than ${maxQueued} directory changes queued; watch again for fresh snapshots`, Code.ResourceExhausted);
   const onAbort = () => wake?.();
   signal.addEventListener("abort", onAbort);
   try {
@@ -37,9 +54,11 @@ export async function* watchAccounts(
       sent.set(accountIds[i], cur);
     }
     for (const [accountId, cur] of sent) {
+      if (overflowed) throw tooSlow();
       yield create(WatchDirectoryResponseSchema, { accountId, kind: DirectoryChangeKind.SNAPSHOT, deviceId: 0, deviceList: cur.signed });
     }
     while (!signal.aborted) {
+      if (overflowed) throw tooSlow();
       const e = queue.shift();
       if (!e) {
         await new Promise<void>((resolve) => (wake = resolve));

@@ -16,37 +16,81 @@ export type DirectoryEvent =
 
 type Listener = (e: DirectoryEvent) => void;
 
+const MAX_RESTART_DELAY_MS = 30_000;
+
 export class DirectoryHub {
   private readonly byAccount = new Map<string, Set<Listener>>();
   private readonly global = new Set<Listener>();
-  private readonly stops: (() => void)[] = [];
+  /** Stops the current watch of each bucket (replaced on every restart). */
+  private readonly stops = new Map<string, () => void>();
+  private closed = false;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    /** First delay before re-opening a watch that ended; doubles up to MAX_RESTART_DELAY_MS. */
+    private readonly restartDelayMs = 250,
+  ) {}
 
   async start(accounts: KV, prekeys: KV): Promise<void> {
-    await this.follow(accounts, (e) => {
+    await this.follow("accounts", accounts, (e) => {
       if (e.operation !== "PUT" || e.value.length === 0) return;
       this.emit({ kind: "list", accountId: e.key, current: decodeStored(e.value) });
     });
-    await this.follow(prekeys, (e) => {
+    await this.follow("prekeys", prekeys, (e) => {
       if (e.operation !== "PUT") return;
       const dot = e.key.lastIndexOf(".");
       this.emit({ kind: "prekeys", accountId: e.key.slice(0, dot), deviceId: Number(e.key.slice(dot + 1)) });
     });
   }
 
-  private async follow(kv: KV, on: (e: KvWatchEntry) => void): Promise<void> {
-    const iter = await kv.watch({ include: KvWatchInclude.UpdatesOnly });
-    this.stops.push(() => iter.stop());
+  /**
+   * Follows a bucket for the life of the hub. A watch that ends or fails (NATS trouble) is
+   * re-opened with backoff from the revision after the last one seen, so no change is lost
+   * and the revocation safety net and every WatchDirectory stream keep working.
+   */
+  private async follow(name: string, kv: KV, on: (e: KvWatchEntry) => void): Promise<void> {
+    // Updates only: everything after the bucket's current last revision.
+    let last = (await kv.status()).streamInfo.state.last_seq;
+    const open = async () => {
+      const iter = await kv.watch({ include: KvWatchInclude.UpdatesOnly, resumeFromRevision: last + 1 });
+      this.stops.set(name, () => iter.stop());
+      return iter;
+    };
+    let iter = await open();
     void (async () => {
-      for await (const e of iter) {
+      let delay = 0;
+      for (;;) {
         try {
-          on(e);
+          for await (const e of iter) {
+            last = e.revision;
+            delay = 0;
+            try {
+              on(e);
+            } catch (err) {
+              this.log.warn("directory watch: skipped an undecodable entry", { bucket: name, error: String(err) });
+            }
+          }
+          if (this.closed) return;
+          this.log.warn("directory watch ended; restarting", { bucket: name, lastRevision: last });
         } catch (err) {
-          this.log.warn("directory watch: skipped an undecodable entry", { error: String(err) });
+          if (this.closed) return;
+          this.log.warn("directory watch failed; restarting", { bucket: name, lastRevision: last, error: String(err) });
         }
+        for (;;) {
+          delay = Math.min(delay ? delay * 2 : this.restartDelayMs, MAX_RESTART_DELAY_MS);
+          await new Promise((r) => setTimeout(r, delay).unref());
+          if (this.closed) return;
+          try {
+            iter = await open();
+            this.log.info("directory watch restarted", { bucket: name, fromRevision: last + 1 });
+            break;
+          } catch (err) {
+            this.log.warn("directory watch restart failed; retrying", { bucket: name, retryInMs: delay * 2, error: String(err) });
+          }
+        }
+        if (this.closed) iter.stop();
       }
-    })().catch((err) => this.log.warn("directory watch ended", { error: String(err) }));
+    })();
   }
 
   private emit(e: DirectoryEvent): void {
@@ -78,6 +122,8 @@ export class DirectoryHub {
   }
 
   close(): void {
-    for (const stop of this.stops.splice(0)) stop();
+    this.closed = true;
+    for (const stop of this.stops.values()) stop();
+    this.stops.clear();
   }
 }
