@@ -38,8 +38,8 @@ import { benchMode, machineInfo, median, packageVersion, percentile, ratio, repo
 const mode = benchMode();
 const P = {
   smoke: { sampleMs: 300, samples: 1, latencyMs: 400, rates: [1000], catchupDevices: 20, catchupBatches: 1, idleStreams: 200, scaleMs: 200 },
-  quick: { sampleMs: 800, samples: 3, latencyMs: 1500, rates: [1000, 5000], catchupDevices: 240, catchupBatches: 3, idleStreams: 1000, scaleMs: 500 },
-  full: { sampleMs: 2500, samples: 5, latencyMs: 8000, rates: [1000, 5000], catchupDevices: 2000, catchupBatches: 4, idleStreams: 10000, scaleMs: 2000 },
+  quick: { sampleMs: 800, samples: 3, latencyMs: 1500, rates: [200, 1000, 5000], catchupDevices: 240, catchupBatches: 3, idleStreams: 1000, scaleMs: 500 },
+  full: { sampleMs: 2500, samples: 5, latencyMs: 8000, rates: [200, 1000, 5000], catchupDevices: 2000, catchupBatches: 4, idleStreams: 10000, scaleMs: 2000 },
 }[mode];
 /** Raw publishes in flight (JetStream's best here). */
 const IN_FLIGHT = 256;
