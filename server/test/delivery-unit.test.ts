@@ -97,7 +97,7 @@ describe("service over an in-memory transport", () => {
     delivery = await createDelivery(ctx, auth, {} as Directory, {
       deviceLists: { currentDeviceList: async (a) => lists.get(a) },
       checkIntervalMs: 150,
-      limits: { sendsPerMinute: 20 },
+      limits: { sendsPerMinute: 20, attachmentsPerMinute: 3 },
     });
     const transport = createRouterTransport(({ service }) => service(DeliveryService, delivery.impl));
     client = (accountId, deviceId) => {
@@ -189,6 +189,22 @@ describe("service over an in-memory transport", () => {
         .catch((e) => (err = ConnectError.from(e)));
     }
     expect({ code: err?.code, message: err?.rawMessage }).toEqual({ code: Code.ResourceExhausted, message: "send rate limit exceeded: sends_per_minute is 20 per device" });
+  });
+
+  it("rate-limits CreateAttachment per device (attachmentsPerMinute) without reserving anything", async () => {
+    const bob2 = client("ubob", 2);
+    const create = () => bob2.createAttachment({ size: 10n, sha256: new Uint8Array(32) });
+    const before = (await layoutBuckets().attachments.status()).values;
+    for (let i = 0; i < 3; i++) await create();
+    const err = await create().then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.ResourceExhausted);
+    expect(err?.rawMessage).toMatch(/^attachment rate limit exceeded: 3 CreateAttachment per minute per device; retry in \d+ s$/);
+    expect((await layoutBuckets().attachments.status()).values).toBe(before + 3);
+    // Another device is not affected.
+    await client("ubob", 1).createAttachment({ size: 10n, sha256: new Uint8Array(32) });
   });
 
   it("holds a thousand concurrent streams on one instance, each woken only by its own mail", async () => {

@@ -23,6 +23,7 @@ import {
 import type { StoredMsg } from "@nats-io/jetstream";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { Nats } from "../nats/connection.js";
+import type { RateLimiter } from "../rate-limit.js";
 import { ATTACHMENT_STREAM, attachmentChunkSubject } from "../nats/layout.js";
 import type { DeliveryLimits } from "./limits.js";
 import { storeOp } from "./store-errors.js";
@@ -45,6 +46,8 @@ export interface AttachmentDeps {
   nats: Nats;
   meta: KV;
   limits: DeliveryLimits;
+  /** CreateAttachment per device (limits.attachmentsPerMinute). */
+  rate: RateLimiter;
   now: () => number;
   random: (n: number) => Uint8Array;
 }
@@ -57,6 +60,10 @@ export class Attachments {
     if (req.size < 1n) throw invalid("size must be at least 1 byte");
     if (req.size > BigInt(l.maxAttachmentBytes)) throw exhausted(`size ${req.size} exceeds max_attachment_bytes ${l.maxAttachmentBytes}`);
     if (req.sha256.length !== 32) throw invalid(`sha256 must be 32 bytes, got ${req.sha256.length}`);
+    const key = `${who.accountId}/${who.deviceId}`;
+    if (!this.d.rate.take(key)) {
+      throw exhausted(`attachment rate limit exceeded: ${l.attachmentsPerMinute} CreateAttachment per minute per device; retry in ${this.d.rate.retryAfterSeconds(key)} s`);
+    }
     const size = Number(req.size);
     const id = Buffer.from(this.d.random(18)).toString("base64url");
     const meta: AttachmentMeta = {

@@ -18,6 +18,8 @@ export interface DeliveryLimits {
   maxAttachmentBytes: number;
   attachmentChunkBytes: number;
   sendsPerMinute: number;
+  /** CreateAttachment per device and instance (each reserves up to max_attachment_bytes). */
+  attachmentsPerMinute: number;
   /** Sequences in one Ack (the schema says 1 to 1000). */
   maxAckSequences: number;
 }
@@ -33,6 +35,7 @@ export const defaultLimits: DeliveryLimits = {
   maxAttachmentBytes: 100 * 1024 * 1024,
   attachmentChunkBytes: 256 * 1024,
   sendsPerMinute: 6000,
+  attachmentsPerMinute: 60,
   maxAckSequences: 1000,
 };
 

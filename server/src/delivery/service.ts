@@ -48,12 +48,16 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   };
   const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, await jetstreamManager(ctx.nats.nc, { timeout: READ_TIMEOUT_MS, checkAPI: false }));
   const rate = new RateLimiter(limits.sendsPerMinute, ctx.now);
-  const pruneTimer = setInterval(() => rate.prune(), 60_000);
+  const attachmentRate = new RateLimiter(limits.attachmentsPerMinute, ctx.now);
+  const pruneTimer = setInterval(() => {
+    rate.prune();
+    attachmentRate.prune();
+  }, 60_000);
   pruneTimer.unref();
   const hub = new ReceiveHub(ctx.nats, ctx.now, options.checkIntervalMs);
   const sender = new Sender({ mailboxes, sends: ctx.layout.buckets.sends, limits, rate, deviceLists, now: ctx.now, log: ctx.log });
   const acker = new Acker(mailboxes, hub, limits);
-  const attachments = new Attachments({ nats: ctx.nats, meta: ctx.layout.buckets.attachments, limits, now: ctx.now, random: ctx.random });
+  const attachments = new Attachments({ nats: ctx.nats, meta: ctx.layout.buckets.attachments, limits, rate: attachmentRate, now: ctx.now, random: ctx.random });
   const streamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: ctx.now };
 
   // Revocation: drop the mailbox, then end the device's streams on every instance (the
