@@ -176,4 +176,45 @@ describe("group layer hardening", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("a group message whose storing fails is not lost: the chain is committed only after the message was stored", async () => {
+    const { net, a1, b1, g } = await threePeople();
+    await a1.manager.sendText(g, "one");
+    await a1.manager.sendText(g, "two");
+    const mail = b1.inbox.splice(0);
+    b1.receiveFailures.push(new Error("disk full"));
+    for (const m of mail) await b1.process(m);
+    expect(b1.texts(g)).toEqual(["two"]);
+    expect(b1.errors.map((e) => e.code)).toEqual(["Error: disk full"]);
+    // The receive loop did not ack "one": it comes again and still decrypts (then only once).
+    const one = mail.filter((m) => m.kind === "group")[0];
+    await b1.process(one);
+    await b1.process(one);
+    expect(b1.texts(g)).toEqual(["two", "one"]);
+    expect(b1.errors.map((e) => e.code)).toEqual(["Error: disk full", "duplicate_message"]);
+  });
+
+  it("GroupCipher.beginDecrypt changes nothing until commit; commits of one chain in any order re-plan on the current record", async () => {
+    const { net, a1, b1, g } = await threePeople();
+    for (const t of ["m0", "m1", "m2"]) await a1.manager.sendText(g, t);
+    const mail = b1.inbox.splice(0);
+    for (const m of mail) if (m.kind === "pairwise") await b1.process(m); // the sender key
+    const bodies = mail.filter((m) => m.kind === "group").map((m) => (m as { body: Uint8Array }).body);
+    expect(bodies).toHaveLength(3);
+    const cipher = b1.manager.cipher;
+    const p0 = await cipher.beginDecrypt(a1.self, bodies[0]);
+    p0.discard();
+    await expect(p0.commit()).rejects.toBeInstanceOf(InvalidMessageError);
+    // Not committed: it decrypts again. Three at once, committed out of order.
+    const ps = [];
+    for (const b of bodies) ps.push(await cipher.beginDecrypt(a1.self, b));
+    expect(ps.map((p) => (p.content.body.case === "text" ? p.content.body.value.body : ""))).toEqual(["m0", "m1", "m2"]);
+    await ps[2].commit();
+    await ps[0].commit();
+    await ps[1].commit();
+    await ps[1].commit(); // idempotent
+    for (const b of bodies) await expect(cipher.decrypt(a1.self, b)).rejects.toMatchObject({ code: "duplicate_message" });
+    expect(b1.errors).toEqual([]);
+    void net;
+  });
 });

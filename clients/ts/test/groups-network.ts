@@ -31,6 +31,8 @@ export class FakeDevice implements GroupPort {
   readonly sentBodies: Mail[] = [];
   /** Errors the next devices() look-ups throw, in order (a directory outage, an untrusted list). */
   readonly lookupFailures: Error[] = [];
+  /** Errors the next received() calls throw, in order (the message store failing). */
+  readonly receiveFailures: Error[] = [];
 
   constructor(
     readonly net: FakeNetwork,
@@ -75,6 +77,8 @@ export class FakeDevice implements GroupPort {
     return { stored: true, serverTimestampMs: this.net.clock };
   }
   async received(m: GroupMessage) {
+    const failure = this.receiveFailures.shift();
+    if (failure) throw failure;
     this.got.push(m);
   }
   emit(e: GroupEvent) {

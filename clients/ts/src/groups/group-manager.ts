@@ -512,9 +512,15 @@ export class GroupManager {
     const state = currentOf(this.provider, record).state;
     if (roleOf(state, p.sender.accountId) === undefined || record.departed.includes(p.sender.accountId)) return reject("not-a-member", `${p.sender.accountId} is not a member`);
     if (state.adminsOnlyMessages && !isAdmin(state, p.sender.accountId)) return reject("admins-only", `${p.sender.accountId} is not an admin`);
-    const d = await this.cipher.decrypt(p.sender, p.message);
-    if (!bytesEqual(d.content.messageId, p.messageId)) throw new InvalidMessageError("group content message_id differs from the Send's");
-    await this.port.received({ groupId: id, sender: p.sender, messageId: p.messageId, content: d.content, serverTimestampMs: p.serverTimestampMs });
+    const d = await this.cipher.beginDecrypt(p.sender, p.message);
+    try {
+      if (!bytesEqual(d.content.messageId, p.messageId)) throw new InvalidMessageError("group content message_id differs from the Send's");
+      await this.port.received({ groupId: id, sender: p.sender, messageId: p.messageId, content: d.content, serverTimestampMs: p.serverTimestampMs });
+      // The chain moves on only once the message is stored: a failure before leaves it decryptable.
+      await d.commit();
+    } finally {
+      d.discard();
+    }
   }
 
   private async handleUpdate(from: GroupDeviceRef, signed: SignedGroupState): Promise<void> {

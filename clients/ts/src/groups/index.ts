@@ -8,7 +8,7 @@ export { GroupManager, type GroupInfo, type GroupManagerOptions } from "./group-
 export type { GroupPort, GroupDeviceRef, GroupDeviceInfo, GroupSendOutcome } from "./group-port.js";
 export type { GroupEvent, GroupMessage } from "./group-events.js";
 export { GroupDirectoryError, GroupError, GroupUpdatePendingError, type GroupErrorCode } from "./group-errors.js";
-export { GroupCipher, groupContent, type DecryptedGroupMessage } from "../protocol/group-cipher.js";
+export { GroupCipher, groupContent, type DecryptedGroupMessage, type PendingGroupDecryption } from "../protocol/group-cipher.js";
 export { GroupStateError, GroupChangeError, type GroupChange, type GroupStateDiff, type GroupStateProblem } from "../protocol/group-state.js";
 export { createMemoryGroupStores } from "../store/group-memory-store.js";
 export { createFileGroupStores } from "../store/group-file-store.js";

@@ -4,7 +4,8 @@
  *
  * Every operation on one record runs under a lock of that record, so concurrent sends or
  * receives never interleave their load/modify/save. Decryption commits nothing until the
- * signature, the AEAD and the content's group binding all checked out. This device's own
+ * signature, the AEAD and the content's group binding all checked out; beginDecrypt leaves
+ * the commit to the caller, after it stored the message (as SessionCipher). This device's own
  * sending keys are kept in memory too (written through to the store), so a send reads no
  * record: use one GroupCipher per store set, as with SessionCipher.
  */
@@ -21,6 +22,8 @@ import {
   createOwnSenderKey,
   parseSenderKeyBody,
   planSenderKeyDecrypt,
+  type SenderKeyDecryptPlan,
+  type SenderKeyRecord,
   processSenderKeyDistribution,
   senderKeyDistribution,
   senderKeyEncrypt,
@@ -44,8 +47,25 @@ export interface DecryptedGroupMessage {
   content: Content;
 }
 
+/** A decryption that has not changed any state yet (GroupCipher.beginDecrypt). */
+export interface PendingGroupDecryption extends DecryptedGroupMessage {
+  /** Saves the advanced chain (the message key is consumed); idempotent. */
+  commit(): Promise<void>;
+  /** Forgets the result without changing state; a no-op after commit. */
+  discard(): void;
+}
+
+interface PlannedGroupDecrypt {
+  record: SenderKeyRecord;
+  plan: SenderKeyDecryptPlan;
+  content: Content;
+}
+
 export class GroupCipher {
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Per receiving record ("<sender>/<distribution>"): a stamp changed by every save or removal. */
+  private readonly generations = new Map<string, number>();
+  private stamps = 0;
   private readonly own = new Map<string, OwnSenderKey>();
   private readonly now: () => number;
 
@@ -148,7 +168,7 @@ export class GroupCipher {
     const who = addressKey(sender);
     return this.withLock(`${who}/${dist}`, async () => {
       const record = processSenderKeyDistribution(await this.store.load(who, dist), d, this.now());
-      await this.store.save(who, dist, record);
+      await this.saveRecord(who, dist, record);
       return dist;
     });
   }
@@ -159,6 +179,7 @@ export class GroupCipher {
     return this.withLock(`${who}/${distributionId}`, async () => {
       const r = await this.store.load(who, distributionId);
       if (r) for (const c of r.chains) wipe(c.chainKey, ...c.skipped.map((k) => k.messageKey));
+      this.generations.set(`${who}/${distributionId}`, ++this.stamps);
       await this.store.remove(who, distributionId);
     });
   }
@@ -170,36 +191,91 @@ export class GroupCipher {
   }
 
   /**
-   * Decrypts a group message from `sender` (the device the transport authenticated). Accepts
-   * the serialized SharedBody or its parsed SenderKeyMessage. Throws a SealpostCryptoError and
-   * changes nothing on failure: NoSessionError when no distribution of that id is held.
+   * Decrypts a group message from `sender` (the device the transport authenticated) and
+   * commits the chain at once. Accepts the serialized SharedBody or its parsed
+   * SenderKeyMessage. Throws a SealpostCryptoError and changes nothing on failure:
+   * NoSessionError when no distribution of that id is held. Callers that store the message
+   * should use beginDecrypt, so a failure before it is stored leaves it decryptable again.
    */
   async decrypt(sender: { accountId: string; deviceId: number }, body: Uint8Array | SenderKeyMessage): Promise<DecryptedGroupMessage> {
+    const pending = await this.beginDecrypt(sender, body);
+    try {
+      await pending.commit();
+    } finally {
+      pending.discard();
+    }
+    const { groupId, distributionId, chainId, iteration, content } = pending;
+    return { groupId, distributionId, chainId, iteration, content };
+  }
+
+  /**
+   * Two-step decryption: verifies and decrypts like decrypt() but changes nothing until
+   * `commit()`. Store the message durably first, then commit; if storing fails (or the process
+   * dies), the same message decrypts again on redelivery and the store dedupes it by
+   * message_id. `discard()` forgets an abandoned result (a no-op after commit).
+   *
+   * The record's lock is not held between the two steps. `commit()` takes it again; when the
+   * record changed in between (another message of that chain was committed, a distribution
+   * arrived), it plans the decryption again on the current record. Throws a SealpostCryptoError
+   * when the message no longer decrypts (e.g. another call committed it).
+   */
+  async beginDecrypt(sender: { accountId: string; deviceId: number }, body: Uint8Array | SenderKeyMessage): Promise<PendingGroupDecryption> {
     const message = body instanceof Uint8Array ? parseSenderKeyBody(body) : body;
     if (!message) throw new InvalidMessageError("shared body is not a sender-key message");
     validateSenderKeyMessage(message);
     const who = addressKey(sender);
     const dist = toHex(message.distributionId);
-    return this.withLock(`${who}/${dist}`, async () => {
-      const record = await this.store.load(who, dist);
-      if (!record) throw new NoSessionError("no sender key of that distribution from this device");
-      const plan = planSenderKeyDecrypt(this.provider, record, message);
-      let content: Content;
-      try {
-        content = fromBinary(ContentSchema, plan.plaintext);
-      } catch {
-        plan.discard();
-        throw new InvalidMessageError("group content does not parse");
-      }
-      const conv = content.conversation?.kind;
-      if (conv?.case !== "groupId" || !bytesEqual(conv.value, record.groupId)) {
-        plan.discard();
-        throw new InvalidMessageError("group content names another conversation");
-      }
-      plan.commit();
-      await this.store.save(who, dist, record);
-      return { groupId: record.groupId, distributionId: dist, chainId: plan.chainId, iteration: plan.iteration, content };
-    });
+    const key = `${who}/${dist}`;
+    const first = await this.withLock(key, async () => ({ generation: this.generations.get(key), planned: await this.plan(who, dist, message) }));
+    let current = first.planned;
+    let state: "pending" | "committed" | "discarded" = "pending";
+    const discard = () => {
+      if (state !== "pending") return;
+      state = "discarded";
+      current.plan.discard();
+    };
+    const commit = async () => {
+      if (state === "committed") return;
+      if (state === "discarded") throw new InvalidMessageError("this decryption was discarded");
+      await this.withLock(key, async () => {
+        if (state !== "pending") return;
+        if (this.generations.get(key) !== first.generation) {
+          // The record changed since the plan was made: plan again on the current one.
+          current.plan.discard();
+          current = await this.plan(who, dist, message);
+        }
+        current.plan.commit();
+        await this.saveRecord(who, dist, current.record);
+        state = "committed";
+      });
+    };
+    const { record, plan, content } = current;
+    return { groupId: record.groupId, distributionId: dist, chainId: plan.chainId, iteration: plan.iteration, content, commit, discard };
+  }
+
+  /** Opens and checks a message without changing anything (under the record's lock). */
+  private async plan(who: string, dist: string, message: SenderKeyMessage): Promise<PlannedGroupDecrypt> {
+    const record = await this.store.load(who, dist);
+    if (!record) throw new NoSessionError("no sender key of that distribution from this device");
+    const plan = planSenderKeyDecrypt(this.provider, record, message);
+    let content: Content;
+    try {
+      content = fromBinary(ContentSchema, plan.plaintext);
+    } catch {
+      plan.discard();
+      throw new InvalidMessageError("group content does not parse");
+    }
+    const conv = content.conversation?.kind;
+    if (conv?.case !== "groupId" || !bytesEqual(conv.value, record.groupId)) {
+      plan.discard();
+      throw new InvalidMessageError("group content names another conversation");
+    }
+    return { record, plan, content };
+  }
+
+  private async saveRecord(who: string, dist: string, record: SenderKeyRecord): Promise<void> {
+    this.generations.set(`${who}/${dist}`, ++this.stamps);
+    await this.store.save(who, dist, record);
   }
 }
 
