@@ -30,6 +30,11 @@ export type MessengerEvent =
   | { type: "device-revoked"; device: DeviceRef; self: boolean }
   /** Something odd in a channel or session; informational (messages are never shown twice). */
   | { type: "session-problem"; from: DeviceRef; problem: SessionProblem; detail: string }
+  /**
+   * The receive path dropped or could not keep something (never with plaintext): see
+   * ReceiveProblem. `sequence` is the mailbox sequence, `from` the sending device if known.
+   */
+  | { type: "receive-problem"; problem: ReceiveProblem; sequence?: number; from?: DeviceRef; detail: string }
   /** A content type no handler is registered for (e.g. groups before the group layer). */
   | { type: "unhandled-content"; from: DeviceRef; bodyCase: string; content: Content }
   /** Receive loop connectivity. */
@@ -46,5 +51,19 @@ export type SessionProblem =
   | "channel-late"
   /** An entry failed to decrypt or verify; it was dropped. */
   | "undecryptable";
+
+export type ReceiveProblem =
+  /** The receive cursor / pending acks could not be written (retried with the next message). */
+  | "state-save-failed"
+  /** The server rejected an ack for good (e.g. INVALID_ARGUMENT); it was dropped. */
+  | "ack-rejected"
+  /** A message failed on every delivery (MAX_DELIVERY_ATTEMPTS); it was dropped and acked. */
+  | "poison-dropped"
+  /** A message or content field is malformed (e.g. an id that is not 16 bytes); dropped. */
+  | "malformed"
+  /** Content arrived on a path it may not use (e.g. a 1:1 message naming a group); dropped. */
+  | "protocol-violation"
+  /** The sending device is not in its account's verified device list; dropped. */
+  | "unlisted-device";
 
 export type MessengerEventType = MessengerEvent["type"];

@@ -9,17 +9,27 @@
  * the next connect, so nothing processed lingers in the server's mailbox. A processing
  * failure that may be transient (e.g. the directory was unreachable) ends the stream without
  * advancing the cursor, so the message comes again.
+ *
+ * Poison messages: a message whose processing fails for a reason other than the environment
+ * (network, server, disk: failure-kinds.ts) MAX_DELIVERY_ATTEMPTS times is dropped, reported
+ * as a `receive-problem` event (no plaintext) and acked, so it cannot make the loop reconnect
+ * forever. An ack the server rejects for good (INVALID_ARGUMENT, PERMISSION_DENIED, ...) is
+ * dropped and reported too; transient ack failures are kept and retried. A failed state write
+ * is reported and does not poison later writes.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
 import type { ConversationStore, ReceiveState } from "./conversation-store.js";
 import type { MessengerEvent } from "./events.js";
+import { isEnvironmentFailure } from "./failure-kinds.js";
 import { MessengerError, messengerErrorOf } from "./messenger-errors.js";
 import type { ServerApi } from "./server-api.js";
 
 /** At most this many sequences per Ack (the server takes up to 1000). */
 const ACK_BATCH = 500;
+/** Deliveries of one message that fail (not for environment reasons) before it is dropped. */
+export const MAX_DELIVERY_ATTEMPTS = 3;
 
 export interface ReceiveLoopDeps {
   api: ServerApi;
@@ -44,6 +54,8 @@ export class ReceiveLoop {
   private readonly backoff: Backoff;
   private drainedWaiters: (() => void)[] = [];
   private drainedOnce = false;
+  /** Failed deliveries by mailbox sequence (this run). */
+  private readonly failures = new Map<number, number>();
 
   constructor(private readonly d: ReceiveLoopDeps) {
     this.backoff = new Backoff(d.backoff);
@@ -66,7 +78,7 @@ export class ReceiveLoop {
     this.abort.abort();
     await this.running;
     await this.acking;
-    await this.saving;
+    await this.saving.catch(() => {});
   }
 
   /** Resolves once a stream has sent Drained (the backlog is processed). */
@@ -125,10 +137,26 @@ export class ReceiveLoop {
   }
 
   private async handle(m: MailboxMessage): Promise<void> {
-    await this.d.process(m);
+    const seq = Number(m.sequence);
+    try {
+      await this.d.process(m);
+      this.failures.delete(seq);
+    } catch (err) {
+      if (this.stopped || m.ephemeral || isEnvironmentFailure(err)) throw err;
+      const n = (this.failures.get(seq) ?? 0) + 1;
+      this.failures.set(seq, n);
+      if (n < MAX_DELIVERY_ATTEMPTS) throw err;
+      this.failures.delete(seq);
+      this.d.emit({
+        type: "receive-problem",
+        problem: "poison-dropped",
+        sequence: seq,
+        from: m.sender ? { accountId: m.sender.accountId, deviceId: m.sender.deviceId } : undefined,
+        detail: `dropped after ${n} failed deliveries; last error: ${err instanceof Error ? err.name : typeof err}`,
+      });
+    }
     if (m.ephemeral) return;
     const state = this.state!;
-    const seq = Number(m.sequence);
     if (seq > state.cursor) state.cursor = seq;
     state.pendingAcks.push(seq);
     await this.save();
@@ -155,18 +183,58 @@ export class ReceiveLoop {
   /** Persists the state; writes are serialized so the newest state always lands last. */
   private save(): Promise<void> {
     const snapshot = structuredClone(this.state!);
-    this.saving = this.saving.then(() => this.d.store.setReceiveState(snapshot));
-    return this.saving;
+    // A failed write must not fail every later one: each write starts after the previous settled.
+    const next = this.saving
+      .catch(() => {})
+      .then(() => this.d.store.setReceiveState(snapshot))
+      .catch((err: unknown) => {
+        this.d.emit({ type: "receive-problem", problem: "state-save-failed", detail: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+        throw err;
+      });
+    this.saving = next;
+    return next;
   }
 
   private async flushAcks(): Promise<void> {
     const state = this.state;
     while (state && state.pendingAcks.length > 0) {
       const batch = state.pendingAcks.slice(0, ACK_BATCH);
-      await this.d.api.delivery.ack({ sequences: batch.map(BigInt) });
+      await this.ackBatch(batch);
       const done = new Set(batch);
       state.pendingAcks = state.pendingAcks.filter((s) => !done.has(s));
       await this.save();
     }
+  }
+
+  /**
+   * Acks `batch`. A batch the server rejects for good is acked again one sequence at a time,
+   * and a sequence rejected on its own is dropped (reported): it would be rejected forever and
+   * block receiving, since pending acks are flushed before every stream opens.
+   */
+  private async ackBatch(batch: number[]): Promise<void> {
+    try {
+      await this.d.api.delivery.ack({ sequences: batch.map(BigInt) });
+    } catch (err) {
+      if (!isRejectedAck(err)) throw err;
+      if (batch.length > 1) {
+        for (const seq of batch) await this.ackBatch([seq]);
+        return;
+      }
+      this.d.emit({ type: "receive-problem", problem: "ack-rejected", sequence: batch[0], detail: (err as ConnectError).rawMessage });
+    }
+  }
+}
+
+/** The server refused the ack itself (not the connection, not this device's token). */
+function isRejectedAck(err: unknown): boolean {
+  if (!(err instanceof ConnectError) || messengerErrorOf(err)) return false;
+  switch (err.code) {
+    case Code.InvalidArgument:
+    case Code.PermissionDenied:
+    case Code.NotFound:
+    case Code.OutOfRange:
+      return true;
+    default:
+      return false;
   }
 }

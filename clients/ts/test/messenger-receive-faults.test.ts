@@ -1,0 +1,102 @@
+/**
+ * The receive loop under local faults, over the real stack: a failed receive-state write does
+ * not poison later writes (nor stop()), an ack the server rejects for good does not jam
+ * receiving, and a message that fails on every delivery is dropped after a few attempts
+ * instead of making the loop reconnect forever.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
+import type { RunningServer } from "@sealpost/server/server.js";
+import { Messenger, createMemoryMessengerStores } from "@sealpost/client/messenger.js";
+import type { ReceiveState } from "@sealpost/client/conversation-store.js";
+import { createDevice, EventLog, removeTempDirs, testBackoff, texts, uniqueId } from "./messenger-helpers.js";
+
+let nats: TestNats;
+let server: RunningServer;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  server = await startTestServer(nats.url);
+});
+afterAll(async () => {
+  await server?.close();
+  await nats?.stop();
+  await removeTempDirs();
+});
+
+describe("receive loop faults", () => {
+  it("a failed receive-state write is reported, later writes still land, and stop() resolves", async () => {
+    const alice = await createDevice(server.url, uniqueId("alice"));
+    const stores = createMemoryMessengerStores();
+    let failNext = 0;
+    const realSet = stores.store.setReceiveState.bind(stores.store);
+    stores.store.setReceiveState = async (s: ReceiveState) => {
+      if (failNext > 0) {
+        failNext--;
+        throw Object.assign(new Error("disk full"), { code: "ENOSPC", syscall: "write" });
+      }
+      return realSet(s);
+    };
+    const bobM = await Messenger.createAccount({ serverUrl: server.url, accountId: uniqueId("bob"), deviceName: "phone", backoff: testBackoff, ...stores });
+    const bob = { m: bobM, log: new EventLog(bobM) };
+    alice.m.start();
+    bob.m.start();
+    await alice.m.sendText(bob.m.accountId, "one");
+    await bob.log.wait("message", (e) => texts([e.message])[0] === "one");
+    failNext = 1;
+    await alice.m.sendText(bob.m.accountId, "two");
+    await bob.log.wait("receive-problem", (e) => e.problem === "state-save-failed");
+    await alice.m.sendText(bob.m.accountId, "three");
+    await bob.log.wait("message", (e) => texts([e.message])[0] === "three");
+    // Later writes land: the stored cursor reaches the newest message.
+    for (let i = 0; i < 100; i++) {
+      const st = await stores.store.getReceiveState();
+      if (st.pendingAcks.length === 0 && st.cursor >= 3) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const st = await stores.store.getReceiveState();
+    expect(st.cursor).toBeGreaterThanOrEqual(3);
+    await expect(bob.m.close()).resolves.toBeUndefined();
+    await alice.m.close();
+  });
+
+  it("an ack the server rejects for good is dropped and reported; receiving goes on", async () => {
+    const alice = await createDevice(server.url, uniqueId("alice"));
+    const bob = await createDevice(server.url, uniqueId("bob"));
+    // A pending ack the server will always refuse (INVALID_ARGUMENT: never delivered).
+    await bob.stores.store.setReceiveState({ cursor: 0, pendingAcks: [2 ** 52] });
+    alice.m.start();
+    bob.m.start();
+    const sent = await alice.m.sendText(bob.m.accountId, "after a bad ack");
+    await bob.log.wait("message", (e) => e.message.id === sent.id, 15_000);
+    const problem = await bob.log.wait("receive-problem", (e) => e.problem === "ack-rejected");
+    expect(problem.sequence).toBe(2 ** 52);
+    await alice.m.close();
+    await bob.m.close();
+  });
+
+  it("a message that fails on every delivery is dropped after a few attempts, reported and acked", async () => {
+    const alice = await createDevice(server.url, uniqueId("alice"));
+    const bob = await createDevice(server.url, uniqueId("bob"));
+    const got: string[] = [];
+    bob.m.registerContentHandler("text", async (ctx) => {
+      const text = ctx.content.body.case === "text" ? ctx.content.body.value.body : "";
+      if (text === "poison") throw new TypeError("handler bug");
+      got.push(text);
+    });
+    alice.m.start();
+    bob.m.start();
+    await alice.m.sendText(bob.m.accountId, "poison");
+    await alice.m.sendText(bob.m.accountId, "after the poison");
+    for (let i = 0; i < 200 && !got.includes("after the poison"); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(got).toEqual(["after the poison"]);
+    const dropped = await bob.log.wait("receive-problem", (e) => e.problem === "poison-dropped");
+    expect(dropped.from?.accountId).toBe(alice.m.accountId);
+    expect(dropped.detail).not.toContain("poison");
+    expect(bob.log.of("connection").filter((e) => e.state === "connecting").length).toBeLessThanOrEqual(4);
+    for (let i = 0; i < 100 && (await bob.stores.store.getReceiveState()).pendingAcks.length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await bob.stores.store.getReceiveState()).pendingAcks).toEqual([]);
+    await alice.m.close();
+    await bob.m.close();
+  });
+});
