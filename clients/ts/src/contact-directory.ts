@@ -5,7 +5,8 @@
  * chain from there (directory/device-list-chain.ts), records every device's identity keys in
  * the protocol identity store (so sessions only start with listed keys), and reports what
  * changed as events: key-change for contacts, device-linked / device-revoked for this
- * account. Refreshed when the TTL ran out, when a Send answers MismatchedDevices, when an
+ * account. Devices that left a list are forgotten (forgetDevice: sessions and recorded
+ * identity). Refreshed when the TTL ran out, when a Send answers MismatchedDevices, when an
  * unknown sender identity shows up, and on WatchDirectory events.
  */
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -32,6 +33,8 @@ export interface ContactDirectoryDeps {
   ttlMs: number;
   self: () => DeviceRef;
   emit: (e: MessengerEvent) => void;
+  /** Drops the sessions and recorded identity of a device removed from its account's list. */
+  forgetDevice?: (device: DeviceRef) => Promise<void>;
 }
 
 interface Entry {
@@ -105,7 +108,15 @@ export class ContactDirectory {
       throw err;
     }
     await this.record(accountId, verified);
-    if (before) this.report(accountId, before.verified.list, verified.list);
+    if (before) {
+      const me = this.d.self();
+      const now = new Set(verified.list.devices.map((d) => d.deviceId));
+      for (const d of before.verified.list.devices) {
+        if (now.has(d.deviceId) || (accountId === me.accountId && d.deviceId === me.deviceId)) continue;
+        await this.d.forgetDevice?.({ accountId, deviceId: d.deviceId });
+      }
+      this.report(accountId, before.verified.list, verified.list);
+    }
     return verified.list;
   }
 

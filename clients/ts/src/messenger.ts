@@ -43,7 +43,7 @@ import {
 } from "./directory/device-list-changes.js";
 import { verifyDhKeySignature, type LocalIdentity } from "./protocol/identity.js";
 import { formatSafetyNumber, safetyNumber } from "./protocol/safety-number.js";
-import { SessionCipher, type DecryptedMessage } from "./protocol/session-cipher.js";
+import { SessionCipher, type DecryptedMessage, type PendingDecryption } from "./protocol/session-cipher.js";
 import { createMemoryStores } from "./store/memory-store.js";
 import { createFileStores } from "./store/file-store.js";
 import type { ProtocolStores } from "./store/interfaces.js";
@@ -64,7 +64,7 @@ import {
   type StoredMessage,
 } from "./conversation-store.js";
 import { EventBus, type EventListener } from "./event-bus.js";
-import type { MessengerEvent } from "./events.js";
+import type { MessengerEvent, ReceiveProblem } from "./events.js";
 import { FileConversationStore } from "./file-conversation-store.js";
 import { MemoryConversationStore } from "./memory-conversation-store.js";
 import { MessengerError } from "./messenger-errors.js";
@@ -122,6 +122,9 @@ export interface ContentContext {
 export type ContentHandler = (ctx: ContentContext) => Promise<void>;
 /** Handlers by Content.body case, plus "senderKeyBody" for shared bodies the group layer opens. */
 export type ContentCase = NonNullable<Content["body"]["case"]> | "senderKeyBody";
+
+/** Whether `accountId` is a member of the group `groupId` (16 bytes), as the group layer knows it. */
+export type GroupMembershipCheck = (groupId: Uint8Array, accountId: string) => Promise<boolean>;
 
 /** A device of an account as the UI lists it. */
 export interface DeviceInfo {
@@ -194,6 +197,7 @@ export class Messenger {
   private readonly prekeys: PrekeyMaintenance;
   private readonly handlers = new Map<ContentCase, ContentHandler>();
   private groupBodyHandler?: (sender: DeviceRef, mail: MailboxMessage) => Promise<void>;
+  private groupMembership?: GroupMembershipCheck;
   private readonly autoDeliveryReceipts: boolean;
   private readonly watchEnabled: boolean;
   private readonly prekeyCheckIntervalMs: number;
@@ -229,6 +233,7 @@ export class Messenger {
       ttlMs: opts.directoryTtlMs ?? 10 * 60_000,
       self: () => this.address,
       emit: (e) => this.onDirectoryEvent(e),
+      forgetDevice: (device) => this.cipher.forgetDevice(device),
     });
     this.outbox = new Outbox({
       store: this.store,
@@ -418,6 +423,16 @@ export class Messenger {
    */
   registerGroupBodyHandler(handler: (sender: DeviceRef, mail: MailboxMessage) => Promise<void>): void {
     this.groupBodyHandler = handler;
+  }
+
+  /**
+   * Installs the group layer's membership check. Group receipts travel pairwise (1:1 path)
+   * naming the group; with a check installed they are applied only when the sender is a
+   * member (else reported as a protocol violation and dropped). Group texts, attachments and typing never travel
+   * pairwise (real group messages are sender-key bodies) and are always dropped there.
+   */
+  registerGroupMembershipCheck(check: GroupMembershipCheck): void {
+    this.groupMembership = check;
   }
 
   /** Emits an event to the app (for layers built on the Messenger, e.g. groups). */
@@ -642,56 +657,108 @@ export class Messenger {
 
   // ---------------------------------------------------------------- receiving
 
+  /**
+   * One mailbox message. Order: check the sending device against its verified list ->
+   * decrypt (nothing committed) -> handler stores the content -> markSeen -> commit the
+   * session. A failure before the commit leaves the entry decryptable, so the redelivery is
+   * processed again (the store dedupes by message_id); mail seen before only finishes its
+   * commit (a crash may have come between markSeen and the commit).
+   */
   private async processMail(m: MailboxMessage): Promise<void> {
     if (!m.sender) return;
     const sender: DeviceRef = { accountId: m.sender.accountId, deviceId: m.sender.deviceId };
+    if (m.messageId.length !== 16) return this.receiveProblem("malformed", m, sender, `message_id is ${m.messageId.length} bytes, not 16`);
+    if (!(await this.isListedDevice(sender))) {
+      return this.receiveProblem("unlisted-device", m, sender, `device ${sender.deviceId} is not in the verified device list of ${sender.accountId}`);
+    }
     const seenKey = `${sender.accountId}.${toHex(m.messageId)}`;
-    if (!m.ephemeral && (await this.store.isSeen(seenKey))) return;
+    const seen = !m.ephemeral && (await this.store.isSeen(seenKey));
     if (m.entry.length === 0 && this.groupBodyHandler) {
+      if (seen) return;
       // A sender-key group body: no pairwise entry to decrypt (groups/messenger-groups.ts).
       await this.groupBodyHandler(sender, m);
       if (!m.ephemeral) await this.store.markSeen(seenKey);
       return;
     }
-    let dec: DecryptedMessage;
+    if (seen) return this.finishCommit(m, sender);
+    let dec: PendingDecryption;
     try {
       dec = await this.decrypt(m, sender);
     } catch (err) {
       if (isTransient(err)) throw err;
-      // Already processed before a crash, forged, or for a session we no longer have: drop it.
+      // Forged, or for a session we no longer have: drop it. (Duplicates: already committed.)
       if (!(err instanceof DuplicateMessageError)) {
         this.bus.emit({ type: "session-problem", from: sender, problem: "undecryptable", detail: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
       }
       return;
     }
-    const ch = dec.channel;
-    if (ch.status === "gap" && ch.gap) {
-      this.bus.emit({ type: "session-problem", from: sender, problem: "channel-gap", detail: `channel sequences ${ch.gap.first}..${ch.gap.last} were skipped` });
-    } else if (ch.status === "late") {
-      this.bus.emit({ type: "session-problem", from: sender, problem: "channel-late", detail: `channel sequence ${ch.sequence} arrived late` });
+    try {
+      const ch = dec.channel;
+      if (ch.status === "gap" && ch.gap) {
+        this.bus.emit({ type: "session-problem", from: sender, problem: "channel-gap", detail: `channel sequences ${ch.gap.first}..${ch.gap.last} were skipped` });
+      } else if (ch.status === "late") {
+        this.bus.emit({ type: "session-problem", from: sender, problem: "channel-late", detail: `channel sequence ${ch.sequence} arrived late` });
+      }
+      const fromSelf = sender.accountId === this.accountId;
+      const content = dec.content;
+      const invalid = content && malformedContent(content);
+      if (invalid) {
+        this.receiveProblem("malformed", m, sender, invalid);
+      } else {
+        const bodyCase: ContentCase | undefined = content ? content.body.case : "senderKeyBody";
+        const handler = bodyCase && this.handlers.get(bodyCase);
+        if (handler) {
+          await handler({ sender, fromSelf, content: content ?? create(ContentSchema), mail: m, decrypted: dec });
+        } else if (content) {
+          this.bus.emit({ type: "unhandled-content", from: sender, bodyCase: bodyCase ?? "none", content });
+        }
+      }
+      if (!m.ephemeral) await this.store.markSeen(seenKey);
+      await dec.commit();
+    } finally {
+      dec.discard();
     }
     if (dec.newSession) void this.prekeys.check();
-
-    const fromSelf = sender.accountId === this.accountId;
-    const content = dec.content;
-    const bodyCase: ContentCase | undefined = content ? content.body.case : "senderKeyBody";
-    const handler = bodyCase && this.handlers.get(bodyCase);
-    if (handler) {
-      await handler({ sender, fromSelf, content: content ?? create(ContentSchema), mail: m, decrypted: dec });
-    } else if (content) {
-      this.bus.emit({ type: "unhandled-content", from: sender, bodyCase: bodyCase ?? "none", content });
-    }
-    if (!m.ephemeral) await this.store.markSeen(seenKey);
   }
 
-  /** Decrypts; an unknown sender identity triggers one refresh of the sender's device list. */
-  private async decrypt(m: MailboxMessage, sender: DeviceRef): Promise<DecryptedMessage> {
+  /** Mail already stored and marked seen: commit its session step if a crash cut it off. */
+  private async finishCommit(m: MailboxMessage, sender: DeviceRef): Promise<void> {
+    let dec: PendingDecryption;
     try {
-      return await this.cipher.decrypt(m.entry, m.sharedBody, sender);
+      dec = await this.cipher.beginDecrypt(m.entry, m.sharedBody, sender);
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      return; // Committed before (the usual case): a duplicate.
+    }
+    try {
+      await dec.commit();
+    } finally {
+      dec.discard();
+    }
+  }
+
+  /**
+   * True when `sender` is in its account's verified device list (the cached one; fetched once
+   * more when the device is not in it, e.g. a device linked since).
+   */
+  private async isListedDevice(sender: DeviceRef): Promise<boolean> {
+    const listed = (l: DeviceList | undefined) => !!l && l.devices.some((d) => d.deviceId === sender.deviceId);
+    if (listed(await this.directory.known(sender.accountId))) return true;
+    return listed(await this.directory.refresh(sender.accountId));
+  }
+
+  private receiveProblem(problem: ReceiveProblem, m: MailboxMessage, from: DeviceRef, detail: string): void {
+    this.bus.emit({ type: "receive-problem", problem, sequence: Number(m.sequence), from, detail });
+  }
+
+  /** Decrypts (uncommitted); an unknown sender identity triggers one refresh of the sender's device list. */
+  private async decrypt(m: MailboxMessage, sender: DeviceRef): Promise<PendingDecryption> {
+    try {
+      return await this.cipher.beginDecrypt(m.entry, m.sharedBody, sender);
     } catch (err) {
       if (!(err instanceof UntrustedIdentityError)) throw err;
       await this.directory.refresh(sender.accountId);
-      return this.cipher.decrypt(m.entry, m.sharedBody, sender);
+      return this.cipher.beginDecrypt(m.entry, m.sharedBody, sender);
     }
   }
 
@@ -705,8 +772,20 @@ export class Messenger {
     return directConversation(c?.case === "accountId" ? c.value : sender.accountId);
   }
 
+  /**
+   * Pairwise (1:1) content naming a group conversation: real group messages arrive as
+   * sender-key bodies, so a pairwise text, attachment or typing indicator for a group is a
+   * forgery attempt by a non-member or a broken client. Reported (no plaintext), dropped.
+   */
+  private groupViolation(ctx: ContentContext, content: Content): boolean {
+    if (content.conversation?.kind.case !== "groupId") return false;
+    this.receiveProblem("protocol-violation", ctx.mail, ctx.sender, `a pairwise ${content.body.case ?? "empty"} content names a group conversation`);
+    return true;
+  }
+
   private async onMessageContent(ctx: ContentContext, contentOverride?: Content): Promise<void> {
     const content = contentOverride ?? ctx.content;
+    if (this.groupViolation(ctx, content)) return;
     const id = toHex(content.messageId.length ? content.messageId : ctx.decrypted.messageId);
     const conversation = this.conversationOf(content, ctx.sender);
     if (await this.store.getMessage(conversation, id)) return;
@@ -761,6 +840,13 @@ export class Messenger {
     const r = ctx.content.body.value;
     const kind = r.type === ReceiptType.READ ? "read" : r.type === ReceiptType.DELIVERED ? "delivered" : undefined;
     if (!kind) return;
+    const c = ctx.content.conversation?.kind;
+    // Without a check installed (no group layer yet), a group receipt can still only mark
+    // this device's own outgoing messages of that group (below), as before.
+    if (c?.case === "groupId" && this.groupMembership && !(await this.groupMembership(c.value, ctx.sender.accountId))) {
+      this.receiveProblem("protocol-violation", ctx.mail, ctx.sender, "a receipt names a group the sender is not known to be a member of");
+      return;
+    }
     const conversation = this.conversationOf(ctx.content, ctx.sender);
     const from = `${ctx.sender.accountId}.${ctx.sender.deviceId}`;
     const ids: string[] = [];
@@ -780,6 +866,7 @@ export class Messenger {
 
   private async onTyping(ctx: ContentContext): Promise<void> {
     if (ctx.fromSelf || ctx.content.body.case !== "typing") return;
+    if (this.groupViolation(ctx, ctx.content)) return;
     this.bus.emit({ type: "typing", conversation: this.conversationOf(ctx.content, ctx.sender), from: ctx.sender, started: ctx.content.body.value.started });
   }
 
@@ -908,6 +995,43 @@ export class Messenger {
 
 function direct(accountId: string) {
   return create(ConversationSchema, { kind: { case: "accountId", value: accountId } });
+}
+
+/**
+ * What is wrong with the ids of a decrypted content (16-byte ids of the wrong length), or
+ * undefined. Checked before any handler stores anything.
+ */
+function malformedContent(content: Content, depth = 0): string | undefined {
+  const id16 = (b: Uint8Array, what: string, optional = false) => (b.length === 16 || (optional && b.length === 0) ? undefined : `${what} is ${b.length} bytes, not 16`);
+  const c = content.conversation?.kind;
+  const bad = content.messageId.length !== 0 ? id16(content.messageId, "message_id") : c?.case === "groupId" ? id16(c.value, "conversation.group_id") : undefined;
+  if (bad) return bad;
+  const b = content.body;
+  switch (b.case) {
+    case "text":
+      return id16(b.value.quoteMessageId, "text.quote_message_id", true);
+    case "receipt":
+      for (const id of b.value.messageIds) if (id.length !== 16) return `receipt.message_ids has an id of ${id.length} bytes`;
+      return undefined;
+    case "sync": {
+      const k = b.value.kind;
+      if (k.case === "sent" && k.value.content) return depth > 0 ? "nested sync" : malformedContent(k.value.content, depth + 1);
+      if (k.case === "read") {
+        for (const mark of k.value.marks) {
+          const mc = mark.conversation?.kind;
+          const e = id16(mark.messageId, "read mark message_id") ?? (mc?.case === "groupId" ? id16(mc.value, "read mark group_id") : undefined);
+          if (e) return e;
+        }
+      }
+      return undefined;
+    }
+    case "senderKeyDistribution":
+      return id16(b.value.groupId, "sender_key_distribution.group_id") ?? id16(b.value.distributionId, "sender_key_distribution.distribution_id");
+    case "groupControl":
+      return b.value.kind.case === "leave" ? id16(b.value.kind.value.groupId, "group_leave.group_id") : undefined;
+    default:
+      return undefined;
+  }
 }
 
 function isConcurrentChange(err: unknown): boolean {

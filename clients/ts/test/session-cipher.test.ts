@@ -1,4 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createFileStores } from "../src/store/file-store.js";
 import { PROVIDERS, bodyText, introduce, makeDevice, text } from "./helpers.js";
 
 describe.each(PROVIDERS)("SessionCipher (%s)", (_name, makeProvider) => {
@@ -127,5 +131,66 @@ describe.each(PROVIDERS)("SessionCipher behaviour (%s)", (_name, makeProvider) =
     expect(bodyText((await bob.cipher.decrypt(msgs[5].entries[0].entry, msgs[5].sharedBody, alice.address)).content)).toBe("6");
     const record = (await bob.stores.sessions.load("alice.1"))!;
     expect(record.current!.skipped.length).toBe(1999);
+  });
+});
+
+describe.each(PROVIDERS)("SessionCipher two-step decryption (%s)", (_name, makeProvider) => {
+  it("beginDecrypt changes nothing until commit; an abandoned result decrypts again; commit is once", async () => {
+    const p = makeProvider();
+    const alice = await makeDevice(p, "alice", 1);
+    const bob = await makeDevice(p, "bob", 1);
+    await introduce(alice, bob);
+    const m1 = await alice.cipher.encryptForDevices(text("first"), [{ address: bob.address, bundle: await bob.bundle() }]);
+    const e1 = m1.entries[0].entry;
+    // A prekey message: neither the session nor the one-time prekey change before commit.
+    const abandoned = await bob.cipher.beginDecrypt(e1, m1.sharedBody, alice.address);
+    expect(bodyText(abandoned.content)).toBe("first");
+    abandoned.discard();
+    expect(await bob.stores.oneTimePrekeys.load(1)).toBeDefined();
+    expect(await bob.cipher.hasSession(alice.address)).toBe(false);
+    // Redelivery after a failure between decrypt and store: decrypts again, then commits.
+    const again = await bob.cipher.beginDecrypt(e1, m1.sharedBody, alice.address);
+    expect(again.newSession).toBe(true);
+    await again.commit();
+    await again.commit();
+    expect(await bob.stores.oneTimePrekeys.load(1)).toBeUndefined();
+    await expect(bob.cipher.beginDecrypt(e1, m1.sharedBody, alice.address)).rejects.toMatchObject({ code: "duplicate_message" });
+
+    // A ratchet message left uncommitted, redelivered, then committed.
+    const m2 = await alice.cipher.encryptForDevices(text("second"), [{ address: bob.address }]);
+    const p2 = await bob.cipher.beginDecrypt(m2.entries[0].entry, m2.sharedBody, alice.address);
+    expect(p2.channel.sequence).toBe(2);
+    p2.discard();
+    await expect(p2.commit()).rejects.toMatchObject({ code: "invalid_message" });
+    const p2b = await bob.cipher.beginDecrypt(m2.entries[0].entry, m2.sharedBody, alice.address);
+    expect(bodyText(p2b.content)).toBe("second");
+    await p2b.commit();
+    await expect(bob.cipher.decrypt(m2.entries[0].entry, m2.sharedBody, alice.address)).rejects.toMatchObject({ code: "duplicate_message" });
+  });
+
+  it("a send to the same device between decrypt and commit is linearized before the commit", async () => {
+    const p = makeProvider();
+    const alice = await makeDevice(p, "alice", 1);
+    // File stores load copies: a stale plan committed as is would overwrite the send's state.
+    const bob = await makeDevice(p, "bob", 1, createFileStores(await mkdtemp(join(tmpdir(), "sealpost-cipher-")), { fsync: false }));
+    await introduce(alice, bob);
+    const m1 = await alice.cipher.encryptForDevices(text("hello"), [{ address: bob.address, bundle: await bob.bundle() }]);
+    await bob.cipher.decrypt(m1.entries[0].entry, m1.sharedBody, alice.address);
+    const r1 = await bob.cipher.encryptForDevices(text("reply"), [{ address: alice.address }]);
+    await alice.cipher.decrypt(r1.entries[0].entry, r1.sharedBody, bob.address);
+    // Alice answers on a new ratchet key (bob decrypts it), then once more on the same chain:
+    // bob plans that one, sends (a receipt, say: his sending DH step), then commits.
+    const m2 = await alice.cipher.encryptForDevices(text("new chain"), [{ address: bob.address }]);
+    await bob.cipher.decrypt(m2.entries[0].entry, m2.sharedBody, alice.address);
+    const m3 = await alice.cipher.encryptForDevices(text("same chain"), [{ address: bob.address }]);
+    const pending = await bob.cipher.beginDecrypt(m3.entries[0].entry, m3.sharedBody, alice.address);
+    const r2 = await bob.cipher.encryptForDevices(text("sent meanwhile"), [{ address: alice.address }]);
+    await pending.commit();
+    const r3 = await bob.cipher.encryptForDevices(text("after commit"), [{ address: alice.address }]);
+    expect(bodyText((await alice.cipher.decrypt(r2.entries[0].entry, r2.sharedBody, bob.address)).content)).toBe("sent meanwhile");
+    expect(bodyText((await alice.cipher.decrypt(r3.entries[0].entry, r3.sharedBody, bob.address)).content)).toBe("after commit");
+    const m4 = await alice.cipher.encryptForDevices(text("and again"), [{ address: bob.address }]);
+    expect(bodyText((await bob.cipher.decrypt(m4.entries[0].entry, m4.sharedBody, alice.address)).content)).toBe("and again");
+    await expect(bob.cipher.decrypt(m3.entries[0].entry, m3.sharedBody, alice.address)).rejects.toMatchObject({ code: "duplicate_message" });
   });
 });

@@ -6,7 +6,8 @@
  * Every operation on a remote device runs under a per-address lock, so concurrent sends and
  * receives never interleave their load/modify/save of that device's session. Decryption
  * commits nothing (session, one-time prekey, channel counters) until the entry authenticated
- * and its payload checked out against the shared body and the addresses.
+ * and its payload checked out against the shared body and the addresses; beginDecrypt leaves
+ * the commit to the caller, after it stored the message.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
@@ -102,6 +103,7 @@ function header(m: RatchetMessage): RatchetHeader {
 
 export class SessionCipher {
   private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly generations = new Map<string, number>();
   private local?: LocalIdentity;
   private readonly now: () => number;
 
@@ -171,8 +173,21 @@ export class SessionCipher {
     };
     const record = (await this.stores.sessions.load(key)) ?? { previous: [] };
     archive(record, state);
-    await this.stores.sessions.save(key, record);
+    await this.saveSession(key, record);
     return record;
+  }
+
+  /**
+   * Forgets a device that left its account's verified list: its sessions and its recorded
+   * identity (so no session with it can start again, and its mail no longer decrypts).
+   */
+  async forgetDevice(address: Address): Promise<void> {
+    const key = addressKey(address);
+    await this.withLock(key, async () => {
+      this.generations.set(key, this.generation(key) + 1);
+      await this.stores.sessions.remove(key);
+      await this.stores.identity.removeRemoteIdentity(key);
+    });
   }
 
   /** Starts a session with a device from its key bundle (rejects bad signatures). */
@@ -235,7 +250,7 @@ export class SessionCipher {
               kemCiphertext: p.kemCiphertext,
             },
           );
-          await this.stores.sessions.save(key, record);
+          await this.saveSession(key, record);
           await this.stores.channels.saveSent(key, sequence);
           return { address: r.address, entry: envelope, channelSequence: sequence };
         });
@@ -248,38 +263,107 @@ export class SessionCipher {
   }
 
   /**
-   * Decrypts one device entry and the shared body it belongs to. `sender` is the sending
-   * device as the transport reported it; the entry must name the same device, and this
-   * device as recipient. Throws a SealpostCryptoError and changes nothing on any failure.
+   * Decrypts one device entry and the shared body it belongs to, and commits the state change
+   * at once. `sender` is the sending device as the transport reported it; the entry must name
+   * the same device, and this device as recipient. Throws a SealpostCryptoError and changes
+   * nothing on any failure. Callers that store the result should use beginDecrypt instead, so
+   * a failure before the result is stored leaves the entry decryptable again.
    */
   async decrypt(entry: Uint8Array, sharedBody: Uint8Array, sender: Address): Promise<DecryptedMessage> {
+    const pending = await this.beginDecrypt(entry, sharedBody, sender);
+    try {
+      await pending.commit();
+    } finally {
+      pending.discard();
+    }
+    const { sender: from, messageId, content, payload, channel, newSession } = pending;
+    return { sender: from, messageId, content, payload, channel, newSession };
+  }
+
+  /**
+   * Two-step decryption: verifies and decrypts like decrypt() but changes no state (session,
+   * one-time prekey, channel counters) until `commit()`. Store the result durably first, then
+   * commit; if storing fails (or the process dies), the same entry decrypts again on
+   * redelivery and the store dedupes it by message_id. `discard()` forgets an abandoned result
+   * (wipes its keys; a no-op after commit).
+   *
+   * The per-address lock is not held between the two steps (a handler may send to the same
+   * device meanwhile). `commit()` takes the lock again; if the device's session changed in
+   * between (another send or receive), it re-plans the decryption on the current state, which
+   * linearizes this receive after that operation. Throws a SealpostCryptoError if the entry no
+   * longer decrypts (e.g. it was committed by another call).
+   */
+  async beginDecrypt(entry: Uint8Array, sharedBody: Uint8Array, sender: Address): Promise<PendingDecryption> {
     const envelope = parseDeviceEnvelope(entry);
     const key = addressKey(sender);
     const local = await this.localIdentity();
-    return this.withLock(key, async () => {
-      const record = (await this.stores.sessions.load(key)) ?? { previous: [] };
-      let opened: Opened;
-      if (envelope.kind.case === "ratchet") opened = this.openRatchet(record, envelope.kind.value);
-      else if (envelope.kind.case === "prekey") opened = await this.openPrekey(record, envelope.kind.value, key, local);
-      else throw new InvalidMessageError("device envelope is empty");
-
-      let result: Omit<DecryptedMessage, "channel" | "newSession">;
-      try {
-        result = this.checkPayload(opened.plan.plaintext, sharedBody, sender);
-      } catch (e) {
-        opened.plan.discard();
-        throw e;
-      }
-      const wasConfirmed = opened.state.receivingChainKey !== undefined;
-      opened.plan.commit();
-      if (!wasConfirmed) maybePromote(record, opened.state);
-      await this.stores.sessions.save(key, record);
-      if (opened.consumedOneTimePrekey !== undefined) await this.stores.oneTimePrekeys.remove(opened.consumedOneTimePrekey);
+    const planned = await this.withLock(key, async () => {
+      const generation = this.generation(key);
+      const p = await this.plan(envelope, sharedBody, sender, key, local);
       const channelState = (await this.stores.channels.loadReceived(key)) ?? emptyChannelState();
-      const channel = observeSequence(channelState, Number(result.payload.channelSequence));
-      await this.stores.channels.saveReceived(key, channelState);
-      return { ...result, newSession: opened.newSession, channel };
+      // A preview on a copy: the counters change at commit.
+      const channel = observeSequence(structuredClone(channelState), Number(p.result.payload.channelSequence));
+      return { p, generation, channel };
     });
+    let state: "pending" | "committed" | "discarded" = "pending";
+    let current = planned.p;
+    const discard = () => {
+      if (state !== "pending") return;
+      state = "discarded";
+      current.opened.plan.discard();
+    };
+    const commit = async () => {
+      if (state === "committed") return;
+      if (state === "discarded") throw new InvalidMessageError("this decryption was discarded");
+      await this.withLock(key, async () => {
+        if (state !== "pending") return;
+        if (this.generation(key) !== planned.generation) {
+          // The session changed since the plan was made: plan again on the current state.
+          current.opened.plan.discard();
+          current = await this.plan(envelope, sharedBody, sender, key, local);
+        }
+        await this.apply(key, current);
+        state = "committed";
+      });
+    };
+    return { ...planned.p.result, newSession: planned.p.opened.newSession, channel: planned.channel, commit, discard };
+  }
+
+  /** The number of session saves for `key` so far (this instance): a plan is valid while it is unchanged. */
+  private generation(key: string): number {
+    return this.generations.get(key) ?? 0;
+  }
+
+  private async saveSession(key: string, record: SessionRecord): Promise<void> {
+    this.generations.set(key, this.generation(key) + 1);
+    await this.stores.sessions.save(key, record);
+  }
+
+  /** Opens and checks an entry without changing anything (run under the address lock). */
+  private async plan(envelope: ReturnType<typeof parseDeviceEnvelope>, sharedBody: Uint8Array, sender: Address, key: string, local: LocalIdentity): Promise<Planned> {
+    const record = (await this.stores.sessions.load(key)) ?? { previous: [] };
+    let opened: Opened;
+    if (envelope.kind.case === "ratchet") opened = this.openRatchet(record, envelope.kind.value);
+    else if (envelope.kind.case === "prekey") opened = await this.openPrekey(record, envelope.kind.value, key, local);
+    else throw new InvalidMessageError("device envelope is empty");
+    try {
+      return { record, opened, result: this.checkPayload(opened.plan.plaintext, sharedBody, sender) };
+    } catch (e) {
+      opened.plan.discard();
+      throw e;
+    }
+  }
+
+  /** Applies a plan: session, consumed one-time prekey, channel counters (under the address lock). */
+  private async apply(key: string, { record, opened, result }: Planned): Promise<void> {
+    const wasConfirmed = opened.state.receivingChainKey !== undefined;
+    opened.plan.commit();
+    if (!wasConfirmed) maybePromote(record, opened.state);
+    await this.saveSession(key, record);
+    if (opened.consumedOneTimePrekey !== undefined) await this.stores.oneTimePrekeys.remove(opened.consumedOneTimePrekey);
+    const channelState = (await this.stores.channels.loadReceived(key)) ?? emptyChannelState();
+    observeSequence(channelState, Number(result.payload.channelSequence));
+    await this.stores.channels.saveReceived(key, channelState);
   }
 
   /** Tries the current state, then the previous ones (simultaneous initiation, late mail). */
@@ -409,6 +493,20 @@ function serializeContent(content: Content, messageId: Uint8Array): Uint8Array {
   out.set(messageId, 2);
   out.set(bytes, 2 + messageId.length);
   return out;
+}
+
+/** A decryption that has not changed any state yet (SessionCipher.beginDecrypt). */
+export interface PendingDecryption extends DecryptedMessage {
+  /** Applies the state change (session, one-time prekey, channel counters); idempotent. */
+  commit(): Promise<void>;
+  /** Forgets the result without changing state; a no-op after commit. */
+  discard(): void;
+}
+
+interface Planned {
+  record: SessionRecord;
+  opened: Opened;
+  result: Omit<DecryptedMessage, "channel" | "newSession">;
 }
 
 interface Opened {

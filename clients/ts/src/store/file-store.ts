@@ -118,6 +118,9 @@ export class FileIdentityStore implements IdentityStore {
     if (!old) return "new";
     return bytesEqual(old.signingKey, identity.signingKey) && bytesEqual(old.dhKey, identity.dhKey) ? "unchanged" : "changed";
   }
+  removeRemoteIdentity(address: string) {
+    return this.remote.remove(address);
+  }
 }
 
 export class FileKeyRecordStore<R> implements KeyRecordStore<R> {

@@ -21,6 +21,8 @@ export interface IdentityStore {
   getRemoteIdentity(address: string): Promise<RemoteIdentity | undefined>;
   /** Records the identity from a verified device list; reports whether it changed. */
   saveRemoteIdentity(address: string, identity: RemoteIdentity): Promise<IdentityChange>;
+  /** Forgets a remote identity (its device left the account's verified list). */
+  removeRemoteIdentity(address: string): Promise<void>;
 }
 
 /** Records keyed by a numeric key id. */

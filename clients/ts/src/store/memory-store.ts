@@ -23,6 +23,9 @@ export class MemoryIdentityStore implements IdentityStore {
     if (!old) return "new";
     return bytesEqual(old.signingKey, identity.signingKey) && bytesEqual(old.dhKey, identity.dhKey) ? "unchanged" : "changed";
   }
+  async removeRemoteIdentity(address: string) {
+    this.remote.delete(address);
+  }
 }
 
 export class MemoryKeyRecordStore<R> implements KeyRecordStore<R> {
