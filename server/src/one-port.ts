@@ -13,6 +13,20 @@ import { readFileSync } from "node:fs";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/** A connection that has not sent enough bytes to pick HTTP/1.1 or HTTP/2 by then is closed. */
+export const FIRST_BYTES_TIMEOUT_MS = 10_000;
+/**
+ * An HTTP/2 connection with no open stream for this long is closed (GOAWAY). Never while a
+ * stream is open, so idle Receive streams (no mail for hours) stay; clients reconnect anyway.
+ */
+export const H2_IDLE_TIMEOUT_MS = 5 * 60_000;
+/**
+ * Concurrent streams per HTTP/2 connection (Node's default is 2^32-1). Above what a client
+ * multiplexing many devices needs (the benchmarks use 500 per connection), below what lets
+ * one connection pin unbounded memory in half-open requests.
+ */
+export const H2_MAX_CONCURRENT_STREAMS = 2_000;
+
 export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 export interface OnePortServer {
@@ -26,22 +40,29 @@ export interface OnePortOptions {
   port: number;
   handler: RequestHandler;
   tls?: { certPath: string; keyPath: string };
+  /** Defaults FIRST_BYTES_TIMEOUT_MS and H2_IDLE_TIMEOUT_MS (tests lower them). */
+  firstBytesTimeoutMs?: number;
+  h2IdleTimeoutMs?: number;
 }
 
 export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer> {
   const sockets = new Set<net.Socket>();
   const h2Sessions = new Set<http2.Http2Session>();
+  const h2IdleMs = opts.h2IdleTimeoutMs ?? H2_IDLE_TIMEOUT_MS;
+  const firstBytesMs = opts.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS;
   const trackSessions = (server: http2.Http2Server | http2.Http2SecureServer) =>
     server.on("session", (s: http2.Http2Session) => {
       h2Sessions.add(s);
       s.once("close", () => h2Sessions.delete(s));
+      closeWhenIdle(s, h2IdleMs);
     });
+  const settings: http2.Settings = { maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS };
 
   let outer: net.Server;
   let h1: http.Server | undefined;
   if (opts.tls) {
     const secure = http2.createSecureServer(
-      { cert: readFileSync(opts.tls.certPath), key: readFileSync(opts.tls.keyPath), allowHTTP1: true },
+      { cert: readFileSync(opts.tls.certPath), key: readFileSync(opts.tls.keyPath), allowHTTP1: true, settings },
       opts.handler as never,
     );
     trackSessions(secure);
@@ -52,16 +73,20 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
     h1.requestTimeout = 0;
     h1.headersTimeout = 60_000;
     h1.keepAliveTimeout = 65_000;
-    const h2 = http2.createServer({}, opts.handler as never);
+    const h2 = http2.createServer({ settings }, opts.handler as never);
     trackSessions(h2);
     const http1 = h1;
     outer = net.createServer((socket) => {
       let seen = Buffer.alloc(0);
+      // Until the protocol is known nobody else watches this socket: bound the wait.
+      const undecided = setTimeout(() => socket.destroy(), firstBytesMs);
+      socket.once("close", () => clearTimeout(undecided));
       const onData = (chunk: Buffer) => {
         seen = Buffer.concat([seen, chunk]);
         const n = Math.min(seen.length, PREFACE.length);
         const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
         if (isH2 && seen.length < PREFACE.length) return; // need more bytes to decide
+        clearTimeout(undecided);
         socket.off("data", onData);
         socket.pause();
         socket.unshift(seen);
@@ -102,4 +127,20 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
       await closed;
     },
   };
+}
+
+/**
+ * Closes an HTTP/2 session after idleMs without open streams. The timer runs only while no
+ * stream is open: a long-lived stream with no traffic must not be cut.
+ */
+function closeWhenIdle(session: http2.Http2Session, idleMs: number): void {
+  let open = 0;
+  session.on("timeout", () => session.close());
+  session.setTimeout(idleMs);
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    if (open++ === 0) session.setTimeout(0);
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed && !session.destroyed) session.setTimeout(idleMs);
+    });
+  });
 }
