@@ -51,6 +51,7 @@ import { addressKey } from "../store/interfaces.js";
 import { GroupDirectoryError, GroupError, GroupUpdatePendingError } from "./group-errors.js";
 import type { GroupDeviceRef, GroupPort } from "./group-port.js";
 import { PendingQueues, type PendingEntry } from "./pending-queues.js";
+import { KeyedLock } from "../util/keyed-lock.js";
 
 /** A group as the app sees it. */
 export interface GroupInfo {
@@ -106,7 +107,7 @@ export class GroupManager {
   private readonly stores: GroupStores;
   private readonly port: GroupPort;
   private readonly now: () => number;
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   /**
    * Waiting content: "bodies" (group messages waiting for their distribution, by
    * "<sender>/<distribution hex>"), "distributions" (waiting for the state that makes their
@@ -147,17 +148,7 @@ export class GroupManager {
   }
 
   private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.locks.set(key, tail);
-    void tail.then(() => {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    });
-    return run;
+    return this.locks.run(key, fn);
   }
 
   // ---------------------------------------------------------------- queries

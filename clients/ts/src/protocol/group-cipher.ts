@@ -31,6 +31,7 @@ import {
   validateSenderKeyMessage,
   type OwnSenderKey,
 } from "./sender-keys.js";
+import { KeyedLock } from "../util/keyed-lock.js";
 
 export interface GroupCipherOptions {
   /** Milliseconds since the epoch (injected for tests). */
@@ -62,7 +63,7 @@ interface PlannedGroupDecrypt {
 }
 
 export class GroupCipher {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   /** Per receiving record ("<sender>/<distribution>"): a stamp changed by every save or removal. */
   private readonly generations = new Map<string, number>();
   private stamps = 0;
@@ -78,17 +79,7 @@ export class GroupCipher {
   }
 
   private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.locks.set(key, tail);
-    void tail.then(() => {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    });
-    return run;
+    return this.locks.run(key, fn);
   }
 
   private async ownKeyLocked(groupId: Uint8Array): Promise<OwnSenderKey> {
