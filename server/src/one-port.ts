@@ -99,6 +99,8 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
     });
   }
   outer.on("connection", (s: net.Socket) => {
+    // A peer that vanished while a quiet stream is open is found by TCP keep-alive probes.
+    s.setKeepAlive(true, 60_000);
     sockets.add(s);
     s.once("close", () => sockets.delete(s));
   });
