@@ -743,9 +743,11 @@ export const DeliveryService: GenService<{
     output: typeof GetLimitsResponseSchema;
   },
   /**
-   * Stores one message for a set of devices. Idempotent by message_id for 24 hours: a retry
-   * with the same id from the same device stores nothing new and returns the original
-   * outcome.
+   * Stores one message for a set of devices. Idempotent by message_id: once stored for every
+   * device, a retry with the same id from the same device within 24 hours stores nothing new
+   * and returns the original outcome. A retry of a Send that failed part-way stores no second
+   * copy within 2 minutes of the first attempt; a later one may, so receivers deduplicate by
+   * (sender, message_id).
    *
    * @generated from rpc sealpost.delivery.v1.DeliveryService.Send
    */
