@@ -44,6 +44,7 @@ import { canSend, initInitiator, initResponder, planDecrypt, ratchetEncrypt, typ
 import type { SessionRecord, SessionState } from "./ratchet-state.js";
 import { openSealedBody, parseSharedBody, sealBody } from "./sealed-body.js";
 import { encodeDeviceEnvelope, encodeEntryPayload } from "./wire.js";
+import { KeyedLock } from "../util/keyed-lock.js";
 
 /** A device, by account and device id. */
 export interface Address {
@@ -102,7 +103,7 @@ function header(m: RatchetMessage): RatchetHeader {
 }
 
 export class SessionCipher {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   private readonly generations = new Map<string, number>();
   private local?: LocalIdentity;
   private readonly now: () => number;
@@ -124,18 +125,7 @@ export class SessionCipher {
 
   /** Runs fn with the lock of one remote device (a promise chain per device). */
   private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key);
-    const run = prev ? prev.then(fn, fn) : fn();
-    const tail: Promise<unknown> = run.then(
-      () => {
-        if (this.locks.get(key) === tail) this.locks.delete(key);
-      },
-      () => {
-        if (this.locks.get(key) === tail) this.locks.delete(key);
-      },
-    );
-    this.locks.set(key, tail);
-    return run;
+    return this.locks.run(key, fn);
   }
 
   /** True when a session exists that can send to `address`. */
