@@ -47,6 +47,10 @@ import {
 } from "./group-labels.js";
 import { kdfChain, ZERO_NONCE } from "./kdf.js";
 import { pad, unpad } from "./padding.js";
+import { encodeSenderKeySharedBody } from "./wire.js";
+
+/** The SharedBody writer lives with the other hand-written encoders (wire.ts). */
+export { encodeSenderKeySharedBody };
 
 const MAX_ITERATION = 0xffffffff;
 export const SENDER_KEY_HEADER_BYTES = SENDER_KEY_MESSAGE_LABEL.length + 1 + GROUP_ID_BYTES + DISTRIBUTION_ID_BYTES + 4 + 4;
@@ -338,57 +342,4 @@ export function cloneSenderKeyRecord(r: SenderKeyRecord): SenderKeyRecord {
 /** Wipes every secret of a record (after removal). */
 export function wipeSenderKeyRecord(r: SenderKeyRecord): void {
   for (const c of r.chains) wipe(c.chainKey, ...c.skipped.map((k) => k.messageKey));
-}
-
-// --- wire: SharedBody { sender_key = 2: SenderKeyMessage }, written as protobuf-es would ---
-
-function varintLength(n: number): number {
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function putVarint(buf: Uint8Array, pos: number, n: number): number {
-  while (n >= 128) {
-    buf[pos++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[pos++] = n;
-  return pos;
-}
-
-/**
- * Serialized SharedBody with a SenderKeyMessage: fields in number order, proto3 defaults
- * omitted (the bytes protobuf-es toBinary writes; checked in groups-sender-keys.test.ts).
- */
-export function encodeSenderKeySharedBody(distributionId: Uint8Array, chainId: number, iteration: number, ciphertext: Uint8Array, signature: Uint8Array): Uint8Array {
-  const uintField = (n: number) => (n === 0 ? 0 : 1 + varintLength(n));
-  const bytesField = (b: Uint8Array) => (b.length === 0 ? 0 : 1 + varintLength(b.length) + b.length);
-  const inner = uintField(SENDER_KEY_VERSION) + bytesField(distributionId) + uintField(chainId) + uintField(iteration) + bytesField(ciphertext) + bytesField(signature);
-  const out = new Uint8Array(1 + varintLength(inner) + inner);
-  let p = 0;
-  out[p++] = (2 << 3) | 2;
-  p = putVarint(out, p, inner);
-  const u = (field: number, n: number) => {
-    if (n === 0) return;
-    out[p++] = field << 3;
-    p = putVarint(out, p, n);
-  };
-  const b = (field: number, v: Uint8Array) => {
-    if (v.length === 0) return;
-    out[p++] = (field << 3) | 2;
-    p = putVarint(out, p, v.length);
-    out.set(v, p);
-    p += v.length;
-  };
-  u(1, SENDER_KEY_VERSION);
-  b(2, distributionId);
-  u(3, chainId);
-  u(4, iteration);
-  b(5, ciphertext);
-  b(6, signature);
-  return out;
 }

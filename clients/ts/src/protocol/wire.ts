@@ -1,12 +1,13 @@
 /**
  * Hand-written protobuf encoders for the hot-path envelope messages (DeviceEnvelope,
- * EntryPayload, SharedBody). They write exactly the bytes protobuf-es `toBinary` writes
+ * EntryPayload, SharedBody with a SealedBody or a SenderKeyMessage). They write exactly the bytes protobuf-es `toBinary` writes
  * (fields in number order, proto3 defaults omitted; tested against it in
  * clients/ts/test/wire.test.ts) at a fraction of the cost: one exact-size allocation, no
  * message objects. Decoding stays with protobuf-es `fromBinary`, which accepts every valid
  * encoding.
  */
 import { utf8 } from "../crypto/bytes.js";
+import { SENDER_KEY_VERSION } from "./group-labels.js";
 
 const WIRE_VARINT = 0;
 const WIRE_LEN = 2;
@@ -169,5 +170,22 @@ export function encodeSealedSharedBody(version: number, ciphertext: Uint8Array):
   w.message(1, inner);
   w.uint(1, version);
   w.bytes(2, ciphertext);
+  return w.buf;
+}
+
+/**
+ * A serialized SharedBody holding a SenderKeyMessage (version SENDER_KEY_VERSION); checked
+ * against protobuf-es in groups-sender-keys.test.ts.
+ */
+export function encodeSenderKeySharedBody(distributionId: Uint8Array, chainId: number, iteration: number, ciphertext: Uint8Array, signature: Uint8Array): Uint8Array {
+  const inner = uintSize(SENDER_KEY_VERSION) + bytesSize(distributionId.length) + uintSize(chainId) + uintSize(iteration) + bytesSize(ciphertext.length) + bytesSize(signature.length);
+  const w = new Writer(messageSize(inner));
+  w.message(2, inner);
+  w.uint(1, SENDER_KEY_VERSION);
+  w.bytes(2, distributionId);
+  w.uint(3, chainId);
+  w.uint(4, iteration);
+  w.bytes(5, ciphertext);
+  w.bytes(6, signature);
   return w.buf;
 }
