@@ -13,9 +13,9 @@ import {
   type DeviceList,
   type SignedDeviceList,
 } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
-import { concatBytes } from "../crypto/bytes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { IDENTITY_LABEL, deviceListSignedBytes } from "./labels.js";
+import { generateLocalIdentity } from "../protocol/identity.js";
+import { deviceListSignedBytes } from "./labels.js";
 
 /** The private half a device signs list changes with. */
 export interface DeviceSigner {
@@ -38,13 +38,12 @@ export interface GeneratedDeviceKeys extends NewDeviceKeys {
   dhPrivateKey: Uint8Array;
 }
 
-/** Draws a signing seed and an X25519 key, and binds them with dh_key_signature. */
+/**
+ * Draws a signing seed and an X25519 key, and binds them with dh_key_signature
+ * (generateLocalIdentity, before the device has an id).
+ */
 export function generateDeviceKeys(provider: CryptoProvider, name: string): GeneratedDeviceKeys {
-  const signingSeed = provider.random(32);
-  const dhPrivateKey = provider.random(32);
-  const signingKey = provider.ed25519PublicKey(signingSeed);
-  const dhKey = provider.x25519PublicKey(dhPrivateKey);
-  const dhKeySignature = provider.ed25519Sign(signingSeed, concatBytes(IDENTITY_LABEL, dhKey));
+  const { signingSeed, dhPrivateKey, signingKey, dhKey, dhKeySignature } = generateLocalIdentity(provider, 0);
   return { signingSeed, dhPrivateKey, signingKey, dhKey, dhKeySignature, name };
 }
 

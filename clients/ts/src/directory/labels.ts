@@ -8,8 +8,8 @@ import { concatBytes, u32be, utf8 } from "../crypto/bytes.js";
 export const DEVICE_LIST_LABEL = utf8("sealpost.device-list.v1");
 /** Ed25519 over label || u8(len(account_id)) || account_id || u32be(device_id) || nonce. */
 export const AUTH_LABEL = utf8("sealpost.auth.v1");
-/** Ed25519 over label || dh_key (DeviceIdentity.dh_key_signature). */
-export const IDENTITY_LABEL = utf8("sealpost.identity.v1");
+/** Ed25519 over label || dh_key (DeviceIdentity.dh_key_signature): one definition, in protocol/labels.ts. */
+export { IDENTITY_LABEL } from "../protocol/labels.js";
 
 export function deviceListSignedBytes(deviceList: Uint8Array): Uint8Array {
   return concatBytes(DEVICE_LIST_LABEL, deviceList);
