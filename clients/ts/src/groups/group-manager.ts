@@ -12,7 +12,8 @@
  * - Receiving: distributions are accepted from devices of current members only; group
  *   messages only from current (not departed) members, admins when admins_only_messages.
  *   Distributions and messages that arrive before what they depend on (the state that adds
- *   their sender, the distribution of their key) wait in bounded in-memory queues.
+ *   their sender, the distribution of their key) wait in bounded, persisted queues
+ *   (pending-queues.ts); so do changes whose signer's device list could not be fetched.
  *
  * No transport here: everything goes through a GroupPort.
  */
