@@ -20,6 +20,7 @@ import { runGroupCommand } from "../src/cli/group-commands.js";
 import { applyGroupChange, decodeSignedGroupState, parseSignedGroupState, signGroupState } from "../src/protocol/group-state.js";
 import { createMemoryGroupStores } from "../src/store/group-memory-store.js";
 import { createFileGroupStores } from "../src/store/group-file-store.js";
+import { encodeSenderKeySharedBody } from "../src/protocol/wire.js";
 import { Messenger } from "../src/messenger.js";
 import type { GroupStores } from "../src/store/group-interfaces.js";
 import { EventLog, createDevice, linkDevice, removeTempDirs, testBackoff, texts, uniqueId, type TestDevice } from "./messenger-helpers.js";
@@ -163,6 +164,28 @@ describe("groups end to end", () => {
     await waitText(bob, "queued across a restart");
     expect((await again.groups.history(g)).find((x) => x.id === queued.id)?.status).not.toBe("queued");
     await closeAll([again, bob]);
+  });
+
+  it("file stores: a crafted group body (200-byte distribution_id) is dropped and acknowledged, not redelivered forever", async () => {
+    const alice = withGroups(await createDevice(server.url, uniqueId("alice")));
+    const bobDev = await createDevice(server.url, uniqueId("bob"), { file: true });
+    const bob = withGroups(bobDev, createFileGroupStores(`${bobDev.dir}/groups`, { fsync: false }));
+    const g = await alice.groups.createGroup("trip", [bob.m.accountId]);
+    await bob.waitGroup((e) => e.type === "group-updated" && e.groupId === g.groupId);
+    const p = alice.m.provider;
+    const crafted = encodeSenderKeySharedBody(p.random(200), 1, 0, p.random(64), p.random(64));
+    const known = await alice.m.directory.known(bob.m.accountId);
+    const res = await alice.m.api.delivery.send({
+      messageId: p.random(16),
+      sharedBody: crafted,
+      entries: [{ device: bob.m.address, entry: new Uint8Array(0) }],
+      versions: known ? [{ accountId: bob.m.accountId, deviceListVersion: known.version }] : [],
+    });
+    expect(res.outcome.case).toBe("stored");
+    await bob.log.wait("session-problem", (e) => e.problem === "undecryptable" && /distribution_id/.test(e.detail));
+    await alice.groups.sendText(g.groupId, "after the crafted one");
+    await waitText(bob, "after the crafted one");
+    await closeAll([alice, bob]);
   });
 
   it("admin-only: a non-admin's forged change is rejected by every member device", async () => {
