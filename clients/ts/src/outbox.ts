@@ -8,8 +8,20 @@
  * (sp_sends, Nats-Msg-Id) stores it once. Only MismatchedDevices (nothing stored) makes the
  * outbox refresh the device lists and encrypt again, still with the same message_id.
  *
- * Transient failures (server or network down) stop the queue and retry with backoff;
- * permanent ones (the server rejected the request) fail that one item and move on.
+ * Ordering rule: items are ordered *per conversation* (per recipient set, `lane`), not
+ * globally. Items of one lane go out strictly in queue order; an item that is stuck never
+ * holds back a later item of another lane (a message to a third person never waits behind
+ * a stuck one to someone else).
+ *
+ * Failures: when the environment fails (server or network unreachable, disk:
+ * failure-kinds.ts) the whole queue waits and retries with backoff, without limit. A
+ * permanent rejection (the server rejected the request) fails that one item at once. Any
+ * other failure (e.g. FAILED_PRECONDITION, device lists that keep changing) blocks only its
+ * lane and is retried with backoff at most MAX_ITEM_ATTEMPTS times, then the item fails.
+ *
+ * Devices without prekeys on the server (just linked, nothing uploaded yet) and without a
+ * session are left out of a fan-out: nobody can reach them yet, and the server does not
+ * count them as missing.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -21,6 +33,7 @@ import {
   type Stored,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
+import type { KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { SealpostCryptoError } from "./crypto/errors.js";
 import type { Recipient, SessionCipher } from "./protocol/session-cipher.js";
@@ -28,11 +41,14 @@ import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
 import type { ContactDirectory } from "./contact-directory.js";
 import type { ConversationStore, DeviceRef, OutboxItem } from "./conversation-store.js";
 import type { MessengerEvent } from "./events.js";
+import { isEnvironmentFailure } from "./failure-kinds.js";
 import { MessengerError, messengerErrorOf } from "./messenger-errors.js";
 import type { ServerApi } from "./server-api.js";
 
 /** Re-encryptions after MismatchedDevices before the item counts as a transient failure. */
 const MAX_MISMATCH_ROUNDS = 4;
+/** Attempts of one item that fail for item-specific (not environment) reasons before it fails for good. */
+export const MAX_ITEM_ATTEMPTS = 6;
 
 export interface OutboxDeps {
   store: ConversationStore;
@@ -80,6 +96,11 @@ export class Outbox {
   private abort = new AbortController();
   private readonly backoff: Backoff;
   private idleWaiters: (() => void)[] = [];
+  /** Item-specific failures by item seq (this run), and when each lane may be tried again. */
+  private readonly attempts = new Map<number, number>();
+  private readonly laneRetry = new Map<string, { at: number; backoff: Backoff }>();
+  /** Ends the current wait early (a new item may be in a lane that is not blocked). */
+  private wake?: () => void;
 
   constructor(private readonly d: OutboxDeps) {
     this.backoff = new Backoff(d.backoff);
@@ -115,6 +136,7 @@ export class Outbox {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
+      this.wake?.();
       return;
     }
     this.running = this.drain().finally(() => {
@@ -146,28 +168,81 @@ export class Outbox {
   private async drain(): Promise<void> {
     while (!this.stopped) {
       this.again = false;
-      const [item] = await this.d.store.listOutbox();
-      if (!item) return;
-      try {
-        await this.process(item);
-        this.backoff.reset();
-      } catch (err) {
-        const fatal = messengerErrorOf(err);
-        if (fatal?.code === "device_revoked") {
-          this.stopped = true;
-          this.d.onFatal(fatal);
-          return;
-        }
-        if (isTransient(err)) {
-          this.notifyIdle();
-          await sleep(this.backoff.next(), this.abort.signal);
+      const items = await this.d.store.listOutbox();
+      if (items.length === 0) return;
+      const blocked = new Set<string>();
+      let progressed = false;
+      let environment = false;
+      let nextRetryAt = Infinity;
+      for (const item of items) {
+        if (this.stopped) return;
+        const lane = laneOf(item);
+        if (blocked.has(lane)) continue;
+        const retry = this.laneRetry.get(lane);
+        if (retry && retry.at > Date.now()) {
+          blocked.add(lane);
+          nextRetryAt = Math.min(nextRetryAt, retry.at);
           continue;
         }
-        const reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-        await this.d.onFailed(item, reason);
-        await this.d.store.removeOutbox(item.seq);
-        this.d.emit({ type: "send-failed", messageId: hex(item.messageId), label: item.label, reason });
+        try {
+          await this.process(item);
+          this.backoff.reset();
+          this.attempts.delete(item.seq);
+          this.laneRetry.delete(lane);
+          progressed = true;
+        } catch (err) {
+          const fatal = messengerErrorOf(err);
+          if (fatal?.code === "device_revoked") {
+            this.stopped = true;
+            this.d.onFatal(fatal);
+            return;
+          }
+          if (isTransient(err) && isEnvironmentFailure(err)) {
+            environment = true;
+            break;
+          }
+          const n = (this.attempts.get(item.seq) ?? 0) + 1;
+          this.attempts.set(item.seq, n);
+          if (isTransient(err) && n < MAX_ITEM_ATTEMPTS) {
+            // Only this lane waits; later items of other lanes go on.
+            const r = retry ?? { at: 0, backoff: new Backoff(this.d.backoff) };
+            r.at = Date.now() + r.backoff.next();
+            this.laneRetry.set(lane, r);
+            nextRetryAt = Math.min(nextRetryAt, r.at);
+            blocked.add(lane);
+            continue;
+          }
+          const reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+          this.attempts.delete(item.seq);
+          this.laneRetry.delete(lane);
+          await this.d.onFailed(item, reason);
+          await this.d.store.removeOutbox(item.seq);
+          this.d.emit({ type: "send-failed", messageId: hex(item.messageId), label: item.label, reason });
+          progressed = true;
+        }
       }
+      if (environment) {
+        this.notifyIdle();
+        await this.nap(this.backoff.next());
+      } else if (!progressed) {
+        this.notifyIdle();
+        await this.nap(Math.max(10, (nextRetryAt === Infinity ? Date.now() : nextRetryAt) - Date.now()));
+      }
+    }
+  }
+
+  /** Waits `ms`, or less when stopped or kicked (enqueue). */
+  private async nap(ms: number): Promise<void> {
+    if (this.again) return;
+    const woken = new AbortController();
+    this.wake = () => woken.abort();
+    const onStop = () => woken.abort();
+    this.abort.signal.addEventListener("abort", onStop, { once: true });
+    try {
+      await sleep(ms, woken.signal);
+    } finally {
+      this.abort.signal.removeEventListener("abort", onStop);
+      this.wake = undefined;
     }
   }
 
@@ -207,6 +282,27 @@ export class Outbox {
     throw new ConnectError("device lists kept changing while sending; retrying later", Code.Aborted);
   }
 
+  /**
+   * Claims bundles; when the server refuses the batch because a device has no prekeys yet
+   * (FAILED_PRECONDITION), claims device by device and leaves out those without prekeys.
+   */
+  private async claim(accountId: string, deviceIds: number[]): Promise<Map<number, KeyBundle>> {
+    try {
+      return await this.d.directory.claim(accountId, deviceIds);
+    } catch (err) {
+      if (!(err instanceof ConnectError && err.code === Code.FailedPrecondition)) throw err;
+    }
+    const out = new Map<number, KeyBundle>();
+    for (const id of deviceIds) {
+      try {
+        for (const [k, b] of await this.d.directory.claim(accountId, [id])) out.set(k, b);
+      } catch (err) {
+        if (!(err instanceof ConnectError && err.code === Code.FailedPrecondition)) throw err;
+      }
+    }
+    return out;
+  }
+
   /** Encrypts the item for every current device of its accounts and this account's other devices. */
   private async encrypt(item: OutboxItem): Promise<SendRequest | undefined> {
     const me = this.d.self();
@@ -225,13 +321,14 @@ export class Outbox {
         mine.push(r);
       }
       if (need.length) {
-        const bundles = await this.d.directory.claim(accountId, need);
+        const bundles = await this.claim(accountId, need);
         for (const r of mine) {
           const b = bundles.get(r.address.deviceId);
           if (b) r.bundle = b;
         }
       }
-      recipients.push(...mine);
+      // A device with neither a session nor a bundle has no prekeys yet: unreachable, left out.
+      recipients.push(...mine.filter((r) => r.bundle || !need.includes(r.address.deviceId)));
     }
     if (recipients.length === 0) return undefined;
     const content = fromBinary(ContentSchema, item.content);
@@ -243,6 +340,11 @@ export class Outbox {
       versions: versions.map((v) => create(AccountVersionSchema, v)),
     });
   }
+}
+
+/** The ordering lane of an item: its recipient accounts (per-conversation order). */
+function laneOf(item: OutboxItem): string {
+  return [...item.to].sort().join("\n");
 }
 
 function hex(b: Uint8Array): string {

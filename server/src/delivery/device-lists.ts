@@ -15,6 +15,12 @@ export type DeviceRevokedListener = (accountId: string, deviceId: number) => Pro
 export interface DeviceLists {
   /** Undefined for an unknown account. */
   currentDeviceList(accountId: string): Promise<CurrentDeviceList | undefined>;
+  /**
+   * Of `deviceIds` (listed devices of the account), those that cannot be reached yet: no
+   * signed and ML-KEM prekeys uploaded, so no sender can start a session with them. A Send
+   * that leaves them out is not a mismatch (they are not reported missing).
+   */
+  devicesWithoutPrekeys?(accountId: string, deviceIds: number[]): Promise<number[]>;
   /** Runs on the instance that committed a revocation. */
   onDeviceRevoked?(listener: DeviceRevokedListener): void;
   /** Runs on every instance after any account's list changed. */
@@ -27,6 +33,7 @@ export function deviceListsOf(directory: unknown): DeviceLists | undefined {
   if (d && typeof d.currentDeviceList === "function") {
     return {
       currentDeviceList: (a) => d.currentDeviceList!.call(d, a),
+      devicesWithoutPrekeys: typeof d.devicesWithoutPrekeys === "function" ? (a, ids) => d.devicesWithoutPrekeys!.call(d, a, ids) : undefined,
       onDeviceRevoked: typeof d.onDeviceRevoked === "function" ? (l) => d.onDeviceRevoked!.call(d, l) : undefined,
       onDeviceListChanged: typeof d.onDeviceListChanged === "function" ? (l) => void d.onDeviceListChanged!.call(d, l) : undefined,
     };

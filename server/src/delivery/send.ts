@@ -217,7 +217,8 @@ export class Sender {
 
   /**
    * Compares the addressed devices with every involved account's current list (the sender's
-   * own account always: its other devices must get a copy). missing = listed without entry;
+   * own account always: its other devices must get a copy). missing = listed without entry
+   * (except devices that have not uploaded prekeys yet: nobody can reach them);
    * stale = allocated once but no longer listed (revoked); extra = never allocated.
    */
   private async checkDeviceLists(
@@ -234,12 +235,28 @@ export class Sender {
     const accounts = [...byAccount.keys()];
     const current = await Promise.all(accounts.map(read));
     const mismatches: AccountMismatch[] = [];
+    // Devices without prekeys cannot be reached yet (no session can start): leaving them out
+    // is not a mismatch. Looked up only for devices a Send left out (rare).
+    const unreachable = new Map<string, Set<number>>();
+    const lists = this.d.deviceLists();
+    await Promise.all(
+      accounts.map(async (account, i) => {
+        const list = current[i];
+        const addressed = byAccount.get(account)!;
+        const left = list?.deviceIds.filter((id) => !addressed.has(id) && !(account === sender.accountId && id === sender.deviceId)) ?? [];
+        if (left.length && lists.devicesWithoutPrekeys) {
+          unreachable.set(account, new Set(await storeOp("the prekey lookup", () => lists.devicesWithoutPrekeys!(account, left))));
+        }
+      }),
+    );
     accounts.forEach((account, i) => {
       const list = current[i];
       if (!list) throw new ConnectError(`account ${account} not found`, Code.NotFound);
       const addressed = byAccount.get(account)!;
       const listed = new Set(list.deviceIds);
-      const missing = list.deviceIds.filter((id) => !addressed.has(id) && !(account === sender.accountId && id === sender.deviceId));
+      const missing = list.deviceIds.filter(
+        (id) => !addressed.has(id) && !(account === sender.accountId && id === sender.deviceId) && !unreachable.get(account)?.has(id),
+      );
       const stale: number[] = [];
       const extra: number[] = [];
       for (const id of addressed) {

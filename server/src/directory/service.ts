@@ -43,6 +43,8 @@ export interface Directory {
   deviceStatus: DeviceStatus;
   /** Reads the current list from KV (read-through, so correct across instances at once). */
   currentDeviceList(accountId: string): Promise<CurrentDeviceList | undefined>;
+  /** Of these listed devices, those without signed and ML-KEM prekeys (unreachable until they upload). */
+  devicesWithoutPrekeys(accountId: string, deviceIds: number[]): Promise<number[]>;
   /**
    * Called on the instance that commits a revocation, awaited before RevokeDevice answers:
    * purge the mailbox, end the device's streams on this instance. A listener's failure is
@@ -293,6 +295,10 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     currentDeviceList: async (accountId) => {
       const cur = await lists.current(accountId);
       return cur ? toCurrent(cur) : undefined;
+    },
+    devicesWithoutPrekeys: async (accountId, deviceIds) => {
+      const keys = await Promise.all(deviceIds.map((id) => prekeys.get(accountId, id)));
+      return deviceIds.filter((_, i) => !(keys[i].signedPrekey && keys[i].kemPrekey));
     },
     onDeviceRevoked: (listener) => void revokedListeners.push(listener),
     onDeviceListChanged: (listener) =>
