@@ -24,14 +24,14 @@ const params = (f: Figure) =>
 
 function targetTable(results: BenchResult[]): string[] {
   const lines = [
-    "| figure | target | sealpost | reference (same run) | ratio | met? | from |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
+    "| figure | target | sealpost | reference (same run) | ratio to reference | against the target | met? | from |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const row of TARGET_ROWS) {
     const hits: { r: BenchResult; f: Figure }[] = [];
     for (const r of results) for (const f of r.figures) if (f.target?.row === row.id) hits.push({ r, f });
     if (!hits.length) {
-      lines.push(`| ${row.figure} | ${row.target} | not measured | | | **not measured** | |`);
+      lines.push(`| ${row.figure} | ${row.target} | not measured | | | | **not measured** | |`);
       continue;
     }
     const value = hits.map(({ f }) => `${f.name === row.id ? "" : `${f.name}: `}${fmt(f.value)} ${f.unit}`).join("; ");
@@ -43,7 +43,8 @@ function targetTable(results: BenchResult[]): string[] {
     const met = hits.every(({ f }) => f.target!.met);
     const how = hits.map(({ f }) => f.target!.description).join("; ");
     const from = [...new Set(hits.map(({ r }) => `${r.benchmark} (${r.mode})`))].join(", ");
-    lines.push(`| ${row.figure} | ${row.target} | ${value} | ${ref} | ${ratios.join("; ")} | ${met ? "met" : "**missed**"} (${how}) | ${from} |`);
+    const versus = hits.map(({ f }) => row.versus(f)).join("; ");
+    lines.push(`| ${row.figure} | ${row.target} | ${value} | ${ref} | ${ratios.join("; ")} | ${versus} | ${met ? "met" : "**missed**"} (${how}) | ${from} |`);
   }
   return lines;
 }
