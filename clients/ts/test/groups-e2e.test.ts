@@ -9,9 +9,8 @@ import { create } from "@bufbuild/protobuf";
 import type { SendRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { GroupControlSchema } from "@sealpost/gen/sealpost/envelope/v1/group_pb.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { describe, expect, it } from "vitest";
+import { useMessengerHarness } from "./support/messenger-harness.js";
 import { fromHex } from "../src/crypto/bytes.js";
 import { NoSessionError } from "../src/crypto/errors.js";
 import type { GroupEvent } from "../src/groups/group-events.js";
@@ -23,20 +22,9 @@ import { createFileGroupStores } from "../src/store/group-file-store.js";
 import { encodeSenderKeySharedBody } from "../src/protocol/wire.js";
 import { Messenger } from "../src/messenger.js";
 import type { GroupStores } from "../src/store/group-interfaces.js";
-import { EventLog, createDevice, linkDevice, removeTempDirs, testBackoff, texts, uniqueId, type TestDevice } from "./messenger-helpers.js";
+import { EventLog, createDevice, linkDevice, testBackoff, texts, uniqueId, type TestDevice } from "./messenger-helpers.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-  await removeTempDirs();
-});
+const server = useMessengerHarness();
 
 interface GroupDevice extends TestDevice {
   groups: MessengerGroups;

@@ -2,23 +2,11 @@
  * Messenger over the real stack (nats-server + server): accounts, linking, 1:1 text to every
  * device of both accounts, receipts, typing, read sync, history, attachments, revocation.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { createDevice, linkDevice, removeTempDirs, texts, uniqueId } from "./messenger-helpers.js";
+import { describe, expect, it } from "vitest";
+import { useMessengerHarness } from "./support/messenger-harness.js";
+import { createDevice, linkDevice, texts, uniqueId } from "./messenger-helpers.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-  await removeTempDirs();
-});
+const server = useMessengerHarness();
 
 describe("Messenger 1:1", () => {
   it("delivers a text to every device of the recipient and the sender's other devices, with receipts", async () => {

@@ -4,24 +4,12 @@
  * the recipient's other devices (the server does not count the unready device as missing),
  * and a message to a third person never waits behind it.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { describe, expect, it } from "vitest";
+import { useMessengerHarness } from "./support/messenger-harness.js";
 import { Messenger, createMemoryMessengerStores } from "@sealpost/client/messenger.js";
-import { createDevice, removeTempDirs, testBackoff, uniqueId } from "./messenger-helpers.js";
+import { createDevice, testBackoff, uniqueId } from "./messenger-helpers.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-  await removeTempDirs();
-});
+const server = useMessengerHarness();
 
 describe("outbox lanes", () => {
   it("a recipient device without prekeys is left out and does not block the queue", async () => {

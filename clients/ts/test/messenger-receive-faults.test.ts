@@ -4,25 +4,13 @@
  * receiving, and a message that fails on every delivery is dropped after a few attempts
  * instead of making the loop reconnect forever.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { describe, expect, it } from "vitest";
+import { useMessengerHarness } from "./support/messenger-harness.js";
 import { Messenger, createMemoryMessengerStores } from "@sealpost/client/messenger.js";
 import type { ReceiveState } from "@sealpost/client/conversation-store.js";
-import { createDevice, EventLog, removeTempDirs, testBackoff, texts, uniqueId } from "./messenger-helpers.js";
+import { createDevice, EventLog, testBackoff, texts, uniqueId } from "./messenger-helpers.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-  await removeTempDirs();
-});
+const server = useMessengerHarness();
 
 describe("receive loop faults", () => {
   it("a failed receive-state write is reported, later writes still land, and stop() resolves", async () => {

@@ -4,27 +4,15 @@
  * message naming a group is never filed into that group; mail from a device no longer in its
  * account's verified list is refused, and that device's session and identity are forgotten.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { useMessengerHarness } from "./support/messenger-harness.js";
 import type { StoredMessage } from "@sealpost/client/conversation-store.js";
 import { groupConversation } from "@sealpost/client/conversation-store.js";
-import { createDevice, linkDevice, removeTempDirs, texts, uniqueId } from "./messenger-helpers.js";
+import { createDevice, linkDevice, texts, uniqueId } from "./messenger-helpers.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-  await removeTempDirs();
-});
+const server = useMessengerHarness();
 
 describe("receiving on the 1:1 path", () => {
   it("a store failure after decryption does not lose the message: the redelivery decrypts and stores it", async () => {

@@ -3,25 +3,13 @@
  * catching up (and restarting from its file store), revocation, key changes, attachments,
  * prekey replenishment and rotation.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { describe, expect, it } from "vitest";
+import { useMessengerHarness } from "./support/messenger-harness.js";
 import { Messenger } from "@sealpost/client/messenger.js";
 import { runDemo } from "@sealpost/client/cli/demo-scenario.js";
-import { createDevice, EventLog, linkDevice, removeTempDirs, testBackoff, texts, uniqueId } from "./messenger-helpers.js";
+import { createDevice, EventLog, linkDevice, testBackoff, texts, uniqueId } from "./messenger-helpers.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-  await removeTempDirs();
-});
+const server = useMessengerHarness();
 
 describe("demo", () => {
   it("plays Alice -> Bob (phone + laptop offline at first) with receipts, read sync and catch-up", async () => {
