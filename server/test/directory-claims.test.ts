@@ -3,30 +3,19 @@
  * instances: hundreds of claims race for fewer keys than claims; no key id is seen twice,
  * every uploaded key is handed out, and the rest get bundles without one.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
-import { createTestAccount, generateTestPrekeys, plainTransport, prekeyMessages, startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { createTestAccount, generateTestPrekeys, plainTransport, prekeyMessages } from "@sealpost/test-support/index.js";
+import { useTwoInstances } from "./directory-helpers.js";
 
-let nats: TestNats;
-let a: RunningServer;
-let b: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  [a, b] = await Promise.all([startTestServer(nats.url), startTestServer(nats.url)]);
-});
-afterAll(async () => {
-  await Promise.all([a?.close(), b?.close()]);
-  await nats?.stop();
-});
+const servers = useTwoInstances();
 
 describe("concurrent one-time prekey claims", () => {
   it("never hands out one key twice across two instances (400 keys, 480 claims)", async () => {
     const KEYS = 400;
     const CLAIMS = 480;
-    const alice = await createTestAccount(a.url, "claim-alice", { oneTimePrekeys: 0 });
+    const alice = await createTestAccount(servers.a.url, "claim-alice", { oneTimePrekeys: 0 });
     const uploaded = generateTestPrekeys(alice.provider, alice.devices[0].keys, KEYS, 1000).oneTime;
     for (let i = 0; i < KEYS; i += 100) {
       await alice.devices[0].directory.uploadPrekeys({ oneTimePrekeys: prekeyMessages({ ...generateTestPrekeys(alice.provider, alice.devices[0].keys, 0), oneTime: uploaded.slice(i, i + 100) }).oneTimePrekeys });
@@ -34,9 +23,9 @@ describe("concurrent one-time prekey claims", () => {
     expect((await alice.devices[0].directory.getPrekeyCount({})).oneTimePrekeyCount).toBe(KEYS);
 
     // Four claimer devices, each with a client on both instances.
-    const claimers = await Promise.all([0, 1, 2, 3].map((i) => createTestAccount(b.url, `claim-bob-${i}`)));
+    const claimers = await Promise.all([0, 1, 2, 3].map((i) => createTestAccount(servers.b.url, `claim-bob-${i}`)));
     const clients = claimers.flatMap((c) =>
-      [a, b].map((s) => {
+      [servers.a, servers.b].map((s) => {
         const auth: Interceptor = (next) => (req) => (req.header.set("authorization", `Bearer ${c.devices[0].token}`), next(req));
         return createClient(DirectoryService, plainTransport(s.url, "connect", [auth]));
       }),
@@ -52,7 +41,7 @@ describe("concurrent one-time prekey claims", () => {
     for (const k of got) expect(Buffer.from(k.publicKey).toString("hex")).toBe(byId.get(k.keyId));
     expect((await alice.devices[0].directory.getPrekeyCount({})).oneTimePrekeyCount).toBe(0);
     // Nothing left behind in the bucket (claims delete by sequence, no tombstones).
-    const info = await a.context.nats.jsm.streams.info("KV_sp_one_time_prekeys", { subjects_filter: "$KV.sp_one_time_prekeys.claim-alice.>" });
+    const info = await servers.a.context.nats.jsm.streams.info("KV_sp_one_time_prekeys", { subjects_filter: "$KV.sp_one_time_prekeys.claim-alice.>" });
     expect(info.state.subjects ?? {}).toEqual({});
   });
 });

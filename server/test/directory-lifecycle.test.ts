@@ -4,7 +4,7 @@
  * device is locked out everywhere, the signed history is served, and WatchDirectory streams
  * snapshot, additions, removals and prekey rotations.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { DirectoryChangeKind, DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import {
@@ -13,50 +13,35 @@ import {
   generateTestPrekeys,
   plainTransport,
   prekeyMessages,
-  startTestNats,
-  startTestServer,
-  type TestNats,
 } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
 import { createDirectory } from "@sealpost/server/directory/service.js";
 import { generateDeviceKeys, linkDeviceChange, parseDeviceList, revokeDeviceChange } from "@sealpost/client/directory/device-list-changes.js";
 import { verifyDeviceListChain } from "@sealpost/client/directory/device-list-chain.js";
-import { expectConnectError } from "./directory-helpers.js";
+import { expectConnectError, useTwoInstances } from "./directory-helpers.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
-let nats: TestNats;
-let a: RunningServer;
-let b: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  [a, b] = await Promise.all([startTestServer(nats.url), startTestServer(nats.url)]);
-});
-afterAll(async () => {
-  await Promise.all([a?.close(), b?.close()]);
-  await nats?.stop();
-});
+const servers = useTwoInstances();
 
 describe("account lifecycle across two instances", () => {
   it("creates, links through the other instance, serves the chain, claims bundles, revokes and locks out", async () => {
-    const alice = await createTestAccount(a.url, "life-alice", { devices: 1, oneTimePrekeys: 3 });
-    const bob = await createTestAccount(b.url, "life-bob");
-    const openB = createClient(DirectoryService, plainTransport(b.url));
+    const alice = await createTestAccount(servers.a.url, "life-alice", { devices: 1, oneTimePrekeys: 3 });
+    const bob = await createTestAccount(servers.b.url, "life-bob");
+    const openB = createClient(DirectoryService, plainTransport(servers.b.url));
     const p = alice.provider;
     const signer1 = { deviceId: 1, signingSeed: alice.devices[0].keys.signingSeed };
 
     // Link device 2 with a change signed by device 1, sent through instance B.
     const phone = generateDeviceKeys(p, "phone");
     const link = linkDeviceChange(p, alice.deviceList, signer1, phone, Date.now());
-    const onB = createClient(DirectoryService, plainTransport(b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${alice.devices[0].token}`), next(req))]));
+    const onB = createClient(DirectoryService, plainTransport(servers.b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${alice.devices[0].token}`), next(req))]));
     const linked = await onB.linkDevice({ deviceList: link.deviceList });
     expect(linked.device).toMatchObject({ accountId: "life-alice", deviceId: 2 });
     expect(linked.version).toBe(2n);
 
     // The new device authenticates on A and publishes its prekeys.
-    const phoneToken = await authenticateDevice(a.url, { accountId: "life-alice", deviceId: 2 }, phone.signingSeed, p);
-    const phoneClient = createClient(DirectoryService, plainTransport(a.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))]));
+    const phoneToken = await authenticateDevice(servers.a.url, { accountId: "life-alice", deviceId: 2 }, phone.signingSeed, p);
+    const phoneClient = createClient(DirectoryService, plainTransport(servers.a.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))]));
     const phoneKeys = generateTestPrekeys(p, phone, 2, 500);
     expect((await phoneClient.uploadPrekeys(prekeyMessages(phoneKeys))).oneTimePrekeyCount).toBe(2);
 
@@ -80,11 +65,11 @@ describe("account lifecycle across two instances", () => {
 
     // Device 2 revokes itself through B; its token stops working on A at once.
     const revoke = revokeDeviceChange(p, link.deviceList, { deviceId: 2, signingSeed: phone.signingSeed }, 2, Date.now());
-    const revoked = await createClient(DirectoryService, plainTransport(b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))])).revokeDevice({ deviceList: revoke });
+    const revoked = await createClient(DirectoryService, plainTransport(servers.b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))])).revokeDevice({ deviceList: revoke });
     expect(revoked).toMatchObject({ device: { accountId: "life-alice", deviceId: 2 }, version: 3n });
     await expectConnectError(phoneClient.getPrekeyCount({}), Code.Unauthenticated, "device life-alice/2 is not in its account's device list (revoked)");
     await expectConnectError(
-      authenticateDevice(a.url, { accountId: "life-alice", deviceId: 2 }, phone.signingSeed, p),
+      authenticateDevice(servers.a.url, { accountId: "life-alice", deviceId: 2 }, phone.signingSeed, p),
       Code.NotFound,
       "device life-alice/2 is not in the account's current device list",
     );
@@ -95,9 +80,9 @@ describe("account lifecycle across two instances", () => {
     );
     // Its one-time prekeys and signed prekeys are gone from storage.
     const keys: string[] = [];
-    for await (const k of await a.context.layout.buckets.oneTimePrekeys.keys("life-alice.2.*")) keys.push(k);
+    for await (const k of await servers.a.context.layout.buckets.oneTimePrekeys.keys("life-alice.2.*")) keys.push(k);
     expect(keys).toEqual([]);
-    expect(await a.context.layout.buckets.prekeys.get("life-alice.2")).toBeNull();
+    expect(await servers.a.context.layout.buckets.prekeys.get("life-alice.2")).toBeNull();
     // The remaining device still works; device ids are never reused.
     const again = linkDeviceChange(p, revoke, signer1, generateDeviceKeys(p, "tablet"), Date.now());
     expect(again.deviceId).toBe(3);
@@ -105,8 +90,8 @@ describe("account lifecycle across two instances", () => {
   });
 
   it("streams snapshot, device added, prekeys rotated and device removed to a watcher on the other instance", async () => {
-    const alice = await createTestAccount(a.url, "watch-alice");
-    const bob = await createTestAccount(b.url, "watch-bob");
+    const alice = await createTestAccount(servers.a.url, "watch-alice");
+    const bob = await createTestAccount(servers.b.url, "watch-bob");
     const p = alice.provider;
     const abort = new AbortController();
     const stream = bob.devices[0].directory.watchDirectory({ accountIds: ["watch-alice", "watch-bob"] }, { signal: abort.signal })[Symbol.asyncIterator]();
@@ -139,13 +124,13 @@ describe("account lifecycle across two instances", () => {
   });
 
   it("rejects a watch of an unknown account", async () => {
-    const carol = await createTestAccount(a.url, "watch-carol");
+    const carol = await createTestAccount(servers.a.url, "watch-carol");
     const it = carol.devices[0].directory.watchDirectory({ accountIds: ["watch-carol", "no-such-account"] })[Symbol.asyncIterator]();
     await expectConnectError(it.next(), Code.NotFound, "account no-such-account not found");
   });
 
   it("runs revocation listeners before RevokeDevice answers", async () => {
-    const directory = await createDirectory(a.context);
+    const directory = await createDirectory(servers.a.context);
     const calls: string[] = [];
     directory.onDeviceRevoked(async (acct, dev) => {
       await new Promise((r) => setTimeout(r, 20));
@@ -154,7 +139,7 @@ describe("account lifecycle across two instances", () => {
     const changed: string[] = [];
     const stop = directory.onDeviceListChanged((acct, cur) => changed.push(`${acct}@${cur.version}:${cur.deviceIds.join(",")}<${cur.nextDeviceId}`));
     try {
-      const dave = await createTestAccount(a.url, "listen-dave", { devices: 2 });
+      const dave = await createTestAccount(servers.a.url, "listen-dave", { devices: 2 });
       const transport = createRouterTransport(({ service }) => service(DirectoryService, directory.impl), {
         router: { interceptors: [] },
       });
