@@ -7,7 +7,9 @@
  * resumed from the next chunk after an interruption, and the digest is checked before
  * anything is decrypted.
  */
+import { create } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
+import { AttachmentPointerSchema, type AttachmentPointer } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { concatBytes, constantTimeEqual, utf8 } from "./crypto/bytes.js";
 import type { CryptoProvider } from "./crypto/provider.js";
 import type { AttachmentInfo } from "./conversation-store.js";
@@ -61,6 +63,36 @@ export async function uploadAttachment(api: ServerApi, provider: CryptoProvider,
     caption: meta.caption ?? "",
     width: meta.width ?? 0,
     height: meta.height ?? 0,
+  };
+}
+
+/** The AttachmentPointer a message carries for an uploaded attachment (1:1 and group alike). */
+export function attachmentPointer(info: AttachmentInfo): AttachmentPointer {
+  return create(AttachmentPointerSchema, {
+    attachmentId: info.attachmentId,
+    key: info.key,
+    ciphertextSha256: info.digest,
+    size: BigInt(info.size),
+    contentType: info.contentType,
+    fileName: info.fileName,
+    caption: info.caption,
+    width: info.width,
+    height: info.height,
+  });
+}
+
+/** What is stored for a received AttachmentPointer (the inverse of attachmentPointer). */
+export function attachmentInfoOf(a: AttachmentPointer): AttachmentInfo {
+  return {
+    attachmentId: a.attachmentId,
+    key: a.key,
+    digest: a.ciphertextSha256,
+    size: Number(a.size),
+    contentType: a.contentType,
+    fileName: a.fileName,
+    caption: a.caption,
+    width: a.width,
+    height: a.height,
   };
 }
 

@@ -20,7 +20,6 @@ import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DeviceListSchema, SignedDeviceListSchema, type DeviceList } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
 import {
-  AttachmentPointerSchema,
   ContentSchema,
   ConversationSchema,
   ReadMarkSchema,
@@ -47,7 +46,7 @@ import { SessionCipher, type DecryptedMessage, type PendingDecryption } from "./
 import { createMemoryStores } from "./store/memory-store.js";
 import { createFileStores } from "./store/file-store.js";
 import type { ProtocolStores } from "./store/interfaces.js";
-import { downloadAttachment, uploadAttachment, type AttachmentMeta } from "./attachments.js";
+import { attachmentInfoOf, attachmentPointer, downloadAttachment, uploadAttachment, type AttachmentMeta } from "./attachments.js";
 import { sleep, type BackoffOptions } from "./backoff.js";
 import { ContactDirectory } from "./contact-directory.js";
 import {
@@ -526,17 +525,7 @@ export class Messenger {
    */
   async sendFile(to: string, data: Uint8Array, meta: AttachmentMeta): Promise<StoredMessage> {
     const info = await uploadAttachment(this.api, this.provider, data, meta);
-    const pointer = create(AttachmentPointerSchema, {
-      attachmentId: info.attachmentId,
-      key: info.key,
-      ciphertextSha256: info.digest,
-      size: BigInt(info.size),
-      contentType: info.contentType,
-      fileName: info.fileName,
-      caption: info.caption,
-      width: info.width,
-      height: info.height,
-    });
+    const pointer = attachmentPointer(info);
     return this.sendMessage(to, { case: "attachment", value: pointer }, { kind: "attachment", attachment: info });
   }
 
@@ -794,21 +783,7 @@ export class Messenger {
       const q = content.body.value.quoteMessageId;
       body = { kind: "text", text: content.body.value.body, ...(q.length ? { quoteMessageId: toHex(q) } : {}) };
     } else if (content.body.case === "attachment") {
-      const a = content.body.value;
-      body = {
-        kind: "attachment",
-        attachment: {
-          attachmentId: a.attachmentId,
-          key: a.key,
-          digest: a.ciphertextSha256,
-          size: Number(a.size),
-          contentType: a.contentType,
-          fileName: a.fileName,
-          caption: a.caption,
-          width: a.width,
-          height: a.height,
-        },
-      };
+      body = { kind: "attachment", attachment: attachmentInfoOf(content.body.value) };
     } else {
       return;
     }

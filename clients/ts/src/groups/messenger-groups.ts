@@ -20,8 +20,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
-import { AttachmentPointerSchema, ContentSchema, ReadMarkSchema, TextSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
-import { uploadAttachment, type AttachmentMeta } from "../attachments.js";
+import { ContentSchema, ReadMarkSchema, TextSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { attachmentInfoOf, attachmentPointer, uploadAttachment, type AttachmentMeta } from "../attachments.js";
 import { groupContent } from "../protocol/group-cipher.js";
 import { fromHex, toHex } from "../crypto/bytes.js";
 import { DuplicateMessageError, SealpostCryptoError } from "../crypto/errors.js";
@@ -136,17 +136,7 @@ export class MessengerGroups implements GroupPort {
   async sendFile(groupId: string, data: Uint8Array, meta: AttachmentMeta): Promise<StoredMessage> {
     await this.manager.checkCanSend(groupId);
     const info = await uploadAttachment(this.m.api, this.m.provider, data, meta);
-    const pointer = create(AttachmentPointerSchema, {
-      attachmentId: info.attachmentId,
-      key: info.key,
-      ciphertextSha256: info.digest,
-      size: BigInt(info.size),
-      contentType: info.contentType,
-      fileName: info.fileName,
-      caption: info.caption,
-      width: info.width,
-      height: info.height,
-    });
+    const pointer = attachmentPointer(info);
     return this.queue(groupId, { case: "attachment", value: pointer }, { kind: "attachment", attachment: info });
   }
 
@@ -338,20 +328,7 @@ export class MessengerGroups implements GroupPort {
     const body: StoredMessage["body"] =
       c.body.case === "text"
         ? { kind: "text", text: c.body.value.body, ...(c.body.value.quoteMessageId.length ? { quoteMessageId: toHex(c.body.value.quoteMessageId) } : {}) }
-        : {
-            kind: "attachment",
-            attachment: {
-              attachmentId: c.body.value.attachmentId,
-              key: c.body.value.key,
-              digest: c.body.value.ciphertextSha256,
-              size: Number(c.body.value.size),
-              contentType: c.body.value.contentType,
-              fileName: c.body.value.fileName,
-              caption: c.body.value.caption,
-              width: c.body.value.width,
-              height: c.body.value.height,
-            },
-          };
+        : { kind: "attachment", attachment: attachmentInfoOf(c.body.value) };
     const message: StoredMessage = {
       id,
       conversation,
