@@ -2,6 +2,7 @@
  * The Double Ratchet KDFs (Signal, "The Double Ratchet Algorithm", rev. 4, section 5.2
  * recommendations) instantiated with HKDF-SHA256 / HMAC-SHA256 and AES-256-GCM.
  */
+import { wipe } from "../crypto/bytes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { RATCHET_ROOT_LABEL } from "./labels.js";
 
@@ -17,6 +18,22 @@ export function kdfRoot(provider: CryptoProvider, rootKey: Uint8Array, dhOutput:
 /** KDF_CK: message key = HMAC(ck, 0x01), next chain key = HMAC(ck, 0x02) (as in Signal). */
 export function kdfChain(provider: CryptoProvider, chainKey: Uint8Array): { messageKey: Uint8Array; chainKey: Uint8Array } {
   return { messageKey: provider.hmacSha256(chainKey, MESSAGE_KEY_SEED), chainKey: provider.hmacSha256(chainKey, CHAIN_KEY_SEED) };
+}
+
+/**
+ * Opens a message with the message key of a freshly derived chain step (1:1 ratchet and sender
+ * keys alike): the key is wiped afterwards either way, and when opening fails `discard` (which
+ * wipes what the decrypt plan derived) runs before the error is rethrown, so nothing is kept.
+ */
+export function openWithStepKey(messageKey: Uint8Array, open: (messageKey: Uint8Array) => Uint8Array, discard: () => void): Uint8Array {
+  try {
+    return open(messageKey);
+  } catch (e) {
+    discard();
+    throw e;
+  } finally {
+    wipe(messageKey);
+  }
 }
 
 /** Every AES-256-GCM key of the protocol encrypts exactly one message, so the nonce is fixed. */

@@ -9,7 +9,7 @@
 import { bytesEqual, wipe } from "../crypto/bytes.js";
 import { DecryptionError, DuplicateMessageError, InvalidKeyError, TooFarAheadError } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { kdfChain, kdfRoot, messageKeyMaterial } from "./kdf.js";
+import { kdfChain, kdfRoot, messageKeyMaterial, openWithStepKey } from "./kdf.js";
 import { PROTOCOL_VERSION, RATCHET_AD_LABEL } from "./labels.js";
 import { MAX_FORWARD_JUMP, MAX_OLD_RATCHET_KEYS, MAX_SKIPPED_KEYS } from "./limits.js";
 import type { SessionState, SkippedKey } from "./ratchet-state.js";
@@ -235,15 +235,7 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
       wipe(step.chainKey);
       for (const k of added) wipe(k.messageKey);
     };
-    let plaintext: Uint8Array;
-    try {
-      plaintext = open(provider, state, header, step.messageKey, ciphertext);
-    } catch (e) {
-      discard();
-      throw e;
-    } finally {
-      wipe(step.messageKey);
-    }
+    const plaintext = openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), discard);
     return {
       plaintext,
       commit() {
@@ -287,15 +279,7 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
     wipe(step.chainKey, root.rootKey, root.chainKey);
     for (const k of added) wipe(k.messageKey);
   };
-  let plaintext: Uint8Array;
-  try {
-    plaintext = open(provider, state, header, step.messageKey, ciphertext);
-  } catch (e) {
-    discard();
-    throw e;
-  } finally {
-    wipe(step.messageKey);
-  }
+  const plaintext = openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), discard);
   return {
     plaintext,
     commit() {

@@ -45,7 +45,7 @@ import {
   SENDER_KEY_MESSAGE_LABEL,
   SENDER_KEY_VERSION,
 } from "./group-labels.js";
-import { kdfChain, ZERO_NONCE } from "./kdf.js";
+import { kdfChain, openWithStepKey, ZERO_NONCE } from "./kdf.js";
 import { pad, unpad } from "./padding.js";
 import { encodeSenderKeySharedBody } from "./wire.js";
 
@@ -298,15 +298,7 @@ export function planSenderKeyDecrypt(provider: CryptoProvider, record: SenderKey
     wipe(step.chainKey);
     for (const k of added) wipe(k.messageKey);
   };
-  let plaintext: Uint8Array;
-  try {
-    plaintext = openWith(provider, step.messageKey, header, m.ciphertext);
-  } catch (e) {
-    discard();
-    throw e;
-  } finally {
-    wipe(step.messageKey);
-  }
+  const plaintext = openWithStepKey(step.messageKey, (mk) => openWith(provider, mk, header, m.ciphertext), discard);
   return {
     plaintext,
     chainId: m.chainId,
