@@ -13,17 +13,16 @@ import { randomBytes } from "node:crypto";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
-import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
+import { HealthCheckRequestSchema } from "@sealpost/gen/grpc/health/v1/health_pb.js";
 import { AckRequestSchema, ReceiveRequestSchema, SendEntrySchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
 import { GetDeviceListRequestSchema } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
-import { createTestAccount, plainTransport, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
+import { createTestAccount, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
 import { envelope, isRpcCode, rawCall, type RawProtocol } from "@sealpost/test-support/raw-rpc.js";
 import { reliabilityProfile } from "@sealpost/test-support/profile.js";
 import { deliveryClient } from "@sealpost/test-support/traffic.js";
-import { createLogger } from "@sealpost/server/logger.js";
 import type { RunningServer } from "@sealpost/server/server.js";
+import { errorCollectingLogger, expectServing, printOutcomes } from "./fuzz-helpers.js";
 
 const profile = reliabilityProfile();
 
@@ -36,9 +35,7 @@ const outcomes = new Map<string, number>();
 
 beforeAll(async () => {
   nats = await startTestNats();
-  const log = createLogger("warn", (line) => {
-    if (/"level":"error"/.test(line)) errorLogs.push(line);
-  });
+  const log = errorCollectingLogger(errorLogs);
   server = await startTestServer(nats.url, {}, { log });
   const tag = randomBytes(3).toString("hex");
   [alice, bob] = await Promise.all([createTestAccount(server.url, `frame-a-${tag}`), createTestAccount(server.url, `frame-b-${tag}`)]);
@@ -52,18 +49,12 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (outcomes.size) {
-    const rows = [...outcomes.entries()].sort((x, y) => y[1] - x[1]).map(([k, n]) => `  ${k.padEnd(28)} ${n}`);
-    process.stdout.write(`\nfuzz-framing outcomes (profile ${profile.name}):\n${rows.join("\n")}\n`);
-  }
+  printOutcomes(`fuzz-framing outcomes (profile ${profile.name})`, outcomes, 28);
   await server?.close();
   await nats?.stop();
 });
 
-async function healthy(): Promise<void> {
-  const res = await createClient(Health, plainTransport(server.url)).check({ service: "" }, { timeoutMs: 10_000 });
-  expect(res.status).toBe(Status.SERVING);
-}
+const healthy = () => expectServing(server.url);
 
 async function bobsMail(): Promise<string[]> {
   const abort = new AbortController();

@@ -11,19 +11,17 @@ import fc from "fast-check";
 import { randomBytes } from "node:crypto";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { createClient } from "@connectrpc/connect";
 import { create, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { DeliveryService, SendEntrySchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
-import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
-import { createTestAccount, plainTransport, startTestNats, startTestServer, type TestAccount, type TestDevice, type TestNats } from "@sealpost/test-support/index.js";
+import { createTestAccount, startTestNats, startTestServer, type TestAccount, type TestDevice, type TestNats } from "@sealpost/test-support/index.js";
 import { arbitraryBinaryBody, arbitraryJsonBody } from "@sealpost/test-support/arbitrary-message.js";
 import { envelope, isRpcCode, rawCall, rawProtocols, type RawProtocol } from "@sealpost/test-support/raw-rpc.js";
 import { reliabilityProfile } from "@sealpost/test-support/profile.js";
 import { deliveryClient } from "@sealpost/test-support/traffic.js";
-import { createLogger } from "@sealpost/server/logger.js";
 import type { RunningServer } from "@sealpost/server/server.js";
+import { errorCollectingLogger, expectServing, printOutcomes } from "./fuzz-helpers.js";
 
 const profile = reliabilityProfile();
 
@@ -62,18 +60,13 @@ async function snapshot(): Promise<{ list: string; mail: string[] }> {
   return { list: Buffer.from(res.deviceList!.deviceList).toString("hex") + res.history.length, mail: await mailboxOf(bystander.devices[0]) };
 }
 
-async function healthy(): Promise<void> {
-  const res = await createClient(Health, plainTransport(server.url)).check({ service: "" }, { timeoutMs: 10_000 });
-  expect(res.status).toBe(Status.SERVING);
-}
+const healthy = () => expectServing(server.url);
 
 let before: { list: string; mail: string[] };
 
 beforeAll(async () => {
   nats = await startTestNats();
-  const log = createLogger("warn", (line) => {
-    if (/"level":"error"/.test(line)) errorLogs.push(line);
-  });
+  const log = errorCollectingLogger(errorLogs);
   server = await startTestServer(nats.url, {}, { log });
   const tag = randomBytes(3).toString("hex");
   [fuzzer, peer, bystander] = await Promise.all(
@@ -92,10 +85,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (outcomes.size) {
-    const rows = [...outcomes.entries()].sort((x, y) => y[1] - x[1]).map(([k, n]) => `  ${k.padEnd(24)} ${n}`);
-    process.stdout.write(`\nfuzz-rpc outcomes (profile ${profile.name}):\n${rows.join("\n")}\n`);
-  }
+  printOutcomes(`fuzz-rpc outcomes (profile ${profile.name})`, outcomes, 24);
   await server?.close();
   await nats?.stop();
 });
