@@ -1,11 +1,14 @@
 /**
  * Connection hygiene of the one-port listener over real sockets: a connection that never says
  * which protocol it speaks is closed, an HTTP/2 connection without streams is closed when
- * idle, one holding a silent long-lived stream is not, and the stream limit is advertised.
+ * idle, one holding a silent long-lived stream is not, a closed connection is not kept alive
+ * by its idle timer, and the stream limit is advertised.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { H2_MAX_CONCURRENT_STREAMS, listenOnePort, type OnePortServer } from "@sealpost/server/one-port.js";
 
 const IDLE_MS = 300;
@@ -84,5 +87,47 @@ describe("one-port connection timeouts", () => {
     expect(closedAt - end).toBeLessThan(3_000);
     expect(goawayAt).toBeGreaterThanOrEqual(end);
     session.destroy();
+  });
+
+  it("lets a closed HTTP/2 connection be collected (its idle timer does not pin it for the idle period)", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    // The server side of each session, weakly; the default idle period (minutes) outlasts the test.
+    const sessions: WeakRef<http2.Http2Session>[] = [];
+    const own = await listenOnePort({
+      host: "127.0.0.1",
+      port: 0,
+      handler: (req, res) => {
+        if ("stream" in req) sessions.push(new WeakRef(req.stream.session!));
+        res.end("ok");
+      },
+    });
+    try {
+      // Like a one-shot client: one request, then the connection is destroyed at once.
+      for (let i = 0; i < 5; i++) {
+        const session = http2.connect(`http://127.0.0.1:${own.port}`);
+        session.on("error", () => {});
+        await new Promise<void>((resolve, reject) => {
+          const req = session.request({ ":path": "/" });
+          req.on("data", () => {});
+          req.on("end", () => resolve());
+          req.on("error", reject);
+          req.end();
+        });
+        session.destroy();
+      }
+      expect(sessions).toHaveLength(5);
+      const open = () => sessions.filter((w) => w.deref()?.destroyed === false).length;
+      for (let t = 0; t < 250 && open() > 0; t++) await new Promise((r) => setTimeout(r, 20));
+      expect(open()).toBe(0);
+      // A WeakRef is cleared by a collection after the job that last dereferenced it.
+      await new Promise((r) => setImmediate(r));
+      gc();
+      gc();
+      await new Promise((r) => setImmediate(r));
+      expect(sessions.filter((w) => w.deref() !== undefined)).toHaveLength(0);
+    } finally {
+      await own.close(100);
+    }
   });
 });

@@ -4,7 +4,7 @@
  * the outcome table printed after the run.
  */
 import { expect } from "vitest";
-import { createClient } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
 import { plainTransport } from "@sealpost/test-support/index.js";
 import { createLogger, type Logger } from "@sealpost/server/logger.js";
@@ -16,9 +16,17 @@ export function errorCollectingLogger(errorLogs: string[]): Logger {
   });
 }
 
+/**
+ * One health client (one h2 connection) per server URL: a transport per check would leave an
+ * open connection on both sides for every check, which the heap checks would count.
+ */
+const healthClients = new Map<string, Client<typeof Health>>();
+
 /** The server at `url` answers its health check with SERVING. */
 export async function expectServing(url: string): Promise<void> {
-  const res = await createClient(Health, plainTransport(url)).check({ service: "" }, { timeoutMs: 10_000 });
+  let client = healthClients.get(url);
+  if (!client) healthClients.set(url, (client = createClient(Health, plainTransport(url))));
+  const res = await client.check({ service: "" }, { timeoutMs: 10_000 });
   expect(res.status).toBe(Status.SERVING);
 }
 
