@@ -26,6 +26,12 @@ export const H2_IDLE_TIMEOUT_MS = 5 * 60_000;
  * one connection pin unbounded memory in half-open requests.
  */
 export const H2_MAX_CONCURRENT_STREAMS = 2_000;
+/**
+ * Accept queue of the listening socket (Node's default is 511; the kernel caps it at
+ * net.core.somaxconn). A burst of new connections larger than the queue while the event loop
+ * is busy overflowed it and clients saw ECONNRESET (a 2,000-call flood: ~10-25% reset).
+ */
+export const LISTEN_BACKLOG = 4_096;
 
 export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -107,7 +113,7 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
 
   await new Promise<void>((resolve, reject) => {
     outer.once("error", reject);
-    outer.listen(opts.port, opts.host, () => {
+    outer.listen(opts.port, opts.host, LISTEN_BACKLOG, () => {
       outer.off("error", reject);
       resolve();
     });
