@@ -134,13 +134,16 @@ export class ReceiveStream {
 
   /** Claims the device: the receivers bucket's revision orders streams across instances. */
   private async claim(): Promise<void> {
-    if (this.order !== undefined) return;
+    if (this.order !== undefined || this.closed) return;
     // A retried claim (the first failed: NATS down) must not take over from a stream that
     // claimed meanwhile and may be newer; both staying open is the harmless choice.
     if (this.claimTried && this.highestTakeover > 0) return;
     this.claimTried = true;
     try {
       const order = await this.d.receivers.put(this.key, new TextEncoder().encode(this.streamId));
+      // Closed while the write was in flight (the client gave up and may have opened a newer
+      // stream elsewhere, which claimed first): a takeover now would end that live stream.
+      if (this.closed) return;
       this.order = order;
       this.d.nats.nc.publish(notifySubject(this.device.accountId, this.device.deviceId), encodeSignal({ kind: "takeover", order, streamId: this.streamId }));
       if (this.highestTakeover > order) this.end("replaced");
