@@ -126,6 +126,18 @@ export class Ledger {
     return out;
   }
 
+  /** Acknowledged by the server and not yet delivered, for one receiver. */
+  pendingFor(receiver: string): number {
+    let n = 0;
+    for (const m of this.messages.values()) if (m.receiver === receiver && m.storedSeq !== undefined && m.deliveries === 0) n++;
+    return n;
+  }
+
+  /** Something the run observed that is worth a line in the problems (it fails nothing by itself). */
+  note(p: string): void {
+    this.problem(p);
+  }
+
   summary(): LedgerSummary {
     let acknowledged = 0;
     let delivered = 0;

@@ -195,8 +195,9 @@ export interface TrafficRun {
   sending: Promise<void>;
   /**
    * Waits for sending to end and every acknowledged message to be delivered (at most
-   * drainMs), stops the receivers, then reconnects each receiver once to a fresh stream and
-   * reads to Drained: whatever comes then after an ack counts as duplicated after ack.
+   * drainMs), stops the receivers, then reads each mailbox on fresh streams to Drained until
+   * nothing acknowledged is undelivered (bounded): whatever comes then after an ack counts as
+   * duplicated after ack.
    */
   finish(drainMs: number): Promise<void>;
 }
@@ -247,22 +248,54 @@ export function startTraffic(o: TrafficOptions): TrafficRun {
     sending,
     finish: async (drainMs) => {
       await sending;
-      const end = Date.now() + drainMs;
-      while (o.ledger.pending().length > 0 && Date.now() < end) await sleep(50);
+      const start = Date.now();
+      while (o.ledger.pending().length > 0 && Date.now() - start < drainMs) await sleep(50);
+      const left = o.ledger.pending().length;
+      if (left) o.ledger.note(`drain: ${left} acknowledged messages still undelivered after ${Date.now() - start} ms (the final pass reads them)`);
       await Promise.all(receivers.map((r) => r.stop()));
-      await Promise.all(o.receivers.map((d, i) => verifyMailbox(d, o.endpoints.urls[(i + 1) % o.endpoints.urls.length], o.ledger)));
+      await Promise.all(o.receivers.map((d, i) => verifyMailbox(d, o.endpoints, i + 1, o.ledger)));
     },
   };
 }
 
-/** One fresh stream to Drained: records (and acks) whatever the mailbox still holds. */
-async function verifyMailbox(device: TestDevice, url: string, ledger: Ledger): Promise<void> {
+/** How long the final pass may take per device (it ends as soon as nothing is pending). */
+const VERIFY_MS = 60_000;
+
+/**
+ * The final pass: fresh streams read to Drained, recording (and acking) whatever the mailbox
+ * still holds. A stream that ends early (Replaced, an error) or answers Drained while the
+ * ledger still has acknowledged-but-undelivered mail for the device is followed by another
+ * fresh stream (next instance), until nothing is pending or VERIFY_MS passes. Each such
+ * retry is noted in the problems, so a premature Drained stays visible; what is still
+ * undelivered at the end counts as lost.
+ */
+async function verifyMailbox(device: TestDevice, endpoints: Endpoints, start: number, ledger: Ledger): Promise<void> {
+  const key = deviceKey(device.address);
+  const deadline = Date.now() + VERIFY_MS;
+  for (let attempt = 0; ; attempt++) {
+    const urls = endpoints.urls;
+    const url = urls[(start + attempt) % urls.length];
+    const ended = await verifyOnce(device, url, ledger, deadline);
+    const pending = ledger.pendingFor(key);
+    if (ended === "drained" && pending === 0) return;
+    if (Date.now() >= deadline) {
+      ledger.note(`final pass for ${key}: gave up after ${attempt + 1} streams, last ended on ${ended}, ${pending} still undelivered`);
+      return;
+    }
+    ledger.note(`final pass for ${key}: stream ${attempt + 1} (${url}) ended on ${ended} with ${pending} acknowledged messages undelivered; reading again`);
+    await sleep(250);
+  }
+}
+
+/** One fresh stream until Drained, the end of the stream, an error or the deadline; says which. */
+async function verifyOnce(device: TestDevice, url: string, ledger: Ledger, deadline: number): Promise<string> {
   const client = deliveryClient(device, url);
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), 20_000);
+  const timer = setTimeout(() => abort.abort(), Math.max(0, deadline - Date.now()));
   try {
     for await (const ev of client.receive({}, { signal: abort.signal })) {
-      if (ev.event.case === "drained") break;
+      if (ev.event.case === "drained") return "drained";
+      if (ev.event.case === "replaced") return "replaced";
       if (ev.event.case !== "message" || ev.event.value.ephemeral) continue;
       const m = ev.event.value;
       const id = hexOf(m.messageId);
@@ -270,6 +303,9 @@ async function verifyMailbox(device: TestDevice, url: string, ledger: Ledger): P
       await client.ack({ sequences: [m.sequence] }, { timeoutMs: 5000 });
       ledger.acked(id);
     }
+    return "end of stream";
+  } catch (err) {
+    return abort.signal.aborted ? "deadline" : `error (${String(err)})`;
   } finally {
     clearTimeout(timer);
     abort.abort();
