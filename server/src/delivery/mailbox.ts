@@ -4,7 +4,7 @@
  * (next_by_subj from a cursor), so an idle device costs nothing and any instance can read
  * any mailbox.
  */
-import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamManager, MsgRequest, StoredMsg } from "@nats-io/jetstream";
 import type { Nats } from "../nats/connection.js";
 import { BODY_STREAM, bodySubject, mailboxPartition, mailboxStreamName, notifySubject } from "../nats/layout.js";
 import { encodeSignal, type DeviceSignal } from "./device-signal.js";
@@ -61,6 +61,12 @@ export class Mailboxes {
     private readonly nats: Nats,
     readonly partitions: number,
     private readonly reads: JetStreamManager = nats.jsm,
+    /**
+     * Streams are replicated (R3): direct gets may be answered by a lagging replica (before
+     * nats-server 2.12 they have no read-after-write), so a "nothing more" answer is
+     * confirmed by the stream leader before a stream reports Drained or goes idle.
+     */
+    private readonly replicated = false,
   ) {}
 
   locate(d: DeviceRef): MailboxLocation {
@@ -75,8 +81,12 @@ export class Mailboxes {
   }
 
   /** The first stored message of this mailbox with a sequence > after, or null. */
-  next(loc: MailboxLocation, after: number): Promise<StoredMsg | null> {
-    return this.reads.direct.getMessage(loc.stream, { next_by_subj: loc.subject, seq: after + 1 });
+  async next(loc: MailboxLocation, after: number): Promise<StoredMsg | null> {
+    const m = await this.reads.direct.getMessage(loc.stream, { next_by_subj: loc.subject, seq: after + 1 });
+    if (m || !this.replicated) return m;
+    // The leader's STREAM.MSG.GET takes next_by_subj since nats-server 2.9; the client's type omits it.
+    const query = { seq: after + 1, next_by_subj: loc.subject } as unknown as MsgRequest;
+    return this.reads.streams.getMessage(loc.stream, query);
   }
 
   /** Exactly this sequence of the stream (any subject), or null when absent or deleted. */

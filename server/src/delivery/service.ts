@@ -46,7 +46,8 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     if (!lists) throw new ConnectError("device lists are not available on this server", Code.Unimplemented);
     return lists;
   };
-  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, await jetstreamManager(ctx.nats.nc, { timeout: READ_TIMEOUT_MS, checkAPI: false }));
+  const reads = await jetstreamManager(ctx.nats.nc, { timeout: READ_TIMEOUT_MS, checkAPI: false });
+  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, reads, ctx.layout.replicas > 1);
   const rate = new RateLimiter(limits.sendsPerMinute, ctx.now);
   const attachmentRate = new RateLimiter(limits.attachmentsPerMinute, ctx.now);
   const pruneTimer = setInterval(() => {
