@@ -15,7 +15,7 @@ import { reflectionService } from "./reflection/reflection-service.js";
 import type { ServerConfig } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
 import { startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
-import { connectNats } from "./nats/connection.js";
+import { connectNats, whenJetStreamReady } from "./nats/connection.js";
 import { ensureLayout } from "./nats/layout.js";
 import { loadTokenSecret } from "./auth/token-secret.js";
 import { TokenSigner } from "./auth/tokens.js";
@@ -69,8 +69,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const nats = await connectNats(natsUrl);
   try {
     warnAboutDurability(log, config, nats.serverVersion, embedded);
-    const layout = await ensureLayout(nats.jsm, nats.kvm, config.mailboxPartitions, config.replicas);
-    const tokens = new TokenSigner(await loadTokenSecret(layout.buckets.config, config.tokenSecret), now);
+    const layout = await whenJetStreamReady(() => ensureLayout(nats.jsm, nats.kvm, config.mailboxPartitions, config.replicas));
+    const tokens = new TokenSigner(await whenJetStreamReady(() => loadTokenSecret(layout.buckets.config, config.tokenSecret)), now);
     const shutdown = new AbortController();
     // Every open call (each Receive stream) links its signal to this one until it ends;
     // thousands at once are normal, not the leak Node's default limit of 10 warns about.

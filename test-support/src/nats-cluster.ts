@@ -182,7 +182,17 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
       await stop(i);
       await start(i);
     },
-    metaLeaderIndex: async () => indexOf(await metaLeader()),
+    // Right after a restart a node may not know the leader yet: ask again until all agree (bounded).
+    metaLeaderIndex: async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return indexOf(await metaLeader());
+        } catch (err) {
+          if (attempt >= 60) throw err;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
+    },
     streamLeaderIndex: async (stream) => indexOf((await streamCluster(stream)).leader),
     waitReady,
     close: async () => {

@@ -20,14 +20,15 @@ const JETSTREAM_READY_MS = 60_000;
 
 /**
  * The JetStream API answers only once the cluster has a meta leader: for seconds after a
- * node restart it times out or says "temporarily unavailable". An instance started then
- * waits (bounded) instead of exiting.
+ * node restart it times out or says "temporarily unavailable". Start-up steps (the API
+ * handshake, creating streams and buckets, the shared secret) run through this, so an
+ * instance started then waits (bounded) instead of exiting. Every step is idempotent.
  */
-async function jetStreamWhenReady(nc: NatsConnection): Promise<JetStreamManager> {
-  const end = Date.now() + JETSTREAM_READY_MS;
+export async function whenJetStreamReady<T>(step: () => Promise<T>, readyMs = JETSTREAM_READY_MS): Promise<T> {
+  const end = Date.now() + readyMs;
   for (let delay = 250; ; delay = Math.min(delay * 2, 2_000)) {
     try {
-      return await jetstreamManager(nc, { timeout: 10_000 });
+      return await step();
     } catch (err) {
       const transient = /timeout|temporarily unavailable|no responders/i.test(String((err as Error)?.message ?? err));
       if (!transient || Date.now() + delay > end) throw err;
@@ -49,7 +50,7 @@ export async function connectNats(servers: string, name = "sealpost-server"): Pr
     // their message and code, only not the caller's async stack.
     noAsyncTraces: true,
   });
-  const jsm = await jetStreamWhenReady(nc);
+  const jsm = await whenJetStreamReady(() => jetstreamManager(nc, { timeout: 10_000 }));
   const js = jetstream(nc, { timeout: 10_000 });
   return { nc, js, jsm, kvm: new Kvm(js), serverVersion: nc.info?.version ?? "unknown" };
 }
