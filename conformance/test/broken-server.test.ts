@@ -3,26 +3,15 @@
  * (src/faults/fault-proxy.ts) and the cases that check that behaviour must report failures,
  * while with no fault the same cases pass through the same proxy.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { describe, expect, it } from "vitest";
+import { useTestServer } from "@sealpost/test-support/index.js";
 import { loadCases } from "../src/cases/load-cases.js";
 import { defaultCasesDir } from "../src/runner/paths.js";
 import { runServerSuite } from "../src/runner/server-suite.js";
 import { startFaultProxy, type Fault } from "../src/faults/fault-proxy.js";
 import type { CaseResult } from "../src/runner/server-runner.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-});
+const server = useTestServer();
 
 /** Which cases each fault must break. */
 const mustFail: Record<Exclude<Fault, "none">, string[]> = {

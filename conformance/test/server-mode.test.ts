@@ -4,26 +4,15 @@
  * gRPC through @grpc/grpc-js. Cases listed in known-failing.txt may fail; nothing else may,
  * and a listed case that passes fails the run (the list must shrink as features land).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { describe, expect, it } from "vitest";
+import { useTestServer } from "@sealpost/test-support/index.js";
 import { loadCases } from "../src/cases/load-cases.js";
 import { KnownFailing } from "../src/cases/known-failing.js";
 import { defaultCasesDir, defaultKnownFailing } from "../src/runner/paths.js";
 import { runServerSuite, type TargetSpec } from "../src/runner/server-suite.js";
 import { isRunOk, summaryTable } from "../src/report/summary-table.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-});
+const server = useTestServer();
 
 const targets: TargetSpec[] = [
   { stack: "connect-es", protocol: "connect", httpVersion: "1.1", codec: "json" },

@@ -2,21 +2,10 @@
  * The shared test fixture (test-support/src/accounts.ts) against a real server: accounts with
  * several devices, tokens that work, prekeys uploaded.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestAccount, startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { describe, expect, it } from "vitest";
+import { createTestAccount, useTestServer } from "@sealpost/test-support/index.js";
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-});
+const server = useTestServer();
 
 describe("createTestAccount", () => {
   it("creates an account with linked, authenticated devices that have prekeys", async () => {

@@ -3,7 +3,7 @@
  * h2 binary), gRPC and gRPC-Web with the generated client, and @grpc/grpc-js as a second,
  * independent client stack; the right codes for unknown routes, malformed and oversize bodies.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createClient, Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -11,8 +11,7 @@ import { request as httpRequest } from "node:http";
 import { fileURLToPath } from "node:url";
 import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
-import { allProtocols, startTestNats, startTestServer, transportFor, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { allProtocols, transportFor, useTestServer } from "@sealpost/test-support/index.js";
 import { READ_MAX_BYTES } from "@sealpost/server/server.js";
 
 const protoDir = fileURLToPath(new URL("../../proto", import.meta.url));
@@ -27,17 +26,7 @@ const nopeService = (() => {
   return Object.assign(fake, { methods: [getLimits], method: { ...DeliveryService.method, getLimits } }) as typeof DeliveryService;
 })();
 
-let nats: TestNats;
-let server: RunningServer;
-
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-});
+const server = useTestServer();
 
 /** A raw HTTP/1.1 POST, to see exactly what a non-library client gets. */
 function post(path: string, body: Buffer | string, headers: Record<string, string>): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {

@@ -1,24 +1,14 @@
 /**
  * gRPC server reflection over the real network: what grpcurl does to discover services.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { ServerReflection, ServerReflectionRequestSchema, type ServerReflectionRequest } from "@sealpost/gen/grpc/reflection/v1/reflection_pb.js";
-import { startTestNats, startTestServer, transportFor, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { transportFor, useTestServer } from "@sealpost/test-support/index.js";
 
-let nats: TestNats;
-let server: RunningServer;
-beforeAll(async () => {
-  nats = await startTestNats();
-  server = await startTestServer(nats.url);
-});
-afterAll(async () => {
-  await server?.close();
-  await nats?.stop();
-});
+const server = useTestServer();
 
 async function ask(...requests: ServerReflectionRequest["messageRequest"][]) {
   const client = createClient(ServerReflection, transportFor("grpc", server.url));
