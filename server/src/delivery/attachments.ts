@@ -22,6 +22,7 @@ import {
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { StoredMsg } from "@nats-io/jetstream";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
+import type { StreamReads } from "../nats/stream-reads.js";
 import type { Nats } from "../nats/connection.js";
 import type { RateLimiter } from "../rate-limit.js";
 import { ATTACHMENT_STREAM, attachmentChunkSubject } from "../nats/layout.js";
@@ -44,6 +45,8 @@ interface AttachmentMeta {
 
 export interface AttachmentDeps {
   nats: Nats;
+  /** Chunk reads (leader reads when the stream is replicated). */
+  reads: StreamReads;
   meta: KV;
   limits: DeliveryLimits;
   /** CreateAttachment per device (limits.attachmentsPerMinute). */
@@ -139,7 +142,7 @@ export class Attachments {
   }
 
   private chunk(id: string, index: number): Promise<StoredMsg | null> {
-    return this.d.nats.jsm.direct.getMessage(ATTACHMENT_STREAM, { last_by_subj: attachmentChunkSubject(id, index) });
+    return this.d.reads.get(ATTACHMENT_STREAM, { last_by_subj: attachmentChunkSubject(id, index) });
   }
 
   private async load(id: string): Promise<{ meta: AttachmentMeta; revision: number }> {

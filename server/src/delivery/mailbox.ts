@@ -1,11 +1,12 @@
 /**
  * The mailbox layer: per-device mailboxes in K JetStream streams, bodies stored once, and the
- * core-NATS signal subject of each device. No consumers anywhere: reads are direct gets
- * (next_by_subj from a cursor), so an idle device costs nothing and any instance can read
- * any mailbox.
+ * core-NATS signal subject of each device. No consumers anywhere: reads are single-message
+ * gets (next_by_subj from a cursor), so an idle device costs nothing and any instance can
+ * read any mailbox. On replicated streams the gets go to the stream leader (stream-reads.ts).
  */
-import type { JetStreamManager, MsgRequest, StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import type { Nats } from "../nats/connection.js";
+import { StreamReads } from "../nats/stream-reads.js";
 import { BODY_STREAM, bodySubject, mailboxPartition, mailboxStreamName, notifySubject } from "../nats/layout.js";
 import { encodeSignal, type DeviceSignal } from "./device-signal.js";
 
@@ -53,21 +54,21 @@ class BodyCache {
 export class Mailboxes {
   private readonly bodies = new BodyCache(32 * 1024 * 1024);
 
+  private readonly reads: StreamReads;
+
   /**
-   * @param reads a manager with a short timeout for direct gets: a read lost in a NATS
-   *   reconnect should be retried in seconds, not after the 10 s default.
+   * @param reads a manager with a short timeout for reads: a read lost in a NATS reconnect
+   *   should be retried in seconds, not after the 10 s default.
+   * @param replicated the streams have several replicas (R3): read from their leaders.
    */
   constructor(
     private readonly nats: Nats,
     readonly partitions: number,
-    private readonly reads: JetStreamManager = nats.jsm,
-    /**
-     * Streams are replicated (R3): direct gets may be answered by a lagging replica (before
-     * nats-server 2.12 they have no read-after-write), so a "nothing more" answer is
-     * confirmed by the stream leader before a stream reports Drained or goes idle.
-     */
-    private readonly replicated = false,
-  ) {}
+    reads: JetStreamManager = nats.jsm,
+    replicated = false,
+  ) {
+    this.reads = new StreamReads(reads, replicated);
+  }
 
   locate(d: DeviceRef): MailboxLocation {
     const p = mailboxPartition(d.accountId, d.deviceId, this.partitions);
@@ -81,17 +82,13 @@ export class Mailboxes {
   }
 
   /** The first stored message of this mailbox with a sequence > after, or null. */
-  async next(loc: MailboxLocation, after: number): Promise<StoredMsg | null> {
-    const m = await this.reads.direct.getMessage(loc.stream, { next_by_subj: loc.subject, seq: after + 1 });
-    if (m || !this.replicated) return m;
-    // The leader's STREAM.MSG.GET takes next_by_subj since nats-server 2.9; the client's type omits it.
-    const query = { seq: after + 1, next_by_subj: loc.subject } as unknown as MsgRequest;
-    return this.reads.streams.getMessage(loc.stream, query);
+  next(loc: MailboxLocation, after: number): Promise<StoredMsg | null> {
+    return this.reads.get(loc.stream, { next_by_subj: loc.subject, seq: after + 1 });
   }
 
   /** Exactly this sequence of the stream (any subject), or null when absent or deleted. */
   bySeq(stream: string, seq: number): Promise<StoredMsg | null> {
-    return this.reads.direct.getMessage(stream, { seq });
+    return this.reads.get(stream, { seq });
   }
 
   /** Deletes without erasing (overwrite is much slower; the data is ciphertext anyway). */
@@ -126,7 +123,7 @@ export class Mailboxes {
   async getBody(key: string): Promise<Uint8Array | null> {
     const hit = this.bodies.get(key);
     if (hit) return hit;
-    const m = await this.reads.direct.getMessage(BODY_STREAM, { last_by_subj: bodySubject(key) });
+    const m = await this.reads.get(BODY_STREAM, { last_by_subj: bodySubject(key) });
     if (!m) return null;
     this.bodies.set(key, m.data);
     return m.data;

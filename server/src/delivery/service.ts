@@ -14,6 +14,7 @@ import { Acker } from "./ack.js";
 import { Attachments } from "./attachments.js";
 import { deviceListsOf, type DeviceLists } from "./device-lists.js";
 import { defaultLimits, limitsMessage, type DeliveryLimits } from "./limits.js";
+import { StreamReads } from "../nats/stream-reads.js";
 import { Mailboxes } from "./mailbox.js";
 import { RateLimiter } from "../rate-limit.js";
 import { ReceiveHub } from "./receive-hub.js";
@@ -58,7 +59,7 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   const hub = new ReceiveHub(ctx.nats, ctx.now, options.checkIntervalMs);
   const sender = new Sender({ mailboxes, sends: ctx.layout.buckets.sends, limits, rate, deviceLists, now: ctx.now, log: ctx.log });
   const acker = new Acker(mailboxes, hub, limits);
-  const attachments = new Attachments({ nats: ctx.nats, meta: ctx.layout.buckets.attachments, limits, rate: attachmentRate, now: ctx.now, random: ctx.random });
+  const attachments = new Attachments({ nats: ctx.nats, reads: new StreamReads(ctx.nats.jsm, ctx.layout.replicas > 1), meta: ctx.layout.buckets.attachments, limits, rate: attachmentRate, now: ctx.now, random: ctx.random });
   const streamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: ctx.now };
 
   // Revocation: drop the mailbox, then end the device's streams on every instance (the

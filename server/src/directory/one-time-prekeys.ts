@@ -2,7 +2,7 @@
  * One-time X25519 prekeys in sp_one_time_prekeys, one KV entry per key:
  * <account>.<device>.<keyId> -> 32-byte public key.
  *
- * Claim = direct get of the device's oldest key (next_by_subj with a wildcard, works on
+ * Claim = get of the device's oldest key (next_by_subj with a wildcard, works on
  * nats-server 2.9.10), then delete that exact stream message by sequence. JetStream removes a
  * message once: a second delete of the same sequence fails with "no message found", so under
  * concurrent claims from any number of instances each key is handed out exactly once. A loser
@@ -18,6 +18,7 @@ import type { KV } from "@nats-io/kv";
 import { create } from "@bufbuild/protobuf";
 import { OneTimePrekeySchema, type OneTimePrekey } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { KEY_BYTES } from "./limits.js";
+import { StreamReads } from "../nats/stream-reads.js";
 
 export function checkOneTimePrekeys(keys: OneTimePrekey[]): void {
   const seen = new Set<number>();
@@ -41,6 +42,8 @@ export class OneTimePrekeyStore {
     private readonly kv: KV,
     private readonly jsm: JetStreamManager,
     private readonly bucket: string,
+    /** Leader reads when replicated: a lagging replica would offer keys already claimed. */
+    private readonly reads: StreamReads = new StreamReads(jsm, false),
   ) {
     this.stream = `KV_${bucket}`;
   }
@@ -105,7 +108,7 @@ export class OneTimePrekeyStore {
     let seq = hint;
     let wrapped = hint === 0;
     for (;;) {
-      const m = await this.jsm.direct.getMessage(this.stream, { next_by_subj: filter, seq });
+      const m = await this.reads.get(this.stream, { next_by_subj: filter, seq });
       if (!m) {
         if (wrapped) {
           this.hints.delete(k);

@@ -24,6 +24,7 @@ import { RateLimiter } from "../rate-limit.js";
 import { authSignedBytes, ed25519Verify } from "./signatures.js";
 import { DirectoryHub } from "./watch.js";
 import { watchAccounts } from "./watch-stream.js";
+import { StreamReads } from "../nats/stream-reads.js";
 
 /** An account's current device list, as the delivery service needs it for Send checks. */
 export interface CurrentDeviceList {
@@ -68,7 +69,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   const b = ctx.layout.buckets;
   const lists = new DeviceListStore(b.accounts, b.deviceListHistory);
   const prekeys = new PrekeyStore(b.prekeys, ctx.nats.jsm, bucketNames.prekeys);
-  const oneTime = new OneTimePrekeyStore(b.oneTimePrekeys, ctx.nats.jsm, bucketNames.oneTimePrekeys);
+  const oneTime = new OneTimePrekeyStore(b.oneTimePrekeys, ctx.nats.jsm, bucketNames.oneTimePrekeys, new StreamReads(ctx.nats.jsm, ctx.layout.replicas > 1));
   const challenges = new ChallengeStore(b.challenges, ctx.now, ctx.random, CHALLENGE_TTL_MS, ctx.tokens.subkey("sealpost.auth-challenge.v1"));
   const claimLimiter = new RateLimiter(limits.claimsPerMinute, ctx.now);
   const uploadLimiter = new RateLimiter(limits.uploadsPerMinute, ctx.now);

@@ -14,6 +14,7 @@
  *   prekeys, one-time prekeys, used auth challenges; config (shared token secret, mailbox
  *   partition count K); sends (idempotency records).
  */
+import { leaderReadsFor } from "./stream-reads.js";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { Kvm, KV, KvOptions } from "@nats-io/kv";
 import { createHash } from "node:crypto";
@@ -148,7 +149,9 @@ function isNotFound(err: unknown): boolean {
 export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, partitions: number, replicas: number): Promise<Layout> {
   const buckets = {} as Record<BucketName, KV>;
   for (const name of Object.keys(bucketNames) as BucketName[]) {
-    buckets[name] = await kvm.create(bucketNames[name], bucketOptions(name, replicas));
+    // Replicated buckets are read from their leader: a revoked device, a claimed device or a
+    // stored Send outcome must be visible to the next read on any instance (stream-reads.ts).
+    buckets[name] = leaderReadsFor(await kvm.create(bucketNames[name], bucketOptions(name, replicas)), replicas > 1);
   }
   // Before any stream: an instance with another K must not even create its partitions.
   await agreeOnPartitions(buckets.config, partitions);
