@@ -14,7 +14,7 @@ import { ServerReflection, file_grpc_reflection_v1_reflection } from "@sealpost/
 import { reflectionService } from "./reflection/reflection-service.js";
 import type { ServerConfig } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
-import { startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
+import { replicasDedupeConsistently, startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
 import { connectNats, whenJetStreamReady } from "./nats/connection.js";
 import { ensureLayout } from "./nats/layout.js";
 import { loadTokenSecret } from "./auth/token-secret.js";
@@ -137,7 +137,15 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 }
 
 function warnAboutDurability(log: Logger, config: ServerConfig, version: string, embedded?: EmbeddedNats): void {
-  if (config.replicas > 1) return;
+  if (config.replicas > 1) {
+    if (!replicasDedupeConsistently(version)) {
+      log.warn(
+        "replicated JetStream on a nats-server before 2.10.14: after a node restart, a retried Send can leave the replicas of a mailbox stream holding different messages at the same sequences (messages then lost or delivered twice). Use nats-server >= 2.10.14 for replicas > 1; `npm run probe:nats` shows it; see docs/OPERATIONS.md",
+        { natsVersion: version },
+      );
+    }
+    return;
+  }
   if (embedded?.syncAlways) return;
   log.warn(
     "running JetStream with 1 replica and without sync_interval: always; a power loss (not a process crash) can lose acknowledged messages. Use R3 in production, see docs/OPERATIONS.md",

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { NatsServerMissingError, startEmbeddedNats, supportsSyncAlways } from "@sealpost/server/nats/embedded-server.js";
+import { NatsServerMissingError, replicasDedupeConsistently, startEmbeddedNats, supportsSyncAlways } from "@sealpost/server/nats/embedded-server.js";
 
 describe("embedded nats-server", () => {
   it("starts with JetStream under the data dir and leaves no process behind", async () => {
@@ -46,5 +46,10 @@ describe("embedded nats-server", () => {
     expect(supportsSyncAlways("2.9.10")).toBe(false);
     expect(supportsSyncAlways("2.10.0")).toBe(true);
     expect(supportsSyncAlways("3.0.1")).toBe(true);
+  });
+
+  it("knows which versions keep R3 replicas identical under republished message ids", () => {
+    for (const v of ["2.9.10", "2.9.25", "2.10.0", "2.10.13", "1.4.1"]) expect(replicasDedupeConsistently(v), v).toBe(false);
+    for (const v of ["2.10.14", "2.10.29", "2.11.0", "2.12.1", "3.0.0", "2.10.14-RC.1"]) expect(replicasDedupeConsistently(v), v).toBe(true);
   });
 });

@@ -22,6 +22,11 @@ export interface LedgerSummary {
   sequenceMismatches: number;
   /** Receive streams the receivers had to reopen (informational). */
   reconnects: number;
+  /**
+   * Replicated streams whose replicas still disagreed (count, sequence range) after the run:
+   * NATS-level divergence, under everything else in the row (informational; set by the run).
+   */
+  divergedStreams: number;
   /** Human-readable samples of anything that must be 0. */
   problems: string[];
 }
@@ -42,6 +47,7 @@ export class Ledger {
   readonly messages = new Map<string, SentMessage>();
   faults = 0;
   reconnects = 0;
+  divergedStreams = 0;
   private nextIndex = new Map<string, number>();
   /** Highest index delivered so far per sender->receiver pair (first deliveries only). */
   private lastDelivered = new Map<string, number>();
@@ -52,7 +58,27 @@ export class Ledger {
   private unknown = 0;
   private readonly problems: string[] = [];
 
+  /**
+   * Optional forensics for a delivery whose sequence differs from the Stored one: called
+   * before the receiver acks it (so the message is still in the store) and its answer goes
+   * into the problems. At most a few calls per run.
+   */
+  inspector?: (a: { receiver: string; id: string; storedSeq: bigint; deliveredSeq: bigint }) => Promise<string>;
+  private inspections = 0;
+
   constructor(readonly scenario: string) {}
+
+  /** Runs the inspector on a sequence mismatch just reported by delivered() (bounded). */
+  async inspect(receiver: string, id: string, deliveredSeq: bigint): Promise<void> {
+    const m = this.messages.get(id);
+    if (!this.inspector || !m || m.storedSeq === undefined || m.storedSeq === deliveredSeq || this.inspections >= 4) return;
+    this.inspections++;
+    try {
+      this.problem(`inspect ${id}: ${await this.inspector({ receiver, id, storedSeq: m.storedSeq, deliveredSeq })}`);
+    } catch (err) {
+      this.problem(`inspect ${id} failed: ${String(err)}`);
+    }
+  }
 
   private problem(p: string): void {
     if (this.problems.length < MAX_SAMPLES) this.problems.push(p);
@@ -163,6 +189,7 @@ export class Ledger {
       orderViolations: this.orderViolations,
       sequenceMismatches: this.sequenceMismatches,
       reconnects: this.reconnects,
+      divergedStreams: this.divergedStreams,
       problems,
     };
   }
@@ -180,6 +207,7 @@ const COLUMNS: [keyof LedgerSummary, string][] = [
   ["orderViolations", "order violations"],
   ["sequenceMismatches", "seq mismatches"],
   ["reconnects", "stream reconnects"],
+  ["divergedStreams", "diverged R3 streams"],
 ];
 
 /** A Markdown table of the rows plus a total line. */
@@ -196,6 +224,7 @@ export function formatLedgerTable(rows: LedgerSummary[], title = "reliability"):
     orderViolations: 0,
     sequenceMismatches: 0,
     reconnects: 0,
+    divergedStreams: 0,
     problems: [],
   };
   for (const r of rows) {

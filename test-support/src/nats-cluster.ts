@@ -43,10 +43,23 @@ export interface NatsCluster {
   metaLeaderIndex(): Promise<number>;
   /** Node index of a stream's (or KV bucket's, "KV_<name>") leader. */
   streamLeaderIndex(stream: string): Promise<number>;
+  /**
+   * Each running node's own view of a stream (its replica's state, from /jsz), to check that
+   * the replicas of an R3 stream hold the same sequence range and count.
+   */
+  replicaStates(stream: string): Promise<ReplicaState[]>;
   /** Resolves once every running node agrees on a meta leader and JetStream answers. */
   waitReady(timeoutMs?: number): Promise<void>;
   /** Stops every node and deletes the stores. */
   close(): Promise<void>;
+}
+
+export interface ReplicaState {
+  node: string;
+  /** Undefined when the node has no replica of the stream (or did not answer). */
+  messages?: number;
+  firstSeq?: number;
+  lastSeq?: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -82,6 +95,8 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
     n.running = await startEmbeddedNats({
       dataDir: n.dataDir,
       port: n.clientPort,
+      // Lets the soak run against another nats-server build than the one on PATH.
+      bin: process.env.SEALPOST_NATS_SERVER_BIN,
       serverName: n.name,
       extraConfig: [
         `http: "127.0.0.1:${n.monitorPort}"`,
@@ -133,6 +148,22 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
     if (!leaders[0] || leaders.some((l) => l !== leaders[0])) throw new Error(`no agreed meta leader yet (${JSON.stringify(leaders)})`);
     return leaders[0];
   };
+
+  const replicaStates = (stream: string): Promise<ReplicaState[]> =>
+    Promise.all(
+      nodes
+        .filter((n) => n.running)
+        .map(async (n): Promise<ReplicaState> => {
+          try {
+            const res = await fetch(`http://127.0.0.1:${n.monitorPort}/jsz?streams=true`, { signal: AbortSignal.timeout(2000) });
+            const jsz = (await res.json()) as { account_details?: { stream_detail?: { name: string; state: { messages: number; first_seq: number; last_seq: number } }[] }[] };
+            const st = jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((d) => d.name === stream)?.state;
+            return { node: n.name, messages: st?.messages, firstSeq: st?.first_seq, lastSeq: st?.last_seq };
+          } catch {
+            return { node: n.name };
+          }
+        }),
+    );
 
   const waitReady = async (timeoutMs = 30_000) => {
     const end = Date.now() + timeoutMs;
@@ -194,6 +225,7 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
       }
     },
     streamLeaderIndex: async (stream) => indexOf((await streamCluster(stream)).leader),
+    replicaStates,
     waitReady,
     close: async () => {
       await Promise.all(nodes.map((_, i) => stop(i)));

@@ -1,7 +1,7 @@
 /**
  * A throwaway nats-server for tests: its own free port and temp store, stopped and deleted
  * afterwards. With NATS_URL set, tests use that server instead (and `restart` is not
- * available, so fault tests skip).
+ * available, so fault tests skip). SEALPOST_NATS_SERVER_BIN picks another nats-server binary.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -25,11 +25,11 @@ export async function startTestNats(opts: { forceOwn?: boolean } = {}): Promise<
   const external = process.env.NATS_URL;
   if (external && !opts.forceOwn) return { url: external, owned: false, stop: async () => {} };
   const dataDir = await mkdtemp(join(tmpdir(), "sealpost-nats-"));
-  let server: EmbeddedNats = await startEmbeddedNats({ dataDir });
+  let server: EmbeddedNats = await startEmbeddedNats({ dataDir, bin: process.env.SEALPOST_NATS_SERVER_BIN });
   const port = server.port;
   const kill = () => server.stop();
   const start = async () => {
-    server = await startEmbeddedNats({ dataDir, port });
+    server = await startEmbeddedNats({ dataDir, port, bin: process.env.SEALPOST_NATS_SERVER_BIN });
   };
   return {
     url: server.url,

@@ -122,6 +122,7 @@ export class TrafficReceiver {
           const id = hexOf(m.messageId);
           this.received++;
           this.ledger.delivered(this.key, id, m.sequence);
+          await this.ledger.inspect(this.key, id, m.sequence);
           const n = ++this.count;
           const b = this.behaviour;
           if (b.stallEvery && n % b.stallEvery === 0) {

@@ -60,6 +60,18 @@ export async function natsServerVersion(bin = "nats-server"): Promise<string> {
   }
 }
 
+/**
+ * Whether R3 stream replicas stay identical when a deleted message's Nats-Msg-Id is published
+ * again after a replica restarted: from 2.10.14 the leader decides duplicates before
+ * proposing (nats-server #5287); before, each replica decided from its own memory, which a
+ * restart rebuilds from stored messages only (bench/src/nats-dedupe-probe.ts shows it).
+ */
+export function replicasDedupeConsistently(version: string): boolean {
+  const [major, minor, patch] = version.split(/[.-]/).map(Number);
+  if (major !== 2) return major > 2;
+  return minor > 10 || (minor === 10 && patch >= 14);
+}
+
 /** sync_interval (fsync policy) arrived in nats-server 2.10; 2.9 rejects the field. */
 export function supportsSyncAlways(version: string): boolean {
   const [major, minor] = version.split(".").map(Number);
