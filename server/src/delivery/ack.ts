@@ -2,7 +2,7 @@
  * Ack: delete acknowledged mail by sequence, only from the caller's own mailbox. Every
  * sequence is checked before anything is deleted, so a bad request deletes nothing.
  * Ownership is proven by this instance's own stream (the sequence is in flight to this
- * device here) or by reading the message's subject (one direct get).
+ * device here) or by reading the message's subject (one get).
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";

@@ -1,8 +1,8 @@
 /**
  * One device's live mailbox stream on this instance. No JetStream consumer: it reads its
- * mailbox by direct get (next_by_subj from its cursor), learns of new mail, acks, takeovers
- * and revocation from one core-NATS subscription (hints), and re-checks the stream on its own
- * now and then (the hub's sweep) in case a hint was lost. The stream is the truth.
+ * mailbox by single-message gets (next_by_subj from its cursor), learns of new mail, acks,
+ * takeovers and revocation from one core-NATS subscription (hints), and re-checks the stream
+ * on its own now and then (the hub's sweep) in case a hint was lost. The stream is the truth.
  *
  * Flow control: at most `window` delivered-but-unacked sequences. Acks may be served by any
  * instance; they publish an "acked" hint that frees the window here. If that hint is lost,
@@ -271,7 +271,7 @@ export class ReceiveStream {
 
   /**
    * Frees window slots whose ack hint was lost: every in-flight sequence below the first
-   * message still stored for this device has been acked (or expired). One direct get.
+   * message still stored for this device has been acked (or expired). One get.
    */
   private async reconcile(): Promise<void> {
     if (!this.inFlight.size) return;

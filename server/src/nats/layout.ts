@@ -5,8 +5,8 @@
  * Layout (see docs/ARCHITECTURE.md for the reasoning and the capacity arithmetic):
  * - mailboxes: K streams SP_MAILBOX_<p>, subjects sp.mbox.<p>.<account>.<device>; a device's
  *   partition p is a stable hash of its address. The stream sequence is the device's cursor.
- *   No consumers: readers catch up by direct get and learn of new mail from core-NATS
- *   notifications on sp.notify.<account>.<device>.
+ *   No consumers: readers catch up by single-message gets (stream-reads.ts) and learn of
+ *   new mail from core-NATS notifications on sp.notify.<account>.<device>.
  * - bodies: SP_BODIES, subjects sp.body.<key>: a Send's shared ciphertext stored once.
  * - attachments: SP_ATTACHMENTS, subjects sp.att.<id>.<index> (one chunk each), metadata in
  *   the attachments bucket; receivers: the newest Receive stream per device (takeover order).

@@ -27,7 +27,7 @@ const natsVersion = await natsServerVersion(process.env.SEALPOST_NATS_SERVER_BIN
 /** Replica divergence is an upstream defect before 2.10.14 (see the kill scenarios below). */
 const consistentReplicas = replicasDedupeConsistently(natsVersion);
 if (!consistentReplicas) {
-  process.stdout.write(`cluster faults: nats-server ${natsVersion} < 2.10.14 lets R3 replicas diverge after a restart (npm run probe:nats); the kill -9 scenarios are skipped\n`);
+  process.stdout.write(`cluster faults: nats-server ${natsVersion} < 2.10.14 lets R3 replicas diverge after a restart (npm run probe:nats); the NATS leader kill -9 scenario is skipped\n`);
 }
 /** Traffic, faults and the drain, with room to spare (no test asserts on timing). */
 const scenarioTimeout = profile.trafficMs + profile.drainMs + 120_000;
@@ -194,6 +194,31 @@ describe(`cluster faults (profile ${profile.name}, nats-server ${natsVersion})`,
     expectClean(await run({ name: "baseline (no fault)" }));
   });
 
+  // Before any NATS node restarts (see the leader kill below): on nats-server < 2.10.14 a
+  // replica restarted within the 2-min duplicate window is what lets replicas diverge, so
+  // this sealpost-level fault runs on every version as long as it comes first.
+  it("a server instance killed -9 with open streams: devices reconnect elsewhere", { timeout: scenarioTimeout }, async () => {
+    const spawnVictim = async () => {
+      const v = await spawnServerProcess({ NATS_URL: cluster.url, SEALPOST_REPLICAS: "3", SEALPOST_TOKEN_SECRET: TOKEN_SECRET });
+      victims.push(v);
+      return v;
+    };
+    let victim = await spawnVictim();
+    const endpoints: Endpoints = { urls: [victim.url, b.url] };
+    const s = await run({
+      name: "server instance kill -9",
+      endpoints,
+      receiverStartAt: 0, // every receiver's first stream is on the victim
+      fault: async (ep) => {
+        await victim.kill();
+        // Next round: a fresh victim takes the dead one's place (as a restarted pod would).
+        victim = await spawnVictim();
+        ep.urls = [victim.url, b.url];
+      },
+    });
+    expectClean(s);
+  });
+
   it("one NATS node (a follower) stopped and restarted", { timeout: scenarioTimeout }, async () => {
     const s = await run({
       name: "NATS follower stop+start",
@@ -221,16 +246,16 @@ describe(`cluster faults (profile ${profile.name}, nats-server ${natsVersion})`,
     expectClean(s);
   });
 
-  // The two kill -9 scenarios need a nats-server that keeps R3 replicas identical when a
+  // The NATS leader kill -9 needs a nats-server that keeps R3 replicas identical when a
   // retried Send republishes a message id whose first copy was already acked (deleted) and a
   // replica restarted meanwhile: 2.10.14 or later. Before (Debian's 2.9.10, also 2.9.25) the
   // restarted replica stores what the leader drops as a duplicate and then holds other
   // messages at the same sequences (`npm run probe:nats` shows it without sealpost), which
-  // surfaces as loss and duplicates once that replica leads. Run them with
+  // surfaces as loss and duplicates once that replica leads. Run it with
   // SEALPOST_NATS_SERVER_BIN=<a newer nats-server> where Debian's is too old.
-  const killScenario = consistentReplicas ? it : it.skip;
+  const natsKillScenario = consistentReplicas ? it : it.skip;
 
-  killScenario("the mailbox stream leader killed -9 and restarted", { timeout: scenarioTimeout }, async () => {
+  natsKillScenario("the mailbox stream leader killed -9 and restarted", { timeout: scenarioTimeout }, async () => {
     const s = await run({
       name: "NATS leader kill -9",
       fault: async () => {
@@ -256,28 +281,6 @@ describe(`cluster faults (profile ${profile.name}, nats-server ${natsVersion})`,
     } finally {
       await late.close();
     }
-  });
-
-  killScenario("a server instance killed -9 with open streams: devices reconnect elsewhere", { timeout: scenarioTimeout }, async () => {
-    const spawnVictim = async () => {
-      const v = await spawnServerProcess({ NATS_URL: cluster.url, SEALPOST_REPLICAS: "3", SEALPOST_TOKEN_SECRET: TOKEN_SECRET });
-      victims.push(v);
-      return v;
-    };
-    let victim = await spawnVictim();
-    const endpoints: Endpoints = { urls: [victim.url, b.url] };
-    const s = await run({
-      name: "server instance kill -9",
-      endpoints,
-      receiverStartAt: 0, // every receiver's first stream is on the victim
-      fault: async (ep) => {
-        await victim.kill();
-        // Next round: a fresh victim takes the dead one's place (as a restarted pod would).
-        victim = await spawnVictim();
-        ep.urls = [victim.url, b.url];
-      },
-    });
-    expectClean(s);
   });
 
   it("slow and stalled receivers (window of 2, slow acks, long stalls)", { timeout: scenarioTimeout }, async () => {
