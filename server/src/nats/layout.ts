@@ -168,13 +168,18 @@ const PARTITIONS_KEY = "mailbox-partitions";
  * start compares and refuses to run on a mismatch.
  */
 export async function agreeOnPartitions(config: KV, partitions: number): Promise<void> {
-  try {
-    await config.create(PARTITIONS_KEY, new TextEncoder().encode(String(partitions)));
-    return;
-  } catch (err) {
-    if (!/wrong last sequence/i.test(String((err as Error)?.message ?? err))) throw err;
+  // Read first: every start after the first would otherwise propose a create that fails,
+  // and failed proposals are what older nats-server replicas count inconsistently.
+  let e = await config.get(PARTITIONS_KEY);
+  if (!e || e.operation !== "PUT") {
+    try {
+      await config.create(PARTITIONS_KEY, new TextEncoder().encode(String(partitions)));
+      return;
+    } catch (err) {
+      if (!/wrong last sequence/i.test(String((err as Error)?.message ?? err))) throw err;
+    }
+    e = await config.get(PARTITIONS_KEY);
   }
-  const e = await config.get(PARTITIONS_KEY);
   const stored = e && e.operation === "PUT" ? new TextDecoder().decode(e.value) : "(missing)";
   if (stored !== String(partitions)) {
     throw new Error(
