@@ -1,9 +1,11 @@
 /**
  * Cross-cutting call handling: one log line per call (procedure, code, duration, sizes:
- * never contents), and unexpected errors turned into INTERNAL without leaking details.
+ * never contents), NATS outages turned into UNAVAILABLE (retry) and other unexpected errors
+ * into INTERNAL, without leaking details.
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "./logger.js";
+import { isTransientStoreError, unavailable } from "./nats/store-errors.js";
 
 export function callLogInterceptor(log: Logger, now: () => number = Date.now): Interceptor {
   return (next) => async (req) => {
@@ -24,7 +26,12 @@ export function callLogInterceptor(log: Logger, now: () => number = Date.now): I
         log.debug("call", { procedure, code: "canceled", reason: "client went away", ms: now() - start });
         throw new ConnectError("the client closed the request", Code.Canceled);
       }
-      // A bug or an unreachable dependency: log the error, tell the caller only what it can act on.
+      // NATS briefly unreachable (restart, election): the caller should retry, say so.
+      if (isTransientStoreError(err)) {
+        log.warn("call", { procedure, code: "unavailable", reason: (err as Error).name, ms: now() - start });
+        throw unavailable("the call", err);
+      }
+      // A bug: log the error, tell the caller only what it can act on.
       log.error("call failed", { procedure, error: String((err as Error)?.stack ?? err), ms: now() - start });
       throw new ConnectError("internal error; retry later", Code.Internal);
     }

@@ -5,6 +5,7 @@
  */
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { TokenSigner } from "./tokens.js";
+import { storeOp } from "../nats/store-errors.js";
 
 export interface AuthenticatedDevice {
   accountId: string;
@@ -24,7 +25,7 @@ export class Authenticator {
 
   async require(ctx: HandlerContext): Promise<AuthenticatedDevice> {
     const claims = this.token(ctx);
-    if (!(await this.devices.isActive(claims.accountId, claims.deviceId))) throw revoked(claims);
+    if (!(await storeOp("the device-list check", () => this.devices.isActive(claims.accountId, claims.deviceId)))) throw revoked(claims);
     return claims;
   }
 

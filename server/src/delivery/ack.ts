@@ -11,7 +11,7 @@ import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { DeliveryLimits } from "./limits.js";
 import type { Mailboxes } from "./mailbox.js";
 import type { ReceiveHub } from "./receive-hub.js";
-import { storeOp } from "./store-errors.js";
+import { storeOp } from "../nats/store-errors.js";
 import { invalid } from "./validation.js";
 
 export class Acker {

@@ -27,7 +27,7 @@ import type { Nats } from "../nats/connection.js";
 import type { RateLimiter } from "../rate-limit.js";
 import { ATTACHMENT_STREAM, attachmentChunkSubject } from "../nats/layout.js";
 import type { DeliveryLimits } from "./limits.js";
-import { storeOp } from "./store-errors.js";
+import { storeOp } from "../nats/store-errors.js";
 import { exhausted, hex, invalid } from "./validation.js";
 
 const ID = /^[A-Za-z0-9_-]{24}$/;

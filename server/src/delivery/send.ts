@@ -37,7 +37,7 @@ import type { DeliveryLimits } from "./limits.js";
 import { encodeRecord, type MailboxRecord } from "./mailbox-record.js";
 import type { DeviceRef, Mailboxes } from "./mailbox.js";
 import type { RateLimiter } from "../rate-limit.js";
-import { storeOp, unavailable } from "./store-errors.js";
+import { storeOp, unavailable } from "../nats/store-errors.js";
 import { checkAccountId, checkDeviceId, exhausted, hex, invalid } from "./validation.js";
 
 /**

@@ -10,6 +10,19 @@ export function unavailable(what: string, err: unknown): ConnectError {
   return new ConnectError(`message store unavailable during ${what} (${reason}); retry`, Code.Unavailable, undefined, undefined, err);
 }
 
+/**
+ * NATS client errors that mean "the store is briefly unreachable" (a node restarting, a
+ * leader election, a reconnect): worth a retry, unlike a bug.
+ */
+const TRANSIENT = new Set(["TimeoutError", "NoResponders", "ClosedConnectionError", "DrainingConnectionError", "ConnectionError", "RequestError", "JetStreamNotEnabled", "JetStreamStatusError"]);
+
+export function isTransientStoreError(err: unknown): boolean {
+  const e = err as { name?: string; status?: number } | undefined;
+  if (!e?.name) return false;
+  // JetStream API errors: 503 is "JetStream system temporarily unavailable" (no leader yet).
+  return TRANSIENT.has(e.name) || (e.name === "JetStreamApiError" && e.status === 503);
+}
+
 /** Runs a store operation, turning NATS errors into UNAVAILABLE. */
 export async function storeOp<T>(what: string, op: () => Promise<T>): Promise<T> {
   try {
