@@ -12,7 +12,7 @@
  * a restarted replica rebuilds that memory only from messages it still stores: the leader
  * drops the republished message, the restarted replica stores it, and from then on the two
  * hold different messages at the same sequences (reads, PubAcks and deletes disagree).
- * Exits 1 when the replicas diverge.
+ * Exits 1 when the replicas diverge, 2 when a node's state could not be read.
  */
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -43,12 +43,18 @@ try {
   for (let i = 0; i < IDS; i++) if ((await js.publish("probe", new Uint8Array(8), { msgID: `id-${i}` })).duplicate) duplicates++;
   await js.publish("probe", new Uint8Array(8), { msgID: "fresh" });
   let states = await cluster.replicaStates("PROBE");
-  const same = () => states.every((s) => s.messages === states[0].messages && s.lastSeq === states[0].lastSeq);
+  // Every node must have answered: no data is not "consistent".
+  const answered = () => states.length === cluster.nodes.length && states.every((s) => s.messages !== undefined);
+  const same = () => answered() && states.every((s) => s.messages === states[0].messages && s.lastSeq === states[0].lastSeq);
   for (let t = 0; t < 20 && !same(); t++) {
     await sleep(500);
     states = await cluster.replicaStates("PROBE");
   }
-  diverged = !same();
+  if (!answered()) {
+    console.log(`nats-server ${version}: no stream state from every node (/jsz): ${JSON.stringify(states)}`);
+    process.exitCode = 2;
+  }
+  diverged = answered() && !same();
   console.log(`nats-server ${version}: ${IDS} message ids republished after their messages were deleted and replica ${cluster.nodes[follower].name} restarted`);
   console.log(`  the leader answered ${duplicates} of them as duplicates`);
   for (const s of states) console.log(`  ${s.node}: ${s.messages} messages, last sequence ${s.lastSeq}`);
@@ -57,4 +63,4 @@ try {
   await nc.close();
   await cluster.close();
 }
-process.exit(diverged ? 1 : 0);
+process.exit(diverged ? 1 : (process.exitCode ?? 0));

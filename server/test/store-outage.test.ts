@@ -1,7 +1,7 @@
 /**
  * While NATS is down, calls that need the store answer UNAVAILABLE (retry later), not
- * INTERNAL (a bug): unary directory and delivery calls, and a Receive stream whose device
- * check cannot be read. Once NATS is back the same calls succeed.
+ * INTERNAL (a bug): unary directory and delivery calls, a Receive stream whose device
+ * check cannot be read, and a WatchDirectory stream whose snapshots cannot be read. Once NATS is back the same calls succeed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
@@ -64,6 +64,10 @@ describe("store outage", () => {
       expect(await codeOf(directory.getDeviceList({ accountId: device.address.accountId }, { timeoutMs: 20_000 }))).toBe(Code.Unavailable);
       expect(await codeOf(delivery.ack({ sequences: [1n] }, { timeoutMs: 20_000 }))).toBe(Code.Unavailable);
       expect(await codeOf(receiveFirst())).toBe(Code.Unavailable);
+      const watchFirst = async () => {
+        for await (const ev of directory.watchDirectory({ accountIds: [device.address.accountId] }, { timeoutMs: 20_000 })) return ev;
+      };
+      expect(await codeOf(watchFirst())).toBe(Code.Unavailable);
     } finally {
       await nats.start!();
     }

@@ -25,6 +25,7 @@ import {
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { Nats } from "../nats/connection.js";
 import { notifySubject } from "../nats/layout.js";
+import { unavailable } from "../nats/store-errors.js";
 import type { Logger } from "../logger.js";
 import { decodeSignal, encodeSignal, type DeviceSignal } from "./device-signal.js";
 import { decodeRecord, type MailboxRecord } from "./mailbox-record.js";
@@ -185,11 +186,18 @@ export class ReceiveStream {
       this.close();
     };
     signal.addEventListener("abort", onAbort, { once: true });
-    this.sub = this.d.nats.nc.subscribe(notifySubject(this.device.accountId, this.device.deviceId), {
-      callback: (err, msg) => {
-        if (!err) this.onSignal(decodeSignal(msg.data));
-      },
-    });
+    try {
+      this.sub = this.d.nats.nc.subscribe(notifySubject(this.device.accountId, this.device.deviceId), {
+        callback: (err, msg) => {
+          if (!err) this.onSignal(decodeSignal(msg.data));
+        },
+      });
+    } catch (err) {
+      // Connection closed or draining (instance shutting down): the client should go elsewhere.
+      signal.removeEventListener("abort", onAbort);
+      this.close();
+      throw unavailable("subscribing to mail hints", err);
+    }
     // Claim in the background: catch-up does not wait for the bucket write.
     void this.claim();
     let drained = false;

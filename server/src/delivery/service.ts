@@ -22,7 +22,7 @@ import { ReceiveStream } from "./receive-stream.js";
 import { Sender } from "./send.js";
 import { invalid } from "./validation.js";
 
-/** Direct gets take ~0.3 ms; one lost in a NATS reconnect is retried after this. */
+/** Single-message gets take well under a millisecond; one lost in a NATS reconnect is retried after this. */
 const READ_TIMEOUT_MS = 2_000;
 
 export interface Delivery {

@@ -13,6 +13,7 @@ import {
 import type { ParsedDeviceList } from "./device-list-rules.js";
 import type { DeviceListStore } from "./device-list-store.js";
 import type { DirectoryEvent, DirectoryHub } from "./watch.js";
+import { storeOp } from "../nats/store-errors.js";
 
 /**
  * Events one watcher may have queued (changes of its accounts not yet taken by the client).
@@ -47,7 +48,7 @@ export async function* watchAccounts(
   signal.addEventListener("abort", onAbort);
   try {
     const sent = new Map<string, ParsedDeviceList>();
-    const snapshots = await Promise.all(accountIds.map((id) => store.current(id)));
+    const snapshots = await storeOp("the device-list snapshots", () => Promise.all(accountIds.map((id) => store.current(id))));
     for (let i = 0; i < accountIds.length; i++) {
       const cur = snapshots[i];
       if (!cur) throw new ConnectError(`account ${accountIds[i]} not found`, Code.NotFound);

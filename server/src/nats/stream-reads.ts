@@ -30,6 +30,9 @@ export class StreamReads {
 
 /** Makes a KV bucket's gets leader reads when it is replicated (the client picks direct gets otherwise). */
 export function leaderReadsFor(kv: KV, replicated: boolean): KV {
-  if (replicated && kv instanceof Bucket) kv.direct = false;
+  if (!replicated) return kv;
+  // The switch is the client's own Bucket.direct; anything else would silently keep direct gets.
+  if (!(kv instanceof Bucket)) throw new Error("leaderReadsFor: not a @nats-io/kv Bucket");
+  kv.direct = false;
   return kv;
 }

@@ -151,6 +151,9 @@ async function run(s: Scenario): Promise<LedgerSummary> {
  * is over? A replica that holds other messages at the same sequences makes reads, PubAcks and
  * deletes disagree below sealpost; the row reports it so an anomaly can be attributed.
  */
+/** Mailbox streams already reported diverged by an earlier scenario. */
+const diverged = new Set<string>();
+
 async function checkReplicas(ledger: Ledger): Promise<void> {
   for (let p = 0; p < a.context.layout.partitions; p++) {
     const stream = mailboxStreamName(p);
@@ -164,6 +167,9 @@ async function checkReplicas(ledger: Ledger): Promise<void> {
       states = await cluster.replicaStates(stream);
     }
     if (!agree()) {
+      // A stream diverges once and stays so: count it in the scenario that showed it first.
+      if (diverged.has(stream)) continue;
+      diverged.add(stream);
       ledger.divergedStreams++;
       ledger.note(`${stream} replicas disagree: ${states.map((s) => `${s.node} ${s.messages} msgs, seq ${s.firstSeq}..${s.lastSeq}`).join("; ")}`);
     }
