@@ -186,23 +186,21 @@ export class ReceiveStream {
       this.close();
     };
     signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      this.sub = this.d.nats.nc.subscribe(notifySubject(this.device.accountId, this.device.deviceId), {
-        callback: (err, msg) => {
-          if (!err) this.onSignal(decodeSignal(msg.data));
-        },
-      });
-    } catch (err) {
-      // Connection closed or draining (instance shutting down): the client should go elsewhere.
-      signal.removeEventListener("abort", onAbort);
-      this.close();
-      throw unavailable("subscribing to mail hints", err);
-    }
-    // Claim in the background: catch-up does not wait for the bucket write.
-    void this.claim();
     let drained = false;
     let outageSince = 0;
     try {
+      try {
+        this.sub = this.d.nats.nc.subscribe(notifySubject(this.device.accountId, this.device.deviceId), {
+          callback: (err, msg) => {
+            if (!err) this.onSignal(decodeSignal(msg.data));
+          },
+        });
+      } catch (err) {
+        // Connection closed or draining (instance shutting down): the client should go elsewhere.
+        throw unavailable("subscribing to mail hints", err);
+      }
+      // Claim in the background: catch-up does not wait for the bucket write.
+      void this.claim();
       while (!signal.aborted) {
         if (this.ended === "replaced") {
           this.close();
