@@ -42,19 +42,13 @@ try {
   let duplicates = 0;
   for (let i = 0; i < IDS; i++) if ((await js.publish("probe", new Uint8Array(8), { msgID: `id-${i}` })).duplicate) duplicates++;
   await js.publish("probe", new Uint8Array(8), { msgID: "fresh" });
-  let states = await cluster.replicaStates("PROBE");
-  // Every node must have answered: no data is not "consistent".
-  const answered = () => states.length === cluster.nodes.length && states.every((s) => s.messages !== undefined);
-  const same = () => answered() && states.every((s) => s.messages === states[0].messages && s.lastSeq === states[0].lastSeq);
-  for (let t = 0; t < 20 && !same(); t++) {
-    await sleep(500);
-    states = await cluster.replicaStates("PROBE");
-  }
-  if (!answered()) {
+  const { states, agree } = await cluster.settledReplicaStates("PROBE", 21);
+  const answered = states.length === cluster.nodes.length && states.every((s) => s.messages !== undefined);
+  if (!answered) {
     console.log(`nats-server ${version}: no stream state from every node (/jsz): ${JSON.stringify(states)}`);
     process.exitCode = 2;
   }
-  diverged = answered() && !same();
+  diverged = answered && !agree;
   console.log(`nats-server ${version}: ${IDS} message ids republished after their messages were deleted and replica ${cluster.nodes[follower].name} restarted`);
   console.log(`  the leader answered ${duplicates} of them as duplicates`);
   for (const s of states) console.log(`  ${s.node}: ${s.messages} messages, last sequence ${s.lastSeq}`);

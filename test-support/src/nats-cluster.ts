@@ -48,6 +48,11 @@ export interface NatsCluster {
    * the replicas of an R3 stream hold the same sequence range and count.
    */
   replicaStates(stream: string): Promise<ReplicaState[]>;
+  /**
+   * replicaStates until every running node answered and all agree, at most `attempts` reads
+   * 500 ms apart (a replica that was just restarted may still be catching up).
+   */
+  settledReplicaStates(stream: string, attempts: number): Promise<{ states: ReplicaState[]; agree: boolean }>;
   /** Resolves once every running node agrees on a meta leader and JetStream answers. */
   waitReady(timeoutMs?: number): Promise<void>;
   /** Stops every node and deletes the stores. */
@@ -165,6 +170,19 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
         }),
     );
 
+  const settledReplicaStates = async (stream: string, attempts: number) => {
+    // (An empty stream's first sequence is reported as 0 or last+1 depending on its history.)
+    const same = (x: ReplicaState, y: ReplicaState) => x.messages === y.messages && x.lastSeq === y.lastSeq && (x.messages === 0 || x.firstSeq === y.firstSeq);
+    // Every node must have answered: no data is not agreement.
+    const agreeing = (states: ReplicaState[]) => states.length === nodes.filter((n) => n.running).length && states.every((s) => s.messages !== undefined && same(s, states[0]));
+    let states = await replicaStates(stream);
+    for (let t = 1; t < attempts && !agreeing(states); t++) {
+      await sleep(500);
+      states = await replicaStates(stream);
+    }
+    return { states, agree: agreeing(states) };
+  };
+
   const waitReady = async (timeoutMs = 30_000) => {
     const end = Date.now() + timeoutMs;
     let last: unknown;
@@ -226,6 +244,7 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
     },
     streamLeaderIndex: async (stream) => indexOf((await streamCluster(stream)).leader),
     replicaStates,
+    settledReplicaStates,
     waitReady,
     close: async () => {
       await Promise.all(nodes.map((_, i) => stop(i)));

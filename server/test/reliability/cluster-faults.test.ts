@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendFile } from "node:fs/promises";
 import { createTestAccount, startTestServer, type TestDevice } from "@sealpost/test-support/index.js";
-import { startNatsCluster, type NatsCluster, type ReplicaState } from "@sealpost/test-support/nats-cluster.js";
+import { startNatsCluster, type NatsCluster } from "@sealpost/test-support/nats-cluster.js";
 import { Ledger, formatLedgerTable, type LedgerSummary } from "@sealpost/test-support/ledger.js";
 import { reliabilityProfile } from "@sealpost/test-support/profile.js";
 import { spawnServerProcess, type ServerProcess } from "@sealpost/test-support/server-process.js";
@@ -146,27 +146,19 @@ async function run(s: Scenario): Promise<LedgerSummary> {
   return summary;
 }
 
+/** Mailbox streams already reported diverged by an earlier scenario. */
+const diverged = new Set<string>();
+
 /**
  * Do the R3 replicas of every mailbox stream agree (count and sequence range) once traffic
  * is over? A replica that holds other messages at the same sequences makes reads, PubAcks and
  * deletes disagree below sealpost; the row reports it so an anomaly can be attributed.
  */
-/** Mailbox streams already reported diverged by an earlier scenario. */
-const diverged = new Set<string>();
-
 async function checkReplicas(ledger: Ledger): Promise<void> {
   for (let p = 0; p < a.context.layout.partitions; p++) {
     const stream = mailboxStreamName(p);
-    let states = await cluster.replicaStates(stream);
-    // (An empty stream's first sequence is reported as 0 or last+1 depending on its history.)
-    const same = (x: ReplicaState, y: ReplicaState) => x.messages === y.messages && x.lastSeq === y.lastSeq && (x.messages === 0 || x.firstSeq === y.firstSeq);
-    const agree = () => states.every((s) => s.messages !== undefined && same(s, states[0]));
-    // A replica that was just restarted may still be catching up: give it a while.
-    for (let t = 0; !agree() && t < 30; t++) {
-      await sleep(500);
-      states = await cluster.replicaStates(stream);
-    }
-    if (!agree()) {
+    const { states, agree } = await cluster.settledReplicaStates(stream, 31);
+    if (!agree) {
       // A stream diverges once and stays so: count it in the scenario that showed it first.
       if (diverged.has(stream)) continue;
       diverged.add(stream);
