@@ -4,9 +4,7 @@
  * check cannot be read, and a WatchDirectory stream whose snapshots cannot be read. Once NATS is back the same calls succeed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { createTestAccount, startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
 import type { RunningServer } from "@sealpost/server/server.js";
@@ -48,13 +46,9 @@ describe("store outage", () => {
   it("answers UNAVAILABLE while NATS is down and serves again once it is back", { timeout: 120_000 }, async () => {
     const acc = await createTestAccount(server.url, "outage", { oneTimePrekeys: 1 });
     const device = acc.devices[0];
-    const withToken: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${device.token}`);
-      return next(req);
-    };
-    const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [withToken] });
-    const directory = createClient(DirectoryService, transport);
-    const delivery = createClient(DeliveryService, transport);
+    // The test device's own clients send its current token.
+    const directory = device.directory;
+    const delivery = createClient(DeliveryService, device.transport);
     const receiveFirst = async () => {
       for await (const ev of delivery.receive({}, { timeoutMs: 20_000 })) return ev;
     };
