@@ -3,7 +3,7 @@
  * service over an in-memory router transport against a real nats-server with fake device
  * lists, to reach paths the RPC tests cannot (lost hints, rate limits, tiny intervals).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { startTestNats, type TestNats } from "@sealpost/test-support/index.js";
@@ -44,6 +44,9 @@ describe("codecs", () => {
       expect(decodeSignal(encodeSignal(s))).toEqual(s);
     }
     expect(decodeSignal(encodeSignal({ kind: "ephemeral", record: bytes("r") }))).toMatchObject({ kind: "ephemeral" });
+    const pushed = decodeSignal(encodeSignal({ kind: "mail", seq: 2 ** 40 + 3, record: bytes("rec") }));
+    expect(pushed).toMatchObject({ kind: "mail", seq: 2 ** 40 + 3 });
+    expect(text((pushed as { record: Uint8Array }).record)).toBe("rec");
     expect(decodeSignal(new Uint8Array(0))).toBeUndefined();
     expect(decodeSignal(Uint8Array.of(99))).toBeUndefined();
   });
@@ -169,6 +172,89 @@ describe("service over an in-memory transport", () => {
     const deduped = storedOf(await alice.send({ messageId, sharedBody: bytes("partial"), entries: entriesFor([c1, c2]) }));
     expect({ duplicate: deduped.duplicate, entries: deduped.entries }).toEqual({ duplicate: true, entries: retry.entries });
     expect(await mailboxSequences(conn, 2, c2)).toHaveLength(1);
+  });
+
+  it("answers a marked retry from the 24-hour outcome record (no KV read for first attempts), an unmarked one by the duplicate window only", async () => {
+    lists.set("udan", { version: 1n, deviceIds: [1], nextDeviceId: 3 });
+    const alice = client("ualice", 1);
+    const d1 = { accountId: "udan", deviceId: 1 };
+    const d2 = { accountId: "udan", deviceId: 2 };
+    const marked = newMessageId();
+    const first = storedOf(await alice.send({ messageId: marked, sharedBody: bytes("r"), entries: entriesFor([d1]) }));
+    const key = `ualice.1.${Buffer.from(marked).toString("hex")}`;
+    // The record is written without the Send waiting for it.
+    await vi.waitFor(async () => expect((await layoutBuckets().sends.get(key))?.value.length).toBeGreaterThan(0));
+    // Entries that the duplicate window alone would store (d2 is new): a marked retry answers
+    // the record instead and stores nothing.
+    lists.set("udan", { version: 2n, deviceIds: [1, 2], nextDeviceId: 3 });
+    const retried = storedOf(await alice.send({ messageId: marked, sharedBody: bytes("r"), entries: entriesFor([d1, d2]), retry: true }));
+    expect({ duplicate: retried.duplicate, entries: retried.entries, ts: retried.serverTimestampMs }).toEqual({ duplicate: true, entries: first.entries, ts: first.serverTimestampMs });
+    expect(await mailboxSequences(conn, 2, d2)).toEqual([]);
+    // Unmarked, the same request is a new attempt: d1 dedupes in the window, d2 is stored.
+    const unmarked = storedOf(await alice.send({ messageId: marked, sharedBody: bytes("r"), entries: entriesFor([d1, d2]) }));
+    expect(unmarked.entries[0].sequence).toBe(first.entries[0].sequence);
+    expect(await mailboxSequences(conn, 2, d2)).toEqual([Number(unmarked.entries[1].sequence)]);
+  });
+
+  it("pushes live mail to a stream at the head of its mailbox without reading the stream; a read later skips what was pushed", async () => {
+    lists.set("ufay", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("upusher", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const fay = { accountId: "ufay", deviceId: 1 };
+    const alice = client("upusher", 1);
+    const inbox = new Inbox(client("ufay", 1));
+    await inbox.waitDrained();
+    const reads = vi.spyOn(Mailboxes.prototype, "next");
+    const faySubject = mailboxes.locate(fay).subject;
+    const faysReads = () => reads.mock.calls.filter(([loc]) => loc.subject === faySubject).length;
+    for (let i = 0; i < 20; i++) await alice.send({ messageId: newMessageId(), sharedBody: bytes(`live${i}`), entries: entriesFor([fay]) });
+    await inbox.waitForMessages(20);
+    // Reading would take at least 21 gets; only this test's fast periodic check (150 ms) reads at all.
+    expect(faysReads()).toBeLessThan(10);
+    // A hint without a record (as after a lost hint) makes the stream read: it skips the pushed mail.
+    const before = faysReads();
+    mailboxes.signal(fay, { kind: "mail" });
+    await vi.waitFor(() => expect(faysReads()).toBeGreaterThan(before));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(inbox.messages.map((m) => text(m.sharedBody))).toEqual(Array.from({ length: 20 }, (_, i) => `live${i}`));
+    reads.mockRestore();
+    await client("ufay", 1).ack({ sequences: inbox.messages.map((m) => m.sequence) });
+    expect(await mailboxSequences(conn, 2, fay)).toEqual([]);
+    await inbox.close();
+  });
+
+  it("acks as a cursor: an acknowledged prefix goes in one purge, out-of-order acks delete only what they name, later mail survives", async () => {
+    lists.set("uerin", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("uacker", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const erin = { accountId: "uerin", deviceId: 1 };
+    const alice = client("uacker", 1);
+    const sendOne = async (i: number) => storedOf(await alice.send({ messageId: newMessageId(), sharedBody: bytes(`c${i}`), entries: entriesFor([erin]) })).entries[0].sequence;
+    const seqs: bigint[] = [];
+    for (let i = 0; i < 5; i++) seqs.push(await sendOne(i));
+    const purges = vi.spyOn(Mailboxes.prototype, "purgeBelow");
+    const inbox = new Inbox(client("uerin", 1));
+    await inbox.waitForMessages(5);
+    await inbox.waitDrained();
+    // Out of order, with the first still unacked: exactly the named ones go, no purge.
+    expect((await client("uerin", 1).ack({ sequences: [seqs[3], seqs[1]] })).deleted).toBe(2);
+    expect(purges).not.toHaveBeenCalled();
+    expect(await mailboxSequences(conn, 2, erin)).toEqual([seqs[0], seqs[2], seqs[4]].map(Number));
+    // Live mail arrives (pushed) before the rest is acked; the ack completes the prefix: one purge, the new mail stays.
+    const later = await sendOne(5);
+    await inbox.waitForMessages(6);
+    expect((await client("uerin", 1).ack({ sequences: [seqs[0], seqs[2], seqs[4]] })).deleted).toBe(3);
+    expect(purges).toHaveBeenCalledTimes(1);
+    expect(await mailboxSequences(conn, 2, erin)).toEqual([Number(later)]);
+    await inbox.close();
+    // A stream opened after a cursor never purges: mail at or below the cursor is skipped, not acked.
+    purges.mockClear();
+    const skipped = await sendOne(6);
+    const fromCursor = new Inbox(client("uerin", 1), { afterSequence: skipped });
+    await fromCursor.waitDrained();
+    await client("uerin", 1).ack({ sequences: [later] });
+    expect(purges).not.toHaveBeenCalled();
+    expect(await mailboxSequences(conn, 2, erin)).toEqual([Number(skipped)]);
+    await fromCursor.close();
+    purges.mockRestore();
   });
 
   it("keeps mail, bodies, attachments 30 days and idempotency records 24 hours", async () => {

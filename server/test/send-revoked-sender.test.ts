@@ -46,16 +46,19 @@ describe("Send from a revoked device", () => {
 
     for (const url of [a.url, b.url]) {
       const out = deliveryOf(gone, url);
+      // Handlers attached at once: the answers may all come back before the first is looked at.
       const attempts = [
         out.send({ messageId: newMessageId(), sharedBody: bytes("after"), entries: toBob() }),
         out.send({ messageId: retried, sharedBody: bytes("before"), entries: toBob() }),
         out.send({ messageId: newMessageId(), sharedBody: bytes("typing"), entries: toBob(), ephemeral: true }),
-      ];
-      for (const p of attempts) {
-        const err = await p.then(
+      ].map((p) =>
+        p.then(
           () => undefined,
           (e) => ConnectError.from(e),
-        );
+        ),
+      );
+      for (const p of attempts) {
+        const err = await p;
         expect(err?.code).toBe(Code.Unauthenticated);
         expect(err?.rawMessage).toContain("revoked");
       }

@@ -248,6 +248,8 @@ export class Outbox {
 
   private async process(item: OutboxItem): Promise<void> {
     for (let round = 0; round < MAX_MISMATCH_ROUNDS; round++) {
+      // A request saved by an earlier attempt may have been stored already: say it is a retry.
+      const retry = !!item.request;
       if (!item.request) {
         const req = await this.encrypt(item);
         if (!req) {
@@ -258,7 +260,7 @@ export class Outbox {
         item.request = toBinary(SendRequestSchema, req);
         await this.d.store.putOutbox(item);
       }
-      const res = await this.d.api.delivery.send(fromBinary(SendRequestSchema, item.request));
+      const res = await this.d.api.delivery.send({ ...fromBinary(SendRequestSchema, item.request), retry });
       if (res.outcome.case === "stored") {
         await this.d.onStored(item, res.outcome.value);
         await this.d.store.removeOutbox(item.seq);

@@ -1,6 +1,8 @@
 /**
  * Ack: delete acknowledged mail by sequence, only from the caller's own mailbox. Every
- * sequence is checked before anything is deleted, so a bad request deletes nothing.
+ * sequence is checked before anything is deleted, so a bad request deletes nothing. When the
+ * acked sequences complete a prefix of the mailbox this instance's stream has read, one purge
+ * deletes them all (ReceiveStream.purgeBound says when that is exact).
  * Ownership is proven by this instance's own stream (the sequence is in flight to this
  * device here) or by reading the message's subject (one get).
  */
@@ -62,9 +64,17 @@ export class Acker {
       ),
     );
 
-    // Phase 2: delete.
-    const results = await storeOp("deleting acked mail", () => Promise.all(owned.map((q) => this.mailboxes.delete(loc.stream, q))));
-    const deleted = results.filter(Boolean).length;
+    // Phase 2: delete. An acknowledged prefix of the mailbox goes in one purge (one request
+    // for a whole batch); otherwise one pipelined delete per sequence.
+    const bound = owned.length === seqs.size ? local.map((s) => s.purgeBound(seqs)).find((b) => b !== undefined) : undefined;
+    let deleted: number;
+    if (bound !== undefined) {
+      const purged = await storeOp("deleting acked mail", () => this.mailboxes.purgeBelow(device, bound + 1));
+      deleted = Math.min(purged, seqs.size);
+    } else {
+      const results = await storeOp("deleting acked mail", () => Promise.all(owned.map((q) => this.mailboxes.delete(loc.stream, q))));
+      deleted = results.filter(Boolean).length;
+    }
 
     // Free the window of this device's stream, here directly and on other instances by hint.
     const acked = [...seqs];

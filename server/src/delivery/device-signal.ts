@@ -3,14 +3,16 @@
  * One subject per device carries every kind, so a stream holds exactly one subscription.
  * Signals are hints: losing one delays a stream until its periodic re-check, never loses mail.
  *
- *   0x01 mail      new mail was stored for the device
+ *   0x01 mail      new mail was stored for the device; optionally u64 sequence, then the
+ *                  stored record itself (live push: a stream at the head of its mailbox
+ *                  sends it without reading the stream)
  *   0x02 ephemeral a mailbox record (typing) for connected streams only
  *   0x03 acked     u64 sequences that were acked (frees flow-control window)
  *   0x04 takeover  u64 order, then the new stream's id: older streams end with Replaced
  *   0x05 revoked   the device was revoked: streams end
  */
 export type DeviceSignal =
-  | { kind: "mail" }
+  | { kind: "mail"; seq?: number; record?: Uint8Array }
   | { kind: "ephemeral"; record: Uint8Array }
   | { kind: "acked"; sequences: number[] }
   | { kind: "takeover"; order: number; streamId: string }
@@ -27,8 +29,14 @@ const REVOKED_BYTES = Uint8Array.of(REVOKED);
 
 export function encodeSignal(s: DeviceSignal): Uint8Array {
   switch (s.kind) {
-    case "mail":
-      return MAIL_BYTES;
+    case "mail": {
+      if (s.seq === undefined || !s.record) return MAIL_BYTES;
+      const out = new Uint8Array(9 + s.record.length);
+      out[0] = MAIL;
+      new DataView(out.buffer).setBigUint64(1, BigInt(s.seq));
+      out.set(s.record, 9);
+      return out;
+    }
     case "revoked":
       return REVOKED_BYTES;
     case "ephemeral": {
@@ -61,7 +69,8 @@ export function decodeSignal(b: Uint8Array): DeviceSignal | undefined {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   switch (b[0]) {
     case MAIL:
-      return { kind: "mail" };
+      if (b.length < 9) return { kind: "mail" };
+      return { kind: "mail", seq: Number(dv.getBigUint64(1)), record: b.subarray(9) };
     case REVOKED:
       return { kind: "revoked" };
     case EPHEMERAL:

@@ -77,7 +77,7 @@ export class Mailboxes {
 
   /** Appends one record; `msgId` makes a retry inside the duplicate window return the original sequence. */
   async append(loc: MailboxLocation, record: Uint8Array, msgId: string): Promise<Appended> {
-    const ack = await this.nats.js.publish(loc.subject, record, { msgID: msgId, expect: { streamName: loc.stream } });
+    const ack = await this.nats.publisher.publish(loc.subject, record, { msgId, expectStream: loc.stream });
     return { seq: ack.seq, duplicate: ack.duplicate };
   }
 
@@ -91,15 +91,29 @@ export class Mailboxes {
     return this.reads.get(stream, { seq });
   }
 
-  /** Deletes without erasing (overwrite is much slower; the data is ciphertext anyway). */
+  /**
+   * Deletes without erasing (overwrite is much slower; the data is ciphertext anyway). One
+   * core publish with a reply subject (publisher.ts), so a batch of deletes is pipelined.
+   */
   async delete(stream: string, seq: number): Promise<boolean> {
     try {
-      return await this.nats.jsm.streams.deleteMessage(stream, seq, false);
+      const r = await this.nats.publisher.api<{ success?: boolean }>(`$JS.API.STREAM.MSG.DELETE.${stream}`, { seq, no_erase: true });
+      return !!r.success;
     } catch (err) {
       // Deleted concurrently (a second Ack, expiry): already gone is what we wanted.
       if (/not found|no message/i.test(String((err as Error)?.message))) return false;
       throw err;
     }
+  }
+
+  /**
+   * Deletes every message of one device's mailbox below `beforeSeq` with one request (an
+   * acknowledged prefix: the caller proved nothing unacknowledged is stored below it).
+   */
+  async purgeBelow(d: DeviceRef, beforeSeq: number): Promise<number> {
+    const loc = this.locate(d);
+    const r = await this.nats.publisher.api<{ purged?: number }>(`$JS.API.STREAM.PURGE.${loc.stream}`, { filter: loc.subject, seq: beforeSeq });
+    return r.purged ?? 0;
   }
 
   async lastSeq(stream: string): Promise<number> {
@@ -115,7 +129,7 @@ export class Mailboxes {
   }
 
   async putBody(key: string, body: Uint8Array): Promise<void> {
-    await this.nats.js.publish(bodySubject(key), body, { msgID: `b:${key}`, expect: { streamName: BODY_STREAM } });
+    await this.nats.publisher.publish(bodySubject(key), body, { msgId: `b:${key}`, expectStream: BODY_STREAM });
     this.bodies.set(key, body);
   }
 

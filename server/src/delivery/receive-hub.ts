@@ -9,6 +9,8 @@ import type { ReceiveStream } from "./receive-stream.js";
 /** Every stream looks at its mailbox on its own at least this often (lost-hint safety net). */
 export const CHECK_INTERVAL_MS = 30_000;
 const SWEEP_MS = 1_000;
+/** Core-NATS subject on which an instance that reconnected asks every instance to re-check its streams. */
+export const RECHECK_SUBJECT = "sp.recheck";
 
 export class ReceiveHub {
   /** account -> device -> streams (normally one). */
@@ -23,11 +25,22 @@ export class ReceiveHub {
   ) {
     this.timer = setInterval(() => this.sweep(), Math.min(SWEEP_MS, checkIntervalMs));
     this.timer.unref();
+    // Hints this instance published just before losing NATS may be gone too, and live push
+    // means a later hint no longer makes a stream read past a lost one: every instance
+    // re-checks its streams when any instance reconnects.
+    nats.nc.subscribe(RECHECK_SUBJECT, { callback: () => this.recheckAll() });
     void (async () => {
       for await (const s of nats.nc.status()) {
         if (this.closed) break;
         // Hints published while we were disconnected are gone: re-check everything.
-        if (s.type === "reconnect") this.recheckAll();
+        if (s.type === "reconnect") {
+          this.recheckAll();
+          try {
+            nats.nc.publish(RECHECK_SUBJECT);
+          } catch {
+            // Disconnected again: the next reconnect asks again.
+          }
+        }
       }
     })().catch(() => {});
   }

@@ -4,6 +4,13 @@
  * takeovers and revocation from one core-NATS subscription (hints), and re-checks the stream
  * on its own now and then (the hub's sweep) in case a hint was lost. The stream is the truth.
  *
+ * Live push: a mail hint carries the stored record and its sequence. A stream at the head of
+ * its mailbox (its last read found nothing after the cursor) sends such a record on at once,
+ * without a read. The cursor stays where reads proved everything up to it was delivered;
+ * pushed sequences above it are remembered (`pushed`, at most the window) so a later read
+ * skips them instead of sending them twice. A pushed record whose hint was lost is found by
+ * the next read (another hint without a record, the periodic check, a reconnect).
+ *
  * Flow control: at most `window` delivered-but-unacked sequences. Acks may be served by any
  * instance; they publish an "acked" hint that frees the window here. If that hint is lost,
  * the periodic check notices the oldest in-flight messages are gone from the stream.
@@ -53,7 +60,19 @@ export class ReceiveStream {
   nextCheckAt = 0;
 
   private cursor: number;
+  /** The after_sequence the stream was opened with: mail at or below it is skipped, not delivered. */
+  private readonly floor: number;
   private lastSent = 0;
+  /** Delivered by push above the cursor and not acked (a read skips them). */
+  private readonly pushed = new Set<number>();
+  /** Highest sequence ever pushed: when a read finds nothing after the cursor, the cursor may jump here. */
+  private pushHigh = 0;
+  /** Records waiting to go out by push. */
+  private pushQueue: { seq: number; record: Uint8Array }[] = [];
+  /** The last read found nothing after the cursor, and no read was asked for since. */
+  private atHead = false;
+  /** A read of the stream is due (a hint without record, a periodic check, a freed window). */
+  private needRead = true;
   private order: number | undefined;
   private highestTakeover = 0;
   private ended: "replaced" | "revoked" | undefined;
@@ -76,13 +95,22 @@ export class ReceiveStream {
   ) {
     this.loc = d.mailboxes.locate(device);
     this.cursor = afterSequence;
+    this.floor = afterSequence;
   }
 
   get key(): string {
     return `${this.device.accountId}.${this.device.deviceId}`;
   }
 
+  /** Something may be in the stream that this stream has not sent: read it. */
   wake(): void {
+    this.needRead = true;
+    this.atHead = false;
+    this.nudge();
+  }
+
+  /** Let the run loop look at its queues (no read needed). */
+  private nudge(): void {
     this.dirty = true;
     const w = this.waiter;
     this.waiter = undefined;
@@ -98,15 +126,44 @@ export class ReceiveStream {
   /** Acks seen by this instance directly (the Ack RPC served here). */
   acked(sequences: number[]): void {
     const wasFull = this.inFlight.size >= this.window;
-    for (const s of sequences) this.inFlight.delete(s);
+    for (const s of sequences) {
+      this.inFlight.delete(s);
+      // Acked mail is deleted before the ack is reported, so a read skips it anyway.
+      this.pushed.delete(s);
+    }
     if (wasFull && this.inFlight.size < this.window) this.wake();
+  }
+
+  /**
+   * For an Ack of `sequences` (all delivered by this stream): the highest of them if every
+   * message of the mailbox at or below it is acknowledged by this Ack or earlier, so one purge
+   * below it deletes exactly acknowledged mail. That holds when reads covered it (at or below
+   * the cursor, from the start of the mailbox) and nothing delivered at or below it is unacked.
+   */
+  purgeBound(sequences: Set<number>): number | undefined {
+    if (this.floor !== 0 || sequences.size === 0) return undefined;
+    let bound = 0;
+    for (const q of sequences) if (q > bound) bound = q;
+    if (bound > this.cursor) return undefined;
+    for (const q of this.inFlight) if (q <= bound && !sequences.has(q)) return undefined;
+    return bound;
+  }
+
+  /** Takes a pushed record if this stream is at the head of its mailbox with room in its window. */
+  private push(seq: number, record: Uint8Array): boolean {
+    if (!this.atHead || this.ended || seq <= this.cursor || this.inFlight.has(seq)) return false;
+    if (this.inFlight.size + this.pushQueue.length >= this.window) return false;
+    if (this.pushQueue.some((p) => p.seq === seq)) return true;
+    this.pushQueue.push({ seq, record: record.slice() });
+    this.nudge();
+    return true;
   }
 
   private onSignal(s: DeviceSignal | undefined): void {
     if (!s) return;
     switch (s.kind) {
       case "mail":
-        this.wake();
+        if (s.seq === undefined || !s.record || !this.push(s.seq, s.record)) this.wake();
         return;
       case "acked":
         this.acked(s.sequences);
@@ -115,7 +172,7 @@ export class ReceiveStream {
         if (!isRecord(s.record)) return;
         if (this.ephemeral.length >= MAX_EPHEMERAL_QUEUE) this.ephemeral.shift();
         this.ephemeral.push(s.record.slice());
-        this.wake();
+        this.nudge();
         return;
       case "takeover":
         if (s.streamId === this.streamId) return;
@@ -213,6 +270,21 @@ export class ReceiveStream {
         this.dirty = false;
         while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
         try {
+          while (this.pushQueue.length && !this.ended && !signal.aborted) {
+            const p = this.pushQueue.shift()!;
+            if (p.seq <= this.cursor || this.inFlight.has(p.seq)) continue;
+            const out = await this.message(p.seq, p.record);
+            if (!out) continue;
+            this.pushed.add(p.seq);
+            this.pushHigh = Math.max(this.pushHigh, p.seq);
+            yield out;
+            while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
+          }
+          if (!this.needRead) {
+            if (!this.dirty && !this.ended && !signal.aborted) await new Promise<void>((r) => (this.waiter = r));
+            continue;
+          }
+          this.needRead = false;
           if (this.periodic) {
             this.periodic = false;
             if (this.order === undefined) await this.claim();
@@ -226,26 +298,25 @@ export class ReceiveStream {
             ahead = undefined;
             if (!m) {
               caughtUp = true;
+              // Nothing stored after the cursor: every pushed sequence above it was acked.
+              this.cursor = Math.max(this.cursor, this.pushHigh);
+              this.pushed.clear();
               break;
             }
             this.cursor = m.seq;
-            let rec: MailboxRecord;
-            try {
-              rec = decodeRecord(m.data);
-            } catch {
-              this.d.log.warn("skipping an unreadable mailbox record", { stream: this.loc.stream, seq: m.seq });
+            if (this.pushed.delete(m.seq) || this.inFlight.has(m.seq)) {
+              // Sent by push already (or in flight from before a reconnect of hints): skip.
+              ahead = this.d.mailboxes.next(this.loc, this.cursor);
+              ahead.catch(() => {});
               continue;
             }
-            // A body shares the mail's 30-day max_age but was stored just before it; if it
-            // is gone the mail is about to expire too: deliver it with an empty body.
-            const body = rec.body ?? (await this.d.mailboxes.getBody(rec.bodyKey!)) ?? new Uint8Array(0);
-            this.inFlight.add(m.seq);
-            this.lastSent = m.seq;
+            const out = await this.message(m.seq, m.data);
+            if (!out) continue;
             if (this.inFlight.size < this.window) {
               ahead = this.d.mailboxes.next(this.loc, this.cursor);
               ahead.catch(() => {}); // Observed by the next turn, or dropped if the stream ends first.
             }
-            yield create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, m.seq, body) } });
+            yield out;
             while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
           }
           // The window may be full exactly at the end of the backlog: Drained is a marker and
@@ -254,6 +325,8 @@ export class ReceiveStream {
             caughtUp = !(await this.d.mailboxes.next(this.loc, this.cursor));
           }
           outageSince = 0;
+          // At the head unless something asked for another read meanwhile.
+          if (caughtUp && !this.needRead) this.atHead = true;
           if (caughtUp && !drained) {
             drained = true;
             yield create(ReceiveResponseSchema, { event: { case: "drained", value: create(DrainedSchema, { lastSequence: BigInt(this.lastSent) }) } });
@@ -266,6 +339,7 @@ export class ReceiveStream {
           if (now - outageSince > STORE_OUTAGE_MS) throw new ConnectError("message store unavailable; reconnect", Code.Unavailable);
           await sleep(250, signal);
           this.dirty = true;
+          this.needRead = true;
         }
         if (!this.dirty && !this.ended && !signal.aborted) await new Promise<void>((r) => (this.waiter = r));
       }
@@ -273,6 +347,23 @@ export class ReceiveStream {
       signal.removeEventListener("abort", onAbort);
       this.close();
     }
+  }
+
+  /** The response for one stored record (in flight from now on), or undefined for an unreadable one. */
+  private async message(seq: number, data: Uint8Array): Promise<ReceiveResponse | undefined> {
+    let rec: MailboxRecord;
+    try {
+      rec = decodeRecord(data);
+    } catch {
+      this.d.log.warn("skipping an unreadable mailbox record", { stream: this.loc.stream, seq });
+      return undefined;
+    }
+    // A body shares the mail's 30-day max_age but was stored just before it; if it
+    // is gone the mail is about to expire too: deliver it with an empty body.
+    const body = rec.body ?? (await this.d.mailboxes.getBody(rec.bodyKey!)) ?? new Uint8Array(0);
+    this.inFlight.add(seq);
+    this.lastSent = Math.max(this.lastSent, seq);
+    return create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, seq, body) } });
   }
 
   /**

@@ -9,15 +9,16 @@
  *   (PubAck.duplicate) instead of a second copy. A Send that crashed after storing some
  *   entries is completed by the retry without duplicating the stored ones.
  * - After every entry is stored, the Stored outcome goes into sp_sends under
- *   (sender device, message_id) with kv.create; retries (also after the window, up to the
- *   bucket's 24 h TTL) find it first and answer it with duplicate = true. Two concurrent
- *   retries publish identical Msg-Ids, get identical sequences, and the loser of kv.create
- *   answers the winner's record.
- */
+ *   (sender device, message_id) as a KV create, without waiting for it (the hot path makes no
+ *   KV round trip). Only a request marked `retry` looks the record up, so a retry after the
+ *   window (up to the bucket's 24 h TTL) answers the original outcome with duplicate = true.
+ *   A retry that finds no record yet (it raced the write) still dedupes inside the window.
+  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
+import type { JetStreamPublisher } from "../nats/publisher.js";
 import {
   AccountMismatchSchema,
   MismatchedDevicesSchema,
@@ -34,10 +35,11 @@ import { revoked, type AuthenticatedDevice } from "../auth/authenticator.js";
 import type { Logger } from "../logger.js";
 import type { CurrentDeviceList, DeviceLists } from "./device-lists.js";
 import type { DeliveryLimits } from "./limits.js";
-import { encodeRecord, type MailboxRecord } from "./mailbox-record.js";
+import { decodeRecord, encodeRecord, type MailboxRecord } from "./mailbox-record.js";
 import type { DeviceRef, Mailboxes } from "./mailbox.js";
 import type { RateLimiter } from "../rate-limit.js";
 import { storeOp, unavailable } from "../nats/store-errors.js";
+import { bucketNames } from "../nats/layout.js";
 import { checkAccountId, checkDeviceId, exhausted, hex, invalid } from "./validation.js";
 
 /**
@@ -47,9 +49,13 @@ import { checkAccountId, checkDeviceId, exhausted, hex, invalid } from "./valida
  */
 export const INLINE_DUPLICATE_BYTES = 8 * 1024;
 
+const SENDS_BUCKET = bucketNames.sends;
+
 export interface SenderDeps {
   mailboxes: Mailboxes;
   sends: KV;
+  /** Writes the outcome records (sp_sends) without a round trip on the Send. */
+  publisher: JetStreamPublisher;
   limits: DeliveryLimits;
   rate: RateLimiter;
   deviceLists: () => DeviceLists;
@@ -100,10 +106,10 @@ export class Sender {
     }
 
     const key = `${sender.accountId}.${sender.deviceId}.${hex(req.messageId)}`;
-    // All reads at once: the idempotency record wins over whatever the lists say now.
+    // All reads at once: the idempotency record (retries only) wins over whatever the lists say now.
     const listCheck = this.checkDeviceLists(sender, targets, read);
     listCheck.catch(() => {});
-    const earlier = await storeOp("the idempotency lookup", () => this.d.sends.get(key));
+    const earlier = req.retry ? await storeOp("the idempotency lookup", () => this.d.sends.get(key)) : null;
     await listed;
     if (earlier && earlier.operation === "PUT" && earlier.value.length > 0) return stored(earlier.value, true);
 
@@ -125,8 +131,10 @@ export class Sender {
         const rec: MailboxRecord = inline ? { ...base, entry: t.entry, body: req.sharedBody } : { ...base, entry: t.entry, bodyKey };
         const loc = this.d.mailboxes.locate(t.device);
         const msgId = createHash("sha256").update(`${idPrefix}${t.device.accountId}/${t.device.deviceId}`).digest("base64url").slice(0, 22);
-        const r = await this.d.mailboxes.append(loc, encodeRecord(rec), msgId);
-        this.d.mailboxes.signal(t.device, { kind: "mail" });
+        const record = encodeRecord(rec);
+        const r = await this.d.mailboxes.append(loc, record, msgId);
+        // The record travels with the notification: a stream at the head of its mailbox sends it on without a read.
+        this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq, record });
         return r;
       }),
     );
@@ -137,23 +145,32 @@ export class Sender {
       throw unavailable("storing the entries", (failed as PromiseRejectedResult).reason);
     }
     const acks = results.map((r) => (r as PromiseFulfilledResult<{ seq: number; duplicate: boolean }>).value);
+    // A retry inside the duplicate window answers the original server time (read from the
+    // first copy: one read, on retries only).
+    const dup = acks.findIndex((a) => a.duplicate);
+    const originalTs = dup < 0 ? ts : await this.originalTimestamp(targets[dup].device, acks[dup].seq, ts);
     const outcome = create(StoredSchema, {
-      serverTimestampMs: BigInt(ts),
+      serverTimestampMs: BigInt(originalTs),
       entries: targets.map((t, i) =>
         create(StoredEntrySchema, { device: create(DeviceAddressSchema, t.device), sequence: BigInt(acks[i].seq) }),
       ),
     });
-    try {
-      await this.d.sends.create(key, toBinary(StoredSchema, outcome));
-    } catch (err) {
-      const existing = await this.d.sends.get(key).catch(() => null);
-      if (existing && existing.operation === "PUT" && existing.value.length > 0) return stored(existing.value, true);
-      // Everything is stored; only the record for late retries is missing. Retries inside
-      // the duplicate window still dedupe, so answer Stored rather than fail a delivered message.
-      this.d.log.warn("send idempotency record not written", { error: (err as Error)?.name });
-    }
+    // The record for late retries, not awaited: if it is lost, retries inside the duplicate
+    // window still dedupe; a second writer (concurrent retry) fails the create harmlessly.
+    this.d.publisher.publish(`$KV.${SENDS_BUCKET}.${key}`, toBinary(StoredSchema, outcome), { expectLastSubjectSeq: 0 }).catch((err) => {
+      if (!/wrong last sequence/i.test(String((err as Error)?.message))) this.d.log.debug("send idempotency record not written", { error: (err as Error)?.name });
+    });
     outcome.duplicate = acks.every((a) => a.duplicate);
     return create(SendResponseSchema, { outcome: { case: "stored", value: outcome } });
+  }
+
+  private async originalTimestamp(device: DeviceRef, seq: number, fallback: number): Promise<number> {
+    try {
+      const m = await this.d.mailboxes.bySeq(this.d.mailboxes.locate(device).stream, seq);
+      return m ? decodeRecord(m.data).timestampMs : fallback;
+    } catch {
+      return fallback;
+    }
   }
 
   private validate(sender: AuthenticatedDevice, req: SendRequest): Target[] {

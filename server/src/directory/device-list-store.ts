@@ -50,19 +50,20 @@ export class DeviceListStore {
     }
   }
 
-  /** Replaces `current` by `next` if nobody else did first; false on a lost race. */
-  async commit(current: StoredDeviceList, next: ParsedDeviceList): Promise<boolean> {
+  /** Replaces `current` by `next` if nobody else did first: the new revision, or false on a lost race. */
+  async commit(current: StoredDeviceList, next: ParsedDeviceList): Promise<number | false> {
     const accountId = current.list.accountId;
     await this.history.put(historyKey(accountId, current.list.version), toBinary(SignedDeviceListSchema, current.signed));
     const nextBytes = toBinary(SignedDeviceListSchema, next.signed);
+    let revision: number;
     try {
-      await this.accounts.update(accountId, nextBytes, current.revision);
+      revision = await this.accounts.update(accountId, nextBytes, current.revision);
     } catch (err) {
       if (isWrongSequence(err)) return false;
       throw err;
     }
     await this.history.put(historyKey(accountId, next.list.version), nextBytes).catch(() => {});
-    return true;
+    return revision;
   }
 
   /** Versions after `afterVersion`, oldest first, ending with `current`. */

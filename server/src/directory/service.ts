@@ -23,6 +23,8 @@ import { PrekeyStore, checkKemPrekey, checkSignedPrekey } from "./prekeys.js";
 import { RateLimiter } from "../rate-limit.js";
 import { authSignedBytes, ed25519Verify } from "./signatures.js";
 import { DirectoryHub } from "./watch.js";
+import { DeviceListCache } from "./device-list-cache.js";
+import { InstanceSync } from "./instance-sync.js";
 import { watchAccounts } from "./watch-stream.js";
 import { StreamReads } from "../nats/stream-reads.js";
 
@@ -42,7 +44,7 @@ export interface Directory {
   impl: Partial<ServiceImpl<typeof DirectoryService>>;
   /** Whether a device is in its account's current list (used to check every token). */
   deviceStatus: DeviceStatus;
-  /** Reads the current list from KV (read-through, so correct across instances at once). */
+  /** The current list, from memory while the cache lease holds (device-list-cache.ts), else from KV. */
   currentDeviceList(accountId: string): Promise<CurrentDeviceList | undefined>;
   /** Of these listed devices, those without signed and ML-KEM prekeys (unreachable until they upload). */
   devicesWithoutPrekeys(accountId: string, deviceIds: number[]): Promise<number[]>;
@@ -75,14 +77,30 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   const uploadLimiter = new RateLimiter(limits.uploadsPerMinute, ctx.now);
   const challengeLimiter = new RateLimiter(limits.challengesPerMinute, ctx.now);
   const hub = new DirectoryHub(ctx.log);
+  // Device lists from memory for auth and Send checks; a change returns only after every
+  // live instance applied it (device-list-cache.ts, instance-sync.ts).
+  const cache = new DeviceListCache((accountId) => lists.current(accountId), ctx.now);
+  hub.subscribeAll((e) => {
+    if (e.kind === "list") cache.apply(e.accountId, e.current, e.revision);
+  });
   await hub.start(b.accounts, b.prekeys);
+  const sync = new InstanceSync({
+    nc: ctx.nats.nc,
+    instances: b.instances,
+    jsm: ctx.nats.jsm,
+    accounts: b.accounts,
+    hub,
+    cache,
+    instanceId: Buffer.from(ctx.random(12)).toString("base64url"),
+    now: ctx.now,
+    log: ctx.log,
+  });
+  await sync.start();
   const revokedListeners: DeviceRevokedListener[] = [];
 
-  // Read-through: one KV get (~0.2 ms on loopback) per authenticated call, so a revocation
-  // committed on any instance locks the device out of every instance immediately.
   const deviceStatus: DeviceStatus = {
     isActive: async (accountId, deviceId) => {
-      const cur = await lists.current(accountId);
+      const cur = await cache.get(accountId);
       return !!cur && cur.list.devices.some((d) => d.deviceId === deviceId);
     },
   };
@@ -120,9 +138,12 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     const next = parseSignedDeviceList(signed, limits);
     const cur = await requireAccount(me.accountId);
     const device = validateChange(cur, next, kind, me.accountId);
-    if (!(await lists.commit(cur, next))) {
+    const revision = await lists.commit(cur, next);
+    if (revision === false) {
       throw new ConnectError(`the device list of ${me.accountId} changed concurrently; fetch the current version and sign the change again`, Code.FailedPrecondition);
     }
+    // Every instance must have applied the change before we say it is done.
+    await sync.barrier(revision, ctx.now());
     return { me, device, version: next.list.version };
   }
 
@@ -294,7 +315,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     impl,
     deviceStatus,
     currentDeviceList: async (accountId) => {
-      const cur = await lists.current(accountId);
+      const cur = await cache.get(accountId);
       return cur ? toCurrent(cur) : undefined;
     },
     devicesWithoutPrekeys: async (accountId, deviceIds) => {
@@ -306,7 +327,11 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       hub.subscribeAll((e) => {
         if (e.kind === "list") listener(e.accountId, toCurrent(e.current));
       }),
-    close: async () => hub.close(),
+    close: async () => {
+      cache.fence();
+      await sync.close();
+      hub.close();
+    },
   };
 }
 

@@ -11,7 +11,7 @@ import { decodeStored } from "./device-list-store.js";
 import type { ParsedDeviceList } from "./device-list-rules.js";
 
 export type DirectoryEvent =
-  | { kind: "list"; accountId: string; current: ParsedDeviceList }
+  | { kind: "list"; accountId: string; current: ParsedDeviceList; revision: number }
   | { kind: "prekeys"; accountId: string; deviceId: number };
 
 type Listener = (e: DirectoryEvent) => void;
@@ -24,6 +24,9 @@ export class DirectoryHub {
   /** Stops the current watch of each bucket (replaced on every restart). */
   private readonly stops = new Map<string, () => void>();
   private closed = false;
+  /** Last revision each bucket's watch has handed to the listeners. */
+  private readonly applied = new Map<string, number>();
+  private readonly appliedWaiters = new Set<{ name: string; revision: number; done: (ok: boolean) => void }>();
 
   constructor(
     private readonly log: Logger,
@@ -34,7 +37,7 @@ export class DirectoryHub {
   async start(accounts: KV, prekeys: KV): Promise<void> {
     await this.follow("accounts", accounts, (e) => {
       if (e.operation !== "PUT" || e.value.length === 0) return;
-      this.emit({ kind: "list", accountId: e.key, current: decodeStored(e.value) });
+      this.emit({ kind: "list", accountId: e.key, current: decodeStored(e.value), revision: e.revision });
     });
     await this.follow("prekeys", prekeys, (e) => {
       if (e.operation !== "PUT") return;
@@ -51,6 +54,7 @@ export class DirectoryHub {
   private async follow(name: string, kv: KV, on: (e: KvWatchEntry) => void): Promise<void> {
     // Updates only: everything after the bucket's current last revision.
     let last = (await kv.status()).streamInfo.state.last_seq;
+    this.setApplied(name, last);
     const open = async () => {
       const iter = await kv.watch({ include: KvWatchInclude.UpdatesOnly, resumeFromRevision: last + 1 });
       this.stops.set(name, () => iter.stop());
@@ -69,6 +73,7 @@ export class DirectoryHub {
             } catch (err) {
               this.log.warn("directory watch: skipped an undecodable entry", { bucket: name, error: String(err) });
             }
+            this.setApplied(name, last);
           }
           if (this.closed) return;
           this.log.warn("directory watch ended; restarting", { bucket: name, lastRevision: last });
@@ -91,6 +96,36 @@ export class DirectoryHub {
         if (this.closed) iter.stop();
       }
     })();
+  }
+
+  /** The last revision of a bucket ("accounts", "prekeys") this instance has applied. */
+  appliedRevision(name: string): number {
+    return this.applied.get(name) ?? 0;
+  }
+
+  /** Resolves true once the bucket's watch applied `revision`, false after `timeoutMs`. */
+  whenApplied(name: string, revision: number, timeoutMs: number): Promise<boolean> {
+    if (this.appliedRevision(name) >= revision) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = {
+        name,
+        revision,
+        done: (ok: boolean) => {
+          clearTimeout(t);
+          this.appliedWaiters.delete(w);
+          resolve(ok);
+        },
+      };
+      const t = setTimeout(() => w.done(false), timeoutMs);
+      t.unref();
+      this.appliedWaiters.add(w);
+    });
+  }
+
+  private setApplied(name: string, revision: number): void {
+    if (revision <= this.appliedRevision(name)) return;
+    this.applied.set(name, revision);
+    for (const w of this.appliedWaiters) if (w.name === name && w.revision <= revision) w.done(true);
   }
 
   private emit(e: DirectoryEvent): void {
@@ -123,6 +158,7 @@ export class DirectoryHub {
 
   close(): void {
     this.closed = true;
+    for (const w of this.appliedWaiters) w.done(false);
     for (const stop of this.stops.values()) stop();
     this.stops.clear();
   }

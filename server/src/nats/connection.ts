@@ -5,12 +5,15 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { JetStreamPublisher } from "./publisher.js";
 
 export interface Nats {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   kvm: Kvm;
+  /** Hot-path JetStream publishes (core publish + PubAck collector, see publisher.ts). */
+  publisher: JetStreamPublisher;
   /** nats-server version reported by the server we are connected to. */
   serverVersion: string;
 }
@@ -52,5 +55,7 @@ export async function connectNats(servers: string, name = "sealpost-server"): Pr
   });
   const jsm = await whenJetStreamReady(() => jetstreamManager(nc, { timeout: 10_000 }));
   const js = jetstream(nc, { timeout: 10_000 });
-  return { nc, js, jsm, kvm: new Kvm(js), serverVersion: nc.info?.version ?? "unknown" };
+  const publisher = new JetStreamPublisher(nc);
+  void nc.closed().then(() => publisher.close());
+  return { nc, js, jsm, kvm: new Kvm(js), publisher, serverVersion: nc.info?.version ?? "unknown" };
 }

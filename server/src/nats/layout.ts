@@ -12,7 +12,8 @@
  *   the attachments bucket; receivers: the newest Receive stream per device (takeover order).
  * - directory: KV buckets for accounts (current signed device list), device-list history,
  *   prekeys, one-time prekeys, used auth challenges; config (shared token secret, mailbox
- *   partition count K); sends (idempotency records).
+ *   partition count K); sends (idempotency records); instances (live server instances, for
+ *   the device-list barrier).
  */
 import { leaderReadsFor } from "./stream-reads.js";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
@@ -34,6 +35,7 @@ export const bucketNames = {
   sends: "sp_sends",
   attachments: "sp_attachments",
   receivers: "sp_receivers",
+  instances: "sp_instances",
 } as const;
 
 export type BucketName = keyof typeof bucketNames;
@@ -75,6 +77,10 @@ function bucketOptions(name: BucketName, replicas: number): Partial<KvOptions> {
     case "receivers":
       // Only the revision order matters (newest Receive stream wins); entries may expire.
       return { ...base, ttl: DAY_MS };
+    case "instances":
+      // Live server instances (directory/instance-sync.ts): each renews its key every 750 ms;
+      // a crashed one is forgotten after this (until then changes wait out its lease).
+      return { ...base, ttl: 10_000 };
     case "deviceListHistory":
       return { ...base, history: 1 };
     default:

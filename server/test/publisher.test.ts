@@ -1,0 +1,77 @@
+/**
+ * The core-publish JetStream publisher against a real nats-server: every PubAck is matched
+ * to its publish, dedupe by Nats-Msg-Id, stream mismatch and no-stream errors keep the names
+ * store-errors.ts classifies, and a lost ack times out.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestNats, type TestNats } from "@sealpost/test-support/index.js";
+import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
+import { JetStreamPublisher } from "@sealpost/server/nats/publisher.js";
+import { isTransientStoreError } from "@sealpost/server/nats/store-errors.js";
+
+let nats: TestNats;
+let conn: Nats;
+beforeAll(async () => {
+  nats = await startTestNats({ forceOwn: true });
+  conn = await connectNats(nats.url);
+  await conn.jsm.streams.add({ name: "PUBTEST", subjects: ["pubtest.>"], duplicate_window: 60_000_000_000 });
+  await conn.jsm.streams.add({ name: "OTHER", subjects: ["other.>"] });
+});
+afterAll(async () => {
+  await conn?.nc.close();
+  await nats?.stop();
+});
+
+describe("JetStreamPublisher", () => {
+  it("stores 2,000 pipelined publishes and answers each with its own sequence", async () => {
+    const before = (await conn.jsm.streams.info("PUBTEST")).state.last_seq;
+    const acks = await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => conn.publisher.publish(`pubtest.${i % 7}`, new TextEncoder().encode(`m${i}`), { expectStream: "PUBTEST" })),
+    );
+    const seqs = acks.map((a) => a.seq);
+    expect(new Set(seqs).size).toBe(2000);
+    expect(Math.min(...seqs)).toBe(before + 1);
+    expect(Math.max(...seqs)).toBe(before + 2000);
+    // Each ack belongs to its own message.
+    for (const i of [0, 777, 1999]) {
+      const m = await conn.jsm.streams.getMessage("PUBTEST", { seq: acks[i].seq });
+      expect(new TextDecoder().decode(m!.data)).toBe(`m${i}`);
+    }
+    expect(conn.publisher.inFlight).toBe(0);
+  });
+
+  it("dedupes by msgId inside the window: the retry gets the original sequence", async () => {
+    const a = await conn.publisher.publish("pubtest.d", Uint8Array.of(1), { msgId: "same-id" });
+    const b = await conn.publisher.publish("pubtest.d", Uint8Array.of(2), { msgId: "same-id" });
+    expect(a.duplicate).toBe(false);
+    expect(b).toEqual({ stream: "PUBTEST", seq: a.seq, duplicate: true });
+  });
+
+  it("refuses a subject of another stream than the expected one (JetStreamApiError, not transient)", async () => {
+    const err = await conn.publisher.publish("other.x", Uint8Array.of(1), { expectStream: "PUBTEST" }).catch((e) => e);
+    expect(err.name).toBe("JetStreamApiError");
+    expect(String(err.message)).toMatch(/stream/i);
+    expect(isTransientStoreError(err)).toBe(false);
+  });
+
+  it("answers NoResponders for a subject no stream stores", async () => {
+    const err = await conn.publisher.publish("nostream.x", Uint8Array.of(1)).catch((e) => e);
+    expect(err.name).toBe("NoResponders");
+    expect(isTransientStoreError(err)).toBe(true);
+  });
+
+  it("times out a publish whose ack never comes", async () => {
+    let t = 0;
+    const pub = new JetStreamPublisher(conn.nc, 100, () => t);
+    // A plain subscriber answers nothing: the reply never comes.
+    const sub = conn.nc.subscribe("silent.x", { callback: () => {} });
+    const p = pub.publish("silent.x", Uint8Array.of(1));
+    t = 1_000;
+    const err = await p.catch((e) => e);
+    expect(err.name).toBe("TimeoutError");
+    expect(isTransientStoreError(err)).toBe(true);
+    expect(pub.inFlight).toBe(0);
+    sub.unsubscribe();
+    pub.close();
+  });
+});
