@@ -18,6 +18,9 @@ export interface TestNats {
   kill?: () => Promise<void>;
   /** Starts it again after kill(). */
   start?: () => Promise<void>;
+  /** Freezes the process (SIGSTOP): connections stay open, nothing is answered until resume(). */
+  pause?: () => void;
+  resume?: () => void;
   stop(): Promise<void>;
 }
 
@@ -36,6 +39,8 @@ export async function startTestNats(opts: { forceOwn?: boolean } = {}): Promise<
     owned: true,
     kill,
     start,
+    pause: () => void server.process.kill("SIGSTOP"),
+    resume: () => void server.process.kill("SIGCONT"),
     restart: async () => {
       await kill();
       await start();

@@ -80,7 +80,8 @@ export function isTransient(err: unknown): boolean {
       case Code.Unimplemented:
         return false;
       case Code.ResourceExhausted:
-        return /rate limit/i.test(err.rawMessage);
+        // Rate limits and an overloaded server (it says when to retry) pass; size limits do not.
+        return /rate limit/i.test(err.rawMessage) || err.metadata.has("sealpost-retry-after-ms");
       default:
         return true;
     }

@@ -51,6 +51,17 @@ export const INLINE_DUPLICATE_BYTES = 8 * 1024;
 
 const SENDS_BUCKET = bucketNames.sends;
 
+/**
+ * Admission control: stores (publishes awaiting their PubAck) this instance lets be in flight
+ * before it sheds new Sends. Past it, more Sends only queue on the NATS connection, delay
+ * every delivery behind them, and time out; shedding keeps deliveries flowing and tells the
+ * client when to come back.
+ */
+export const MAX_STORES_IN_FLIGHT = 4096;
+/** Told to shed clients (header `sealpost-retry-after-ms`): about the time a full queue drains. */
+export const OVERLOAD_RETRY_AFTER_MS = 200;
+export const RETRY_AFTER_HEADER = "sealpost-retry-after-ms";
+
 export interface SenderDeps {
   mailboxes: Mailboxes;
   sends: KV;
@@ -61,6 +72,8 @@ export interface SenderDeps {
   deviceLists: () => DeviceLists;
   now: () => number;
   log: Logger;
+  /** Overrides MAX_STORES_IN_FLIGHT (tests). */
+  maxStoresInFlight?: number;
 }
 
 interface Target {
@@ -105,6 +118,15 @@ export class Sender {
       return this.sendEphemeral(sender, req, targets);
     }
 
+    const maxStores = this.d.maxStoresInFlight ?? MAX_STORES_IN_FLIGHT;
+    // An idle instance takes any Send, however many entries it has.
+    if (this.d.publisher.inFlight > 0 && this.d.publisher.inFlight + targets.length > maxStores) {
+      throw new ConnectError(
+        `server busy: ${this.d.publisher.inFlight} stores in flight on this instance (admission limit ${maxStores}); nothing was stored, retry after ${OVERLOAD_RETRY_AFTER_MS} ms`,
+        Code.ResourceExhausted,
+        { [RETRY_AFTER_HEADER]: String(OVERLOAD_RETRY_AFTER_MS) },
+      );
+    }
     const key = `${sender.accountId}.${sender.deviceId}.${hex(req.messageId)}`;
     // All reads at once: the idempotency record (retries only) wins over whatever the lists say now.
     const listCheck = this.checkDeviceLists(sender, targets, read);
