@@ -51,14 +51,14 @@ describe("receive loop faults", () => {
   it("an ack the server rejects for good is dropped and reported; receiving goes on", async () => {
     const alice = await createDevice(server.url, uniqueId("alice"));
     const bob = await createDevice(server.url, uniqueId("bob"));
-    // A pending ack the server will always refuse (INVALID_ARGUMENT: never delivered).
-    await bob.stores.store.setReceiveState({ cursor: 0, pendingAcks: [2 ** 52] });
+    // A pending ack the server will always refuse (INVALID_ARGUMENT: sequences are 1 to 2^53-1).
+    await bob.stores.store.setReceiveState({ cursor: 0, pendingAcks: [2 ** 53] });
     alice.m.start();
     bob.m.start();
     const sent = await alice.m.sendText(bob.m.accountId, "after a bad ack");
     await bob.log.wait("message", (e) => e.message.id === sent.id, 15_000);
     const problem = await bob.log.wait("receive-problem", (e) => e.problem === "ack-rejected");
-    expect(problem.sequence).toBe(2 ** 52);
+    expect(problem.sequence).toBe(2 ** 53);
     await alice.m.close();
     await bob.m.close();
   });

@@ -37,7 +37,8 @@ export class Authenticator {
   token(ctx: HandlerContext): AuthenticatedDevice {
     const header = ctx.requestHeader.get("authorization");
     if (!header) throw new ConnectError("missing authorization header (expected 'Bearer <token>' from Authenticate)", Code.Unauthenticated);
-    const m = /^Bearer (\S+)$/.exec(header);
+    // The scheme is case-insensitive (RFC 9110 11.1); one space, then the token.
+    const m = /^bearer (\S+)$/i.exec(header);
     if (!m) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
     const claims = this.tokens.verify(m[1]);
     if (claims === "malformed") throw new ConnectError("malformed token", Code.Unauthenticated);

@@ -1,13 +1,13 @@
 /**
- * Ack: delete acknowledged mail by sequence, only from the caller's own mailbox. Every
- * sequence is checked before anything is deleted, so a bad request deletes nothing. When the
+ * Ack: delete acknowledged mail by sequence, only from the caller's own mailbox. A sequence
+ * that is not the caller's is ignored exactly like one already acked (no oracle); a malformed
+ * request deletes nothing. When the
  * acked sequences complete a prefix of the mailbox this instance's stream has read, one purge
  * deletes them all (ReceiveStream.purgeBound says when that is exact).
  * Ownership is proven by this instance's own stream (the sequence is in flight to this
  * device here) or by reading the message's subject (one get).
  */
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { AckResponseSchema, type AckResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { DeliveryLimits } from "./limits.js";
@@ -37,8 +37,10 @@ export class Acker {
     const local = [...this.hub.streamsOf(device.accountId, device.deviceId)];
     const provenLocally = (q: number) => local.some((s) => s.inFlight.has(q));
 
-    // Phase 1: every sequence must be the caller's (or already gone, at or below the stream's last).
-    let lastSeq: Promise<number> | undefined;
+    // Phase 1: which sequences are the caller's. A sequence that is not (another device's
+    // mail, already deleted, never used) is left alone and answered exactly like one already
+    // acked: no error, not counted, one read either way, so Ack tells nothing about mail
+    // that is not the caller's (no delivery oracle).
     const owned: number[] = [];
     await storeOp("the ack check", () =>
       Promise.all(
@@ -48,18 +50,7 @@ export class Acker {
             return;
           }
           const m = await this.mailboxes.bySeq(loc.stream, q);
-          if (m) {
-            if (m.subject !== loc.subject) {
-              throw new ConnectError(`sequence ${q} is not in the mailbox of device ${device.accountId}/${device.deviceId}; nothing was acked`, Code.PermissionDenied);
-            }
-            owned.push(q);
-            return;
-          }
-          const last = await (lastSeq ??= this.mailboxes.lastSeq(loc.stream));
-          if (q > last) {
-            throw invalid(`sequence ${q} was never delivered: the mailbox's last sequence is ${last}; nothing was acked`);
-          }
-          // Already acked (or expired): not an error.
+          if (m && m.subject === loc.subject) owned.push(q);
         }),
       ),
     );

@@ -463,8 +463,8 @@ export const ReceiveResponseSchema: GenMessage<ReceiveResponse> = /*@__PURE__*/
  */
 export type AckRequest = Message<"sealpost.delivery.v1.AckRequest"> & {
   /**
-   * Sequence numbers of the caller's mailbox, 1 to 1000 of them. Each must have been
-   * delivered to the caller (not greater than the highest sequence stored for it).
+   * Sequence numbers of the caller's mailbox, 1 to 1000 of them, each 1 to 2^53-1.
+   * Sequences that are not the caller's are ignored (not counted in deleted).
    *
    * @generated from field: repeated uint64 sequences = 1;
    */
@@ -485,7 +485,8 @@ export const AckRequestSchema: GenMessage<AckRequest> = /*@__PURE__*/
  */
 export type AckResponse = Message<"sealpost.delivery.v1.AckResponse"> & {
   /**
-   * How many of the sequences deleted a stored message (the rest were already gone).
+   * How many of the sequences deleted a stored message of the caller (the rest were
+   * already gone, or not the caller's).
    *
    * @generated from field: uint32 deleted = 1;
    */
@@ -782,7 +783,9 @@ export const DeliveryService: GenService<{
   },
   /**
    * Acknowledges messages by sequence number; acknowledged mail is deleted. Acking a
-   * sequence that was already acked is not an error.
+   * sequence that was already acked is not an error, and neither is one that is not the
+   * caller's (another device's, never used): it is ignored and answered exactly like an
+   * already acked one, so an Ack reveals nothing about other devices' mail.
    *
    * @generated from rpc sealpost.delivery.v1.DeliveryService.Ack
    */
