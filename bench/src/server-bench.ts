@@ -8,6 +8,8 @@
  *   send_routed         1 KiB messages/s routed through Send to a receiving device's open
  *                       Receive stream (which acks), 256 Sends in flight; reference: JetStream
  *                       async publish of 1 KiB with 256 acks in flight
+ *   send_routed_per_server_core  the same deliveries over the CPU seconds the server process
+ *                       and nats-server used for them (/proc), the load generator excluded
  *   latency_<r>_p50/p95/p99/max  Send (intended start, open loop at r msg/s) -> the message
  *                       arrives on the Receive stream; reference: publish -> PubAck latency
  *                       at the same offered load
@@ -101,13 +103,31 @@ async function makeRig(label: string, natsUrl: string, serverSrc: string | undef
   return { label, server, pool, ids, receivers, recipients, senders, catchup };
 }
 
+/** CPU seconds (user + system) a process used so far, from /proc (Linux); 0 elsewhere. */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return 0;
+  }
+}
+
+/** Server-side CPU (this rig's server process + the nats-server) in seconds so far. */
+let natsPid: number | undefined;
+const serverSideCpu = (rig: Rig) => cpuSeconds(rig.server.pid) + cpuSeconds(natsPid);
+
 /** Closed loop: `inFlight` Sends outstanding for `ms`; deliveries counted on the Receive streams. */
-async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlight: number, ms: number): Promise<{ sends: number; deliveries: number }> {
+async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlight: number, ms: number): Promise<{ sends: number; deliveries: number; perServerCore: number }> {
   const body = new Uint8Array(size).fill(9);
   let sends = 0;
   let expected = 0;
   let k = 0;
   const a0 = rig.receivers.arrivals;
+  const cpu0 = serverSideCpu(rig);
+  const cpuServer0 = cpuSeconds(rig.server.pid);
   const start = performance.now();
   const end = start + ms;
   const worker = async () => {
@@ -124,8 +144,13 @@ async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlig
   const delivered = rig.receivers.arrivals - a0;
   // Let the rest arrive (and be acked) before the next sample; not counted.
   if (!(await rig.receivers.waitFor(a0 + expected, 30_000))) log(`${rig.label}: ${a0 + expected - rig.receivers.arrivals} messages missing after 30 s`);
+  // Per server-side core: every delivery of the sample, including the tail that arrived
+  // after it, over the CPU the server and nats-server used for all of it.
+  const cpu = serverSideCpu(rig) - cpu0;
+  const perServerCore = cpu > 0 ? (rig.receivers.arrivals - a0) / cpu : 0;
+  if (process.env.BENCH_CPU_SPLIT) log(`${rig.label}: ${rig.receivers.arrivals - a0} deliveries, server ${(cpuSeconds(rig.server.pid) - cpuServer0).toFixed(2)} s + nats-server ${(cpu - (cpuSeconds(rig.server.pid) - cpuServer0)).toFixed(2)} s CPU`);
   await settle();
-  return { sends: (sends * 1000) / elapsed, deliveries: (delivered * 1000) / elapsed };
+  return { sends: (sends * 1000) / elapsed, deliveries: (delivered * 1000) / elapsed, perServerCore };
 }
 
 /** Open loop at `rate` msg/s for `ms`: latency from the intended send time to arrival. */
@@ -224,6 +249,7 @@ async function main(): Promise<void> {
   const profileDir = process.argv.includes("--profile") ? path.join(os.tmpdir(), "sealpost-bench-profiles") : undefined;
   if (profileDir) fs.mkdirSync(profileDir, { recursive: true });
   const nats: TestNats = await startTestNats({ forceOwn: true });
+  natsPid = nats.pid;
   const rigs: Rig[] = [];
   let raw: RawJetStream | undefined;
   const figures: Figure[] = [];
@@ -238,7 +264,7 @@ async function main(): Promise<void> {
     if (want("send_routed")) {
     log("send_routed");
     const rawSamples: number[] = [];
-    const routed = new Map<Rig, { sends: number[]; deliveries: number[] }>(rigs.map((r) => [r, { sends: [], deliveries: [] }]));
+    const routed = new Map<Rig, { sends: number[]; deliveries: number[]; perCore: number[] }>(rigs.map((r) => [r, { sends: [], deliveries: [], perCore: [] }]));
     await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs / 3); // warm-up
     for (const r of rigs) await routedRate(r, 1024, 1, SEND_IN_FLIGHT, P.sampleMs / 3);
     for (let s = 0; s < P.samples; s++) {
@@ -248,6 +274,7 @@ async function main(): Promise<void> {
         const m = await routedRate(r, 1024, 1, SEND_IN_FLIGHT, P.sampleMs);
         routed.get(r)!.sends.push(m.sends);
         routed.get(r)!.deliveries.push(m.deliveries);
+        routed.get(r)!.perCore.push(m.perServerCore);
       }
     }
     const rawRate = median(rawSamples);
@@ -267,6 +294,19 @@ async function main(): Promise<void> {
         ...(r.label === "current" ? { target: { row: "send_routed", description: ">= 0.7x raw JetStream publish", met: q >= 0.7 } } : {}),
         params: { body_bytes: 1024, devices_per_send: 1, sends_in_flight: SEND_IN_FLIGHT, receive_streams: 8, sends_per_s: round(median(routed.get(r)!.sends)) },
       });
+      const perCore = median(routed.get(r)!.perCore);
+      if (perCore > 0) {
+        figures.push({
+          name: "send_routed_per_server_core",
+          implementation: impl(r),
+          value: round(perCore),
+          unit: "msg per server-side CPU second (server + nats-server)",
+          samples: P.samples,
+          sampleValues: routed.get(r)!.perCore.map((x) => round(x)),
+          params: { body_bytes: 1024, sends_in_flight: SEND_IN_FLIGHT },
+        });
+      }
+      log(`${r.label}: ${round(perCore)} routed msg per server-side core-second`);
       log(`${r.label}: send_routed ${round(v)} msg/s vs raw ${round(rawRate)} (x${q}); sends/s ${routed.get(r)!.sends.map((x) => round(x)).join(" ")}, deliveries/s ${routed.get(r)!.deliveries.map((x) => round(x)).join(" ")}`);
     }
 

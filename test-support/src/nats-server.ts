@@ -18,6 +18,8 @@ export interface TestNats {
   kill?: () => Promise<void>;
   /** Starts it again after kill(). */
   start?: () => Promise<void>;
+  /** The nats-server process id (owned only), e.g. to read its CPU time. */
+  readonly pid?: number;
   /** Freezes the process (SIGSTOP): connections stay open, nothing is answered until resume(). */
   pause?: () => void;
   resume?: () => void;
@@ -39,6 +41,9 @@ export async function startTestNats(opts: { forceOwn?: boolean } = {}): Promise<
     owned: true,
     kill,
     start,
+    get pid() {
+      return server.process.pid;
+    },
     pause: () => void server.process.kill("SIGSTOP"),
     resume: () => void server.process.kill("SIGCONT"),
     restart: async () => {

@@ -143,11 +143,8 @@ export class Mailboxes {
     return m.data;
   }
 
+  /** Hints are best effort (connection closed or reconnecting): streams re-check on their own. */
   signal(d: DeviceRef, s: DeviceSignal): void {
-    try {
-      this.nats.nc.publish(notifySubject(d.accountId, d.deviceId), encodeSignal(s));
-    } catch {
-      // Hints are best effort (connection closed or reconnecting): streams re-check on their own.
-    }
+    this.nats.publisher.publishCore(notifySubject(d.accountId, d.deviceId), encodeSignal(s));
   }
 }

@@ -76,21 +76,48 @@ export class JetStreamPublisher {
   private send(subject: string, data: Uint8Array, opts: PublishOptions = {}): Promise<Reply> {
     const id = this.next++;
     return new Promise<Reply>((resolve, reject) => {
-      let h;
+      let h: ReturnType<typeof headers> | undefined;
       if (opts.msgId || opts.expectStream || opts.expectLastSubjectSeq !== undefined) {
         h = headers();
         if (opts.msgId) h.set("Nats-Msg-Id", opts.msgId);
         if (opts.expectStream) h.set("Nats-Expected-Stream", opts.expectStream);
         if (opts.expectLastSubjectSeq !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSeq));
       }
-      try {
-        this.nc.publish(subject, data, { reply: `${this.prefix}${id}`, headers: h });
-      } catch (err) {
-        reject(err as Error);
-        return;
-      }
       this.pending.set(id, { resolve, reject, deadline: this.now() + this.timeoutMs });
+      this.later(() => {
+        try {
+          this.nc.publish(subject, data, { reply: `${this.prefix}${id}`, headers: h });
+        } catch (err) {
+          if (this.pending.delete(id)) reject(err as Error);
+        }
+      });
     });
+  }
+
+  /**
+   * A core publish (a hint, a notification) in the same socket write as this event-loop
+   * turn's other publishes. nats.js flushes once per microtask checkpoint and every RPC runs
+   * in its own macrotask, so unbatched each publish is its own write; queued ones go out
+   * together from one setImmediate (at most one loop turn later).
+   */
+  publishCore(subject: string, data?: Uint8Array): void {
+    this.later(() => this.nc.publish(subject, data));
+  }
+
+  private queued: (() => void)[] = [];
+  private later(fn: () => void): void {
+    if (this.queued.push(fn) === 1) setImmediate(() => this.flushQueued());
+  }
+  private flushQueued(): void {
+    const q = this.queued;
+    this.queued = [];
+    for (const fn of q) {
+      try {
+        fn();
+      } catch {
+        // Core publishes are best effort (hints); a failed store publish rejects its own promise.
+      }
+    }
   }
 
   private onAck(msg: Msg): void {
