@@ -47,6 +47,7 @@ describe("codecs", () => {
     const pushed = decodeSignal(encodeSignal({ kind: "mail", seq: 2 ** 40 + 3, record: bytes("rec") }));
     expect(pushed).toMatchObject({ kind: "mail", seq: 2 ** 40 + 3 });
     expect(text((pushed as { record: Uint8Array }).record)).toBe("rec");
+    expect(decodeSignal(encodeSignal({ kind: "mail", seq: 77 }))).toEqual({ kind: "mail", seq: 77 });
     expect(decodeSignal(new Uint8Array(0))).toBeUndefined();
     expect(decodeSignal(Uint8Array.of(99))).toBeUndefined();
   });

@@ -3,9 +3,9 @@
  * One subject per device carries every kind, so a stream holds exactly one subscription.
  * Signals are hints: losing one delays a stream until its periodic re-check, never loses mail.
  *
- *   0x01 mail      new mail was stored for the device; optionally u64 sequence, then the
- *                  stored record itself (live push: a stream at the head of its mailbox
- *                  sends it without reading the stream)
+ *   0x01 mail      new mail was stored for the device; optionally its u64 sequence (a
+ *                  stream at the head of its mailbox fetches exactly that message), then
+ *                  optionally the stored record itself (sent on without any read)
  *   0x02 ephemeral a mailbox record (typing) for connected streams only
  *   0x03 acked     u64 sequences that were acked (frees flow-control window)
  *   0x04 takeover  u64 order, then the new stream's id: older streams end with Replaced
@@ -30,11 +30,12 @@ const REVOKED_BYTES = Uint8Array.of(REVOKED);
 export function encodeSignal(s: DeviceSignal): Uint8Array {
   switch (s.kind) {
     case "mail": {
-      if (s.seq === undefined || !s.record) return MAIL_BYTES;
-      const out = new Uint8Array(9 + s.record.length);
+      if (s.seq === undefined) return MAIL_BYTES;
+      const record = s.record ?? new Uint8Array(0);
+      const out = new Uint8Array(9 + record.length);
       out[0] = MAIL;
       new DataView(out.buffer).setBigUint64(1, BigInt(s.seq));
-      out.set(s.record, 9);
+      out.set(record, 9);
       return out;
     }
     case "revoked":
@@ -70,6 +71,7 @@ export function decodeSignal(b: Uint8Array): DeviceSignal | undefined {
   switch (b[0]) {
     case MAIL:
       if (b.length < 9) return { kind: "mail" };
+      if (b.length === 9) return { kind: "mail", seq: Number(dv.getBigUint64(1)) };
       return { kind: "mail", seq: Number(dv.getBigUint64(1)), record: b.subarray(9) };
     case REVOKED:
       return { kind: "revoked" };

@@ -4,9 +4,10 @@
  * takeovers and revocation from one core-NATS subscription (hints), and re-checks the stream
  * on its own now and then (the hub's sweep) in case a hint was lost. The stream is the truth.
  *
- * Live push: a mail hint carries the stored record and its sequence. A stream at the head of
- * its mailbox (its last read found nothing after the cursor) sends such a record on at once,
- * without a read. The cursor stays where reads proved everything up to it was delivered;
+ * Live push: the instance that stored a message hands the record to its own streams of the
+ * device in memory, and publishes a hint with the sequence, which streams on other instances
+ * answer with one get of exactly that message. A stream at the head of its mailbox (its last
+ * read found nothing after the cursor) sends such a record on at once, without a read. The cursor stays where reads proved everything up to it was delivered;
  * pushed sequences above it are remembered (`pushed`, at most the window) so a later read
  * skips them instead of sending them twice. A pushed record whose hint was lost is found by
  * the next read (another hint without a record, the periodic check, a reconnect).
@@ -67,8 +68,12 @@ export class ReceiveStream {
   private readonly pushed = new Set<number>();
   /** Highest sequence ever pushed: when a read finds nothing after the cursor, the cursor may jump here. */
   private pushHigh = 0;
-  /** Records waiting to go out by push. */
-  private pushQueue: { seq: number; record: Uint8Array }[] = [];
+  /**
+   * Records waiting to go out by push, in the order their hints arrived (a fetched one holds
+   * its place while the get is in flight, so per-sender order survives mixing local pushes
+   * with fetches for mail stored by other instances).
+   */
+  private pushQueue: { seq: number; record: Uint8Array | Promise<StoredMsg | null> }[] = [];
   /** The last read found nothing after the cursor, and no read was asked for since. */
   private atHead = false;
   /** A read of the stream is due (a hint without record, a periodic check, a freed window). */
@@ -149,12 +154,34 @@ export class ReceiveStream {
     return bound;
   }
 
+  /** A stored record of this device (live push); anything it cannot take now is read later. */
+  offer(seq: number, record: Uint8Array): void {
+    if (!this.known(seq) && !this.push(seq, record)) this.wake();
+  }
+
+  /** Already sent or queued: nothing to do for this sequence. */
+  private known(seq: number): boolean {
+    return seq <= this.cursor || this.inFlight.has(seq) || this.pushQueue.some((p) => p.seq === seq);
+  }
+
+  /** A hint with the sequence only (mail stored by another instance): fetch exactly that message. */
+  private fetchAndPush(seq: number): void {
+    if (this.known(seq)) return;
+    if (!this.atHead) {
+      this.wake();
+      return;
+    }
+    const fetched = this.d.mailboxes.bySeq(this.loc.stream, seq);
+    fetched.catch(() => {}); // Observed by the run loop.
+    if (!this.push(seq, fetched)) this.wake();
+  }
+
   /** Takes a pushed record if this stream is at the head of its mailbox with room in its window. */
-  private push(seq: number, record: Uint8Array): boolean {
+  private push(seq: number, record: Uint8Array | Promise<StoredMsg | null>): boolean {
     if (!this.atHead || this.ended || seq <= this.cursor || this.inFlight.has(seq)) return false;
     if (this.inFlight.size + this.pushQueue.length >= this.window) return false;
     if (this.pushQueue.some((p) => p.seq === seq)) return true;
-    this.pushQueue.push({ seq, record: record.slice() });
+    this.pushQueue.push({ seq, record: record instanceof Uint8Array ? record.slice() : record });
     this.nudge();
     return true;
   }
@@ -163,7 +190,9 @@ export class ReceiveStream {
     if (!s) return;
     switch (s.kind) {
       case "mail":
-        if (s.seq === undefined || !s.record || !this.push(s.seq, s.record)) this.wake();
+        if (s.seq === undefined) this.wake();
+        else if (s.record?.length) this.offer(s.seq, s.record);
+        else this.fetchAndPush(s.seq);
         return;
       case "acked":
         this.acked(s.sequences);
@@ -273,7 +302,19 @@ export class ReceiveStream {
           while (this.pushQueue.length && !this.ended && !signal.aborted) {
             const p = this.pushQueue.shift()!;
             if (p.seq <= this.cursor || this.inFlight.has(p.seq)) continue;
-            const out = await this.message(p.seq, p.record);
+            let data: Uint8Array | undefined;
+            if (p.record instanceof Uint8Array) data = p.record;
+            else {
+              const m = await p.record.catch(() => null);
+              data = m && m.subject === this.loc.subject ? m.data : undefined;
+            }
+            if (!data) {
+              // Gone (acked elsewhere) or not visible yet: let a read decide.
+              this.wake();
+              continue;
+            }
+            if (p.seq <= this.cursor || this.inFlight.has(p.seq)) continue;
+            const out = await this.message(p.seq, data);
             if (!out) continue;
             this.pushed.add(p.seq);
             this.pushHigh = Math.max(this.pushHigh, p.seq);

@@ -74,6 +74,8 @@ export interface SenderDeps {
   log: Logger;
   /** Overrides MAX_STORES_IN_FLIGHT (tests). */
   maxStoresInFlight?: number;
+  /** Hands a stored record to this instance's own streams of the device (no NATS round trip). */
+  pushLocal?: (device: DeviceRef, seq: number, record: Uint8Array) => void;
 }
 
 interface Target {
@@ -155,8 +157,11 @@ export class Sender {
         const msgId = createHash("sha256").update(`${idPrefix}${t.device.accountId}/${t.device.deviceId}`).digest("base64url").slice(0, 22);
         const record = encodeRecord(rec);
         const r = await this.d.mailboxes.append(loc, record, msgId);
-        // The record travels with the notification: a stream at the head of its mailbox sends it on without a read.
-        this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq, record });
+        // Live push: this instance's streams of the device get the record in memory; streams
+        // on other instances get the sequence and fetch exactly that message. The record is
+        // not put on the wire twice (bytes to NATS are the server's largest cost).
+        this.d.pushLocal?.(t.device, r.seq, record);
+        this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
         return r;
       }),
     );
@@ -182,6 +187,8 @@ export class Sender {
     this.d.publisher.publish(`$KV.${SENDS_BUCKET}.${key}`, toBinary(StoredSchema, outcome), { expectLastSubjectSeq: 0 }).catch((err) => {
       if (!/wrong last sequence/i.test(String((err as Error)?.message))) this.d.log.debug("send idempotency record not written", { error: (err as Error)?.name });
     });
+    // The hints go out before the answer (see JetStreamPublisher.flushed).
+    await this.d.publisher.flushed();
     outcome.duplicate = acks.every((a) => a.duplicate);
     return create(SendResponseSchema, { outcome: { case: "stored", value: outcome } });
   }

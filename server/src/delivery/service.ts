@@ -59,7 +59,9 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   }, 60_000);
   pruneTimer.unref();
   const hub = new ReceiveHub(ctx.nats, ctx.now, options.checkIntervalMs);
-  const sender = new Sender({ mailboxes, sends: ctx.layout.buckets.sends, publisher: ctx.nats.publisher, limits, rate, deviceLists, now: ctx.now, log: ctx.log, maxStoresInFlight: options.maxStoresInFlight });
+  const sender = new Sender({ mailboxes, sends: ctx.layout.buckets.sends, publisher: ctx.nats.publisher, limits, rate, deviceLists, now: ctx.now, log: ctx.log, maxStoresInFlight: options.maxStoresInFlight, pushLocal: (d, seq, record) => {
+      for (const s of hub.streamsOf(d.accountId, d.deviceId)) s.offer(seq, record);
+    } });
   const acker = new Acker(mailboxes, hub, limits);
   const attachments = new Attachments({ nats: ctx.nats, reads: new StreamReads(ctx.nats.jsm, ctx.layout.replicas > 1), meta: ctx.layout.buckets.attachments, limits, rate: attachmentRate, now: ctx.now, random: ctx.random });
   const streamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: ctx.now };

@@ -104,13 +104,28 @@ export class JetStreamPublisher {
     this.later(() => this.nc.publish(subject, data));
   }
 
+  /**
+   * Resolves once everything queued so far was handed to the connection. Send awaits it
+   * before answering, so a hint is on the wire before the sender can send its next message
+   * (through any instance): hints of one sender's messages reach a stream in order.
+   */
+  flushed(): Promise<void> {
+    if (!this.queued.length) return Promise.resolve();
+    return (this.flushedPromise ??= new Promise((r) => (this.resolveFlushed = r)));
+  }
+
   private queued: (() => void)[] = [];
+  private flushedPromise: Promise<void> | undefined;
+  private resolveFlushed: (() => void) | undefined;
   private later(fn: () => void): void {
     if (this.queued.push(fn) === 1) setImmediate(() => this.flushQueued());
   }
   private flushQueued(): void {
     const q = this.queued;
     this.queued = [];
+    const resolve = this.resolveFlushed;
+    this.flushedPromise = this.resolveFlushed = undefined;
+    queueMicrotask(() => resolve?.());
     for (const fn of q) {
       try {
         fn();
