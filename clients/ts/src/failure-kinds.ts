@@ -16,7 +16,8 @@ export function isEnvironmentFailure(err: unknown): boolean {
       case Code.Unauthenticated:
         return true;
       case Code.ResourceExhausted:
-        return /rate limit/i.test(err.rawMessage);
+        // Rate limits and an overloaded server (it says when to retry), not size limits.
+        return /rate limit/i.test(err.rawMessage) || err.metadata.has("sealpost-retry-after-ms");
       default:
         return false;
     }

@@ -10,6 +10,8 @@ import { storeOp } from "../nats/store-errors.js";
 export interface AuthenticatedDevice {
   accountId: string;
   deviceId: number;
+  /** When the token the call presented expires (long-lived streams end then). */
+  expiresAtMs?: number;
 }
 
 /** Answers whether a device is currently listed in its account (the directory implements it). */
@@ -44,11 +46,27 @@ export class Authenticator {
     if (claims === "malformed") throw new ConnectError("malformed token", Code.Unauthenticated);
     if (claims === "bad-signature") throw new ConnectError("token signature is invalid", Code.Unauthenticated);
     if (claims === "expired") throw new ConnectError("token expired; authenticate again", Code.Unauthenticated);
-    return { accountId: claims.accountId, deviceId: claims.deviceId };
+    return { accountId: claims.accountId, deviceId: claims.deviceId, expiresAtMs: claims.expiresAtMs };
   }
 }
 
 /** The answer to a valid token of a device no longer in its account's current list. */
 export function revoked(d: AuthenticatedDevice): ConnectError {
   return new ConnectError(`device ${d.accountId}/${d.deviceId} is not in its account's device list (revoked)`, Code.Unauthenticated);
+}
+
+/** Longest delay setTimeout takes (~24.8 days); a token living longer gets no timer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Runs `fn` when the device's token expires (long-lived streams end then: the client
+ * authenticates again and reopens). Returns the cancel function.
+ */
+export function atTokenExpiry(device: AuthenticatedDevice, now: () => number, fn: () => void): () => void {
+  if (device.expiresAtMs === undefined) return () => {};
+  const delay = Math.max(0, device.expiresAtMs - now());
+  if (delay > MAX_TIMER_MS) return () => {};
+  const t = setTimeout(fn, delay);
+  t.unref();
+  return () => clearTimeout(t);
 }

@@ -80,7 +80,7 @@ export class ReceiveStream {
   private needRead = true;
   private order: number | undefined;
   private highestTakeover = 0;
-  private ended: "replaced" | "revoked" | undefined;
+  private ended: "replaced" | "revoked" | "expired" | undefined;
   private dirty = true;
   private periodic = false;
   private waiter: (() => void) | undefined;
@@ -214,7 +214,7 @@ export class ReceiveStream {
     }
   }
 
-  end(reason: "replaced" | "revoked"): void {
+  end(reason: "replaced" | "revoked" | "expired"): void {
     this.ended ??= reason;
     this.wake();
   }
@@ -296,6 +296,7 @@ export class ReceiveStream {
         if (this.ended === "revoked") {
           throw new ConnectError(`device ${this.device.accountId}/${this.device.deviceId} was revoked`, Code.Unauthenticated);
         }
+        if (this.ended === "expired") throw new ConnectError("token expired; authenticate again and reopen the stream", Code.Unauthenticated);
         this.dirty = false;
         while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
         try {

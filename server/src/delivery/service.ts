@@ -5,8 +5,8 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { GetLimitsResponseSchema, type DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import type { Authenticator } from "../auth/authenticator.js";
+import { GetLimitsResponseSchema, type DeliveryService, type ReceiveRequest, type ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { atTokenExpiry, type AuthenticatedDevice, type Authenticator } from "../auth/authenticator.js";
 import type { ServerContext } from "../server-context.js";
 import type { Directory } from "../directory/service.js";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -20,6 +20,7 @@ import { RateLimiter } from "../rate-limit.js";
 import { ReceiveHub } from "./receive-hub.js";
 import { ReceiveStream } from "./receive-stream.js";
 import { Sender } from "./send.js";
+import { runSession } from "./session.js";
 import { invalid } from "./validation.js";
 
 /** Single-message gets take well under a millisecond; one lost in a NATS reconnect is retried after this. */
@@ -79,6 +80,25 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     for (const s of hub.streamsOfAccount(accountId)) if (!current.deviceIds.includes(s.device.deviceId)) s.end("revoked");
   });
 
+  /** The caller's mailbox as a stream of events (Receive, and the mailbox of a Session). */
+  async function* mailbox(device: AuthenticatedDevice, req: ReceiveRequest, signal: AbortSignal): AsyncGenerator<ReceiveResponse> {
+    if (req.afterSequence > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`after_sequence ${req.afterSequence} is out of range`);
+    if (req.maxInFlight > limits.maxInFlight) {
+      throw invalid(`max_in_flight ${req.maxInFlight} exceeds the server's max_in_flight ${limits.maxInFlight} (0 means the server maximum)`);
+    }
+    const window = req.maxInFlight || limits.maxInFlight;
+    const streamId = Buffer.from(ctx.random(12)).toString("base64url");
+    const stream = new ReceiveStream(streamDeps, device, streamId, Number(req.afterSequence), window, () => hub.remove(stream));
+    hub.add(stream);
+    // A stream lives no longer than the token that opened it (the client re-authenticates).
+    const cancelExpiry = atTokenExpiry(device, ctx.now, () => stream.end("expired"));
+    try {
+      yield* stream.run(signal);
+    } finally {
+      cancelExpiry();
+    }
+  }
+
   const impl: Partial<ServiceImpl<typeof DeliveryService>> = {
     getLimits: () => create(GetLimitsResponseSchema, { limits: limitsMessage(limits) }),
 
@@ -86,20 +106,27 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     send: async (req, hctx) => (lists ? sender.send(auth.token(hctx), req, { checkSenderListed: true }) : sender.send(await auth.require(hctx), req)),
 
     async *receive(req, hctx) {
-      const device = await auth.require(hctx);
-      if (req.afterSequence > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`after_sequence ${req.afterSequence} is out of range`);
-      if (req.maxInFlight > limits.maxInFlight) {
-        throw invalid(`max_in_flight ${req.maxInFlight} exceeds the server's max_in_flight ${limits.maxInFlight} (0 means the server maximum)`);
-      }
-      const window = req.maxInFlight || limits.maxInFlight;
-      const streamId = Buffer.from(ctx.random(12)).toString("base64url");
-      const stream = new ReceiveStream(streamDeps, device, streamId, Number(req.afterSequence), window, () => hub.remove(stream));
-      hub.add(stream);
       // hctx.signal also aborts on instance shutdown (connect links it to shutdownSignal).
-      yield* stream.run(hctx.signal);
+      yield* mailbox(await auth.require(hctx), req, hctx.signal);
     },
 
     ack: async (req, hctx) => acker.ack(await auth.require(hctx), req.sequences),
+
+    async *session(requests, hctx) {
+      const device = await auth.require(hctx);
+      yield* runSession(
+        {
+          send: (d, req) => (lists ? sender.send(d, req, { checkSenderListed: true }) : sender.send(d, req)),
+          ack: (d, req) => acker.ack(d, req.sequences),
+          receive: mailbox,
+          maxInFlight: limits.maxInFlight,
+          now: ctx.now,
+        },
+        device,
+        requests,
+        hctx.signal,
+      );
+    },
 
     createAttachment: async (req, hctx) => attachments.create(await auth.require(hctx), req),
     putAttachmentChunk: async (req, hctx) => attachments.putChunk(await auth.require(hctx), req),

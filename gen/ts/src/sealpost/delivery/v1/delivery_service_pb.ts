@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/delivery/v1/delivery_service.proto.
  */
 export const file_sealpost_delivery_v1_delivery_service: GenFile = /*@__PURE__*/
-  fileDesc("CitzZWFscG9zdC9kZWxpdmVyeS92MS9kZWxpdmVyeV9zZXJ2aWNlLnByb3RvEhRzZWFscG9zdC5kZWxpdmVyeS52MSISChBHZXRMaW1pdHNSZXF1ZXN0IkcKEUdldExpbWl0c1Jlc3BvbnNlEjIKBmxpbWl0cxgBIAEoCzIiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlcnZlckxpbWl0cyJQCglTZW5kRW50cnkSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDQoFZW50cnkYAiABKAwiQQoOQWNjb3VudFZlcnNpb24SEgoKYWNjb3VudF9pZBgBIAEoCRIbChNkZXZpY2VfbGlzdF92ZXJzaW9uGAIgASgEIsIBCgtTZW5kUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgMEhMKC3NoYXJlZF9ib2R5GAIgASgMEjAKB2VudHJpZXMYAyADKAsyHy5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kRW50cnkSNgoIdmVyc2lvbnMYBCADKAsyJC5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2NvdW50VmVyc2lvbhIRCgllcGhlbWVyYWwYBSABKAgSDQoFcmV0cnkYBiABKAgiVQoLU3RvcmVkRW50cnkSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSEAoIc2VxdWVuY2UYAiABKAQibAoGU3RvcmVkEjIKB2VudHJpZXMYASADKAsyIS5zZWFscG9zdC5kZWxpdmVyeS52MS5TdG9yZWRFbnRyeRIbChNzZXJ2ZXJfdGltZXN0YW1wX21zGAIgASgDEhEKCWR1cGxpY2F0ZRgDIAEoCCKOAQoPQWNjb3VudE1pc21hdGNoEhIKCmFjY291bnRfaWQYASABKAkSGgoSbWlzc2luZ19kZXZpY2VfaWRzGAIgAygNEhgKEGV4dHJhX2RldmljZV9pZHMYAyADKA0SGAoQc3RhbGVfZGV2aWNlX2lkcxgEIAMoDRIXCg9jdXJyZW50X3ZlcnNpb24YBSABKAQiTAoRTWlzbWF0Y2hlZERldmljZXMSNwoIYWNjb3VudHMYASADKAsyJS5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2NvdW50TWlzbWF0Y2gikAEKDFNlbmRSZXNwb25zZRIuCgZzdG9yZWQYASABKAsyHC5zZWFscG9zdC5kZWxpdmVyeS52MS5TdG9yZWRIABJFChJtaXNtYXRjaGVkX2RldmljZXMYAiABKAsyJy5zZWFscG9zdC5kZWxpdmVyeS52MS5NaXNtYXRjaGVkRGV2aWNlc0gAQgkKB291dGNvbWUiPwoOUmVjZWl2ZVJlcXVlc3QSFgoOYWZ0ZXJfc2VxdWVuY2UYASABKAQSFQoNbWF4X2luX2ZsaWdodBgCIAEoDSIgCgdEcmFpbmVkEhUKDWxhc3Rfc2VxdWVuY2UYASABKAQiCgoIUmVwbGFjZWQiuQEKD1JlY2VpdmVSZXNwb25zZRI3CgdtZXNzYWdlGAEgASgLMiQuc2VhbHBvc3QuZGVsaXZlcnkudjEuTWFpbGJveE1lc3NhZ2VIABIwCgdkcmFpbmVkGAIgASgLMh0uc2VhbHBvc3QuZGVsaXZlcnkudjEuRHJhaW5lZEgAEjIKCHJlcGxhY2VkGAMgASgLMh4uc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVwbGFjZWRIAEIHCgVldmVudCIfCgpBY2tSZXF1ZXN0EhEKCXNlcXVlbmNlcxgBIAMoBCIeCgtBY2tSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNIjcKF0NyZWF0ZUF0dGFjaG1lbnRSZXF1ZXN0EgwKBHNpemUYASABKAQSDgoGc2hhMjU2GAIgASgMInIKGENyZWF0ZUF0dGFjaG1lbnRSZXNwb25zZRIVCg1hdHRhY2htZW50X2lkGAEgASgJEhMKC2NodW5rX2J5dGVzGAIgASgNEhMKC2NodW5rX2NvdW50GAMgASgNEhUKDWV4cGlyZXNfYXRfbXMYBCABKAMiTwoZUHV0QXR0YWNobWVudENodW5rUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEg0KBWluZGV4GAIgASgNEgwKBGRhdGEYAyABKAwiHAoaUHV0QXR0YWNobWVudENodW5rUmVzcG9uc2UiMgoZQ29tcGxldGVBdHRhY2htZW50UmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIioKGkNvbXBsZXRlQXR0YWNobWVudFJlc3BvbnNlEgwKBHNpemUYASABKAQiRwoZRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEhMKC3N0YXJ0X2NodW5rGAIgASgNIkcKGkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlEg0KBWluZGV4GAEgASgNEgwKBGRhdGEYAiABKAwSDAoEc2l6ZRgDIAEoBDLEBgoPRGVsaXZlcnlTZXJ2aWNlElwKCUdldExpbWl0cxImLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkdldExpbWl0c1JlcXVlc3QaJy5zZWFscG9zdC5kZWxpdmVyeS52MS5HZXRMaW1pdHNSZXNwb25zZRJNCgRTZW5kEiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2VuZFJlcXVlc3QaIi5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kUmVzcG9uc2USWAoHUmVjZWl2ZRIkLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlJlY2VpdmVSZXF1ZXN0GiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVjZWl2ZVJlc3BvbnNlMAESSgoDQWNrEiAuc2VhbHBvc3QuZGVsaXZlcnkudjEuQWNrUmVxdWVzdBohLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkFja1Jlc3BvbnNlEnEKEENyZWF0ZUF0dGFjaG1lbnQSLS5zZWFscG9zdC5kZWxpdmVyeS52MS5DcmVhdGVBdHRhY2htZW50UmVxdWVzdBouLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkNyZWF0ZUF0dGFjaG1lbnRSZXNwb25zZRJ3ChJQdXRBdHRhY2htZW50Q2h1bmsSLy5zZWFscG9zdC5kZWxpdmVyeS52MS5QdXRBdHRhY2htZW50Q2h1bmtSZXF1ZXN0GjAuc2VhbHBvc3QuZGVsaXZlcnkudjEuUHV0QXR0YWNobWVudENodW5rUmVzcG9uc2USdwoSQ29tcGxldGVBdHRhY2htZW50Ei8uc2VhbHBvc3QuZGVsaXZlcnkudjEuQ29tcGxldGVBdHRhY2htZW50UmVxdWVzdBowLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkNvbXBsZXRlQXR0YWNobWVudFJlc3BvbnNlEnkKEkRvd25sb2FkQXR0YWNobWVudBIvLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkRvd25sb2FkQXR0YWNobWVudFJlcXVlc3QaMC5zZWFscG9zdC5kZWxpdmVyeS52MS5Eb3dubG9hZEF0dGFjaG1lbnRSZXNwb25zZTABYgZwcm90bzM", [file_sealpost_delivery_v1_limits, file_sealpost_delivery_v1_mailbox, file_sealpost_directory_v1_address]);
+  fileDesc("CitzZWFscG9zdC9kZWxpdmVyeS92MS9kZWxpdmVyeV9zZXJ2aWNlLnByb3RvEhRzZWFscG9zdC5kZWxpdmVyeS52MSISChBHZXRMaW1pdHNSZXF1ZXN0IkcKEUdldExpbWl0c1Jlc3BvbnNlEjIKBmxpbWl0cxgBIAEoCzIiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlcnZlckxpbWl0cyJQCglTZW5kRW50cnkSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDQoFZW50cnkYAiABKAwiQQoOQWNjb3VudFZlcnNpb24SEgoKYWNjb3VudF9pZBgBIAEoCRIbChNkZXZpY2VfbGlzdF92ZXJzaW9uGAIgASgEIsIBCgtTZW5kUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgMEhMKC3NoYXJlZF9ib2R5GAIgASgMEjAKB2VudHJpZXMYAyADKAsyHy5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kRW50cnkSNgoIdmVyc2lvbnMYBCADKAsyJC5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2NvdW50VmVyc2lvbhIRCgllcGhlbWVyYWwYBSABKAgSDQoFcmV0cnkYBiABKAgiVQoLU3RvcmVkRW50cnkSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSEAoIc2VxdWVuY2UYAiABKAQibAoGU3RvcmVkEjIKB2VudHJpZXMYASADKAsyIS5zZWFscG9zdC5kZWxpdmVyeS52MS5TdG9yZWRFbnRyeRIbChNzZXJ2ZXJfdGltZXN0YW1wX21zGAIgASgDEhEKCWR1cGxpY2F0ZRgDIAEoCCKOAQoPQWNjb3VudE1pc21hdGNoEhIKCmFjY291bnRfaWQYASABKAkSGgoSbWlzc2luZ19kZXZpY2VfaWRzGAIgAygNEhgKEGV4dHJhX2RldmljZV9pZHMYAyADKA0SGAoQc3RhbGVfZGV2aWNlX2lkcxgEIAMoDRIXCg9jdXJyZW50X3ZlcnNpb24YBSABKAQiTAoRTWlzbWF0Y2hlZERldmljZXMSNwoIYWNjb3VudHMYASADKAsyJS5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2NvdW50TWlzbWF0Y2gikAEKDFNlbmRSZXNwb25zZRIuCgZzdG9yZWQYASABKAsyHC5zZWFscG9zdC5kZWxpdmVyeS52MS5TdG9yZWRIABJFChJtaXNtYXRjaGVkX2RldmljZXMYAiABKAsyJy5zZWFscG9zdC5kZWxpdmVyeS52MS5NaXNtYXRjaGVkRGV2aWNlc0gAQgkKB291dGNvbWUiPwoOUmVjZWl2ZVJlcXVlc3QSFgoOYWZ0ZXJfc2VxdWVuY2UYASABKAQSFQoNbWF4X2luX2ZsaWdodBgCIAEoDSIgCgdEcmFpbmVkEhUKDWxhc3Rfc2VxdWVuY2UYASABKAQiCgoIUmVwbGFjZWQiuQEKD1JlY2VpdmVSZXNwb25zZRI3CgdtZXNzYWdlGAEgASgLMiQuc2VhbHBvc3QuZGVsaXZlcnkudjEuTWFpbGJveE1lc3NhZ2VIABIwCgdkcmFpbmVkGAIgASgLMh0uc2VhbHBvc3QuZGVsaXZlcnkudjEuRHJhaW5lZEgAEjIKCHJlcGxhY2VkGAMgASgLMh4uc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVwbGFjZWRIAEIHCgVldmVudCIfCgpBY2tSZXF1ZXN0EhEKCXNlcXVlbmNlcxgBIAMoBCIeCgtBY2tSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNIjcKF0NyZWF0ZUF0dGFjaG1lbnRSZXF1ZXN0EgwKBHNpemUYASABKAQSDgoGc2hhMjU2GAIgASgMInIKGENyZWF0ZUF0dGFjaG1lbnRSZXNwb25zZRIVCg1hdHRhY2htZW50X2lkGAEgASgJEhMKC2NodW5rX2J5dGVzGAIgASgNEhMKC2NodW5rX2NvdW50GAMgASgNEhUKDWV4cGlyZXNfYXRfbXMYBCABKAMiTwoZUHV0QXR0YWNobWVudENodW5rUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEg0KBWluZGV4GAIgASgNEgwKBGRhdGEYAyABKAwiHAoaUHV0QXR0YWNobWVudENodW5rUmVzcG9uc2UiMgoZQ29tcGxldGVBdHRhY2htZW50UmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIioKGkNvbXBsZXRlQXR0YWNobWVudFJlc3BvbnNlEgwKBHNpemUYASABKAQiRwoZRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEhMKC3N0YXJ0X2NodW5rGAIgASgNIkcKGkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlEg0KBWluZGV4GAEgASgNEgwKBGRhdGEYAiABKAwSDAoEc2l6ZRgDIAEoBCK1AQoOU2Vzc2lvblJlcXVlc3QSMQoEc2VuZBgBIAEoCzIhLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25TZW5kSAASLwoDYWNrGAIgASgLMiAuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvbkFja0gAEjcKB3JlY2VpdmUYAyABKAsyJC5zZWFscG9zdC5kZWxpdmVyeS52MS5SZWNlaXZlUmVxdWVzdEgAQgYKBGtpbmQiTQoLU2Vzc2lvblNlbmQSCgoCaWQYASABKAQSMgoHcmVxdWVzdBgCIAEoCzIhLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlbmRSZXF1ZXN0IksKClNlc3Npb25BY2sSCgoCaWQYASABKAQSMQoHcmVxdWVzdBgCIAEoCzIgLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkFja1JlcXVlc3QiRQoMU2Vzc2lvbkVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoDSKWAQoRU2Vzc2lvblNlbmRSZXN1bHQSCgoCaWQYASABKAQSNgoIcmVzcG9uc2UYAiABKAsyIi5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kUmVzcG9uc2VIABIzCgVlcnJvchgDIAEoCzIiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25FcnJvckgAQggKBnJlc3VsdCKUAQoQU2Vzc2lvbkFja1Jlc3VsdBIKCgJpZBgBIAEoBBI1CghyZXNwb25zZRgCIAEoCzIhLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkFja1Jlc3BvbnNlSAASMwoFZXJyb3IYAyABKAsyIi5zZWFscG9zdC5kZWxpdmVyeS52MS5TZXNzaW9uRXJyb3JIAEIICgZyZXN1bHQi0QEKD1Nlc3Npb25SZXNwb25zZRI+CgtzZW5kX3Jlc3VsdBgBIAEoCzInLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25TZW5kUmVzdWx0SAASPAoKYWNrX3Jlc3VsdBgCIAEoCzImLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25BY2tSZXN1bHRIABI4CgdtYWlsYm94GAMgASgLMiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVjZWl2ZVJlc3BvbnNlSABCBgoEa2luZDKgBwoPRGVsaXZlcnlTZXJ2aWNlElwKCUdldExpbWl0cxImLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkdldExpbWl0c1JlcXVlc3QaJy5zZWFscG9zdC5kZWxpdmVyeS52MS5HZXRMaW1pdHNSZXNwb25zZRJNCgRTZW5kEiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2VuZFJlcXVlc3QaIi5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kUmVzcG9uc2USWAoHUmVjZWl2ZRIkLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlJlY2VpdmVSZXF1ZXN0GiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVjZWl2ZVJlc3BvbnNlMAESWgoHU2Vzc2lvbhIkLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25SZXF1ZXN0GiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvblJlc3BvbnNlKAEwARJKCgNBY2sSIC5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2tSZXF1ZXN0GiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuQWNrUmVzcG9uc2UScQoQQ3JlYXRlQXR0YWNobWVudBItLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkNyZWF0ZUF0dGFjaG1lbnRSZXF1ZXN0Gi4uc2VhbHBvc3QuZGVsaXZlcnkudjEuQ3JlYXRlQXR0YWNobWVudFJlc3BvbnNlEncKElB1dEF0dGFjaG1lbnRDaHVuaxIvLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlB1dEF0dGFjaG1lbnRDaHVua1JlcXVlc3QaMC5zZWFscG9zdC5kZWxpdmVyeS52MS5QdXRBdHRhY2htZW50Q2h1bmtSZXNwb25zZRJ3ChJDb21wbGV0ZUF0dGFjaG1lbnQSLy5zZWFscG9zdC5kZWxpdmVyeS52MS5Db21wbGV0ZUF0dGFjaG1lbnRSZXF1ZXN0GjAuc2VhbHBvc3QuZGVsaXZlcnkudjEuQ29tcGxldGVBdHRhY2htZW50UmVzcG9uc2USeQoSRG93bmxvYWRBdHRhY2htZW50Ei8uc2VhbHBvc3QuZGVsaXZlcnkudjEuRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBowLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlMAFiBnByb3RvMw", [file_sealpost_delivery_v1_limits, file_sealpost_delivery_v1_mailbox, file_sealpost_directory_v1_address]);
 
 /**
  * Ask for the server's limits.
@@ -726,6 +726,278 @@ export const DownloadAttachmentResponseSchema: GenMessage<DownloadAttachmentResp
   messageDesc(file_sealpost_delivery_v1_delivery_service, 23);
 
 /**
+ * One request on a Session stream.
+ *
+ * @generated from message sealpost.delivery.v1.SessionRequest
+ */
+export type SessionRequest = Message<"sealpost.delivery.v1.SessionRequest"> & {
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof sealpost.delivery.v1.SessionRequest.kind
+   */
+  kind: {
+    /**
+     * Store a message, as Send.
+     *
+     * @generated from field: sealpost.delivery.v1.SessionSend send = 1;
+     */
+    value: SessionSend;
+    case: "send";
+  } | {
+    /**
+     * Acknowledge mail, as Ack.
+     *
+     * @generated from field: sealpost.delivery.v1.SessionAck ack = 2;
+     */
+    value: SessionAck;
+    case: "ack";
+  } | {
+    /**
+     * Start receiving the caller's mailbox on this stream, as Receive (at most once per
+     * stream; a second one ends the stream INVALID_ARGUMENT).
+     *
+     * @generated from field: sealpost.delivery.v1.ReceiveRequest receive = 3;
+     */
+    value: ReceiveRequest;
+    case: "receive";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SessionRequest.
+ * Use `create(SessionRequestSchema)` to create a new message.
+ */
+export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 24);
+
+/**
+ * A Send on a Session stream.
+ *
+ * @generated from message sealpost.delivery.v1.SessionSend
+ */
+export type SessionSend = Message<"sealpost.delivery.v1.SessionSend"> & {
+  /**
+   * Chosen by the client to match the result; unique among its sends in flight.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The Send.
+   *
+   * @generated from field: sealpost.delivery.v1.SendRequest request = 2;
+   */
+  request?: SendRequest | undefined;
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SessionSend.
+ * Use `create(SessionSendSchema)` to create a new message.
+ */
+export const SessionSendSchema: GenMessage<SessionSend> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 25);
+
+/**
+ * An Ack on a Session stream.
+ *
+ * @generated from message sealpost.delivery.v1.SessionAck
+ */
+export type SessionAck = Message<"sealpost.delivery.v1.SessionAck"> & {
+  /**
+   * Chosen by the client to match the result.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The Ack.
+   *
+   * @generated from field: sealpost.delivery.v1.AckRequest request = 2;
+   */
+  request?: AckRequest | undefined;
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SessionAck.
+ * Use `create(SessionAckSchema)` to create a new message.
+ */
+export const SessionAckSchema: GenMessage<SessionAck> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 26);
+
+/**
+ * Why one send or ack on a Session stream failed.
+ *
+ * @generated from message sealpost.delivery.v1.SessionError
+ */
+export type SessionError = Message<"sealpost.delivery.v1.SessionError"> & {
+  /**
+   * The gRPC status code name the unary RPC would have answered, e.g. "RESOURCE_EXHAUSTED".
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * The message the unary RPC would have answered.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * For RESOURCE_EXHAUSTED from an overloaded server: retry after this many milliseconds
+   * (0 when not applicable).
+   *
+   * @generated from field: uint32 retry_after_ms = 3;
+   */
+  retryAfterMs: number;
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SessionError.
+ * Use `create(SessionErrorSchema)` to create a new message.
+ */
+export const SessionErrorSchema: GenMessage<SessionError> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 27);
+
+/**
+ * The result of one SessionSend.
+ *
+ * @generated from message sealpost.delivery.v1.SessionSendResult
+ */
+export type SessionSendResult = Message<"sealpost.delivery.v1.SessionSendResult"> & {
+  /**
+   * The SessionSend's id.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof sealpost.delivery.v1.SessionSendResult.result
+   */
+  result: {
+    /**
+     * As Send's response (Stored or MismatchedDevices).
+     *
+     * @generated from field: sealpost.delivery.v1.SendResponse response = 2;
+     */
+    value: SendResponse;
+    case: "response";
+  } | {
+    /**
+     * As Send's error.
+     *
+     * @generated from field: sealpost.delivery.v1.SessionError error = 3;
+     */
+    value: SessionError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SessionSendResult.
+ * Use `create(SessionSendResultSchema)` to create a new message.
+ */
+export const SessionSendResultSchema: GenMessage<SessionSendResult> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 28);
+
+/**
+ * The result of one SessionAck.
+ *
+ * @generated from message sealpost.delivery.v1.SessionAckResult
+ */
+export type SessionAckResult = Message<"sealpost.delivery.v1.SessionAckResult"> & {
+  /**
+   * The SessionAck's id.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof sealpost.delivery.v1.SessionAckResult.result
+   */
+  result: {
+    /**
+     * As Ack's response.
+     *
+     * @generated from field: sealpost.delivery.v1.AckResponse response = 2;
+     */
+    value: AckResponse;
+    case: "response";
+  } | {
+    /**
+     * As Ack's error.
+     *
+     * @generated from field: sealpost.delivery.v1.SessionError error = 3;
+     */
+    value: SessionError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SessionAckResult.
+ * Use `create(SessionAckResultSchema)` to create a new message.
+ */
+export const SessionAckResultSchema: GenMessage<SessionAckResult> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 29);
+
+/**
+ * One message on a Session stream from the server.
+ *
+ * @generated from message sealpost.delivery.v1.SessionResponse
+ */
+export type SessionResponse = Message<"sealpost.delivery.v1.SessionResponse"> & {
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof sealpost.delivery.v1.SessionResponse.kind
+   */
+  kind: {
+    /**
+     * The result of a SessionSend.
+     *
+     * @generated from field: sealpost.delivery.v1.SessionSendResult send_result = 1;
+     */
+    value: SessionSendResult;
+    case: "sendResult";
+  } | {
+    /**
+     * The result of a SessionAck.
+     *
+     * @generated from field: sealpost.delivery.v1.SessionAckResult ack_result = 2;
+     */
+    value: SessionAckResult;
+    case: "ackResult";
+  } | {
+    /**
+     * A mailbox event, as Receive's (message, drained, replaced: after replaced the stream
+     * ends).
+     *
+     * @generated from field: sealpost.delivery.v1.ReceiveResponse mailbox = 3;
+     */
+    value: ReceiveResponse;
+    case: "mailbox";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SessionResponse.
+ * Use `create(SessionResponseSchema)` to create a new message.
+ */
+export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 30);
+
+/**
  * DeliveryService routes ciphertext between devices through per-device mailboxes in NATS
  * JetStream. It never sees plaintext: a Send is one shared ciphertext plus a small encrypted
  * entry per recipient device, and each device reads only its own mailbox.
@@ -780,6 +1052,25 @@ export const DeliveryService: GenService<{
     methodKind: "server_streaming";
     input: typeof ReceiveRequestSchema;
     output: typeof ReceiveResponseSchema;
+  },
+  /**
+   * One bidirectional stream for services and high-volume clients: sends and their results,
+   * the caller's mailbox and acks, pipelined on one HTTP/2 stream (gRPC, or Connect over
+   * HTTP/2; not gRPC-Web or HTTP/1.1, which use Send, Receive and Ack). The token is checked
+   * when the stream opens; the stream ends UNAUTHENTICATED when the token expires or the
+   * device is revoked. Every SessionSend and SessionAck is answered by a result with its id,
+   * in completion order (not request order); a send or ack that fails is answered with an
+   * error result (the same code and message the unary RPC would give) and the stream goes on.
+   * At most ServerLimits.max_in_flight sends and acks are processed at once per stream; more
+   * wait (HTTP/2 flow control pushes back). When the client half-closes, the server answers
+   * what is pending and ends the stream OK.
+   *
+   * @generated from rpc sealpost.delivery.v1.DeliveryService.Session
+   */
+  session: {
+    methodKind: "bidi_streaming";
+    input: typeof SessionRequestSchema;
+    output: typeof SessionResponseSchema;
   },
   /**
    * Acknowledges messages by sequence number; acknowledged mail is deleted. Acking a
