@@ -10,6 +10,9 @@
  *                       async publish of 1 KiB with 256 acks in flight
  *   send_routed_per_server_core  the same deliveries over the CPU seconds the server process
  *                       and nats-server used for them (/proc), the load generator excluded
+ *   session_routed      the same 1 KiB routing over DeliveryService.Session streams: 8 sender
+ *                       sessions with 128 sends in flight each, 8 receiver sessions (mailbox
+ *                       and acks on the stream); current server only
  *   latency_<r>_p50/p95/p99/max  Send (intended start, open loop at r msg/s) -> the message
  *                       arrives on the Receive stream; reference: publish -> PubAck latency
  *                       at the same offered load
@@ -34,6 +37,7 @@ import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js
 import { catchUp, deliveryPool, MessageIds, Receivers, send, sendRequest, type DeliveryClient } from "./server/delivery-load.js";
 import { openRawJetStream, rawCatchUp, rawFill, rawPublishLatencies, rawPublishRate, type RawJetStream } from "./server/raw-jetstream.js";
 import { startBenchServer, type BenchServer } from "./server/server-process.js";
+import { BenchSession } from "./server/session-load.js";
 import type { Pool } from "./server/connections.js";
 import { benchMode, machineInfo, median, packageVersion, percentile, ratio, repoRoot, round, writeResult, type Figure } from "./result.js";
 
@@ -59,7 +63,9 @@ const MAX_OUTSTANDING = 20_000;
 const SIZES = [256, 1024, 16 * 1024, 256 * 1024];
 const DEVICES_PER_SEND = [1, 8, 64];
 /** --figures a,b: run only these groups (send_routed, latency, catchup, scale, idle). */
-const GROUPS = (arg("--figures") ?? "send_routed,latency,catchup,scale,idle").split(",");
+const GROUPS = (arg("--figures") ?? "send_routed,session_routed,latency,catchup,scale,idle").split(",");
+/** Sends each session keeps in flight (session_routed). */
+const SESSION_IN_FLIGHT = 128;
 const want = (g: string) => GROUPS.includes(g);
 
 function arg(name: string): string | undefined {
@@ -151,6 +157,41 @@ async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlig
   if (process.env.BENCH_CPU_SPLIT) log(`${rig.label}: ${rig.receivers.arrivals - a0} deliveries, server ${(cpuSeconds(rig.server.pid) - cpuServer0).toFixed(2)} s + nats-server ${(cpu - (cpuSeconds(rig.server.pid) - cpuServer0)).toFixed(2)} s CPU`);
   await settle();
   return { sends: (sends * 1000) / elapsed, deliveries: (delivered * 1000) / elapsed, perServerCore };
+}
+
+/**
+ * Closed loop over DeliveryService.Session: SENDERS sender sessions, each with
+ * SESSION_IN_FLIGHT sends pipelined, to SENDERS receiver sessions (mailbox and acks on the
+ * stream), for `ms`. Devices of their own (a session's mailbox would replace the Receive
+ * streams of the unary figures). Returns deliveries/s and per server-side CPU second.
+ */
+async function sessionRate(rig: Rig, pair: { senders: BenchSession[]; receivers: BenchSession[]; to: BenchDevice[] }, ms: number): Promise<{ deliveries: number; perServerCore: number }> {
+  const body = new Uint8Array(1024).fill(9);
+  const arrivals = () => pair.receivers.reduce((n, r) => n + r.arrivals, 0);
+  const a0 = arrivals();
+  const cpu0 = serverSideCpu(rig);
+  const server0 = cpuSeconds(rig.server.pid);
+  const start = performance.now();
+  const end = start + ms;
+  let expected = 0;
+  let k = 0;
+  const worker = async (s: BenchSession) => {
+    while (performance.now() < end) {
+      const i = k++;
+      expected++;
+      await s.send(sendRequest(rig.ids.make(rig.ids.next++), body, [pair.to[i % pair.to.length]]));
+    }
+  };
+  await Promise.all(pair.senders.flatMap((s) => Array.from({ length: SESSION_IN_FLIGHT }, () => worker(s))));
+  const elapsed = performance.now() - start;
+  const delivered = arrivals() - a0;
+  const until = performance.now() + 30_000;
+  while (arrivals() < a0 + expected && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+  const cpu = serverSideCpu(rig) - cpu0;
+  const serverCpu = cpuSeconds(rig.server.pid) - server0;
+  if (process.env.BENCH_CPU_SPLIT) log(`${rig.label}: session ${arrivals() - a0} deliveries, server ${serverCpu.toFixed(2)} s + nats-server ${(cpu - serverCpu).toFixed(2)} s CPU`);
+  await settle();
+  return { deliveries: (delivered * 1000) / elapsed, perServerCore: cpu > 0 ? (arrivals() - a0) / cpu : 0 };
 }
 
 /** Open loop at `rate` msg/s for `ms`: latency from the intended send time to arrival. */
@@ -310,6 +351,49 @@ async function main(): Promise<void> {
       log(`${r.label}: send_routed ${round(v)} msg/s vs raw ${round(rawRate)} (x${q}); sends/s ${routed.get(r)!.sends.map((x) => round(x)).join(" ")}, deliveries/s ${routed.get(r)!.deliveries.map((x) => round(x)).join(" ")}`);
     }
 
+    }
+
+    // 1b. Routed messages/s over Session streams (the current server only: older ones lack it).
+    if (want("session_routed")) {
+      log("session_routed");
+      const cur = rigs[0];
+      const devices = await createBenchDevices(provider, cur.server.url, `s-${Date.now().toString(36)}`, 2 * SENDERS);
+      const pool = deliveryPool(cur.server.url, 4);
+      const senders = devices.slice(0, SENDERS).map((d, i) => new BenchSession(pool.at(i), d));
+      const receivers = devices.slice(SENDERS).map((d, i) => new BenchSession(pool.at(i + 1), d, cur.ids));
+      await Promise.all(receivers.map((r) => r.receive()));
+      const pair = { senders, receivers, to: devices.slice(SENDERS) };
+      await sessionRate(cur, pair, P.sampleMs / 3); // warm-up
+      const rates: number[] = [];
+      const perCore: number[] = [];
+      for (let s = 0; s < P.samples; s++) {
+        const m = await sessionRate(cur, pair, P.sampleMs);
+        rates.push(m.deliveries);
+        perCore.push(m.perServerCore);
+      }
+      await Promise.all([...senders, ...receivers].map((x) => x.close()));
+      pool.close();
+      const v = median(rates);
+      figures.push({
+        name: "session_routed",
+        implementation: impl(cur),
+        value: round(v),
+        unit: "msg/s",
+        samples: P.samples,
+        sampleValues: rates.map((x) => round(x)),
+        target: { row: "session_routed", description: ">= 12,000 msg/s, one process, 8 -> 8 online", met: v >= 12_000 },
+        params: { body_bytes: 1024, senders: SENDERS, receivers: SENDERS, sends_in_flight_per_session: SESSION_IN_FLIGHT },
+      });
+      figures.push({
+        name: "session_routed_per_server_core",
+        implementation: impl(cur),
+        value: round(median(perCore)),
+        unit: "msg per server-side CPU second (server + nats-server)",
+        samples: P.samples,
+        sampleValues: perCore.map((x) => round(x)),
+        params: { body_bytes: 1024 },
+      });
+      log(`${cur.label}: session_routed ${round(v)} msg/s (${rates.map((x) => round(x)).join(" ")}); ${round(median(perCore))} per server-side core-second`);
     }
 
     // 2. Latency at fixed offered loads.
