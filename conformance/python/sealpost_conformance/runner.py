@@ -9,7 +9,7 @@ from . import fixtures as fx
 from .matcher import match
 from .values import CaseError, Evaluator, as_bytes, get_path, lookup, to_b64, to_wire
 
-STEP_KINDS = ["open", "call", "receive", "quiet", "end", "close", "let", "identity", "create_account", "authenticate", "link_device", "repeat", "sleep"]
+STEP_KINDS = ["open", "call", "send", "receive", "quiet", "end", "close", "let", "identity", "create_account", "authenticate", "link_device", "repeat", "sleep"]
 CALL_TIMEOUT_MS = 10000
 RECEIVE_TIMEOUT_MS = 5000
 DIR = "sealpost.directory.v1.DirectoryService/"
@@ -155,8 +155,21 @@ class CaseExecution:
                 self.streams[name].close()
             if not self.stack.has_method(s["call"]):
                 raise CaseError("method %s is not in the schema" % s["call"])
-            wire = to_wire(self.ev.eval(s.get("request") or {}))
-            self.streams[name] = self.stack.server_stream(s["call"], wire, self.headers(s.get("as"), s.get("headers")))
+            headers = self.headers(s.get("as"), s.get("headers"))
+            if self.stack.is_bidi(s["call"]):
+                # Bidirectional: opened empty; `send` steps write to it.
+                self.streams[name] = self.stack.bidi_stream(s["call"], headers)
+            else:
+                wire = to_wire(self.ev.eval(s.get("request") or {}))
+                self.streams[name] = self.stack.server_stream(s["call"], wire, headers)
+        elif kind == "send":
+            st = self.stream(s["send"])
+            if not hasattr(st, "send"):
+                raise CaseError('stream "%s" is not bidirectional' % s["send"])
+            if s.get("close_send"):
+                st.close_send()
+            else:
+                st.send(to_wire(self.ev.eval(s.get("request") or {})))
         elif kind == "receive":
             name = s["receive"]
             t = s.get("timeout_ms", RECEIVE_TIMEOUT_MS)

@@ -23,6 +23,7 @@ class GrpcioStack:
         host = "%s:%d" % (u.hostname, u.port or (443 if u.scheme == "https" else 80))
         self.channel = grpc.secure_channel(host, grpc.ssl_channel_credentials()) if u.scheme == "https" else grpc.insecure_channel(host)
         self.methods = {}
+        self.bidi = set()
         by_file = {}
         for fname, (pb2, grpc_mod) in modules.items():
             by_file[fname] = pb2
@@ -34,6 +35,8 @@ class GrpcioStack:
                 for m in svc.methods:
                     req_cls = getattr(by_file[m.input_type.file.name], m.input_type.name)
                     self.methods["%s/%s" % (svc.full_name, m.name)] = (getattr(stub, m.name), req_cls, m.server_streaming)
+                    if m.client_streaming and m.server_streaming:
+                        self.bidi.add("%s/%s" % (svc.full_name, m.name))
 
     def has_method(self, path):
         return path.lstrip("/") in self.methods
@@ -53,6 +56,13 @@ class GrpcioStack:
     def server_stream(self, path, request, headers):
         fn, req, _ = self._request(path, request)
         return ServerStream(fn(req, metadata=list(headers.items())))
+
+    def is_bidi(self, path):
+        return path.lstrip("/") in self.bidi
+
+    def bidi_stream(self, path, headers):
+        fn, cls, _ = self.methods[path.lstrip("/")]
+        return BidiStream(fn, cls, headers)
 
     def close(self):
         self.channel.close()
@@ -87,4 +97,33 @@ class ServerStream:
         return ev
 
     def close(self):
+        self.call.cancel()
+
+
+_CLOSE_SEND = object()
+
+
+class BidiStream(ServerStream):
+    """A bidirectional call: send() queues a request (proto3 JSON dict), close_send() half-closes."""
+
+    def __init__(self, fn, cls, headers):
+        self.cls = cls
+        self.outbox = queue.Queue()
+        ServerStream.__init__(self, fn(self._requests(), metadata=list(headers.items())))
+
+    def _requests(self):
+        while True:
+            item = self.outbox.get()
+            if item is _CLOSE_SEND:
+                return
+            yield item
+
+    def send(self, request):
+        self.outbox.put(json_format.ParseDict(request, self.cls()))
+
+    def close_send(self):
+        self.outbox.put(_CLOSE_SEND)
+
+    def close(self):
+        self.outbox.put(_CLOSE_SEND)
         self.call.cancel()

@@ -43,6 +43,7 @@ export type Step =
   | CallStep
   | OpenStep
   | ReceiveStep
+  | SendStep
   | QuietStep
   | EndStep
   | CloseStep
@@ -71,11 +72,18 @@ export interface CallStep extends CallContext {
   bind?: Record<string, string>;
 }
 
-/** Opens a server stream under a name. */
+/** Opens a server stream (with `request`) or a bidirectional one (empty; `send` writes) under a name. */
 export interface OpenStep extends CallContext {
   open: string;
   call: string;
   request?: unknown;
+}
+
+/** Writes one message to an open bidirectional stream (or, with close_send, half-closes it). */
+export interface SendStep {
+  send: string;
+  request?: unknown;
+  close_send?: boolean;
 }
 
 /** Waits for the next message of a stream and matches it. */

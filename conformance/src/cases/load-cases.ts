@@ -15,6 +15,7 @@ const stepKeys: Record<string, string[]> = {
   open: ["open", "call", "request", "as", "headers", "timeout_ms"],
   call: ["call", "request", "expect", "bind", "as", "headers", "timeout_ms"],
   receive: ["receive", "expect", "bind", "timeout_ms"],
+  send: ["send", "request", "close_send"],
   quiet: ["quiet", "ms"],
   end: ["end", "expect", "timeout_ms"],
   close: ["close"],

@@ -4,10 +4,10 @@
  */
 import type { CaseResult, CaseStatus } from "../runner/server-runner.js";
 
-const cell: Record<CaseStatus, string> = { pass: "pass", fail: "FAIL", "known-fail": "known-fail", "unexpected-pass": "XPASS" };
+const cell: Record<CaseStatus, string> = { pass: "pass", fail: "FAIL", "known-fail": "known-fail", "unexpected-pass": "XPASS", "not-applicable": "n/a" };
 
 export function isRunOk(results: CaseResult[]): boolean {
-  return results.every((r) => r.status === "pass" || r.status === "known-fail");
+  return results.every((r) => r.status === "pass" || r.status === "known-fail" || r.status === "not-applicable");
 }
 
 export function summaryTable(results: CaseResult[]): string {
@@ -23,7 +23,7 @@ export function summaryTable(results: CaseResult[]): string {
   for (const t of targets) {
     const rs = results.filter((r) => r.target === t);
     const count = (s: CaseStatus) => rs.filter((r) => r.status === s).length;
-    lines.push(`${t}: ${count("pass")} passed, ${count("fail")} failed, ${count("known-fail")} known failing, ${count("unexpected-pass")} unexpectedly passed`);
+    lines.push(`${t}: ${count("pass")} passed, ${count("fail")} failed, ${count("known-fail")} known failing, ${count("unexpected-pass")} unexpectedly passed, ${count("not-applicable")} not applicable`);
   }
   const problems = results.filter((r) => r.status === "fail" || r.status === "unexpected-pass");
   if (problems.length) {

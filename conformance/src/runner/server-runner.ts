@@ -6,13 +6,14 @@ import { randomBytes } from "node:crypto";
 import type { AuthenticateStep, Case, CreateAccountStep, Expect, LinkDeviceStep, Step } from "../cases/case-format.js";
 import { stepKind } from "../cases/load-cases.js";
 import type { KnownFailing } from "../cases/known-failing.js";
-import type { CallResult, JsonObject, ServerStream, Stack } from "../stacks/stack.js";
+import type { BidiStream, CallResult, JsonObject, ServerStream, Stack } from "../stacks/stack.js";
 import { deviceListChange, newIdentity, authSignature, type AccountContext, type Identity } from "./fixtures.js";
 import { match } from "./matcher.js";
 import { CaseError, evaluate, getPath, lookup, toWire, type Naming, type Vars } from "./values.js";
 import { asBytes, toBase64 } from "./bytes.js";
 
-export type CaseStatus = "pass" | "fail" | "known-fail" | "unexpected-pass";
+/** not-applicable: the case needs what this target's protocol cannot carry (a bidi stream over gRPC-Web or HTTP/1.1). */
+export type CaseStatus = "pass" | "fail" | "known-fail" | "unexpected-pass" | "not-applicable";
 
 export interface CaseResult {
   name: string;
@@ -35,6 +36,11 @@ export interface DeviceContext {
   address: { account_id: string; device_id: number };
   identity: Identity;
   token?: string;
+}
+
+/** The case needs something this target cannot do (reported as not applicable, not failed). */
+class NotApplicable extends Error {
+  override name = "NotApplicable";
 }
 
 class StepFailure extends Error {
@@ -61,7 +67,8 @@ export async function runCases(stack: Stack, cases: Case[], opts: RunOptions = {
     const outcome = await new CaseExecution(stack, naming).run(c.steps);
     const known = opts.knownFailing?.matches(c.name, stack.target) ?? false;
     const failed = outcome !== undefined;
-    const status: CaseStatus = failed ? (known ? "known-fail" : "fail") : known ? "unexpected-pass" : "pass";
+    const status: CaseStatus =
+      outcome?.notApplicable ? "not-applicable" : failed ? (known ? "known-fail" : "fail") : known ? "unexpected-pass" : "pass";
     const result: CaseResult = {
       name: c.name,
       target: stack.target,
@@ -88,12 +95,13 @@ class CaseExecution {
     readonly naming: Naming,
   ) {}
 
-  async run(steps: Step[]): Promise<{ message: string; step: number } | undefined> {
+  async run(steps: Step[]): Promise<{ message: string; step: number; notApplicable?: boolean } | undefined> {
     try {
       await this.steps(steps);
       return undefined;
     } catch (err) {
       const e = err as Error;
+      if (e instanceof NotApplicable) return { message: e.message, step: this.stepNo, notApplicable: true };
       const prefix = e instanceof StepFailure ? "" : e instanceof CaseError ? "case error: " : `runner error: `;
       return { message: prefix + e.message, step: this.stepNo };
     } finally {
@@ -126,8 +134,23 @@ class CaseExecution {
         this.streams.get(name)?.close();
         const path = String(s.call);
         if (!this.stack.hasMethod(path)) throw new CaseError(`method ${path} is not in the schema`);
+        const opts = { headers: this.headers(s.as, s.headers), timeoutMs: 0 };
+        if (this.stack.isBidi?.(path)) {
+          // Bidirectional: opened empty; `send` steps write to it.
+          const bidi = this.stack.bidiStream?.(path, opts);
+          if (!bidi) throw new NotApplicable(`${this.stack.target} cannot carry a bidirectional stream (${path})`);
+          this.streams.set(name, bidi);
+          return;
+        }
         const request = toWire(this.eval(s.request ?? {})) as JsonObject;
-        this.streams.set(name, this.stack.serverStream(path, request, { headers: this.headers(s.as, s.headers), timeoutMs: 0 }));
+        this.streams.set(name, this.stack.serverStream(path, request, opts));
+        return;
+      }
+      case "send": {
+        const st = this.stream(String(s.send)) as Partial<BidiStream>;
+        if (!st.send) throw new CaseError(`stream "${s.send}" is not bidirectional`);
+        if (s.close_send) st.closeSend!();
+        else st.send(toWire(this.eval(s.request ?? {})) as JsonObject);
         return;
       }
       case "receive": {

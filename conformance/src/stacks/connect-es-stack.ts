@@ -5,7 +5,7 @@
 import { fromJson, toJson, type DescMethod, type DescMethodStreaming, type DescMethodUnary, type JsonValue } from "@bufbuild/protobuf";
 import { ConnectError, createContextValues, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { codeNames, type CallOptions, type CallResult, type JsonObject, type ServerStream, type Stack } from "./stack.js";
+import { codeNames, type BidiStream, type CallOptions, type CallResult, type JsonObject, type ServerStream, type Stack } from "./stack.js";
 import { EventQueue } from "./event-queue.js";
 import { findMethod } from "./schema-registry.js";
 
@@ -57,10 +57,14 @@ function errorResult(err: unknown): { code: string; message: string } {
 export class ConnectEsStack implements Stack {
   readonly target: string;
   readonly #transport: Transport;
+  /** Full-duplex streams need HTTP/2: gRPC, or Connect over h2. */
+  readonly #bidi: boolean;
 
   constructor(opts: ConnectEsOptions) {
     this.target = connectEsTargetName(opts);
-    this.#transport = makeTransport(withDefaults(opts));
+    const o = withDefaults(opts);
+    this.#transport = makeTransport(o);
+    this.#bidi = o.protocol === "grpc" || (o.protocol === "connect" && o.httpVersion === "2");
   }
 
   hasMethod(path: string): boolean {
@@ -103,7 +107,58 @@ export class ConnectEsStack implements Stack {
     return { next: (t) => queue.next(t), close: () => abort.abort() };
   }
 
+  isBidi(path: string): boolean {
+    return findMethod(path)?.methodKind === "bidi_streaming";
+  }
+
+  bidiStream(path: string, opts: CallOptions): BidiStream | undefined {
+    if (!this.#bidi) return undefined;
+    const method = this.#method(path);
+    if (method.methodKind !== "bidi_streaming") throw new Error(`${path} is not bidi-streaming`);
+    const abort = new AbortController();
+    const queue = new EventQueue();
+    const input = new Pushable<unknown>();
+    void (async () => {
+      try {
+        const res = await this.#transport.stream(method as DescMethodStreaming, abort.signal, undefined, opts.headers, input as AsyncIterable<never>, createContextValues());
+        for await (const m of res.message) queue.push({ kind: "message", response: toJson(method.output, m, jsonOut) as JsonObject });
+        queue.push({ kind: "end", code: "OK", message: "" });
+      } catch (err) {
+        queue.push({ kind: "end", ...errorResult(err) });
+      }
+    })();
+    return {
+      next: (t) => queue.next(t),
+      close: () => abort.abort(),
+      send: (request) => input.push(fromJson(method.input, request as JsonValue)),
+      closeSend: () => input.end(),
+    };
+  }
+
   async close(): Promise<void> {}
+}
+
+/** An async iterable the runner writes to (the request side of a bidi stream). */
+class Pushable<T> implements AsyncIterable<T> {
+  readonly #items: T[] = [];
+  #wake: (() => void) | undefined;
+  #ended = false;
+  push(v: T): void {
+    this.#items.push(v);
+    this.#wake?.();
+  }
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      while (this.#items.length) yield this.#items.shift()!;
+      if (this.#ended) return;
+      await new Promise<void>((r) => (this.#wake = r));
+      this.#wake = undefined;
+    }
+  }
 }
 
 async function* single<T>(value: T): AsyncIterable<T> {

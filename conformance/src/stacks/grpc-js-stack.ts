@@ -5,7 +5,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { codeNames, type CallOptions, type CallResult, type JsonObject, type ServerStream, type Stack } from "./stack.js";
+import { codeNames, type BidiStream, type CallOptions, type CallResult, type JsonObject, type ServerStream, type Stack } from "./stack.js";
 import { EventQueue } from "./event-queue.js";
 import { serviceProtoFiles } from "./schema-registry.js";
 
@@ -72,6 +72,28 @@ export class GrpcJsStack implements Stack {
       if (s.code === grpc.status.OK) queue.push({ kind: "end", code: "OK", message: "" });
     });
     return { next: (t) => queue.next(t), close: () => call.cancel() };
+  }
+
+  isBidi(path: string): boolean {
+    const m = this.#methods.get(path.replace(/^\//, ""));
+    return !!m && m.requestStream && m.responseStream;
+  }
+
+  bidiStream(path: string, opts: CallOptions): BidiStream {
+    const m = this.#method(path);
+    const queue = new EventQueue();
+    const call = this.#client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, metadata(opts.headers), {});
+    call.on("data", (res) => queue.push({ kind: "message", response: clean(res) as JsonObject }));
+    call.on("error", (err: grpc.ServiceError) => queue.push({ kind: "end", code: codeNames[err.code] ?? "UNKNOWN", message: err.details }));
+    call.on("status", (st: grpc.StatusObject) => {
+      if (st.code === grpc.status.OK) queue.push({ kind: "end", code: "OK", message: "" });
+    });
+    return {
+      next: (t) => queue.next(t),
+      close: () => call.cancel(),
+      send: (request) => void call.write(request),
+      closeSend: () => void call.end(),
+    };
   }
 
   async close(): Promise<void> {

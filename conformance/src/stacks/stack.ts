@@ -39,6 +39,13 @@ export interface ServerStream {
   close(): void;
 }
 
+/** A bidirectional stream: the runner writes messages and reads events. */
+export interface BidiStream extends ServerStream {
+  send(request: JsonObject): void;
+  /** Half-closes the request side. */
+  closeSend(): void;
+}
+
 export interface CallOptions {
   headers: Record<string, string>;
   timeoutMs: number;
@@ -51,5 +58,12 @@ export interface Stack {
   hasMethod(path: string): boolean;
   unary(path: string, request: JsonObject, opts: CallOptions): Promise<CallResult>;
   serverStream(path: string, request: JsonObject, opts: CallOptions): ServerStream;
+  /**
+   * Opens a bidirectional stream; undefined when this stack's protocol cannot carry one
+   * (gRPC-Web, Connect over HTTP/1.1): cases that need it are not applicable there.
+   */
+  bidiStream?(path: string, opts: CallOptions): BidiStream | undefined;
+  /** Whether the method streams both ways (the runner opens it with bidiStream). */
+  isBidi?(path: string): boolean;
   close(): Promise<void>;
 }
