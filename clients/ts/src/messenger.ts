@@ -377,6 +377,7 @@ export class Messenger {
     clearInterval(this.prekeyTimer);
     this.stopWatch();
     await Promise.all([this.receiver.stop(), this.outbox.stop()]);
+    this.api.channel.close();
     await this.watch?.done;
   }
 
@@ -586,7 +587,7 @@ export class Messenger {
       }
       if (recipients.length === 0) return false;
       const enc = await this.cipher.encryptForDevices(content, recipients, { messageId: content.messageId });
-      const res = await this.api.delivery.send({
+      const res = await this.api.channel.send({
         messageId: enc.messageId,
         sharedBody: enc.sharedBody,
         entries: enc.entries.map((e) => ({ device: e.address, entry: e.entry })),

@@ -261,7 +261,7 @@ export class Outbox {
         item.request = toBinary(SendRequestSchema, req);
         await this.d.store.putOutbox(item);
       }
-      const res = await this.d.api.delivery.send({ ...fromBinary(SendRequestSchema, item.request), retry });
+      const res = await this.d.api.channel.send({ ...fromBinary(SendRequestSchema, item.request), retry });
       if (res.outcome.case === "stored") {
         await this.d.onStored(item, res.outcome.value);
         await this.d.store.removeOutbox(item.seq);

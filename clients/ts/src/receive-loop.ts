@@ -213,7 +213,7 @@ export class ReceiveLoop {
    */
   private async ackBatch(batch: number[]): Promise<void> {
     try {
-      await this.d.api.delivery.ack({ sequences: batch.map(BigInt) });
+      await this.d.api.channel.ack({ sequences: batch.map(BigInt) });
     } catch (err) {
       if (!isRejectedAck(err)) throw err;
       if (batch.length > 1) {

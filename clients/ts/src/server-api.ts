@@ -13,6 +13,7 @@ import type { CryptoProvider } from "./crypto/provider.js";
 import { authSignedBytes } from "./directory/labels.js";
 import type { DeviceRef } from "./conversation-store.js";
 import { MessengerError } from "./messenger-errors.js";
+import { DeliveryChannel } from "./delivery-channel.js";
 
 /** Refresh a token this long before it expires. */
 const REFRESH_MARGIN_MS = 60_000;
@@ -27,6 +28,12 @@ export interface ServerApiOptions {
   provider: CryptoProvider;
   now: () => number;
   transport?: TransportFactory;
+  /**
+   * Send and Ack over one Session stream (delivery-channel.ts). Default: on with the default
+   * transport (Connect over HTTP/2), off with a custom one unless it carries bidirectional
+   * streams and this says so.
+   */
+  session?: boolean;
 }
 
 export class ServerApi {
@@ -36,6 +43,8 @@ export class ServerApi {
   /** Calls as this device (bearer token attached and refreshed). */
   readonly directory: Client<typeof DirectoryService>;
   readonly delivery: Client<typeof DeliveryService>;
+  /** Send and Ack, pipelined on a Session stream where the transport allows. */
+  readonly channel: DeliveryChannel;
 
   private device?: DeviceRef;
   private signingSeed?: Uint8Array;
@@ -50,6 +59,7 @@ export class ServerApi {
     const authed = make(opts.baseUrl, [this.authInterceptor]);
     this.directory = createClient(DirectoryService, authed);
     this.delivery = createClient(DeliveryService, authed);
+    this.channel = new DeliveryChannel(this.delivery, opts.session ?? !opts.transport);
   }
 
   get baseUrl(): string {

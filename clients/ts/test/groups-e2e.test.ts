@@ -43,12 +43,13 @@ function withGroups(d: TestDevice, stores: GroupStores = createMemoryGroupStores
     for (const w of [...waiters]) if (w.pred(e)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(e));
   });
   const sent: SendRequest[] = [];
-  const delivery = d.m.api.delivery;
-  const original = delivery.send.bind(delivery);
-  delivery.send = (async (req: SendRequest, opts?: unknown) => {
+  // Every Send goes through the API's delivery channel (a Session stream, or unary Send).
+  const channel = d.m.api.channel;
+  const original = channel.send.bind(channel);
+  channel.send = (async (req: SendRequest) => {
     if (req.entries.every((e) => e.entry.length === 0)) sent.push(req);
-    return original(req, opts as never);
-  }) as typeof delivery.send;
+    return original(req);
+  }) as typeof channel.send;
   d.m.start();
   return {
     ...d,
@@ -267,23 +268,23 @@ describe("groups end to end", () => {
   it("out-of-order and lost group messages within limits still decrypt", async () => {
     const { alice, bob, all, g } = await threePeople();
     // Hold alice's group Sends back, then let the "network" deliver them reversed, losing some.
-    const delivery = alice.m.api.delivery;
-    const send = delivery.send;
+    const channel = alice.m.api.channel;
+    const send = channel.send;
     const held: SendRequest[] = [];
-    delivery.send = (async (req: SendRequest, o?: unknown) => {
+    channel.send = (async (req: SendRequest) => {
       // Pairwise sends (state, sender keys) go through; group bodies (empty entries) are held.
       if (req.entries.every((e) => e.entry.length === 0)) {
         held.push(req);
         return { outcome: { case: "stored", value: { entries: [], serverTimestampMs: 0n, duplicate: false } } };
       }
-      return send.call(delivery, req, o as never);
-    }) as typeof delivery.send;
+      return send.call(channel, req);
+    }) as typeof channel.send;
     for (let i = 0; i < 25; i++) await alice.groups.sendText(g, `m${i}`);
     expect(held).toHaveLength(25);
-    delivery.send = send;
+    channel.send = send;
     const lost = new Set([2, 9, 10, 17]);
     const order = held.map((r, i) => ({ r, i })).filter((x) => !lost.has(x.i)).reverse();
-    for (const { r } of order) await send.call(delivery, r);
+    for (const { r } of order) await send.call(channel, r);
     const expected = [...Array(25).keys()].filter((i) => !lost.has(i)).map((i) => `m${i}`);
     for (const t of expected) await waitText(bob, t);
     expect(new Set(texts(await bob.groups.history(g)))).toEqual(new Set(expected));

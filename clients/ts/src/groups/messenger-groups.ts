@@ -312,7 +312,7 @@ export class MessengerGroups implements GroupPort {
       const known = await this.m.directory.known(accountId);
       if (known) versions.push({ accountId, deviceListVersion: known.version });
     }
-    const res = await this.m.api.delivery.send({ messageId, sharedBody, entries: devices.map((d) => ({ device: d, entry: new Uint8Array(0) })), versions });
+    const res = await this.m.api.channel.send({ messageId, sharedBody, entries: devices.map((d) => ({ device: d, entry: new Uint8Array(0) })), versions });
     if (res.outcome.case === "stored") return { stored: true, serverTimestampMs: Number(res.outcome.value.serverTimestampMs) };
     if (res.outcome.case === "mismatchedDevices") return { stored: false, mismatchedAccounts: res.outcome.value.accounts.map((a) => a.accountId) };
     throw new Error("Send answered without an outcome");
