@@ -60,6 +60,18 @@ describe("JetStreamPublisher", () => {
     expect(isTransientStoreError(err)).toBe(true);
   });
 
+  it("direct gets: the message by sequence and next by subject, null when there is none", async () => {
+    await conn.jsm.streams.update("PUBTEST", { ...(await conn.jsm.streams.info("PUBTEST")).config, allow_direct: true });
+    const a = await conn.publisher.publish("pubtest.get.a", new TextEncoder().encode("first"));
+    await conn.publisher.publish("pubtest.get.b", new TextEncoder().encode("other"));
+    const c = await conn.publisher.publish("pubtest.get.a", new TextEncoder().encode("second"));
+    const bySeq = await conn.publisher.directGet("PUBTEST", { seq: a.seq });
+    expect({ seq: bySeq?.seq, subject: bySeq?.subject, data: new TextDecoder().decode(bySeq?.data) }).toEqual({ seq: a.seq, subject: "pubtest.get.a", data: "first" });
+    expect((await conn.publisher.directGet("PUBTEST", { seq: a.seq + 1, next_by_subj: "pubtest.get.a" }))?.seq).toBe(c.seq);
+    expect(await conn.publisher.directGet("PUBTEST", { seq: c.seq + 1, next_by_subj: "pubtest.get.a" })).toBeNull();
+    expect((await conn.publisher.directGet("NOSUCHSTREAM", { seq: 1 }).catch((e) => e)).name).toBe("NoResponders");
+  });
+
   it("times out a publish whose ack never comes", async () => {
     let t = 0;
     const pub = new JetStreamPublisher(conn.nc, 100, () => t);

@@ -20,9 +20,8 @@ import {
   type PutAttachmentChunkRequest,
   type PutAttachmentChunkResponse,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import type { StoredMsg } from "@nats-io/jetstream";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
-import type { StreamReads } from "../nats/stream-reads.js";
+import type { StreamMsg, StreamReads } from "../nats/stream-reads.js";
 import type { Nats } from "../nats/connection.js";
 import type { RateLimiter } from "../rate-limit.js";
 import { ATTACHMENT_STREAM, attachmentChunkSubject } from "../nats/layout.js";
@@ -129,7 +128,7 @@ export class Attachments {
     const { meta } = await this.load(attachmentId);
     if (!meta.completed) throw new ConnectError(`attachment ${attachmentId} is not complete yet`, Code.FailedPrecondition);
     if (startChunk >= meta.chunkCount) throw invalid(`start_chunk ${startChunk} is out of range: the attachment has chunks 0 to ${meta.chunkCount - 1}`);
-    let next: Promise<StoredMsg | null> = this.chunk(attachmentId, startChunk);
+    let next: Promise<StreamMsg | null> = this.chunk(attachmentId, startChunk);
     for (let i = startChunk; i < meta.chunkCount; i++) {
       const m = await storeOp("reading a chunk", () => next);
       if (i + 1 < meta.chunkCount) {
@@ -141,7 +140,7 @@ export class Attachments {
     }
   }
 
-  private chunk(id: string, index: number): Promise<StoredMsg | null> {
+  private chunk(id: string, index: number): Promise<StreamMsg | null> {
     return this.d.reads.get(ATTACHMENT_STREAM, { last_by_subj: attachmentChunkSubject(id, index) });
   }
 

@@ -4,9 +4,10 @@
  * gets (next_by_subj from a cursor), so an idle device costs nothing and any instance can
  * read any mailbox. On replicated streams the gets go to the stream leader (stream-reads.ts).
  */
-import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Nats } from "../nats/connection.js";
-import { StreamReads } from "../nats/stream-reads.js";
+import type { JetStreamPublisher } from "../nats/publisher.js";
+import { StreamReads, type StreamMsg } from "../nats/stream-reads.js";
 import { BODY_STREAM, bodySubject, mailboxPartition, mailboxStreamName, notifySubject } from "../nats/layout.js";
 import { encodeSignal, type DeviceSignal } from "./device-signal.js";
 
@@ -60,14 +61,17 @@ export class Mailboxes {
    * @param reads a manager with a short timeout for reads: a read lost in a NATS reconnect
    *   should be retried in seconds, not after the 10 s default.
    * @param replicated the streams have several replicas (R3): read from their leaders.
+   * @param coalesced direct gets as coalesced core requests (single-replica streams; the
+   *   server passes its publisher, tests that inject `reads` leave it out).
    */
   constructor(
     private readonly nats: Nats,
     readonly partitions: number,
     reads: JetStreamManager = nats.jsm,
     replicated = false,
+    coalesced?: JetStreamPublisher,
   ) {
-    this.reads = new StreamReads(reads, replicated);
+    this.reads = new StreamReads(reads, replicated, coalesced);
   }
 
   locate(d: DeviceRef): MailboxLocation {
@@ -82,12 +86,12 @@ export class Mailboxes {
   }
 
   /** The first stored message of this mailbox with a sequence > after, or null. */
-  next(loc: MailboxLocation, after: number): Promise<StoredMsg | null> {
+  next(loc: MailboxLocation, after: number): Promise<StreamMsg | null> {
     return this.reads.get(loc.stream, { next_by_subj: loc.subject, seq: after + 1 });
   }
 
   /** Exactly this sequence of the stream (any subject), or null when absent or deleted. */
-  bySeq(stream: string, seq: number): Promise<StoredMsg | null> {
+  bySeq(stream: string, seq: number): Promise<StreamMsg | null> {
     return this.reads.get(stream, { seq });
   }
 

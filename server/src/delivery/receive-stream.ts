@@ -24,7 +24,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Subscription } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
-import type { StoredMsg } from "@nats-io/jetstream";
+import type { StreamMsg } from "../nats/stream-reads.js";
 import {
   DrainedSchema,
   ReceiveResponseSchema,
@@ -49,6 +49,8 @@ export interface ReceiveStreamDeps {
   nats: Nats;
   mailboxes: Mailboxes;
   receivers: KV;
+  /** Writes the claim into the receivers bucket and returns its revision (default: receivers.put). */
+  claim?: (key: string, value: Uint8Array) => Promise<number>;
   log: Logger;
   now: () => number;
 }
@@ -73,7 +75,7 @@ export class ReceiveStream {
    * its place while the get is in flight, so per-sender order survives mixing local pushes
    * with fetches for mail stored by other instances).
    */
-  private pushQueue: { seq: number; record: Uint8Array | Promise<StoredMsg | null> }[] = [];
+  private pushQueue: { seq: number; record: Uint8Array | Promise<StreamMsg | null> }[] = [];
   /** The last read found nothing after the cursor, and no read was asked for since. */
   private atHead = false;
   /** A read of the stream is due (a hint without record, a periodic check, a freed window). */
@@ -177,7 +179,7 @@ export class ReceiveStream {
   }
 
   /** Takes a pushed record if this stream is at the head of its mailbox with room in its window. */
-  private push(seq: number, record: Uint8Array | Promise<StoredMsg | null>): boolean {
+  private push(seq: number, record: Uint8Array | Promise<StreamMsg | null>): boolean {
     if (!this.atHead || this.ended || seq <= this.cursor || this.inFlight.has(seq)) return false;
     if (this.inFlight.size + this.pushQueue.length >= this.window) return false;
     if (this.pushQueue.some((p) => p.seq === seq)) return true;
@@ -227,7 +229,8 @@ export class ReceiveStream {
     if (this.claimTried && this.highestTakeover > 0) return;
     this.claimTried = true;
     try {
-      const order = await this.d.receivers.put(this.key, new TextEncoder().encode(this.streamId));
+      const value = new TextEncoder().encode(this.streamId);
+      const order = await (this.d.claim ? this.d.claim(this.key, value) : this.d.receivers.put(this.key, value));
       // Closed while the write was in flight (the client gave up and may have opened a newer
       // stream elsewhere, which claimed first): a takeover now would end that live stream.
       if (this.closed) return;
@@ -334,7 +337,7 @@ export class ReceiveStream {
           }
           let caughtUp = false;
           // The next read is issued while the current message is being written (one ahead).
-          let ahead: Promise<StoredMsg | null> | undefined;
+          let ahead: Promise<StreamMsg | null> | undefined;
           while (this.inFlight.size < this.window && !this.ended && !signal.aborted) {
             const m = await (ahead ?? this.d.mailboxes.next(this.loc, this.cursor));
             ahead = undefined;

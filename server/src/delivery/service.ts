@@ -15,6 +15,7 @@ import { Attachments } from "./attachments.js";
 import { deviceListsOf, type DeviceLists } from "./device-lists.js";
 import { defaultLimits, limitsMessage, type DeliveryLimits } from "./limits.js";
 import { StreamReads } from "../nats/stream-reads.js";
+import { bucketNames } from "../nats/layout.js";
 import { Mailboxes } from "./mailbox.js";
 import { RateLimiter } from "../rate-limit.js";
 import { ReceiveHub } from "./receive-hub.js";
@@ -51,7 +52,7 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     return lists;
   };
   const reads = await jetstreamManager(ctx.nats.nc, { timeout: READ_TIMEOUT_MS, checkAPI: false });
-  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, reads, ctx.layout.replicas > 1);
+  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, reads, ctx.layout.replicas > 1, ctx.nats.publisher);
   const rate = new RateLimiter(limits.sendsPerMinute, ctx.now);
   const attachmentRate = new RateLimiter(limits.attachmentsPerMinute, ctx.now);
   const pruneTimer = setInterval(() => {
@@ -65,7 +66,15 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     } });
   const acker = new Acker(mailboxes, hub, limits);
   const attachments = new Attachments({ nats: ctx.nats, reads: new StreamReads(ctx.nats.jsm, ctx.layout.replicas > 1), meta: ctx.layout.buckets.attachments, limits, rate: attachmentRate, now: ctx.now, random: ctx.random });
-  const streamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: ctx.now };
+  const streamDeps = {
+    nats: ctx.nats,
+    mailboxes,
+    receivers: ctx.layout.buckets.receivers,
+    // The KV put as one coalesced core publish (publisher.ts): the PubAck's sequence is the revision.
+    claim: async (key: string, value: Uint8Array) => (await ctx.nats.publisher.publish(`$KV.${bucketNames.receivers}.${key}`, value)).seq,
+    log: ctx.log,
+    now: ctx.now,
+  };
 
   // Revocation: drop the mailbox, then end the device's streams on every instance (the
   // signal goes to the device's subject, which only instances holding its stream listen to).

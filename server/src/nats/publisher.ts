@@ -8,7 +8,7 @@
  * Errors keep the names store-errors.ts classifies: a lost ack is a TimeoutError, no stream
  * on the subject is NoResponders, a JetStream rejection is JetStreamApiError (its code).
  */
-import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
+import { createInbox, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 
 export interface PubAck {
   stream: string;
@@ -27,13 +27,15 @@ export interface PublishOptions {
 }
 
 interface Pending {
-  /** Unparsed reply: PubAcks and JetStream API answers are both JSON with an optional error. */
-  resolve(reply: Reply): void;
+  /** The raw reply (PubAcks and API answers are JSON; direct gets are the message itself). */
+  resolve(reply: Msg): void;
   reject(err: Error): void;
   deadline: number;
 }
 
 const SWEEP_MS = 250;
+/** Reads answer in well under a millisecond; one lost in a NATS reconnect is retried after this. */
+const READ_TIMEOUT_MS = 2_000;
 
 type Reply = Record<string, unknown> & { error?: { code?: number; err_code?: number; description?: string } };
 
@@ -61,7 +63,7 @@ export class JetStreamPublisher {
   }
 
   async publish(subject: string, data: Uint8Array, opts: PublishOptions = {}): Promise<PubAck> {
-    const body = (await this.send(subject, data, opts)) as { stream?: string; seq?: number; duplicate?: boolean };
+    const body = parseReply(await this.send(subject, data, opts)) as { stream?: string; seq?: number; duplicate?: boolean };
     return { stream: body.stream ?? "", seq: body.seq ?? 0, duplicate: !!body.duplicate };
   }
 
@@ -70,12 +72,24 @@ export class JetStreamPublisher {
    * a publish; resolves with the parsed answer, rejects JetStreamApiError on an API error.
    */
   async api<T = Record<string, unknown>>(subject: string, request: unknown): Promise<T> {
-    return (await this.send(subject, new TextEncoder().encode(JSON.stringify(request)))) as T;
+    return parseReply(await this.send(subject, new TextEncoder().encode(JSON.stringify(request)))) as T;
   }
 
-  private send(subject: string, data: Uint8Array, opts: PublishOptions = {}): Promise<Reply> {
+  /**
+   * A direct get (`$JS.API.DIRECT.GET.<stream>`, any replica may answer: single-replica
+   * streams only, see stream-reads.ts): the stored message, or null when there is none.
+   */
+  async directGet(stream: string, query: Record<string, unknown>, timeoutMs = READ_TIMEOUT_MS): Promise<{ seq: number; subject: string; data: Uint8Array; header: MsgHdrs } | null> {
+    const m = await this.send(`$JS.API.DIRECT.GET.${stream}`, new TextEncoder().encode(JSON.stringify(query)), {}, timeoutMs);
+    const code = m.headers?.code ?? 0;
+    if (code === 404) return null;
+    if (code >= 400 || !m.headers) throw named(code === 408 ? "TimeoutError" : "JetStreamApiError", `direct get: ${code} ${m.headers?.description ?? ""}`.trim());
+    return { seq: Number(m.headers.get("Nats-Sequence")), subject: m.headers.get("Nats-Subject"), data: m.data, header: m.headers };
+  }
+
+  private send(subject: string, data: Uint8Array, opts: PublishOptions = {}, timeoutMs = this.timeoutMs): Promise<Msg> {
     const id = this.next++;
-    return new Promise<Reply>((resolve, reject) => {
+    return new Promise<Msg>((resolve, reject) => {
       let h: ReturnType<typeof headers> | undefined;
       if (opts.msgId || opts.expectStream || opts.expectLastSubjectSeq !== undefined) {
         h = headers();
@@ -83,7 +97,7 @@ export class JetStreamPublisher {
         if (opts.expectStream) h.set("Nats-Expected-Stream", opts.expectStream);
         if (opts.expectLastSubjectSeq !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSeq));
       }
-      this.pending.set(id, { resolve, reject, deadline: this.now() + this.timeoutMs });
+      this.pending.set(id, { resolve, reject, deadline: this.now() + timeoutMs });
       this.later(() => {
         try {
           this.nc.publish(subject, data, { reply: `${this.prefix}${id}`, headers: h });
@@ -144,30 +158,16 @@ export class JetStreamPublisher {
       p.reject(named("NoResponders", `no JetStream stream answers for this subject (503)`));
       return;
     }
-    let body: Reply;
-    try {
-      body = JSON.parse(new TextDecoder().decode(msg.data));
-    } catch {
-      p.reject(named("JetStreamApiError", "unreadable PubAck"));
-      return;
-    }
-    if (body.error) {
-      const e = named("JetStreamApiError", body.error.description ?? "JetStream error") as Error & { status?: number; code?: number };
-      e.status = body.error.code;
-      e.code = body.error.err_code;
-      p.reject(e);
-      return;
-    }
-    p.resolve(body);
+    p.resolve(msg);
   }
 
-  /** Pending entries are in publish order, so the oldest are first: stop at the first live one. */
+  /** Fails what is past its deadline (reads and publishes have different timeouts: a full scan of what is in flight). */
   private sweep(): void {
     const t = this.now();
     for (const [id, p] of this.pending) {
-      if (p.deadline > t) break;
+      if (p.deadline > t) continue;
       this.pending.delete(id);
-      p.reject(named("TimeoutError", `no PubAck within ${this.timeoutMs} ms`));
+      p.reject(named("TimeoutError", "no reply from JetStream in time"));
     }
   }
 
@@ -188,4 +188,21 @@ function named(name: string, message: string): Error {
   const e = new Error(message);
   e.name = name;
   return e;
+}
+
+/** A PubAck or API answer: its JSON, or JetStreamApiError (with status and code) for an error. */
+function parseReply(msg: Msg): Reply {
+  let body: Reply;
+  try {
+    body = JSON.parse(new TextDecoder().decode(msg.data));
+  } catch {
+    throw named("JetStreamApiError", "unreadable PubAck");
+  }
+  if (body.error) {
+    const e = named("JetStreamApiError", body.error.description ?? "JetStream error") as Error & { status?: number; code?: number };
+    e.status = body.error.code;
+    e.code = body.error.err_code;
+    throw e;
+  }
+  return body;
 }
