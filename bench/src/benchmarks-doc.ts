@@ -1,5 +1,5 @@
 /**
- * docs/BENCHMARKS.md from bench/results/*.json: the DESIGN.md target table (met or missed,
+ * docs/BENCHMARKS.md from bench/results/*.json: the target table (targets.ts) (met or missed,
  * with the ratio), then one table per benchmark. Generated; edit the benchmarks, not the file.
  */
 import * as fs from "node:fs";
@@ -85,7 +85,7 @@ export function renderBenchmarksDoc(results: BenchResult[], commentary = ""): st
     "the same run (server), with samples interleaved. The machine is shared and noisy: ratios",
     "within one run are what matter, absolute figures move with the load average shown.",
     "",
-    "## DESIGN.md targets",
+    "## Targets",
     "",
     ...targetTable(results),
     "",

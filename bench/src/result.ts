@@ -3,7 +3,7 @@
  * each benchmark uses to write it: machine info, versions, mode, and each figure with its
  * unit, sample count and the reference measured in the same run.
  *
- * A figure that maps to a row of the DESIGN.md target table carries `target.row` (one of
+ * A figure that maps to a row of the target table (bench/src/targets.ts) carries `target.row` (one of
  * TARGET_ROWS in targets.ts) so docs/BENCHMARKS.md can list every target as met or missed.
  */
 import { execFileSync } from "node:child_process";
