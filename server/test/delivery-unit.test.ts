@@ -282,6 +282,39 @@ describe("service over an in-memory transport", () => {
     purges.mockRestore();
   });
 
+  it("purges a batch of live-pushed mail after checking the mailbox holds exactly what was delivered; never past mail it has not delivered", async () => {
+    lists.set("ugwen", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("ugsender", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const gwen = { accountId: "ugwen", deviceId: 1 };
+    const sender = client("ugsender", 1);
+    const sendOne = async (tag: string) => storedOf(await sender.send({ messageId: newMessageId(), sharedBody: bytes(tag), entries: entriesFor([gwen]) })).entries[0].sequence;
+    const inbox = new Inbox(client("ugwen", 1));
+    await inbox.waitDrained();
+    const purges = vi.spyOn(Mailboxes.prototype, "purgeBelow");
+    for (let i = 0; i < 4; i++) await sendOne(`p${i}`);
+    await inbox.waitForMessages(4);
+    expect((await client("ugwen", 1).ack({ sequences: inbox.messages.map((m) => m.sequence) })).deleted).toBe(4);
+    expect(purges).toHaveBeenCalledTimes(1);
+    expect(await mailboxSequences(conn, 2, gwen)).toEqual([]);
+    // Mail stored without any hint (as after a lost one): the stream has not delivered it.
+    const hidden = await mailboxes.append(
+      mailboxes.locate(gwen),
+      encodeRecord({ messageId: newMessageId(), senderAccountId: "ugsender", senderDeviceId: 1, timestampMs: Date.now(), entry: bytes("e"), body: bytes("hidden"), ephemeral: false }),
+      "hidden-1",
+    );
+    const live = [await sendOne("q0"), await sendOne("q1"), await sendOne("q2")];
+    await vi.waitFor(() => expect(inbox.messages.map((m) => m.sequence)).toEqual(expect.arrayContaining(live)));
+    purges.mockClear();
+    // The count (4 stored) differs from what the stream has in flight (3): one delete each, the hidden mail stays.
+    expect((await client("ugwen", 1).ack({ sequences: live })).deleted).toBe(3);
+    expect(purges).not.toHaveBeenCalled();
+    expect(await mailboxSequences(conn, 2, gwen)).toContain(hidden.seq);
+    // ... and arrives with the stream's next check.
+    await vi.waitFor(() => expect(inbox.messages.map((m) => text(m.sharedBody))).toContain("hidden"));
+    purges.mockRestore();
+    await inbox.close();
+  });
+
   it("keeps mail, bodies, attachments 30 days and idempotency records 24 hours", async () => {
     const day = 24 * 60 * 60 * 1e9;
     for (const name of ["SP_MAILBOX_0", "SP_MAILBOX_1", "SP_BODIES", "SP_ATTACHMENTS"]) {

@@ -1,9 +1,9 @@
 /**
  * Ack: delete acknowledged mail by sequence, only from the caller's own mailbox. A sequence
  * that is not the caller's is ignored exactly like one already acked (no oracle); a malformed
- * request deletes nothing. When the
- * acked sequences complete a prefix of the mailbox this instance's stream has read, one purge
- * deletes them all (ReceiveStream.purgeBound says when that is exact).
+ * request deletes nothing. When the acked sequences complete a prefix of the mailbox this
+ * instance's stream delivered, one purge deletes them all (ReceiveStream.purgePlan says when
+ * that is exact).
  * Ownership is proven by this instance's own stream (the sequence is in flight to this
  * device here) or by reading the message's subject (one get).
  */
@@ -15,6 +15,9 @@ import type { Mailboxes } from "./mailbox.js";
 import type { ReceiveHub } from "./receive-hub.js";
 import { storeOp } from "../nats/store-errors.js";
 import { invalid } from "./validation.js";
+
+/** A count check plus a purge is two requests: worth it from this many sequences on. */
+const COUNT_CHECK_MIN_BATCH = 3;
 
 export class Acker {
   constructor(
@@ -57,9 +60,16 @@ export class Acker {
 
     // Phase 2: delete. An acknowledged prefix of the mailbox goes in one purge (one request
     // for a whole batch); otherwise one pipelined delete per sequence.
-    const bound = owned.length === seqs.size ? local.map((s) => s.purgeBound(seqs)).find((b) => b !== undefined) : undefined;
+    const plan = owned.length === seqs.size ? local.map((s) => s.purgePlan(seqs)).find((p) => p !== undefined) : undefined;
+    let purge = plan?.verified ?? false;
+    if (plan && !purge && seqs.size >= COUNT_CHECK_MIN_BATCH) {
+      // Live-pushed mail: purge only if the mailbox holds exactly what the stream has in
+      // flight (then nothing undelivered can sit below the bound). New mail gets higher sequences.
+      purge = (await storeOp("the ack check", () => this.mailboxes.countStored(device))) === plan.known;
+    }
     let deleted: number;
-    if (bound !== undefined) {
+    if (plan && purge) {
+      const bound = plan.bound;
       const purged = await storeOp("deleting acked mail", () => this.mailboxes.purgeBelow(device, bound + 1));
       deleted = Math.min(purged, seqs.size);
     } else {

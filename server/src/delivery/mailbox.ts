@@ -110,6 +110,13 @@ export class Mailboxes {
     }
   }
 
+  /** How many messages one device's mailbox holds (one stream info with a subject filter). */
+  async countStored(d: DeviceRef): Promise<number> {
+    const loc = this.locate(d);
+    const info = await this.nats.publisher.api<{ state?: { subjects?: Record<string, number> } }>(`$JS.API.STREAM.INFO.${loc.stream}`, { subjects_filter: loc.subject });
+    return info.state?.subjects?.[loc.subject] ?? 0;
+  }
+
   /**
    * Deletes every message of one device's mailbox below `beforeSeq` with one request (an
    * acknowledged prefix: the caller proved nothing unacknowledged is stored below it).

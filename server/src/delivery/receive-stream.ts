@@ -142,18 +142,21 @@ export class ReceiveStream {
   }
 
   /**
-   * For an Ack of `sequences` (all delivered by this stream): the highest of them if every
-   * message of the mailbox at or below it is acknowledged by this Ack or earlier, so one purge
-   * below it deletes exactly acknowledged mail. That holds when reads covered it (at or below
-   * the cursor, from the start of the mailbox) and nothing delivered at or below it is unacked.
+   * Whether an Ack of `sequences` may delete with one purge below its highest sequence
+   * instead of one delete each. Undefined when something delivered at or below that bound
+   * stays unacked. `verified`: reads covered the bound (at or below the cursor, from the start
+   * of the mailbox), so every stored message at or below it was delivered. Otherwise (live
+   * push leaves the cursor behind) it is safe only if the mailbox stores exactly the `known`
+   * messages this stream has in flight: the Acker checks that count first.
    */
-  purgeBound(sequences: Set<number>): number | undefined {
-    if (this.floor !== 0 || sequences.size === 0) return undefined;
+  purgePlan(sequences: Set<number>): { bound: number; verified: boolean; known: number } | undefined {
+    if (sequences.size === 0) return undefined;
     let bound = 0;
     for (const q of sequences) if (q > bound) bound = q;
-    if (bound > this.cursor) return undefined;
     for (const q of this.inFlight) if (q <= bound && !sequences.has(q)) return undefined;
-    return bound;
+    const verified = this.floor === 0 && bound <= this.cursor;
+    if (!verified) for (const q of sequences) if (!this.inFlight.has(q)) return undefined;
+    return { bound, verified, known: this.inFlight.size };
   }
 
   /** A stored record of this device (live push); anything it cannot take now is read later. */
