@@ -31,6 +31,10 @@ export interface ServerConfig {
   logLevel: LogLevel;
   /** Seconds to wait for streams to drain on shutdown. */
   shutdownGraceSeconds: number;
+  /** CreateAccount per caller address per hour, across all instances. */
+  accountsPerAddressPerHour: number;
+  /** One-time prekeys handed out per target device per minute, across all instances. */
+  oneTimePrekeysPerDevicePerMinute: number;
 }
 
 interface OptionSpec {
@@ -55,6 +59,8 @@ const options: OptionSpec[] = [
   { key: "tlsCert", flag: "tls-cert", env: "SEALPOST_TLS_CERT", type: "string", default: "", help: "TLS certificate (PEM); with --tls-key serves TLS with ALPN h2/http1.1" },
   { key: "tlsKey", flag: "tls-key", env: "SEALPOST_TLS_KEY", type: "string", default: "", help: "TLS private key (PEM)" },
   { key: "logLevel", flag: "log-level", env: "SEALPOST_LOG_LEVEL", type: "string", default: "info", help: "debug, info, warn or error" },
+  { key: "accountsPerAddressPerHour", flag: "accounts-per-hour", env: "SEALPOST_ACCOUNTS_PER_ADDRESS_PER_HOUR", type: "number", default: 30, help: "CreateAccount per caller address per hour, all instances together (raise it behind a proxy that hides client addresses)" },
+  { key: "oneTimePrekeysPerDevicePerMinute", flag: "otpk-per-minute", env: "SEALPOST_ONE_TIME_PREKEYS_PER_DEVICE_PER_MINUTE", type: "number", default: 30, help: "one-time prekeys handed out per device per minute (past it bundles come without one)" },
   { key: "shutdownGraceSeconds", flag: "shutdown-grace", env: "SEALPOST_SHUTDOWN_GRACE_SECONDS", type: "number", default: 10, help: "seconds to let streams drain on shutdown" },
 ];
 

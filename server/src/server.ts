@@ -77,7 +77,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     setMaxListeners(0, shutdown.signal);
     const context: ServerContext = { config, log, nats, layout, tokens, now, random, shutdownSignal: shutdown.signal };
 
-    const directory = await createDirectory(context, deps.directory);
+    const directory = await createDirectory(context, {
+      ...deps.directory,
+      limits: { accountsPerAddressPerHour: config.accountsPerAddressPerHour, oneTimePrekeysPerDevicePerMinute: config.oneTimePrekeysPerDevicePerMinute, ...deps.directory?.limits },
+    });
     const auth = new Authenticator(tokens, directory.deviceStatus);
     const delivery = await createDelivery(context, auth, directory, deps.delivery);
     const health = new HealthStatus([DirectoryService.typeName, DeliveryService.typeName]);

@@ -9,7 +9,9 @@ import { createLogger, silentLogger } from "@sealpost/server/logger.js";
 export async function startTestServer(natsUrl: string, over: Partial<ServerConfig> = {}, deps: ServerDeps = {}): Promise<RunningServer> {
   const log = process.env.SEALPOST_TEST_LOGS ? createLogger("debug") : silentLogger;
   return startServer(
-    defaultConfig({ natsUrl, port: 0, host: "127.0.0.1", shutdownGraceSeconds: 1, tokenSecret: "test-secret-test-secret-test-secret!", ...over }),
-    { log, ...deps },
+    // Tests create accounts and claim prekeys by the hundred from one address: the abuse
+    // limits are raised here and lowered by the tests that check them.
+    defaultConfig({ natsUrl, port: 0, host: "127.0.0.1", shutdownGraceSeconds: 1, tokenSecret: "test-secret-test-secret-test-secret!", accountsPerAddressPerHour: 1e6, oneTimePrekeysPerDevicePerMinute: 1e6, ...over }),
+    { log, ...deps, delivery: { ...deps.delivery, limits: { streamOpensPerMinute: 1e6, ...deps.delivery?.limits } } },
   );
 }

@@ -31,7 +31,7 @@ const server = await startServer(
   {
     log: silentLogger,
     delivery: { limits: { sendsPerMinute: 1e9 } },
-    directory: { limits: { challengesPerMinute: 1e6, uploadsPerMinute: 1e6, claimsPerMinute: 1e6 } },
+    directory: { limits: { challengesPerMinute: 1e6, uploadsPerMinute: 1e6, claimsPerMinute: 1e6, accountsPerAddressPerHour: 1e9, oneTimePrekeysPerDevicePerMinute: 1e9 } },
   },
 );
 process.stdout.write(JSON.stringify({ url: server.url }) + "\n");

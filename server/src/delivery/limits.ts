@@ -22,6 +22,11 @@ export interface DeliveryLimits {
   attachmentsPerMinute: number;
   /** Sequences in one Ack (the schema says 1 to 1000). */
   maxAckSequences: number;
+  /**
+   * Receive streams and Sessions one device may open per minute on an instance: each new one
+   * replaces the last, so without a bound one device could churn thousands of them.
+   */
+  streamOpensPerMinute: number;
 }
 
 export const defaultLimits: DeliveryLimits = {
@@ -37,6 +42,7 @@ export const defaultLimits: DeliveryLimits = {
   sendsPerMinute: 6000,
   attachmentsPerMinute: 60,
   maxAckSequences: 1000,
+  streamOpensPerMinute: 60,
 };
 
 export function limitsMessage(l: DeliveryLimits): ServerLimits {

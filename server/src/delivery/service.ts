@@ -22,7 +22,7 @@ import { ReceiveHub } from "./receive-hub.js";
 import { ReceiveStream } from "./receive-stream.js";
 import { Sender } from "./send.js";
 import { runSession } from "./session.js";
-import { invalid } from "./validation.js";
+import { exhausted, invalid } from "./validation.js";
 
 /** Single-message gets take well under a millisecond; one lost in a NATS reconnect is retried after this. */
 const READ_TIMEOUT_MS = 2_000;
@@ -55,9 +55,11 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, reads, ctx.layout.replicas > 1, ctx.nats.publisher);
   const rate = new RateLimiter(limits.sendsPerMinute, ctx.now);
   const attachmentRate = new RateLimiter(limits.attachmentsPerMinute, ctx.now);
+  const streamOpens = new RateLimiter(limits.streamOpensPerMinute, ctx.now);
   const pruneTimer = setInterval(() => {
     rate.prune();
     attachmentRate.prune();
+    streamOpens.prune();
   }, 60_000);
   pruneTimer.unref();
   const hub = new ReceiveHub(ctx.nats, ctx.now, options.checkIntervalMs);
@@ -91,6 +93,10 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
 
   /** The caller's mailbox as a stream of events (Receive, and the mailbox of a Session). */
   async function* mailbox(device: AuthenticatedDevice, req: ReceiveRequest, signal: AbortSignal): AsyncGenerator<ReceiveResponse> {
+    const key = `${device.accountId}/${device.deviceId}`;
+    if (!streamOpens.take(key)) {
+      throw exhausted(`stream rate limit exceeded for device ${key}: at most ${limits.streamOpensPerMinute} mailbox streams (Receive, or receive on a Session) per minute; retry in ${streamOpens.retryAfterSeconds(key)} s`);
+    }
     if (req.afterSequence > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`after_sequence ${req.afterSequence} is out of range`);
     if (req.maxInFlight > limits.maxInFlight) {
       throw invalid(`max_in_flight ${req.maxInFlight} exceeds the server's max_in_flight ${limits.maxInFlight} (0 means the server maximum)`);

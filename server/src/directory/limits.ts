@@ -21,6 +21,17 @@ export interface DirectoryLimits {
    * can share one address (NAT).
    */
   challengesPerMinute: number;
+  /**
+   * CreateAccount per caller address per hour, shared by every instance (nats/window-limit.ts):
+   * nobody mints accounts by the hundred to claim prekeys or spam from.
+   */
+  accountsPerAddressPerHour: number;
+  /**
+   * One-time prekeys handed out per target device per minute, shared by every instance. Past
+   * it, bundles come without a one-time prekey (sessions still start), so strangers cannot
+   * drain a device's supply.
+   */
+  oneTimePrekeysPerDevicePerMinute: number;
 }
 
 export const defaultDirectoryLimits: DirectoryLimits = {
@@ -34,6 +45,8 @@ export const defaultDirectoryLimits: DirectoryLimits = {
   claimsPerMinute: 300,
   uploadsPerMinute: 30,
   challengesPerMinute: 600,
+  accountsPerAddressPerHour: 30,
+  oneTimePrekeysPerDevicePerMinute: 30,
 };
 
 /** Account ids are NATS subject tokens in KV keys and token fields: no dots, no wildcards. */

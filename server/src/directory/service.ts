@@ -27,6 +27,9 @@ import { DeviceListCache } from "./device-list-cache.js";
 import { InstanceSync } from "./instance-sync.js";
 import { watchAccounts } from "./watch-stream.js";
 import { StreamReads } from "../nats/stream-reads.js";
+import { WindowLimit } from "../nats/window-limit.js";
+import { whenJetStreamReady } from "../nats/connection.js";
+import { storeOp } from "../nats/store-errors.js";
 
 /** An account's current device list, as the delivery service needs it for Send checks. */
 export interface CurrentDeviceList {
@@ -76,6 +79,9 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   const claimLimiter = new RateLimiter(limits.claimsPerMinute, ctx.now);
   const uploadLimiter = new RateLimiter(limits.uploadsPerMinute, ctx.now);
   const challengeLimiter = new RateLimiter(limits.challengesPerMinute, ctx.now);
+  const replicas = ctx.layout.replicas;
+  const registrations = await whenJetStreamReady(() => WindowLimit.open(ctx.nats.jsm, ctx.nats.publisher, "accounts", limits.accountsPerAddressPerHour, 60 * 60_000, replicas));
+  const prekeyDrain = await whenJetStreamReady(() => WindowLimit.open(ctx.nats.jsm, ctx.nats.publisher, "otpk", limits.oneTimePrekeysPerDevicePerMinute, 60_000, replicas));
   const hub = new DirectoryHub(ctx.log);
   // Device lists from memory for auth and Send checks; a change returns only after every
   // live instance applied it (device-list-cache.ts, instance-sync.ts).
@@ -148,7 +154,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   }
 
   const impl: Partial<ServiceImpl<typeof DirectoryService>> = {
-    async createAccount(req) {
+    async createAccount(req, hctx) {
       const first = parseSignedDeviceList(req.deviceList, limits);
       const device = validateFirstList(first);
       if (!req.signedPrekey) throw new ConnectError("signed_prekey is required", Code.InvalidArgument);
@@ -158,6 +164,10 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       checkBatchSize(req.oneTimePrekeys.length, limits);
       checkOneTimePrekeys(req.oneTimePrekeys);
       const accountId = first.list.accountId;
+      const caller = callerLimitKey(hctx.values.get(callerAddressKey));
+      if (!(await storeOp("the registration limit", () => registrations.take(caller)))) {
+        throw new ConnectError(`account creation rate limit exceeded for ${caller}: at most ${limits.accountsPerAddressPerHour} accounts per hour from one address`, Code.ResourceExhausted);
+      }
       if (!(await lists.create(first))) throw new ConnectError(`account ${accountId} already exists`, Code.AlreadyExists);
       // Prekeys only after the account is ours, so a rejected duplicate never touches the
       // existing account's keys. If this instance dies here the device uploads them later.
@@ -292,7 +302,8 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
             identity,
             signedPrekey: keys.signedPrekey,
             kemPrekey: keys.kemPrekey,
-            oneTimePrekey: await oneTime.claim(req.accountId, identity.deviceId),
+            // Past the per-device rate, no one-time prekey: the session still starts, the supply stays.
+            oneTimePrekey: (await prekeyDrain.take(`${req.accountId}/${identity.deviceId}`)) ? await oneTime.claim(req.accountId, identity.deviceId) : undefined,
           }),
         ),
       );

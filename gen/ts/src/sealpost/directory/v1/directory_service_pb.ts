@@ -655,7 +655,8 @@ export const DirectoryChangeKindSchema: GenEnum<DirectoryChangeKind> = /*@__PURE
 export const DirectoryService: GenService<{
   /**
    * Registers a new account with its first device. Unauthenticated: the request proves
-   * possession of the first device's identity key by its self-signed device list.
+   * possession of the first device's identity key by its self-signed device list. Limited per
+   * caller address across all instances (RESOURCE_EXHAUSTED names the limit).
    *
    * @generated from rpc sealpost.directory.v1.DirectoryService.CreateAccount
    */

@@ -143,8 +143,10 @@ export type KeyBundle = Message<"sealpost.directory.v1.KeyBundle"> & {
   kemPrekey?: KemPrekey | undefined;
 
   /**
-   * One one-time prekey, claimed for this caller; absent when the device has run out
-   * (session setup then proceeds without it, with weaker replay protection).
+   * One one-time prekey, claimed for this caller; absent when the device has run out, or
+   * when its one-time prekeys are being claimed faster than the server allows per device
+   * (so nobody can drain them); session setup then proceeds without it, with weaker replay
+   * protection.
    *
    * @generated from field: optional sealpost.directory.v1.OneTimePrekey one_time_prekey = 4;
    */
