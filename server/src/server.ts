@@ -23,6 +23,7 @@ import { Authenticator } from "./auth/authenticator.js";
 import { HealthStatus, healthService } from "./health/health-service.js";
 import { listenOnePort } from "./one-port.js";
 import { withCors } from "./cors.js";
+import { withPreAuthGate } from "./auth/pre-auth-gate.js";
 import { callLogInterceptor } from "./interceptors.js";
 import { callerContextValues } from "./caller-address.js";
 import { createDirectory, type DirectoryOptions } from "./directory/service.js";
@@ -111,7 +112,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const server = await listenOnePort({
       host: config.host,
       port: config.port,
-      handler: withCors(handler),
+      // CORS first (preflights, headers on every answer), then no work before authentication.
+      handler: withCors(withPreAuthGate(handler, tokens)),
       tls: config.tlsCert ? { certPath: config.tlsCert, keyPath: config.tlsKey } : undefined,
     });
     health.setAll(Status.SERVING);

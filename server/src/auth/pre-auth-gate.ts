@@ -1,0 +1,86 @@
+/**
+ * No work before authentication. A call to a method that needs a token, arriving without a
+ * valid one (missing, malformed, forged, expired), is answered UNAUTHENTICATED right here,
+ * from its headers alone: its body is never decompressed, buffered or parsed (it is read and
+ * dropped as it arrives, or the HTTP/1.1 connection is closed). Before this gate a 5 KB
+ * gzip body inflating to 5 MiB was decompressed and parsed before the handler refused it.
+ *
+ * The answer is the one connect-es gives, per protocol: Connect unary (HTTP 401 and a JSON
+ * error), Connect streaming (an end-stream message), gRPC and gRPC-Web (trailers-only with
+ * grpc-status 16). A token that is valid but belongs to a revoked device passes here and is
+ * refused by the handler (that needs the device list).
+ */
+import type { RequestHandler } from "../one-port.js";
+import type { TokenSigner } from "./tokens.js";
+
+/** Methods callable without a token: everything else needs `authorization: Bearer <token>`. */
+const OPEN_METHODS = new Set([
+  "/sealpost.directory.v1.DirectoryService/CreateAccount",
+  "/sealpost.directory.v1.DirectoryService/GetAuthChallenge",
+  "/sealpost.directory.v1.DirectoryService/Authenticate",
+  "/sealpost.directory.v1.DirectoryService/GetDeviceList",
+  "/sealpost.delivery.v1.DeliveryService/GetLimits",
+]);
+const OPEN_SERVICES = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/"];
+const GATED_SERVICES = ["/sealpost.directory.v1.DirectoryService/", "/sealpost.delivery.v1.DeliveryService/"];
+
+export function withPreAuthGate(handler: RequestHandler, tokens: TokenSigner): RequestHandler {
+  return (req, res) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (req.method !== "POST" || OPEN_METHODS.has(path) || OPEN_SERVICES.some((s) => path.startsWith(s)) || !GATED_SERVICES.some((s) => path.startsWith(s))) {
+      handler(req, res);
+      return;
+    }
+    const problem = tokenProblem(req.headers["authorization"], tokens);
+    if (!problem) {
+      handler(req, res);
+      return;
+    }
+    refuse(req, res, problem);
+  };
+}
+
+/** The handler's own message for each case (auth/authenticator.ts), or undefined for a valid token. */
+function tokenProblem(header: string | string[] | undefined, tokens: TokenSigner): string | undefined {
+  if (typeof header !== "string" || header === "") return "missing authorization header (expected 'Bearer <token>' from Authenticate)";
+  const m = /^bearer (\S+)$/i.exec(header);
+  if (!m) return "authorization header must be 'Bearer <token>'";
+  const claims = tokens.verify(m[1]);
+  if (claims === "malformed") return "malformed token";
+  if (claims === "bad-signature") return "token signature is invalid";
+  if (claims === "expired") return "token expired; authenticate again";
+  return undefined;
+}
+
+function refuse(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], message: string): void {
+  // Drop the body as it arrives (no buffering, no decompression); an HTTP/1.1 connection
+  // is closed after the answer.
+  req.on("error", () => {});
+  req.resume();
+  const h1 = !("stream" in req);
+  const contentType = String(req.headers["content-type"] ?? "");
+  const r = res as import("node:http").ServerResponse;
+  if (h1) r.setHeader("connection", "close");
+  if (contentType.startsWith("application/grpc")) {
+    // gRPC and gRPC-Web: trailers-only response.
+    r.writeHead(200, {
+      "content-type": contentType.split(";")[0],
+      "grpc-status": "16",
+      "grpc-message": encodeURIComponent(message),
+    });
+    r.end();
+  } else if (contentType.startsWith("application/connect+")) {
+    // Connect streaming: an end-stream message (flags 0x02) carrying the error.
+    const json = Buffer.from(JSON.stringify({ error: { code: "unauthenticated", message } }));
+    const frame = Buffer.alloc(5 + json.length);
+    frame[0] = 0x02;
+    frame.writeUInt32BE(json.length, 1);
+    json.copy(frame, 5);
+    r.writeHead(200, { "content-type": contentType.split(";")[0] });
+    r.end(frame);
+  } else {
+    // Connect unary (application/json or application/proto), or anything else.
+    r.writeHead(401, { "content-type": "application/json" });
+    r.end(JSON.stringify({ code: "unauthenticated", message }));
+  }
+}
