@@ -32,6 +32,12 @@ import type { ServerContext } from "./server-context.js";
 
 /** Largest request message: a Send with a 256 KiB body and 1000 entries of up to 4 KiB. */
 export const READ_MAX_BYTES = 5 * 1024 * 1024;
+/** Every other Delivery request: at most an attachment chunk (256 KiB) and its fields. */
+export const DELIVERY_READ_MAX_BYTES = 512 * 1024;
+/** Directory requests: a 16 KiB device list, 100 one-time prekeys, an ML-KEM key: tens of KiB. */
+export const DIRECTORY_READ_MAX_BYTES = 256 * 1024;
+/** Health and reflection. */
+const SMALL_READ_MAX_BYTES = 64 * 1024;
 /** Larger than any message we write, so no response is ever compressed. */
 const RESPONSE_COMPRESS_MIN_BYTES = 2 * READ_MAX_BYTES;
 
@@ -88,15 +94,22 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const handler = connectNodeAdapter({
       routes: (router) => {
-        router.service(Health, healthService(health));
-        router.service(DirectoryService, directory.impl);
-        router.service(DeliveryService, delivery.impl);
+        // Read limits per method family, applied after decompression too: a request (or a gzip
+        // bomb) larger than its method could ever need is refused before it is parsed.
+        router.service(Health, healthService(health), { readMaxBytes: SMALL_READ_MAX_BYTES });
+        router.service(DirectoryService, directory.impl, { readMaxBytes: DIRECTORY_READ_MAX_BYTES });
+        const { send, session, ...deliveryRest } = delivery.impl;
+        router.service(DeliveryService, deliveryRest, { readMaxBytes: DELIVERY_READ_MAX_BYTES });
+        // Send (and Session, which carries Sends) take a whole maximal Send.
+        if (send) router.rpc(DeliveryService.method.send, send.bind(delivery.impl), { readMaxBytes: READ_MAX_BYTES });
+        if (session) router.rpc(DeliveryService.method.session, session.bind(delivery.impl), { readMaxBytes: READ_MAX_BYTES });
         router.service(
           ServerReflection,
           reflectionService(
             [file_sealpost_directory_v1_directory_service, file_sealpost_delivery_v1_delivery_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection],
             [DirectoryService.typeName, DeliveryService.typeName, Health.typeName, ServerReflection.typeName],
           ),
+          { readMaxBytes: SMALL_READ_MAX_BYTES },
         );
       },
       interceptors: [callLogInterceptor(log, now)],

@@ -54,4 +54,11 @@ describe("pre-auth gate", () => {
     // GetLimits needs no token.
     expect((await call("connect-proto-h2", "/sealpost.delivery.v1.DeliveryService/GetLimits", new Uint8Array(0), {})).code).toBe("ok");
   });
+
+  it("bounds each method family's request size after decompression: a gzip bomb to an open method is refused before it is parsed", async () => {
+    const bomb = gzipSync(Buffer.alloc(5 * 1024 * 1024));
+    const res = await call("connect-proto-h2", "/sealpost.directory.v1.DirectoryService/CreateAccount", bomb, gzipHeader("connect-proto-h2"));
+    expect(res.code).toBe("resource_exhausted");
+    expect(res.message).toMatch(/larger than configured readMaxBytes 262144/);
+  });
 });

@@ -62,13 +62,16 @@ function refuse(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandl
   const r = res as import("node:http").ServerResponse;
   if (h1) r.setHeader("connection", "close");
   if (contentType.startsWith("application/grpc")) {
-    // gRPC and gRPC-Web: trailers-only response.
-    r.writeHead(200, {
-      "content-type": contentType.split(";")[0],
-      "grpc-status": "16",
-      "grpc-message": encodeURIComponent(message),
-    });
-    r.end();
+    // gRPC and gRPC-Web: trailers-only response. On HTTP/2 that must be ONE headers frame
+    // carrying END_STREAM (grpc-js and grpcio ignore a status in headers followed by an
+    // empty data frame), which only the native stream API sends.
+    const headers = { "content-type": contentType.split(";")[0], "grpc-status": "16", "grpc-message": encodeURIComponent(message) };
+    const stream = (res as { stream?: import("node:http2").ServerHttp2Stream }).stream;
+    if (stream) stream.respond({ ":status": 200, ...headers, ...corsHeaders(res) }, { endStream: true });
+    else {
+      r.writeHead(200, headers);
+      r.end();
+    }
   } else if (contentType.startsWith("application/connect+")) {
     // Connect streaming: an end-stream message (flags 0x02) carrying the error.
     const json = Buffer.from(JSON.stringify({ error: { code: "unauthenticated", message } }));
@@ -83,4 +86,11 @@ function refuse(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandl
     r.writeHead(401, { "content-type": "application/json" });
     r.end(JSON.stringify({ code: "unauthenticated", message }));
   }
+}
+
+/** Headers already set on the compat response (CORS), carried over to a native respond(). */
+function corsHeaders(res: Parameters<RequestHandler>[1]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of res.getHeaderNames()) out[name] = String(res.getHeader(name));
+  return out;
 }
