@@ -32,6 +32,14 @@ export const H2_MAX_CONCURRENT_STREAMS = 2_000;
  * is busy overflowed it and clients saw ECONNRESET (a 2,000-call flood: ~10-25% reset).
  */
 export const LISTEN_BACKLOG = 4_096;
+/**
+ * A request whose body is one message (every call but a client-streaming or bidirectional
+ * one) must arrive whole within this; a body that trickles or never ends holds memory and a
+ * handler: its stream is reset (HTTP/2) or its connection closed (HTTP/1.1).
+ */
+export const REQUEST_BODY_TIMEOUT_MS = 15_000;
+/** HTTP/1.1 request headers must be complete within this (Node checks every half of it). */
+export const HEADERS_TIMEOUT_MS = 15_000;
 
 export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -46,9 +54,13 @@ export interface OnePortOptions {
   port: number;
   handler: RequestHandler;
   tls?: { certPath: string; keyPath: string };
-  /** Defaults FIRST_BYTES_TIMEOUT_MS and H2_IDLE_TIMEOUT_MS (tests lower them). */
+  /** Defaults FIRST_BYTES_TIMEOUT_MS, H2_IDLE_TIMEOUT_MS, REQUEST_BODY_TIMEOUT_MS, HEADERS_TIMEOUT_MS (tests lower them). */
   firstBytesTimeoutMs?: number;
   h2IdleTimeoutMs?: number;
+  requestBodyTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  /** Paths whose request body is a long-lived stream (bidirectional calls): no body deadline. */
+  streamingRequest?: (path: string) => boolean;
 }
 
 export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer> {
@@ -56,6 +68,8 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
   const h2Sessions = new Set<http2.Http2Session>();
   const h2IdleMs = opts.h2IdleTimeoutMs ?? H2_IDLE_TIMEOUT_MS;
   const firstBytesMs = opts.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS;
+  const headersMs = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+  const handler = withBodyDeadline(opts.handler, opts.requestBodyTimeoutMs ?? REQUEST_BODY_TIMEOUT_MS, opts.streamingRequest ?? (() => false));
   const trackSessions = (server: http2.Http2Server | http2.Http2SecureServer) =>
     server.on("session", (s: http2.Http2Session) => {
       h2Sessions.add(s);
@@ -69,17 +83,22 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
   if (opts.tls) {
     const secure = http2.createSecureServer(
       { cert: readFileSync(opts.tls.certPath), key: readFileSync(opts.tls.keyPath), allowHTTP1: true, settings },
-      opts.handler as never,
+      handler as never,
     );
     trackSessions(secure);
     outer = secure;
   } else {
-    h1 = http.createServer(opts.handler as http.RequestListener);
-    // Long-lived server streams must not be cut by Node's default request timeouts.
+    h1 = http.createServer({ connectionsCheckingInterval: Math.max(50, Math.floor(headersMs / 2)) }, handler as http.RequestListener);
+    // Long-lived server streams must not be cut by Node's default request timeouts; bodies
+    // of single-message requests have their own deadline (withBodyDeadline).
     h1.requestTimeout = 0;
-    h1.headersTimeout = 60_000;
+    h1.headersTimeout = headersMs;
+    // Node enforces headersTimeout from a timer it starts when the server emits 'listening'.
+    // This server never listens (the outer one hands it sockets), so without this the timer
+    // never ran and headers trickled in a line at a time were never cut.
+    h1.emit("listening");
     h1.keepAliveTimeout = 65_000;
-    const h2 = http2.createServer({ settings }, opts.handler as never);
+    const h2 = http2.createServer({ settings }, handler as never);
     trackSessions(h2);
     const http1 = h1;
     outer = net.createServer((socket) => {
@@ -132,6 +151,8 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
         await new Promise((r) => setTimeout(r, 50));
       }
       for (const s of sockets) s.destroy();
+      // Stops the headers-timeout timer ('listening' above); it was never listening itself.
+      h1?.close(() => {});
       await closed;
     },
   };
@@ -167,4 +188,26 @@ function closeWhenIdle(session: http2.Http2Session, idleMs: number): void {
       if (--open === 0) arm();
     });
   });
+}
+
+/**
+ * Resets a request whose single-message body has not fully arrived within `ms` (a trickle or
+ * a body that never ends). Client-streaming and bidirectional calls are exempt.
+ */
+function withBodyDeadline(handler: RequestHandler, ms: number, streamingRequest: (path: string) => boolean): RequestHandler {
+  return (req, res) => {
+    if (req.method === "POST" && !streamingRequest((req.url ?? "").split("?")[0]) && !req.readableEnded) {
+      const timer = setTimeout(() => {
+        if (req.readableEnded) return;
+        const stream = (req as http2.Http2ServerRequest).stream as http2.ServerHttp2Stream | undefined;
+        if (stream) stream.close(http2.constants.NGHTTP2_CANCEL);
+        else req.socket?.destroy();
+      }, ms);
+      timer.unref();
+      const done = () => clearTimeout(timer);
+      req.once("end", done);
+      req.once("close", done);
+    }
+    handler(req, res);
+  };
 }

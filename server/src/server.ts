@@ -128,6 +128,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       // CORS first (preflights, headers on every answer), then no work before authentication.
       handler: withCors(withPreAuthGate(handler, tokens)),
       tls: config.tlsCert ? { certPath: config.tlsCert, keyPath: config.tlsKey } : undefined,
+      // The Session's request body is the client's stream of sends: no body deadline.
+      streamingRequest: (path) => path === `/${DeliveryService.typeName}/${DeliveryService.method.session.name}`,
     });
     health.setAll(Status.SERVING);
     watchNatsStatus(nats, health, log);
