@@ -13,6 +13,9 @@
  *   session_routed      the same 1 KiB routing over DeliveryService.Session streams: 8 sender
  *                       sessions with 128 sends in flight each, 8 receiver sessions (mailbox
  *                       and acks on the stream); current server only
+ *   scaleout_one_instance / scaleout_two_instances  the session load on one instance, and spread
+ *                       over two instances of the current server on the same NATS (half the
+ *                       messages cross instances), interleaved; per_server_core counts both
  *   latency_<r>_p50/p95/p99/max  Send (intended start, open loop at r msg/s) -> the message
  *                       arrives on the Receive stream; reference: publish -> PubAck latency
  *                       at the same offered load
@@ -63,7 +66,7 @@ const MAX_OUTSTANDING = 20_000;
 const SIZES = [256, 1024, 16 * 1024, 256 * 1024];
 const DEVICES_PER_SEND = [1, 8, 64];
 /** --figures a,b: run only these groups (send_routed, latency, catchup, scale, idle). */
-const GROUPS = (arg("--figures") ?? "send_routed,session_routed,latency,catchup,scale,idle").split(",");
+const GROUPS = (arg("--figures") ?? "send_routed,session_routed,scale_out,latency,catchup,scale,idle").split(",");
 /** Sends each session keeps in flight (session_routed). */
 const SESSION_IN_FLIGHT = 128;
 const want = (g: string) => GROUPS.includes(g);
@@ -165,10 +168,12 @@ async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlig
  * stream), for `ms`. Devices of their own (a session's mailbox would replace the Receive
  * streams of the unary figures). Returns deliveries/s and per server-side CPU second.
  */
-async function sessionRate(rig: Rig, pair: { senders: BenchSession[]; receivers: BenchSession[]; to: BenchDevice[] }, ms: number): Promise<{ deliveries: number; perServerCore: number }> {
+async function sessionRate(rig: Rig, pair: { senders: BenchSession[]; receivers: BenchSession[]; to: BenchDevice[] }, ms: number, morePids: number[] = []): Promise<{ deliveries: number; perServerCore: number }> {
   const body = new Uint8Array(1024).fill(9);
   const arrivals = () => pair.receivers.reduce((n, r) => n + r.arrivals, 0);
   const a0 = arrivals();
+  const moreCpu = () => morePids.reduce((t, pid) => t + cpuSeconds(pid), 0);
+  const more0 = moreCpu();
   const cpu0 = serverSideCpu(rig);
   const server0 = cpuSeconds(rig.server.pid);
   const start = performance.now();
@@ -187,9 +192,11 @@ async function sessionRate(rig: Rig, pair: { senders: BenchSession[]; receivers:
   const delivered = arrivals() - a0;
   const until = performance.now() + 30_000;
   while (arrivals() < a0 + expected && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
-  const cpu = serverSideCpu(rig) - cpu0;
+  if (arrivals() < a0 + expected) log(`${rig.label}: ${a0 + expected - arrivals()} session messages missing after 30 s`);
+  const more = moreCpu() - more0;
+  const cpu = serverSideCpu(rig) - cpu0 + more;
   const serverCpu = cpuSeconds(rig.server.pid) - server0;
-  if (process.env.BENCH_CPU_SPLIT) log(`${rig.label}: session ${arrivals() - a0} deliveries, server ${serverCpu.toFixed(2)} s + nats-server ${(cpu - serverCpu).toFixed(2)} s CPU`);
+  if (process.env.BENCH_CPU_SPLIT) log(`${rig.label}: session ${arrivals() - a0} deliveries, server ${serverCpu.toFixed(2)} s${morePids.length ? ` + other instances ${more.toFixed(2)} s` : ""} + nats-server ${(cpu - serverCpu - more).toFixed(2)} s CPU`);
   await settle();
   return { deliveries: (delivered * 1000) / elapsed, perServerCore: cpu > 0 ? (arrivals() - a0) / cpu : 0 };
 }
@@ -394,6 +401,59 @@ async function main(): Promise<void> {
         params: { body_bytes: 1024 },
       });
       log(`${cur.label}: session_routed ${round(v)} msg/s (${rates.map((x) => round(x)).join(" ")}); ${round(median(perCore))} per server-side core-second`);
+    }
+
+    // 1c. Scale out: the same Session load on one instance and spread over two instances of
+    // the current server (same NATS), samples interleaved. Half the messages cross instances.
+    if (want("scale_out")) {
+      log("scale_out");
+      const cur = rigs[0];
+      const second = await startBenchServer({ label: "current-2", natsUrl: nats.url });
+      const tag = Date.now().toString(36);
+      const one = await createBenchDevices(provider, cur.server.url, `o-${tag}`, 2 * SENDERS);
+      const two = await createBenchDevices(provider, cur.server.url, `t-${tag}`, 2 * SENDERS);
+      const pools = [deliveryPool(cur.server.url, 4), deliveryPool(second.url, 4)];
+      const setup = async (devices: BenchDevice[], spread: boolean) => {
+        const at = (i: number) => pools[spread ? i % 2 : 0].at(i);
+        const senders = devices.slice(0, SENDERS).map((d, i) => new BenchSession(at(i), d));
+        // Receivers on the other instance than the sender with the same index.
+        const receivers = devices.slice(SENDERS).map((d, i) => new BenchSession(at(i + 1), d, cur.ids));
+        await Promise.all(receivers.map((r) => r.receive()));
+        return { senders, receivers, to: devices.slice(SENDERS) };
+      };
+      const single = await setup(one, false);
+      const spread = await setup(two, true);
+      await sessionRate(cur, single, P.sampleMs / 3);
+      await sessionRate(cur, spread, P.sampleMs / 3, [second.pid]);
+      const r1: number[] = [];
+      const r2: number[] = [];
+      const c1: number[] = [];
+      const c2: number[] = [];
+      for (let i = 0; i < P.samples; i++) {
+        const a = await sessionRate(cur, single, P.sampleMs);
+        const b = await sessionRate(cur, spread, P.sampleMs, [second.pid]);
+        r1.push(a.deliveries);
+        c1.push(a.perServerCore);
+        r2.push(b.deliveries);
+        c2.push(b.perServerCore);
+      }
+      await Promise.all([...single.senders, ...single.receivers, ...spread.senders, ...spread.receivers].map((x) => x.close()));
+      pools.forEach((p) => p.close());
+      await second.stop();
+      const oneRef = { name: "the same load on one instance", value: round(median(r1)), unit: "msg/s", samples: r1.length, sampleValues: r1.map((x) => round(x)) };
+      for (const [n, rates, cores] of [[1, r1, c1], [2, r2, c2]] as const) {
+        figures.push({
+          name: n === 1 ? "scaleout_one_instance" : "scaleout_two_instances",
+          implementation: impl(cur),
+          value: round(median(rates)),
+          unit: "msg/s",
+          samples: P.samples,
+          sampleValues: rates.map((x) => round(x)),
+          ...(n === 2 ? { reference: oneRef, ratio: ratio(median(r2), median(r1)) } : {}),
+          params: { instances: n, body_bytes: 1024, sessions: 2 * SENDERS, per_server_core: round(median(cores)) },
+        });
+      }
+      log(`scale_out: one instance ${round(median(r1))} msg/s (${round(median(c1))} per server core), two instances ${round(median(r2))} msg/s (${round(median(c2))} per server core)`);
     }
 
     // 2. Latency at fixed offered loads.
