@@ -15,32 +15,11 @@ import {
   type SessionResponse,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { createTestAccount, useTestServer, type TestDevice } from "@sealpost/test-support/index.js";
+import { Pushable } from "@sealpost/client/util/pushable.js";
 import { bytes, deliveryOf, entriesFor, Inbox, mailboxSequences, newMessageId, text } from "./delivery-helpers.js";
 
 const server = useTestServer();
 
-/** A client-side request stream the test writes to. */
-class Requests implements AsyncIterable<SessionRequest> {
-  private readonly queue: SessionRequest[] = [];
-  private wake: (() => void) | undefined;
-  private ended = false;
-  push(r: Parameters<typeof create<typeof SessionRequestSchema>>[1]): void {
-    this.queue.push(create(SessionRequestSchema, r));
-    this.wake?.();
-  }
-  end(): void {
-    this.ended = true;
-    this.wake?.();
-  }
-  async *[Symbol.asyncIterator]() {
-    for (;;) {
-      while (this.queue.length) yield this.queue.shift()!;
-      if (this.ended) return;
-      await new Promise<void>((r) => (this.wake = r));
-      this.wake = undefined;
-    }
-  }
-}
 
 /** Opens a Session for `device` (its token, or `token`) and records every response. */
 function openSession(device: TestDevice, protocol: "connect" | "grpc", token = device.token) {
@@ -52,12 +31,16 @@ function openSession(device: TestDevice, protocol: "connect" | "grpc", token = d
     protocol === "grpc"
       ? createGrpcTransport({ baseUrl: server.url, interceptors: [auth] })
       : createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true, interceptors: [auth] });
-  const requests = new Requests();
+  const pushable = new Pushable<SessionRequest>();
+  const requests = {
+    push: (r: Parameters<typeof create<typeof SessionRequestSchema>>[1]) => pushable.push(create(SessionRequestSchema, r)),
+    end: () => pushable.end(),
+  };
   const responses: SessionResponse[] = [];
   const abort = new AbortController();
   const done = (async () => {
     try {
-      for await (const r of createClient(DeliveryService, transport).session(requests, { signal: abort.signal })) responses.push(r);
+      for await (const r of createClient(DeliveryService, transport).session(pushable, { signal: abort.signal })) responses.push(r);
       return undefined;
     } catch (e) {
       return ConnectError.from(e);

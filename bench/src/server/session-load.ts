@@ -7,11 +7,11 @@ import { create } from "@bufbuild/protobuf";
 import { SessionRequestSchema, type SendRequest, type SessionRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { BenchDevice } from "./bench-accounts.js";
 import type { DeliveryClient, MessageIds } from "./delivery-load.js";
+import { Pushable } from "@sealpost/client/util/pushable.js";
 
 export class BenchSession {
   arrivals = 0;
-  private readonly queue: SessionRequest[] = [];
-  private wake: (() => void) | undefined;
+  private readonly requests = new Pushable<SessionRequest>();
   private readonly pending = new Map<bigint, { resolve(): void; reject(e: Error): void }>();
   private nextId = 1n;
   private readonly acks: bigint[] = [];
@@ -25,20 +25,9 @@ export class BenchSession {
     private readonly device: BenchDevice,
     private readonly ids?: MessageIds,
   ) {
-    const self = this;
-    const requests = {
-      async *[Symbol.asyncIterator]() {
-        for (;;) {
-          while (self.queue.length) yield self.queue.shift()!;
-          if (self.abort.signal.aborted) return;
-          await new Promise<void>((r) => (self.wake = r));
-          self.wake = undefined;
-        }
-      },
-    };
     this.done = (async () => {
       try {
-        for await (const r of client.session(requests, { headers: device.headers, signal: this.abort.signal })) {
+        for await (const r of client.session(this.requests, { headers: device.headers, signal: this.abort.signal })) {
           if (r.kind.case === "sendResult") {
             const p = this.pending.get(r.kind.value.id);
             this.pending.delete(r.kind.value.id);
@@ -66,8 +55,7 @@ export class BenchSession {
   }
 
   private push(r: SessionRequest): void {
-    this.queue.push(r);
-    this.wake?.();
+    this.requests.push(r);
   }
 
   private flushAcks(): void {
@@ -94,7 +82,7 @@ export class BenchSession {
 
   async close(): Promise<void> {
     this.abort.abort();
-    this.wake?.();
+    this.requests.end();
     await this.done;
   }
 

@@ -20,6 +20,8 @@ import {
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SendRequestSchema, AckRequestSchema, SendResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { Pushable } from "./util/pushable.js";
+import { RETRY_AFTER_HEADER } from "./failure-kinds.js";
 
 type SendInit = MessageInitShape<typeof SendRequestSchema>;
 type AckInit = MessageInitShape<typeof AckRequestSchema>;
@@ -88,34 +90,22 @@ export class DeliveryChannel {
 
 class OpenSession {
   ended = false;
-  private readonly queue: SessionRequest[] = [];
-  private wake: (() => void) | undefined;
+  private readonly requests = new Pushable<SessionRequest>();
   private readonly pending = new Map<bigint, Pending>();
   private nextId = 1n;
   private readonly abort = new AbortController();
 
   constructor(delivery: Client<typeof DeliveryService>) {
-    const self = this;
-    const requests: AsyncIterable<SessionRequest> = {
-      async *[Symbol.asyncIterator]() {
-        for (;;) {
-          while (self.queue.length) yield self.queue.shift()!;
-          if (self.ended) return;
-          await new Promise<void>((r) => (self.wake = r));
-          self.wake = undefined;
-        }
-      },
-    };
     void (async () => {
       let failure: ConnectError;
       try {
-        for await (const r of delivery.session(requests, { signal: this.abort.signal })) this.onResponse(r);
+        for await (const r of delivery.session(this.requests, { signal: this.abort.signal })) this.onResponse(r);
         failure = new ConnectError("session ended; retry", Code.Unavailable);
       } catch (err) {
         failure = ConnectError.from(err);
       }
       this.ended = true;
-      this.wake?.();
+      this.requests.end();
       for (const p of this.pending.values()) p.reject(failure);
       this.pending.clear();
     })();
@@ -126,14 +116,13 @@ class OpenSession {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.queue.push(create(SessionRequestSchema, make(id)));
-      this.wake?.();
+      this.requests.push(create(SessionRequestSchema, make(id)));
     });
   }
 
   close(): void {
     this.ended = true;
-    this.wake?.();
+    this.requests.end();
     this.abort.abort();
   }
 
@@ -152,7 +141,7 @@ class OpenSession {
 /** The ConnectError the unary call would have thrown (same code, message, retry header). */
 function errorOf(e: SessionError): ConnectError {
   const code = (Code as unknown as Record<string, Code>)[e.code.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()).replace(/^./, (c) => c.toUpperCase())] ?? Code.Unknown;
-  const err = new ConnectError(e.message, code, e.retryAfterMs ? { "sealpost-retry-after-ms": String(e.retryAfterMs) } : undefined);
+  const err = new ConnectError(e.message, code, e.retryAfterMs ? { [RETRY_AFTER_HEADER]: String(e.retryAfterMs) } : undefined);
   // An UNIMPLEMENTED result is about the request, not a server without Session.
   (err as { fromResult?: boolean }).fromResult = true;
   return err;

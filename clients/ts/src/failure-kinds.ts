@@ -16,8 +16,7 @@ export function isEnvironmentFailure(err: unknown): boolean {
       case Code.Unauthenticated:
         return true;
       case Code.ResourceExhausted:
-        // Rate limits and an overloaded server (it says when to retry), not size limits.
-        return /rate limit/i.test(err.rawMessage) || err.metadata.has("sealpost-retry-after-ms");
+        return isRetryableExhaustion(err);
       default:
         return false;
     }
@@ -25,4 +24,12 @@ export function isEnvironmentFailure(err: unknown): boolean {
   // Node system errors (ENOSPC, EIO, EACCES, ECONNREFUSED...) carry a string code and a syscall.
   const e = err as { code?: unknown; syscall?: unknown } | undefined;
   return typeof e?.code === "string" && typeof e.syscall === "string";
+}
+
+/** The header an overloaded server sets on RESOURCE_EXHAUSTED: retry after this many ms. */
+export const RETRY_AFTER_HEADER = "sealpost-retry-after-ms";
+
+/** RESOURCE_EXHAUSTED that passes with time (a rate limit, an overloaded server), not a size limit. */
+export function isRetryableExhaustion(err: ConnectError): boolean {
+  return /rate limit/i.test(err.rawMessage) || err.metadata.has(RETRY_AFTER_HEADER);
 }

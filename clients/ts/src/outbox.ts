@@ -41,7 +41,7 @@ import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
 import type { ContactDirectory } from "./contact-directory.js";
 import type { ConversationStore, DeviceRef, OutboxItem } from "./conversation-store.js";
 import type { MessengerEvent } from "./events.js";
-import { isEnvironmentFailure } from "./failure-kinds.js";
+import { isEnvironmentFailure, isRetryableExhaustion } from "./failure-kinds.js";
 import { MessengerError, messengerErrorOf } from "./messenger-errors.js";
 import type { ServerApi } from "./server-api.js";
 
@@ -80,8 +80,7 @@ export function isTransient(err: unknown): boolean {
       case Code.Unimplemented:
         return false;
       case Code.ResourceExhausted:
-        // Rate limits and an overloaded server (it says when to retry) pass; size limits do not.
-        return /rate limit/i.test(err.rawMessage) || err.metadata.has("sealpost-retry-after-ms");
+        return isRetryableExhaustion(err);
       default:
         return true;
     }

@@ -8,6 +8,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { codeNames, type BidiStream, type CallOptions, type CallResult, type JsonObject, type ServerStream, type Stack } from "./stack.js";
 import { EventQueue } from "./event-queue.js";
 import { findMethod } from "./schema-registry.js";
+import { Pushable } from "@sealpost/client/util/pushable.js";
 
 export type ConnectProtocol = "connect" | "grpc" | "grpc-web";
 
@@ -138,28 +139,6 @@ export class ConnectEsStack implements Stack {
   async close(): Promise<void> {}
 }
 
-/** An async iterable the runner writes to (the request side of a bidi stream). */
-class Pushable<T> implements AsyncIterable<T> {
-  readonly #items: T[] = [];
-  #wake: (() => void) | undefined;
-  #ended = false;
-  push(v: T): void {
-    this.#items.push(v);
-    this.#wake?.();
-  }
-  end(): void {
-    this.#ended = true;
-    this.#wake?.();
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      while (this.#items.length) yield this.#items.shift()!;
-      if (this.#ended) return;
-      await new Promise<void>((r) => (this.#wake = r));
-      this.#wake = undefined;
-    }
-  }
-}
 
 async function* single<T>(value: T): AsyncIterable<T> {
   yield value;
