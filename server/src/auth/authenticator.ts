@@ -37,17 +37,24 @@ export class Authenticator {
    * (Send does, in the device-list read it makes anyway), and answer revoked() if not.
    */
   token(ctx: HandlerContext): AuthenticatedDevice {
-    const header = ctx.requestHeader.get("authorization");
-    if (!header) throw new ConnectError("missing authorization header (expected 'Bearer <token>' from Authenticate)", Code.Unauthenticated);
-    // The scheme is case-insensitive (RFC 9110 11.1); one space, then the token.
-    const m = /^bearer (\S+)$/i.exec(header);
-    if (!m) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
-    const claims = this.tokens.verify(m[1]);
-    if (claims === "malformed") throw new ConnectError("malformed token", Code.Unauthenticated);
-    if (claims === "bad-signature") throw new ConnectError("token signature is invalid", Code.Unauthenticated);
-    if (claims === "expired") throw new ConnectError("token expired; authenticate again", Code.Unauthenticated);
-    return { accountId: claims.accountId, deviceId: claims.deviceId, expiresAtMs: claims.expiresAtMs };
+    return checkBearer(ctx.requestHeader.get("authorization"), this.tokens);
   }
+}
+
+/**
+ * The device an `authorization` header's bearer token acts for (signature and expiry only),
+ * or the precise UNAUTHENTICATED error. Also used before a call's body is read (pre-auth-gate.ts).
+ */
+export function checkBearer(header: string | null | undefined, tokens: TokenSigner): AuthenticatedDevice {
+  if (!header) throw new ConnectError("missing authorization header (expected 'Bearer <token>' from Authenticate)", Code.Unauthenticated);
+  // The scheme is case-insensitive (RFC 9110 11.1); one space, then the token.
+  const m = /^bearer (\S+)$/i.exec(header);
+  if (!m) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
+  const claims = tokens.verify(m[1]);
+  if (claims === "malformed") throw new ConnectError("malformed token", Code.Unauthenticated);
+  if (claims === "bad-signature") throw new ConnectError("token signature is invalid", Code.Unauthenticated);
+  if (claims === "expired") throw new ConnectError("token expired; authenticate again", Code.Unauthenticated);
+  return { accountId: claims.accountId, deviceId: claims.deviceId, expiresAtMs: claims.expiresAtMs };
 }
 
 /** The answer to a valid token of a device no longer in its account's current list. */

@@ -12,6 +12,8 @@
  */
 import type { RequestHandler } from "../one-port.js";
 import type { TokenSigner } from "./tokens.js";
+import { ConnectError } from "@connectrpc/connect";
+import { checkBearer } from "./authenticator.js";
 
 /** Methods callable without a token: everything else needs `authorization: Bearer <token>`. */
 const OPEN_METHODS = new Set([
@@ -40,16 +42,14 @@ export function withPreAuthGate(handler: RequestHandler, tokens: TokenSigner): R
   };
 }
 
-/** The handler's own message for each case (auth/authenticator.ts), or undefined for a valid token. */
+/** The handler's own message (auth/authenticator.ts checkBearer), or undefined for a valid token. */
 function tokenProblem(header: string | string[] | undefined, tokens: TokenSigner): string | undefined {
-  if (typeof header !== "string" || header === "") return "missing authorization header (expected 'Bearer <token>' from Authenticate)";
-  const m = /^bearer (\S+)$/i.exec(header);
-  if (!m) return "authorization header must be 'Bearer <token>'";
-  const claims = tokens.verify(m[1]);
-  if (claims === "malformed") return "malformed token";
-  if (claims === "bad-signature") return "token signature is invalid";
-  if (claims === "expired") return "token expired; authenticate again";
-  return undefined;
+  try {
+    checkBearer(typeof header === "string" ? header : undefined, tokens);
+    return undefined;
+  } catch (err) {
+    return err instanceof ConnectError ? err.rawMessage : "invalid authorization";
+  }
 }
 
 function refuse(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], message: string): void {
