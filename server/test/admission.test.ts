@@ -3,7 +3,7 @@
  * RESOURCE_EXHAUSTED and a retry-after header, before storing anything, instead of queueing
  * them behind deliveries. A shed Send retried later is stored once; nothing else is touched.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { startTestNats, startTestServer, createTestAccount, type TestNats } from "@sealpost/test-support/index.js";
 import type { RunningServer } from "@sealpost/server/server.js";
@@ -33,6 +33,8 @@ describe("admission control", () => {
     const reqs = Array.from({ length: 20 }, (_, i) => ({ messageId: newMessageId(), sharedBody: bytes(`m${i}`), entries: entriesFor(bob.devices) }));
     // One Send first, so the device lists involved are in the instance's memory.
     const warm = storedOf(await out.send({ messageId: newMessageId(), sharedBody: bytes("warm"), entries: entriesFor(bob.devices) })).entries[0].sequence;
+    // Nothing of the warm-up left in flight (its outcome record is written without waiting).
+    await vi.waitFor(() => expect(server.context.nats.publisher.inFlight).toBe(0));
     // NATS frozen: the first Sends' stores stay in flight, so the instance is at its limit.
     nats.pause!();
     const pending = reqs.map((r) =>
