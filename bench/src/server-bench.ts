@@ -22,7 +22,10 @@
  *   reconnect_catchup   devices/s that open Receive, read their 10 pending messages until
  *                       Drained and ack them; reference: the same on JetStream alone (direct
  *                       gets next_by_subj, deletes)
- *   idle_streams_rss    server RSS with N idle Receive streams open (10k in full mode)
+ *   idle_streams_rss    server RSS with N idle Receive streams open (10k in full mode), 500
+ *                       streams per HTTP/2 connection
+ *   idle_streams_rss_connection_each  KiB RSS per idle stream with one HTTP/2 connection per
+ *                       device, as real clients connect (up to 2,000 streams)
  *   scale_devices_<n>   deliveries/s with n devices per Send (1, 8, 64), 1 KiB
  *   scale_size_<b>      messages/s with b-byte bodies (256 B .. 256 KiB), 1 device per Send
  *
@@ -572,25 +575,43 @@ async function main(): Promise<void> {
     log(`idle streams: creating ${P.idleStreams} devices`);
     const idle = await createBenchDevices(provider, cur.server.url, `i-${Date.now().toString(36)}`, P.idleStreams, 64);
     for (const r of rigs) await r.receivers.close();
-    // A fresh instance (stateless: any instance serves any device), so its RSS is the
-    // streams' and not what earlier load left in the heap.
-    const idleServer = await startBenchServer({ label: "idle", natsUrl: nats.url });
-    await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 2000));
-    const before = await idleServer.stats();
-    const rssBefore = idleServer.rss();
+    // A fresh instance each time (stateless: any instance serves any device), so its RSS is
+    // the streams' and not what earlier load left in the heap.
+    const measureIdle = async (devices: BenchDevice[], conns: number) => {
+      const server = await startBenchServer({ label: "idle", natsUrl: nats.url });
+      await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 2000));
+      const before = await server.stats();
+      const rssBefore = server.rss();
+      const pool = deliveryPool(server.url, conns);
+      const receivers = new Receivers(pool, cur.ids);
+      const t = performance.now();
+      await receivers.open(devices);
+      const openSec = (performance.now() - t) / 1000;
+      await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
+      const after = await server.stats();
+      const rssAfter = server.rss();
+      await receivers.close();
+      pool.close();
+      await server.stop();
+      return { before, after, rssBefore, rssAfter, openSec };
+    };
     const conns = Math.max(1, Math.ceil(P.idleStreams / 500));
-    const idlePool = deliveryPool(idleServer.url, conns);
-    const idleReceivers = new Receivers(idlePool, cur.ids);
-    const t = performance.now();
-    await idleReceivers.open(idle);
-    const openSec = (performance.now() - t) / 1000;
-    await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
-    const after = await idleServer.stats();
-    const rssAfter = idleServer.rss();
-    await idleReceivers.close();
-    idlePool.close();
-    await idleServer.stop();
+    const { before, after, rssBefore, rssAfter, openSec } = await measureIdle(idle, conns);
     const perStreamKiB = (rssAfter - rssBefore) / 1024 / P.idleStreams;
+    // As real clients connect: one HTTP/2 connection per device (fewer streams: sockets are
+    // the load generator's limit here too).
+    const eachCount = Math.min(P.idleStreams, 2_000);
+    const each = await measureIdle(idle.slice(0, eachCount), eachCount);
+    const eachKiB = (each.rssAfter - each.rssBefore) / 1024 / eachCount;
+    figures.push({
+      name: "idle_streams_rss_connection_each",
+      implementation: impl(cur),
+      value: round(eachKiB, 1),
+      unit: "KiB RSS per idle Receive stream (one HTTP/2 connection each)",
+      samples: 1,
+      params: { streams: eachCount, connections: eachCount, rss_before_MB: round(each.rssBefore / 2 ** 20, 1), rss_after_MB: round(each.rssAfter / 2 ** 20, 1) },
+    });
+    log(`idle streams, one connection each: ${eachCount} streams, RSS ${round(each.rssBefore / 2 ** 20)} -> ${round(each.rssAfter / 2 ** 20)} MB (${eachKiB.toFixed(1)} KiB/stream)`);
     const rssAt10k = (rssBefore + (perStreamKiB * 1024 * 10_000)) / 2 ** 20;
     figures.push({
       name: "idle_streams_rss",
