@@ -52,8 +52,12 @@ class BodyCache {
   }
 }
 
+/** Device locations remembered (oldest forgotten first): ~150 bytes each. */
+const MAX_REMEMBERED_LOCATIONS = 100_000;
+
 export class Mailboxes {
   private readonly bodies = new BodyCache(32 * 1024 * 1024);
+  private readonly locations = new Map<string, MailboxLocation>();
 
   private readonly reads: StreamReads;
 
@@ -74,9 +78,20 @@ export class Mailboxes {
     this.reads = new StreamReads(reads, replicated, coalesced);
   }
 
+  /**
+   * The device's stream and subject. The partition is a SHA-256 of the address, and the hot
+   * path asks several times per message: recently used devices are remembered.
+   */
   locate(d: DeviceRef): MailboxLocation {
-    const p = mailboxPartition(d.accountId, d.deviceId, this.partitions);
-    return { stream: mailboxStreamName(p), subject: `sp.mbox.${p}.${d.accountId}.${d.deviceId}` };
+    const key = `${d.accountId}.${d.deviceId}`;
+    let loc = this.locations.get(key);
+    if (!loc) {
+      const p = mailboxPartition(d.accountId, d.deviceId, this.partitions);
+      loc = { stream: mailboxStreamName(p), subject: `sp.mbox.${p}.${key}` };
+      if (this.locations.size >= MAX_REMEMBERED_LOCATIONS) this.locations.delete(this.locations.keys().next().value!);
+      this.locations.set(key, loc);
+    }
+    return loc;
   }
 
   /** Appends one record; `msgId` makes a retry inside the duplicate window return the original sequence. */
