@@ -7,10 +7,11 @@
  * Live push: the instance that stored a message hands the record to its own streams of the
  * device in memory, and publishes a hint with the sequence, which streams on other instances
  * answer with one get of exactly that message. A stream at the head of its mailbox (its last
- * read found nothing after the cursor) sends such a record on at once, without a read. The cursor stays where reads proved everything up to it was delivered;
- * pushed sequences above it are remembered (`pushed`, at most the window) so a later read
- * skips them instead of sending them twice. A pushed record whose hint was lost is found by
- * the next read (another hint without a record, the periodic check, a reconnect).
+ * read found nothing after the cursor) sends such a record on at once, without a read. The
+ * cursor stays where reads proved everything up to it was delivered; pushed sequences above
+ * it are remembered (`pushed`, at most the window) so a later read skips them instead of
+ * sending them twice. Mail whose hint was lost is found by the next read (a hint without a
+ * sequence, the periodic check, a reconnect of any instance).
  *
  * Flow control: at most `window` delivered-but-unacked sequences. Acks may be served by any
  * instance; they publish an "acked" hint that frees the window here. If that hint is lost,
