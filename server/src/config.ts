@@ -35,6 +35,8 @@ export interface ServerConfig {
   accountsPerAddressPerHour: number;
   /** One-time prekeys handed out per target device per minute, across all instances. */
   oneTimePrekeysPerDevicePerMinute: number;
+  /** Open connections per caller address on this instance. */
+  maxConnectionsPerAddress: number;
 }
 
 interface OptionSpec {
@@ -61,6 +63,7 @@ const options: OptionSpec[] = [
   { key: "logLevel", flag: "log-level", env: "SEALPOST_LOG_LEVEL", type: "string", default: "info", help: "debug, info, warn or error" },
   { key: "accountsPerAddressPerHour", flag: "accounts-per-hour", env: "SEALPOST_ACCOUNTS_PER_ADDRESS_PER_HOUR", type: "number", default: 30, help: "CreateAccount per caller address per hour, all instances together (raise it behind a proxy that hides client addresses)" },
   { key: "oneTimePrekeysPerDevicePerMinute", flag: "otpk-per-minute", env: "SEALPOST_ONE_TIME_PREKEYS_PER_DEVICE_PER_MINUTE", type: "number", default: 30, help: "one-time prekeys handed out per device per minute (past it bundles come without one)" },
+  { key: "maxConnectionsPerAddress", flag: "max-connections-per-address", env: "SEALPOST_MAX_CONNECTIONS_PER_ADDRESS", type: "number", default: 4096, help: "open connections per caller address (IPv4, or IPv6 /64) on this instance; more are closed" },
   { key: "shutdownGraceSeconds", flag: "shutdown-grace", env: "SEALPOST_SHUTDOWN_GRACE_SECONDS", type: "number", default: 10, help: "seconds to let streams drain on shutdown" },
 ];
 

@@ -10,6 +10,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { readFileSync } from "node:fs";
+import { callerLimitKey } from "./caller-address.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -40,6 +41,11 @@ export const LISTEN_BACKLOG = 4_096;
 export const REQUEST_BODY_TIMEOUT_MS = 15_000;
 /** HTTP/1.1 request headers must be complete within this (Node checks every half of it). */
 export const HEADERS_TIMEOUT_MS = 15_000;
+/**
+ * Open connections per caller address (IPv4, or IPv6 /64) on one instance; more are closed
+ * at once. High enough for a NAT of many devices and for load generators on loopback.
+ */
+export const MAX_CONNECTIONS_PER_ADDRESS = 4_096;
 
 export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -61,6 +67,8 @@ export interface OnePortOptions {
   headersTimeoutMs?: number;
   /** Paths whose request body is a long-lived stream (bidirectional calls): no body deadline. */
   streamingRequest?: (path: string) => boolean;
+  /** Defaults MAX_CONNECTIONS_PER_ADDRESS. */
+  maxConnectionsPerAddress?: number;
 }
 
 export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer> {
@@ -123,11 +131,25 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
       socket.on("error", () => socket.destroy());
     });
   }
+  const perAddress = new Map<string, number>();
+  const maxPerAddress = opts.maxConnectionsPerAddress ?? MAX_CONNECTIONS_PER_ADDRESS;
   outer.on("connection", (s: net.Socket) => {
+    const key = callerLimitKey(s.remoteAddress ?? "unknown");
+    const n = (perAddress.get(key) ?? 0) + 1;
+    if (n > maxPerAddress) {
+      s.destroy();
+      return;
+    }
+    perAddress.set(key, n);
     // A peer that vanished while a quiet stream is open is found by TCP keep-alive probes.
     s.setKeepAlive(true, 60_000);
     sockets.add(s);
-    s.once("close", () => sockets.delete(s));
+    s.once("close", () => {
+      sockets.delete(s);
+      const left = (perAddress.get(key) ?? 1) - 1;
+      if (left > 0) perAddress.set(key, left);
+      else perAddress.delete(key);
+    });
   });
 
   await new Promise<void>((resolve, reject) => {

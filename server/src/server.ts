@@ -129,6 +129,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       handler: withCors(withPreAuthGate(handler, tokens)),
       tls: config.tlsCert ? { certPath: config.tlsCert, keyPath: config.tlsKey } : undefined,
       // The Session's request body is the client's stream of sends: no body deadline.
+      maxConnectionsPerAddress: config.maxConnectionsPerAddress,
       streamingRequest: (path) => path === `/${DeliveryService.typeName}/${DeliveryService.method.session.name}`,
     });
     health.setAll(Status.SERVING);

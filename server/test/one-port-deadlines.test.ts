@@ -92,4 +92,27 @@ describe("one-port request deadlines", () => {
     clearInterval(trickle);
     expect(closed).toBe(true);
   });
+
+  it("closes connections beyond the per-address cap at once, and takes new ones when others close", async () => {
+    const capped = await listenOnePort({ host: "127.0.0.1", port: 0, maxConnectionsPerAddress: 3, handler: (_req, res) => res.end("ok") });
+    try {
+      const open = async () => {
+        const s = net.connect(capped.port, "127.0.0.1");
+        s.on("error", () => {});
+        await new Promise((r) => s.once("connect", r));
+        return s;
+      };
+      const first = await Promise.all([open(), open(), open()]);
+      const fourth = await open();
+      expect(await socketClosedWithin(fourth, 2_000)).toBe(true);
+      for (const s of first) expect(s.destroyed).toBe(false);
+      first[0].destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const again = await open();
+      expect(await socketClosedWithin(again, 300)).toBe(false);
+      for (const s of [...first, again]) s.destroy();
+    } finally {
+      await capped.close(100);
+    }
+  });
 });
