@@ -13,6 +13,8 @@
  *   session_routed      the same 1 KiB routing over DeliveryService.Session streams: 8 sender
  *                       sessions with 128 sends in flight each, 8 receiver sessions (mailbox
  *                       and acks on the stream); current server only
+ *   session_latency_1k_p50/p99  open loop at 1k msg/s over those sessions, beside raw publish ->
+ *                       PubAck at the same rate
  *   scaleout_one_instance / scaleout_two_instances  the session load on one instance, and spread
  *                       over two instances of the current server on the same NATS (half the
  *                       messages cross instances), interleaved; per_server_core counts both
@@ -204,6 +206,45 @@ async function sessionRate(rig: Rig, pair: { senders: BenchSession[]; receivers:
   return { deliveries: (delivered * 1000) / elapsed, perServerCore: cpu > 0 ? (arrivals() - a0) / cpu : 0 };
 }
 
+/** Open loop at `rate` msg/s over Session streams: latency from the intended send time to arrival. */
+async function sessionLatencies(rig: Rig, pair: { senders: BenchSession[]; receivers: BenchSession[]; to: BenchDevice[] }, rate: number, ms: number): Promise<{ latencies: number[]; saturated: boolean }> {
+  const body = new Uint8Array(1024).fill(9);
+  const intended = new Map<number, number>();
+  const latencies: number[] = [];
+  for (const r of pair.receivers) {
+    r.listener = (c, at) => {
+      const t = intended.get(c);
+      if (t !== undefined) {
+        intended.delete(c);
+        latencies.push(at - t);
+      }
+    };
+  }
+  const total = Math.floor((rate * ms) / 1000);
+  const t0 = performance.now();
+  let issued = 0;
+  let saturated = false;
+  while (issued < total && !saturated) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) * rate) / 1000) + 1);
+    while (issued < due) {
+      if (intended.size >= MAX_OUTSTANDING) {
+        saturated = true;
+        break;
+      }
+      const c = rig.ids.next++;
+      intended.set(c, t0 + (issued * 1000) / rate);
+      const i = issued++;
+      pair.senders[i % pair.senders.length].send(sendRequest(rig.ids.make(c), body, [pair.to[i % pair.to.length]])).catch(() => {});
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const offeredEnd = performance.now();
+  while (intended.size && performance.now() < offeredEnd + 30_000) await new Promise((r) => setTimeout(r, 5));
+  for (const r of pair.receivers) r.listener = undefined;
+  await settle();
+  return { latencies, saturated: saturated || intended.size > 0 || performance.now() - offeredEnd > 1000 };
+}
+
 /** Open loop at `rate` msg/s for `ms`: latency from the intended send time to arrival. */
 async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ latencies: number[]; saturated: boolean; sendErrors: number; drainMs: number }> {
   const body = new Uint8Array(1024).fill(9);
@@ -381,6 +422,26 @@ async function main(): Promise<void> {
         rates.push(m.deliveries);
         perCore.push(m.perServerCore);
       }
+      // Latency at 1k msg/s over the same sessions, beside raw publish -> PubAck at that rate.
+      const latRate = mode === "smoke" ? 200 : 1000;
+      const rawLat = pct((await rawPublishLatencies(raw!, latRate, P.latencyMs, MAX_OUTSTANDING)).latencies);
+      await raw!.purge();
+      const lat = await sessionLatencies(cur, pair, latRate, P.latencyMs);
+      const sp = pct(lat.latencies);
+      for (const q of ["p50", "p99"] as const) {
+        figures.push({
+          name: `session_latency_${latRate >= 1000 ? `${latRate / 1000}k` : latRate}_${q}`,
+          implementation: impl(cur),
+          value: round(sp[q], 2),
+          unit: "ms",
+          samples: lat.latencies.length,
+          reference: { name: "raw JetStream publish -> PubAck, same load", value: round(rawLat[q], 2), unit: "ms", samples: 1 },
+          ratio: ratio(sp[q], rawLat[q]),
+          params: { offered_msg_per_s: latRate, seconds: P.latencyMs / 1000, body_bytes: 1024 },
+          ...(lat.saturated ? { note: "offered rate not sustained (percentiles measure a queue)" } : {}),
+        });
+      }
+      log(`${cur.label}: session latency at ${latRate}/s p50 ${sp.p50.toFixed(2)} p99 ${sp.p99.toFixed(2)} ms (raw ack p50 ${rawLat.p50.toFixed(2)} p99 ${rawLat.p99.toFixed(2)})`);
       await Promise.all([...senders, ...receivers].map((x) => x.close()));
       pool.close();
       const v = median(rates);

@@ -11,6 +11,8 @@ import { Pushable } from "@sealpost/client/util/pushable.js";
 
 export class BenchSession {
   arrivals = 0;
+  /** Called with the message counter and arrival time of each of this run's messages. */
+  listener: ((counter: number, at: number) => void) | undefined;
   private readonly requests = new Pushable<SessionRequest>();
   private readonly pending = new Map<bigint, { resolve(): void; reject(e: Error): void }>();
   private nextId = 1n;
@@ -36,7 +38,11 @@ export class BenchSession {
           } else if (r.kind.case === "mailbox") {
             const ev = r.kind.value.event;
             if (ev.case === "message") {
-              if (this.ids && this.ids.read(ev.value.messageId) >= 0) this.arrivals++;
+              const c = this.ids ? this.ids.read(ev.value.messageId) : -1;
+              if (c >= 0) {
+                this.arrivals++;
+                this.listener?.(c, performance.now());
+              }
               this.acks.push(ev.value.sequence);
               if (!this.ackScheduled) {
                 this.ackScheduled = true;
