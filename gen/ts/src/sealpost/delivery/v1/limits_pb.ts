@@ -29,7 +29,8 @@ export type ServerLimits = Message<"sealpost.delivery.v1.ServerLimits"> & {
   maxBodyBytes: number;
 
   /**
-   * Maximum bytes of one per-device entry (default 8192).
+   * Maximum bytes of one per-device entry (4096 on the reference server: a maximal Send,
+   * a 256 KiB body and 1000 entries, must fit its 5 MiB request limit).
    *
    * @generated from field: uint32 max_entry_bytes = 2;
    */
