@@ -2,7 +2,7 @@
  * CI smoke for `npm run bench`: runs every benchmark in --smoke mode (tiny counts, seconds)
  * into a temporary directory and checks the result files' shape: every figure has a value and
  * a unit and a sample count, the comparison figures have a reference measured in the same run,
- * and the generated BENCHMARKS.md has a row for every DESIGN.md target. No timing or ratio
+ * and the generated BENCHMARKS.md has a row for every target in bench/src/targets.ts. No timing or ratio
  * is asserted: smoke figures are meaningless by design.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -75,7 +75,7 @@ describe("npm run bench -- --smoke", () => {
     });
   }
 
-  it("covers every row of the DESIGN.md target table, and BENCHMARKS.md lists each as met or missed", () => {
+  it("covers every row of the target table (targets.ts), and BENCHMARKS.md lists each as met or missed", () => {
     const figures = Object.keys(NEEDS_REFERENCE).flatMap((n) => read(n).figures);
     for (const row of TARGET_ROWS) {
       const hits = figures.filter((f) => f.target?.row === row.id);

@@ -44,9 +44,7 @@ describe("codecs", () => {
       expect(decodeSignal(encodeSignal(s))).toEqual(s);
     }
     expect(decodeSignal(encodeSignal({ kind: "ephemeral", record: bytes("r") }))).toMatchObject({ kind: "ephemeral" });
-    const pushed = decodeSignal(encodeSignal({ kind: "mail", seq: 2 ** 40 + 3, record: bytes("rec") }));
-    expect(pushed).toMatchObject({ kind: "mail", seq: 2 ** 40 + 3 });
-    expect(text((pushed as { record: Uint8Array }).record)).toBe("rec");
+    expect(decodeSignal(encodeSignal({ kind: "mail", seq: 2 ** 40 + 3 }))).toEqual({ kind: "mail", seq: 2 ** 40 + 3 });
     expect(decodeSignal(encodeSignal({ kind: "mail", seq: 77 }))).toEqual({ kind: "mail", seq: 77 });
     expect(decodeSignal(new Uint8Array(0))).toBeUndefined();
     expect(decodeSignal(Uint8Array.of(99))).toBeUndefined();

@@ -4,15 +4,14 @@
  * Signals are hints: losing one delays a stream until its periodic re-check, never loses mail.
  *
  *   0x01 mail      new mail was stored for the device; optionally its u64 sequence (a
- *                  stream at the head of its mailbox fetches exactly that message), then
- *                  optionally the stored record itself (sent on without any read)
+ *                  stream at the head of its mailbox fetches exactly that message)
  *   0x02 ephemeral a mailbox record (typing) for connected streams only
  *   0x03 acked     u64 sequences that were acked (frees flow-control window)
  *   0x04 takeover  u64 order, then the new stream's id: older streams end with Replaced
  *   0x05 revoked   the device was revoked: streams end
  */
 export type DeviceSignal =
-  | { kind: "mail"; seq?: number; record?: Uint8Array }
+  | { kind: "mail"; seq?: number }
   | { kind: "ephemeral"; record: Uint8Array }
   | { kind: "acked"; sequences: number[] }
   | { kind: "takeover"; order: number; streamId: string }
@@ -31,11 +30,9 @@ export function encodeSignal(s: DeviceSignal): Uint8Array {
   switch (s.kind) {
     case "mail": {
       if (s.seq === undefined) return MAIL_BYTES;
-      const record = s.record ?? new Uint8Array(0);
-      const out = new Uint8Array(9 + record.length);
+      const out = new Uint8Array(9);
       out[0] = MAIL;
       new DataView(out.buffer).setBigUint64(1, BigInt(s.seq));
-      out.set(record, 9);
       return out;
     }
     case "revoked":
@@ -71,8 +68,7 @@ export function decodeSignal(b: Uint8Array): DeviceSignal | undefined {
   switch (b[0]) {
     case MAIL:
       if (b.length < 9) return { kind: "mail" };
-      if (b.length === 9) return { kind: "mail", seq: Number(dv.getBigUint64(1)) };
-      return { kind: "mail", seq: Number(dv.getBigUint64(1)), record: b.subarray(9) };
+      return { kind: "mail", seq: Number(dv.getBigUint64(1)) };
     case REVOKED:
       return { kind: "revoked" };
     case EPHEMERAL:

@@ -142,11 +142,6 @@ export class Mailboxes {
     return r.purged ?? 0;
   }
 
-  async lastSeq(stream: string): Promise<number> {
-    const info = await this.nats.jsm.streams.info(stream);
-    return info.state.last_seq;
-  }
-
   /** Drops every message of one device's mailbox (revocation). */
   async purge(d: DeviceRef): Promise<number> {
     const loc = this.locate(d);

@@ -79,7 +79,7 @@ export class ReceiveStream {
   private pushQueue: { seq: number; record: Uint8Array | Promise<StreamMsg | null> }[] = [];
   /** The last read found nothing after the cursor, and no read was asked for since. */
   private atHead = false;
-  /** A read of the stream is due (a hint without record, a periodic check, a freed window). */
+  /** A read of the stream is due (a hint without a sequence, a periodic check, a freed window). */
   private needRead = true;
   private order: number | undefined;
   private highestTakeover = 0;
@@ -182,11 +182,13 @@ export class ReceiveStream {
     if (!this.push(seq, fetched)) this.wake();
   }
 
-  /** Takes a pushed record if this stream is at the head of its mailbox with room in its window. */
+  /**
+   * Queues a record this stream does not know yet (callers check known()) if the stream is
+   * at the head of its mailbox with room in its window.
+   */
   private push(seq: number, record: Uint8Array | Promise<StreamMsg | null>): boolean {
-    if (!this.atHead || this.ended || seq <= this.cursor || this.inFlight.has(seq)) return false;
+    if (!this.atHead || this.ended) return false;
     if (this.inFlight.size + this.pushQueue.length >= this.window) return false;
-    if (this.pushQueue.some((p) => p.seq === seq)) return true;
     this.pushQueue.push({ seq, record: record instanceof Uint8Array ? record.slice() : record });
     this.nudge();
     return true;
@@ -197,7 +199,6 @@ export class ReceiveStream {
     switch (s.kind) {
       case "mail":
         if (s.seq === undefined) this.wake();
-        else if (s.record?.length) this.offer(s.seq, s.record);
         else this.fetchAndPush(s.seq);
         return;
       case "acked":

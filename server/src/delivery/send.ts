@@ -13,7 +13,7 @@
  *   KV round trip). Only a request marked `retry` looks the record up, so a retry after the
  *   window (up to the bucket's 24 h TTL) answers the original outcome with duplicate = true.
  *   A retry that finds no record yet (it raced the write) still dedupes inside the window.
-  */
+ */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createHash } from "node:crypto";

@@ -15,6 +15,7 @@ import { Attachments } from "./attachments.js";
 import { deviceListsOf, type DeviceLists } from "./device-lists.js";
 import { defaultLimits, limitsMessage, type DeliveryLimits } from "./limits.js";
 import { StreamReads } from "../nats/stream-reads.js";
+import { READ_TIMEOUT_MS } from "../nats/publisher.js";
 import { bucketNames } from "../nats/layout.js";
 import { Mailboxes } from "./mailbox.js";
 import { RateLimiter } from "../rate-limit.js";
@@ -24,8 +25,6 @@ import { Sender } from "./send.js";
 import { runSession } from "./session.js";
 import { exhausted, invalid } from "./validation.js";
 
-/** Single-message gets take well under a millisecond; one lost in a NATS reconnect is retried after this. */
-const READ_TIMEOUT_MS = 2_000;
 
 export interface Delivery {
   impl: Partial<ServiceImpl<typeof DeliveryService>>;

@@ -18,8 +18,10 @@ import {
   SessionSendResultSchema,
   type ReceiveRequest,
   type ReceiveResponse,
+  type SessionAckResult,
   type SessionError,
   type SessionRequest,
+  type SessionSendResult,
   type SessionResponse,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { AckResponse, SendResponse, SendRequest, AckRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
@@ -110,7 +112,7 @@ export async function* runSession(d: SessionDeps, device: AuthenticatedDevice, r
             }
             await slot();
             d.send(device, request).then(
-              (response) => push(create(SessionResponseSchema, { kind: { case: "sendResult", value: create(SessionSendResultSchema, { id, result: { case: "response", value: response } }) } })),
+              (response) => push(sendResult(id, { case: "response", value: response })),
               (err) => {
                 const e = asConnectError(err);
                 // A revoked device's session ends, as its other calls do.
@@ -128,7 +130,7 @@ export async function* runSession(d: SessionDeps, device: AuthenticatedDevice, r
             }
             await slot();
             d.ack(device, request).then(
-              (response) => push(create(SessionResponseSchema, { kind: { case: "ackResult", value: create(SessionAckResultSchema, { id, result: { case: "response", value: response } }) } })),
+              (response) => push(ackResult(id, { case: "response", value: response })),
               (err) => push(ackError(id, asConnectError(err))),
             ).finally(release);
             break;
@@ -192,13 +194,16 @@ function toSessionError(e: ConnectError): SessionError {
   return create(SessionErrorSchema, { code: codeName(e.code), message: e.rawMessage, retryAfterMs: Number.isFinite(retry) ? retry : 0 });
 }
 
-function sendError(id: bigint, e: ConnectError): SessionResponse {
-  return create(SessionResponseSchema, { kind: { case: "sendResult", value: create(SessionSendResultSchema, { id, result: { case: "error", value: toSessionError(e) } }) } });
+function sendResult(id: bigint, result: SessionSendResult["result"]): SessionResponse {
+  return create(SessionResponseSchema, { kind: { case: "sendResult", value: create(SessionSendResultSchema, { id, result }) } });
 }
 
-function ackError(id: bigint, e: ConnectError): SessionResponse {
-  return create(SessionResponseSchema, { kind: { case: "ackResult", value: create(SessionAckResultSchema, { id, result: { case: "error", value: toSessionError(e) } }) } });
+function ackResult(id: bigint, result: SessionAckResult["result"]): SessionResponse {
+  return create(SessionResponseSchema, { kind: { case: "ackResult", value: create(SessionAckResultSchema, { id, result }) } });
 }
+
+const sendError = (id: bigint, e: ConnectError) => sendResult(id, { case: "error", value: toSessionError(e) });
+const ackError = (id: bigint, e: ConnectError) => ackResult(id, { case: "error", value: toSessionError(e) });
 
 /** Code.ResourceExhausted -> "RESOURCE_EXHAUSTED" (the gRPC status name). */
 export function codeName(code: Code): string {

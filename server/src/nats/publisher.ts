@@ -35,7 +35,7 @@ interface Pending {
 
 const SWEEP_MS = 250;
 /** Reads answer in well under a millisecond; one lost in a NATS reconnect is retried after this. */
-const READ_TIMEOUT_MS = 2_000;
+export const READ_TIMEOUT_MS = 2_000;
 
 type Reply = Record<string, unknown> & { error?: { code?: number; err_code?: number; description?: string } };
 
