@@ -2,7 +2,9 @@
  * Top frames of a V8 .cpuprofile (node --cpu-prof): self time per function and per file, so
  * a profile can be read without a GUI.
  *
- *   npx tsx bench/src/profile-top.ts bench/results/profiles/current.cpuprofile [topN]
+ *   npx tsx bench/src/profile-top.ts bench/results/profiles/current.cpuprofile [topN] [--last S]
+ *
+ * --last S keeps only the samples of the profile's last S seconds (the bench's last phase).
  */
 import * as fs from "node:fs";
 
@@ -17,11 +19,16 @@ interface Profile {
   timeDeltas: number[];
 }
 
-export function topFrames(file: string, n = 30): string {
+export function topFrames(file: string, n = 30, lastSeconds = Infinity): string {
   const p = JSON.parse(fs.readFileSync(file, "utf8")) as Profile;
   const byId = new Map(p.nodes.map((x) => [x.id, x]));
   const self = new Map<number, number>();
-  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  const end = p.timeDeltas.reduce((a, b) => a + b, 0);
+  let at = 0;
+  p.samples.forEach((id, i) => {
+    at += p.timeDeltas[i] ?? 0;
+    if (end - at <= lastSeconds * 1e6) self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
+  });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const fn = new Map<string, number>();
   const files = new Map<string, number>();
@@ -42,4 +49,8 @@ export function topFrames(file: string, n = 30): string {
   return `total ${(total / 1e6).toFixed(1)} s sampled\n\n-- self time by function --\n${fmt(fn)}\n\n-- self time by file/package --\n${fmt(files)}`;
 }
 
-if (process.argv[1]?.endsWith("profile-top.ts")) console.log(topFrames(process.argv[2], Number(process.argv[3] ?? 30)));
+if (process.argv[1]?.endsWith("profile-top.ts")) {
+  const last = process.argv.indexOf("--last");
+  const rest = process.argv.slice(2).filter((_, i) => last < 0 || (i + 2 !== last && i + 2 !== last + 1));
+  console.log(topFrames(rest[0], Number(rest[1] ?? 30), last > 0 ? Number(process.argv[last + 1]) : Infinity));
+}

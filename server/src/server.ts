@@ -4,6 +4,7 @@
  * state lives in JetStream, so any number of instances can share one NATS cluster.
  */
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { invalidArgumentOnDecodeFailure } from "./parse-errors.js";
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
@@ -111,6 +112,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
           ),
           { readMaxBytes: SMALL_READ_MAX_BYTES },
         );
+        // The adapter takes its handlers from this array once routes() returns.
+        router.handlers.forEach((h, i) => (router.handlers[i] = invalidArgumentOnDecodeFailure(h, log)));
       },
       interceptors: [callLogInterceptor(log, now)],
       contextValues: callerContextValues,

@@ -109,11 +109,11 @@ describe("bad requests get precise codes", () => {
     expect(JSON.parse(res.body).code).toBe("invalid_argument");
   });
 
-  it("a malformed binary body is internal with the parse error named (gRPC's code for an unparsable request)", async () => {
-    // grpc/doc/statuscodes.md: "Error parsing request proto" -> INTERNAL; connect-es follows it.
+  it("a malformed binary body is invalid_argument with the parse error named", async () => {
+    // connect-es says INTERNAL (grpc's table does); the schema promises INVALID_ARGUMENT (parse-errors.ts).
     const res = await post("/grpc.health.v1.Health/Check", Buffer.from([0x0a, 0xff, 0xff]), { "content-type": "application/proto", "connect-protocol-version": "1" });
-    expect(res.status).toBe(500);
-    expect(JSON.parse(res.body)).toEqual({ code: "internal", message: "parse binary: premature EOF" });
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body)).toEqual({ code: "invalid_argument", message: "parse binary: premature EOF" });
   });
 
   it("an unsupported content type is rejected without reaching the service", async () => {
