@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { startTestNats, startTestServer, createTestAccount, type TestNats } from "@sealpost/test-support/index.js";
 import type { RunningServer } from "@sealpost/server/server.js";
-import { deliveryOf, Inbox, waitUntil } from "./delivery-helpers.js";
+import { deliveryOf, Inbox, waitUntil } from "../delivery-helpers.js";
 
 let nats: TestNats;
 let a: RunningServer;
