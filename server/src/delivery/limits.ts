@@ -45,7 +45,13 @@ export const defaultLimits: DeliveryLimits = {
   streamOpensPerMinute: 60,
 };
 
-export function limitsMessage(l: DeliveryLimits): ServerLimits {
+/** The directory's abuse limits that GetLimits reports beside the delivery limits. */
+export interface DirectoryAbuseLimits {
+  accountsPerAddressPerHour: number;
+  oneTimePrekeysPerDevicePerMinute: number;
+}
+
+export function limitsMessage(l: DeliveryLimits, directory?: DirectoryAbuseLimits): ServerLimits {
   return create(ServerLimitsSchema, {
     maxBodyBytes: l.maxBodyBytes,
     maxEntryBytes: l.maxEntryBytes,
@@ -57,5 +63,8 @@ export function limitsMessage(l: DeliveryLimits): ServerLimits {
     maxAttachmentBytes: BigInt(l.maxAttachmentBytes),
     attachmentChunkBytes: l.attachmentChunkBytes,
     sendsPerMinute: l.sendsPerMinute,
+    mailboxStreamsPerDevicePerMinute: l.streamOpensPerMinute,
+    accountsPerAddressPerHour: directory?.accountsPerAddressPerHour ?? 0,
+    oneTimePrekeysPerDevicePerMinute: directory?.oneTimePrekeysPerDevicePerMinute ?? 0,
   });
 }

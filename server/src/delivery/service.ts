@@ -114,7 +114,7 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   }
 
   const impl: Partial<ServiceImpl<typeof DeliveryService>> = {
-    getLimits: () => create(GetLimitsResponseSchema, { limits: limitsMessage(limits) }),
+    getLimits: () => create(GetLimitsResponseSchema, { limits: limitsMessage(limits, directory.limits) }),
 
     // The token here, the "still listed" check inside Send from its own device-list read.
     send: async (req, hctx) => (lists ? sender.send(auth.token(hctx), req, { checkSenderListed: true }) : sender.send(await auth.require(hctx), req)),

@@ -45,6 +45,8 @@ export type DeviceListChangedListener = (accountId: string, current: CurrentDevi
 
 export interface Directory {
   impl: Partial<ServiceImpl<typeof DirectoryService>>;
+  /** The limits in force (GetLimits reports the abuse limits among them). */
+  limits?: DirectoryLimits;
   /** Whether a device is in its account's current list (used to check every token). */
   deviceStatus: DeviceStatus;
   /** The current list, from memory while the cache lease holds (device-list-cache.ts), else from KV. */
@@ -324,6 +326,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
 
   return {
     impl,
+    limits,
     deviceStatus,
     currentDeviceList: async (accountId) => {
       const cur = await cache.get(accountId);

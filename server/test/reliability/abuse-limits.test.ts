@@ -29,6 +29,11 @@ afterAll(async () => {
 });
 
 describe("abuse limits across instances", () => {
+  it("GetLimits reports them, so clients and operators can see what they will meet", async () => {
+    const { limits } = await deliveryOf(dora.devices[0], b.url).getLimits({});
+    expect({ accounts: limits?.accountsPerAddressPerHour, otpk: limits?.oneTimePrekeysPerDevicePerMinute, streams: limits?.mailboxStreamsPerDevicePerMinute }).toEqual({ accounts: 4, otpk: 3, streams: 20 });
+  });
+
   it("limits CreateAccount per caller address across instances, and only the claims of one-time prekeys per target device", async () => {
     // Four accounts from this address (dora's and three more, on both instances); the fifth is refused on either.
     const [victim, mallory, m2] = await Promise.all([createTestAccount(a.url, "abuse-victim", { oneTimePrekeys: 20 }), createTestAccount(b.url, "abuse-mallory"), createTestAccount(b.url, "abuse-m2")]);

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/delivery/v1/limits.proto.
  */
 export const file_sealpost_delivery_v1_limits: GenFile = /*@__PURE__*/
-  fileDesc("CiFzZWFscG9zdC9kZWxpdmVyeS92MS9saW1pdHMucHJvdG8SFHNlYWxwb3N0LmRlbGl2ZXJ5LnYxIrACCgxTZXJ2ZXJMaW1pdHMSFgoObWF4X2JvZHlfYnl0ZXMYASABKA0SFwoPbWF4X2VudHJ5X2J5dGVzGAIgASgNEhwKFG1heF9lbnRyaWVzX3Blcl9zZW5kGAMgASgNEh8KF21heF9kZXZpY2VzX3Blcl9hY2NvdW50GAQgASgNEh4KFm1heF9wcmVrZXlzX3Blcl91cGxvYWQYBSABKA0SFQoNbWF4X2luX2ZsaWdodBgGIAEoDRIhChltYWlsYm94X3JldGVudGlvbl9zZWNvbmRzGAcgASgNEhwKFG1heF9hdHRhY2htZW50X2J5dGVzGAggASgEEh4KFmF0dGFjaG1lbnRfY2h1bmtfYnl0ZXMYCSABKA0SGAoQc2VuZHNfcGVyX21pbnV0ZRgKIAEoDWIGcHJvdG8z");
+  fileDesc("CiFzZWFscG9zdC9kZWxpdmVyeS92MS9saW1pdHMucHJvdG8SFHNlYWxwb3N0LmRlbGl2ZXJ5LnYxIrYDCgxTZXJ2ZXJMaW1pdHMSFgoObWF4X2JvZHlfYnl0ZXMYASABKA0SFwoPbWF4X2VudHJ5X2J5dGVzGAIgASgNEhwKFG1heF9lbnRyaWVzX3Blcl9zZW5kGAMgASgNEh8KF21heF9kZXZpY2VzX3Blcl9hY2NvdW50GAQgASgNEh4KFm1heF9wcmVrZXlzX3Blcl91cGxvYWQYBSABKA0SFQoNbWF4X2luX2ZsaWdodBgGIAEoDRIhChltYWlsYm94X3JldGVudGlvbl9zZWNvbmRzGAcgASgNEhwKFG1heF9hdHRhY2htZW50X2J5dGVzGAggASgEEh4KFmF0dGFjaG1lbnRfY2h1bmtfYnl0ZXMYCSABKA0SGAoQc2VuZHNfcGVyX21pbnV0ZRgKIAEoDRItCiVtYWlsYm94X3N0cmVhbXNfcGVyX2RldmljZV9wZXJfbWludXRlGAsgASgNEiUKHWFjY291bnRzX3Blcl9hZGRyZXNzX3Blcl9ob3VyGAwgASgNEi4KJm9uZV90aW1lX3ByZWtleXNfcGVyX2RldmljZV9wZXJfbWludXRlGA0gASgNYgZwcm90bzM");
 
 /**
  * The limits a server enforces, so clients can size their requests. The defaults below are
@@ -93,6 +93,30 @@ export type ServerLimits = Message<"sealpost.delivery.v1.ServerLimits"> & {
    * @generated from field: uint32 sends_per_minute = 10;
    */
   sendsPerMinute: number;
+
+  /**
+   * Mailbox streams (Receive, or the receive side of a Session) one device may open per
+   * minute on one instance before RESOURCE_EXHAUSTED (default 60).
+   *
+   * @generated from field: uint32 mailbox_streams_per_device_per_minute = 11;
+   */
+  mailboxStreamsPerDevicePerMinute: number;
+
+  /**
+   * CreateAccount calls per caller address (IPv4, or IPv6 /64) per hour, all instances
+   * together, before RESOURCE_EXHAUSTED (default 30; 0 when the server does not say).
+   *
+   * @generated from field: uint32 accounts_per_address_per_hour = 12;
+   */
+  accountsPerAddressPerHour: number;
+
+  /**
+   * One-time prekeys handed out per device per minute, all claimers and instances together;
+   * past it bundles come without one (default 30; 0 when the server does not say).
+   *
+   * @generated from field: uint32 one_time_prekeys_per_device_per_minute = 13;
+   */
+  oneTimePrekeysPerDevicePerMinute: number;
 };
 
 /**
