@@ -27,10 +27,15 @@ export function isDecodeFailure(message: string | undefined): boolean {
   return message !== undefined && DECODE_FAILURE.test(message);
 }
 
+/** The one log line of a request that could not be decoded: never its bytes. */
+export function reportDecodeFailure(log: Logger, method: string, protocol: string, reason: string): void {
+  log.warn("request could not be decoded", { method, protocol, reason });
+}
+
 /** The handler with decode failures answered INVALID_ARGUMENT (and logged). */
 export function invalidArgumentOnDecodeFailure(handler: UniversalHandler, log: Logger): UniversalHandler {
   const method = `${handler.service.typeName}/${handler.method.name}`;
-  const report = (protocol: string, reason: string) => log.warn("request could not be decoded", { method, protocol, reason });
+  const report = (protocol: string, reason: string) => reportDecodeFailure(log, method, protocol, reason);
   const wrapped = async (req: Parameters<UniversalHandler>[0]): Promise<UniversalServerResponse> => {
     const res = await handler(req);
     const type = res.header?.get("content-type") ?? "";

@@ -5,6 +5,7 @@
  */
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { invalidArgumentOnDecodeFailure } from "./parse-errors.js";
+import { withLeanReceive } from "./delivery/lean-receive.js";
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
@@ -129,7 +130,19 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       host: config.host,
       port: config.port,
       // CORS first (preflights, headers on every answer), then no work before authentication.
-      handler: withCors(withPreAuthGate(handler, tokens)),
+      handler: withCors(
+        withPreAuthGate(
+          withLeanReceive(handler, {
+            authenticate: (header) => auth.requireHeader(header),
+            mailbox: delivery.mailbox,
+            readMaxBytes: DELIVERY_READ_MAX_BYTES,
+            log,
+            now,
+            shutdownSignal: shutdown.signal,
+          }),
+          tokens,
+        ),
+      ),
       tls: config.tlsCert ? { certPath: config.tlsCert, keyPath: config.tlsKey } : undefined,
       // The Session's request body is the client's stream of sends: no body deadline.
       maxConnectionsPerAddress: config.maxConnectionsPerAddress,

@@ -26,7 +26,12 @@ export class Authenticator {
   ) {}
 
   async require(ctx: HandlerContext): Promise<AuthenticatedDevice> {
-    const claims = this.token(ctx);
+    return this.requireHeader(ctx.requestHeader.get("authorization") ?? undefined);
+  }
+
+  /** require() for a call served outside connect-node (delivery/lean-receive.ts). */
+  async requireHeader(authorization: string | undefined): Promise<AuthenticatedDevice> {
+    const claims = checkBearer(authorization, this.tokens);
     if (!(await storeOp("the device-list check", () => this.devices.isActive(claims.accountId, claims.deviceId)))) throw revoked(claims);
     return claims;
   }

@@ -28,6 +28,8 @@ import { exhausted, invalid } from "./validation.js";
 
 export interface Delivery {
   impl: Partial<ServiceImpl<typeof DeliveryService>>;
+  /** The caller's mailbox as Receive events (served natively by lean-receive.ts as well). */
+  mailbox(device: AuthenticatedDevice, req: ReceiveRequest, signal: AbortSignal): AsyncGenerator<ReceiveResponse>;
   /** Receive streams open on this instance. */
   readonly openStreams: number;
   close(): Promise<void>;
@@ -153,6 +155,7 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
 
   return {
     impl,
+    mailbox,
     get openStreams() {
       return hub.size;
     },
