@@ -638,26 +638,37 @@ async function main(): Promise<void> {
     for (const r of rigs) await r.receivers.close();
     // A fresh instance each time (stateless: any instance serves any device), so its RSS is
     // the streams' and not what earlier load left in the heap.
-    const measureIdle = async (devices: BenchDevice[], conns: number) => {
-      const server = await startBenchServer({ label: "idle", natsUrl: nats.url });
+    const measureIdle = async (devices: BenchDevice[], conns: number, serverSrc?: string) => {
+      const server = await startBenchServer({ label: "idle", natsUrl: nats.url, serverSrc });
       await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 2000));
       const before = await server.stats();
       const rssBefore = server.rss();
       const pool = deliveryPool(server.url, conns);
       const receivers = new Receivers(pool, cur.ids);
+      const half = Math.floor(devices.length / 2);
       const t = performance.now();
-      await receivers.open(devices);
-      const openSec = (performance.now() - t) / 1000;
+      await receivers.open(devices.slice(0, half));
+      const openSec1 = (performance.now() - t) / 1000;
+      await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
+      const mid = await server.stats();
+      const rssMid = server.rss();
+      const t2 = performance.now();
+      await receivers.open(devices.slice(half), half);
+      const openSec = openSec1 + (performance.now() - t2) / 1000;
       await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
       const after = await server.stats();
       const rssAfter = server.rss();
       await receivers.close();
       pool.close();
       await server.stop();
-      return { before, after, rssBefore, rssAfter, openSec };
+      // The second half's cost: what one more stream costs once the heap's young generation
+      // and the connections' buffers (fixed costs, grown while the first half opened) are there.
+      const marginalKiB = (rssAfter - rssMid) / 1024 / (devices.length - half);
+      const marginalHeapKiB = (after.heapUsed - mid.heapUsed) / 1024 / (devices.length - half);
+      return { before, after, rssBefore, rssAfter, openSec, marginalKiB, marginalHeapKiB };
     };
     const conns = Math.max(1, Math.ceil(P.idleStreams / 500));
-    const { before, after, rssBefore, rssAfter, openSec } = await measureIdle(idle, conns);
+    const { before, after, rssBefore, rssAfter, openSec, marginalKiB, marginalHeapKiB } = await measureIdle(idle, conns);
     const perStreamKiB = (rssAfter - rssBefore) / 1024 / P.idleStreams;
     // As real clients connect: one HTTP/2 connection per device (fewer streams: sockets are
     // the load generator's limit here too).
@@ -670,9 +681,31 @@ async function main(): Promise<void> {
       value: round(eachKiB, 1),
       unit: "KiB RSS per idle Receive stream (one HTTP/2 connection each)",
       samples: 1,
-      params: { streams: eachCount, connections: eachCount, rss_before_MB: round(each.rssBefore / 2 ** 20, 1), rss_after_MB: round(each.rssAfter / 2 ** 20, 1) },
+      params: {
+        streams: eachCount,
+        connections: eachCount,
+        rss_before_MB: round(each.rssBefore / 2 ** 20, 1),
+        rss_after_MB: round(each.rssAfter / 2 ** 20, 1),
+        marginal_KiB: round(each.marginalKiB, 1),
+        marginal_heap_KiB: round(each.marginalHeapKiB, 1),
+      },
+      note: "value = (RSS after - RSS before) / streams; marginal = the same over the second half only (fixed costs excluded)",
     });
-    log(`idle streams, one connection each: ${eachCount} streams, RSS ${round(each.rssBefore / 2 ** 20)} -> ${round(each.rssAfter / 2 ** 20)} MB (${eachKiB.toFixed(1)} KiB/stream)`);
+    log(`idle streams, one connection each: ${eachCount} streams, RSS ${round(each.rssBefore / 2 ** 20)} -> ${round(each.rssAfter / 2 ** 20)} MB (${eachKiB.toFixed(1)} KiB/stream; marginal ${each.marginalKiB.toFixed(1)} KiB RSS, ${each.marginalHeapKiB.toFixed(1)} KiB heap)`);
+    // The baseline's marginal cost, same devices, same method (before/after in one run).
+    const base = baselineRef ? await measureIdle(idle, conns, baselineWorktree(baselineRef)) : undefined;
+    if (base) log(`baseline-${baselineRef}: idle streams marginal ${base.marginalKiB.toFixed(1)} KiB RSS, ${base.marginalHeapKiB.toFixed(1)} KiB heap`);
+    figures.push({
+      name: "idle_stream_marginal_rss",
+      ...(base ? { reference: { name: `sealpost-server@baseline-${baselineRef}, same method`, value: round(base.marginalKiB, 1), unit: "KiB RSS per additional idle stream", samples: 1 } } : {}),
+      implementation: impl(cur),
+      value: round(marginalKiB, 1),
+      unit: "KiB RSS per additional idle Receive stream (streams sharing connections)",
+      samples: 1,
+      params: { streams: P.idleStreams, connections: conns, marginal_heap_KiB: round(marginalHeapKiB, 1), connection_each_marginal_KiB: round(each.marginalKiB, 1) },
+      target: { row: "idle_streams_rss", description: "<= 25 KiB RSS per idle stream", met: marginalKiB <= 25 },
+      note: "RSS growth while the second half of the streams opened, after a GC, divided by their number: the fixed costs (young generation, connections) grown during the first half are excluded",
+    });
     const rssAt10k = (rssBefore + (perStreamKiB * 1024 * 10_000)) / 2 ** 20;
     figures.push({
       name: "idle_streams_rss",
@@ -697,7 +730,7 @@ async function main(): Promise<void> {
       },
       note: "ratio = RSS / 500 MB (the target); MB = MiB",
     });
-    log(`idle streams: ${P.idleStreams} open in ${openSec.toFixed(1)} s, RSS ${round(rssBefore / 2 ** 20)} -> ${round(rssAfter / 2 ** 20)} MB (${perStreamKiB.toFixed(1)} KiB/stream)`);
+    log(`idle streams: ${P.idleStreams} open in ${openSec.toFixed(1)} s, RSS ${round(rssBefore / 2 ** 20)} -> ${round(rssAfter / 2 ** 20)} MB (${perStreamKiB.toFixed(1)} KiB/stream; marginal ${marginalKiB.toFixed(1)} KiB RSS, ${marginalHeapKiB.toFixed(1)} KiB heap)`);
     extra.idle_streams = { streams: P.idleStreams, rss_before: rssBefore, rss_after: rssAfter, heap_before: before.heapUsed, heap_after: after.heapUsed };
     }
   } finally {

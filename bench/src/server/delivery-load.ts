@@ -69,14 +69,15 @@ export class Receivers {
   ) {}
 
   /** Opens one stream per device; resolves when every stream reported Drained once. */
-  async open(devices: BenchDevice[]): Promise<void> {
+  /** Opens a stream per device, the i-th on connection `first + i` of the pool (round robin). */
+  async open(devices: BenchDevice[], first = 0): Promise<void> {
     const drained: Promise<void>[] = [];
     devices.forEach((d, i) => {
       const ac = new AbortController();
       this.aborts.push(ac);
       let onDrained!: () => void;
       drained.push(new Promise<void>((r) => (onDrained = r)));
-      this.loops.push(this.loop(this.pool.at(i), d, ac.signal, onDrained));
+      this.loops.push(this.loop(this.pool.at(first + i), d, ac.signal, onDrained));
     });
     await Promise.all(drained);
   }
