@@ -1,74 +1,82 @@
 /**
- * Probe: reading a device's backlog on nats-server 2.9 — direct gets next_by_subj one at a
- * time vs an ephemeral push consumer per device (one create, N pushed messages, one delete).
+ * How a backlog is best read from JetStream on this nats-server: direct gets next_by_subj one
+ * at a time (through the server's coalesced publisher) vs batches from a short-lived pull
+ * consumer (server/src/nats/batch-reads.ts), 64 devices at a time, for several backlog sizes,
+ * each pair interleaved twice. The crossover sets SINGLE_READS in delivery/mailbox-reader.ts.
+ *
+ *   npm run probe:catchup [-- devices pending [pending ...]]
+ *
+ * Runs on the 2-core box (nats-server 2.9.10), 200 devices, batches / direct gets in
+ * devices/s: 10 pending x0.85-0.94; 50 pending x1.25-1.5; 200 pending x1.8-2.4.
  */
-import { connect } from "@nats-io/transport-node";
-import { createInbox, type Msg } from "@nats-io/nats-core";
-import { jetstreamManager, jetstream } from "@nats-io/jetstream";
 import { startTestNats } from "@sealpost/test-support/index.js";
+import { connectNats } from "@sealpost/server/nats/connection.js";
+import { BatchReads } from "@sealpost/server/nats/batch-reads.js";
 
-const DEVICES = Number(process.argv[2] ?? 500);
-const PENDING = Number(process.argv[3] ?? 10);
-const CONC = 64;
-const nats = await startTestNats();
-const nc = await connect({ servers: nats.url, noAsyncTraces: true });
-const jsm = await jetstreamManager(nc);
-const js = jetstream(nc);
-await jsm.streams.add({ name: "P", subjects: ["p.>"], storage: "file" as never, duplicate_window: 120e9, allow_direct: true } as never);
-const te = new TextEncoder();
-const td = new TextDecoder();
-const data = new Uint8Array(1024).fill(1);
-async function fill() {
-  const jobs: Promise<unknown>[] = [];
-  for (let k = 0; k < PENDING; k++) for (let d = 0; d < DEVICES; d++) jobs.push(js.publish(`p.d${d}`, data));
-  await Promise.all(jobs);
+const CONCURRENCY = 64;
+const devices = Number(process.argv[2] ?? 200);
+const backlogs = process.argv.length > 3 ? process.argv.slice(3).map(Number) : [10, 50, 200];
+
+const nats = await startTestNats({ forceOwn: true });
+const n = await connectNats(nats.url, "catchup-probe");
+await n.jsm.streams.add({ name: "PROBE", subjects: ["probe.>"], allow_direct: true } as never);
+const batches = new BatchReads(n.nc, n.publisher);
+
+async function fill(pending: number): Promise<void> {
+  await n.jsm.streams.purge("PROBE");
+  const data = new Uint8Array(1024);
+  for (let k = 0; k < pending; k++) await Promise.all(Array.from({ length: devices }, (_, d) => n.publisher.publish(`probe.d${d}`, data)));
 }
-function req(subject: string, body: unknown): Promise<any> {
-  return nc.request(subject, te.encode(JSON.stringify(body)), { timeout: 5000 }).then((m) => (m.data.length ? JSON.parse(td.decode(m.data)) : {}));
-}
+
 async function direct(d: number): Promise<number> {
-  let cursor = 0, n = 0;
+  let cursor = 0;
+  let read = 0;
   for (;;) {
-    const m = await nc.request(`$JS.API.DIRECT.GET.P`, te.encode(JSON.stringify({ next_by_subj: `p.d${d}`, seq: cursor + 1 })), { timeout: 5000 });
-    if (m.headers?.code === 404 || !m.headers?.get("Nats-Sequence")) break;
-    cursor = Number(m.headers.get("Nats-Sequence"));
-    n++;
+    const m = await n.publisher.directGet("PROBE", { next_by_subj: `probe.d${d}`, seq: cursor + 1 });
+    if (!m) return read;
+    cursor = m.seq;
+    read++;
   }
-  return n;
 }
-async function consumer(d: number): Promise<number> {
-  const inbox = createInbox();
-  let got = 0;
-  let resolve!: () => void;
-  const done = new Promise<void>((r) => (resolve = r));
-  let expected = -1;
-  const sub = nc.subscribe(inbox, {
-    callback: (_e, m: Msg) => {
-      got++;
-      // reply: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-      const parts = m.reply!.split(".");
-      if (parts[parts.length - 1] === "0") resolve();
-    },
-  });
-  const r = await req(`$JS.API.CONSUMER.CREATE.P`, { stream_name: "P", config: { deliver_subject: inbox, filter_subject: `p.d${d}`, deliver_policy: "all", ack_policy: "none", inactive_threshold: 5e9, mem_storage: true, num_replicas: 1 } });
-  expected = r.num_pending ?? 0;
-  if (r.error) throw new Error(JSON.stringify(r.error));
-  if (expected > 0) await done;
-  sub.unsubscribe();
-  nc.publish(`$JS.API.CONSUMER.DELETE.P.${r.name}`);
-  return got;
+
+async function batched(d: number): Promise<number> {
+  let cursor = 0;
+  let read = 0;
+  for (;;) {
+    const b = await batches.read("PROBE", `probe.d${d}`, cursor, 256);
+    read += b.msgs.length;
+    if (b.msgs.length) cursor = b.msgs[b.msgs.length - 1].seq;
+    if (!b.more) return read;
+  }
 }
-async function run(name: string, f: (d: number) => Promise<number>) {
-  await jsm.streams.purge("P");
-  await fill();
-  let next = 0, msgs = 0;
-  const t = performance.now();
-  const cpu0 = process.cpuUsage();
-  await Promise.all(Array.from({ length: CONC }, async () => { for (let d = next++; d < DEVICES; d = next++) { const n = await f(d); msgs += n; } }));
-  const ms = performance.now() - t;
-  const cpu = process.cpuUsage(cpu0);
-  console.log(`${name}: ${(DEVICES * 1000 / ms).toFixed(0)} dev/s, ${msgs} msgs, client cpu ${((cpu.user + cpu.system) / 1000 / ms * 100).toFixed(0)}%`);
+
+async function rate(read: (d: number) => Promise<number>, pending: number): Promise<number> {
+  await fill(pending);
+  let next = 0;
+  let total = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (let d = next++; d < devices; d = next++) {
+        const got = await read(d);
+        total += got;
+      }
+    }),
+  );
+  if (total !== devices * pending) throw new Error(`read ${total} messages, expected ${devices * pending}`);
+  return (devices * 1000) / (performance.now() - start);
 }
-for (let i = 0; i < 2; i++) { await run("direct next_by_subj", direct); await run("push consumer", consumer); }
-await nc.close();
+
+for (const pending of backlogs) {
+  const d: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    d.push(await rate(direct, pending));
+    b.push(await rate(batched, pending));
+  }
+  const avg = (xs: number[]) => Math.round(xs.reduce((x, y) => x + y, 0) / xs.length);
+  console.log(`${pending} pending: direct gets ${avg(d)} devices/s, batches ${avg(b)} devices/s (x${(avg(b) / avg(d)).toFixed(2)})`);
+}
+batches.close();
+await n.nc.close();
 await nats.stop();

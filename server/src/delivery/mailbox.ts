@@ -1,13 +1,15 @@
 /**
  * The mailbox layer: per-device mailboxes in K JetStream streams, bodies stored once, and the
- * core-NATS signal subject of each device. No consumers anywhere: reads are single-message
+ * core-NATS signal subject of each device. No standing consumers: reads are single-message
  * gets (next_by_subj from a cursor), so an idle device costs nothing and any instance can
- * read any mailbox. On replicated streams the gets go to the stream leader (stream-reads.ts).
+ * read any mailbox; a long backlog is read in batches through a consumer that lives for one
+ * batch (batch-reads.ts). On replicated streams the gets go to the stream leader (stream-reads.ts).
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Nats } from "../nats/connection.js";
 import type { JetStreamPublisher } from "../nats/publisher.js";
 import { StreamReads, type StreamMsg } from "../nats/stream-reads.js";
+import { BatchReads, type Batch } from "../nats/batch-reads.js";
 import { BODY_STREAM, bodySubject, mailboxPartition, mailboxStreamName, notifySubject } from "../nats/layout.js";
 import { encodeSignal, type DeviceSignal } from "./device-signal.js";
 
@@ -60,6 +62,7 @@ export class Mailboxes {
   private readonly locations = new Map<string, MailboxLocation>();
 
   private readonly reads: StreamReads;
+  private readonly batchReads: BatchReads | undefined;
 
   /**
    * @param reads a manager with a short timeout for reads: a read lost in a NATS reconnect
@@ -76,6 +79,23 @@ export class Mailboxes {
     coalesced?: JetStreamPublisher,
   ) {
     this.reads = new StreamReads(reads, replicated, coalesced);
+    // Batches use a short-lived consumer: cheap on a single-replica stream; on a replicated
+    // one every consumer create is a cluster-wide proposal, so reads stay single leader gets.
+    this.batchReads = coalesced && !replicated ? new BatchReads(nats.nc, coalesced) : undefined;
+  }
+
+  /** Whether batch() reads many messages per round trip here. */
+  get batches(): boolean {
+    return this.batchReads !== undefined;
+  }
+
+  /** Up to `max` messages of this mailbox after `after`, ascending and contiguous (batch-reads.ts). */
+  async batch(loc: MailboxLocation, after: number, max: number): Promise<Batch> {
+    if (!this.batchReads) {
+      const m = await this.next(loc, after);
+      return { msgs: m ? [m] : [], more: m ? 1 : 0 };
+    }
+    return this.batchReads.read(loc.stream, loc.subject, after, max);
   }
 
   /**

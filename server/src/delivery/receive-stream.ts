@@ -1,6 +1,7 @@
 /**
- * One device's live mailbox stream on this instance. No JetStream consumer: it reads its
- * mailbox by single-message gets (next_by_subj from its cursor), learns of new mail, acks,
+ * One device's live mailbox stream on this instance. No standing JetStream consumer: it reads
+ * its mailbox by single-message gets (next_by_subj from its cursor; a long backlog in batches,
+ * mailbox-reader.ts), learns of new mail, acks,
  * takeovers and revocation from one core-NATS subscription (hints), and re-checks the stream
  * on its own now and then (the hub's sweep) in case a hint was lost. The stream is the truth.
  *
@@ -39,6 +40,7 @@ import type { Logger } from "../logger.js";
 import { decodeSignal, encodeSignal, type DeviceSignal } from "./device-signal.js";
 import { decodeRecord, type MailboxRecord } from "./mailbox-record.js";
 import { toMailboxMessage } from "./mailbox-message.js";
+import { MailboxReader } from "./mailbox-reader.js";
 import type { DeviceRef, MailboxLocation, Mailboxes } from "./mailbox.js";
 
 /** How long a stream keeps retrying an unreachable store before it ends with UNAVAILABLE. */
@@ -87,6 +89,8 @@ export class ReceiveStream {
   private dirty = true;
   private periodic = false;
   private waiter: (() => void) | undefined;
+  /** The current read pass's reader (acks seen meanwhile drop their messages from its buffer). */
+  private reader: MailboxReader | undefined;
   private ephemeral: Uint8Array[] = [];
   private sub: Subscription | undefined;
   private closed = false;
@@ -139,6 +143,8 @@ export class ReceiveStream {
       // Acked mail is deleted before the ack is reported, so a read skips it anyway.
       this.pushed.delete(s);
     }
+    // A batch read before the ack may still hold it.
+    this.reader?.forget(sequences);
     if (wasFull && this.inFlight.size < this.window) this.wake();
   }
 
@@ -341,11 +347,9 @@ export class ReceiveStream {
             if (this.inFlight.size >= this.window) await this.reconcile();
           }
           let caughtUp = false;
-          // The next read is issued while the current message is being written (one ahead).
-          let ahead: Promise<StreamMsg | null> | undefined;
+          const reader = (this.reader = new MailboxReader(this.d.mailboxes, this.loc, this.cursor));
           while (this.inFlight.size < this.window && !this.ended && !signal.aborted) {
-            const m = await (ahead ?? this.d.mailboxes.next(this.loc, this.cursor));
-            ahead = undefined;
+            const m = await reader.next(this.window - this.inFlight.size);
             if (!m) {
               caughtUp = true;
               // Nothing stored after the cursor: every pushed sequence above it was acked.
@@ -356,24 +360,22 @@ export class ReceiveStream {
             this.cursor = m.seq;
             if (this.pushed.delete(m.seq) || this.inFlight.has(m.seq)) {
               // Sent by push already (or in flight from before a reconnect of hints): skip.
-              ahead = this.d.mailboxes.next(this.loc, this.cursor);
-              ahead.catch(() => {});
+              reader.prefetch();
               continue;
             }
             const out = await this.message(m.seq, m.data);
             if (!out) continue;
-            if (this.inFlight.size < this.window) {
-              ahead = this.d.mailboxes.next(this.loc, this.cursor);
-              ahead.catch(() => {}); // Observed by the next turn, or dropped if the stream ends first.
-            }
+            // The next read is issued while this message is being written (one ahead).
+            if (this.inFlight.size < this.window) reader.prefetch();
             yield out;
             while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
           }
           // The window may be full exactly at the end of the backlog: Drained is a marker and
           // needs no free slot, so peek once (a client may wait for Drained before acking).
           if (!drained && !caughtUp && this.inFlight.size >= this.window && !this.ended) {
-            caughtUp = !(await this.d.mailboxes.next(this.loc, this.cursor));
+            caughtUp = !(await reader.next(1));
           }
+          this.reader = undefined;
           outageSince = 0;
           // At the head unless something asked for another read meanwhile.
           if (caughtUp && !this.needRead) this.atHead = true;

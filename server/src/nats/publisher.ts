@@ -114,8 +114,8 @@ export class JetStreamPublisher {
    * in its own macrotask, so unbatched each publish is its own write; queued ones go out
    * together from one setImmediate (at most one loop turn later).
    */
-  publishCore(subject: string, data?: Uint8Array): void {
-    this.later(() => this.nc.publish(subject, data));
+  publishCore(subject: string, data?: Uint8Array, reply?: string): void {
+    this.later(() => this.nc.publish(subject, data, reply ? { reply } : undefined));
   }
 
   /**
