@@ -30,5 +30,6 @@ export const TARGET_ROWS: TargetRow[] = [
     versus: (f) => `${f.name.endsWith("p50") ? "p50" : "p99"} ${atMost(f.value / (f.name.endsWith("p50") ? 2 : 10))}`,
   },
   { id: "reconnect_catchup", figure: "reconnect with catch-up (10 pending each)", target: "at least 1,000 devices/s", versus: (f) => atLeast(f.value / 1000) },
-  { id: "idle_streams_rss", figure: "10k idle receive streams", target: "server RSS < 500 MB", versus: (f) => atMost(f.value / 500) },
+  { id: "idle_stream_kib", figure: "RSS per idle Receive stream (shared connections; one connection each)", target: "at most 25 KiB", versus: (f) => atMost(f.value / 25) },
+  { id: "idle_streams_rss", figure: "10k idle receive streams", target: "server RSS < 300 MB", versus: (f) => atMost(f.value / 300) },
 ];
