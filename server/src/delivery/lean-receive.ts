@@ -4,8 +4,8 @@
  * A Receive stream mostly waits. Through connect-node each one holds a handler context, abort
  * controllers, header objects and a chain of async iterables (~50-60 KiB with the request
  * objects), and every message is its own write to the socket. Here a stream holds the
- * mailbox generator and the HTTP/2 stream, and messages ready in the same turn of the event
- * loop go out in one write.
+ * mailbox generator and the HTTP/2 stream, and messages ready in the same turn go out in one
+ * write.
  *
  * Taken here: Receive over HTTP/2 in the binary codecs (Connect streaming, gRPC, gRPC-Web),
  * without request compression and without a deadline header. Everything else (HTTP/1.1,
@@ -171,8 +171,8 @@ function extraHeaders(res: http2.Http2ServerResponse): Record<string, string> {
 }
 
 /**
- * Writes envelopes the way connect-es does for each protocol, batching the messages of one
- * turn of the event loop into one socket write (cork until setImmediate).
+ * Writes envelopes the way connect-es does for each protocol, batching the messages ready in
+ * one turn into one write (cork until the turn's microtasks are done).
  */
 class ResponseWriter {
   private started = false;
@@ -210,7 +210,9 @@ class ResponseWriter {
     if (!this.corked) {
       this.corked = true;
       this.stream.cork();
-      setImmediate(() => {
+      // After the microtasks of this turn: messages ready now (pushed records, a buffered
+      // batch) go in one write, and nothing waits for the loop's poll phase.
+      process.nextTick(() => {
         this.corked = false;
         this.stream.uncork();
       });
