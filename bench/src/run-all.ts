@@ -21,6 +21,8 @@ const BENCHMARKS: Record<string, string> = {
   crypto: "bench/src/crypto-bench.ts",
   group: "bench/src/group-bench.ts",
   server: "bench/src/server-bench.ts",
+  // ejabberd beside sealpost; writes a "skipped" result when ejabberd is not installed.
+  peer: "bench/src/peer-bench.ts",
 };
 
 function runScript(script: string, args: string[]): Promise<number> {
