@@ -14,6 +14,7 @@
  */
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import type { Logger } from "./logger.js";
+import { envelope } from "./wire-frames.js";
 
 /** The library's own messages for a request body it could not decode (connect-es 2.x). */
 const DECODE_FAILURE = /^(parse binary: |received compressed envelope, but do not know how to decompress|received parsed JSON request body)/;
@@ -87,7 +88,7 @@ function connectEndStream(frame: Uint8Array, report: Report): Uint8Array {
   const end = parseJson(frame.subarray(5)) as { error?: { code?: string; message?: string } } | undefined;
   if (end?.error?.code !== "internal" || !isDecodeFailure(end.error.message)) return frame;
   report("connect", end.error.message!);
-  return withPayload(frame[0], new TextEncoder().encode(JSON.stringify({ ...end, error: { ...end.error, code: "invalid_argument" } })));
+  return envelope(frame[0], new TextEncoder().encode(JSON.stringify({ ...end, error: { ...end.error, code: "invalid_argument" } })));
 }
 
 /** gRPC-Web: the trailers are the body's last frame (flag 0x80, HTTP/1 header lines). */
@@ -98,7 +99,7 @@ function grpcWebTrailer(frame: Uint8Array, report: Report): Uint8Array {
   const message = decodeGrpcMessage(/^grpc-message:\s*(.*?)\s*$/im.exec(text)?.[1]);
   if (status !== GRPC_INTERNAL || !isDecodeFailure(message)) return frame;
   report("grpc-web", message!);
-  return withPayload(frame[0], new TextEncoder().encode(text.replace(/^grpc-status:\s*\d+/im, `grpc-status: ${GRPC_INVALID_ARGUMENT}`)));
+  return envelope(frame[0], new TextEncoder().encode(text.replace(/^grpc-status:\s*\d+/im, `grpc-status: ${GRPC_INVALID_ARGUMENT}`)));
 }
 
 /**
@@ -130,14 +131,6 @@ async function collect(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
 
 async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
   yield bytes;
-}
-
-function withPayload(flags: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + payload.length);
-  out[0] = flags;
-  new DataView(out.buffer).setUint32(1, payload.length);
-  out.set(payload, 5);
-  return out;
 }
 
 function parseJson(bytes: Uint8Array): unknown {

@@ -14,6 +14,7 @@ import type { RequestHandler } from "../one-port.js";
 import type { TokenSigner } from "./tokens.js";
 import { ConnectError } from "@connectrpc/connect";
 import { checkBearer } from "./authenticator.js";
+import { envelope, headersSetOn } from "../wire-frames.js";
 
 /** Methods callable without a token: everything else needs `authorization: Bearer <token>`. */
 const OPEN_METHODS = new Set([
@@ -67,30 +68,18 @@ function refuse(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandl
     // empty data frame), which only the native stream API sends.
     const headers = { "content-type": contentType.split(";")[0], "grpc-status": "16", "grpc-message": encodeURIComponent(message) };
     const stream = (res as { stream?: import("node:http2").ServerHttp2Stream }).stream;
-    if (stream) stream.respond({ ":status": 200, ...headers, ...corsHeaders(res) }, { endStream: true });
+    if (stream) stream.respond({ ":status": 200, ...headers, ...headersSetOn(res) }, { endStream: true });
     else {
       r.writeHead(200, headers);
       r.end();
     }
   } else if (contentType.startsWith("application/connect+")) {
     // Connect streaming: an end-stream message (flags 0x02) carrying the error.
-    const json = Buffer.from(JSON.stringify({ error: { code: "unauthenticated", message } }));
-    const frame = Buffer.alloc(5 + json.length);
-    frame[0] = 0x02;
-    frame.writeUInt32BE(json.length, 1);
-    json.copy(frame, 5);
     r.writeHead(200, { "content-type": contentType.split(";")[0] });
-    r.end(frame);
+    r.end(envelope(0x02, Buffer.from(JSON.stringify({ error: { code: "unauthenticated", message } }))));
   } else {
     // Connect unary (application/json or application/proto), or anything else.
     r.writeHead(401, { "content-type": "application/json" });
     r.end(JSON.stringify({ code: "unauthenticated", message }));
   }
-}
-
-/** Headers already set on the compat response (CORS), carried over to a native respond(). */
-function corsHeaders(res: Parameters<RequestHandler>[1]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const name of res.getHeaderNames()) out[name] = String(res.getHeader(name));
-  return out;
 }

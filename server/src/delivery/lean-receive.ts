@@ -21,6 +21,7 @@ import type { Logger } from "../logger.js";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import { isTransientStoreError, unavailable } from "../nats/store-errors.js";
 import { reportDecodeFailure } from "../parse-errors.js";
+import { envelope, headersSetOn } from "../wire-frames.js";
 
 const PATH = `/${DeliveryService.typeName}/${DeliveryService.method.receive.name}`;
 const METHOD = PATH.slice(1);
@@ -69,7 +70,7 @@ function leanWire(req: Parameters<RequestHandler>[0]): Wire | undefined {
 async function serve(wire: Wire, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, d: LeanReceiveDeps): Promise<void> {
   const start = d.now();
   const stream = res.stream;
-  const out = new ResponseWriter(wire, stream, String(req.headers["content-type"]).split(";")[0], extraHeaders(res));
+  const out = new ResponseWriter(wire, stream, String(req.headers["content-type"]).split(";")[0], headersSetOn(res));
   const ac = new AbortController();
   const abort = () => ac.abort();
   stream.once("close", abort);
@@ -163,13 +164,6 @@ function parseRequest(body: Buffer, wire: Wire, log: Logger): ReceiveRequest {
   }
 }
 
-/** Headers other layers put on the compat response (CORS), carried over to the native stream. */
-function extraHeaders(res: http2.Http2ServerResponse): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const name of res.getHeaderNames()) out[name] = String(res.getHeader(name));
-  return out;
-}
-
 /**
  * Writes envelopes the way connect-es does for each protocol, batching the messages ready in
  * one turn into one write (cork until the turn's microtasks are done).
@@ -250,14 +244,6 @@ class ResponseWriter {
       }
     }
   }
-}
-
-function envelope(flags: number, payload: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(5 + payload.length);
-  b[0] = flags;
-  b.writeUInt32BE(payload.length, 1);
-  b.set(payload, 5);
-  return b;
 }
 
 function waitForDrain(stream: http2.ServerHttp2Stream): Promise<void> {
