@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
 import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
-import { ensureLayout, mailboxPartition, mailboxStreamName, mailboxSubject, MAILBOX_RETENTION_MS } from "@sealpost/server/nats/layout.js";
+import { ensureLayout, ensureStreams, mailboxPartition, mailboxStreamName, mailboxSubject, MAILBOX_RETENTION_MS } from "@sealpost/server/nats/layout.js";
 
 let nats: TestNats;
 let conn: Nats;
@@ -32,6 +32,21 @@ describe("JetStream layout", () => {
     await layout.buckets.config.put("probe", new TextEncoder().encode("kept"));
     const again = await ensureLayout(conn.jsm, conn.kvm, 4, 1);
     expect(new TextDecoder().decode((await again.buckets.config.get("probe"))!.value)).toBe("kept");
+  });
+
+  it("ensureStreams: many instances creating the same stream at once all succeed; a stream whose subjects another owns is an error", async () => {
+    // Separate connections, as separate instances have (requests on one connection race less).
+    const conns = await Promise.all(Array.from({ length: 6 }, () => connectNats(nats.url)));
+    try {
+      for (let round = 0; round < 20; round++) {
+        const cfg = { name: `RACE_${round}`, subjects: [`race.${round}.>`] };
+        await Promise.all(conns.map((c) => ensureStreams(c.jsm, [cfg])));
+        expect((await conn.jsm.streams.info(cfg.name)).config.subjects).toEqual([`race.${round}.>`]);
+      }
+    } finally {
+      await Promise.all(conns.map((c) => c.nc.close()));
+    }
+    await expect(ensureStreams(conn.jsm, [{ name: "RACE_THIEF", subjects: ["race.0.>"] }])).rejects.toThrow(/subjects overlap/);
   });
 
   it("stores the mailbox partition count once and refuses an instance configured with another", async () => {

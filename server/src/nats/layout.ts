@@ -141,8 +141,13 @@ export async function ensureStreams(jsm: JetStreamManager, configs: Partial<Stre
       try {
         await jsm.streams.add(cfg as StreamConfig);
       } catch (addErr) {
-        // Another instance created it between our info and add: fine.
-        if (!/already in use|already exists/i.test(String(addErr))) throw addErr;
+        // Another instance created it between our info and add: fine. nats-server 2.9 may say
+        // "subjects overlap with an existing stream" for that race too; it is the race only if
+        // the stream exists now (otherwise another stream owns the subjects: a real error).
+        if (!/already in use|already exists|subjects overlap/i.test(String(addErr))) throw addErr;
+        await jsm.streams.info(cfg.name!).catch(() => {
+          throw addErr;
+        });
       }
     }
   }
