@@ -29,7 +29,11 @@ export async function spawnServerProcess(env: Record<string, string>): Promise<S
   const exited = new Promise<void>((done) => child.once("exit", () => done()));
   const url = await new Promise<string>((resolve, reject) => {
     let buf = "";
-    const timer = setTimeout(() => reject(new Error(`server process not listening after 60 s: ${logs.slice(-5).join("\n")}`)), 60_000);
+    const timer = setTimeout(() => {
+      // Not left running behind a failed start (it would hold its port and NATS connection).
+      child.kill("SIGKILL");
+      reject(new Error(`server process not listening after 60 s (its "listening" line is logged at info): ${logs.slice(-5).join("\n")}`));
+    }, 60_000);
     child.once("exit", (code) => reject(new Error(`server process exited (${code}) before listening:\n${logs.join("\n")}`)));
     child.stderr!.setEncoding("utf8");
     child.stderr!.on("data", (d: string) => {
