@@ -16,24 +16,33 @@ export function callLogInterceptor(log: Logger, now: () => number = Date.now): I
       if (!res.stream) log.debug("call", { procedure, code: "ok", ms: now() - start });
       return res;
     } catch (err) {
-      if (err instanceof ConnectError) {
-        log.info("call", { procedure, code: Code[err.code], reason: err.rawMessage, ms: now() - start });
-        throw err;
-      }
       // The client hung up before its request was read in full (reset, closed socket): its
       // business, not a server error.
-      if (req.signal.aborted || (err as NodeJS.ErrnoException)?.code === "ERR_STREAM_PREMATURE_CLOSE") {
+      if (!(err instanceof ConnectError) && (req.signal.aborted || (err as NodeJS.ErrnoException)?.code === "ERR_STREAM_PREMATURE_CLOSE")) {
         log.debug("call", { procedure, code: "canceled", reason: "client went away", ms: now() - start });
         throw new ConnectError("the client closed the request", Code.Canceled);
       }
-      // NATS briefly unreachable (restart, election): the caller should retry, say so.
-      if (isTransientStoreError(err)) {
-        log.warn("call", { procedure, code: "unavailable", reason: (err as Error).name, ms: now() - start });
-        throw unavailable("the call", err);
-      }
-      // A bug: log the error, tell the caller only what it can act on.
-      log.error("call failed", { procedure, error: String((err as Error)?.stack ?? err), ms: now() - start });
-      throw new ConnectError("internal error; retry later", Code.Internal);
+      throw failedCall(err, procedure, log, now() - start);
     }
   };
+}
+
+/**
+ * The answer to a call that failed, logged once: its own ConnectError, UNAVAILABLE for NATS
+ * briefly unreachable, INTERNAL (with the error in the log only) for anything else. Also used
+ * by calls served outside connect-node (delivery/lean-receive.ts).
+ */
+export function failedCall(err: unknown, procedure: string, log: Logger, ms: number): ConnectError {
+  if (err instanceof ConnectError) {
+    log.info("call", { procedure, code: Code[err.code], reason: err.rawMessage, ms });
+    return err;
+  }
+  // NATS briefly unreachable (restart, election): the caller should retry, say so.
+  if (isTransientStoreError(err)) {
+    log.warn("call", { procedure, code: "unavailable", reason: (err as Error).name, ms });
+    return unavailable("the call", err);
+  }
+  // A bug: log the error, tell the caller only what it can act on.
+  log.error("call failed", { procedure, error: String((err as Error)?.stack ?? err), ms });
+  return new ConnectError("internal error; retry later", Code.Internal);
 }

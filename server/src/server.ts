@@ -144,8 +144,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         ),
       ),
       tls: config.tlsCert ? { certPath: config.tlsCert, keyPath: config.tlsKey } : undefined,
-      // The Session's request body is the client's stream of sends: no body deadline.
       maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+      // The Session's request body is the client's stream of sends: no body deadline.
       streamingRequest: (path) => path === `/${DeliveryService.typeName}/${DeliveryService.method.session.name}`,
     });
     health.setAll(Status.SERVING);

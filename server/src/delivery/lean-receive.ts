@@ -15,11 +15,12 @@
 import type * as http2 from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { DeliveryService, ReceiveRequestSchema, ReceiveResponseSchema, type ReceiveRequest, type ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { RequestHandler } from "../one-port.js";
 import type { Logger } from "../logger.js";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
-import { isTransientStoreError, unavailable } from "../nats/store-errors.js";
+import { failedCall } from "../interceptors.js";
 import { reportDecodeFailure } from "../parse-errors.js";
 import { envelope, headersSetOn } from "../wire-frames.js";
 
@@ -87,25 +88,11 @@ async function serve(wire: Wire, req: http2.Http2ServerRequest, res: http2.Http2
       d.log.debug("call", { procedure: "Receive", code: "canceled", reason: "client went away", ms: d.now() - start });
       return;
     }
-    out.end(asConnectError(err, d.log, start, d.now));
+    out.end(failedCall(err, "Receive", d.log, d.now() - start));
   } finally {
     stream.off("close", abort);
     d.shutdownSignal.removeEventListener("abort", abort);
   }
-}
-
-/** As the call-log interceptor does for connect-node's calls (interceptors.ts). */
-function asConnectError(err: unknown, log: Logger, start: number, now: () => number): ConnectError {
-  if (err instanceof ConnectError) {
-    log.info("call", { procedure: "Receive", code: Code[err.code], reason: err.rawMessage, ms: now() - start });
-    return err;
-  }
-  if (isTransientStoreError(err)) {
-    log.warn("call", { procedure: "Receive", code: "unavailable", reason: (err as Error).name, ms: now() - start });
-    return unavailable("the call", err);
-  }
-  log.error("call failed", { procedure: "Receive", error: String((err as Error)?.stack ?? err), ms: now() - start });
-  return new ConnectError("internal error; retry later", Code.Internal);
 }
 
 /** The whole (small) request body, refused past `max` bytes before it is buffered further. */
@@ -238,7 +225,7 @@ class ResponseWriter {
       }
       case "connect": {
         if (!this.started) this.start();
-        const json = error ? { error: { code: codeName(error.code), message: error.rawMessage } } : {};
+        const json = error ? { error: { code: codeToString(error.code), message: error.rawMessage } } : {};
         s.end(envelope(0x02, Buffer.from(JSON.stringify(json))));
         return;
       }
@@ -256,9 +243,4 @@ function waitForDrain(stream: http2.ServerHttp2Stream): Promise<void> {
     stream.on("drain", done);
     stream.on("close", done);
   });
-}
-
-/** Connect's code names: "InvalidArgument" -> "invalid_argument". */
-function codeName(code: Code): string {
-  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase());
 }

@@ -91,10 +91,8 @@ export class Mailboxes {
 
   /** Up to `max` messages of this mailbox after `after`, ascending and contiguous (batch-reads.ts). */
   async batch(loc: MailboxLocation, after: number, max: number): Promise<Batch> {
-    if (!this.batchReads) {
-      const m = await this.next(loc, after);
-      return { msgs: m ? [m] : [], more: m ? 1 : 0 };
-    }
+    // Callers ask only where `batches` says yes (mailbox-reader.ts reads single gets otherwise).
+    if (!this.batchReads) throw new Error("batch reads need single-replica streams and the coalesced publisher");
     return this.batchReads.read(loc.stream, loc.subject, after, max);
   }
 

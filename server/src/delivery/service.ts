@@ -25,7 +25,6 @@ import { Sender } from "./send.js";
 import { runSession } from "./session.js";
 import { exhausted, invalid } from "./validation.js";
 
-
 export interface Delivery {
   impl: Partial<ServiceImpl<typeof DeliveryService>>;
   /** The caller's mailbox as Receive events (served natively by lean-receive.ts as well). */

@@ -13,7 +13,7 @@
  * prefix of the subject's messages after the cursor.
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
-import type { JetStreamPublisher } from "./publisher.js";
+import { named, READ_TIMEOUT_MS, type JetStreamPublisher } from "./publisher.js";
 import type { StreamMsg } from "./stream-reads.js";
 
 /** A consumer whose delete was lost goes away by itself after this (ns). */
@@ -47,7 +47,7 @@ export class BatchReads {
   constructor(
     private readonly nc: NatsConnection,
     private readonly publisher: JetStreamPublisher,
-    private readonly timeoutMs = 2_000,
+    private readonly timeoutMs = READ_TIMEOUT_MS,
   ) {
     this.prefix = `${createInbox()}.`;
     // Consumer names are per instance (the inbox's random part) and per batch.
@@ -131,10 +131,4 @@ export class BatchReads {
       // Connection already closed.
     }
   }
-}
-
-function named(name: string, message: string): Error {
-  const e = new Error(message);
-  e.name = name;
-  return e;
 }

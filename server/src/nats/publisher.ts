@@ -184,7 +184,8 @@ export class JetStreamPublisher {
   }
 }
 
-function named(name: string, message: string): Error {
+/** An Error with the name store-errors.ts classifies (TimeoutError, NoResponders, JetStreamApiError...). */
+export function named(name: string, message: string): Error {
   const e = new Error(message);
   e.name = name;
   return e;
