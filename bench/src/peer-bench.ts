@@ -14,10 +14,10 @@
  * Skipped, with a note in bench/results/peer.json, when ejabberd is not installed
  * (apt-get install -y ejabberd; it runs on its own config and port, see peer/ejabberd.ts).
  */
-import * as fs from "node:fs";
 import { randomBytes } from "node:crypto";
 import { createNodeProvider } from "@sealpost/client/crypto/node-provider.js";
 import { startTestNats } from "@sealpost/test-support/index.js";
+import { cpuSeconds } from "./proc-cpu.js";
 import { benchMode, machineInfo, median, natsServerVersion, packageVersion, ratio, round, writeResult, type Figure } from "./result.js";
 import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js";
 import { catchUp, deliveryPool, MessageIds, Receivers, send, sendRequest } from "./server/delivery-load.js";
@@ -37,16 +37,6 @@ const PENDING = 10;
 const CATCHUP_CONCURRENCY = 64;
 const BODY = randomBytes(768).toString("base64"); // 1 KiB of text, as an XMPP body must be
 const log = (m: string) => console.log(`[peer-bench] ${m}`);
-
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
 
 /** Closed loop over XMPP: `IN_FLIGHT` messages outstanding across the senders, for `ms`. */
 async function xmppRate(senders: XmppClient[], receivers: XmppClient[], users: string[], pid: number, ms: number): Promise<{ perSec: number; perCore: number }> {
@@ -113,7 +103,7 @@ async function main(): Promise<void> {
       const a0 = receivers.arrivals;
       let expected = 0;
       let k = 0;
-      const cpu0 = cpuSeconds(server.pid) + cpuSeconds(nats.pid!);
+      const cpu0 = cpuSeconds(server.pid) + cpuSeconds(nats.pid);
       const start = performance.now();
       const end = start + ms;
       await Promise.all(
@@ -128,7 +118,7 @@ async function main(): Promise<void> {
       const elapsed = performance.now() - start;
       const got = receivers.arrivals - a0;
       await receivers.waitFor(a0 + expected, 30_000);
-      const cpu = cpuSeconds(server.pid) + cpuSeconds(nats.pid!) - cpu0;
+      const cpu = cpuSeconds(server.pid) + cpuSeconds(nats.pid) - cpu0;
       return { perSec: (got * 1000) / elapsed, perCore: cpu > 0 ? (receivers.arrivals - a0) / cpu : 0 };
     };
     await sealpostRate(P.sampleMs / 3);

@@ -48,6 +48,7 @@ import { startBenchServer, type BenchServer } from "./server/server-process.js";
 import { BenchSession } from "./server/session-load.js";
 import type { Pool } from "./server/connections.js";
 import { benchMode, machineInfo, median, packageVersion, percentile, ratio, repoRoot, round, writeResult, type Figure } from "./result.js";
+import { cpuSeconds } from "./proc-cpu.js";
 
 const mode = benchMode();
 const P = {
@@ -115,18 +116,6 @@ async function makeRig(label: string, natsUrl: string, serverSrc: string | undef
   const receivers = new Receivers(deliveryPool(server.url, 4), ids);
   await receivers.open(recipients);
   return { label, server, pool, ids, receivers, recipients, senders, catchup };
-}
-
-/** CPU seconds (user + system) a process used so far, from /proc (Linux); 0 elsewhere. */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return 0;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-  } catch {
-    return 0;
-  }
 }
 
 /** Server-side CPU (this rig's server process + the nats-server) in seconds so far. */
