@@ -16,6 +16,7 @@ import { envelope } from "@sealpost/test-support/raw-rpc.js";
 import { deliveryClient } from "@sealpost/test-support/traffic.js";
 import type { RunningServer } from "@sealpost/server/server.js";
 import { revokeDeviceChange } from "@sealpost/client/directory/device-list-changes.js";
+import { waitUntil } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -112,11 +113,6 @@ function receive(wire: Wire, body: Uint8Array, headers: Record<string, string>, 
   });
 }
 
-async function waitFor(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  expect(cond()).toBe(true);
-}
-
 const request = (r: Partial<{ afterSequence: bigint; maxInFlight: number }> = {}) => envelope(toBinary(ReceiveRequestSchema, create(ReceiveRequestSchema, r)));
 
 describe("Receive on the native stream answers as connect-node does", () => {
@@ -156,7 +152,7 @@ describe("Receive on the native stream answers as connect-node does", () => {
       for (const viaConnectNode of [false, true]) {
         const old: Answer = { status: 0, contentType: "", code: "", trailersOnly: false, events: [] };
         const ended = receive(wire, request(), bob.devices[0].headers, viaConnectNode, true, old);
-        await waitFor(() => old.events.includes("drained"));
+        await waitUntil("the old stream's Drained", () => old.events.includes("drained"));
         await receive(wire, request(), bob.devices[0].headers, viaConnectNode);
         ends.push(await ended);
       }
