@@ -5,7 +5,7 @@ import { defineConfig } from "vitest/config";
 // asserts on timing.
 export default defineConfig({
   test: {
-    include: ["{server,clients/ts,conformance,bench,test-support}/test/**/*.test.ts"],
+    include: ["{server,clients/ts,clients/web,conformance,bench,test-support}/test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",

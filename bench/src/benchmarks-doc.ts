@@ -68,7 +68,9 @@ function benchmarkTable(r: BenchResult): string[] {
   for (const f of r.figures) {
     const ref = f.reference ? `${f.reference.name}: ${fmt(f.reference.value)}${f.reference.unit ? ` ${f.reference.unit}` : ""}` : "";
     const target = f.target ? `${f.target.met ? "met" : "**missed**"}: ${f.target.description}` : "";
-    lines.push(`| ${f.name} | ${f.implementation} | ${params(f)} | ${fmt(f.value)} ${f.unit} | ${ref} | ${f.ratio !== undefined ? `${f.ratio}x` : ""} | ${f.samples} | ${target} |`);
+    lines.push(
+      `| ${f.name} | ${f.implementation} | ${params(f)} | ${fmt(f.value)} ${f.unit} | ${ref} | ${f.ratio !== undefined ? `${f.ratio}x` : ""} | ${f.samples} | ${target} |`,
+    );
   }
   const notes = r.figures.filter((f) => f.note).map((f) => `- ${f.name} (${f.implementation}): ${f.note}`);
   if (notes.length) lines.push("", ...notes);
@@ -102,6 +104,12 @@ export function writeBenchmarksDoc(): string {
   const analysis = path.join(root, "bench", "ANALYSIS.md");
   const commentary = fs.existsSync(analysis) ? fs.readFileSync(analysis, "utf8") : "";
   const out = process.env.BENCH_DOC_PATH ?? path.join(root, "docs", "BENCHMARKS.md");
-  fs.writeFileSync(out, renderBenchmarksDoc(readResults().map((r) => normalizeResult(r as unknown as Record<string, unknown>)), commentary));
+  fs.writeFileSync(
+    out,
+    renderBenchmarksDoc(
+      readResults().map((r) => normalizeResult(r as unknown as Record<string, unknown>)),
+      commentary,
+    ),
+  );
   return out;
 }

@@ -9,9 +9,8 @@
  * Runs on the 2-core box (nats-server 2.9.10), 200 devices, batches / direct gets in
  * devices/s: 10 pending x0.85-0.94; 50 pending x1.25-1.5; 200 pending x1.8-2.4.
  */
-import { startTestNats } from "@sealpost/test-support/index.js";
-import { connectNats } from "@sealpost/server/nats/connection.js";
-import { BatchReads } from "@sealpost/server/nats/batch-reads.js";
+import { startTestNats } from "@sealpost/test-support";
+import { BatchReads, connectNats } from "@sealpost/server/nats";
 
 const CONCURRENCY = 64;
 const devices = Number(process.argv[2] ?? 200);

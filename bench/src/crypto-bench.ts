@@ -14,23 +14,13 @@
  * Key generation for bundles (the recipient's prekeys) happens outside the timed loops, for
  * both implementations alike.
  */
-import { create } from "@bufbuild/protobuf";
-import { KeyBundleSchema, type KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
-import { ContentSchema, TextSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { CryptoProvider } from "@sealpost/client/crypto/provider.js";
-import { createNobleProvider } from "@sealpost/client/crypto/noble-provider.js";
-import { createNodeProvider } from "@sealpost/client/crypto/node-provider.js";
-import { createDeviceIdentity, generatePrekeyBatch } from "@sealpost/client/protocol/device-keys.js";
-import { toDeviceIdentity, type LocalIdentity } from "@sealpost/client/protocol/identity.js";
-import { generateOneTimePrekeys, toKemPrekey, toOneTimePrekey, toSignedPrekey } from "@sealpost/client/protocol/prekeys.js";
-import { SessionCipher, type Address } from "@sealpost/client/protocol/session-cipher.js";
-import { addressKey, type ProtocolStores } from "@sealpost/client/store/interfaces.js";
-import { createMemoryStores } from "@sealpost/client/store/memory-store.js";
+import { createNobleProvider, createNodeProvider, type CryptoProvider } from "@sealpost/client/crypto";
 import { LibsignalDevice } from "./crypto-libsignal.js";
+import { SealpostDevice, coreSetups, sealpostPair, sealpostRoundTrip, sealpostSend, timedOps, type Runner } from "./sealpost-workload.js";
 import { benchMode, sampling } from "./result.js";
 
 const MODE = benchMode();
@@ -39,23 +29,9 @@ const { samples: SAMPLES, sampleMs: SAMPLE_MS } = sampling(MODE);
 const WARMUP_MS = Number(process.env.WARM ?? sampling(MODE).warmupMs);
 
 const PAYLOAD = new Uint8Array(1024).map((_, i) => (i * 31) & 0xff);
-const CONTENT = create(ContentSchema, {
-  sentAtMs: 1n,
-  // 1 KiB of text: the serialized Content is a little over 1 KiB, padded to 2 KiB.
-  body: { case: "text", value: create(TextSchema, { body: "x".repeat(1024) }) },
-});
-
 interface Measured {
   opsPerSec: number;
   samples: number[];
-}
-
-/** One implementation's side of a figure: `op` is timed; `between` runs untimed before each sample. */
-interface Runner {
-  op: () => Promise<void>;
-  between?: () => Promise<void>;
-  /** Upper bound of ops per sample (bounded pools such as pre-made bundles). */
-  maxOps?: number;
 }
 
 /**
@@ -67,16 +43,8 @@ async function measureInterleaved(runners: Record<string, Runner>): Promise<Reco
   const names = Object.keys(runners);
   const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   const run = async (r: Runner, budgetMs: number, record: number[] | undefined) => {
-    await r.between?.();
-    let n = 0;
-    const start = performance.now();
-    let now = start;
-    while (now - start < budgetMs && n < (r.maxOps ?? Infinity)) {
-      await r.op();
-      n++;
-      now = performance.now();
-    }
-    record?.push((n * 1000) / (now - start));
+    const opsPerSec = await timedOps(r, budgetMs);
+    record?.push(opsPerSec);
   };
   for (const name of names) await run(runners[name], WARMUP_MS, undefined);
   for (let s = 0; s < SAMPLES; s++) for (const name of names) await run(runners[name], SAMPLE_MS, samples[name]);
@@ -88,89 +56,12 @@ async function measureInterleaved(runners: Record<string, Runner>): Promise<Reco
   );
 }
 
-/** A sealpost device over in-memory stores. */
-class SealpostDevice {
-  cipher!: SessionCipher;
-  identity!: LocalIdentity;
-  readonly stores: ProtocolStores = createMemoryStores();
-  private nextOneTime = 1;
-  constructor(
-    readonly provider: CryptoProvider,
-    readonly address: Address,
-  ) {}
-
-  async init(): Promise<this> {
-    const now = Date.now();
-    this.identity = (await createDeviceIdentity(this.provider, this.stores, this.address.deviceId, "bench", now)).identity;
-    await generatePrekeyBatch(this.provider, this.stores, { signedPrekeyId: 1, kemPrekeyId: 1, nowMs: now });
-    this.cipher = new SessionCipher(this.provider, this.stores, this.address);
-    return this;
-  }
-
-  /** A bundle with a fresh one-time prekey (generated here, outside the timed part). */
-  async bundle(): Promise<KeyBundle> {
-    const [otp] = generateOneTimePrekeys(this.provider, this.nextOneTime++, 1, Date.now());
-    await this.stores.oneTimePrekeys.save(otp.keyId, otp);
-    return create(KeyBundleSchema, {
-      identity: toDeviceIdentity(this.identity, "bench", 0n),
-      signedPrekey: toSignedPrekey((await this.stores.signedPrekeys.load(1))!),
-      kemPrekey: toKemPrekey((await this.stores.kemPrekeys.load(1))!),
-      oneTimePrekey: toOneTimePrekey(otp),
-    });
-  }
-
-  async trust(peer: SealpostDevice): Promise<void> {
-    await this.stores.identity.saveRemoteIdentity(addressKey(peer.address), { signingKey: peer.identity.signingKey, dhKey: peer.identity.dhKey });
-  }
-}
-
-async function sealpostPair(provider: CryptoProvider): Promise<[SealpostDevice, SealpostDevice]> {
-  const a = await new SealpostDevice(provider, { accountId: "alice", deviceId: 1 }).init();
-  const b = await new SealpostDevice(provider, { accountId: "bob", deviceId: 1 }).init();
-  await a.trust(b);
-  await b.trust(a);
-  return [a, b];
-}
-
-async function sealpostSend(from: SealpostDevice, to: SealpostDevice[], bundles?: KeyBundle[]) {
-  return from.cipher.encryptForDevices(
-    CONTENT,
-    to.map((d, i) => ({ address: d.address, bundle: bundles?.[i] })),
-  );
-}
-
-async function sealpostRoundTrip(from: SealpostDevice, to: SealpostDevice): Promise<void> {
-  const m = await sealpostSend(from, [to]);
-  await to.cipher.decrypt(m.entries[0].entry, m.sharedBody, from.address);
-}
-
 type Setup = () => Promise<Runner>;
 
 /** The figures of sealpost with one provider, as setups producing runners. */
 function sealpostSetups(provider: CryptoProvider): Record<string, Setup> {
   return {
-    async session_setup() {
-      const [a, b] = await sealpostPair(provider);
-      // Bundles are made before each sample, untimed (prekey generation is the recipient's job).
-      const pool: KeyBundle[] = [];
-      return {
-        maxOps: 64,
-        async between() {
-          while (pool.length < 64) pool.push(await b.bundle());
-        },
-        async op() {
-          await a.cipher.processBundle(b.address, pool.pop()!);
-          await sealpostRoundTrip(a, b);
-        },
-      };
-    },
-    async steady_1to1() {
-      const [a, b] = await sealpostPair(provider);
-      await a.cipher.processBundle(b.address, await b.bundle());
-      await sealpostRoundTrip(a, b);
-      await sealpostRoundTrip(b, a);
-      return { op: () => sealpostRoundTrip(a, b) };
-    },
+    ...coreSetups(provider),
     async ping_pong() {
       const [a, b] = await sealpostPair(provider);
       await a.cipher.processBundle(b.address, await b.bundle());
@@ -342,11 +233,20 @@ async function main(): Promise<void> {
         reference: { implementation: "libsignal-client", value: Math.round(ref.opsPerSec), samples: ref.samples },
         ratio: Number(ratio.toFixed(2)),
       });
-      rows.push(`${name.padEnd(18)} ${provider.padEnd(6)} ${Math.round(m.opsPerSec).toString().padStart(8)}  libsignal ${Math.round(ref.opsPerSec).toString().padStart(8)}  x${ratio.toFixed(2)}`);
+      rows.push(
+        `${name.padEnd(18)} ${provider.padEnd(6)} ${Math.round(m.opsPerSec).toString().padStart(8)}  libsignal ${Math.round(ref.opsPerSec).toString().padStart(8)}  x${ratio.toFixed(2)}`,
+      );
     }
   }
   const g = libsignal.group_encrypt_reference;
-  figures.push({ name: "group_encrypt_reference", implementation: "libsignal-client", value: Math.round(g.opsPerSec), unit: "encrypts/s (1 KiB)", samples: g.samples, note: "reference only: sender keys belong to the groups work" });
+  figures.push({
+    name: "group_encrypt_reference",
+    implementation: "libsignal-client",
+    value: Math.round(g.opsPerSec),
+    unit: "encrypts/s (1 KiB)",
+    samples: g.samples,
+    note: "reference only: sender keys belong to the groups work",
+  });
   rows.push(`group_encrypt      libsignal reference ${Math.round(g.opsPerSec)}`);
 
   const targets = TARGETS.map((t) => {
@@ -359,8 +259,18 @@ async function main(): Promise<void> {
     mode: MODE,
     date: new Date().toISOString(),
     durationSec: Math.round((Date.now() - started) / 100) / 10,
-    machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), platform: `${os.platform()} ${os.arch()}`, node: process.version },
-    versions: { "@signalapp/libsignal-client": pkg("@signalapp/libsignal-client"), "@noble/curves": pkg("@noble/curves"), "@noble/post-quantum": pkg("@noble/post-quantum") },
+    machine: {
+      cpu: os.cpus()[0]?.model,
+      cores: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      platform: `${os.platform()} ${os.arch()}`,
+      node: process.version,
+    },
+    versions: {
+      "@signalapp/libsignal-client": pkg("@signalapp/libsignal-client"),
+      "@noble/curves": pkg("@noble/curves"),
+      "@noble/post-quantum": pkg("@noble/post-quantum"),
+    },
     method: `per figure, samples of ~${SAMPLE_MS} ms interleaved across implementations (${SAMPLES} each, after a ${WARMUP_MS} ms warm-up each); value = median; same process, sequential awaits, in-memory stores`,
     figures,
     targets,

@@ -18,6 +18,22 @@
  *                        encrypt + Send RPC until stored in all 100 mailboxes, latency p50/p90
  *                        for the group body and for the pairwise fan-out (skip: --no-server)
  */
+import {
+  addressKey,
+  createDeviceIdentity,
+  createMemoryGroupStores,
+  createMemoryStores,
+  generateOneTimePrekeys,
+  generatePrekeyBatch,
+  GroupCipher,
+  groupContent,
+  SessionCipher,
+  toDeviceIdentity,
+  toKemPrekey,
+  toOneTimePrekey,
+  toSignedPrekey,
+  type DeviceRef,
+} from "@sealpost/client/protocol";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { SendRequestSchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { ContentSchema, TextSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
@@ -25,21 +41,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { CryptoProvider } from "@sealpost/client/crypto/provider.js";
-import { createNobleProvider } from "@sealpost/client/crypto/noble-provider.js";
-import { createNodeProvider } from "@sealpost/client/crypto/node-provider.js";
-import { GroupCipher, groupContent } from "@sealpost/client/protocol/group-cipher.js";
-import { createDeviceIdentity, generatePrekeyBatch } from "@sealpost/client/protocol/device-keys.js";
-import { toDeviceIdentity } from "@sealpost/client/protocol/identity.js";
-import { generateOneTimePrekeys, toKemPrekey, toOneTimePrekey, toSignedPrekey } from "@sealpost/client/protocol/prekeys.js";
-import { SessionCipher, type Address } from "@sealpost/client/protocol/session-cipher.js";
-import { createMemoryGroupStores } from "@sealpost/client/store/group-memory-store.js";
-import { addressKey } from "@sealpost/client/store/interfaces.js";
-import { createMemoryStores } from "@sealpost/client/store/memory-store.js";
+import { createNobleProvider, createNodeProvider, type CryptoProvider } from "@sealpost/client/crypto";
 import { KeyBundleSchema } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { createClient } from "@connectrpc/connect";
 import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import { createTestAccount, startTestNats, startTestServer } from "@sealpost/test-support/index.js";
+import { createTestAccount, startTestNats, startTestServer } from "@sealpost/test-support";
 import { LibsignalDevice } from "./crypto-libsignal.js";
 
 const SMOKE = process.argv.includes("--smoke");
@@ -88,15 +94,21 @@ async function measureInterleaved(runners: Record<string, Runner>): Promise<Reco
   );
 }
 
-const members: Address[] = Array.from({ length: DEVICES }, (_, i) => ({ accountId: `member${String(Math.floor(i / 2)).padStart(3, "0")}`, deviceId: (i % 2) + 1 }));
+const members: DeviceRef[] = Array.from({ length: DEVICES }, (_, i) => ({
+  accountId: `member${String(Math.floor(i / 2)).padStart(3, "0")}`,
+  deviceId: (i % 2) + 1,
+}));
 const SENDER = { accountId: "sender", deviceId: 1 };
 
 function content(p: CryptoProvider) {
   return groupContent(GROUP_ID, { messageId: p.random(16), sentAtMs: 1n, body: { case: "text", value: create(TextSchema, { body: TEXT }) } });
 }
 
-function sendRequest(messageId: Uint8Array, sharedBody: Uint8Array, entries: { address: Address; entry: Uint8Array }[]): Uint8Array {
-  return toBinary(SendRequestSchema, create(SendRequestSchema, { messageId, sharedBody, entries: entries.map((e) => ({ device: e.address, entry: e.entry })) }));
+function sendRequest(messageId: Uint8Array, sharedBody: Uint8Array, entries: { address: DeviceRef; entry: Uint8Array }[]): Uint8Array {
+  return toBinary(
+    SendRequestSchema,
+    create(SendRequestSchema, { messageId, sharedBody, entries: entries.map((e) => ({ device: e.address, entry: e.entry })) }),
+  );
 }
 
 /** A sender with its key distributed to `receivers` GroupCiphers (one per receiving device). */
@@ -179,13 +191,24 @@ async function pairwiseFanout(p: CryptoProvider) {
     });
     await cipher.processBundle(m, bundle);
   }
-  const c = create(ContentSchema, { sentAtMs: 1n, conversation: { kind: { case: "groupId", value: GROUP_ID } }, body: { case: "text", value: create(TextSchema, { body: TEXT }) } });
+  const c = create(ContentSchema, {
+    sentAtMs: 1n,
+    conversation: { kind: { case: "groupId", value: GROUP_ID } },
+    body: { case: "text", value: create(TextSchema, { body: TEXT }) },
+  });
   let lastBytes = 0;
   return {
-    encrypt: () => cipher.encryptForDevices(c, members.map((address) => ({ address }))),
+    encrypt: () =>
+      cipher.encryptForDevices(
+        c,
+        members.map((address) => ({ address })),
+      ),
     runner: {
       async op() {
-        const enc = await cipher.encryptForDevices(c, members.map((address) => ({ address })));
+        const enc = await cipher.encryptForDevices(
+          c,
+          members.map((address) => ({ address })),
+        );
         lastBytes = sendRequest(enc.messageId, enc.sharedBody, enc.entries).length;
       },
     } as Runner,
@@ -214,7 +237,11 @@ async function libsignalSetups() {
       async op() {
         // libsignal's part is the encryption; the same SendRequest framing is added for size.
         const ct = (await a.groupEncrypt(distributionId, PAYLOAD)).serialize();
-        lastBytes = sendRequest(new Uint8Array(16), ct, names.map((address) => ({ address, entry: new Uint8Array(0) }))).length;
+        lastBytes = sendRequest(
+          new Uint8Array(16),
+          ct,
+          names.map((address) => ({ address, entry: new Uint8Array(0) })),
+        ).length;
       },
     } as Runner,
     group_decrypt: {
@@ -244,7 +271,8 @@ async function serverFigures(p: CryptoProvider) {
     const tag = Date.now().toString(36);
     const sender = await createTestAccount(server.url, `gbench-s-${tag}`, { oneTimePrekeys: 1, provider: p });
     const accounts = [];
-    for (let i = 0; i < DEVICES / 2; i++) accounts.push(await createTestAccount(server.url, `gbench-${i}-${tag}`, { devices: 2, oneTimePrekeys: 1, provider: p }));
+    for (let i = 0; i < DEVICES / 2; i++)
+      accounts.push(await createTestAccount(server.url, `gbench-${i}-${tag}`, { devices: 2, oneTimePrekeys: 1, provider: p }));
     const devices = accounts.flatMap((a) => a.devices.map((d) => d.address));
     const versions = accounts.map((a) => ({ accountId: a.accountId, deviceListVersion: 2n }));
     const delivery = createClient(DeliveryService, sender.devices[0].transport);
@@ -257,13 +285,23 @@ async function serverFigures(p: CryptoProvider) {
       const t0 = performance.now();
       const c = content(p);
       const { sharedBody } = await g.sender.encrypt(GROUP_ID, c);
-      const res = await delivery.send({ messageId: c.messageId, sharedBody, entries: devices.map((device) => ({ device, entry: new Uint8Array(0) })), versions });
+      const res = await delivery.send({
+        messageId: c.messageId,
+        sharedBody,
+        entries: devices.map((device) => ({ device, entry: new Uint8Array(0) })),
+        versions,
+      });
       if (res.outcome.case !== "stored") throw new Error(`group send not stored: ${res.outcome.case}`);
       if (i >= 10) group.push(performance.now() - t0);
       if (i % 3 === 0) {
         const t1 = performance.now();
         const enc = await fan.encrypt();
-        const r2 = await delivery.send({ messageId: enc.messageId, sharedBody: enc.sharedBody, entries: enc.entries.map((e, j) => ({ device: devices[j], entry: e.entry })), versions });
+        const r2 = await delivery.send({
+          messageId: enc.messageId,
+          sharedBody: enc.sharedBody,
+          entries: enc.entries.map((e, j) => ({ device: devices[j], entry: e.entry })),
+          versions,
+        });
         if (r2.outcome.case !== "stored") throw new Error(`fan-out send not stored: ${r2.outcome.case}`);
         if (i >= 10) pairwise.push(performance.now() - t1);
       }
@@ -310,24 +348,42 @@ async function main(): Promise<void> {
         unit: name === "group_decrypt" ? "decrypts/s (one device)" : name === "group_send_100" ? "group sends/s (100 devices each)" : "encrypts/s (1 KiB)",
         microsPerOp: Number((1e6 / m.opsPerSec).toFixed(1)),
         samples: m.samples,
-        reference: { implementation: "libsignal-client", value: Math.round(ref.opsPerSec), microsPerOp: Number((1e6 / ref.opsPerSec).toFixed(1)), samples: ref.samples },
+        reference: {
+          implementation: "libsignal-client",
+          value: Math.round(ref.opsPerSec),
+          microsPerOp: Number((1e6 / ref.opsPerSec).toFixed(1)),
+          samples: ref.samples,
+        },
         ratio: Number(ratio.toFixed(2)),
       });
-      rows.push(`${name.padEnd(16)} ${impl.padEnd(6)} ${Math.round(m.opsPerSec).toString().padStart(8)}/s (${(1e6 / m.opsPerSec).toFixed(1)} us)  libsignal ${Math.round(ref.opsPerSec).toString().padStart(8)}/s  x${ratio.toFixed(2)}`);
+      rows.push(
+        `${name.padEnd(16)} ${impl.padEnd(6)} ${Math.round(m.opsPerSec).toString().padStart(8)}/s (${(1e6 / m.opsPerSec).toFixed(1)} us)  libsignal ${Math.round(ref.opsPerSec).toString().padStart(8)}/s  x${ratio.toFixed(2)}`,
+      );
     }
   }
   const f = results.pairwise_fanout_100.node;
-  figures.push({ name: "pairwise_fanout_100", implementation: "sealpost/node", value: Math.round(f.opsPerSec), unit: "messages/s (100 devices each, sealed body + 100 ratchet entries)", microsPerOp: Number((1e6 / f.opsPerSec).toFixed(1)), samples: f.samples });
+  figures.push({
+    name: "pairwise_fanout_100",
+    implementation: "sealpost/node",
+    value: Math.round(f.opsPerSec),
+    unit: "messages/s (100 devices each, sealed body + 100 ratchet entries)",
+    microsPerOp: Number((1e6 / f.opsPerSec).toFixed(1)),
+    samples: f.samples,
+  });
   rows.push(`pairwise_fanout_100 node ${Math.round(f.opsPerSec)}/s (${(1e6 / f.opsPerSec).toFixed(0)} us)  SendRequest ${fanout.bytes()} B`);
   const sizes = {
     group_send_request_bytes: node.sendBytes(),
     group_send_request_bytes_libsignal_ciphertext: lib.sendBytes(),
     pairwise_fanout_send_request_bytes: fanout.bytes(),
   };
-  rows.push(`SendRequest bytes, 100 devices: sender keys ${sizes.group_send_request_bytes} (libsignal ciphertext framed alike ${sizes.group_send_request_bytes_libsignal_ciphertext}), pairwise fan-out ${sizes.pairwise_fanout_send_request_bytes}`);
+  rows.push(
+    `SendRequest bytes, 100 devices: sender keys ${sizes.group_send_request_bytes} (libsignal ciphertext framed alike ${sizes.group_send_request_bytes_libsignal_ciphertext}), pairwise fan-out ${sizes.pairwise_fanout_send_request_bytes}`,
+  );
   rows.push(`all 100 devices decrypt one message: node ${allDecryptNodeMs.toFixed(1)} ms, noble ${allDecryptNobleMs.toFixed(1)} ms (sequential, one process)`);
   if (serverSend) {
-    rows.push(`real server, 100 devices: group send p50 ${serverSend.group_send.p50_ms} ms (p90 ${serverSend.group_send.p90_ms}), pairwise fan-out send p50 ${serverSend.pairwise_fanout_send.p50_ms} ms (p90 ${serverSend.pairwise_fanout_send.p90_ms})`);
+    rows.push(
+      `real server, 100 devices: group send p50 ${serverSend.group_send.p50_ms} ms (p90 ${serverSend.group_send.p90_ms}), pairwise fan-out send p50 ${serverSend.pairwise_fanout_send.p50_ms} ms (p90 ${serverSend.pairwise_fanout_send.p90_ms})`,
+    );
   }
   const target = figures.find((x) => x.name === "group_encrypt" && x.implementation === "sealpost/node") as { ratio: number };
   const pkg = (n: string) => JSON.parse(fs.readFileSync(path.join(repoRoot(), "node_modules", n, "package.json"), "utf8")).version as string;
@@ -336,7 +392,13 @@ async function main(): Promise<void> {
     mode: SMOKE ? "smoke" : QUICK ? "quick" : "full",
     date: new Date().toISOString(),
     durationSec: Math.round((Date.now() - started) / 100) / 10,
-    machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), platform: `${os.platform()} ${os.arch()}`, node: process.version },
+    machine: {
+      cpu: os.cpus()[0]?.model,
+      cores: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      platform: `${os.platform()} ${os.arch()}`,
+      node: process.version,
+    },
     versions: { "@signalapp/libsignal-client": pkg("@signalapp/libsignal-client"), "@noble/curves": pkg("@noble/curves") },
     method: `per figure, samples of ~${SAMPLE_MS} ms interleaved across implementations (${SAMPLES} each after a ${WARMUP_MS} ms warm-up); value = median; one process, sequential awaits, in-memory stores; payload: a 1 KiB text (sealpost pads the ~1.05 KiB Content to its bucket; libsignal encrypts 1 KiB raw)`,
     group_devices: DEVICES,

@@ -16,8 +16,8 @@
  */
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { startNatsCluster } from "@sealpost/test-support/nats-cluster.js";
-import { natsServerVersion } from "@sealpost/server/nats/embedded-server.js";
+import { startNatsCluster } from "@sealpost/test-support";
+import { natsServerVersion } from "@sealpost/server/nats";
 
 const IDS = 50;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -34,10 +34,18 @@ export function topFrames(file: string, n = 30, lastSeconds = Infinity): string 
   const files = new Map<string, number>();
   for (const [id, t] of self) {
     const cf = byId.get(id)!.callFrame;
-    const short = cf.url.replace(/^file:\/\//, "").replace(/.*node_modules\//, "nm:").replace(/.*\/work\/main\//, "");
+    const short = cf.url
+      .replace(/^file:\/\//, "")
+      .replace(/.*node_modules\//, "nm:")
+      .replace(/.*\/work\/main\//, "");
     const key = `${cf.functionName || "(anonymous)"} ${short}:${cf.lineNumber + 1}`;
     fn.set(key, (fn.get(key) ?? 0) + t);
-    const f = short.startsWith("nm:") ? short.split("/").slice(0, short.startsWith("nm:@") ? 2 : 1).join("/") : short || cf.functionName;
+    const f = short.startsWith("nm:")
+      ? short
+          .split("/")
+          .slice(0, short.startsWith("nm:@") ? 2 : 1)
+          .join("/")
+      : short || cf.functionName;
     files.set(f, (files.get(f) ?? 0) + t);
   }
   const fmt = (m: Map<string, number>) =>

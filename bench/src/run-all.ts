@@ -23,6 +23,8 @@ const BENCHMARKS: Record<string, string> = {
   server: "bench/src/server-bench.ts",
   // ejabberd beside sealpost; writes a "skipped" result when ejabberd is not installed.
   peer: "bench/src/peer-bench.ts",
+  // Bundle sizes and in-browser crypto; the crypto part is skipped with a note without Chromium.
+  web: "bench/src/web-bench.ts",
 };
 
 function runScript(script: string, args: string[]): Promise<number> {
@@ -48,7 +50,9 @@ async function main(): Promise<void> {
     if (a === "--only") only.push(argv[i + 1]);
   });
   for (const o of only) if (!BENCHMARKS[o]) throw new Error(`unknown benchmark ${o}; known: ${Object.keys(BENCHMARKS).join(", ")}`);
-  const passThrough = argv.filter((a, i) => a !== "--only" && argv[i - 1] !== "--only" && a !== "--doc" && a !== "--quick" && a !== "--smoke" && a !== "--full");
+  const passThrough = argv.filter(
+    (a, i) => a !== "--only" && argv[i - 1] !== "--only" && a !== "--doc" && a !== "--quick" && a !== "--smoke" && a !== "--full",
+  );
   // Benchmarks without a smoke mode of their own (group) run their quick mode then.
   const modeFlag = mode === "full" ? [] : mode === "smoke" ? ["--smoke", "--quick"] : ["--quick"];
   const failed: string[] = [];

@@ -6,15 +6,22 @@
  *
  * Figures (every load is bounded in count and time and targets loopback only):
  *   send_routed         1 KiB messages/s routed through Send to a receiving device's open
- *                       Receive stream (which acks), 256 Sends in flight; reference: JetStream
- *                       async publish of 1 KiB with 256 acks in flight
+ *                       Receive stream (which acks), 64 Sends in flight through a lean
+ *                       Connect client on node:http2 (raw-unary.ts: connect-node's client was
+ *                       the limit); reference: JetStream async publish of 1 KiB with 256 acks
+ *                       in flight
  *   send_routed_per_server_core  the same deliveries over the CPU seconds the server process
  *                       and nats-server used for them (/proc), the load generator excluded
+ *   sealed_send_routed  the send_routed load through SendSealed (no token; the recipients'
+ *                       access key), interleaved with Send on the same server; reference:
+ *                       send_routed of the same samples (sealed sends must not be slower)
  *   session_routed      the same 1 KiB routing over DeliveryService.Session streams: 8 sender
  *                       sessions with 128 sends in flight each, 8 receiver sessions (mailbox
  *                       and acks on the stream); current server only
  *   session_latency_1k_p50/p99  open loop at 1k msg/s over those sessions, beside raw publish ->
  *                       PubAck at the same rate
+ *   metrics_overhead    the session load per server-side CPU second with metrics on (default)
+ *                       and on an instance with --metrics off, interleaved
  *   scaleout_one_instance / scaleout_two_instances  the session load on one instance, and spread
  *                       over two instances of the current server on the same NATS (half the
  *                       messages cross instances), interleaved; per_server_core counts both
@@ -39,12 +46,16 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createNodeProvider } from "@sealpost/client/crypto/node-provider.js";
-import { startTestNats, type TestNats } from "@sealpost/test-support/nats-server.js";
+import { createNodeProvider } from "@sealpost/client/crypto";
+import { startTestNats, type TestNats } from "@sealpost/test-support";
 import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js";
-import { catchUp, deliveryPool, MessageIds, Receivers, send, sendRequest, type DeliveryClient } from "./server/delivery-load.js";
+import { catchUp, deliveryPool, MessageIds, Receivers, send, sendRequest, sendSealed, type DeliveryClient } from "./server/delivery-load.js";
+import { allowSealedMail } from "./server/bench-accounts.js";
 import { openRawJetStream, rawCatchUp, rawFill, rawPublishLatencies, rawPublishRate, type RawJetStream } from "./server/raw-jetstream.js";
 import { startBenchServer, type BenchServer } from "./server/server-process.js";
+import { RawUnaryPool } from "./server/raw-unary.js";
+import { Http2Pool } from "./server/raw-http2.js";
+import type * as http2 from "node:http2";
 import { BenchSession } from "./server/session-load.js";
 import type { Pool } from "./server/connections.js";
 import { benchMode, machineInfo, median, packageVersion, percentile, ratio, repoRoot, round, writeResult, type Figure } from "./result.js";
@@ -71,8 +82,8 @@ const CATCHUP_CONCURRENCY = 64;
 const MAX_OUTSTANDING = 20_000;
 const SIZES = [256, 1024, 16 * 1024, 256 * 1024];
 const DEVICES_PER_SEND = [1, 8, 64];
-/** --figures a,b: run only these groups (send_routed, latency, catchup, scale, idle). */
-const GROUPS = (arg("--figures") ?? "send_routed,session_routed,scale_out,latency,catchup,scale,idle").split(",");
+/** --figures a,b: run only these groups (send_routed, sealed, session_routed, scale_out, metrics, latency, catchup, scale, idle). */
+const GROUPS = (arg("--figures") ?? "send_routed,sealed,session_routed,scale_out,metrics,latency,catchup,scale,idle").split(",");
 /** Sends each session keeps in flight (session_routed). */
 const SESSION_IN_FLIGHT = 128;
 const want = (g: string) => GROUPS.includes(g);
@@ -87,6 +98,8 @@ interface Rig {
   label: string;
   server: BenchServer;
   pool: Pool<DeliveryClient>;
+  /** The lean unary client the Send load goes through (raw-unary.ts). */
+  raw: RawUnaryPool;
   ids: MessageIds;
   receivers: Receivers;
   recipients: BenchDevice[];
@@ -115,7 +128,7 @@ async function makeRig(label: string, natsUrl: string, serverSrc: string | undef
   const ids = new MessageIds();
   const receivers = new Receivers(deliveryPool(server.url, 4), ids);
   await receivers.open(recipients);
-  return { label, server, pool, ids, receivers, recipients, senders, catchup };
+  return { label, server, pool, raw: new RawUnaryPool(server.url, 8), ids, receivers, recipients, senders, catchup };
 }
 
 /** Server-side CPU (this rig's server process + the nats-server) in seconds so far. */
@@ -123,7 +136,15 @@ let natsPid: number | undefined;
 const serverSideCpu = (rig: Rig) => cpuSeconds(rig.server.pid) + cpuSeconds(natsPid);
 
 /** Closed loop: `inFlight` Sends outstanding for `ms`; deliveries counted on the Receive streams. */
-async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlight: number, ms: number): Promise<{ sends: number; deliveries: number; perServerCore: number }> {
+async function routedRate(
+  rig: Rig,
+  size: number,
+  devicesPerSend: number,
+  inFlight: number,
+  ms: number,
+  /** Send with SendSealed and this access key instead of Send. */
+  sealedKey?: Uint8Array,
+): Promise<{ sends: number; deliveries: number; perServerCore: number }> {
   const body = new Uint8Array(size).fill(9);
   let sends = 0;
   let expected = 0;
@@ -138,7 +159,9 @@ async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlig
       const i = k++;
       const to = devicesPerSend === 1 ? [rig.recipients[i % 8]] : rig.recipients.slice(0, devicesPerSend);
       expected += to.length;
-      await send(rig.pool.next(), rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, to));
+      const req = sendRequest(rig.ids.make(rig.ids.next++), body, to);
+      if (sealedKey) await sendSealed(rig.raw, sealedKey, req);
+      else await send(rig.raw, rig.senders[i % SENDERS], req);
       sends++;
     }
   };
@@ -151,9 +174,34 @@ async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlig
   // after it, over the CPU the server and nats-server used for all of it.
   const cpu = serverSideCpu(rig) - cpu0;
   const perServerCore = cpu > 0 ? (rig.receivers.arrivals - a0) / cpu : 0;
-  if (process.env.BENCH_CPU_SPLIT) log(`${rig.label}: ${rig.receivers.arrivals - a0} deliveries, server ${(cpuSeconds(rig.server.pid) - cpuServer0).toFixed(2)} s + nats-server ${(cpu - (cpuSeconds(rig.server.pid) - cpuServer0)).toFixed(2)} s CPU`);
+  if (process.env.BENCH_CPU_SPLIT)
+    log(
+      `${rig.label}: ${rig.receivers.arrivals - a0} deliveries, server ${(cpuSeconds(rig.server.pid) - cpuServer0).toFixed(2)} s + nats-server ${(cpu - (cpuSeconds(rig.server.pid) - cpuServer0)).toFixed(2)} s CPU`,
+    );
   await settle();
   return { sends: (sends * 1000) / elapsed, deliveries: (delivered * 1000) / elapsed, perServerCore };
+}
+
+/** Sender sessions, receiver sessions and the receivers' devices (the senders' addressees). */
+interface SessionPair {
+  senders: BenchSession[];
+  receivers: BenchSession[];
+  to: BenchDevice[];
+}
+
+/**
+ * SENDERS sender sessions on the first half of `devices` and SENDERS receiver sessions on the
+ * second; `at(i)` picks a connection, receiver i takes the one after sender i's.
+ */
+async function openSessionPair(devices: BenchDevice[], at: (i: number) => http2.ClientHttp2Session, ids: MessageIds): Promise<SessionPair> {
+  const senders = devices.slice(0, SENDERS).map((d, i) => new BenchSession(at(i), d));
+  const receivers = devices.slice(SENDERS).map((d, i) => new BenchSession(at(i + 1), d, ids));
+  await Promise.all(receivers.map((r) => r.receive()));
+  return { senders, receivers, to: devices.slice(SENDERS) };
+}
+
+async function closeSessionPair(pair: SessionPair): Promise<void> {
+  await Promise.all([...pair.senders, ...pair.receivers].map((x) => x.close()));
 }
 
 /**
@@ -162,7 +210,7 @@ async function routedRate(rig: Rig, size: number, devicesPerSend: number, inFlig
  * stream), for `ms`. Devices of their own (a session's mailbox would replace the Receive
  * streams of the unary figures). Returns deliveries/s and per server-side CPU second.
  */
-async function sessionRate(rig: Rig, pair: { senders: BenchSession[]; receivers: BenchSession[]; to: BenchDevice[] }, ms: number, morePids: number[] = []): Promise<{ deliveries: number; perServerCore: number }> {
+async function sessionRate(rig: Rig, pair: SessionPair, ms: number, morePids: number[] = []): Promise<{ deliveries: number; perServerCore: number }> {
   const body = new Uint8Array(1024).fill(9);
   const arrivals = () => pair.receivers.reduce((n, r) => n + r.arrivals, 0);
   const a0 = arrivals();
@@ -170,6 +218,7 @@ async function sessionRate(rig: Rig, pair: { senders: BenchSession[]; receivers:
   const more0 = moreCpu();
   const cpu0 = serverSideCpu(rig);
   const server0 = cpuSeconds(rig.server.pid);
+  const gen0 = process.cpuUsage();
   const start = performance.now();
   const end = start + ms;
   let expected = 0;
@@ -190,13 +239,16 @@ async function sessionRate(rig: Rig, pair: { senders: BenchSession[]; receivers:
   const more = moreCpu() - more0;
   const cpu = serverSideCpu(rig) - cpu0 + more;
   const serverCpu = cpuSeconds(rig.server.pid) - server0;
-  if (process.env.BENCH_CPU_SPLIT) log(`${rig.label}: session ${arrivals() - a0} deliveries, server ${serverCpu.toFixed(2)} s${morePids.length ? ` + other instances ${more.toFixed(2)} s` : ""} + nats-server ${(cpu - serverCpu - more).toFixed(2)} s CPU`);
+  if (process.env.BENCH_CPU_SPLIT)
+    log(
+      `${rig.label}: session ${arrivals() - a0} deliveries, server ${serverCpu.toFixed(2)} s${morePids.length ? ` + other instances ${more.toFixed(2)} s` : ""} + nats-server ${(cpu - serverCpu - more).toFixed(2)} s CPU; load generator ${(((u) => (u.user + u.system) / 1e6)(process.cpuUsage(gen0))).toFixed(2)} s`,
+    );
   await settle();
   return { deliveries: (delivered * 1000) / elapsed, perServerCore: cpu > 0 ? (arrivals() - a0) / cpu : 0 };
 }
 
 /** Open loop at `rate` msg/s over Session streams: latency from the intended send time to arrival. */
-async function sessionLatencies(rig: Rig, pair: { senders: BenchSession[]; receivers: BenchSession[]; to: BenchDevice[] }, rate: number, ms: number): Promise<{ latencies: number[]; saturated: boolean }> {
+async function sessionLatencies(rig: Rig, pair: SessionPair, rate: number, ms: number): Promise<{ latencies: number[]; saturated: boolean }> {
   const body = new Uint8Array(1024).fill(9);
   const intended = new Map<number, number>();
   const latencies: number[] = [];
@@ -261,7 +313,7 @@ async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ la
       const c = rig.ids.next++;
       intended.set(c, t0 + (issued * 1000) / rate);
       const i = issued++;
-      send(rig.pool.next(), rig.senders[i % SENDERS], sendRequest(rig.ids.make(c), body, [rig.recipients[i % 8]])).catch(() => sendErrors++);
+      send(rig.raw, rig.senders[i % SENDERS], sendRequest(rig.ids.make(c), body, [rig.recipients[i % 8]])).catch(() => sendErrors++);
     }
     if (saturated) break;
     await new Promise((r) => setTimeout(r, 1));
@@ -284,7 +336,8 @@ async function fillCatchup(rig: Rig): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: 128 }, async () => {
-      for (let i = next++; i < jobs.length; i = next++) await send(rig.pool.next(), rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, [jobs[i]]));
+      for (let i = next++; i < jobs.length; i = next++)
+        await send(rig.pool.next(), rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, [jobs[i]]));
     }),
   );
 }
@@ -292,6 +345,9 @@ async function fillCatchup(rig: Rig): Promise<void> {
 async function routedCatchUp(rig: Rig, devices: BenchDevice[]): Promise<{ perSec: number; messages: number }> {
   let next = 0;
   let messages = 0;
+  const gen0 = process.cpuUsage();
+  const cpu0 = serverSideCpu(rig);
+  const server0 = cpuSeconds(rig.server.pid);
   const start = performance.now();
   await Promise.all(
     Array.from({ length: CATCHUP_CONCURRENCY }, async () => {
@@ -301,7 +357,14 @@ async function routedCatchUp(rig: Rig, devices: BenchDevice[]): Promise<{ perSec
       }
     }),
   );
-  return { perSec: (devices.length * 1000) / (performance.now() - start), messages };
+  const elapsed = performance.now() - start;
+  if (process.env.BENCH_CPU_SPLIT) {
+    const serverCpu = cpuSeconds(rig.server.pid) - server0;
+    log(
+      `${rig.label}: catch-up of ${devices.length} devices in ${(elapsed / 1000).toFixed(2)} s: server ${serverCpu.toFixed(2)} s + nats-server ${(serverSideCpu(rig) - cpu0 - serverCpu).toFixed(2)} s CPU; load generator ${(((u) => (u.user + u.system) / 1e6)(process.cpuUsage(gen0))).toFixed(2)} s`,
+    );
+  }
+  return { perSec: (devices.length * 1000) / elapsed, messages };
 }
 
 /** A short pause so one measurement's tail (acks, deletes, GC) does not fall into the next. */
@@ -323,6 +386,547 @@ function baselineWorktree(ref: string): string {
   return path.join(dir, "server", "src");
 }
 
+/** What every figure group works with: the servers under test, raw JetStream, and the results. */
+interface BenchRun {
+  rigs: Rig[];
+  raw: RawJetStream;
+  nats: TestNats;
+  figures: Figure[];
+  extra: Record<string, unknown>;
+  /** The implementation name a figure of this rig reports. */
+  impl: (rig: Rig) => string;
+  /** --baseline: the git ref of the other server measured beside the current one. */
+  baselineRef: string | undefined;
+}
+
+/** 1. Routed messages/s vs raw publish, samples interleaved. */
+async function sendRouted({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
+  log("send_routed");
+  const rawSamples: number[] = [];
+  const routed = new Map<Rig, { sends: number[]; deliveries: number[]; perCore: number[] }>(rigs.map((r) => [r, { sends: [], deliveries: [], perCore: [] }]));
+  await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs / 3); // warm-up
+  for (const r of rigs) await routedRate(r, 1024, 1, SEND_IN_FLIGHT, P.sampleMs / 3);
+  for (let s = 0; s < P.samples; s++) {
+    rawSamples.push(await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs));
+    await raw.purge();
+    for (const r of rigs) {
+      const m = await routedRate(r, 1024, 1, SEND_IN_FLIGHT, P.sampleMs);
+      routed.get(r)!.sends.push(m.sends);
+      routed.get(r)!.deliveries.push(m.deliveries);
+      routed.get(r)!.perCore.push(m.perServerCore);
+    }
+  }
+  const rawRate = median(rawSamples);
+  const rawRef = {
+    name: `raw JetStream async publish, ${IN_FLIGHT} in flight`,
+    value: round(rawRate),
+    unit: "msg/s",
+    samples: rawSamples.length,
+    sampleValues: rawSamples.map((x) => round(x)),
+  };
+  for (const r of rigs) {
+    const v = median(routed.get(r)!.deliveries);
+    const q = ratio(v, rawRate);
+    figures.push({
+      name: "send_routed",
+      implementation: impl(r),
+      value: round(v),
+      unit: "msg/s",
+      samples: P.samples,
+      sampleValues: routed.get(r)!.deliveries.map((x) => round(x)),
+      reference: rawRef,
+      ratio: q,
+      ...(r.label === "current" ? { target: { row: "send_routed", description: ">= 0.7x raw JetStream publish", met: q >= 0.7 } } : {}),
+      params: { body_bytes: 1024, devices_per_send: 1, sends_in_flight: SEND_IN_FLIGHT, receive_streams: 8, sends_per_s: round(median(routed.get(r)!.sends)) },
+    });
+    const perCore = median(routed.get(r)!.perCore);
+    if (perCore > 0) {
+      figures.push({
+        name: "send_routed_per_server_core",
+        implementation: impl(r),
+        value: round(perCore),
+        unit: "msg per server-side CPU second (server + nats-server)",
+        samples: P.samples,
+        sampleValues: routed.get(r)!.perCore.map((x) => round(x)),
+        params: { body_bytes: 1024, sends_in_flight: SEND_IN_FLIGHT },
+      });
+    }
+    log(`${r.label}: ${round(perCore)} routed msg per server-side core-second`);
+    log(
+      `${r.label}: send_routed ${round(v)} msg/s vs raw ${round(rawRate)} (x${q}); sends/s ${routed
+        .get(r)!
+        .sends.map((x) => round(x))
+        .join(" ")}, deliveries/s ${routed
+        .get(r)!
+        .deliveries.map((x) => round(x))
+        .join(" ")}`,
+    );
+  }
+}
+
+/** 1a. The send_routed load through SendSealed beside Send, same server, samples interleaved (current server only). */
+async function sealedRouted({ rigs, figures, impl }: BenchRun): Promise<void> {
+  log("sealed_send_routed");
+  const cur = rigs[0];
+  const key = crypto.getRandomValues(new Uint8Array(16));
+  await allowSealedMail(provider, cur.server.url, cur.recipients, key);
+  const plain = { deliveries: [] as number[], perCore: [] as number[] };
+  const sealed = { deliveries: [] as number[], perCore: [] as number[] };
+  await routedRate(cur, 1024, 1, SEND_IN_FLIGHT, P.sampleMs / 3, key); // warm-up
+  for (let s = 0; s < P.samples; s++) {
+    for (const [into, k] of [
+      [plain, undefined],
+      [sealed, key],
+    ] as const) {
+      const m = await routedRate(cur, 1024, 1, SEND_IN_FLIGHT, P.sampleMs, k);
+      into.deliveries.push(m.deliveries);
+      into.perCore.push(m.perServerCore);
+    }
+  }
+  const v = median(sealed.deliveries);
+  const ref = median(plain.deliveries);
+  const q = ratio(v, ref);
+  figures.push({
+    name: "sealed_send_routed",
+    implementation: impl(cur),
+    value: round(v),
+    unit: "msg/s",
+    samples: P.samples,
+    sampleValues: sealed.deliveries.map((x) => round(x)),
+    reference: {
+      name: "Send (authenticated), same server, samples interleaved",
+      value: round(ref),
+      unit: "msg/s",
+      samples: P.samples,
+      sampleValues: plain.deliveries.map((x) => round(x)),
+    },
+    ratio: q,
+    target: { row: "sealed_send_routed", description: "sealed sends not slower than Send (>= 0.95x: within this box's noise)", met: q >= 0.95 },
+    params: {
+      body_bytes: 1024,
+      devices_per_send: 1,
+      sends_in_flight: SEND_IN_FLIGHT,
+      per_server_core_sealed: round(median(sealed.perCore)),
+      per_server_core_send: round(median(plain.perCore)),
+    },
+  });
+  log(
+    `${cur.label}: sealed ${round(v)} msg/s vs Send ${round(ref)} (x${q}); per server core ${round(median(sealed.perCore))} vs ${round(median(plain.perCore))}`,
+  );
+}
+
+/** 1b. Routed messages/s over Session streams (the current server only: older ones lack it). */
+async function sessionRouted({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
+  log("session_routed");
+  const cur = rigs[0];
+  const devices = await createBenchDevices(provider, cur.server.url, `s-${Date.now().toString(36)}`, 2 * SENDERS);
+  const pool = new Http2Pool(cur.server.url, 4);
+  const pair = await openSessionPair(devices, (i) => pool.at(i), cur.ids);
+  await sessionRate(cur, pair, P.sampleMs / 3); // warm-up
+  const rates: number[] = [];
+  const perCore: number[] = [];
+  for (let s = 0; s < P.samples; s++) {
+    const m = await sessionRate(cur, pair, P.sampleMs);
+    rates.push(m.deliveries);
+    perCore.push(m.perServerCore);
+  }
+  // Latency at 1k msg/s over the same sessions, beside raw publish -> PubAck at that rate.
+  const latRate = mode === "smoke" ? 200 : 1000;
+  const rawLat = pct((await rawPublishLatencies(raw!, latRate, P.latencyMs, MAX_OUTSTANDING)).latencies);
+  await raw!.purge();
+  const lat = await sessionLatencies(cur, pair, latRate, P.latencyMs);
+  const sp = pct(lat.latencies);
+  for (const q of ["p50", "p99"] as const) {
+    figures.push({
+      name: `session_latency_${latRate >= 1000 ? `${latRate / 1000}k` : latRate}_${q}`,
+      implementation: impl(cur),
+      value: round(sp[q], 2),
+      unit: "ms",
+      samples: lat.latencies.length,
+      reference: { name: "raw JetStream publish -> PubAck, same load", value: round(rawLat[q], 2), unit: "ms", samples: 1 },
+      ratio: ratio(sp[q], rawLat[q]),
+      params: { offered_msg_per_s: latRate, seconds: P.latencyMs / 1000, body_bytes: 1024 },
+      ...(lat.saturated ? { note: "offered rate not sustained (percentiles measure a queue)" } : {}),
+    });
+  }
+  log(
+    `${cur.label}: session latency at ${latRate}/s p50 ${sp.p50.toFixed(2)} p99 ${sp.p99.toFixed(2)} ms (raw ack p50 ${rawLat.p50.toFixed(2)} p99 ${rawLat.p99.toFixed(2)})`,
+  );
+  await closeSessionPair(pair);
+  pool.close();
+  const v = median(rates);
+  figures.push({
+    name: "session_routed",
+    implementation: impl(cur),
+    value: round(v),
+    unit: "msg/s",
+    samples: P.samples,
+    sampleValues: rates.map((x) => round(x)),
+    target: { row: "session_routed", description: ">= 12,000 msg/s, one process, 8 -> 8 online", met: v >= 12_000 },
+    params: { body_bytes: 1024, senders: SENDERS, receivers: SENDERS, sends_in_flight_per_session: SESSION_IN_FLIGHT },
+  });
+  figures.push({
+    name: "session_routed_per_server_core",
+    implementation: impl(cur),
+    value: round(median(perCore)),
+    unit: "msg per server-side CPU second (server + nats-server)",
+    samples: P.samples,
+    sampleValues: perCore.map((x) => round(x)),
+    params: { body_bytes: 1024 },
+  });
+  log(`${cur.label}: session_routed ${round(v)} msg/s (${rates.map((x) => round(x)).join(" ")}); ${round(median(perCore))} per server-side core-second`);
+}
+
+/** 1c. Scale out: the same Session load on one instance and spread over two instances of the current server (same NATS), samples interleaved. Half the messages cross instances. */
+async function scaleOut({ rigs, nats, figures, impl }: BenchRun): Promise<void> {
+  log("scale_out");
+  const cur = rigs[0];
+  const second = await startBenchServer({ label: "current-2", natsUrl: nats.url });
+  const tag = Date.now().toString(36);
+  const one = await createBenchDevices(provider, cur.server.url, `o-${tag}`, 2 * SENDERS);
+  const two = await createBenchDevices(provider, cur.server.url, `t-${tag}`, 2 * SENDERS);
+  const pools = [new Http2Pool(cur.server.url, 4), new Http2Pool(second.url, 4)];
+  const single = await openSessionPair(one, (i) => pools[0].at(i), cur.ids);
+  // Alternating instances: each receiver sits on the other instance than its sender.
+  const spread = await openSessionPair(two, (i) => pools[i % 2].at(i), cur.ids);
+  await sessionRate(cur, single, P.sampleMs / 3);
+  await sessionRate(cur, spread, P.sampleMs / 3, [second.pid]);
+  const r1: number[] = [];
+  const r2: number[] = [];
+  const c1: number[] = [];
+  const c2: number[] = [];
+  for (let i = 0; i < P.samples; i++) {
+    const a = await sessionRate(cur, single, P.sampleMs);
+    const b = await sessionRate(cur, spread, P.sampleMs, [second.pid]);
+    r1.push(a.deliveries);
+    c1.push(a.perServerCore);
+    r2.push(b.deliveries);
+    c2.push(b.perServerCore);
+  }
+  await Promise.all([single, spread].map(closeSessionPair));
+  pools.forEach((p) => p.close());
+  await second.stop();
+  const oneRef = { name: "the same load on one instance", value: round(median(r1)), unit: "msg/s", samples: r1.length, sampleValues: r1.map((x) => round(x)) };
+  for (const [n, rates, cores] of [
+    [1, r1, c1],
+    [2, r2, c2],
+  ] as const) {
+    figures.push({
+      name: n === 1 ? "scaleout_one_instance" : "scaleout_two_instances",
+      implementation: impl(cur),
+      value: round(median(rates)),
+      unit: "msg/s",
+      samples: P.samples,
+      sampleValues: rates.map((x) => round(x)),
+      ...(n === 2 ? { reference: oneRef, ratio: ratio(median(r2), median(r1)) } : {}),
+      params: { instances: n, body_bytes: 1024, sessions: 2 * SENDERS, per_server_core: round(median(cores)) },
+    });
+  }
+  log(
+    `scale_out: one instance ${round(median(r1))} msg/s (${round(median(c1))} per server core), two instances ${round(median(r2))} msg/s (${round(median(c2))} per server core)`,
+  );
+}
+
+/** 1d. What metrics cost: the Session load on two fresh instances of the current server, one with metrics on (the default) and one with --metrics off, samples interleaved. */
+async function metricsOverhead({ rigs, nats, figures, impl }: BenchRun): Promise<void> {
+  log("metrics_overhead");
+  const cur = rigs[0];
+  const withServer = await startBenchServer({ label: "metrics-on", natsUrl: nats.url });
+  const bare = await startBenchServer({ label: "metrics-off", natsUrl: nats.url, serverArgs: ["--metrics", "off"] });
+  const onRig: Rig = { ...cur, label: "metrics-on", server: withServer };
+  const off: Rig = { ...cur, label: "metrics-off", server: bare };
+  const tag = Date.now().toString(36);
+  const setup = async (rig: Rig, prefix: string) => {
+    const devices = await createBenchDevices(provider, rig.server.url, `${prefix}-${tag}`, 2 * SENDERS);
+    const pool = new Http2Pool(rig.server.url, 4);
+    return { pair: await openSessionPair(devices, (i) => pool.at(i), cur.ids), pool };
+  };
+  const on = await setup(onRig, "mon");
+  const bareSetup = await setup(off, "moff");
+  await sessionRate(onRig, on.pair, P.sampleMs / 3);
+  await sessionRate(off, bareSetup.pair, P.sampleMs / 3);
+  const withM: number[] = [];
+  const without: number[] = [];
+  for (let i = 0; i < P.samples; i++) {
+    // Alternate which goes first, so neither always runs on a warmer box.
+    const order = i % 2 === 0 ? [true, false] : [false, true];
+    for (const metricsOn of order) {
+      if (metricsOn) withM.push((await sessionRate(onRig, on.pair, P.sampleMs)).perServerCore);
+      else without.push((await sessionRate(off, bareSetup.pair, P.sampleMs)).perServerCore);
+    }
+  }
+  for (const s of [on, bareSetup]) {
+    await closeSessionPair(s.pair);
+    s.pool.close();
+  }
+  await Promise.all([bare.stop(), withServer.stop()]);
+  const overhead = 1 - median(withM) / median(without);
+  figures.push({
+    name: "metrics_overhead",
+    implementation: impl(cur),
+    value: round(overhead * 100, 1),
+    unit: "% fewer routed msg per server-side CPU second with metrics on (Session load)",
+    samples: P.samples,
+    sampleValues: withM.map((x, i) => round((1 - x / without[i]) * 100, 1)),
+    reference: {
+      name: "the same server with --metrics off, samples interleaved",
+      value: round(median(without)),
+      unit: "msg per server-side CPU second",
+      samples: without.length,
+      sampleValues: without.map((x) => round(x)),
+    },
+    target: { row: "metrics_overhead", description: "< 5% of routed msg per server-side CPU second", met: overhead < 0.05 },
+    params: { with_metrics: round(median(withM)), body_bytes: 1024 },
+  });
+  log(`metrics: ${round(median(withM))} vs ${round(median(without))} msg per server-side core-second with/without (${(overhead * 100).toFixed(1)}% overhead)`);
+}
+
+/** 2. Latency at fixed offered loads. */
+async function latency({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
+  const rates = process.env.BENCH_RATES ? process.env.BENCH_RATES.split(",").map(Number) : P.rates;
+  for (const rate of rates) {
+    log(`latency at ${rate} msg/s`);
+    const rawLat = await rawPublishLatencies(raw, rate, P.latencyMs, MAX_OUTSTANDING);
+    await raw.purge();
+    const rp = pct(rawLat.latencies);
+    for (const r of rigs) {
+      const m = await routedLatencies(r, rate, P.latencyMs);
+      const sp = pct(m.latencies);
+      const tag = rate >= 1000 ? `${rate / 1000}k` : String(rate);
+      for (const q of ["p50", "p95", "p99", "max"] as const) {
+        const f: Figure = {
+          name: `latency_${tag}_${q}`,
+          implementation: impl(r),
+          value: round(sp[q], 2),
+          unit: "ms",
+          samples: m.latencies.length,
+          reference: { name: "raw JetStream publish -> PubAck, same load", value: round(rp[q], 2), unit: "ms", samples: rawLat.latencies.length },
+          ratio: ratio(sp[q], rp[q]),
+          params: { offered_msg_per_s: rate, seconds: P.latencyMs / 1000, body_bytes: 1024 },
+        };
+        if (m.saturated || m.sendErrors) {
+          f.note = `offered rate not sustained: the backlog arrived ${(m.drainMs / 1000).toFixed(1)} s after the load ended (percentiles measure a queue); send errors: ${m.sendErrors}`;
+        }
+        if (rate === 1000 && r.label === "current" && (q === "p50" || q === "p99")) {
+          const limit = q === "p50" ? 2 : 10;
+          f.target = { row: "latency_1k", description: `${q} < ${limit} ms`, met: sp[q] < limit && !m.saturated };
+        }
+        figures.push(f);
+      }
+      log(
+        `${r.label}: ${rate}/s p50 ${sp.p50.toFixed(2)} p99 ${sp.p99.toFixed(2)} max ${sp.max.toFixed(1)} ms (raw ack p50 ${rp.p50.toFixed(2)} p99 ${rp.p99.toFixed(2)})`,
+      );
+    }
+  }
+}
+
+/** 3. Reconnect with catch-up, batches interleaved with the raw equivalent. */
+async function reconnectCatchup({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
+  log("reconnect_catchup: filling mailboxes");
+  for (const r of rigs) await fillCatchup(r);
+  await rawFill(raw, 0, P.catchupDevices, PENDING);
+  const per = Math.floor(P.catchupDevices / P.catchupBatches);
+  const rawCu: number[] = [];
+  const cu = new Map<Rig, number[]>(rigs.map((r) => [r, []]));
+  let delivered = 0;
+  for (let b = 0; b < P.catchupBatches; b++) {
+    rawCu.push((await rawCatchUp(raw, b * per, per, CATCHUP_CONCURRENCY)).perSec);
+    for (const r of rigs) {
+      const m = await routedCatchUp(r, r.catchup.slice(b * per, (b + 1) * per));
+      delivered += m.messages;
+      cu.get(r)!.push(m.perSec);
+    }
+    await settle();
+  }
+  await raw.purge();
+  for (const r of rigs) {
+    const v = median(cu.get(r)!);
+    figures.push({
+      name: "reconnect_catchup",
+      implementation: impl(r),
+      value: round(v),
+      unit: "devices/s",
+      samples: cu.get(r)!.length,
+      sampleValues: cu.get(r)!.map((x) => round(x)),
+      reference: {
+        name: "JetStream alone: direct gets + deletes",
+        value: round(median(rawCu)),
+        unit: "devices/s",
+        samples: rawCu.length,
+        sampleValues: rawCu.map((x) => round(x)),
+      },
+      ratio: ratio(v, median(rawCu)),
+      ...(r.label === "current" ? { target: { row: "reconnect_catchup", description: ">= 1,000 devices/s", met: v >= 1000 } } : {}),
+      params: { pending_each: PENDING, devices_per_sample: per, concurrent_devices: CATCHUP_CONCURRENCY },
+      note: `open Receive (existing token), read until Drained, one Ack of all, close; ${delivered} messages read in total (all rigs)`,
+    });
+    log(`${r.label}: catch-up ${round(v)} devices/s (raw ${round(median(rawCu))})`);
+  }
+}
+
+/** 4. Scaling: devices per Send and body size (current server only). */
+async function scaling({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
+  const cur = rigs[0];
+  for (const n of DEVICES_PER_SEND) {
+    const rawN = await rawPublishRate(raw, 1024, IN_FLIGHT, P.scaleMs);
+    await raw.purge();
+    const m = await routedRate(cur, 1024, n, Math.max(8, Math.floor(SEND_IN_FLIGHT / n)), P.scaleMs);
+    figures.push({
+      name: `scale_devices_${n}`,
+      implementation: impl(cur),
+      value: round(m.deliveries),
+      unit: "deliveries/s",
+      samples: 1,
+      reference: { name: "raw JetStream async publish 1 KiB", value: round(rawN), unit: "msg/s", samples: 1 },
+      ratio: ratio(m.deliveries, rawN),
+      params: { devices_per_send: n, sends_per_s: round(m.sends), body_bytes: 1024, sends_in_flight: Math.max(8, Math.floor(SEND_IN_FLIGHT / n)) },
+      note: n > 1 && 1024 * (n - 1) > 8192 ? "body stored once in SP_BODIES, one record per device" : "body inlined in each device's record",
+    });
+    log(`devices/send ${n}: ${round(m.sends)} sends/s, ${round(m.deliveries)} deliveries/s (raw ${round(rawN)})`);
+  }
+  for (const size of SIZES) {
+    const inFlight = Math.max(8, Math.min(SEND_IN_FLIGHT, Math.floor((8 * 1024 * 1024) / size)));
+    const rawS = await rawPublishRate(raw, size, Math.max(8, Math.min(IN_FLIGHT, Math.floor((8 * 1024 * 1024) / size))), P.scaleMs);
+    await raw.purge();
+    const m = await routedRate(cur, size, 1, inFlight, P.scaleMs);
+    figures.push({
+      name: `scale_size_${size}`,
+      implementation: impl(cur),
+      value: round(m.deliveries),
+      unit: "msg/s",
+      samples: 1,
+      reference: { name: `raw JetStream async publish ${size} B`, value: round(rawS), unit: "msg/s", samples: 1 },
+      ratio: ratio(m.deliveries, rawS),
+      params: { body_bytes: size, in_flight: inFlight, MiB_per_s: round((m.deliveries * size) / 2 ** 20, 1) },
+    });
+    log(`size ${size}: ${round(m.deliveries)} msg/s (raw ${round(rawS)})`);
+  }
+}
+
+/** 5. Idle Receive streams: server RSS (current server only; fresh accounts, no traffic). */
+async function idleStreams({ rigs, nats, figures, extra, impl, baselineRef }: BenchRun): Promise<void> {
+  const cur = rigs[0];
+  log(`idle streams: creating ${P.idleStreams} devices`);
+  const idle = await createBenchDevices(provider, cur.server.url, `i-${Date.now().toString(36)}`, P.idleStreams, 64);
+  for (const r of rigs) await r.receivers.close();
+  // A fresh instance each time (stateless: any instance serves any device), so its RSS is
+  // the streams' and not what earlier load left in the heap.
+  const measureIdle = async (devices: BenchDevice[], conns: number, serverSrc?: string) => {
+    const server = await startBenchServer({ label: "idle", natsUrl: nats.url, serverSrc });
+    await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 2000));
+    const before = await server.stats();
+    const rssBefore = server.rss();
+    const pool = deliveryPool(server.url, conns);
+    const receivers = new Receivers(pool, cur.ids);
+    const half = Math.floor(devices.length / 2);
+    const t = performance.now();
+    await receivers.open(devices.slice(0, half));
+    const openSec1 = (performance.now() - t) / 1000;
+    await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
+    const mid = await server.stats();
+    const rssMid = server.rss();
+    const t2 = performance.now();
+    await receivers.open(devices.slice(half), half);
+    const openSec = openSec1 + (performance.now() - t2) / 1000;
+    await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
+    const after = await server.stats();
+    const rssAfter = server.rss();
+    await receivers.close();
+    pool.close();
+    await server.stop();
+    // The second half's cost: what one more stream costs once the heap's young generation
+    // and the connections' buffers (fixed costs, grown while the first half opened) are there.
+    const marginalKiB = (rssAfter - rssMid) / 1024 / (devices.length - half);
+    const marginalHeapKiB = (after.heapUsed - mid.heapUsed) / 1024 / (devices.length - half);
+    return { before, after, rssBefore, rssAfter, openSec, marginalKiB, marginalHeapKiB };
+  };
+  const conns = Math.max(1, Math.ceil(P.idleStreams / 500));
+  const { before, after, rssBefore, rssAfter, openSec, marginalKiB, marginalHeapKiB } = await measureIdle(idle, conns);
+  const perStreamKiB = (rssAfter - rssBefore) / 1024 / P.idleStreams;
+  // As real clients connect: one HTTP/2 connection per device (fewer streams: sockets are
+  // the load generator's limit here too).
+  const eachCount = Math.min(P.idleStreams, 2_000);
+  const each = await measureIdle(idle.slice(0, eachCount), eachCount);
+  const eachKiB = (each.rssAfter - each.rssBefore) / 1024 / eachCount;
+  figures.push({
+    name: "idle_streams_rss_connection_each",
+    implementation: impl(cur),
+    value: round(eachKiB, 1),
+    unit: "KiB RSS per idle Receive stream (one HTTP/2 connection each)",
+    samples: 1,
+    params: {
+      streams: eachCount,
+      connections: eachCount,
+      rss_before_MB: round(each.rssBefore / 2 ** 20, 1),
+      rss_after_MB: round(each.rssAfter / 2 ** 20, 1),
+      marginal_KiB: round(each.marginalKiB, 1),
+      marginal_heap_KiB: round(each.marginalHeapKiB, 1),
+    },
+    target: { row: "idle_stream_kib", description: "<= 25 KiB RSS per idle stream, one connection each", met: eachKiB <= 25 },
+    note: "value = (RSS after - RSS before) / streams; marginal = the same over the second half only (fixed costs excluded)",
+  });
+  log(
+    `idle streams, one connection each: ${eachCount} streams, RSS ${round(each.rssBefore / 2 ** 20)} -> ${round(each.rssAfter / 2 ** 20)} MB (${eachKiB.toFixed(1)} KiB/stream; marginal ${each.marginalKiB.toFixed(1)} KiB RSS, ${each.marginalHeapKiB.toFixed(1)} KiB heap)`,
+  );
+  // The baseline's marginal cost, same devices, same method (before/after in one run).
+  const base = baselineRef ? await measureIdle(idle, conns, baselineWorktree(baselineRef)) : undefined;
+  if (base) log(`baseline-${baselineRef}: idle streams marginal ${base.marginalKiB.toFixed(1)} KiB RSS, ${base.marginalHeapKiB.toFixed(1)} KiB heap`);
+  figures.push({
+    name: "idle_stream_marginal_rss",
+    ...(base
+      ? {
+          reference: {
+            name: `sealpost-server@baseline-${baselineRef}, same method`,
+            value: round(base.marginalKiB, 1),
+            unit: "KiB RSS per additional idle stream",
+            samples: 1,
+          },
+        }
+      : {}),
+    implementation: impl(cur),
+    value: round(marginalKiB, 1),
+    unit: "KiB RSS per additional idle Receive stream (streams sharing connections)",
+    samples: 1,
+    params: {
+      streams: P.idleStreams,
+      connections: conns,
+      marginal_heap_KiB: round(marginalHeapKiB, 1),
+      connection_each_marginal_KiB: round(each.marginalKiB, 1),
+    },
+    target: { row: "idle_stream_kib", description: "<= 25 KiB RSS per idle stream", met: marginalKiB <= 25 },
+    note: "RSS growth while the second half of the streams opened, after a GC, divided by their number: the fixed costs (young generation, connections) grown during the first half are excluded",
+  });
+  const rssAt10k = (rssBefore + perStreamKiB * 1024 * 10_000) / 2 ** 20;
+  figures.push({
+    name: "idle_streams_rss",
+    implementation: impl(cur),
+    value: round(rssAfter / 2 ** 20, 1),
+    unit: "MB RSS",
+    samples: 1,
+    reference: { name: "same (fresh) server before opening the streams", value: round(rssBefore / 2 ** 20, 1), unit: "MB RSS", samples: 1 },
+    ratio: ratio(rssAfter, 300 * 2 ** 20),
+    target: {
+      row: "idle_streams_rss",
+      description:
+        P.idleStreams >= 10_000 ? "RSS < 300 MB with 10k streams" : `RSS < 300 MB, extrapolated from ${P.idleStreams} streams: ${round(rssAt10k)} MB at 10k`,
+      met: (P.idleStreams >= 10_000 ? rssAfter / 2 ** 20 : rssAt10k) < 300,
+    },
+    params: {
+      streams: P.idleStreams,
+      connections: conns,
+      open_seconds: round(openSec, 1),
+      per_stream_KiB: round(perStreamKiB, 1),
+      heap_used_MB: round(after.heapUsed / 2 ** 20, 1),
+      heap_used_before_MB: round(before.heapUsed / 2 ** 20, 1),
+    },
+    note: "ratio = RSS / 300 MB (the target); MB = MiB",
+  });
+  log(
+    `idle streams: ${P.idleStreams} open in ${openSec.toFixed(1)} s, RSS ${round(rssBefore / 2 ** 20)} -> ${round(rssAfter / 2 ** 20)} MB (${perStreamKiB.toFixed(1)} KiB/stream; marginal ${marginalKiB.toFixed(1)} KiB RSS, ${marginalHeapKiB.toFixed(1)} KiB heap)`,
+  );
+  extra.idle_streams = { streams: P.idleStreams, rss_before: rssBefore, rss_after: rssAfter, heap_before: before.heapUsed, heap_after: after.heapUsed };
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const machine = machineInfo(true);
@@ -340,393 +944,22 @@ async function main(): Promise<void> {
     if (baselineRef) rigs.push(await makeRig(`baseline-${baselineRef}`, nats.url, baselineWorktree(baselineRef), profileDir));
     raw = await openRawJetStream(nats.url);
     const impl = (rig: Rig) => (rig.label === "current" ? "sealpost-server" : `sealpost-server@${rig.label}`);
+    const run: BenchRun = { rigs, raw, nats, figures, extra, impl, baselineRef };
 
-    // 1. Routed messages/s vs raw publish, samples interleaved.
-    if (want("send_routed")) {
-    log("send_routed");
-    const rawSamples: number[] = [];
-    const routed = new Map<Rig, { sends: number[]; deliveries: number[]; perCore: number[] }>(rigs.map((r) => [r, { sends: [], deliveries: [], perCore: [] }]));
-    await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs / 3); // warm-up
-    for (const r of rigs) await routedRate(r, 1024, 1, SEND_IN_FLIGHT, P.sampleMs / 3);
-    for (let s = 0; s < P.samples; s++) {
-      rawSamples.push(await rawPublishRate(raw, 1024, IN_FLIGHT, P.sampleMs));
-      await raw.purge();
-      for (const r of rigs) {
-        const m = await routedRate(r, 1024, 1, SEND_IN_FLIGHT, P.sampleMs);
-        routed.get(r)!.sends.push(m.sends);
-        routed.get(r)!.deliveries.push(m.deliveries);
-        routed.get(r)!.perCore.push(m.perServerCore);
-      }
-    }
-    const rawRate = median(rawSamples);
-    const rawRef = { name: `raw JetStream async publish, ${IN_FLIGHT} in flight`, value: round(rawRate), unit: "msg/s", samples: rawSamples.length, sampleValues: rawSamples.map((x) => round(x)) };
-    for (const r of rigs) {
-      const v = median(routed.get(r)!.deliveries);
-      const q = ratio(v, rawRate);
-      figures.push({
-        name: "send_routed",
-        implementation: impl(r),
-        value: round(v),
-        unit: "msg/s",
-        samples: P.samples,
-        sampleValues: routed.get(r)!.deliveries.map((x) => round(x)),
-        reference: rawRef,
-        ratio: q,
-        ...(r.label === "current" ? { target: { row: "send_routed", description: ">= 0.7x raw JetStream publish", met: q >= 0.7 } } : {}),
-        params: { body_bytes: 1024, devices_per_send: 1, sends_in_flight: SEND_IN_FLIGHT, receive_streams: 8, sends_per_s: round(median(routed.get(r)!.sends)) },
-      });
-      const perCore = median(routed.get(r)!.perCore);
-      if (perCore > 0) {
-        figures.push({
-          name: "send_routed_per_server_core",
-          implementation: impl(r),
-          value: round(perCore),
-          unit: "msg per server-side CPU second (server + nats-server)",
-          samples: P.samples,
-          sampleValues: routed.get(r)!.perCore.map((x) => round(x)),
-          params: { body_bytes: 1024, sends_in_flight: SEND_IN_FLIGHT },
-        });
-      }
-      log(`${r.label}: ${round(perCore)} routed msg per server-side core-second`);
-      log(`${r.label}: send_routed ${round(v)} msg/s vs raw ${round(rawRate)} (x${q}); sends/s ${routed.get(r)!.sends.map((x) => round(x)).join(" ")}, deliveries/s ${routed.get(r)!.deliveries.map((x) => round(x)).join(" ")}`);
-    }
-
-    }
-
-    // 1b. Routed messages/s over Session streams (the current server only: older ones lack it).
-    if (want("session_routed")) {
-      log("session_routed");
-      const cur = rigs[0];
-      const devices = await createBenchDevices(provider, cur.server.url, `s-${Date.now().toString(36)}`, 2 * SENDERS);
-      const pool = deliveryPool(cur.server.url, 4);
-      const senders = devices.slice(0, SENDERS).map((d, i) => new BenchSession(pool.at(i), d));
-      const receivers = devices.slice(SENDERS).map((d, i) => new BenchSession(pool.at(i + 1), d, cur.ids));
-      await Promise.all(receivers.map((r) => r.receive()));
-      const pair = { senders, receivers, to: devices.slice(SENDERS) };
-      await sessionRate(cur, pair, P.sampleMs / 3); // warm-up
-      const rates: number[] = [];
-      const perCore: number[] = [];
-      for (let s = 0; s < P.samples; s++) {
-        const m = await sessionRate(cur, pair, P.sampleMs);
-        rates.push(m.deliveries);
-        perCore.push(m.perServerCore);
-      }
-      // Latency at 1k msg/s over the same sessions, beside raw publish -> PubAck at that rate.
-      const latRate = mode === "smoke" ? 200 : 1000;
-      const rawLat = pct((await rawPublishLatencies(raw!, latRate, P.latencyMs, MAX_OUTSTANDING)).latencies);
-      await raw!.purge();
-      const lat = await sessionLatencies(cur, pair, latRate, P.latencyMs);
-      const sp = pct(lat.latencies);
-      for (const q of ["p50", "p99"] as const) {
-        figures.push({
-          name: `session_latency_${latRate >= 1000 ? `${latRate / 1000}k` : latRate}_${q}`,
-          implementation: impl(cur),
-          value: round(sp[q], 2),
-          unit: "ms",
-          samples: lat.latencies.length,
-          reference: { name: "raw JetStream publish -> PubAck, same load", value: round(rawLat[q], 2), unit: "ms", samples: 1 },
-          ratio: ratio(sp[q], rawLat[q]),
-          params: { offered_msg_per_s: latRate, seconds: P.latencyMs / 1000, body_bytes: 1024 },
-          ...(lat.saturated ? { note: "offered rate not sustained (percentiles measure a queue)" } : {}),
-        });
-      }
-      log(`${cur.label}: session latency at ${latRate}/s p50 ${sp.p50.toFixed(2)} p99 ${sp.p99.toFixed(2)} ms (raw ack p50 ${rawLat.p50.toFixed(2)} p99 ${rawLat.p99.toFixed(2)})`);
-      await Promise.all([...senders, ...receivers].map((x) => x.close()));
-      pool.close();
-      const v = median(rates);
-      figures.push({
-        name: "session_routed",
-        implementation: impl(cur),
-        value: round(v),
-        unit: "msg/s",
-        samples: P.samples,
-        sampleValues: rates.map((x) => round(x)),
-        target: { row: "session_routed", description: ">= 12,000 msg/s, one process, 8 -> 8 online", met: v >= 12_000 },
-        params: { body_bytes: 1024, senders: SENDERS, receivers: SENDERS, sends_in_flight_per_session: SESSION_IN_FLIGHT },
-      });
-      figures.push({
-        name: "session_routed_per_server_core",
-        implementation: impl(cur),
-        value: round(median(perCore)),
-        unit: "msg per server-side CPU second (server + nats-server)",
-        samples: P.samples,
-        sampleValues: perCore.map((x) => round(x)),
-        params: { body_bytes: 1024 },
-      });
-      log(`${cur.label}: session_routed ${round(v)} msg/s (${rates.map((x) => round(x)).join(" ")}); ${round(median(perCore))} per server-side core-second`);
-    }
-
-    // 1c. Scale out: the same Session load on one instance and spread over two instances of
-    // the current server (same NATS), samples interleaved. Half the messages cross instances.
-    if (want("scale_out")) {
-      log("scale_out");
-      const cur = rigs[0];
-      const second = await startBenchServer({ label: "current-2", natsUrl: nats.url });
-      const tag = Date.now().toString(36);
-      const one = await createBenchDevices(provider, cur.server.url, `o-${tag}`, 2 * SENDERS);
-      const two = await createBenchDevices(provider, cur.server.url, `t-${tag}`, 2 * SENDERS);
-      const pools = [deliveryPool(cur.server.url, 4), deliveryPool(second.url, 4)];
-      const setup = async (devices: BenchDevice[], spread: boolean) => {
-        const at = (i: number) => pools[spread ? i % 2 : 0].at(i);
-        const senders = devices.slice(0, SENDERS).map((d, i) => new BenchSession(at(i), d));
-        // Receivers on the other instance than the sender with the same index.
-        const receivers = devices.slice(SENDERS).map((d, i) => new BenchSession(at(i + 1), d, cur.ids));
-        await Promise.all(receivers.map((r) => r.receive()));
-        return { senders, receivers, to: devices.slice(SENDERS) };
-      };
-      const single = await setup(one, false);
-      const spread = await setup(two, true);
-      await sessionRate(cur, single, P.sampleMs / 3);
-      await sessionRate(cur, spread, P.sampleMs / 3, [second.pid]);
-      const r1: number[] = [];
-      const r2: number[] = [];
-      const c1: number[] = [];
-      const c2: number[] = [];
-      for (let i = 0; i < P.samples; i++) {
-        const a = await sessionRate(cur, single, P.sampleMs);
-        const b = await sessionRate(cur, spread, P.sampleMs, [second.pid]);
-        r1.push(a.deliveries);
-        c1.push(a.perServerCore);
-        r2.push(b.deliveries);
-        c2.push(b.perServerCore);
-      }
-      await Promise.all([...single.senders, ...single.receivers, ...spread.senders, ...spread.receivers].map((x) => x.close()));
-      pools.forEach((p) => p.close());
-      await second.stop();
-      const oneRef = { name: "the same load on one instance", value: round(median(r1)), unit: "msg/s", samples: r1.length, sampleValues: r1.map((x) => round(x)) };
-      for (const [n, rates, cores] of [[1, r1, c1], [2, r2, c2]] as const) {
-        figures.push({
-          name: n === 1 ? "scaleout_one_instance" : "scaleout_two_instances",
-          implementation: impl(cur),
-          value: round(median(rates)),
-          unit: "msg/s",
-          samples: P.samples,
-          sampleValues: rates.map((x) => round(x)),
-          ...(n === 2 ? { reference: oneRef, ratio: ratio(median(r2), median(r1)) } : {}),
-          params: { instances: n, body_bytes: 1024, sessions: 2 * SENDERS, per_server_core: round(median(cores)) },
-        });
-      }
-      log(`scale_out: one instance ${round(median(r1))} msg/s (${round(median(c1))} per server core), two instances ${round(median(r2))} msg/s (${round(median(c2))} per server core)`);
-    }
-
-    // 2. Latency at fixed offered loads.
-    const rates = process.env.BENCH_RATES ? process.env.BENCH_RATES.split(",").map(Number) : P.rates;
-    for (const rate of want("latency") ? rates : []) {
-      log(`latency at ${rate} msg/s`);
-      const rawLat = await rawPublishLatencies(raw, rate, P.latencyMs, MAX_OUTSTANDING);
-      await raw.purge();
-      const rp = pct(rawLat.latencies);
-      for (const r of rigs) {
-        const m = await routedLatencies(r, rate, P.latencyMs);
-        const sp = pct(m.latencies);
-        const tag = rate >= 1000 ? `${rate / 1000}k` : String(rate);
-        for (const q of ["p50", "p95", "p99", "max"] as const) {
-          const f: Figure = {
-            name: `latency_${tag}_${q}`,
-            implementation: impl(r),
-            value: round(sp[q], 2),
-            unit: "ms",
-            samples: m.latencies.length,
-            reference: { name: "raw JetStream publish -> PubAck, same load", value: round(rp[q], 2), unit: "ms", samples: rawLat.latencies.length },
-            ratio: ratio(sp[q], rp[q]),
-            params: { offered_msg_per_s: rate, seconds: P.latencyMs / 1000, body_bytes: 1024 },
-          };
-          if (m.saturated || m.sendErrors) {
-            f.note = `offered rate not sustained: the backlog arrived ${(m.drainMs / 1000).toFixed(1)} s after the load ended (percentiles measure a queue); send errors: ${m.sendErrors}`;
-          }
-          if (rate === 1000 && r.label === "current" && (q === "p50" || q === "p99")) {
-            const limit = q === "p50" ? 2 : 10;
-            f.target = { row: "latency_1k", description: `${q} < ${limit} ms`, met: sp[q] < limit && !m.saturated };
-          }
-          figures.push(f);
-        }
-        log(`${r.label}: ${rate}/s p50 ${sp.p50.toFixed(2)} p99 ${sp.p99.toFixed(2)} max ${sp.max.toFixed(1)} ms (raw ack p50 ${rp.p50.toFixed(2)} p99 ${rp.p99.toFixed(2)})`);
-      }
-    }
-
-    // 3. Reconnect with catch-up, batches interleaved with the raw equivalent.
-    if (want("catchup")) {
-    log("reconnect_catchup: filling mailboxes");
-    for (const r of rigs) await fillCatchup(r);
-    await rawFill(raw, 0, P.catchupDevices, PENDING);
-    const per = Math.floor(P.catchupDevices / P.catchupBatches);
-    const rawCu: number[] = [];
-    const cu = new Map<Rig, number[]>(rigs.map((r) => [r, []]));
-    let delivered = 0;
-    for (let b = 0; b < P.catchupBatches; b++) {
-      rawCu.push((await rawCatchUp(raw, b * per, per, CATCHUP_CONCURRENCY)).perSec);
-      for (const r of rigs) {
-        const m = await routedCatchUp(r, r.catchup.slice(b * per, (b + 1) * per));
-        delivered += m.messages;
-        cu.get(r)!.push(m.perSec);
-      }
-      await settle();
-    }
-    await raw.purge();
-    for (const r of rigs) {
-      const v = median(cu.get(r)!);
-      figures.push({
-        name: "reconnect_catchup",
-        implementation: impl(r),
-        value: round(v),
-        unit: "devices/s",
-        samples: cu.get(r)!.length,
-        sampleValues: cu.get(r)!.map((x) => round(x)),
-        reference: { name: "JetStream alone: direct gets + deletes", value: round(median(rawCu)), unit: "devices/s", samples: rawCu.length, sampleValues: rawCu.map((x) => round(x)) },
-        ratio: ratio(v, median(rawCu)),
-        ...(r.label === "current" ? { target: { row: "reconnect_catchup", description: ">= 1,000 devices/s", met: v >= 1000 } } : {}),
-        params: { pending_each: PENDING, devices_per_sample: per, concurrent_devices: CATCHUP_CONCURRENCY },
-        note: `open Receive (existing token), read until Drained, one Ack of all, close; ${delivered} messages read in total (all rigs)`,
-      });
-      log(`${r.label}: catch-up ${round(v)} devices/s (raw ${round(median(rawCu))})`);
-    }
-
-    }
-
-    // 4. Scaling: devices per Send and body size (current server only).
-    const cur = rigs[0];
-    for (const n of want("scale") ? DEVICES_PER_SEND : []) {
-      const rawN = await rawPublishRate(raw, 1024, IN_FLIGHT, P.scaleMs);
-      await raw.purge();
-      const m = await routedRate(cur, 1024, n, Math.max(8, Math.floor(SEND_IN_FLIGHT / n)), P.scaleMs);
-      figures.push({
-        name: `scale_devices_${n}`,
-        implementation: impl(cur),
-        value: round(m.deliveries),
-        unit: "deliveries/s",
-        samples: 1,
-        reference: { name: "raw JetStream async publish 1 KiB", value: round(rawN), unit: "msg/s", samples: 1 },
-        ratio: ratio(m.deliveries, rawN),
-        params: { devices_per_send: n, sends_per_s: round(m.sends), body_bytes: 1024, sends_in_flight: Math.max(8, Math.floor(SEND_IN_FLIGHT / n)) },
-        note: n > 1 && 1024 * (n - 1) > 8192 ? "body stored once in SP_BODIES, one record per device" : "body inlined in each device's record",
-      });
-      log(`devices/send ${n}: ${round(m.sends)} sends/s, ${round(m.deliveries)} deliveries/s (raw ${round(rawN)})`);
-    }
-    for (const size of want("scale") ? SIZES : []) {
-      const inFlight = Math.max(8, Math.min(SEND_IN_FLIGHT, Math.floor((8 * 1024 * 1024) / size)));
-      const rawS = await rawPublishRate(raw, size, Math.max(8, Math.min(IN_FLIGHT, Math.floor((8 * 1024 * 1024) / size))), P.scaleMs);
-      await raw.purge();
-      const m = await routedRate(cur, size, 1, inFlight, P.scaleMs);
-      figures.push({
-        name: `scale_size_${size}`,
-        implementation: impl(cur),
-        value: round(m.deliveries),
-        unit: "msg/s",
-        samples: 1,
-        reference: { name: `raw JetStream async publish ${size} B`, value: round(rawS), unit: "msg/s", samples: 1 },
-        ratio: ratio(m.deliveries, rawS),
-        params: { body_bytes: size, in_flight: inFlight, MiB_per_s: round((m.deliveries * size) / 2 ** 20, 1) },
-      });
-      log(`size ${size}: ${round(m.deliveries)} msg/s (raw ${round(rawS)})`);
-    }
-
-    // 5. Idle Receive streams: server RSS (current server only; fresh accounts, no traffic).
-    if (want("idle")) {
-    log(`idle streams: creating ${P.idleStreams} devices`);
-    const idle = await createBenchDevices(provider, cur.server.url, `i-${Date.now().toString(36)}`, P.idleStreams, 64);
-    for (const r of rigs) await r.receivers.close();
-    // A fresh instance each time (stateless: any instance serves any device), so its RSS is
-    // the streams' and not what earlier load left in the heap.
-    const measureIdle = async (devices: BenchDevice[], conns: number, serverSrc?: string) => {
-      const server = await startBenchServer({ label: "idle", natsUrl: nats.url, serverSrc });
-      await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 2000));
-      const before = await server.stats();
-      const rssBefore = server.rss();
-      const pool = deliveryPool(server.url, conns);
-      const receivers = new Receivers(pool, cur.ids);
-      const half = Math.floor(devices.length / 2);
-      const t = performance.now();
-      await receivers.open(devices.slice(0, half));
-      const openSec1 = (performance.now() - t) / 1000;
-      await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
-      const mid = await server.stats();
-      const rssMid = server.rss();
-      const t2 = performance.now();
-      await receivers.open(devices.slice(half), half);
-      const openSec = openSec1 + (performance.now() - t2) / 1000;
-      await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 3000));
-      const after = await server.stats();
-      const rssAfter = server.rss();
-      await receivers.close();
-      pool.close();
-      await server.stop();
-      // The second half's cost: what one more stream costs once the heap's young generation
-      // and the connections' buffers (fixed costs, grown while the first half opened) are there.
-      const marginalKiB = (rssAfter - rssMid) / 1024 / (devices.length - half);
-      const marginalHeapKiB = (after.heapUsed - mid.heapUsed) / 1024 / (devices.length - half);
-      return { before, after, rssBefore, rssAfter, openSec, marginalKiB, marginalHeapKiB };
-    };
-    const conns = Math.max(1, Math.ceil(P.idleStreams / 500));
-    const { before, after, rssBefore, rssAfter, openSec, marginalKiB, marginalHeapKiB } = await measureIdle(idle, conns);
-    const perStreamKiB = (rssAfter - rssBefore) / 1024 / P.idleStreams;
-    // As real clients connect: one HTTP/2 connection per device (fewer streams: sockets are
-    // the load generator's limit here too).
-    const eachCount = Math.min(P.idleStreams, 2_000);
-    const each = await measureIdle(idle.slice(0, eachCount), eachCount);
-    const eachKiB = (each.rssAfter - each.rssBefore) / 1024 / eachCount;
-    figures.push({
-      name: "idle_streams_rss_connection_each",
-      implementation: impl(cur),
-      value: round(eachKiB, 1),
-      unit: "KiB RSS per idle Receive stream (one HTTP/2 connection each)",
-      samples: 1,
-      params: {
-        streams: eachCount,
-        connections: eachCount,
-        rss_before_MB: round(each.rssBefore / 2 ** 20, 1),
-        rss_after_MB: round(each.rssAfter / 2 ** 20, 1),
-        marginal_KiB: round(each.marginalKiB, 1),
-        marginal_heap_KiB: round(each.marginalHeapKiB, 1),
-      },
-      target: { row: "idle_stream_kib", description: "<= 25 KiB RSS per idle stream, one connection each", met: eachKiB <= 25 },
-      note: "value = (RSS after - RSS before) / streams; marginal = the same over the second half only (fixed costs excluded)",
-    });
-    log(`idle streams, one connection each: ${eachCount} streams, RSS ${round(each.rssBefore / 2 ** 20)} -> ${round(each.rssAfter / 2 ** 20)} MB (${eachKiB.toFixed(1)} KiB/stream; marginal ${each.marginalKiB.toFixed(1)} KiB RSS, ${each.marginalHeapKiB.toFixed(1)} KiB heap)`);
-    // The baseline's marginal cost, same devices, same method (before/after in one run).
-    const base = baselineRef ? await measureIdle(idle, conns, baselineWorktree(baselineRef)) : undefined;
-    if (base) log(`baseline-${baselineRef}: idle streams marginal ${base.marginalKiB.toFixed(1)} KiB RSS, ${base.marginalHeapKiB.toFixed(1)} KiB heap`);
-    figures.push({
-      name: "idle_stream_marginal_rss",
-      ...(base ? { reference: { name: `sealpost-server@baseline-${baselineRef}, same method`, value: round(base.marginalKiB, 1), unit: "KiB RSS per additional idle stream", samples: 1 } } : {}),
-      implementation: impl(cur),
-      value: round(marginalKiB, 1),
-      unit: "KiB RSS per additional idle Receive stream (streams sharing connections)",
-      samples: 1,
-      params: { streams: P.idleStreams, connections: conns, marginal_heap_KiB: round(marginalHeapKiB, 1), connection_each_marginal_KiB: round(each.marginalKiB, 1) },
-      target: { row: "idle_stream_kib", description: "<= 25 KiB RSS per idle stream", met: marginalKiB <= 25 },
-      note: "RSS growth while the second half of the streams opened, after a GC, divided by their number: the fixed costs (young generation, connections) grown during the first half are excluded",
-    });
-    const rssAt10k = (rssBefore + (perStreamKiB * 1024 * 10_000)) / 2 ** 20;
-    figures.push({
-      name: "idle_streams_rss",
-      implementation: impl(cur),
-      value: round(rssAfter / 2 ** 20, 1),
-      unit: "MB RSS",
-      samples: 1,
-      reference: { name: "same (fresh) server before opening the streams", value: round(rssBefore / 2 ** 20, 1), unit: "MB RSS", samples: 1 },
-      ratio: ratio(rssAfter, 300 * 2 ** 20),
-      target: {
-        row: "idle_streams_rss",
-        description: P.idleStreams >= 10_000 ? "RSS < 300 MB with 10k streams" : `RSS < 300 MB, extrapolated from ${P.idleStreams} streams: ${round(rssAt10k)} MB at 10k`,
-        met: (P.idleStreams >= 10_000 ? rssAfter / 2 ** 20 : rssAt10k) < 300,
-      },
-      params: {
-        streams: P.idleStreams,
-        connections: conns,
-        open_seconds: round(openSec, 1),
-        per_stream_KiB: round(perStreamKiB, 1),
-        heap_used_MB: round(after.heapUsed / 2 ** 20, 1),
-        heap_used_before_MB: round(before.heapUsed / 2 ** 20, 1),
-      },
-      note: "ratio = RSS / 300 MB (the target); MB = MiB",
-    });
-    log(`idle streams: ${P.idleStreams} open in ${openSec.toFixed(1)} s, RSS ${round(rssBefore / 2 ** 20)} -> ${round(rssAfter / 2 ** 20)} MB (${perStreamKiB.toFixed(1)} KiB/stream; marginal ${marginalKiB.toFixed(1)} KiB RSS, ${marginalHeapKiB.toFixed(1)} KiB heap)`);
-    extra.idle_streams = { streams: P.idleStreams, rss_before: rssBefore, rss_after: rssAfter, heap_before: before.heapUsed, heap_after: after.heapUsed };
-    }
+    if (want("send_routed")) await sendRouted(run);
+    if (want("sealed")) await sealedRouted(run);
+    if (want("session_routed")) await sessionRouted(run);
+    if (want("scale_out")) await scaleOut(run);
+    if (want("metrics")) await metricsOverhead(run);
+    if (want("latency")) await latency(run);
+    if (want("catchup")) await reconnectCatchup(run);
+    if (want("scale")) await scaling(run);
+    if (want("idle")) await idleStreams(run);
   } finally {
     for (const r of rigs) {
       await r.receivers.close().catch(() => {});
       r.pool.close();
+      r.raw.close();
       await r.server.stop();
     }
     await raw?.close();

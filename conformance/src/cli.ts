@@ -58,35 +58,40 @@ function fail(message: string): never {
 
 function list<T extends string>(value: string | undefined, allowed: readonly T[], what: string): T[] {
   if (!value) return [...allowed];
-  const items = value.split(",").map((s) => s.trim()).filter(Boolean);
+  const items = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const i of items) if (!allowed.includes(i as T)) fail(`unknown ${what} "${i}" (expected ${allowed.join(", ")})`);
   return items as T[];
 }
 
+const OPTIONS = {
+  url: { type: "string" },
+  protocol: { type: "string" },
+  stack: { type: "string" },
+  "http-version": { type: "string" },
+  codec: { type: "string" },
+  cases: { type: "string" },
+  proto: { type: "string" },
+  command: { type: "string" },
+  vectors: { type: "string" },
+  filter: { type: "string", multiple: true },
+  "known-failing": { type: "string" },
+  junit: { type: "string" },
+  quiet: { type: "boolean" },
+  list: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function parseOptions(argv: string[]) {
+  return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+}
+
 async function main(argv: string[]): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseOptions>;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        url: { type: "string" },
-        protocol: { type: "string" },
-        stack: { type: "string" },
-        "http-version": { type: "string" },
-        codec: { type: "string" },
-        cases: { type: "string" },
-        proto: { type: "string" },
-        command: { type: "string" },
-        vectors: { type: "string" },
-        filter: { type: "string", multiple: true },
-        "known-failing": { type: "string" },
-        junit: { type: "string" },
-        quiet: { type: "boolean" },
-        list: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
+    parsed = parseOptions(argv);
   } catch (err) {
     fail((err as Error).message);
   }

@@ -4,7 +4,7 @@
  * while with no fault the same cases pass through the same proxy.
  */
 import { describe, expect, it } from "vitest";
-import { useTestServer } from "@sealpost/test-support/index.js";
+import { useTestServer } from "@sealpost/test-support";
 import { loadCases } from "../src/cases/load-cases.js";
 import { defaultCasesDir } from "../src/runner/paths.js";
 import { runServerSuite } from "../src/runner/server-suite.js";

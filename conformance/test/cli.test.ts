@@ -8,8 +8,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "@sealpost/server";
 
 const bin = fileURLToPath(new URL("../bin/sealpost-conformance.js", import.meta.url));
 // Asynchronous: the server under test lives in this process and must keep answering.
@@ -77,7 +77,20 @@ describe("sealpost-conformance CLI", () => {
     expect(failing.stdout).toMatch(/response\.status: expected "NOT_SERVING", got "SERVING"/);
     const list = join(work, "known-failing.txt");
     writeFileSync(list, "# demo\nwrong/** @ connect-es/**\n");
-    const listed = await run(["server", "--url", server.url, "--protocol", "connect", "--stack", "connect-es", "--cases", cases, "--known-failing", list, "--quiet"]);
+    const listed = await run([
+      "server",
+      "--url",
+      server.url,
+      "--protocol",
+      "connect",
+      "--stack",
+      "connect-es",
+      "--cases",
+      cases,
+      "--known-failing",
+      list,
+      "--quiet",
+    ]);
     expect(listed.status).toBe(0);
     expect(listed.stdout).toMatch(/1 known failing/);
   });

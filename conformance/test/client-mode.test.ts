@@ -21,6 +21,12 @@ describe("client mode", () => {
     expect(bad.map((r) => `${r.name}: ${r.message}`)).toEqual([]);
     expect(results.some((r) => r.name.startsWith("client/vectors/"))).toBe(true);
     expect(results.some((r) => r.name.startsWith("client/session/"))).toBe(true);
+    expect(results.filter((r) => /^client\/vectors\/(sealed-entry|sender-certificate)\//.test(r.name)).map((r) => `${r.name} ${r.status}`)).toEqual([
+      "client/vectors/sealed-entry/open pass",
+      "client/vectors/sealed-entry/refused pass",
+      "client/vectors/sender-certificate/valid pass",
+      "client/vectors/sender-certificate/refused pass",
+    ]);
     expect(results[0].target).toBe("client:sealpost-ts");
   });
 
@@ -31,10 +37,17 @@ describe("client mode", () => {
     expect(status("client/vectors/key-signatures/signatures")).toBe("fail");
     expect(status("client/session/ref-to-sut-first-message")).toBe("fail");
     expect(status("client/vectors/primitives/x25519/0")).toBe("pass");
+    expect(status("client/vectors/sender-certificate/refused")).toBe("fail");
+    expect(status("client/vectors/sender-certificate/valid")).toBe("pass");
   });
 
   it("a client that exits is reported as failing, not waited for", { timeout: 30_000 }, async () => {
-    const results = await runClientSuite({ command: "exit 3", casesDir: defaultClientCasesDir, vectorsDir: defaultVectorsDir, filter: ["client/vectors/primitives/sha2/*"] });
+    const results = await runClientSuite({
+      command: "exit 3",
+      casesDir: defaultClientCasesDir,
+      vectorsDir: defaultVectorsDir,
+      filter: ["client/vectors/primitives/sha2/*"],
+    });
     expect(results.length).toBeGreaterThan(0);
     expect(results.every((r) => r.status === "fail" && /exited/.test(r.message ?? ""))).toBe(true);
   });

@@ -8,8 +8,8 @@ import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "@sealpost/server";
 import { defaultKnownFailing, packageDir } from "../src/runner/paths.js";
 
 const PYTHON = "/usr/bin/python3";
@@ -51,7 +51,20 @@ describe.skipIf(missing !== undefined)("Python client (grpcio) against the sealp
 
   it("passes the server cases over gRPC", { timeout: 110_000 }, async () => {
     const json = join(work, "results.json");
-    const args = [join(packageDir, "python/run_cases.py"), "--url", server.url, "--known-failing", defaultKnownFailing, "--stubs-dir", join(work, "stubs"), "--json", json, "--junit", join(work, "junit.xml"), "--quiet"];
+    const args = [
+      join(packageDir, "python/run_cases.py"),
+      "--url",
+      server.url,
+      "--known-failing",
+      defaultKnownFailing,
+      "--stubs-dir",
+      join(work, "stubs"),
+      "--json",
+      json,
+      "--junit",
+      join(work, "junit.xml"),
+      "--quiet",
+    ];
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = spawn(PYTHON, args, { env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" } });
       let output = "";

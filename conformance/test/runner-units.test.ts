@@ -64,7 +64,9 @@ describe("cases", () => {
     for (const c of cases) expect(c.checks.length).toBeGreaterThan(20);
   });
   it("a typo in a step is refused loudly", () => {
-    expect(() => parseCaseFile("cases:\n  - name: a/b\n    checks: checks something here\n    steps:\n      - call: x/Y\n        expct: {}\n", "t.yaml")).toThrow(CaseFormatError);
+    expect(() =>
+      parseCaseFile("cases:\n  - name: a/b\n    checks: checks something here\n    steps:\n      - call: x/Y\n        expct: {}\n", "t.yaml"),
+    ).toThrow(CaseFormatError);
   });
 });
 

@@ -5,7 +5,7 @@
  * and a listed case that passes fails the run (the list must shrink as features land).
  */
 import { describe, expect, it } from "vitest";
-import { useTestServer } from "@sealpost/test-support/index.js";
+import { useTestServer } from "@sealpost/test-support";
 import { loadCases } from "../src/cases/load-cases.js";
 import { KnownFailing } from "../src/cases/known-failing.js";
 import { defaultCasesDir, defaultKnownFailing } from "../src/runner/paths.js";

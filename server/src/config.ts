@@ -24,6 +24,8 @@ export interface ServerConfig {
   tokenSecret: string;
   /** Token lifetime in seconds. */
   tokenTtlSeconds: number;
+  /** Version of the sender-certificate key derived from the token secret; raise it to rotate. */
+  certificateKeyVersion: number;
   /** TLS certificate and key (PEM paths); both empty serves h2c and HTTP/1.1 in clear. */
   tlsCert: string;
   tlsKey: string;
@@ -37,6 +39,10 @@ export interface ServerConfig {
   oneTimePrekeysPerDevicePerMinute: number;
   /** Open connections per caller address on this instance. */
   maxConnectionsPerAddress: number;
+  /** Prometheus metrics: "same" (GET /metrics on the main port), "off", or "host:port" of an admin listener. */
+  metrics: string;
+  /** OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); empty: no tracing. */
+  otlpEndpoint: string;
 }
 
 interface OptionSpec {
@@ -51,20 +57,114 @@ interface OptionSpec {
 const options: OptionSpec[] = [
   { key: "host", flag: "host", env: "SEALPOST_HOST", type: "string", default: "127.0.0.1", help: "address to listen on" },
   { key: "port", flag: "port", env: "SEALPOST_PORT", type: "number", default: 8080, help: "port for Connect, gRPC and gRPC-Web (0 = any free port)" },
-  { key: "natsUrl", flag: "nats-url", env: "NATS_URL", type: "string", default: "", help: "NATS servers, comma-separated; unset starts an embedded nats-server" },
+  {
+    key: "natsUrl",
+    flag: "nats-url",
+    env: "NATS_URL",
+    type: "string",
+    default: "",
+    help: "NATS servers, comma-separated; unset starts an embedded nats-server",
+  },
   { key: "dataDir", flag: "data-dir", env: "SEALPOST_DATA_DIR", type: "string", default: "./data", help: "JetStream store of the embedded nats-server" },
-  { key: "natsServerBin", flag: "nats-server-bin", env: "SEALPOST_NATS_SERVER_BIN", type: "string", default: "nats-server", help: "nats-server binary for the embedded default" },
-  { key: "replicas", flag: "replicas", env: "SEALPOST_REPLICAS", type: "number", default: 1, help: "JetStream replicas for streams and buckets (3 in a cluster)" },
-  { key: "mailboxPartitions", flag: "mailbox-partitions", env: "SEALPOST_MAILBOX_PARTITIONS", type: "number", default: 4, help: "mailbox streams devices are hashed onto (fixed per deployment)" },
-  { key: "tokenSecret", flag: "token-secret", env: "SEALPOST_TOKEN_SECRET", type: "string", default: "", help: "token signing secret (>= 32 chars); unset: generated once and shared through NATS KV" },
+  {
+    key: "natsServerBin",
+    flag: "nats-server-bin",
+    env: "SEALPOST_NATS_SERVER_BIN",
+    type: "string",
+    default: "nats-server",
+    help: "nats-server binary for the embedded default",
+  },
+  {
+    key: "replicas",
+    flag: "replicas",
+    env: "SEALPOST_REPLICAS",
+    type: "number",
+    default: 1,
+    help: "JetStream replicas for streams and buckets (3 in a cluster)",
+  },
+  {
+    key: "mailboxPartitions",
+    flag: "mailbox-partitions",
+    env: "SEALPOST_MAILBOX_PARTITIONS",
+    type: "number",
+    default: 4,
+    help: "mailbox streams devices are hashed onto (fixed per deployment)",
+  },
+  {
+    key: "tokenSecret",
+    flag: "token-secret",
+    env: "SEALPOST_TOKEN_SECRET",
+    type: "string",
+    default: "",
+    help: "token signing secret (>= 32 chars); unset: generated once and shared through NATS KV",
+  },
   { key: "tokenTtlSeconds", flag: "token-ttl", env: "SEALPOST_TOKEN_TTL_SECONDS", type: "number", default: 3600, help: "bearer token lifetime in seconds" },
-  { key: "tlsCert", flag: "tls-cert", env: "SEALPOST_TLS_CERT", type: "string", default: "", help: "TLS certificate (PEM); with --tls-key serves TLS with ALPN h2/http1.1" },
+  {
+    key: "certificateKeyVersion",
+    flag: "certificate-key-version",
+    env: "SEALPOST_CERTIFICATE_KEY_VERSION",
+    type: "number",
+    default: 1,
+    help: "sender-certificate key version (derived from the token secret); raise by one to rotate",
+  },
+  {
+    key: "tlsCert",
+    flag: "tls-cert",
+    env: "SEALPOST_TLS_CERT",
+    type: "string",
+    default: "",
+    help: "TLS certificate (PEM); with --tls-key serves TLS with ALPN h2/http1.1",
+  },
   { key: "tlsKey", flag: "tls-key", env: "SEALPOST_TLS_KEY", type: "string", default: "", help: "TLS private key (PEM)" },
   { key: "logLevel", flag: "log-level", env: "SEALPOST_LOG_LEVEL", type: "string", default: "info", help: "debug, info, warn or error" },
-  { key: "accountsPerAddressPerHour", flag: "accounts-per-hour", env: "SEALPOST_ACCOUNTS_PER_ADDRESS_PER_HOUR", type: "number", default: 30, help: "CreateAccount per caller address per hour, all instances together (raise it behind a proxy that hides client addresses)" },
-  { key: "oneTimePrekeysPerDevicePerMinute", flag: "otpk-per-minute", env: "SEALPOST_ONE_TIME_PREKEYS_PER_DEVICE_PER_MINUTE", type: "number", default: 30, help: "one-time prekeys handed out per device per minute (past it bundles come without one)" },
-  { key: "maxConnectionsPerAddress", flag: "max-connections-per-address", env: "SEALPOST_MAX_CONNECTIONS_PER_ADDRESS", type: "number", default: 4096, help: "open connections per caller address (IPv4, or IPv6 /64) on this instance; more are closed" },
-  { key: "shutdownGraceSeconds", flag: "shutdown-grace", env: "SEALPOST_SHUTDOWN_GRACE_SECONDS", type: "number", default: 10, help: "seconds to let streams drain on shutdown" },
+  {
+    key: "accountsPerAddressPerHour",
+    flag: "accounts-per-hour",
+    env: "SEALPOST_ACCOUNTS_PER_ADDRESS_PER_HOUR",
+    type: "number",
+    default: 30,
+    help: "CreateAccount per caller address per hour, all instances together (raise it behind a proxy that hides client addresses)",
+  },
+  {
+    key: "oneTimePrekeysPerDevicePerMinute",
+    flag: "otpk-per-minute",
+    env: "SEALPOST_ONE_TIME_PREKEYS_PER_DEVICE_PER_MINUTE",
+    type: "number",
+    default: 30,
+    help: "one-time prekeys handed out per device per minute (past it bundles come without one)",
+  },
+  {
+    key: "maxConnectionsPerAddress",
+    flag: "max-connections-per-address",
+    env: "SEALPOST_MAX_CONNECTIONS_PER_ADDRESS",
+    type: "number",
+    default: 4096,
+    help: "open connections per caller address (IPv4, or IPv6 /64) on this instance; more are closed",
+  },
+  {
+    key: "shutdownGraceSeconds",
+    flag: "shutdown-grace",
+    env: "SEALPOST_SHUTDOWN_GRACE_SECONDS",
+    type: "number",
+    default: 10,
+    help: "seconds to let streams drain on shutdown",
+  },
+  {
+    key: "metrics",
+    flag: "metrics",
+    env: "SEALPOST_METRICS",
+    type: "string",
+    default: "same",
+    help: "Prometheus metrics: same (GET /metrics on --port), off, or host:port of a separate admin listener",
+  },
+  {
+    key: "otlpEndpoint",
+    flag: "otlp-endpoint",
+    env: "SEALPOST_OTLP_ENDPOINT",
+    type: "string",
+    default: "",
+    help: "export OpenTelemetry traces over OTLP/HTTP to this URL (e.g. http://127.0.0.1:4318/v1/traces); unset: no tracing",
+  },
 ];
 
 export class ConfigError extends Error {
@@ -84,10 +184,7 @@ export function helpText(): string {
 export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): ServerConfig | "help" {
   const parsed = parseArgs({
     args: argv,
-    options: Object.fromEntries([
-      ...options.map((o) => [o.flag, { type: "string" as const }]),
-      ["help", { type: "boolean" as const, short: "h" }],
-    ]),
+    options: Object.fromEntries([...options.map((o) => [o.flag, { type: "string" as const }]), ["help", { type: "boolean" as const, short: "h" }]]),
     strict: true,
     allowPositionals: false,
   });
@@ -109,13 +206,20 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     }
   }
   const c = config as unknown as ServerConfig;
-  if (!["debug", "info", "warn", "error"].includes(c.logLevel)) throw new ConfigError(`--log-level must be debug, info, warn or error, got ${JSON.stringify(c.logLevel)}`);
+  if (!["debug", "info", "warn", "error"].includes(c.logLevel))
+    throw new ConfigError(`--log-level must be debug, info, warn or error, got ${JSON.stringify(c.logLevel)}`);
   if (c.port > 65535) throw new ConfigError(`--port must be at most 65535, got ${c.port}`);
   if (c.replicas < 1 || c.replicas > 5) throw new ConfigError(`--replicas must be 1 to 5, got ${c.replicas}`);
   if (c.mailboxPartitions < 1 || c.mailboxPartitions > 256) throw new ConfigError(`--mailbox-partitions must be 1 to 256, got ${c.mailboxPartitions}`);
   if (c.tokenSecret && c.tokenSecret.length < 32) throw new ConfigError("--token-secret must be at least 32 characters");
+  if (!Number.isInteger(c.certificateKeyVersion) || c.certificateKeyVersion < 1) throw new ConfigError("--certificate-key-version must be a positive integer");
   if (Boolean(c.tlsCert) !== Boolean(c.tlsKey)) throw new ConfigError("--tls-cert and --tls-key go together");
   if (c.tokenTtlSeconds < 60) throw new ConfigError("--token-ttl must be at least 60 seconds");
+  if (c.metrics !== "same" && c.metrics !== "off" && !metricsListener(c.metrics)) {
+    throw new ConfigError(`--metrics must be same, off or host:port, got ${JSON.stringify(c.metrics)}`);
+  }
+  if (c.otlpEndpoint && !/^https?:\/\//.test(c.otlpEndpoint))
+    throw new ConfigError(`--otlp-endpoint must be an http(s) URL, got ${JSON.stringify(c.otlpEndpoint)}`);
   return c;
 }
 
@@ -123,4 +227,11 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
 export function defaultConfig(over: Partial<ServerConfig> = {}): ServerConfig {
   const base = Object.fromEntries(options.map((o) => [o.key, o.default])) as unknown as ServerConfig;
   return { ...base, ...over };
+}
+
+/** The admin listener of `--metrics host:port`, or undefined for same/off. */
+export function metricsListener(v: string): { host: string; port: number } | undefined {
+  const m = /^(.+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) return undefined;
+  return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
 }

@@ -5,8 +5,15 @@
 import type { RequestHandler } from "./one-port.js";
 
 const allowHeaders = [
-  "authorization", "content-type", "connect-protocol-version", "connect-timeout-ms",
-  "grpc-timeout", "x-grpc-web", "x-user-agent", "connect-content-encoding", "connect-accept-encoding",
+  "authorization",
+  "content-type",
+  "connect-protocol-version",
+  "connect-timeout-ms",
+  "grpc-timeout",
+  "x-grpc-web",
+  "x-user-agent",
+  "connect-content-encoding",
+  "connect-accept-encoding",
 ].join(", ");
 const exposeHeaders = ["grpc-status", "grpc-message", "grpc-status-details-bin", "connect-content-encoding"].join(", ");
 

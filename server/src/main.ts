@@ -6,7 +6,7 @@ import { NatsServerMissingError } from "./nats/embedded-server.js";
 import { startServer } from "./server.js";
 
 async function main(): Promise<number> {
-  let config;
+  let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig();
   } catch (err) {
@@ -17,7 +17,7 @@ async function main(): Promise<number> {
     process.stdout.write(helpText() + "\n");
     return 0;
   }
-  let server;
+  let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(config);
   } catch (err) {

@@ -7,6 +7,8 @@ import type { Logger } from "./logger.js";
 import type { Nats } from "./nats/connection.js";
 import type { Layout } from "./nats/layout.js";
 import type { TokenSigner } from "./auth/tokens.js";
+import type { Metrics } from "./observability/metrics.js";
+import type { Tracing } from "./observability/tracing.js";
 
 export interface ServerContext {
   config: ServerConfig;
@@ -20,4 +22,8 @@ export interface ServerContext {
   random: (n: number) => Uint8Array;
   /** Aborted when the instance shuts down; long-lived streams end on it. */
   shutdownSignal: AbortSignal;
+  /** Prometheus metrics (noMetrics when off). */
+  metrics: Metrics;
+  /** OpenTelemetry traces (noTracing when off). */
+  tracing: Tracing;
 }

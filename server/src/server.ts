@@ -5,7 +5,11 @@
  */
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { invalidArgumentOnDecodeFailure } from "./parse-errors.js";
-import { withLeanReceive } from "./delivery/lean-receive.js";
+import { withNativeDelivery } from "./delivery/native-delivery.js";
+import { noMetrics, PrometheusMetrics, type Metrics } from "./observability/metrics.js";
+import { listenMetrics, withMetricsEndpoint } from "./observability/metrics-endpoint.js";
+import { noTracing, startTracing } from "./observability/tracing.js";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
@@ -14,7 +18,7 @@ import { DeliveryService, file_sealpost_delivery_v1_delivery_service } from "@se
 import { file_grpc_health_v1_health } from "@sealpost/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection, file_grpc_reflection_v1_reflection } from "@sealpost/gen/grpc/reflection/v1/reflection_pb.js";
 import { reflectionService } from "./reflection/reflection-service.js";
-import type { ServerConfig } from "./config.js";
+import { metricsListener, type ServerConfig } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
 import { replicasDedupeConsistently, startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
 import { connectNats, whenJetStreamReady } from "./nats/connection.js";
@@ -23,9 +27,9 @@ import { loadTokenSecret } from "./auth/token-secret.js";
 import { TokenSigner } from "./auth/tokens.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { HealthStatus, healthService } from "./health/health-service.js";
-import { listenOnePort } from "./one-port.js";
+import { listenOnePort, type RequestHandler } from "./one-port.js";
 import { withCors } from "./cors.js";
-import { withPreAuthGate } from "./auth/pre-auth-gate.js";
+import { gateChecked, withPreAuthGate } from "./auth/pre-auth-gate.js";
 import { callLogInterceptor } from "./interceptors.js";
 import { callerContextValues } from "./caller-address.js";
 import { createDirectory, type DirectoryOptions } from "./directory/service.js";
@@ -49,6 +53,8 @@ export interface RunningServer {
   url: string;
   natsUrl: string;
   context: ServerContext;
+  /** The admin listener's port with `--metrics host:port` (undefined otherwise). */
+  metricsPort?: number;
   /** Drains streams, closes the port and NATS, stops an embedded nats-server. Idempotent. */
   close(): Promise<void>;
 }
@@ -61,6 +67,8 @@ export interface ServerDeps {
   directory?: DirectoryOptions;
   /** Delivery limits and intervals (tests and benchmarks raise sends_per_minute). */
   delivery?: DeliveryOptions;
+  /** Export traces here instead of --otlp-endpoint (tests: an in-memory exporter). */
+  spanExporter?: SpanExporter;
 }
 
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -84,14 +92,30 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     // Every open call (each Receive stream) links its signal to this one until it ends;
     // thousands at once are normal, not the leak Node's default limit of 10 warns about.
     setMaxListeners(0, shutdown.signal);
-    const context: ServerContext = { config, log, nats, layout, tokens, now, random, shutdownSignal: shutdown.signal };
+    let openStreams = () => 0;
+    // Kept by watchNatsStatus: while NATS is gone, calls that need it fail at once.
+    let natsUp = true;
+    const storeUp = () => natsUp;
+    const prometheus = config.metrics === "off" ? undefined : new PrometheusMetrics(() => openStreams());
+    const metrics = prometheus ?? noMetrics;
+    metrics.natsConnected(true);
+    nats.publisher.onRoundTrip = prometheus ? (op, s) => metrics.natsRequest(op, s) : undefined;
+    const tracing = deps.spanExporter || config.otlpEndpoint ? await startTracing({ endpoint: config.otlpEndpoint, exporter: deps.spanExporter }) : noTracing;
+    if (tracing.enabled) nats.publisher.traceRoundTrip = (op) => tracing.natsRoundTrip(op);
+    const context: ServerContext = { config, log, nats, layout, tokens, now, random, shutdownSignal: shutdown.signal, metrics, tracing };
 
     const directory = await createDirectory(context, {
+      certificateKeyVersion: config.certificateKeyVersion,
       ...deps.directory,
-      limits: { accountsPerAddressPerHour: config.accountsPerAddressPerHour, oneTimePrekeysPerDevicePerMinute: config.oneTimePrekeysPerDevicePerMinute, ...deps.directory?.limits },
+      limits: {
+        accountsPerAddressPerHour: config.accountsPerAddressPerHour,
+        oneTimePrekeysPerDevicePerMinute: config.oneTimePrekeysPerDevicePerMinute,
+        ...deps.directory?.limits,
+      },
     });
     const auth = new Authenticator(tokens, directory.deviceStatus);
     const delivery = await createDelivery(context, auth, directory, deps.delivery);
+    openStreams = () => delivery.openStreams;
     const health = new HealthStatus([DirectoryService.typeName, DeliveryService.typeName]);
 
     const handler = connectNodeAdapter({
@@ -100,15 +124,21 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         // bomb) larger than its method could ever need is refused before it is parsed.
         router.service(Health, healthService(health), { readMaxBytes: SMALL_READ_MAX_BYTES });
         router.service(DirectoryService, directory.impl, { readMaxBytes: DIRECTORY_READ_MAX_BYTES });
-        const { send, session, ...deliveryRest } = delivery.impl;
+        const { send, sendSealed, session, ...deliveryRest } = delivery.impl;
         router.service(DeliveryService, deliveryRest, { readMaxBytes: DELIVERY_READ_MAX_BYTES });
-        // Send (and Session, which carries Sends) take a whole maximal Send.
+        // Send, SendSealed (and Session, which carries Sends) take a whole maximal Send.
         if (send) router.rpc(DeliveryService.method.send, send.bind(delivery.impl), { readMaxBytes: READ_MAX_BYTES });
+        if (sendSealed) router.rpc(DeliveryService.method.sendSealed, sendSealed.bind(delivery.impl), { readMaxBytes: READ_MAX_BYTES });
         if (session) router.rpc(DeliveryService.method.session, session.bind(delivery.impl), { readMaxBytes: READ_MAX_BYTES });
         router.service(
           ServerReflection,
           reflectionService(
-            [file_sealpost_directory_v1_directory_service, file_sealpost_delivery_v1_delivery_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection],
+            [
+              file_sealpost_directory_v1_directory_service,
+              file_sealpost_delivery_v1_delivery_service,
+              file_grpc_health_v1_health,
+              file_grpc_reflection_v1_reflection,
+            ],
             [DirectoryService.typeName, DeliveryService.typeName, Health.typeName, ServerReflection.typeName],
           ),
           { readMaxBytes: SMALL_READ_MAX_BYTES },
@@ -116,7 +146,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         // The adapter takes its handlers from this array once routes() returns.
         router.handlers.forEach((h, i) => (router.handlers[i] = invalidArgumentOnDecodeFailure(h, log)));
       },
-      interceptors: [callLogInterceptor(log, now)],
+      interceptors: [callLogInterceptor(log, now, metrics, tracing, storeUp)],
       contextValues: callerContextValues,
       readMaxBytes: READ_MAX_BYTES,
       writeMaxBytes: READ_MAX_BYTES,
@@ -126,21 +156,37 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       compressMinBytes: RESPONSE_COMPRESS_MIN_BYTES,
       shutdownSignal: shutdown.signal,
     });
+    const withMetricsOnPort = (h: RequestHandler) => (prometheus && config.metrics === "same" ? withMetricsEndpoint(h, prometheus.registry) : h);
     const server = await listenOnePort({
       host: config.host,
       port: config.port,
-      // CORS first (preflights, headers on every answer), then no work before authentication.
-      handler: withCors(
-        withPreAuthGate(
-          withLeanReceive(handler, {
-            authenticate: (header) => auth.requireHeader(header),
-            mailbox: delivery.mailbox,
-            readMaxBytes: DELIVERY_READ_MAX_BYTES,
-            log,
-            now,
-            shutdownSignal: shutdown.signal,
-          }),
-          tokens,
+      // /metrics (when on this port), CORS (preflights, headers on every answer), then no
+      // work before authentication.
+      handler: withMetricsOnPort(
+        withCors(
+          withPreAuthGate(
+            withNativeDelivery(handler, {
+              // The pre-auth gate checked the token already (it runs first); verify only where it did not.
+              token: (req) => gateChecked(req) ?? auth.bearer(typeof req.headers.authorization === "string" ? req.headers.authorization : undefined),
+              listed: (token) => auth.listed(token),
+              mailbox: delivery.mailbox,
+              session: delivery.session,
+              send: delivery.send,
+              ack: delivery.ack,
+              sendSealed: delivery.sendSealed,
+              receiveReadMaxBytes: DELIVERY_READ_MAX_BYTES,
+              sessionReadMaxBytes: READ_MAX_BYTES,
+              sendReadMaxBytes: READ_MAX_BYTES,
+              ackReadMaxBytes: DELIVERY_READ_MAX_BYTES,
+              log,
+              now,
+              metrics,
+              tracing,
+              storeUp,
+              shutdownSignal: shutdown.signal,
+            }),
+            tokens,
+          ),
         ),
       ),
       tls: config.tlsCert ? { certPath: config.tlsCert, keyPath: config.tlsKey } : undefined,
@@ -148,8 +194,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       // The Session's request body is the client's stream of sends: no body deadline.
       streamingRequest: (path) => path === `/${DeliveryService.typeName}/${DeliveryService.method.session.name}`,
     });
+    const admin = prometheus && metricsListener(config.metrics);
+    const metricsServer = admin ? await listenMetrics(admin.host, admin.port, prometheus.registry) : undefined;
     health.setAll(Status.SERVING);
-    watchNatsStatus(nats, health, log);
+    watchNatsStatus(nats, health, log, metrics, (up) => (natsUp = up));
     const scheme = config.tlsCert ? "https" : "http";
     log.info("listening", { url: `${scheme}://${config.host}:${server.port}`, protocols: "connect,grpc,grpc-web", nats: natsUrl });
 
@@ -159,13 +207,15 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         health.setAll(Status.NOT_SERVING);
         shutdown.abort();
         await server.close(config.shutdownGraceSeconds * 1000);
+        await metricsServer?.close();
         await delivery.close();
         await directory.close();
         await nats.nc.drain().catch(() => nats.nc.close());
         await embedded?.stop();
+        await tracing.shutdown();
         log.info("stopped");
       })());
-    return { port: server.port, url: `${scheme}://${config.host}:${server.port}`, natsUrl, context, close };
+    return { port: server.port, url: `${scheme}://${config.host}:${server.port}`, natsUrl, context, metricsPort: metricsServer?.port, close };
   } catch (err) {
     await nats.nc.close().catch(() => {});
     await embedded?.stop();
@@ -191,15 +241,19 @@ function warnAboutDurability(log: Logger, config: ServerConfig, version: string,
 }
 
 /** Mirrors NATS connectivity into health so balancers route around an instance that lost NATS. */
-function watchNatsStatus(nats: ServerContext["nats"], health: HealthStatus, log: Logger): void {
+function watchNatsStatus(nats: ServerContext["nats"], health: HealthStatus, log: Logger, metrics: Metrics, setUp: (up: boolean) => void): void {
   void (async () => {
     for await (const s of nats.nc.status()) {
       if (s.type === "disconnect") {
         log.warn("nats disconnected");
         health.setAll(Status.NOT_SERVING);
+        metrics.natsConnected(false);
+        setUp(false);
       } else if (s.type === "reconnect") {
         log.info("nats reconnected");
         health.setAll(Status.SERVING);
+        metrics.natsConnected(true);
+        setUp(true);
       }
     }
   })().catch(() => {});

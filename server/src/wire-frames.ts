@@ -1,5 +1,5 @@
 /**
- * What the server writes by hand outside connect-node (the pre-auth gate, the native Receive
+ * What the server writes by hand outside connect-node (the pre-auth gate, the native delivery
  * path, the decode-failure rewrite): Connect/gRPC/gRPC-Web envelopes, and the headers other
  * layers (CORS) set on a compat response, for a native `stream.respond()`.
  */

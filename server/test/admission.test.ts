@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { startTestNats, startTestServer, createTestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
-import { RETRY_AFTER_HEADER } from "@sealpost/server/delivery/send.js";
+import { startTestNats, startTestServer, createTestAccount, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
+import { connectNats, type Nats } from "../src/nats/connection.js";
+import { RETRY_AFTER_HEADER } from "../src/delivery/send.js";
 import { bytes, deliveryOf, entriesFor, mailboxSequences, newMessageId, storedOf } from "./delivery-helpers.js";
 
 let nats: TestNats;

@@ -5,11 +5,11 @@
  * returns exactly what single gets would, in order, across the switch from gets to batches.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type TestNats } from "@sealpost/test-support/index.js";
-import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
-import { BatchReads } from "@sealpost/server/nats/batch-reads.js";
-import { Mailboxes } from "@sealpost/server/delivery/mailbox.js";
-import { MailboxReader } from "@sealpost/server/delivery/mailbox-reader.js";
+import { startTestNats, type TestNats } from "@sealpost/test-support";
+import { connectNats, type Nats } from "../src/nats/connection.js";
+import { BatchReads } from "../src/nats/batch-reads.js";
+import { Mailboxes } from "../src/delivery/mailbox.js";
+import { MailboxReader } from "../src/delivery/mailbox-reader.js";
 
 let nats: TestNats;
 let conn: Nats;
@@ -51,13 +51,15 @@ describe("BatchReads", () => {
     const b = await reads.read("BATCH", "batch.b", 0, 5);
     expect(b.msgs.map((m) => text(m.data))).toEqual(["b3", "b4", "b5", "b6", "b7"]);
     // Deletes are fire and forget: give the server a moment.
-    for (let i = 0; i < 50 && (await conn.jsm.streams.info("BATCH")).state.consumer_count > 0; i++) await new Promise((r) => setTimeout(r, 20));
-    expect((await conn.jsm.streams.info("BATCH")).state.consumer_count).toBe(0);
+    await expect.poll(async () => (await conn.jsm.streams.info("BATCH")).state.consumer_count, { timeout: 5_000 }).toBe(0);
   });
 
   it("many batches at once each get their own messages", async () => {
     const out = await Promise.all(Array.from({ length: 40 }, (_, i) => reads.read("BATCH", i % 2 ? "batch.a" : "batch.b", 0, 30)));
-    for (const [i, b] of out.entries()) expect(b.msgs.map((m) => text(m.data))).toEqual(i % 2 ? Array.from({ length: 30 }, (_, k) => `a${k}`) : Array.from({ length: 27 }, (_, k) => `b${k + 3}`));
+    for (const [i, b] of out.entries())
+      expect(b.msgs.map((m) => text(m.data))).toEqual(
+        i % 2 ? Array.from({ length: 30 }, (_, k) => `a${k}`) : Array.from({ length: 27 }, (_, k) => `b${k + 3}`),
+      );
   });
 });
 

@@ -1,6 +1,6 @@
 /** Rate-limit keys of caller addresses (GetAuthChallenge is limited per caller, not per target). */
 import { describe, expect, it } from "vitest";
-import { callerLimitKey } from "@sealpost/server/caller-address.js";
+import { callerLimitKey } from "../src/caller-address.js";
 
 describe("callerLimitKey", () => {
   it("keeps IPv4 (also IPv4-mapped) and groups IPv6 by /64", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, defaultConfig, helpText, loadConfig } from "@sealpost/server/config.js";
+import { ConfigError, defaultConfig, helpText, loadConfig } from "../src/config.js";
 
 describe("configuration", () => {
   it("reads env vars, and flags override them", () => {

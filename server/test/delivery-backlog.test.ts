@@ -4,8 +4,8 @@
  * stream after partial acks gets exactly the rest.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, createTestAccount, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { startTestNats, startTestServer, createTestAccount, type TestAccount, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
 import { bytes, deliveryOf, entriesFor, Inbox, newMessageId, text, waitUntil } from "./delivery-helpers.js";
 
 let nats: TestNats;

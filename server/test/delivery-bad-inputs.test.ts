@@ -6,10 +6,10 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { DeliveryService, SendEntrySchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
-import { startTestNats, startTestServer, createTestAccount, plainTransport, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
-import { mailboxPartition, mailboxStreamName } from "@sealpost/server/nats/layout.js";
+import { startTestNats, startTestServer, createTestAccount, plainTransport, type TestAccount, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
+import { connectNats, type Nats } from "../src/nats/connection.js";
+import { mailboxPartition, mailboxStreamName } from "../src/nats/layout.js";
 import { bytes, deliveryOf, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, type DeliveryClient } from "./delivery-helpers.js";
 
 let nats: TestNats;
@@ -50,7 +50,10 @@ beforeAll(async () => {
   nats = await startTestNats();
   server = await startTestServer(nats.url, { mailboxPartitions: P });
   probe = await connectNats(nats.url, "bad-inputs-probe");
-  [alice, bob] = await Promise.all([createTestAccount(server.url, "bad-alice", { oneTimePrekeys: 1 }), createTestAccount(server.url, "bad-bob", { devices: 2, oneTimePrekeys: 1 })]);
+  [alice, bob] = await Promise.all([
+    createTestAccount(server.url, "bad-alice", { oneTimePrekeys: 1 }),
+    createTestAccount(server.url, "bad-bob", { devices: 2, oneTimePrekeys: 1 }),
+  ]);
   mallory = await createTestAccount(server.url, accountInPartitionOf(bob.devices[0].address, "bad-mallory-"), { oneTimePrekeys: 1 });
   out = deliveryOf(alice.devices[0], server.url);
   for (let i = 0; i < 2; i++) await out.send({ messageId: newMessageId(), sharedBody: bytes(`keep-${i}`), entries: entriesFor(bob.devices) });
@@ -66,9 +69,15 @@ afterAll(async () => {
 });
 
 describe("Send rejects bad input and stores nothing", () => {
-  const entry = (accountId: string, deviceId: number, size = 4) => create(SendEntrySchema, { device: create(DeviceAddressSchema, { accountId, deviceId }), entry: new Uint8Array(size) });
+  const entry = (accountId: string, deviceId: number, size = 4) =>
+    create(SendEntrySchema, { device: create(DeviceAddressSchema, { accountId, deviceId }), entry: new Uint8Array(size) });
   const cases: [string, () => Parameters<DeliveryClient["send"]>[0], Code, string][] = [
-    ["a short message id", () => ({ messageId: new Uint8Array(15), entries: entriesFor(bob.devices) }), Code.InvalidArgument, "message_id must be exactly 16 bytes, got 15"],
+    [
+      "a short message id",
+      () => ({ messageId: new Uint8Array(15), entries: entriesFor(bob.devices) }),
+      Code.InvalidArgument,
+      "message_id must be exactly 16 bytes, got 15",
+    ],
     [
       "an oversize body",
       () => ({ messageId: newMessageId(), sharedBody: new Uint8Array(256 * 1024 + 1), entries: entriesFor(bob.devices) }),
@@ -106,8 +115,18 @@ describe("Send rejects bad input and stores nothing", () => {
       Code.InvalidArgument,
       'entries[0].device.account_id "Bad.Bob" is not an account id (3 to 64 of [a-z0-9_-], starting with a letter or digit)',
     ],
-    ["device id 0", () => ({ messageId: newMessageId(), entries: [entry("bad-bob", 0)] }), Code.InvalidArgument, "entries[0].device.device_id must be 1 to 2147483647, got 0"],
-    ["an entry without device", () => ({ messageId: newMessageId(), entries: [create(SendEntrySchema, {})] }), Code.InvalidArgument, "entries[0].device is required"],
+    [
+      "device id 0",
+      () => ({ messageId: newMessageId(), entries: [entry("bad-bob", 0)] }),
+      Code.InvalidArgument,
+      "entries[0].device.device_id must be 1 to 2147483647, got 0",
+    ],
+    [
+      "an entry without device",
+      () => ({ messageId: newMessageId(), entries: [create(SendEntrySchema, {})] }),
+      Code.InvalidArgument,
+      "entries[0].device is required",
+    ],
     ["an unknown account", () => ({ messageId: newMessageId(), entries: [entry("bad-nobody", 1)] }), Code.NotFound, "account bad-nobody not found"],
   ];
   for (const [name, req, code, message] of cases) {

@@ -8,9 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { startTestNats, startTestServer, createTestAccount, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { hex } from "@sealpost/server/delivery/validation.js";
+import { startTestNats, startTestServer, createTestAccount, type TestAccount, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
+import { hex } from "../src/delivery/validation.js";
 import { bytes, deliveryOf, entriesFor, newMessageId, storedOf, waitUntil, type DeliveryClient } from "./delivery-helpers.js";
 
 const TOKEN_SECRET = "test-secret-test-secret-test-secret!";
@@ -139,7 +139,10 @@ function expectDelivered(receiver: ReliableReceiver, sent: { sentIds: string[]; 
 
 describe("faults", () => {
   it("nats-server restarts mid-traffic: every Stored message arrives once after ack, in order", async () => {
-    const [alice, bob] = await Promise.all([createTestAccount(a.url, "fault-alice", { oneTimePrekeys: 1 }), createTestAccount(a.url, "fault-bob", { oneTimePrekeys: 1 })]);
+    const [alice, bob] = await Promise.all([
+      createTestAccount(a.url, "fault-alice", { oneTimePrekeys: 1 }),
+      createTestAccount(a.url, "fault-bob", { oneTimePrekeys: 1 }),
+    ]);
     const receiver = new ReliableReceiver([deliveryOf(bob.devices[0], b.url), deliveryOf(bob.devices[0], a.url)]);
     const senders = [deliveryOf(alice.devices[0], a.url), deliveryOf(alice.devices[0], b.url)];
     const sent = await traffic(bob, senders, 40, () => nats.restart!(), 15);
@@ -149,7 +152,10 @@ describe("faults", () => {
   });
 
   it("a server instance is killed mid-stream: the device reconnects elsewhere and gets everything it had not acked", async () => {
-    const [alice, bob] = await Promise.all([createTestAccount(a.url, "kill-alice", { oneTimePrekeys: 1 }), createTestAccount(a.url, "kill-bob", { oneTimePrekeys: 1 })]);
+    const [alice, bob] = await Promise.all([
+      createTestAccount(a.url, "kill-alice", { oneTimePrekeys: 1 }),
+      createTestAccount(a.url, "kill-bob", { oneTimePrekeys: 1 }),
+    ]);
     const victim = await spawnServer(nats.url);
     try {
       // The receiver starts on the victim; sends alternate between the victim and b.

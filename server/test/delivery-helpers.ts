@@ -6,17 +6,12 @@ import { create } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
-import {
-  DeliveryService,
-  SendEntrySchema,
-  type ReceiveResponse,
-  type SendResponse,
-} from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { DeliveryService, SendEntrySchema, type ReceiveResponse, type SendResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
-import type { TestDevice } from "@sealpost/test-support/accounts.js";
-import type { Nats } from "@sealpost/server/nats/connection.js";
-import { Mailboxes } from "@sealpost/server/delivery/mailbox.js";
+import type { TestDevice } from "@sealpost/test-support";
+import type { Nats } from "../src/nats/connection.js";
+import { Mailboxes } from "../src/delivery/mailbox.js";
 
 export type DeliveryClient = Client<typeof DeliveryService>;
 

@@ -6,14 +6,14 @@
  * end, and that replicated KV buckets are switched to leader gets too.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type TestNats } from "@sealpost/test-support/index.js";
-import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
-import { ensureLayout } from "@sealpost/server/nats/layout.js";
-import { Mailboxes } from "@sealpost/server/delivery/mailbox.js";
+import { startTestNats, type TestNats } from "@sealpost/test-support";
+import { connectNats, type Nats } from "../src/nats/connection.js";
+import { ensureLayout } from "../src/nats/layout.js";
+import { Mailboxes } from "../src/delivery/mailbox.js";
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { Bucket } from "@nats-io/kv";
-import { leaderReadsFor } from "@sealpost/server/nats/stream-reads.js";
-import { BODY_STREAM, bodySubject } from "@sealpost/server/nats/layout.js";
+import { leaderReadsFor } from "../src/nats/stream-reads.js";
+import { BODY_STREAM, bodySubject } from "../src/nats/layout.js";
 
 let nats: TestNats;
 let conn: Nats;

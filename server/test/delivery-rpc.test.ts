@@ -3,14 +3,13 @@
  * from the directory, connect-es clients. Any instance serves any device.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
 import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import { startTestNats, startTestServer, createTestAccount, plainTransport, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import { revokeDeviceChange } from "@sealpost/client/directory/device-list-changes.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
+import { startTestNats, startTestServer, createTestAccount, plainTransport, type TestAccount, type TestNats } from "@sealpost/test-support";
+import { revokeDeviceChange } from "@sealpost/client/directory";
+import type { RunningServer } from "../src/server.js";
+import { connectNats, type Nats } from "../src/nats/connection.js";
 import { bytes, deliveryOf, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, text, waitUntil } from "./delivery-helpers.js";
 
 let nats: TestNats;
@@ -117,7 +116,8 @@ describe("Send and Receive across instances", () => {
     const [alice, bob] = await accounts([1, 1]);
     const out = deliveryOf(alice.devices[0], a.url);
     const stored = [];
-    for (let i = 0; i < 3; i++) stored.push(storedOf(await out.send({ messageId: newMessageId(), sharedBody: bytes(`m${i}`), entries: entriesFor(bob.devices) })));
+    for (let i = 0; i < 3; i++)
+      stored.push(storedOf(await out.send({ messageId: newMessageId(), sharedBody: bytes(`m${i}`), entries: entriesFor(bob.devices) })));
     const inbox = new Inbox(deliveryOf(bob.devices[0], b.url), { afterSequence: stored[0].entries[0].sequence });
     await inbox.waitDrained();
     expect(inbox.messages.map((m) => text(m.sharedBody))).toEqual(["m1", "m2"]);
@@ -159,7 +159,13 @@ describe("Send and Receive across instances", () => {
     const [alice, bob] = await accounts([2, 3]);
     // Revoke bob's third device: its id becomes stale.
     const bob3 = bob.devices[2];
-    const revoked = revokeDeviceChange(bob.provider, bob.deviceList, { deviceId: bob.devices[0].address.deviceId, signingSeed: bob.devices[0].keys.signingSeed }, bob3.address.deviceId, Date.now());
+    const revoked = revokeDeviceChange(
+      bob.provider,
+      bob.deviceList,
+      { deviceId: bob.devices[0].address.deviceId, signingSeed: bob.devices[0].keys.signingSeed },
+      bob3.address.deviceId,
+      Date.now(),
+    );
     const rv = await bob.devices[0].directory.revokeDevice({ deviceList: revoked });
     const out = deliveryOf(alice.devices[0], a.url);
     const messageId = newMessageId();
@@ -184,7 +190,9 @@ describe("Send and Receive across instances", () => {
     const ok = storedOf(await out.send({ messageId, sharedBody: bytes("x"), entries: entriesFor([...bob.devices.slice(0, 2), alice.devices[1]]) }));
     expect(ok.duplicate).toBe(false);
     // An unknown account is NOT_FOUND.
-    const err = await out.send({ messageId: newMessageId(), sharedBody: bytes("x"), entries: entriesFor([{ accountId: "nobody-here", deviceId: 1 }, alice.devices[1]]) }).catch((e) => ConnectError.from(e));
+    const err = await out
+      .send({ messageId: newMessageId(), sharedBody: bytes("x"), entries: entriesFor([{ accountId: "nobody-here", deviceId: 1 }, alice.devices[1]]) })
+      .catch((e) => ConnectError.from(e));
     expect(err).toMatchObject({ code: Code.NotFound, rawMessage: "account nobody-here not found" });
   });
 
@@ -196,7 +204,13 @@ describe("Send and Receive across instances", () => {
     expect(await mailboxSequences(probe, partitions(), bob2.address)).toHaveLength(3);
     const live = new Inbox(deliveryOf(bob2, b.url));
     await live.waitDrained();
-    const revoked = revokeDeviceChange(bob.provider, bob.deviceList, { deviceId: bob.devices[0].address.deviceId, signingSeed: bob.devices[0].keys.signingSeed }, bob2.address.deviceId, Date.now());
+    const revoked = revokeDeviceChange(
+      bob.provider,
+      bob.deviceList,
+      { deviceId: bob.devices[0].address.deviceId, signingSeed: bob.devices[0].keys.signingSeed },
+      bob2.address.deviceId,
+      Date.now(),
+    );
     await bob.devices[0].directory.revokeDevice({ deviceList: revoked });
     expect(await mailboxSequences(probe, partitions(), bob2.address)).toEqual([]);
     await waitUntil("the revoked device's stream to end", () => live.ended);
@@ -267,7 +281,14 @@ describe("Send and Receive across instances", () => {
     const [alice, bob] = await accounts([1, 2]);
     const live = new Inbox(deliveryOf(bob.devices[0], b.url));
     await live.waitDrained();
-    const res = storedOf(await deliveryOf(alice.devices[0], a.url).send({ messageId: newMessageId(), sharedBody: bytes("typing"), entries: entriesFor(bob.devices), ephemeral: true }));
+    const res = storedOf(
+      await deliveryOf(alice.devices[0], a.url).send({
+        messageId: newMessageId(),
+        sharedBody: bytes("typing"),
+        entries: entriesFor(bob.devices),
+        ephemeral: true,
+      }),
+    );
     expect(res.entries.map((e) => e.sequence)).toEqual([0n, 0n]);
     await live.waitForMessages(1);
     expect(live.messages[0]).toMatchObject({ ephemeral: true, sequence: 0n });
@@ -317,7 +338,9 @@ describe("attachments", () => {
     expect(resumed.map((c) => c.index)).toEqual([2]);
     // Complete is idempotent; chunks can no longer change.
     await up.completeAttachment({ attachmentId: att.attachmentId });
-    const late = await up.putAttachmentChunk({ attachmentId: att.attachmentId, index: 0, data: data.subarray(0, att.chunkBytes) }).catch((e) => ConnectError.from(e));
+    const late = await up
+      .putAttachmentChunk({ attachmentId: att.attachmentId, index: 0, data: data.subarray(0, att.chunkBytes) })
+      .catch((e) => ConnectError.from(e));
     expect(late).toMatchObject({ code: Code.FailedPrecondition });
   });
 
@@ -326,7 +349,11 @@ describe("attachments", () => {
     const up = deliveryOf(alice.devices[0], a.url);
     const data = new Uint8Array(300 * 1024).fill(1);
     const att = await up.createAttachment({ size: BigInt(data.length), sha256: new Uint8Array(32) });
-    const err = (p: Promise<unknown>) => p.then(() => undefined, (e) => ConnectError.from(e));
+    const err = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (e) => ConnectError.from(e),
+      );
     expect(await err(up.completeAttachment({ attachmentId: att.attachmentId }))).toMatchObject({
       code: Code.FailedPrecondition,
       rawMessage: `chunk 0 of attachment ${att.attachmentId} is missing; put it and complete again`,
@@ -335,11 +362,15 @@ describe("attachments", () => {
       code: Code.InvalidArgument,
       rawMessage: "chunk 0 must be 262144 bytes, got 10",
     });
-    expect(await err(up.putAttachmentChunk({ attachmentId: att.attachmentId, index: 2, data: data.subarray(0, 10) }))).toMatchObject({ code: Code.InvalidArgument });
+    expect(await err(up.putAttachmentChunk({ attachmentId: att.attachmentId, index: 2, data: data.subarray(0, 10) }))).toMatchObject({
+      code: Code.InvalidArgument,
+    });
     await up.putAttachmentChunk({ attachmentId: att.attachmentId, index: 0, data: data.subarray(0, 262144) });
     await up.putAttachmentChunk({ attachmentId: att.attachmentId, index: 1, data: data.subarray(262144) });
     expect(await err(up.completeAttachment({ attachmentId: att.attachmentId }))).toMatchObject({ code: Code.FailedPrecondition });
-    expect(await err(deliveryOf(bob.devices[0], b.url).putAttachmentChunk({ attachmentId: att.attachmentId, index: 0, data: data.subarray(0, 262144) }))).toMatchObject({
+    expect(
+      await err(deliveryOf(bob.devices[0], b.url).putAttachmentChunk({ attachmentId: att.attachmentId, index: 0, data: data.subarray(0, 262144) })),
+    ).toMatchObject({
       code: Code.PermissionDenied,
     });
     expect(await err(up.createAttachment({ size: 104857601n, sha256: new Uint8Array(32) }))).toMatchObject({

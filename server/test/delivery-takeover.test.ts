@@ -11,10 +11,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import type { KV } from "@nats-io/kv";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { Mailboxes } from "@sealpost/server/delivery/mailbox.js";
-import { ReceiveStream, type ReceiveStreamDeps } from "@sealpost/server/delivery/receive-stream.js";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
+import { Mailboxes } from "../src/delivery/mailbox.js";
+import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
 import type { ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 
 let nats: TestNats;

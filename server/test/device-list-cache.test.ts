@@ -5,8 +5,8 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { DeviceListSchema, SignedDeviceListSchema } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
-import { DeviceListCache } from "@sealpost/server/directory/device-list-cache.js";
-import type { StoredDeviceList } from "@sealpost/server/directory/device-list-store.js";
+import { DeviceListCache } from "../src/directory/device-list-cache.js";
+import type { StoredDeviceList } from "../src/directory/device-list-store.js";
 
 function stored(accountId: string, version: number, revision: number): StoredDeviceList {
   const list = create(DeviceListSchema, { accountId, version: BigInt(version) });

@@ -9,11 +9,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
-import { startTestNats, startTestServer, createTestAccount, type TestNats, type TestDevice } from "@sealpost/test-support/index.js";
+import { startTestNats, startTestServer, createTestAccount, type TestNats, type TestDevice } from "@sealpost/test-support";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { revokeDeviceChange } from "@sealpost/client/directory/device-list-changes.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import type { Logger } from "@sealpost/server/logger.js";
+import { revokeDeviceChange } from "@sealpost/client/directory";
+import type { RunningServer } from "../src/server.js";
+import type { Logger } from "../src/logger.js";
 
 let nats: TestNats;
 let servers: RunningServer[] = [];
@@ -54,10 +54,12 @@ function directoryOf(device: TestDevice, url: string) {
 
 /** GetPrekeyCount needs a listed device: the cheapest authenticated call. */
 function authedCall(device: TestDevice, url: string) {
-  return directoryOf(device, url).getPrekeyCount({}).then(
-    () => "ok",
-    (e) => Code[ConnectError.from(e).code],
-  );
+  return directoryOf(device, url)
+    .getPrekeyCount({})
+    .then(
+      () => "ok",
+      (e) => Code[ConnectError.from(e).code],
+    );
 }
 
 describe("device lists in memory, with a barrier on change", () => {
@@ -68,7 +70,13 @@ describe("device lists in memory, with a barrier on change", () => {
       const victim = round === 0 ? gone : alsoGone;
       // Warm every instance's cache with the list that still holds the victim.
       for (const s of servers) for (let i = 0; i < 3; i++) expect(await authedCall(victim, s.url)).toBe("ok");
-      const change = revokeDeviceChange(alice.provider, alice.deviceList, { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed }, victim.address.deviceId, Date.now());
+      const change = revokeDeviceChange(
+        alice.provider,
+        alice.deviceList,
+        { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed },
+        victim.address.deviceId,
+        Date.now(),
+      );
       // Revoke through a different instance each round.
       await directoryOf(keep, servers[round + 1].url).revokeDevice({ deviceList: change });
       alice.deviceList = change;
@@ -94,7 +102,13 @@ describe("device lists in memory, with a barrier on change", () => {
     const phantom = servers[0].context.layout.buckets.instances;
     await phantom.put("phantom-instance", new TextEncoder().encode("0"));
     for (const s of servers) expect(await authedCall(gone, s.url)).toBe("ok");
-    const change = revokeDeviceChange(dave.provider, dave.deviceList, { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed }, gone.address.deviceId, Date.now());
+    const change = revokeDeviceChange(
+      dave.provider,
+      dave.deviceList,
+      { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed },
+      gone.address.deviceId,
+      Date.now(),
+    );
     logged.length = 0;
     await directoryOf(keep, servers[0].url).revokeDevice({ deviceList: change });
     expect(logged).toContain("directory change: waiting out the cache lease of instances that did not confirm");

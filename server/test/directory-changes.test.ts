@@ -10,16 +10,9 @@ import { create } from "@bufbuild/protobuf";
 import { Code, createClient, type Interceptor } from "@connectrpc/connect";
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { SignedDeviceListSchema, type DeviceList, type SignedDeviceList } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
-import { createTestAccount, plainTransport, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import {
-  generateDeviceKeys,
-  linkDeviceChange,
-  parseDeviceList,
-  revokeDeviceChange,
-  signDeviceList,
-  type DeviceSigner,
-} from "@sealpost/client/directory/device-list-changes.js";
+import { createTestAccount, plainTransport, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
+import { generateDeviceKeys, linkDeviceChange, parseDeviceList, revokeDeviceChange, signDeviceList, type DeviceSigner } from "@sealpost/client/directory";
 import { directoryState, expectConnectError } from "./directory-helpers.js";
 
 let nats: TestNats;
@@ -55,21 +48,36 @@ describe("forged and replayed device-list changes", () => {
     const alice = await createTestAccount(server.url, "chg-badsig", { devices: 2, oneTimePrekeys: 2 });
     const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), generateDeviceKeys(alice.provider, "x"), Date.now());
     const forged = create(SignedDeviceListSchema, { ...deviceList, signature: deviceList.signature.map((b, i) => (i === 0 ? b ^ 1 : b)) });
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList: forged }), Code.PermissionDenied, "device list signature by device 1 does not verify");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList: forged }),
+      Code.PermissionDenied,
+      "device list signature by device 1 does not verify",
+    );
   });
 
   it("rejects a change signed by a key that is not the claimed signer's", async () => {
     const alice = await createTestAccount(server.url, "chg-wrongkey", { devices: 2 });
     const intruder = generateDeviceKeys(alice.provider, "intruder");
     const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, { deviceId: 1, signingSeed: intruder.signingSeed }, intruder, Date.now());
-    await rejects(alice, () => alice.devices[1].directory.linkDevice({ deviceList }), Code.PermissionDenied, "device list signature by device 1 does not verify");
+    await rejects(
+      alice,
+      () => alice.devices[1].directory.linkDevice({ deviceList }),
+      Code.PermissionDenied,
+      "device list signature by device 1 does not verify",
+    );
   });
 
   it("rejects a change whose signer is not in the current list (e.g. the new device signing itself in)", async () => {
     const alice = await createTestAccount(server.url, "chg-selfsign", { devices: 1 });
     const ghost = generateDeviceKeys(alice.provider, "ghost");
     const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, { deviceId: 2, signingSeed: ghost.signingSeed }, ghost, Date.now());
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList }), Code.PermissionDenied, "signer device 2 is not in the current device list (version 1)");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList }),
+      Code.PermissionDenied,
+      "signer device 2 is not in the current device list (version 1)",
+    );
   });
 
   it("rejects a change signed by a revoked device", async () => {
@@ -77,8 +85,19 @@ describe("forged and replayed device-list changes", () => {
     const v3 = revokeDeviceChange(alice.provider, alice.deviceList, signerOf(alice), 3, Date.now());
     await alice.devices[0].directory.revokeDevice({ deviceList: v3 });
     const revoked3 = alice.devices.splice(2, 1)[0];
-    const { deviceList } = linkDeviceChange(alice.provider, v3, { deviceId: 3, signingSeed: revoked3.keys.signingSeed }, generateDeviceKeys(alice.provider, "evil"), Date.now());
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList }), Code.PermissionDenied, "signer device 3 is not in the current device list (version 4)");
+    const { deviceList } = linkDeviceChange(
+      alice.provider,
+      v3,
+      { deviceId: 3, signingSeed: revoked3.keys.signingSeed },
+      generateDeviceKeys(alice.provider, "evil"),
+      Date.now(),
+    );
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList }),
+      Code.PermissionDenied,
+      "signer device 3 is not in the current device list (version 4)",
+    );
   });
 
   it("rejects a replayed change (its version is no longer next)", async () => {
@@ -106,16 +125,31 @@ describe("forged and replayed device-list changes", () => {
     const alice = await createTestAccount(server.url, "chg-chain", { devices: 1 });
     const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), generateDeviceKeys(alice.provider, "x"), Date.now());
     const skip = edit(alice, deviceList, (l) => void (l.version = 5n));
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList: skip }), Code.FailedPrecondition, "device list version 5 skips ahead: the next version must be 2");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList: skip }),
+      Code.FailedPrecondition,
+      "device list version 5 skips ahead: the next version must be 2",
+    );
     const badHash = edit(alice, deviceList, (l) => void (l.previousHash = new Uint8Array(32).fill(7)));
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList: badHash }), Code.FailedPrecondition, "device list previous_hash does not match version 1");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList: badHash }),
+      Code.FailedPrecondition,
+      "device list previous_hash does not match version 1",
+    );
   });
 
   it("rejects a change for another account", async () => {
     const alice = await createTestAccount(server.url, "chg-alice", { devices: 1 });
     const mallory = await createTestAccount(server.url, "chg-mallory", { devices: 1 });
     const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), generateDeviceKeys(alice.provider, "x"), Date.now());
-    await rejects(alice, () => mallory.devices[0].directory.linkDevice({ deviceList }), Code.PermissionDenied, "device list is for account chg-alice, but the caller acts for chg-mallory");
+    await rejects(
+      alice,
+      () => mallory.devices[0].directory.linkDevice({ deviceList }),
+      Code.PermissionDenied,
+      "device list is for account chg-alice, but the caller acts for chg-mallory",
+    );
   });
 
   it("rejects reusing a device id, rewriting an entry, and the wrong kind of change", async () => {
@@ -128,24 +162,64 @@ describe("forged and replayed device-list changes", () => {
       l.devices[1].deviceId = 2;
       l.nextDeviceId = 3;
     });
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList: reuse }), Code.InvalidArgument, "device id 2 was already allocated; ids are never reused (next is 3)");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList: reuse }),
+      Code.InvalidArgument,
+      "device id 2 was already allocated; ids are never reused (next is 3)",
+    );
     const rekey = edit(alice, deviceList, (l) => void (l.devices[0].dhKey = generateDeviceKeys(alice.provider, "y").dhKey));
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList: rekey }), Code.InvalidArgument, "device 1 changed its entry; a change may only add or remove a device");
-    await rejects(alice, () => alice.devices[0].directory.revokeDevice({ deviceList }), Code.InvalidArgument, "RevokeDevice must remove exactly one device and add none (removes 0, adds 1)");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList: rekey }),
+      Code.InvalidArgument,
+      "device 1 changed its entry; a change may only add or remove a device",
+    );
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.revokeDevice({ deviceList }),
+      Code.InvalidArgument,
+      "RevokeDevice must remove exactly one device and add none (removes 0, adds 1)",
+    );
     const last = revokeDeviceChange(alice.provider, v3, signerOf(alice), 1, Date.now());
-    await rejects(alice, () => alice.devices[0].directory.revokeDevice({ deviceList: last }), Code.InvalidArgument, "device list must hold at least one device");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.revokeDevice({ deviceList: last }),
+      Code.InvalidArgument,
+      "device list must hold at least one device",
+    );
     const badDh = edit(alice, deviceList, (l) => void (l.devices[1].dhKeySignature = new Uint8Array(64)));
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList: badDh }), Code.PermissionDenied, "device 3: dh_key_signature does not verify under its signing_key");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList: badDh }),
+      Code.PermissionDenied,
+      "device 3: dh_key_signature does not verify under its signing_key",
+    );
     const garbage = create(SignedDeviceListSchema, { deviceList: Uint8Array.of(0xff, 0xff), signerDeviceId: 1, signature: new Uint8Array(64) });
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList: garbage }), Code.InvalidArgument, "device_list.device_list does not parse as a sealpost.directory.v1.DeviceList");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList: garbage }),
+      Code.InvalidArgument,
+      "device_list.device_list does not parse as a sealpost.directory.v1.DeviceList",
+    );
     const huge = create(SignedDeviceListSchema, { deviceList: new Uint8Array(16 * 1024 + 1), signerDeviceId: 1, signature: new Uint8Array(64) });
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList: huge }), Code.ResourceExhausted, "device_list.device_list is 16385 bytes; at most 16384");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList: huge }),
+      Code.ResourceExhausted,
+      "device_list.device_list is 16385 bytes; at most 16384",
+    );
   });
 
   it("enforces the device limit", async () => {
     const alice = await createTestAccount(other.url, "chg-limit", { devices: 3 });
     const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), generateDeviceKeys(alice.provider, "fourth"), Date.now());
-    await rejects(alice, () => alice.devices[0].directory.linkDevice({ deviceList }), Code.ResourceExhausted, "device list holds 4 devices; an account may have at most 3");
+    await rejects(
+      alice,
+      () => alice.devices[0].directory.linkDevice({ deviceList }),
+      Code.ResourceExhausted,
+      "device list holds 4 devices; an account may have at most 3",
+    );
   });
 
   it("lets exactly one of two concurrent changes through two instances win", async () => {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
-import { createTestAccount, generateTestPrekeys, plainTransport, prekeyMessages } from "@sealpost/test-support/index.js";
+import { createTestAccount, generateTestPrekeys, plainTransport, prekeyMessages } from "@sealpost/test-support";
 import { useTwoInstances } from "./directory-helpers.js";
 
 const servers = useTwoInstances();
@@ -18,7 +18,10 @@ describe("concurrent one-time prekey claims", () => {
     const alice = await createTestAccount(servers.a.url, "claim-alice", { oneTimePrekeys: 0 });
     const uploaded = generateTestPrekeys(alice.provider, alice.devices[0].keys, KEYS, 1000).oneTime;
     for (let i = 0; i < KEYS; i += 100) {
-      await alice.devices[0].directory.uploadPrekeys({ oneTimePrekeys: prekeyMessages({ ...generateTestPrekeys(alice.provider, alice.devices[0].keys, 0), oneTime: uploaded.slice(i, i + 100) }).oneTimePrekeys });
+      await alice.devices[0].directory.uploadPrekeys({
+        oneTimePrekeys: prekeyMessages({ ...generateTestPrekeys(alice.provider, alice.devices[0].keys, 0), oneTime: uploaded.slice(i, i + 100) })
+          .oneTimePrekeys,
+      });
     }
     expect((await alice.devices[0].directory.getPrekeyCount({})).oneTimePrekeyCount).toBe(KEYS);
 

@@ -3,7 +3,7 @@
  * several devices, tokens that work, prekeys uploaded.
  */
 import { describe, expect, it } from "vitest";
-import { createTestAccount, useTestServer } from "@sealpost/test-support/index.js";
+import { createTestAccount, useTestServer } from "@sealpost/test-support";
 
 const server = useTestServer();
 

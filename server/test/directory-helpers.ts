@@ -8,8 +8,8 @@ import { createClient, ConnectError, type Code } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { SignedDeviceListSchema } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
-import { plainTransport, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { plainTransport, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
 
 export async function expectConnectError(call: Promise<unknown>, code: Code, message: string | RegExp): Promise<ConnectError> {
   const err = await call.then(
@@ -17,7 +17,10 @@ export async function expectConnectError(call: Promise<unknown>, code: Code, mes
     (e: unknown) => ConnectError.from(e),
   );
   expect(err, "the call should have failed").toBeDefined();
-  expect({ code: err!.code, message: err!.rawMessage }).toMatchObject({ code, message: typeof message === "string" ? message : expect.stringMatching(message) });
+  expect({ code: err!.code, message: err!.rawMessage }).toMatchObject({
+    code,
+    message: typeof message === "string" ? message : expect.stringMatching(message),
+  });
   return err!;
 }
 
@@ -26,7 +29,12 @@ export async function directoryState(baseUrl: string, account: TestAccount): Pro
   const open = createClient(DirectoryService, plainTransport(baseUrl));
   const res = await open.getDeviceList({ accountId: account.accountId, historyAfterVersion: 0n });
   const prekeys = await Promise.all(
-    account.devices.map((d) => d.directory.getPrekeyCount({}).then((c) => ({ n: c.oneTimePrekeyCount, s: c.signedPrekeyId, k: c.kemPrekeyId })).catch((e) => ConnectError.from(e).code)),
+    account.devices.map((d) =>
+      d.directory
+        .getPrekeyCount({})
+        .then((c) => ({ n: c.oneTimePrekeyCount, s: c.signedPrekeyId, k: c.kemPrekeyId }))
+        .catch((e) => ConnectError.from(e).code),
+    ),
   );
   return {
     current: Buffer.from(toBinary(SignedDeviceListSchema, res.deviceList!)).toString("hex"),

@@ -7,16 +7,9 @@
 import { describe, expect, it } from "vitest";
 import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { DirectoryChangeKind, DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
-import {
-  authenticateDevice,
-  createTestAccount,
-  generateTestPrekeys,
-  plainTransport,
-  prekeyMessages,
-} from "@sealpost/test-support/index.js";
-import { createDirectory } from "@sealpost/server/directory/service.js";
-import { generateDeviceKeys, linkDeviceChange, parseDeviceList, revokeDeviceChange } from "@sealpost/client/directory/device-list-changes.js";
-import { verifyDeviceListChain } from "@sealpost/client/directory/device-list-chain.js";
+import { authenticateDevice, createTestAccount, generateTestPrekeys, plainTransport, prekeyMessages } from "@sealpost/test-support";
+import { createDirectory } from "../src/directory/service.js";
+import { generateDeviceKeys, linkDeviceChange, parseDeviceList, revokeDeviceChange, verifyDeviceListChain } from "@sealpost/client/directory";
 import { expectConnectError, useTwoInstances } from "./directory-helpers.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -34,14 +27,20 @@ describe("account lifecycle across two instances", () => {
     // Link device 2 with a change signed by device 1, sent through instance B.
     const phone = generateDeviceKeys(p, "phone");
     const link = linkDeviceChange(p, alice.deviceList, signer1, phone, Date.now());
-    const onB = createClient(DirectoryService, plainTransport(servers.b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${alice.devices[0].token}`), next(req))]));
+    const onB = createClient(
+      DirectoryService,
+      plainTransport(servers.b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${alice.devices[0].token}`), next(req))]),
+    );
     const linked = await onB.linkDevice({ deviceList: link.deviceList });
     expect(linked.device).toMatchObject({ accountId: "life-alice", deviceId: 2 });
     expect(linked.version).toBe(2n);
 
     // The new device authenticates on A and publishes its prekeys.
     const phoneToken = await authenticateDevice(servers.a.url, { accountId: "life-alice", deviceId: 2 }, phone.signingSeed, p);
-    const phoneClient = createClient(DirectoryService, plainTransport(servers.a.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))]));
+    const phoneClient = createClient(
+      DirectoryService,
+      plainTransport(servers.a.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))]),
+    );
     const phoneKeys = generateTestPrekeys(p, phone, 2, 500);
     expect((await phoneClient.uploadPrekeys(prekeyMessages(phoneKeys))).oneTimePrekeyCount).toBe(2);
 
@@ -65,7 +64,10 @@ describe("account lifecycle across two instances", () => {
 
     // Device 2 revokes itself through B; its token stops working on A at once.
     const revoke = revokeDeviceChange(p, link.deviceList, { deviceId: 2, signingSeed: phone.signingSeed }, 2, Date.now());
-    const revoked = await createClient(DirectoryService, plainTransport(servers.b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))])).revokeDevice({ deviceList: revoke });
+    const revoked = await createClient(
+      DirectoryService,
+      plainTransport(servers.b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))]),
+    ).revokeDevice({ deviceList: revoke });
     expect(revoked).toMatchObject({ device: { accountId: "life-alice", deviceId: 2 }, version: 3n });
     await expectConnectError(phoneClient.getPrekeyCount({}), Code.Unauthenticated, "device life-alice/2 is not in its account's device list (revoked)");
     await expectConnectError(

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { NatsServerMissingError, replicasDedupeConsistently, startEmbeddedNats, supportsSyncAlways } from "@sealpost/server/nats/embedded-server.js";
+import { NatsServerMissingError, replicasDedupeConsistently, startEmbeddedNats, supportsSyncAlways } from "../src/nats/embedded-server.js";
 
 describe("embedded nats-server", () => {
   it("starts with JetStream under the data dir and leaves no process behind", async () => {

@@ -3,7 +3,7 @@
  * fail at once on real errors, and give up after their bound.
  */
 import { describe, expect, it } from "vitest";
-import { whenJetStreamReady } from "@sealpost/server/nats/connection.js";
+import { whenJetStreamReady } from "../src/nats/connection.js";
 
 describe("whenJetStreamReady", () => {
   it("retries transient JetStream errors until the step succeeds", async () => {

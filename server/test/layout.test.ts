@@ -3,9 +3,10 @@
  * start at once against one NATS.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
-import { ensureLayout, ensureStreams, mailboxPartition, mailboxStreamName, mailboxSubject, MAILBOX_RETENTION_MS } from "@sealpost/server/nats/layout.js";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import { connectNats, type Nats } from "../src/nats/connection.js";
+import { createBucket, ensureLayout, ensureStreams, mailboxPartition, mailboxStreamName, mailboxSubject, MAILBOX_RETENTION_MS } from "../src/nats/layout.js";
+import type { Kvm, KvOptions } from "@nats-io/kv";
 
 let nats: TestNats;
 let conn: Nats;
@@ -49,9 +50,45 @@ describe("JetStream layout", () => {
     await expect(ensureStreams(conn.jsm, [{ name: "RACE_THIEF", subjects: ["race.0.>"] }])).rejects.toThrow(/subjects overlap/);
   });
 
+  it("createBucket: many instances creating the same KV bucket at once all succeed, each with the bucket", async () => {
+    const conns = await Promise.all(Array.from({ length: 6 }, () => connectNats(nats.url)));
+    try {
+      for (let round = 0; round < 20; round++) {
+        const name = `race_bucket_${round}`;
+        const kvs = await Promise.all(conns.map((c) => createBucket(c.kvm, name, { history: 1 })));
+        await kvs[0].put("k", new TextEncoder().encode(String(round)));
+        for (const kv of kvs) expect(new TextDecoder().decode((await kv.get("k"))!.value)).toBe(String(round));
+      }
+    } finally {
+      await Promise.all(conns.map((c) => c.nc.close()));
+    }
+  });
+
+  it("createBucket: the loser of a concurrent create binds to the bucket the winner made; a real overlap is still an error", async () => {
+    // The race does not reproduce on demand (it was seen in CI, nats-server 2.9.10), so the
+    // loser's answer is played by a Kvm whose first create fails the way nats-server does.
+    const real = conn.kvm;
+    let calls = 0;
+    const losing = {
+      create: async (name: string, opts: Partial<KvOptions>) => {
+        if (calls++ === 0) {
+          await real.create(name, opts); // the winner
+          throw new Error("subjects overlap with an existing stream");
+        }
+        return real.create(name, opts);
+      },
+    } as unknown as Kvm;
+    const kv = await createBucket(losing, "race_loser", { history: 1 });
+    await kv.put("k", new TextEncoder().encode("v"));
+    expect(calls).toBe(2);
+    await conn.jsm.streams.add({ name: "BUCKET_THIEF", subjects: ["$KV.stolen.>"] });
+    await expect(createBucket(real, "stolen", { history: 1 })).rejects.toThrow(/subjects overlap/);
+  });
+
   it("stores the mailbox partition count once and refuses an instance configured with another", async () => {
     await ensureLayout(conn.jsm, conn.kvm, 4, 1); // the first test's K
-    const mismatch = /mailbox partition count mismatch: this instance is configured with --mailbox-partitions 5, but the deployment's NATS \(sp_config "mailbox-partitions"\) uses 4/;
+    const mismatch =
+      /mailbox partition count mismatch: this instance is configured with --mailbox-partitions 5, but the deployment's NATS \(sp_config "mailbox-partitions"\) uses 4/;
     await expect(ensureLayout(conn.jsm, conn.kvm, 5, 1)).rejects.toThrow(mismatch);
     // It created no stream for its extra partition, and a whole server refuses to start.
     await expect(conn.jsm.streams.info(mailboxStreamName(4))).rejects.toThrow(/not found/);

@@ -11,8 +11,8 @@ import { request as httpRequest } from "node:http";
 import { fileURLToPath } from "node:url";
 import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
-import { allProtocols, transportFor, useTestServer } from "@sealpost/test-support/index.js";
-import { READ_MAX_BYTES } from "@sealpost/server/server.js";
+import { allProtocols, transportFor, useTestServer } from "@sealpost/test-support";
+import { READ_MAX_BYTES } from "../src/server.js";
 
 const protoDir = fileURLToPath(new URL("../../proto", import.meta.url));
 
@@ -29,7 +29,11 @@ const nopeService = (() => {
 const server = useTestServer();
 
 /** A raw HTTP/1.1 POST, to see exactly what a non-library client gets. */
-function post(path: string, body: Buffer | string, headers: Record<string, string>): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+function post(
+  path: string,
+  body: Buffer | string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${server.url}${path}`, { method: "POST", headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -72,7 +76,9 @@ describe("one port, three protocols", () => {
     const pkg = grpc.loadPackageDefinition(def) as any;
     const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
     try {
-      const res = await new Promise<any>((resolve, reject) => client.Check({ service: "" }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
+      const res = await new Promise<any>((resolve, reject) =>
+        client.Check({ service: "" }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))),
+      );
       expect(res.status).toBe("SERVING");
     } finally {
       client.close();
@@ -111,7 +117,10 @@ describe("bad requests get precise codes", () => {
 
   it("a malformed binary body is invalid_argument with the parse error named", async () => {
     // connect-es says INTERNAL (grpc's table does); the schema promises INVALID_ARGUMENT (parse-errors.ts).
-    const res = await post("/grpc.health.v1.Health/Check", Buffer.from([0x0a, 0xff, 0xff]), { "content-type": "application/proto", "connect-protocol-version": "1" });
+    const res = await post("/grpc.health.v1.Health/Check", Buffer.from([0x0a, 0xff, 0xff]), {
+      "content-type": "application/proto",
+      "connect-protocol-version": "1",
+    });
     expect(res.status).toBe(400);
     expect(JSON.parse(res.body)).toEqual({ code: "invalid_argument", message: "parse binary: premature EOF" });
   });

@@ -4,10 +4,10 @@
  * store-errors.ts classifies, and a lost ack times out.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type TestNats } from "@sealpost/test-support/index.js";
-import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
-import { JetStreamPublisher } from "@sealpost/server/nats/publisher.js";
-import { isTransientStoreError } from "@sealpost/server/nats/store-errors.js";
+import { startTestNats, type TestNats } from "@sealpost/test-support";
+import { connectNats, type Nats } from "../src/nats/connection.js";
+import { JetStreamPublisher } from "../src/nats/publisher.js";
+import { isTransientStoreError } from "../src/nats/store-errors.js";
 
 let nats: TestNats;
 let conn: Nats;
@@ -66,7 +66,11 @@ describe("JetStreamPublisher", () => {
     await conn.publisher.publish("pubtest.get.b", new TextEncoder().encode("other"));
     const c = await conn.publisher.publish("pubtest.get.a", new TextEncoder().encode("second"));
     const bySeq = await conn.publisher.directGet("PUBTEST", { seq: a.seq });
-    expect({ seq: bySeq?.seq, subject: bySeq?.subject, data: new TextDecoder().decode(bySeq?.data) }).toEqual({ seq: a.seq, subject: "pubtest.get.a", data: "first" });
+    expect({ seq: bySeq?.seq, subject: bySeq?.subject, data: new TextDecoder().decode(bySeq?.data) }).toEqual({
+      seq: a.seq,
+      subject: "pubtest.get.a",
+      data: "first",
+    });
     expect((await conn.publisher.directGet("PUBTEST", { seq: a.seq + 1, next_by_subj: "pubtest.get.a" }))?.seq).toBe(c.seq);
     expect(await conn.publisher.directGet("PUBTEST", { seq: c.seq + 1, next_by_subj: "pubtest.get.a" })).toBeNull();
   });

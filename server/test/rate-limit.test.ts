@@ -1,6 +1,6 @@
 /** The one token-bucket limiter every service uses (sends, claims, uploads, challenges, attachments). */
 import { describe, expect, it } from "vitest";
-import { RateLimiter } from "@sealpost/server/rate-limit.js";
+import { RateLimiter } from "../src/rate-limit.js";
 
 describe("RateLimiter", () => {
   it("starts full, refills per minute, says when to retry, and refuses everything at a zero rate", () => {

@@ -6,7 +6,7 @@ import { createClient } from "@connectrpc/connect";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { ServerReflection, ServerReflectionRequestSchema, type ServerReflectionRequest } from "@sealpost/gen/grpc/reflection/v1/reflection_pb.js";
-import { transportFor, useTestServer } from "@sealpost/test-support/index.js";
+import { transportFor, useTestServer } from "@sealpost/test-support";
 
 const server = useTestServer();
 
@@ -31,7 +31,10 @@ describe("server reflection", () => {
   it("returns the file of a method with its imports, dependencies first", async () => {
     const [res] = await ask({ case: "fileContainingSymbol", value: "sealpost.delivery.v1.DeliveryService.Send" });
     expect(res.messageResponse.case).toBe("fileDescriptorResponse");
-    const files = res.messageResponse.case === "fileDescriptorResponse" ? res.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b).name) : [];
+    const files =
+      res.messageResponse.case === "fileDescriptorResponse"
+        ? res.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b).name)
+        : [];
     expect(files.at(-1)).toBe("sealpost/delivery/v1/delivery_service.proto");
     expect(files).toContain("sealpost/directory/v1/address.proto");
     expect(files.indexOf("sealpost/directory/v1/address.proto")).toBeLessThan(files.length - 1);

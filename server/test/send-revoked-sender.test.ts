@@ -6,10 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { startTestNats, startTestServer, createTestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import { revokeDeviceChange } from "@sealpost/client/directory/device-list-changes.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { connectNats, type Nats } from "@sealpost/server/nats/connection.js";
+import { startTestNats, startTestServer, createTestAccount, type TestNats } from "@sealpost/test-support";
+import { revokeDeviceChange } from "@sealpost/client/directory";
+import type { RunningServer } from "../src/server.js";
+import { connectNats, type Nats } from "../src/nats/connection.js";
 import { bytes, deliveryOf, entriesFor, mailboxSequences, newMessageId, storedOf } from "./delivery-helpers.js";
 
 let nats: TestNats;
@@ -40,7 +40,13 @@ describe("Send from a revoked device", () => {
     // Listed: stored.
     expect(storedOf(await deliveryOf(gone, b.url).send({ messageId: retried, sharedBody: bytes("before"), entries: toBob() })).entries).toHaveLength(2);
 
-    const change = revokeDeviceChange(alice.provider, alice.deviceList, { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed }, gone.address.deviceId, Date.now());
+    const change = revokeDeviceChange(
+      alice.provider,
+      alice.deviceList,
+      { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed },
+      gone.address.deviceId,
+      Date.now(),
+    );
     await keep.directory.revokeDevice({ deviceList: change });
     const before = await mailboxSequences(probe, a.context.layout.partitions, bob.devices[0].address);
 
@@ -65,6 +71,8 @@ describe("Send from a revoked device", () => {
     }
     expect(await mailboxSequences(probe, a.context.layout.partitions, bob.devices[0].address)).toEqual(before);
     // The account's remaining device still sends (to bob only now).
-    expect(storedOf(await deliveryOf(keep, a.url).send({ messageId: newMessageId(), sharedBody: bytes("still"), entries: entriesFor(bob.devices) })).entries).toHaveLength(1);
+    expect(
+      storedOf(await deliveryOf(keep, a.url).send({ messageId: newMessageId(), sharedBody: bytes("still"), entries: entriesFor(bob.devices) })).entries,
+    ).toHaveLength(1);
   });
 });

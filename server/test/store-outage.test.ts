@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import { createTestAccount, startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { isTransientStoreError } from "@sealpost/server/nats/store-errors.js";
+import { createTestAccount, startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
+import { isTransientStoreError } from "../src/nats/store-errors.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -23,11 +23,13 @@ afterAll(async () => {
   await nats?.stop();
 });
 
+let lastMessage = "";
 async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
   try {
     await p;
     return "ok";
   } catch (err) {
+    lastMessage = ConnectError.from(err).rawMessage;
     return ConnectError.from(err).code;
   }
 }
@@ -54,6 +56,12 @@ describe("store outage", () => {
     };
 
     await nats.kill!();
+    // The instance notices the lost connection and says so at once (no 10 s JetStream timeout).
+    await expect
+      .poll(async () => (await codeOf(directory.getDeviceList({ accountId: device.address.accountId }, { timeoutMs: 20_000 })), lastMessage), {
+        timeout: 15_000,
+      })
+      .toMatch(/this instance lost NATS/);
     try {
       expect(await codeOf(directory.getDeviceList({ accountId: device.address.accountId }, { timeoutMs: 20_000 }))).toBe(Code.Unavailable);
       expect(await codeOf(delivery.ack({ sequences: [1n] }, { timeoutMs: 20_000 }))).toBe(Code.Unavailable);

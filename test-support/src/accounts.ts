@@ -13,16 +13,8 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import type { SignedDeviceList } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
 import { KemPrekeySchema, OneTimePrekeySchema, SignedPrekeySchema, type OneTimePrekey } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
-import { concatBytes, u32be, utf8 } from "@sealpost/client/crypto/bytes.js";
-import { createNodeProvider } from "@sealpost/client/crypto/node-provider.js";
-import type { CryptoProvider } from "@sealpost/client/crypto/provider.js";
-import { authSignedBytes } from "@sealpost/client/directory/labels.js";
-import {
-  createFirstDeviceList,
-  generateDeviceKeys,
-  linkDeviceChange,
-  type GeneratedDeviceKeys,
-} from "@sealpost/client/directory/device-list-changes.js";
+import { concatBytes, createNodeProvider, u32be, utf8, type CryptoProvider } from "@sealpost/client/crypto";
+import { authSignedBytes, createFirstDeviceList, generateDeviceKeys, linkDeviceChange, type GeneratedDeviceKeys } from "@sealpost/client/directory";
 
 export interface TestPrekeys {
   signed: { keyId: number; privateKey: Uint8Array; publicKey: Uint8Array; signature: Uint8Array };
@@ -97,7 +89,12 @@ export function generateTestPrekeys(provider: CryptoProvider, keys: GeneratedDev
   const spPub = provider.x25519PublicKey(spPriv);
   const kemPair = provider.mlKemKeygen(provider.random(64));
   return {
-    signed: { keyId: 1, privateKey: spPriv, publicKey: spPub, signature: provider.ed25519Sign(keys.signingSeed, concatBytes(SIGNED_PREKEY_LABEL, u32be(1), spPub)) },
+    signed: {
+      keyId: 1,
+      privateKey: spPriv,
+      publicKey: spPub,
+      signature: provider.ed25519Sign(keys.signingSeed, concatBytes(SIGNED_PREKEY_LABEL, u32be(1), spPub)),
+    },
     kem: {
       keyId: 1,
       secretKey: kemPair.secretKey,

@@ -74,11 +74,20 @@ function fieldArb(f: DescField, o: Required<MessageArbOptions>, depth: number, b
               : initArb(f.message, o, depth - 1, false);
       if (!item) return undefined;
       // Mostly short lists; sometimes past the schema's limits (100 prekeys, 1000 entries/acks).
-      return fc.oneof({ weight: 6, arbitrary: fc.array(item, { maxLength: 4 }) }, { weight: 1, arbitrary: fc.constantFrom(101, 257, 1001).chain((n) => fc.array(item, { minLength: n, maxLength: n, size: "xsmall" })) });
+      return fc.oneof(
+        { weight: 6, arbitrary: fc.array(item, { maxLength: 4 }) },
+        { weight: 1, arbitrary: fc.constantFrom(101, 257, 1001).chain((n) => fc.array(item, { minLength: n, maxLength: n, size: "xsmall" })) },
+      );
     }
     case "map": {
       const value =
-        f.mapKind === "scalar" ? scalarArb(f.scalar, o.strings, false) : f.mapKind === "enum" ? fc.integer({ min: 0, max: 10 }) : depth <= 0 ? undefined : initArb(f.message, o, depth - 1, false);
+        f.mapKind === "scalar"
+          ? scalarArb(f.scalar, o.strings, false)
+          : f.mapKind === "enum"
+            ? fc.integer({ min: 0, max: 10 })
+            : depth <= 0
+              ? undefined
+              : initArb(f.message, o, depth - 1, false);
       if (!value) return undefined;
       return fc.dictionary(fc.string({ maxLength: 8 }), value, { maxKeys: 3 });
     }
@@ -160,7 +169,12 @@ export function arbitraryJsonBody(desc: DescMessage, opts: MessageArbOptions = {
   const enc = (s: string) => new TextEncoder().encode(s);
   return fc.oneof(
     { weight: 4, arbitrary: valid.map(enc) },
-    { weight: 2, arbitrary: fc.tuple(valid, fc.nat(), fc.string({ maxLength: 3 })).map(([s, at, ins]) => enc(s.slice(0, at % (s.length + 1)) + ins + s.slice(at % (s.length + 1)))) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(valid, fc.nat(), fc.string({ maxLength: 3 }))
+        .map(([s, at, ins]) => enc(s.slice(0, at % (s.length + 1)) + ins + s.slice(at % (s.length + 1)))),
+    },
     { weight: 2, arbitrary: fc.json({ maxDepth: 3 }).map(enc) },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 100 }) },
   );

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { startEmbeddedNats, type EmbeddedNats } from "@sealpost/server/nats/embedded-server.js";
+import { startEmbeddedNats, type EmbeddedNats } from "@sealpost/server/nats";
 
 export interface NatsClusterNode {
   name: string;
@@ -108,7 +108,10 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
         `cluster {`,
         `  name: ${JSON.stringify(clusterName)}`,
         `  listen: "127.0.0.1:${n.routePort}"`,
-        `  routes: [${routes.filter((_, j) => j !== i).map((r) => JSON.stringify(r)).join(", ")}]`,
+        `  routes: [${routes
+          .filter((_, j) => j !== i)
+          .map((r) => JSON.stringify(r))
+          .join(", ")}]`,
         `}`,
       ].join("\n"),
     });
@@ -161,7 +164,9 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
         .map(async (n): Promise<ReplicaState> => {
           try {
             const res = await fetch(`http://127.0.0.1:${n.monitorPort}/jsz?streams=true`, { signal: AbortSignal.timeout(2000) });
-            const jsz = (await res.json()) as { account_details?: { stream_detail?: { name: string; state: { messages: number; first_seq: number; last_seq: number } }[] }[] };
+            const jsz = (await res.json()) as {
+              account_details?: { stream_detail?: { name: string; state: { messages: number; first_seq: number; last_seq: number } }[] }[];
+            };
             const st = jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((d) => d.name === stream)?.state;
             return { node: n.name, messages: st?.messages, firstSeq: st?.first_seq, lastSeq: st?.last_seq };
           } catch {
@@ -174,7 +179,8 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
     // (An empty stream's first sequence is reported as 0 or last+1 depending on its history.)
     const same = (x: ReplicaState, y: ReplicaState) => x.messages === y.messages && x.lastSeq === y.lastSeq && (x.messages === 0 || x.firstSeq === y.firstSeq);
     // Every node must have answered: no data is not agreement.
-    const agreeing = (states: ReplicaState[]) => states.length === nodes.filter((n) => n.running).length && states.every((s) => s.messages !== undefined && same(s, states[0]));
+    const agreeing = (states: ReplicaState[]) =>
+      states.length === nodes.filter((n) => n.running).length && states.every((s) => s.messages !== undefined && same(s, states[0]));
     let states = await replicaStates(stream);
     for (let t = 1; t < attempts && !agreeing(states); t++) {
       await sleep(500);

@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startEmbeddedNats, type EmbeddedNats } from "@sealpost/server/nats/embedded-server.js";
+import { startEmbeddedNats, type EmbeddedNats } from "@sealpost/server/nats";
 
 export interface TestNats {
   url: string;

@@ -21,9 +21,23 @@ export interface RawOutcome {
 }
 
 const GRPC_CODES = [
-  "ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied",
-  "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable",
-  "data_loss", "unauthenticated",
+  "ok",
+  "canceled",
+  "unknown",
+  "invalid_argument",
+  "deadline_exceeded",
+  "not_found",
+  "already_exists",
+  "permission_denied",
+  "resource_exhausted",
+  "failed_precondition",
+  "aborted",
+  "out_of_range",
+  "unimplemented",
+  "internal",
+  "unavailable",
+  "data_loss",
+  "unauthenticated",
 ];
 
 /** A Connect/gRPC envelope: flags, u32be length (declared, may lie), then the payload. */
@@ -161,7 +175,8 @@ function h1(req: RawRequest, headers: Record<string, string>): Promise<RawOutcom
         const body = Buffer.concat(chunks);
         const status = res.statusCode ?? 0;
         let code: string;
-        if (req.protocol === "grpc-web") code = (res.headers["grpc-status"] ? GRPC_CODES[Number(res.headers["grpc-status"])] : codeFromFrames(body, req.protocol)) ?? `http-${status}`;
+        if (req.protocol === "grpc-web")
+          code = (res.headers["grpc-status"] ? GRPC_CODES[Number(res.headers["grpc-status"])] : codeFromFrames(body, req.protocol)) ?? `http-${status}`;
         else if (req.streaming && status === 200) code = codeFromFrames(body, req.protocol) ?? "empty-stream";
         else code = connectUnaryCode(status, body);
         done({ code, status, answered: true, message: messageOf(body, res.headers["grpc-message"] as string | undefined) });

@@ -22,7 +22,15 @@ export interface ServerProcess {
 export async function spawnServerProcess(env: Record<string, string>): Promise<ServerProcess> {
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "server/src/main.ts"], {
     cwd: root,
-    env: { ...process.env, SEALPOST_HOST: "127.0.0.1", SEALPOST_PORT: "0", SEALPOST_LOG_LEVEL: "info", SEALPOST_ACCOUNTS_PER_ADDRESS_PER_HOUR: "1000000", SEALPOST_ONE_TIME_PREKEYS_PER_DEVICE_PER_MINUTE: "1000000", ...env },
+    env: {
+      ...process.env,
+      SEALPOST_HOST: "127.0.0.1",
+      SEALPOST_PORT: "0",
+      SEALPOST_LOG_LEVEL: "info",
+      SEALPOST_ACCOUNTS_PER_ADDRESS_PER_HOUR: "1000000",
+      SEALPOST_ONE_TIME_PREKEYS_PER_DEVICE_PER_MINUTE: "1000000",
+      ...env,
+    },
     stdio: ["ignore", "ignore", "pipe"],
   });
   const logs: string[] = [];

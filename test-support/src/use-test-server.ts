@@ -4,7 +4,7 @@
  * test file; the returned object forwards to the running server from the first test on.
  */
 import { afterAll, beforeAll } from "vitest";
-import type { RunningServer } from "@sealpost/server/server.js";
+import type { RunningServer } from "@sealpost/server";
 import { startTestNats, type TestNats } from "./nats-server.js";
 import { startTestServer } from "./sealpost-server.js";
 

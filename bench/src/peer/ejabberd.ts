@@ -79,11 +79,38 @@ modules:
   );
   // No scheduler busy-waiting: on a shared 2-core box a spinning VM would take CPU from
   // whatever is measured next (interleaved samples).
-  const child: ChildProcess = spawn("erl", ["-noinput", "-noshell", "+K", "true", "+P", "1000000", "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none", "-mnesia", "dir", `"${path.join(dir, "spool")}"`, "-s", "ejabberd"], {
-    cwd: dir,
-    env: { ...process.env, ERL_LIBS: "/usr/lib/x86_64-linux-gnu", EJABBERD_CONFIG_PATH: path.join(dir, "ejabberd.yml"), EJABBERD_LOG_PATH: path.join(dir, "ejabberd.log") },
-    stdio: ["ignore", "ignore", "ignore"],
-  });
+  const child: ChildProcess = spawn(
+    "erl",
+    [
+      "-noinput",
+      "-noshell",
+      "+K",
+      "true",
+      "+P",
+      "1000000",
+      "+sbwt",
+      "none",
+      "+sbwtdcpu",
+      "none",
+      "+sbwtdio",
+      "none",
+      "-mnesia",
+      "dir",
+      `"${path.join(dir, "spool")}"`,
+      "-s",
+      "ejabberd",
+    ],
+    {
+      cwd: dir,
+      env: {
+        ...process.env,
+        ERL_LIBS: "/usr/lib/x86_64-linux-gnu",
+        EJABBERD_CONFIG_PATH: path.join(dir, "ejabberd.yml"),
+        EJABBERD_LOG_PATH: path.join(dir, "ejabberd.log"),
+      },
+      stdio: ["ignore", "ignore", "ignore"],
+    },
+  );
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   const deadline = Date.now() + 60_000;
   for (;;) {

@@ -53,6 +53,15 @@ export class XmppClient {
     this.socket.write(`<message to='${to}' id='${id}' type='chat'><body>${body}</body></message>`);
   }
 
+  /**
+   * An XEP-0199 ping to the server, resolved at its answer: the server handles one stream's
+   * stanzas in order, so everything sent before it has been routed by then.
+   */
+  async ping(id: string, domain: string): Promise<void> {
+    this.send(`<iq type='get' id='${id}' to='${domain}'><ping xmlns='urn:xmpp:ping'/></iq>`);
+    await this.until(`id='${id}'`);
+  }
+
   close(): void {
     this.socket.end("</stream:stream>");
     this.socket.destroy();

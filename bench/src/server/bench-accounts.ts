@@ -6,11 +6,9 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
-import { concatBytes, u32be, utf8 } from "@sealpost/client/crypto/bytes.js";
-import type { CryptoProvider } from "@sealpost/client/crypto/provider.js";
-import { createFirstDeviceList, generateDeviceKeys } from "@sealpost/client/directory/device-list-changes.js";
-import { authSignedBytes } from "@sealpost/client/directory/labels.js";
-import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
+import { concatBytes, u32be, utf8, type CryptoProvider } from "@sealpost/client/crypto";
+import { authSignedBytes, createFirstDeviceList, generateDeviceKeys } from "@sealpost/client/directory";
+import { DirectoryService, SealedAccessMode } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { KemPrekeySchema, SignedPrekeySchema } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { connections, type Pool } from "./connections.js";
 
@@ -40,16 +38,39 @@ export async function createBenchDevices(provider: CryptoProvider, baseUrl: stri
       const deviceList = createFirstDeviceList(provider, { accountId, device: keys, nowMs: Date.now() });
       const res = await dir.createAccount({
         deviceList,
-        signedPrekey: create(SignedPrekeySchema, { keyId: 1, publicKey: spPub, signature: provider.ed25519Sign(keys.signingSeed, concatBytes(SIGNED_PREKEY_LABEL, u32be(1), spPub)) }),
-        kemPrekey: create(KemPrekeySchema, { keyId: 1, publicKey: kem.publicKey, signature: provider.ed25519Sign(keys.signingSeed, concatBytes(KEM_PREKEY_LABEL, u32be(1), kem.publicKey)) }),
+        signedPrekey: create(SignedPrekeySchema, {
+          keyId: 1,
+          publicKey: spPub,
+          signature: provider.ed25519Sign(keys.signingSeed, concatBytes(SIGNED_PREKEY_LABEL, u32be(1), spPub)),
+        }),
+        kemPrekey: create(KemPrekeySchema, {
+          keyId: 1,
+          publicKey: kem.publicKey,
+          signature: provider.ed25519Sign(keys.signingSeed, concatBytes(KEM_PREKEY_LABEL, u32be(1), kem.publicKey)),
+        }),
       });
       const device = { accountId, deviceId: res.device!.deviceId };
       const { nonce } = await dir.getAuthChallenge({ device });
-      const auth = await dir.authenticate({ device, nonce, signature: provider.ed25519Sign(keys.signingSeed, authSignedBytes(accountId, device.deviceId, nonce)) });
+      const auth = await dir.authenticate({
+        device,
+        nonce,
+        signature: provider.ed25519Sign(keys.signingSeed, authSignedBytes(accountId, device.deviceId, nonce)),
+      });
       out[i] = { ...device, headers: { authorization: `Bearer ${auth.token}` } };
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
   pool.close();
   return out;
+}
+
+/** Lets sealed mail with `accessKey` into each device's account (SetSealedAccess CONTACTS with its SHA-256). */
+export async function allowSealedMail(provider: CryptoProvider, baseUrl: string, devices: BenchDevice[], accessKey: Uint8Array): Promise<void> {
+  const pool: Pool<Client<typeof DirectoryService>> = connections(baseUrl, 4, (t) => createClient(DirectoryService, t));
+  try {
+    const digest = provider.sha256(accessKey);
+    for (const d of devices) await pool.next().setSealedAccess({ mode: SealedAccessMode.CONTACTS, accessKeySha256: digest }, { headers: d.headers });
+  } finally {
+    pool.close();
+  }
 }

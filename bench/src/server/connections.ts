@@ -15,7 +15,16 @@ export interface Pool<T> {
 export function connections<T>(baseUrl: string, count: number, make: (t: Transport) => T): Pool<T> {
   const managers = Array.from({ length: count }, () => new Http2SessionManager(baseUrl));
   const items = managers.map((sessionManager) =>
-    make(createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, sessionManager, readMaxBytes: 8 * 1024 * 1024, writeMaxBytes: 8 * 1024 * 1024 })),
+    make(
+      createConnectTransport({
+        baseUrl,
+        httpVersion: "2",
+        useBinaryFormat: true,
+        sessionManager,
+        readMaxBytes: 8 * 1024 * 1024,
+        writeMaxBytes: 8 * 1024 * 1024,
+      }),
+    ),
   );
   let i = 0;
   return {

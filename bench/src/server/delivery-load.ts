@@ -6,7 +6,8 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { DeliveryService, type SendRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { create } from "@bufbuild/protobuf";
-import { SendRequestSchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { SendRequestSchema, SendSealedRequestSchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { RawUnaryPool } from "./raw-unary.js";
 import type { BenchDevice } from "./bench-accounts.js";
 import { connections, type Pool } from "./connections.js";
 
@@ -46,9 +47,17 @@ export function sendRequest(id: Uint8Array, body: Uint8Array, to: BenchDevice[])
   });
 }
 
-export async function send(client: DeliveryClient, from: BenchDevice, req: SendRequest): Promise<void> {
-  const res = await client.send(req, { headers: from.headers });
+/** A Send through connect-es (a DeliveryClient) or the lean client (RawUnaryPool); throws unless Stored. */
+export async function send(client: DeliveryClient | RawUnaryPool, from: BenchDevice, req: SendRequest): Promise<void> {
+  const res = client instanceof RawUnaryPool ? await client.send(from.headers, req) : await client.send(req, { headers: from.headers });
   if (res.outcome.case !== "stored") throw new Error(`send not stored: ${res.outcome.case} ${JSON.stringify(res.outcome.value)}`);
+}
+
+/** The same Send as SendSealed (no token): the recipient's access key instead. */
+export async function sendSealed(client: DeliveryClient | RawUnaryPool, accessKey: Uint8Array, req: SendRequest): Promise<void> {
+  const sealed = create(SendSealedRequestSchema, { accountId: req.entries[0].device!.accountId, accessKey, send: req });
+  const res = await client.sendSealed(sealed);
+  if (res.outcome.case !== "stored") throw new Error(`sealed send not stored: ${res.outcome.case} ${JSON.stringify(res.outcome.value)}`);
 }
 
 export type ArrivalListener = (counter: number, at: number) => void;
@@ -141,11 +150,15 @@ export async function catchUp(client: DeliveryClient, d: BenchDevice): Promise<n
   try {
     for await (const r of client.receive({ afterSequence: 0n, maxInFlight: 0 }, { headers: d.headers, signal: ac.signal })) {
       if (r.event.case === "message") seqs.push(r.event.value.sequence);
-      else if (r.event.case === "drained") break;
+      else if (r.event.case === "drained") {
+        // Acked while the stream is open, as clients/ts does (it acks what it processed and
+        // keeps listening); the stream closes after.
+        if (seqs.length) await client.ack({ sequences: seqs }, { headers: d.headers });
+        break;
+      }
     }
   } finally {
     ac.abort();
   }
-  if (seqs.length) await client.ack({ sequences: seqs }, { headers: d.headers });
   return seqs.length;
 }

@@ -7,7 +7,7 @@
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { mailboxStreamName } from "@sealpost/server/nats/layout.js";
+import { mailboxStreamName } from "@sealpost/server/nats";
 
 export const RAW_STREAM = "BENCH_RAW";
 export const rawSubject = (device: number) => `bench.raw.${device}`;
@@ -61,7 +61,12 @@ export async function rawPublishRate(raw: RawJetStream, size: number, inFlight: 
 }
 
 /** Open-loop publish at `rate` msg/s for `ms`: publish-to-ack latencies (ms) from the intended send time. */
-export async function rawPublishLatencies(raw: RawJetStream, rate: number, ms: number, maxOutstanding: number): Promise<{ latencies: number[]; saturated: boolean }> {
+export async function rawPublishLatencies(
+  raw: RawJetStream,
+  rate: number,
+  ms: number,
+  maxOutstanding: number,
+): Promise<{ latencies: number[]; saturated: boolean }> {
   const data = new Uint8Array(1024).fill(7);
   const latencies: number[] = [];
   const pending: Promise<void>[] = [];

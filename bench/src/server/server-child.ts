@@ -3,7 +3,7 @@
  * are its own. Limits meant for abuse (per-device send and challenge rates) are raised: the
  * load generator sends from a few devices as fast as the server allows.
  *
- *   node --import tsx bench/src/server/server-child.ts --nats nats://127.0.0.1:4222 [--server-src <dir>]
+ *   node --import tsx bench/src/server/server-child.ts --nats nats://127.0.0.1:4222 [--server-src <dir>] [--metrics off]
  *
  * --server-src points at another checkout's server/src (the baseline of a before/after
  * comparison). Prints one JSON line {"url": ...} on stdout when listening; answers IPC
@@ -27,11 +27,20 @@ const { defaultConfig } = await load("config.ts");
 const { silentLogger } = await load("logger.ts");
 
 const server = await startServer(
-  defaultConfig({ natsUrl, port: 0, host: "127.0.0.1", shutdownGraceSeconds: 1, tokenSecret: "bench-secret-bench-secret-bench-secret!!" }),
+  defaultConfig({
+    natsUrl,
+    port: 0,
+    host: "127.0.0.1",
+    shutdownGraceSeconds: 1,
+    tokenSecret: "bench-secret-bench-secret-bench-secret!!",
+    ...(arg("--metrics") ? { metrics: arg("--metrics") } : {}),
+  }),
   {
     log: silentLogger,
-    delivery: { limits: { sendsPerMinute: 1e9 } },
-    directory: { limits: { challengesPerMinute: 1e6, uploadsPerMinute: 1e6, claimsPerMinute: 1e6, accountsPerAddressPerHour: 1e9, oneTimePrekeysPerDevicePerMinute: 1e9 } },
+    delivery: { limits: { sendsPerMinute: 1e9, sealedSendsPerAccountPerMinute: 1e9, sealedSendsPerAddressPerMinute: 1e9 } },
+    directory: {
+      limits: { challengesPerMinute: 1e6, uploadsPerMinute: 1e6, claimsPerMinute: 1e6, accountsPerAddressPerHour: 1e9, oneTimePrekeysPerDevicePerMinute: 1e9 },
+    },
   },
 );
 process.stdout.write(JSON.stringify({ url: server.url }) + "\n");
@@ -56,6 +65,14 @@ process.on("message", async (m: unknown) => {
     const mem = process.memoryUsage();
     const { getHeapStatistics } = await import("node:v8");
     const h = getHeapStatistics();
-    process.send?.({ rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal, external: mem.external, arrayBuffers: mem.arrayBuffers, mallocedMemory: h.malloced_memory, physicalHeap: h.total_physical_size });
+    process.send?.({
+      rss: mem.rss,
+      heapUsed: mem.heapUsed,
+      heapTotal: mem.heapTotal,
+      external: mem.external,
+      arrayBuffers: mem.arrayBuffers,
+      mallocedMemory: h.malloced_memory,
+      physicalHeap: h.total_physical_size,
+    });
   }
 });

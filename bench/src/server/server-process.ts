@@ -37,11 +37,14 @@ export interface BenchServerOptions {
   serverSrc?: string;
   /** Extra node flags, e.g. ["--cpu-prof", "--cpu-prof-dir=..."]. */
   nodeFlags?: string[];
+  /** Extra server-child arguments, e.g. ["--metrics", "off"]. */
+  serverArgs?: string[];
 }
 
 export async function startBenchServer(o: BenchServerOptions): Promise<BenchServer> {
   const args = [...(o.nodeFlags ?? []), "--expose-gc", "--import", "tsx", path.join(repoRoot(), "bench/src/server/server-child.ts"), "--nats", o.natsUrl];
   if (o.serverSrc) args.push("--server-src", o.serverSrc);
+  args.push(...(o.serverArgs ?? []));
   const child: ChildProcess = spawn(process.execPath, args, { cwd: repoRoot(), stdio: ["ignore", "pipe", "inherit", "ipc"] });
   const killOnExit = () => child.kill("SIGKILL");
   process.once("exit", killOnExit);

@@ -1,67 +1,127 @@
 /**
  * The Session side of the server benchmark: one DeliveryService.Session per device, sends
  * pipelined on it (results matched by id), and for receivers the mailbox on the same stream,
- * acked in batches on it.
+ * acked in batches on it. Spoken as the Connect streaming protocol straight on a node:http2
+ * stream (envelopes: a flags byte, a u32 length, the message; the last one, flag 2, the
+ * end-of-stream JSON), not through connect-node's client, whose per-message async pipeline
+ * cost the load generator more CPU than the server spent on the same message.
  */
-import { create } from "@bufbuild/protobuf";
-import { SessionRequestSchema, type SendRequest, type SessionRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type * as http2 from "node:http2";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  DeliveryService,
+  SessionRequestSchema,
+  SessionResponseSchema,
+  type SendRequest,
+  type SessionRequest,
+  type SessionResponse,
+} from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { BenchDevice } from "./bench-accounts.js";
-import type { DeliveryClient, MessageIds } from "./delivery-load.js";
-import { Pushable } from "@sealpost/client/util/pushable.js";
+import type { MessageIds } from "./delivery-load.js";
+
+const SESSION_PATH = `/${DeliveryService.typeName}/${DeliveryService.method.session.name}`;
+const END_STREAM = 0x02;
 
 export class BenchSession {
   arrivals = 0;
   /** Called with the message counter and arrival time of each of this run's messages. */
   listener: ((counter: number, at: number) => void) | undefined;
-  private readonly requests = new Pushable<SessionRequest>();
+  private readonly stream: http2.ClientHttp2Stream;
   private readonly pending = new Map<bigint, { resolve(): void; reject(e: Error): void }>();
   private nextId = 1n;
   private readonly acks: bigint[] = [];
   private ackScheduled = false;
-  private readonly abort = new AbortController();
+  private out: Buffer[] = [];
+  private flushScheduled = false;
+  private inbound: Buffer = Buffer.alloc(0);
+  private closing = false;
   private readonly done: Promise<void>;
   private onDrained: (() => void) | undefined;
 
   constructor(
-    client: DeliveryClient,
+    session: http2.ClientHttp2Session,
     private readonly device: BenchDevice,
     private readonly ids?: MessageIds,
   ) {
-    this.done = (async () => {
-      try {
-        for await (const r of client.session(this.requests, { headers: device.headers, signal: this.abort.signal })) {
-          if (r.kind.case === "sendResult") {
-            const p = this.pending.get(r.kind.value.id);
-            this.pending.delete(r.kind.value.id);
-            if (r.kind.value.result.case === "response" && r.kind.value.result.value.outcome.case === "stored") p?.resolve();
-            else p?.reject(new Error(`send not stored: ${JSON.stringify(r.kind.value.result.value)}`));
-          } else if (r.kind.case === "mailbox") {
-            const ev = r.kind.value.event;
-            if (ev.case === "message") {
-              const c = this.ids ? this.ids.read(ev.value.messageId) : -1;
-              if (c >= 0) {
-                this.arrivals++;
-                this.listener?.(c, performance.now());
-              }
-              this.acks.push(ev.value.sequence);
-              if (!this.ackScheduled) {
-                this.ackScheduled = true;
-                setImmediate(() => this.flushAcks());
-              }
-            } else if (ev.case === "drained") this.onDrained?.();
-          }
-        }
-      } catch (err) {
-        if (!this.abort.signal.aborted) console.error(`session of ${device.accountId} ended: ${(err as Error).message}`);
-      } finally {
+    this.stream = session.request({
+      ":method": "POST",
+      ":path": SESSION_PATH,
+      "content-type": "application/connect+proto",
+      "connect-protocol-version": "1",
+      ...device.headers,
+    });
+    this.stream.on("data", (chunk: Buffer) => this.onData(chunk));
+    this.done = new Promise<void>((resolve) => {
+      const end = (err?: Error) => {
+        if (err && !this.closing) console.error(`session of ${device.accountId} ended: ${err.message}`);
         for (const p of this.pending.values()) p.reject(new Error("session ended"));
+        this.pending.clear();
         this.onDrained?.();
-      }
-    })();
+        resolve();
+      };
+      this.stream.once("error", end);
+      this.stream.once("close", () => end());
+    });
   }
 
+  private onData(chunk: Buffer): void {
+    let buf = this.inbound.length ? Buffer.concat([this.inbound, chunk]) : chunk;
+    while (buf.length >= 5) {
+      const len = buf.readUInt32BE(1);
+      if (buf.length < 5 + len) break;
+      const flags = buf[0];
+      const payload = buf.subarray(5, 5 + len);
+      buf = buf.subarray(5 + len);
+      if (flags & END_STREAM) {
+        const text = payload.toString("utf8");
+        if (text.includes('"error"') && !this.closing) console.error(`session of ${this.device.accountId} ended: ${text}`);
+        continue;
+      }
+      this.handle(fromBinary(SessionResponseSchema, payload));
+    }
+    this.inbound = buf;
+  }
+
+  private handle(r: SessionResponse): void {
+    if (r.kind.case === "sendResult") {
+      const p = this.pending.get(r.kind.value.id);
+      this.pending.delete(r.kind.value.id);
+      if (r.kind.value.result.case === "response" && r.kind.value.result.value.outcome.case === "stored") p?.resolve();
+      else p?.reject(new Error(`send not stored: ${JSON.stringify(r.kind.value.result.value)}`));
+    } else if (r.kind.case === "mailbox") {
+      const ev = r.kind.value.event;
+      if (ev.case === "message") {
+        const c = this.ids ? this.ids.read(ev.value.messageId) : -1;
+        if (c >= 0) {
+          this.arrivals++;
+          this.listener?.(c, performance.now());
+        }
+        this.acks.push(ev.value.sequence);
+        if (!this.ackScheduled) {
+          this.ackScheduled = true;
+          setImmediate(() => this.flushAcks());
+        }
+      } else if (ev.case === "drained") this.onDrained?.();
+    }
+  }
+
+  /** Queues a request; everything queued in one turn goes out in one write. */
   private push(r: SessionRequest): void {
-    this.requests.push(r);
+    const msg = toBinary(SessionRequestSchema, r);
+    const env = Buffer.allocUnsafe(5 + msg.length);
+    env[0] = 0;
+    env.writeUInt32BE(msg.length, 1);
+    env.set(msg, 5);
+    this.out.push(env);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        const b = this.out.length === 1 ? this.out[0] : Buffer.concat(this.out);
+        this.out = [];
+        if (!this.stream.destroyed && !this.closing) this.stream.write(b);
+      });
+    }
   }
 
   private flushAcks(): void {
@@ -87,8 +147,8 @@ export class BenchSession {
   }
 
   async close(): Promise<void> {
-    this.abort.abort();
-    this.requests.end();
+    this.closing = true;
+    this.stream.close();
     await this.done;
   }
 

@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "@sealpost/server";
 
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 let nats: TestNats;

@@ -17,7 +17,11 @@ const LONG = !!process.env.SEALPOST_LONG;
 const root = mkdtempSync(path.join(tmpdir(), "sealpost-conv-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-type Command = { kind: "send"; fromAlice: boolean; count: number } | { kind: "deliver"; pick: number; duplicate: boolean } | { kind: "drop"; pick: number } | { kind: "restart"; alice: boolean };
+type Command =
+  | { kind: "send"; fromAlice: boolean; count: number }
+  | { kind: "deliver"; pick: number; duplicate: boolean }
+  | { kind: "drop"; pick: number }
+  | { kind: "restart"; alice: boolean };
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("send" as const), fromAlice: fc.boolean(), count: fc.integer({ min: 1, max: 4 }) }) },

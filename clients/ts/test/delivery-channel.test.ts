@@ -15,7 +15,7 @@ import {
   type SessionRequest,
   type SessionResponse,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import { DeliveryChannel } from "@sealpost/client/delivery-channel.js";
+import { DeliveryChannel } from "../src/transport/delivery-channel.js";
 
 const stored = (seq: bigint) => create(SendResponseSchema, { outcome: { case: "stored", value: { entries: [{ sequence: seq }] } } });
 
@@ -35,11 +35,16 @@ async function* session(reqs: AsyncIterable<SessionRequest>): AsyncGenerator<Ses
       yield create(SessionResponseSchema, {
         kind: {
           case: "sendResult",
-          value: id === 14n ? { id, result: { case: "error", value: { code: "RESOURCE_EXHAUSTED", message: "server busy", retryAfterMs: 200 } } } : { id, result: { case: "response", value: stored(id * 10n) } },
+          value:
+            id === 14n
+              ? { id, result: { case: "error", value: { code: "RESOURCE_EXHAUSTED", message: "server busy", retryAfterMs: 200 } } }
+              : { id, result: { case: "response", value: stored(id * 10n) } },
         },
       });
     } else if (r.kind.case === "ack") {
-      yield create(SessionResponseSchema, { kind: { case: "ackResult", value: { id: r.kind.value.id, result: { case: "response", value: { deleted: r.kind.value.request!.sequences.length } } } } });
+      yield create(SessionResponseSchema, {
+        kind: { case: "ackResult", value: { id: r.kind.value.id, result: { case: "response", value: { deleted: r.kind.value.request!.sequences.length } } } },
+      });
     }
   }
 }
@@ -56,7 +61,11 @@ describe("DeliveryChannel", () => {
     // An error result is the unary call's error: code, message and retry header.
     const err = await channel.send({}).catch((e) => e);
     expect(err).toBeInstanceOf(ConnectError);
-    expect({ code: err.code, message: err.rawMessage, retry: err.metadata.get("sealpost-retry-after-ms") }).toEqual({ code: Code.ResourceExhausted, message: "server busy", retry: "200" });
+    expect({ code: err.code, message: err.rawMessage, retry: err.metadata.get("sealpost-retry-after-ms") }).toEqual({
+      code: Code.ResourceExhausted,
+      message: "server busy",
+      retry: "200",
+    });
     channel.close();
   });
 

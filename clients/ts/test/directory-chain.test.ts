@@ -64,10 +64,14 @@ describe("verifyDeviceListChain", () => {
     const byGhost = linkDeviceChange(c.provider, c.v4, { deviceId: 1, signingSeed: ghost.signingSeed }, ghost, T).deviceList;
     expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [byGhost], current: byGhost }))).toBe("bad-signature");
     const selfSigned = linkDeviceChange(c.provider, c.v4, { deviceId: 4, signingSeed: ghost.signingSeed }, ghost, T).deviceList;
-    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [selfSigned], current: selfSigned }))).toBe("unknown-signer");
+    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [selfSigned], current: selfSigned }))).toBe(
+      "unknown-signer",
+    );
     // The revoked device 2 signing after its revocation.
     const byRevoked = linkDeviceChange(c.provider, c.v4, { deviceId: 2, signingSeed: c.k2.signingSeed }, ghost, T).deviceList;
-    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [byRevoked], current: byRevoked }))).toBe("unknown-signer");
+    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [byRevoked], current: byRevoked }))).toBe(
+      "unknown-signer",
+    );
   });
 
   it("catches rewritten, truncated, forked and rolled-back histories", () => {
@@ -106,7 +110,9 @@ describe("verifyDeviceListChain", () => {
     rekey.previousHash = c.provider.sha256(c.v4.deviceList);
     rekey.devices[1] = { ...rekey.devices[1], signingKey: fresh.signingKey, dhKey: fresh.dhKey, dhKeySignature: fresh.dhKeySignature };
     const rekeyed = signDeviceList(c.provider, rekey, c.s1);
-    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [rekeyed], current: rekeyed }))).toBe("illegal-change");
+    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [rekeyed], current: rekeyed }))).toBe(
+      "illegal-change",
+    );
   });
   it("catches a version that adds or removes more than one device, or none, and devices out of id order", () => {
     const c = chain();
@@ -120,7 +126,13 @@ describe("verifyDeviceListChain", () => {
       l.nextDeviceId = nextDeviceId;
       return signDeviceList(c.provider, l, c.s1);
     };
-    const id = (n: number, k: GeneratedDeviceKeys) => ({ ...l4.devices[0], deviceId: n, signingKey: k.signingKey, dhKey: k.dhKey, dhKeySignature: k.dhKeySignature });
+    const id = (n: number, k: GeneratedDeviceKeys) => ({
+      ...l4.devices[0],
+      deviceId: n,
+      signingKey: k.signingKey,
+      dhKey: k.dhKey,
+      dhKeySignature: k.dhKeySignature,
+    });
     const x = generateDeviceKeys(c.provider, "x");
     const y = generateDeviceKeys(c.provider, "y");
     const twoAdded = next([...l4.devices, id(4, x), id(5, y)], 6);
@@ -140,7 +152,9 @@ describe("verifyDeviceListChain", () => {
     l3.previousHash = c.provider.sha256(c.v3.deviceList);
     l3.devices = [l3.devices[0]];
     const twoRemoved = signDeviceList(c.provider, l3, c.s1);
-    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v3, history: [twoRemoved], current: twoRemoved }))).toBe("illegal-change");
+    expect(problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v3, history: [twoRemoved], current: twoRemoved }))).toBe(
+      "illegal-change",
+    );
   });
 });
 

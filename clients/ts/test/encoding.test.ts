@@ -17,26 +17,62 @@ const account = fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,20}$/);
 describe("wire encoders match protobuf-es toBinary", () => {
   it("DeviceEnvelope (ratchet and prekey)", () => {
     fc.assert(
-      fc.property(u32, bytes(40), u32, u32, bytes(300), fc.option(fc.record({ a: u32, b: fc.option(u32, { nil: undefined }), c: u32, d: bytes(40), e: bytes(40), f: bytes(1100), v: u32 }), { nil: undefined }), (version, rk, pn, n, ct, pk) => {
-        const ratchet = { version, ratchetKey: rk, previousChainLength: pn, counter: n, ciphertext: ct };
-        const prekey = pk && { version: pk.v, identityDhKey: pk.d, baseKey: pk.e, signedPrekeyId: pk.a, oneTimePrekeyId: pk.b, kemPrekeyId: pk.c, kemCiphertext: pk.f };
-        const expected = prekey
-          ? create(DeviceEnvelopeSchema, { kind: { case: "prekey", value: { ...prekey, message: ratchet } } })
-          : create(DeviceEnvelopeSchema, { kind: { case: "ratchet", value: ratchet } });
-        expect(toHex(encodeDeviceEnvelope(ratchet, prekey))).toBe(toHex(toBinary(DeviceEnvelopeSchema, expected)));
-      }),
+      fc.property(
+        u32,
+        bytes(40),
+        u32,
+        u32,
+        bytes(300),
+        fc.option(fc.record({ a: u32, b: fc.option(u32, { nil: undefined }), c: u32, d: bytes(40), e: bytes(40), f: bytes(1100), v: u32 }), { nil: undefined }),
+        (version, rk, pn, n, ct, pk) => {
+          const ratchet = { version, ratchetKey: rk, previousChainLength: pn, counter: n, ciphertext: ct };
+          const prekey = pk && {
+            version: pk.v,
+            identityDhKey: pk.d,
+            baseKey: pk.e,
+            signedPrekeyId: pk.a,
+            oneTimePrekeyId: pk.b,
+            kemPrekeyId: pk.c,
+            kemCiphertext: pk.f,
+          };
+          const expected = prekey
+            ? create(DeviceEnvelopeSchema, { kind: { case: "prekey", value: { ...prekey, message: ratchet } } })
+            : create(DeviceEnvelopeSchema, { kind: { case: "ratchet", value: ratchet } });
+          expect(toHex(encodeDeviceEnvelope(ratchet, prekey))).toBe(toHex(toBinary(DeviceEnvelopeSchema, expected)));
+        },
+      ),
       { numRuns: 200 },
     );
   });
 
   it("EntryPayload and SharedBody", () => {
     fc.assert(
-      fc.property(account, u32, account, u32, fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), bytes(40), bytes(40), bytes(20), bytes(3000), (sa, sd, ra, rd, seq, k, h, id, ct) => {
-        const e = { sender: { accountId: sa, deviceId: sd }, recipient: { accountId: ra, deviceId: rd }, channelSequence: seq, contentKey: k, bodySha256: h, messageId: id };
-        const expected = toBinary(EntryPayloadSchema, create(EntryPayloadSchema, { ...e, channelSequence: BigInt(seq) }));
-        expect(toHex(encodeEntryPayload(e))).toBe(toHex(expected));
-        expect(toHex(encodeSealedSharedBody(1, ct))).toBe(toHex(toBinary(SharedBodySchema, create(SharedBodySchema, { kind: { case: "sealed", value: { version: 1, ciphertext: ct } } }))));
-      }),
+      fc.property(
+        account,
+        u32,
+        account,
+        u32,
+        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        bytes(40),
+        bytes(40),
+        bytes(20),
+        bytes(3000),
+        (sa, sd, ra, rd, seq, k, h, id, ct) => {
+          const e = {
+            sender: { accountId: sa, deviceId: sd },
+            recipient: { accountId: ra, deviceId: rd },
+            channelSequence: seq,
+            contentKey: k,
+            bodySha256: h,
+            messageId: id,
+          };
+          const expected = toBinary(EntryPayloadSchema, create(EntryPayloadSchema, { ...e, channelSequence: BigInt(seq) }));
+          expect(toHex(encodeEntryPayload(e))).toBe(toHex(expected));
+          expect(toHex(encodeSealedSharedBody(1, ct))).toBe(
+            toHex(toBinary(SharedBodySchema, create(SharedBodySchema, { kind: { case: "sealed", value: { version: 1, ciphertext: ct } } }))),
+          );
+        },
+      ),
       { numRuns: 200 },
     );
   });

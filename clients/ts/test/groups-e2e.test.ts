@@ -20,7 +20,7 @@ import { applyGroupChange, decodeSignedGroupState, parseSignedGroupState, signGr
 import { createMemoryGroupStores } from "../src/store/group-memory-store.js";
 import { createFileGroupStores } from "../src/store/group-file-store.js";
 import { encodeSenderKeySharedBody } from "../src/protocol/wire.js";
-import { Messenger } from "../src/messenger.js";
+import { Messenger } from "../src/messenger/messenger.js";
 import type { GroupStores } from "../src/store/group-interfaces.js";
 import { EventLog, createDevice, linkDevice, testBackoff, texts, uniqueId, type TestDevice } from "./messenger-helpers.js";
 
@@ -40,7 +40,7 @@ function withGroups(d: TestDevice, stores: GroupStores = createMemoryGroupStores
   const waiters: { pred: (e: GroupEvent) => boolean; resolve: (e: GroupEvent) => void }[] = [];
   groups.on((e) => {
     groupEvents.push(e);
-    for (const w of [...waiters]) if (w.pred(e)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(e));
+    for (const w of [...waiters]) if (w.pred(e)) waiters.splice(waiters.indexOf(w), 1), w.resolve(e);
   });
   const sent: SendRequest[] = [];
   // Every Send goes through the API's delivery channel (a Session stream, or unary Send).
@@ -103,7 +103,11 @@ describe("groups end to end", () => {
     for (const d of [alice, aliceLaptop, bob, carol]) await waitText(d, "hi from bob's laptop");
     // Delivery receipts from bob's and carol's devices reach alice; read receipts after markRead.
     for (const from of [bob, bobLaptop, carol]) {
-      await alice.log.wait("receipt", (e) => e.receipt === "delivered" && e.from.deviceId === from.m.address.deviceId && e.from.accountId === from.m.accountId && e.messageIds.includes(sent.id));
+      await alice.log.wait(
+        "receipt",
+        (e) =>
+          e.receipt === "delivered" && e.from.deviceId === from.m.address.deviceId && e.from.accountId === from.m.accountId && e.messageIds.includes(sent.id),
+      );
     }
     expect(await carol.groups.markRead(g)).toBe(2);
     await alice.log.wait("receipt", (e) => e.receipt === "read" && e.from.accountId === carol.m.accountId && e.messageIds.includes(sent.id));
@@ -183,7 +187,9 @@ describe("groups end to end", () => {
     // Bob's client signs version 2 itself (adding mallory, promoting himself) and sends it to everyone.
     const info = await bob.groups.info(g);
     expect(info?.version).toBe(1);
-    const stored = await (bob.groups.manager as unknown as { stores: { groups: { load(id: string): Promise<{ signedState: Uint8Array }> } } }).stores.groups.load(g);
+    const stored = await (
+      bob.groups.manager as unknown as { stores: { groups: { load(id: string): Promise<{ signedState: Uint8Array }> } } }
+    ).stores.groups.load(g);
     const v1signed = decodeSignedGroupState(stored.signedState);
     const v1 = { signed: v1signed, state: parseSignedGroupState(v1signed), hash: bob.m.provider.sha256(v1signed.state) };
     const seed = (await bob.m.protocol.identity.getLocalIdentity())!.signingSeed;
@@ -221,7 +227,10 @@ describe("groups end to end", () => {
     // Not addressed to carol...
     expect(alice.sent.at(-1)!.entries.map((e) => e.device!.accountId)).not.toContain(carol.m.accountId);
     // ...and a hostile server handing her the ciphertext gets her nothing: new sender keys.
-    for (const [who, req] of [[alice, alice.sent.at(-1)!], [bob, bob.sent.at(-1)!]] as const) {
+    for (const [who, req] of [
+      [alice, alice.sent.at(-1)!],
+      [bob, bob.sent.at(-1)!],
+    ] as const) {
       await expect(carol.groups.manager.cipher.decrypt(who.m.address, req.sharedBody)).rejects.toBeInstanceOf(NoSessionError);
       await carol.groups.manager.handleGroupBody(who.m.address, req.messageId, req.sharedBody, 0);
     }
@@ -283,7 +292,10 @@ describe("groups end to end", () => {
     expect(held).toHaveLength(25);
     channel.send = send;
     const lost = new Set([2, 9, 10, 17]);
-    const order = held.map((r, i) => ({ r, i })).filter((x) => !lost.has(x.i)).reverse();
+    const order = held
+      .map((r, i) => ({ r, i }))
+      .filter((x) => !lost.has(x.i))
+      .reverse();
     for (const { r } of order) await send.call(channel, r);
     const expected = [...Array(25).keys()].filter((i) => !lost.has(i)).map((i) => `m${i}`);
     for (const t of expected) await waitText(bob, t);

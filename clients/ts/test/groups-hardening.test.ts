@@ -78,13 +78,12 @@ describe("group layer hardening", () => {
   });
 
   it("a held change is verified again on a timer with backoff, and by a later change of the group", async () => {
-    const { net, a1, b1, g } = await threePeople(new FakeNetwork(createNodeProvider(), { retryDelayMs: 5 }));
+    const { a1, b1, g } = await threePeople(new FakeNetwork(createNodeProvider(), { retryDelayMs: 5 }));
     await a1.manager.changeSettings(g, { title: "v2" });
     b1.lookupFailures.push(new Error("unavailable"), new Error("unavailable"));
     await b1.drain();
     expect((await b1.manager.info(g))?.version).toBe(1);
-    for (let i = 0; i < 100 && (await b1.manager.info(g))?.version !== 2; i++) await new Promise((r) => setTimeout(r, 5));
-    expect((await b1.manager.info(g))?.title).toBe("v2");
+    await expect.poll(async () => (await b1.manager.info(g))?.title, { timeout: 2_000, interval: 5 }).toBe("v2");
     // Held again, then version 3 arrives: both apply in order.
     await a1.manager.changeSettings(g, { title: "v3" });
     await a1.manager.changeSettings(g, { title: "v4" });
@@ -106,12 +105,14 @@ describe("group layer hardening", () => {
     expect(await b1.manager.pendingCount()).toEqual({ messages: 0, distributions: 0, updates: 0 });
   });
 
-  it("waiting content is bounded in total items and bytes over all sender-chosen keys; the oldest go first, reported; saves write only what changed", async () => {
+  /** Bob's waiting content (10 items, 40,000 bytes at most) after a sender flooded 25 bodies under 25 distribution ids. */
+  async function flooded() {
     const provider = createNodeProvider();
     const net = new FakeNetwork(provider, { maxPendingTotal: 10, maxPendingBytes: 40_000 });
     const a1 = net.add("alice", 1);
     const writes: number[] = [];
     const removes: number[] = [];
+    const writesPerBody: number[] = [];
     class CountingPending extends MemoryGroupPendingStore {
       override async put(item: GroupPendingItem) {
         writes.push(item.id);
@@ -124,26 +125,33 @@ describe("group layer hardening", () => {
     }
     const stores = { ...createMemoryGroupStores(), pending: new CountingPending() };
     const b1 = net.add("bob", 1, stores);
-    // A sender floods bodies under 25 different distribution ids (25 lists of one item each).
-    const ids: Uint8Array[] = [];
     for (let i = 0; i < 25; i++) {
       const body = encodeSenderKeySharedBody(provider.random(16), 1, 0, provider.random(100), provider.random(64));
-      const id = provider.random(16);
-      ids.push(id);
-      await b1.manager.handleGroupBody(a1.self, id, body, net.clock);
-      // One record written per new item, whatever is waiting already.
-      expect(writes).toHaveLength(i + 1);
+      await b1.manager.handleGroupBody(a1.self, provider.random(16), body, net.clock);
+      writesPerBody.push(writes.length);
     }
+    return { provider, net, a1, b1, stores, writes, removes, writesPerBody };
+  }
+
+  it("waiting content is bounded in total items over all sender-chosen keys; the oldest go first, reported", async () => {
+    const { b1 } = await flooded();
     expect(await b1.manager.pendingCount()).toEqual({ messages: 10, distributions: 0, updates: 0 });
-    const dropped = b1.events.filter((e) => e.type === "group-rejected" && e.problem === "queue-full");
-    expect(dropped).toHaveLength(15);
+    expect(b1.events.filter((e) => e.type === "group-rejected" && e.problem === "queue-full")).toHaveLength(15);
+  });
+
+  it("saves of waiting content write only what changed, and what is kept comes back after a restart", async () => {
+    const { b1, stores, writes, removes, writesPerBody } = await flooded();
+    // One record written per new item, whatever is waiting already.
+    expect(writesPerBody).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
     expect(removes).toEqual(writes.slice(0, 15));
     // Only the newest 10 are stored, and they come back after a restart.
     expect((await stores.pending.list()).map((x) => x.id)).toEqual(writes.slice(15));
     b1.restart(stores);
     expect(await b1.manager.pendingCount()).toEqual({ messages: 10, distributions: 0, updates: 0 });
+  });
 
-    // Bytes: big bodies push out the oldest until the total fits.
+  it("waiting content is bounded in total bytes: big bodies push out the oldest until the total fits", async () => {
+    const { provider, net, a1, b1, stores } = await flooded();
     const big = () => encodeSenderKeySharedBody(provider.random(16), 1, 0, provider.random(15_000), provider.random(64));
     for (let i = 0; i < 3; i++) await b1.manager.handleGroupBody(a1.self, provider.random(16), big(), net.clock);
     const left = await b1.manager.pendingCount();
@@ -178,7 +186,7 @@ describe("group layer hardening", () => {
   });
 
   it("a group message whose storing fails is not lost: the chain is committed only after the message was stored", async () => {
-    const { net, a1, b1, g } = await threePeople();
+    const { a1, b1, g } = await threePeople();
     await a1.manager.sendText(g, "one");
     await a1.manager.sendText(g, "two");
     const mail = b1.inbox.splice(0);

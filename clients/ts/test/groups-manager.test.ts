@@ -56,13 +56,17 @@ describe("GroupManager over an in-memory network", () => {
     // Bob crafts and signs version 2 himself and sends it to everyone.
     const record = await b1.manager.info(g);
     expect(record?.version).toBe(1);
-    const v1Signed = (await (b1.manager as unknown as { stores: { groups: { load(id: string): Promise<{ signedState: Uint8Array }> } } }).stores.groups.load(g)).signedState;
+    const v1Signed = (await (b1.manager as unknown as { stores: { groups: { load(id: string): Promise<{ signedState: Uint8Array }> } } }).stores.groups.load(g))
+      .signedState;
     const signed1 = decodeSignedGroupState(v1Signed);
     const p = createNodeProvider();
     const v1 = { signed: signed1, state: parseSignedGroupState(signed1), hash: p.sha256(signed1.state) };
     for (const change of [{ add: ["mallory"] }, { promote: ["bob"] }, { remove: ["alice"], promote: ["bob"] }, { title: "pwned" }]) {
       const forged = signGroupState(p, applyGroupChange(v1, change), b1.self, b1.identity.signingSeed);
-      const content = create(ContentSchema, { conversation: { kind: { case: "groupId", value: fromHex(g) } }, body: { case: "groupControl", value: create(GroupControlSchema, { kind: { case: "update", value: forged } }) } });
+      const content = create(ContentSchema, {
+        conversation: { kind: { case: "groupId", value: fromHex(g) } },
+        body: { case: "groupControl", value: create(GroupControlSchema, { kind: { case: "update", value: forged } }) },
+      });
       await b1.sendPairwise(content, ["alice", "carol"]);
     }
     await net.settle();
@@ -70,6 +74,36 @@ describe("GroupManager over an in-memory network", () => {
       expect((await currentState(d, g))?.version).toBe(1);
       if (d !== b1) expect(d.events.filter((e) => e.type === "group-rejected" && e.problem === "not-admin")).toHaveLength(4);
     }
+  });
+
+  it("the current state arriving again is ignored quietly; an older version is reported stale", async () => {
+    const { net, a1, b1, c1, g } = await threePeople();
+    const load = async () =>
+      decodeSignedGroupState(
+        (await (a1.manager as unknown as { stores: { groups: { load(id: string): Promise<{ signedState: Uint8Array }> } } }).stores.groups.load(g)).signedState,
+      );
+    const v1 = await load();
+    await a1.manager.changeSettings(g, { title: "trip v2" });
+    await net.settle();
+    const v2 = await load();
+    const send = (signed: typeof v1) =>
+      a1.sendPairwise(
+        create(ContentSchema, {
+          conversation: { kind: { case: "groupId", value: fromHex(g) } },
+          body: { case: "groupControl", value: create(GroupControlSchema, { kind: { case: "update", value: signed } }) },
+        }),
+        ["bob", "carol"],
+      );
+    const rejected = (d: FakeDevice) => d.events.filter((e) => e.type === "group-rejected");
+    await send(v2);
+    await net.settle();
+    for (const d of [b1, c1]) {
+      expect((await currentState(d, g))?.version).toBe(2);
+      expect(rejected(d)).toEqual([]);
+    }
+    await send(v1);
+    await net.settle();
+    for (const d of [b1, c1]) expect(rejected(d).map((e) => (e as { problem: string }).problem)).toEqual(["stale"]);
   });
 
   it("a removed member cannot decrypt anything sent after removal (even handed the ciphertext, even ignoring the removal)", async () => {

@@ -9,7 +9,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
-import { addressKey } from "../src/store/interfaces.js";
+import { addressKey } from "../src/protocol/address.js";
 import { FakeNetwork, type FakeDevice } from "./groups-network.js";
 
 const POOL = ["bob", "carol", "dave", "erin"];
@@ -58,7 +58,14 @@ describe("groups: randomized membership model", () => {
             const sender = senders[op.who % senders.length];
             const text = `m${n++}`;
             await sender.manager.sendText(g, text);
-            expected.set(text, new Set(current().filter((d) => d !== sender).map((d) => d.key)));
+            expected.set(
+              text,
+              new Set(
+                current()
+                  .filter((d) => d !== sender)
+                  .map((d) => d.key),
+              ),
+            );
             // The hostile server hands the body to every device, members or not.
             const mail = sender.sentBodies.at(-1)!;
             for (const d of net.all) if (d !== sender && !d.inbox.includes(mail)) d.inbox.push(mail);
@@ -90,7 +97,14 @@ describe("groups: randomized membership model", () => {
         }
         // A last message, so devices linked since the last send learn the group too.
         await alice.manager.sendText(g, "final");
-        expected.set("final", new Set(current().filter((d) => d !== alice).map((d) => d.key)));
+        expected.set(
+          "final",
+          new Set(
+            current()
+              .filter((d) => d !== alice)
+              .map((d) => d.key),
+          ),
+        );
         await net.settle();
         for (const d of net.all) {
           const got = new Set(d.texts(g));

@@ -10,15 +10,15 @@ import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/
 import type { CryptoProvider } from "../src/crypto/provider.js";
 import { GroupManager, type GroupManagerOptions } from "../src/groups/group-manager.js";
 import type { GroupEvent, GroupMessage } from "../src/groups/group-events.js";
-import type { GroupDeviceInfo, GroupDeviceRef, GroupPort, GroupSendOutcome } from "../src/groups/group-port.js";
+import type { GroupDeviceInfo, DeviceRef, GroupPort, GroupSendOutcome } from "../src/groups/group-port.js";
 import { generateLocalIdentity, type LocalIdentity } from "../src/protocol/identity.js";
 import type { GroupStores } from "../src/store/group-interfaces.js";
 import { createMemoryGroupStores } from "../src/store/group-memory-store.js";
-import { addressKey } from "../src/store/interfaces.js";
+import { addressKey } from "../src/protocol/address.js";
 
 export type Mail =
-  | { kind: "pairwise"; from: GroupDeviceRef; content: Content }
-  | { kind: "group"; from: GroupDeviceRef; messageId: Uint8Array; body: Uint8Array; ts: number };
+  | { kind: "pairwise"; from: DeviceRef; content: Content }
+  | { kind: "group"; from: DeviceRef; messageId: Uint8Array; body: Uint8Array; ts: number };
 
 export class FakeDevice implements GroupPort {
   manager: GroupManager;
@@ -26,7 +26,7 @@ export class FakeDevice implements GroupPort {
   readonly inbox: Mail[] = [];
   readonly got: GroupMessage[] = [];
   readonly events: GroupEvent[] = [];
-  readonly errors: { from: GroupDeviceRef; code: string }[] = [];
+  readonly errors: { from: DeviceRef; code: string }[] = [];
   /** Every group body sent by this device (what a hostile server could hand anyone). */
   readonly sentBodies: Mail[] = [];
   /** Errors the next devices() look-ups throw, in order (a directory outage, an untrusted list). */
@@ -36,7 +36,7 @@ export class FakeDevice implements GroupPort {
 
   constructor(
     readonly net: FakeNetwork,
-    readonly self: GroupDeviceRef,
+    readonly self: DeviceRef,
     private readonly provider: CryptoProvider,
     readonly stores: GroupStores = createMemoryGroupStores(),
   ) {
@@ -63,12 +63,17 @@ export class FakeDevice implements GroupPort {
     for (const d of new Set(targets)) d.inbox.push({ kind: "pairwise", from: this.self, content: clone(ContentSchema, content) });
     this.net.pairwiseSends++;
   }
-  async sendGroupBody(messageId: Uint8Array, body: Uint8Array, devices: GroupDeviceRef[]): Promise<GroupSendOutcome> {
+  async sendGroupBody(messageId: Uint8Array, body: Uint8Array, devices: DeviceRef[]): Promise<GroupSendOutcome> {
     // The server's check: every current device of every addressed account, and only those.
     const accounts = new Set(devices.map((d) => d.accountId));
-    const want = new Set([...accounts].flatMap((a) => this.net.devicesOf(a)).filter((d) => d !== this).map((d) => d.key));
+    const want = new Set(
+      [...accounts]
+        .flatMap((a) => this.net.devicesOf(a))
+        .filter((d) => d !== this)
+        .map((d) => d.key),
+    );
     const got = new Set(devices.map(addressKey));
-    const mismatched = [...accounts].filter((a) => [...want, ...got].some((k) => k.startsWith(`${a}.`) && (want.has(k) !== got.has(k))));
+    const mismatched = [...accounts].filter((a) => [...want, ...got].some((k) => k.startsWith(`${a}.`) && want.has(k) !== got.has(k)));
     if (mismatched.length > 0) return { stored: false, mismatchedAccounts: mismatched };
     const mail: Mail = { kind: "group", from: this.self, messageId, body, ts: this.net.clock };
     this.sentBodies.push(mail);

@@ -8,14 +8,7 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { concatBytes, toHex } from "../src/crypto/bytes.js";
 import { createDeterministicRandom } from "../src/crypto/deterministic-random.js";
-import {
-  DecryptionError,
-  DuplicateMessageError,
-  InvalidMessageError,
-  InvalidSignatureError,
-  NoSessionError,
-  TooFarAheadError,
-} from "../src/crypto/errors.js";
+import { DecryptionError, DuplicateMessageError, InvalidMessageError, InvalidSignatureError, NoSessionError, TooFarAheadError } from "../src/crypto/errors.js";
 import { createNobleProvider } from "../src/crypto/noble-provider.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import type { CryptoProvider } from "../src/crypto/provider.js";
@@ -58,11 +51,23 @@ async function pair(p: CryptoProvider) {
 describe("sender keys: wire", () => {
   it("hand-written SharedBody encoder writes what protobuf-es writes", () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), fc.uint8Array({ maxLength: 600 }), fc.uint8Array({ minLength: 64, maxLength: 64 }), (d, chainId, iteration, ct, sig) => {
-        const ours = encodeSenderKeySharedBody(d, chainId, iteration, ct, sig);
-        const theirs = toBinary(SharedBodySchema, create(SharedBodySchema, { kind: { case: "senderKey", value: { version: 1, distributionId: d, chainId, iteration, ciphertext: ct, signature: sig } } }));
-        expect(toHex(ours)).toBe(toHex(theirs));
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.nat({ max: 0xffffffff }),
+        fc.nat({ max: 0xffffffff }),
+        fc.uint8Array({ maxLength: 600 }),
+        fc.uint8Array({ minLength: 64, maxLength: 64 }),
+        (d, chainId, iteration, ct, sig) => {
+          const ours = encodeSenderKeySharedBody(d, chainId, iteration, ct, sig);
+          const theirs = toBinary(
+            SharedBodySchema,
+            create(SharedBodySchema, {
+              kind: { case: "senderKey", value: { version: 1, distributionId: d, chainId, iteration, ciphertext: ct, signature: sig } },
+            }),
+          );
+          expect(toHex(ours)).toBe(toHex(theirs));
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -203,7 +208,9 @@ describe.each(PROVIDERS)("sender keys (%s)", (_name, makeProvider) => {
     // And a well-signed message under a wrong key fails the AEAD.
     const wrongCt = p.aesGcmSeal(new Uint8Array(32), ZERO_NONCE, pad(new Uint8Array(3)), header);
     const goodSig = p.ed25519Sign(own.signingSeed, concatBytes(header, wrongCt));
-    expect(() => planSenderKeyDecrypt(p, victim, parseSenderKeyBody(encodeSenderKeySharedBody(dist.distributionId, dist.chainId, 0, wrongCt, goodSig))!)).toThrow(DecryptionError);
+    expect(() =>
+      planSenderKeyDecrypt(p, victim, parseSenderKeyBody(encodeSenderKeySharedBody(dist.distributionId, dist.chainId, 0, wrongCt, goodSig))!),
+    ).toThrow(DecryptionError);
   });
 
   it("binds content to the group: a body claiming another conversation is refused", async () => {

@@ -80,7 +80,14 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
     const s2 = change(p, w, v1, ["alice", 2], { add: ["dave"], promote: ["bob"] });
     const v2 = verifyGroupStateUpdate(p, v1, s2, w.lookup);
     expect(v2.state.version).toBe(2n);
-    expect(diffGroupStates(v1.state, v2.state)).toEqual({ added: ["dave"], removed: [], promoted: ["bob"], demoted: [], titleChanged: false, settingsChanged: false });
+    expect(diffGroupStates(v1.state, v2.state)).toEqual({
+      added: ["dave"],
+      removed: [],
+      promoted: ["bob"],
+      demoted: [],
+      titleChanged: false,
+      settingsChanged: false,
+    });
     // Bob, now an admin, removes carol and changes settings.
     const s3 = change(p, w, v2, ["bob", 1], { remove: ["carol"], title: "trip 2", adminsOnlyMessages: true });
     const v3 = verifyGroupStateUpdate(p, v2, s3, w.lookup);
@@ -111,11 +118,19 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
     const w = world(p);
     const v1 = genesis(p, w);
     const s2 = change(p, w, v1, ["alice", 1], { add: ["dave"] });
-    expect(problem(() => verifyGroupStateUpdate(p, v1, { ...s2, signature: s2.signature.map((b, i) => (i === 5 ? b ^ 1 : b)) }, w.lookup))).toBe("bad-signature");
+    expect(problem(() => verifyGroupStateUpdate(p, v1, { ...s2, signature: s2.signature.map((b, i) => (i === 5 ? b ^ 1 : b)) }, w.lookup))).toBe(
+      "bad-signature",
+    );
     // Claims to be alice.1 but signed by bob.1's key.
     const bob = w.dev("bob", 1);
-    expect(problem(() => verifyGroupStateUpdate(p, v1, signGroupState(p, s2.state, { accountId: "alice", deviceId: 1 }, bob.identity.signingSeed), w.lookup))).toBe("bad-signature");
-    expect(problem(() => verifyGroupStateUpdate(p, v1, { ...s2, signer: { $typeName: "sealpost.directory.v1.DeviceAddress", accountId: "alice", deviceId: 9 } }, w.lookup))).toBe("unknown-signer");
+    expect(
+      problem(() => verifyGroupStateUpdate(p, v1, signGroupState(p, s2.state, { accountId: "alice", deviceId: 1 }, bob.identity.signingSeed), w.lookup)),
+    ).toBe("bad-signature");
+    expect(
+      problem(() =>
+        verifyGroupStateUpdate(p, v1, { ...s2, signer: { $typeName: "sealpost.directory.v1.DeviceAddress", accountId: "alice", deviceId: 9 } }, w.lookup),
+      ),
+    ).toBe("unknown-signer");
     w.revoke("alice", 1);
     expect(problem(() => verifyGroupStateUpdate(p, v1, s2, w.lookup))).toBe("unknown-signer");
     const v2 = verifyGroupStateUpdate(p, v1, change(p, w, v1, ["alice", 2], { add: ["dave"] }), w.lookup);
@@ -128,8 +143,17 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
     const other2 = verifyGroupStateUpdate(p, v1, change(p, w, v1, ["alice", 2], { add: ["erin"] }), w.lookup);
     expect(problem(() => verifyGroupStateUpdate(p, v2, change(p, w, other2, ["alice", 2], { title: "z" }), w.lookup))).toBe("fork");
     // Another group's state.
-    const foreign = encodeGroupState({ groupId: new Uint8Array(16).fill(9), version: 3n, title: "", members: [{ accountId: "alice", role: GroupRole.ADMIN }], previousHash: v2.hash, adminsOnlyMessages: false });
-    expect(problem(() => verifyGroupStateUpdate(p, v2, signGroupState(p, foreign, w.dev("alice", 2).address, w.dev("alice", 2).identity.signingSeed), w.lookup))).toBe("wrong-group");
+    const foreign = encodeGroupState({
+      groupId: new Uint8Array(16).fill(9),
+      version: 3n,
+      title: "",
+      members: [{ accountId: "alice", role: GroupRole.ADMIN }],
+      previousHash: v2.hash,
+      adminsOnlyMessages: false,
+    });
+    expect(
+      problem(() => verifyGroupStateUpdate(p, v2, signGroupState(p, foreign, w.dev("alice", 2).address, w.dev("alice", 2).identity.signingSeed), w.lookup)),
+    ).toBe("wrong-group");
   });
 
   it("rejects invalid and non-canonical states even when an admin signs them", () => {
@@ -150,11 +174,26 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
         }),
       );
     const cases: Uint8Array[] = [
-      raw([["bob", GroupRole.ADMIN], ["alice", GroupRole.ADMIN]]), // unsorted
-      raw([["alice", GroupRole.ADMIN], ["alice", GroupRole.MEMBER]]), // duplicate
-      raw([["alice", GroupRole.MEMBER], ["bob", GroupRole.MEMBER]]), // no admin
-      raw([["alice", GroupRole.ADMIN], ["bob", GroupRole.UNSPECIFIED]]), // bad role
-      raw([["alice", GroupRole.ADMIN], ["B@D", GroupRole.MEMBER]]), // bad account id
+      raw([
+        ["bob", GroupRole.ADMIN],
+        ["alice", GroupRole.ADMIN],
+      ]), // unsorted
+      raw([
+        ["alice", GroupRole.ADMIN],
+        ["alice", GroupRole.MEMBER],
+      ]), // duplicate
+      raw([
+        ["alice", GroupRole.MEMBER],
+        ["bob", GroupRole.MEMBER],
+      ]), // no admin
+      raw([
+        ["alice", GroupRole.ADMIN],
+        ["bob", GroupRole.UNSPECIFIED],
+      ]), // bad role
+      raw([
+        ["alice", GroupRole.ADMIN],
+        ["B@D", GroupRole.MEMBER],
+      ]), // bad account id
       raw([["alice", GroupRole.ADMIN]], { title: "x".repeat(257) }),
       raw([["alice", GroupRole.ADMIN]], { previousHash: new Uint8Array(5) }),
       raw([]),
@@ -169,7 +208,17 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
   it("version 1 must be signed by an admin it lists; a joiner's first-seen state by an admin of it", () => {
     const p = makeProvider();
     const w = world(p);
-    const state = encodeGroupState({ groupId: GROUP, version: 1n, title: "", members: [{ accountId: "alice", role: GroupRole.ADMIN }, { accountId: "bob", role: GroupRole.MEMBER }], previousHash: new Uint8Array(0), adminsOnlyMessages: false });
+    const state = encodeGroupState({
+      groupId: GROUP,
+      version: 1n,
+      title: "",
+      members: [
+        { accountId: "alice", role: GroupRole.ADMIN },
+        { accountId: "bob", role: GroupRole.MEMBER },
+      ],
+      previousHash: new Uint8Array(0),
+      adminsOnlyMessages: false,
+    });
     const bob = w.dev("bob", 1);
     expect(problem(() => verifyGenesis(p, signGroupState(p, state, bob.address, bob.identity.signingSeed), w.lookup))).toBe("not-admin");
     const v1 = genesis(p, w);

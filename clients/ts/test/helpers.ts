@@ -1,4 +1,5 @@
 /** Test fixtures: devices with identities, prekeys and a SessionCipher. */
+import type { DeviceRef } from "../src/protocol/address.js";
 import { create } from "@bufbuild/protobuf";
 import { KeyBundleSchema, type KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { ContentSchema, TextSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
@@ -7,10 +8,11 @@ import { createNobleProvider } from "../src/crypto/noble-provider.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import { createDeterministicRandom } from "../src/crypto/deterministic-random.js";
 import { createDeviceIdentity, generatePrekeyBatch } from "../src/protocol/device-keys.js";
-import { SessionCipher, type Address } from "../src/protocol/session-cipher.js";
+import { SessionCipher } from "../src/protocol/session-cipher.js";
 import { toDeviceIdentity, type LocalIdentity } from "../src/protocol/identity.js";
 import { toKemPrekey, toOneTimePrekey, toSignedPrekey } from "../src/protocol/prekeys.js";
-import { addressKey, type ProtocolStores } from "../src/store/interfaces.js";
+import { addressKey } from "../src/protocol/address.js";
+import type { ProtocolStores } from "../src/protocol/stores.js";
 import { createMemoryStores } from "../src/store/memory-store.js";
 
 export const PROVIDERS: [string, (seed?: string) => CryptoProvider][] = [
@@ -19,7 +21,7 @@ export const PROVIDERS: [string, (seed?: string) => CryptoProvider][] = [
 ];
 
 export interface TestDevice {
-  address: Address;
+  address: DeviceRef;
   provider: CryptoProvider;
   stores: ProtocolStores;
   identity: LocalIdentity;

@@ -16,12 +16,22 @@ describe.each(PROVIDERS)("known answers (%s)", (_name, makeProvider) => {
   const p = makeProvider();
 
   it("X25519, RFC 7748 section 5.2", () => {
-    expect(toHex(p.x25519(fromHex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"), fromHex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")))).toBe(
-      "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552",
-    );
-    expect(toHex(p.x25519(fromHex("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d"), fromHex("e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493")))).toBe(
-      "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957",
-    );
+    expect(
+      toHex(
+        p.x25519(
+          fromHex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"),
+          fromHex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c"),
+        ),
+      ),
+    ).toBe("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552");
+    expect(
+      toHex(
+        p.x25519(
+          fromHex("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d"),
+          fromHex("e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493"),
+        ),
+      ),
+    ).toBe("95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957");
   });
 
   it("X25519, RFC 7748 section 6.1 (Diffie-Hellman)", () => {
@@ -41,9 +51,24 @@ describe.each(PROVIDERS)("known answers (%s)", (_name, makeProvider) => {
   });
 
   const ed = [
-    ["9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "", "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"],
-    ["4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb", "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72", "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"],
-    ["c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7", "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82", "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"],
+    [
+      "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+      "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+      "",
+      "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+    ],
+    [
+      "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+      "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+      "72",
+      "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+    ],
+    [
+      "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+      "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+      "af82",
+      "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a",
+    ],
   ];
   it.each(ed)("Ed25519, RFC 8032 section 7.1 (secret %s)", (secret, pub, msg, sig) => {
     expect(toHex(p.ed25519PublicKey(fromHex(secret)))).toBe(pub);
@@ -60,7 +85,9 @@ describe.each(PROVIDERS)("known answers (%s)", (_name, makeProvider) => {
     expect(toHex(p.hkdf(ikm, fromHex("000102030405060708090a0b0c"), fromHex("f0f1f2f3f4f5f6f7f8f9"), 42))).toBe(
       "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
     );
-    expect(toHex(p.hkdf(ikm, new Uint8Array(0), new Uint8Array(0), 42))).toBe("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8");
+    expect(toHex(p.hkdf(ikm, new Uint8Array(0), new Uint8Array(0), 42))).toBe(
+      "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+    );
   });
 
   it("HMAC-SHA256, RFC 4231 test case 2; SHA-256/512 of 'abc' (FIPS 180-4 examples)", () => {
@@ -78,7 +105,14 @@ describe.each(PROVIDERS)("known answers (%s)", (_name, makeProvider) => {
     ["13", "00".repeat(32), "00".repeat(12), "", "", "530f8afbc74536b9a963b4f1c4cb738b"],
     ["14", "00".repeat(32), "00".repeat(12), "00".repeat(16), "", "cea7403d4d606b6e074ec5d3baf39d18" + "d0d1c8a799996bf0265b98b5d48ab919"],
     ["15", key15, "cafebabefacedbaddecaf888", p15, "", c15 + "b094dac5d93471bdec1a502270e3cc6c"],
-    ["16", key15, "cafebabefacedbaddecaf888", p15.slice(0, 120), "feedfacedeadbeeffeedfacedeadbeefabaddad2", c15.slice(0, 120) + "76fc6ece0f4e1768cddf8853bb2d551b"],
+    [
+      "16",
+      key15,
+      "cafebabefacedbaddecaf888",
+      p15.slice(0, 120),
+      "feedfacedeadbeeffeedfacedeadbeefabaddad2",
+      c15.slice(0, 120) + "76fc6ece0f4e1768cddf8853bb2d551b",
+    ],
   ];
   it.each(gcm)("AES-256-GCM, McGrew-Viega test case %s", (_n, key, iv, pt, aad, expected) => {
     const sealed = p.aesGcmSeal(fromHex(key), fromHex(iv), fromHex(pt), fromHex(aad));

@@ -3,6 +3,7 @@
  * device of both accounts, receipts, typing, read sync, history, attachments, revocation.
  */
 import { describe, expect, it } from "vitest";
+import { verifySenderCertificate } from "../src/directory/sender-certificate.js";
 import { useMessengerHarness } from "./support/messenger-harness.js";
 import { createDevice, linkDevice, texts, uniqueId } from "./messenger-helpers.js";
 
@@ -53,9 +54,24 @@ describe("Messenger 1:1", () => {
     // History is the same on every device of both accounts.
     await alice2.log.wait("message", (e) => texts([e.message]).includes("hi alice"));
     await bobLaptop.log.wait("message", (e) => texts([e.message]).includes("hi alice"));
-    for (const [d, peer] of [[alice, bobPhone], [alice2, bobPhone], [bobPhone, alice], [bobLaptop, alice]] as const) {
+    for (const [d, peer] of [
+      [alice, bobPhone],
+      [alice2, bobPhone],
+      [bobPhone, alice],
+      [bobLaptop, alice],
+    ] as const) {
       expect(texts(await d.m.history(peer.m.accountId))).toEqual(["hello bob", "hi alice"]);
     }
     for (const d of [alice, alice2, bobPhone, bobLaptop]) await d.m.close();
+  });
+
+  it("fetches, checks and caches this device's sender certificate", async () => {
+    const alice = await createDevice(server.url, uniqueId("alice"));
+    const first = await alice.m.senderCertificate();
+    expect(await alice.m.senderCertificate()).toBe(first); // cached
+    const keys = (await alice.m.api.open.getCertificateKeys({})).keys;
+    const identityKey = (await alice.m.protocol.identity.getLocalIdentity())!.signingKey;
+    expect(verifySenderCertificate(alice.m.provider, first, keys, Date.now(), { ...alice.m.address, identityKey }).accountId).toBe(alice.m.accountId);
+    await alice.m.close();
   });
 });

@@ -5,10 +5,10 @@
  * buckets included) for message plaintext.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { connectNats } from "@sealpost/server/nats/connection.js";
-import { Messenger } from "@sealpost/client/messenger.js";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "@sealpost/server";
+import { connectNats } from "@sealpost/server/nats";
+import { Messenger } from "../src/messenger/messenger.js";
 import { createDevice, EventLog, linkDevice, removeTempDirs, testBackoff, texts, uniqueId } from "./messenger-helpers.js";
 
 let nats: TestNats;

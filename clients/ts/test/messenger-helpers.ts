@@ -5,8 +5,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Messenger, createFileMessengerStores, createMemoryMessengerStores, type MessengerOptions, type MessengerStores } from "@sealpost/client/messenger.js";
-import type { MessengerEvent } from "@sealpost/client/events.js";
+import { Messenger, createMemoryMessengerStores, type MessengerOptions, type MessengerStores } from "../src/messenger/messenger.js";
+import { createFileMessengerStores } from "../src/store/file-messenger-stores.js";
+import type { MessengerEvent } from "../src/core/events.js";
 
 /** Fast retries for tests (no timing assertions depend on them). */
 export const testBackoff = { baseMs: 50, maxMs: 400 };
@@ -37,7 +38,11 @@ export class EventLog {
     return this.events.filter((e): e is Extract<MessengerEvent, { type: T }> => e.type === type);
   }
   /** The first recorded or future event matching `pred`. */
-  wait<T extends MessengerEvent["type"]>(type: T, pred: (e: Extract<MessengerEvent, { type: T }>) => boolean = () => true, timeoutMs = 20_000): Promise<Extract<MessengerEvent, { type: T }>> {
+  wait<T extends MessengerEvent["type"]>(
+    type: T,
+    pred: (e: Extract<MessengerEvent, { type: T }>) => boolean = () => true,
+    timeoutMs = 20_000,
+  ): Promise<Extract<MessengerEvent, { type: T }>> {
     const match = (e: MessengerEvent) => e.type === type && pred(e as Extract<MessengerEvent, { type: T }>);
     const found = this.events.find(match);
     if (found) return Promise.resolve(found as Extract<MessengerEvent, { type: T }>);
@@ -84,7 +89,14 @@ export async function createDevice(serverUrl: string, accountId: string, opts: {
 /** Links a new device to `existing`'s account (the existing device signs it in). */
 export async function linkDevice(existing: Messenger, serverUrl: string, opts: { file?: boolean; name?: string } & Extra = {}): Promise<TestDevice> {
   const { stores, dir } = opts.file ? await fileStores() : { stores: createMemoryMessengerStores(), dir: undefined };
-  const pending = await Messenger.startLink({ serverUrl, accountId: existing.accountId, deviceName: opts.name ?? "laptop", backoff: testBackoff, ...opts, ...stores });
+  const pending = await Messenger.startLink({
+    serverUrl,
+    accountId: existing.accountId,
+    deviceName: opts.name ?? "laptop",
+    backoff: testBackoff,
+    ...opts,
+    ...stores,
+  });
   await existing.linkDevice(pending.code);
   const m = await pending.complete({ timeoutMs: 20_000, pollMs: 50 });
   return { m, log: new EventLog(m), stores, dir };

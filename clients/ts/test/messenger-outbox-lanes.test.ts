@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { useMessengerHarness } from "./support/messenger-harness.js";
-import { Messenger, createMemoryMessengerStores } from "@sealpost/client/messenger.js";
+import { Messenger, createMemoryMessengerStores } from "../src/messenger/messenger.js";
 import { createDevice, testBackoff, uniqueId } from "./messenger-helpers.js";
 
 const server = useMessengerHarness();
@@ -17,7 +17,13 @@ describe("outbox lanes", () => {
     const bob = await createDevice(server.url, uniqueId("bob"));
     const carol = await createDevice(server.url, uniqueId("carol"));
     // Bob links a second device that never finishes its setup (no prekeys uploaded).
-    const pending = await Messenger.startLink({ serverUrl: server.url, accountId: bob.m.accountId, deviceName: "tablet", backoff: testBackoff, ...createMemoryMessengerStores() });
+    const pending = await Messenger.startLink({
+      serverUrl: server.url,
+      accountId: bob.m.accountId,
+      deviceName: "tablet",
+      backoff: testBackoff,
+      ...createMemoryMessengerStores(),
+    });
     await bob.m.linkDevice(pending.code);
     expect((await alice.m.devices(bob.m.accountId, { refresh: true })).length).toBe(2);
     alice.m.start();

@@ -6,8 +6,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { useMessengerHarness } from "./support/messenger-harness.js";
-import { Messenger, createMemoryMessengerStores } from "@sealpost/client/messenger.js";
-import type { ReceiveState } from "@sealpost/client/conversation-store.js";
+import { Messenger, createMemoryMessengerStores } from "../src/messenger/messenger.js";
+import type { ReceiveState } from "../src/store/conversation-store.js";
 import { createDevice, EventLog, testBackoff, texts, uniqueId } from "./messenger-helpers.js";
 
 const server = useMessengerHarness();
@@ -76,14 +76,12 @@ describe("receive loop faults", () => {
     bob.m.start();
     await alice.m.sendText(bob.m.accountId, "poison");
     await alice.m.sendText(bob.m.accountId, "after the poison");
-    for (let i = 0; i < 200 && !got.includes("after the poison"); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(got).toEqual(["after the poison"]);
+    await expect.poll(() => got, { timeout: 10_000 }).toEqual(["after the poison"]);
     const dropped = await bob.log.wait("receive-problem", (e) => e.problem === "poison-dropped");
     expect(dropped.from?.accountId).toBe(alice.m.accountId);
     expect(dropped.detail).not.toContain("poison");
     expect(bob.log.of("connection").filter((e) => e.state === "connecting").length).toBeLessThanOrEqual(4);
-    for (let i = 0; i < 100 && (await bob.stores.store.getReceiveState()).pendingAcks.length > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    expect((await bob.stores.store.getReceiveState()).pendingAcks).toEqual([]);
+    await expect.poll(async () => (await bob.stores.store.getReceiveState()).pendingAcks, { timeout: 5_000 }).toEqual([]);
     await alice.m.close();
     await bob.m.close();
   });

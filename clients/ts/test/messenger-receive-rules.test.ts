@@ -8,8 +8,8 @@ import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { useMessengerHarness } from "./support/messenger-harness.js";
-import type { StoredMessage } from "@sealpost/client/conversation-store.js";
-import { groupConversation } from "@sealpost/client/conversation-store.js";
+import type { StoredMessage } from "../src/store/conversation-store.js";
+import { groupConversation } from "../src/store/conversation-store.js";
 import { createDevice, linkDevice, texts, uniqueId } from "./messenger-helpers.js";
 
 const server = useMessengerHarness();
@@ -76,8 +76,7 @@ describe("receiving on the 1:1 path", () => {
     await bob.log.wait("message", (e) => e.message.id === hello.id);
     const key = `${alice.m.accountId}.${alice2.m.address.deviceId}`;
     // The session commits right after the message is stored.
-    for (let i = 0; i < 50 && !(await bob.stores.protocol.sessions.load(key)); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(await bob.stores.protocol.sessions.load(key)).toBeDefined();
+    await expect.poll(() => bob.stores.protocol.sessions.load(key), { timeout: 2_000, interval: 20 }).toBeDefined();
 
     await bob.m.stop();
     const late = await alice2.m.sendText(bob.m.accountId, "written before the revocation, read after");

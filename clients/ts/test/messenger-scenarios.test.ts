@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { useMessengerHarness } from "./support/messenger-harness.js";
-import { Messenger } from "@sealpost/client/messenger.js";
-import { runDemo } from "@sealpost/client/cli/demo-scenario.js";
+import { Messenger } from "../src/messenger/messenger.js";
+import { runDemo } from "../../../examples/demo-scenario.js";
 import { createDevice, EventLog, linkDevice, testBackoff, texts, uniqueId } from "./messenger-helpers.js";
 
 const server = useMessengerHarness();

@@ -3,12 +3,12 @@
  * counted from when they were replaced, not from when they were created.
  */
 import { describe, expect, it } from "vitest";
-import type { ServerApi } from "@sealpost/client/server-api.js";
+import type { ServerApi } from "../src/transport/server-api.js";
 import { createNodeProvider } from "../src/crypto/index.js";
 import { createMemoryStores } from "../src/store/memory-store.js";
 import { createDeviceIdentity } from "../src/protocol/device-keys.js";
-import { MemoryConversationStore } from "../src/memory-conversation-store.js";
-import { PrekeyMaintenance, defaultPrekeyPolicy, initialPrekeys } from "../src/prekey-maintenance.js";
+import { MemoryConversationStore } from "../src/store/memory-conversation-store.js";
+import { PrekeyMaintenance, defaultPrekeyPolicy, initialPrekeys } from "../src/directory/prekey-maintenance.js";
 
 const DAY = 24 * 3600_000;
 
@@ -23,8 +23,16 @@ describe("PrekeyMaintenance", () => {
     const policy = { ...defaultPrekeyPolicy, target: 5, lowWatermark: 1, rotateAfterMs: 7 * DAY, keepOldMs: 30 * DAY };
     await initialPrekeys(provider, protocol, policy, now);
     await store.setAccount({
-      accountId: "a", deviceId: 1, deviceName: "phone", serverUrl: "", createdAtMs: now,
-      nextOneTimePrekeyId: 6, signedPrekeyId: 1, signedPrekeyCreatedAtMs: now, kemPrekeyId: 1, kemPrekeyCreatedAtMs: now,
+      accountId: "a",
+      deviceId: 1,
+      deviceName: "phone",
+      serverUrl: "",
+      createdAtMs: now,
+      nextOneTimePrekeyId: 6,
+      signedPrekeyId: 1,
+      signedPrekeyCreatedAtMs: now,
+      kemPrekeyId: 1,
+      kemPrekeyCreatedAtMs: now,
     });
     const server = { signedPrekeyId: 1, kemPrekeyId: 1 };
     const api = {

@@ -37,7 +37,10 @@ describe.each(PROVIDERS)("SessionCipher behaviour (%s)", (_name, makeProvider) =
     const bobs = [await makeDevice(p, "bob", 1), await makeDevice(p, "bob", 2), await makeDevice(p, "bob", 3)];
     await introduce(alice1, alice2, ...bobs);
     const targets = [...bobs, alice2];
-    const m = await alice1.cipher.encryptForDevices(text("to everyone"), await Promise.all(targets.map(async (d) => ({ address: d.address, bundle: await d.bundle() }))));
+    const m = await alice1.cipher.encryptForDevices(
+      text("to everyone"),
+      await Promise.all(targets.map(async (d) => ({ address: d.address, bundle: await d.bundle() }))),
+    );
     expect(m.entries.map((e) => `${e.address.accountId}.${e.address.deviceId}`)).toEqual(["bob.1", "bob.2", "bob.3", "alice.2"]);
     expect(new Set(m.entries.map((e) => Buffer.from(e.entry).toString("hex"))).size).toBe(4);
     for (const [i, d] of targets.entries()) {
@@ -53,7 +56,9 @@ describe.each(PROVIDERS)("SessionCipher behaviour (%s)", (_name, makeProvider) =
     const bob1 = await makeDevice(p, "bob", 1);
     const bob2 = await makeDevice(p, "bob", 2);
     await introduce(alice, bob1, bob2);
-    const err = await alice.cipher.encryptForDevices(text("x"), [{ address: bob1.address, bundle: await bob1.bundle() }, { address: bob2.address }]).catch((e) => e);
+    const err = await alice.cipher
+      .encryptForDevices(text("x"), [{ address: bob1.address, bundle: await bob1.bundle() }, { address: bob2.address }])
+      .catch((e) => e);
     expect(err.code).toBe("no_session");
     expect(err.message).toContain("bob.2");
     expect(await alice.cipher.hasSession(bob1.address)).toBe(false);
@@ -135,19 +140,28 @@ describe.each(PROVIDERS)("SessionCipher behaviour (%s)", (_name, makeProvider) =
 });
 
 describe.each(PROVIDERS)("SessionCipher two-step decryption (%s)", (_name, makeProvider) => {
-  it("beginDecrypt changes nothing until commit; an abandoned result decrypts again; commit is once", async () => {
+  /** Bob and Alice introduced; Alice's first (prekey) message to Bob, not yet decrypted. */
+  async function firstMessage() {
     const p = makeProvider();
     const alice = await makeDevice(p, "alice", 1);
     const bob = await makeDevice(p, "bob", 1);
     await introduce(alice, bob);
     const m1 = await alice.cipher.encryptForDevices(text("first"), [{ address: bob.address, bundle: await bob.bundle() }]);
-    const e1 = m1.entries[0].entry;
-    // A prekey message: neither the session nor the one-time prekey change before commit.
+    return { alice, bob, m1, e1: m1.entries[0].entry };
+  }
+
+  it("beginDecrypt of a prekey message changes neither the session nor the one-time prekey until commit", async () => {
+    const { alice, bob, m1, e1 } = await firstMessage();
     const abandoned = await bob.cipher.beginDecrypt(e1, m1.sharedBody, alice.address);
     expect(bodyText(abandoned.content)).toBe("first");
     abandoned.discard();
     expect(await bob.stores.oneTimePrekeys.load(1)).toBeDefined();
     expect(await bob.cipher.hasSession(alice.address)).toBe(false);
+  });
+
+  it("an abandoned result decrypts again on redelivery; commit is once, and then it is a duplicate", async () => {
+    const { alice, bob, m1, e1 } = await firstMessage();
+    (await bob.cipher.beginDecrypt(e1, m1.sharedBody, alice.address)).discard();
     // Redelivery after a failure between decrypt and store: decrypts again, then commits.
     const again = await bob.cipher.beginDecrypt(e1, m1.sharedBody, alice.address);
     expect(again.newSession).toBe(true);
@@ -155,8 +169,11 @@ describe.each(PROVIDERS)("SessionCipher two-step decryption (%s)", (_name, makeP
     await again.commit();
     expect(await bob.stores.oneTimePrekeys.load(1)).toBeUndefined();
     await expect(bob.cipher.beginDecrypt(e1, m1.sharedBody, alice.address)).rejects.toMatchObject({ code: "duplicate_message" });
+  });
 
-    // A ratchet message left uncommitted, redelivered, then committed.
+  it("a ratchet message left uncommitted is redelivered and committed; a discarded result cannot commit", async () => {
+    const { alice, bob, m1, e1 } = await firstMessage();
+    await (await bob.cipher.beginDecrypt(e1, m1.sharedBody, alice.address)).commit();
     const m2 = await alice.cipher.encryptForDevices(text("second"), [{ address: bob.address }]);
     const p2 = await bob.cipher.beginDecrypt(m2.entries[0].entry, m2.sharedBody, alice.address);
     expect(p2.channel.sequence).toBe(2);

@@ -65,7 +65,15 @@ describe.each(PROVIDERS)("tampering (%s)", (_name, makeProvider) => {
       expect(err).toBeInstanceOf(SealpostCryptoError);
       codes.push(err.code);
     }
-    expect(codes).toEqual(["decryption_failed", "too_far_ahead", "decryption_failed", "decryption_failed", "decryption_failed", "invalid_message", "unsupported_version"]);
+    expect(codes).toEqual([
+      "decryption_failed",
+      "too_far_ahead",
+      "decryption_failed",
+      "decryption_failed",
+      "decryption_failed",
+      "invalid_message",
+      "unsupported_version",
+    ]);
     expect(bodyText((await bob.cipher.decrypt(m.entries[0].entry, m.sharedBody, alice.address)).content)).toBe("genuine");
   });
 
@@ -138,9 +146,15 @@ describe.each(PROVIDERS)("tampering (%s)", (_name, makeProvider) => {
 
     const env = fromBinary(DeviceEnvelopeSchema, m.entries[0].entry);
     if (env.kind.case !== "prekey") throw new Error("expected a prekey message");
-    const forged = toBinary(DeviceEnvelopeSchema, create(DeviceEnvelopeSchema, { kind: { case: "prekey", value: { ...env.kind.value, kemCiphertext: flip(env.kind.value.kemCiphertext, 77) } } }));
+    const forged = toBinary(
+      DeviceEnvelopeSchema,
+      create(DeviceEnvelopeSchema, { kind: { case: "prekey", value: { ...env.kind.value, kemCiphertext: flip(env.kind.value.kemCiphertext, 77) } } }),
+    );
     expect((await bob.cipher.decrypt(forged, m.sharedBody, alice.address).catch((e) => e)).code).toBe("decryption_failed");
-    const wrongSpk = toBinary(DeviceEnvelopeSchema, create(DeviceEnvelopeSchema, { kind: { case: "prekey", value: { ...env.kind.value, signedPrekeyId: 99 } } }));
+    const wrongSpk = toBinary(
+      DeviceEnvelopeSchema,
+      create(DeviceEnvelopeSchema, { kind: { case: "prekey", value: { ...env.kind.value, signedPrekeyId: 99 } } }),
+    );
     expect((await bob.cipher.decrypt(wrongSpk, m.sharedBody, alice.address).catch((e) => e)).code).toBe("missing_prekey");
     expect(await bob.stores.oneTimePrekeys.load(1)).toBeDefined();
 

@@ -20,7 +20,7 @@ const FACTORIES: [string, ProviderFactory][] = [
 describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
   it("rebuilds every vector file byte-identically", async () => {
     const files = await buildAllVectors(make);
-    expect(Object.keys(files).length).toBe(7);
+    expect(Object.keys(files).length).toBe(8);
     for (const [name, value] of Object.entries(files)) {
       expect(JSON.stringify(value, null, 2) + "\n", name).toBe(readFileSync(path.join(dir, name), "utf8"));
     }
@@ -59,11 +59,26 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
     const p = make(() => {
       throw new Error("a receiver that does not send draws no randomness");
     });
-    const bob = initResponder(fromHex(v.session_secret), fromHex(v.bob_identity_dh_key), fromHex(v.alice_identity_dh_key), fromHex(v.bob_signed_prekey_private), fromHex(v.bob_signed_prekey_public), new Uint8Array(32), 0);
-    const byName = new Map<string, { ratchet_key: string; previous_chain_length: number; counter: number; ciphertext: string; plaintext: string }>(v.messages.map((m: { name: string }) => [m.name, m]));
+    const bob = initResponder(
+      fromHex(v.session_secret),
+      fromHex(v.bob_identity_dh_key),
+      fromHex(v.alice_identity_dh_key),
+      fromHex(v.bob_signed_prekey_private),
+      fromHex(v.bob_signed_prekey_public),
+      new Uint8Array(32),
+      0,
+    );
+    const byName = new Map<string, { ratchet_key: string; previous_chain_length: number; counter: number; ciphertext: string; plaintext: string }>(
+      v.messages.map((m: { name: string }) => [m.name, m]),
+    );
     for (const name of ["a2", "a0", "a1"]) {
       const m = byName.get(name)!;
-      const plan = planDecrypt(p, bob, { ratchetKey: fromHex(m.ratchet_key), previousCounter: m.previous_chain_length, counter: m.counter }, fromHex(m.ciphertext));
+      const plan = planDecrypt(
+        p,
+        bob,
+        { ratchetKey: fromHex(m.ratchet_key), previousCounter: m.previous_chain_length, counter: m.counter },
+        fromHex(m.ciphertext),
+      );
       plan.commit();
       expect(toHex(plan.plaintext)).toBe(m.plaintext);
     }

@@ -80,6 +80,31 @@ def ed25519_sign(seed, msg):
     return R + int.to_bytes(s, 32, "little")
 
 
+def _decompress(b):
+    y = int.from_bytes(b, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    if y >= p:
+        return None
+    x = _recover_x(y, sign)
+    if (x * x * -1 + y * y - 1 - d * x * x * y * y) % p != 0:
+        return None
+    return (x, y, 1, x * y % p)
+
+
+def ed25519_verify(public_key, msg, sig):
+    """RFC 8032 5.1.7 (cofactorless: [S]B == R + [k]A, compared compressed)."""
+    if len(public_key) != 32 or len(sig) != 64:
+        return False
+    A = _decompress(public_key)
+    R = _decompress(sig[:32])
+    s = int.from_bytes(sig[32:], "little")
+    if A is None or R is None or s >= L:
+        return False
+    k = _modl(sig[:32] + public_key + msg)
+    return _compress(_mul(s, _G)) == _compress(_add(R, _mul(k, A)))
+
+
 def x25519(k, u):
     kb = bytearray(k)
     kb[0] &= 248

@@ -9,7 +9,7 @@ from . import fixtures as fx
 from .matcher import match
 from .values import CaseError, Evaluator, as_bytes, get_path, lookup, to_b64, to_wire
 
-STEP_KINDS = ["open", "call", "send", "receive", "quiet", "end", "close", "let", "identity", "create_account", "authenticate", "link_device", "repeat", "sleep"]
+STEP_KINDS = ["open", "call", "send", "receive", "quiet", "end", "close", "let", "identity", "create_account", "authenticate", "link_device", "repeat", "sleep", "verify_sender_certificate"]
 CALL_TIMEOUT_MS = 10000
 RECEIVE_TIMEOUT_MS = 5000
 DIR = "sealpost.directory.v1.DirectoryService/"
@@ -218,6 +218,36 @@ class CaseExecution:
                 self.steps(r["steps"])
         elif kind == "sleep":
             time.sleep(s["sleep"] / 1000.0)
+        elif kind == "verify_sender_certificate":
+            self.verify_sender_certificate(s["verify_sender_certificate"])
+
+    def verify_sender_certificate(self, v):
+        """A recipient's check of a sender certificate (PROTOCOL.md, "Sender certificates")."""
+        from .curves import ed25519_verify
+
+        ident = self.identity(v["identity"])
+        cert = self.ev.eval(v["certificate"]) or {}
+        keys = self.ev.eval(v["keys"]) or []
+        body = as_bytes(cert.get("body", ""), "certificate.body")
+        sig = as_bytes(cert.get("signature", ""), "certificate.signature")
+        Body = self.stack.modules["sealpost/directory/v1/sender_certificate.proto"][0].SenderCertificate.Body
+        parsed = Body()
+        try:
+            parsed.ParseFromString(body)
+        except Exception:
+            raise StepFailure("sender certificate: the body does not parse")
+        key = next((k for k in keys if int(k.get("key_id", 0)) == parsed.key_id), None)
+        if key is None:
+            raise StepFailure("sender certificate: key_id %d is not among the published keys" % parsed.key_id)
+        if not ed25519_verify(as_bytes(key["public_key"], "keys[].public_key"), b"sealpost.sender-certificate.v1" + body, sig):
+            raise StepFailure("sender certificate: the signature does not verify over label || body")
+        if parsed.expires_at_ms <= int(time.time() * 1000):
+            raise StepFailure("sender certificate: expired")
+        want = (str(self.ev.eval(v["account_id"])), int(self.ev.eval(v["device_id"])))
+        if (parsed.account_id, parsed.device_id) != want:
+            raise StepFailure("sender certificate: names %s/%d, not %s/%d" % (parsed.account_id, parsed.device_id, want[0], want[1]))
+        if bytes(parsed.identity_key) != bytes(ident["signing_key"]):
+            raise StepFailure("sender certificate: its identity key is not the device's")
 
     def must(self, path, request, as_, what):
         res = self.unary(path, request, as_)

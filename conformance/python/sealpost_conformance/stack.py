@@ -22,6 +22,7 @@ class GrpcioStack:
         u = urlparse(url)
         host = "%s:%d" % (u.hostname, u.port or (443 if u.scheme == "https" else 80))
         self.channel = grpc.secure_channel(host, grpc.ssl_channel_credentials()) if u.scheme == "https" else grpc.insecure_channel(host)
+        self.modules = modules
         self.methods = {}
         self.bidi = set()
         by_file = {}

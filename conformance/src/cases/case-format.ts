@@ -53,7 +53,8 @@ export type Step =
   | AuthenticateStep
   | LinkDeviceStep
   | RepeatStep
-  | SleepStep;
+  | SleepStep
+  | VerifySenderCertificateStep;
 
 /** `as` names a device context (a variable with a token) or is an expression giving one;
  * `none` sends no authorization header. `headers` adds raw headers (wins over `as`). */
@@ -149,6 +150,15 @@ export interface SleepStep {
   sleep: number;
 }
 
+/**
+ * Checks a SenderCertificate (proto3 JSON) as a recipient would (PROTOCOL.md, "Sender
+ * certificates"): the signature by one of `keys` (GetCertificateKeysResponse.keys) over the
+ * label and the body, not expired, naming `account_id`, `device_id` and the identity's key.
+ */
+export interface VerifySenderCertificateStep {
+  verify_sender_certificate: { certificate: unknown; keys: unknown; account_id: unknown; device_id: unknown; identity: string };
+}
+
 export const stepKinds = [
   "call",
   "open",
@@ -163,4 +173,5 @@ export const stepKinds = [
   "link_device",
   "repeat",
   "sleep",
+  "verify_sender_certificate",
 ] as const;

@@ -26,6 +26,7 @@ const stepKeys: Record<string, string[]> = {
   link_device: ["link_device"],
   repeat: ["repeat"],
   sleep: ["sleep"],
+  verify_sender_certificate: ["verify_sender_certificate"],
 };
 
 /** The kind of a step: its first recognised key (`open` wins over `call`). */

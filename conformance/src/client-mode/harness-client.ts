@@ -5,7 +5,12 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { HarnessRequestSchema, HarnessResponseSchema, type HarnessRequest, type HarnessResponse } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
+import {
+  HarnessRequestSchema,
+  HarnessResponseSchema,
+  type HarnessRequest,
+  type HarnessResponse,
+} from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
 import { encodeFrame, readFrames } from "./framing.js";
 import { TsHarness } from "../client-under-test/ts-client.js";
 
@@ -38,7 +43,9 @@ export class ProcessHarness implements Harness {
   ) {
     this.#child = spawn(command, { shell: true, stdio: ["pipe", "pipe", "pipe"] });
     this.#child.stderr!.on("data", (d: Buffer) => (this.#stderr = (this.#stderr + d.toString("utf8")).slice(-4000)));
-    this.#child.on("exit", (code, signal) => this.#fail(new Error(`client under test exited (${signal ?? code})${this.#stderr ? `; stderr: ${this.#stderr.trim()}` : ""}`)));
+    this.#child.on("exit", (code, signal) =>
+      this.#fail(new Error(`client under test exited (${signal ?? code})${this.#stderr ? `; stderr: ${this.#stderr.trim()}` : ""}`)),
+    );
     const stdout = this.#child.stdout!;
     this.#child.on("error", (err) => this.#fail(err));
     this.#child.stdin!.on("error", () => {});

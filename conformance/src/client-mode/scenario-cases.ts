@@ -13,7 +13,13 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { CreateDeviceRequestSchema, DecryptRequestSchema, EncryptRequestSchema, HarnessErrorKind, type CreateDeviceResponse } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
+import {
+  CreateDeviceRequestSchema,
+  DecryptRequestSchema,
+  EncryptRequestSchema,
+  HarnessErrorKind,
+  type CreateDeviceResponse,
+} from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { KeyBundleSchema, type KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { randomBytes } from "node:crypto";
@@ -58,7 +64,12 @@ class Scenario {
   bundle(d: DeviceState): KeyBundle {
     const otp = d.published.oneTimePrekeys[d.unusedOneTime];
     if (otp) d.unusedOneTime++;
-    return create(KeyBundleSchema, { identity: d.published.identity, signedPrekey: d.published.signedPrekey, kemPrekey: d.published.kemPrekey, oneTimePrekey: otp });
+    return create(KeyBundleSchema, {
+      identity: d.published.identity,
+      signedPrekey: d.published.signedPrekey,
+      kemPrekey: d.published.kemPrekey,
+      oneTimePrekey: otp,
+    });
   }
 
   async step(s: Step): Promise<void> {
@@ -72,7 +83,15 @@ class Scenario {
         on,
         {
           case: "createDevice",
-          value: create(CreateDeviceRequestSchema, { handle: wire, address, name: a.handle, signedPrekeyId: 1, kemPrekeyId: 1, oneTimePrekeyFirstId: 1, oneTimePrekeyCount: Number(a.one_time_prekeys ?? 3) }),
+          value: create(CreateDeviceRequestSchema, {
+            handle: wire,
+            address,
+            name: a.handle,
+            signedPrekeyId: 1,
+            kemPrekeyId: 1,
+            oneTimePrekeyFirstId: 1,
+            oneTimePrekeyCount: Number(a.one_time_prekeys ?? 3),
+          }),
         },
         "createDevice",
       );
@@ -84,14 +103,29 @@ class Scenario {
       const from = this.device(a.from);
       const to: DeviceState[] = (a.to as string[]).map((t) => this.device(t));
       const messageId = new Uint8Array(randomBytes(16));
-      const content = toBinary(ContentSchema, create(ContentSchema, { messageId, sentAtMs: BigInt(Date.now()), conversation: { kind: { case: "accountId", value: to[0].address.accountId } }, body: { case: "text", value: { body: String(a.text) } } }));
+      const content = toBinary(
+        ContentSchema,
+        create(ContentSchema, {
+          messageId,
+          sentAtMs: BigInt(Date.now()),
+          conversation: { kind: { case: "accountId", value: to[0].address.accountId } },
+          body: { case: "text", value: { body: String(a.text) } },
+        }),
+      );
       const recipients = to.map((t) => ({ address: t.address, bundle: this.sessions.has(`${from.handle}->${t.handle}`) ? undefined : this.bundle(t) }));
-      const enc = await expectOk(from.on, { case: "encrypt", value: create(EncryptRequestSchema, { handle: from.wire, recipients, content, messageId }) }, "encrypt");
+      const enc = await expectOk(
+        from.on,
+        { case: "encrypt", value: create(EncryptRequestSchema, { handle: from.wire, recipients, content, messageId }) },
+        "encrypt",
+      );
       if (enc.entries.length !== to.length) throw new ClientCheckFailure(`encrypt: expected ${to.length} entries, got ${enc.entries.length}`);
       const held: Held = { from: from.handle, sharedBody: enc.sharedBody, entries: new Map(), content, channel: new Map() };
       to.forEach((t, i) => {
         const e = enc.entries[i];
-        if (e.address?.accountId !== t.address.accountId || e.address?.deviceId !== t.address.deviceId) throw new ClientCheckFailure(`encrypt: entry ${i} is for ${e.address?.accountId}/${e.address?.deviceId}, expected ${t.address.accountId}/${t.address.deviceId}`);
+        if (e.address?.accountId !== t.address.accountId || e.address?.deviceId !== t.address.deviceId)
+          throw new ClientCheckFailure(
+            `encrypt: entry ${i} is for ${e.address?.accountId}/${e.address?.deviceId}, expected ${t.address.accountId}/${t.address.deviceId}`,
+          );
         held.entries.set(t.handle, e.entry);
         const key = `${from.handle}->${t.handle}`;
         this.sessions.add(key);
@@ -117,16 +151,24 @@ class Scenario {
     const entry = m.entries.get(to.handle);
     if (!entry) throw new Error(`message from ${m.from} has no entry for ${to.handle}`);
     const from = this.device(m.from);
-    const req = create(DecryptRequestSchema, { handle: to.wire, sender: from.address, sharedBody: m.sharedBody, entry, senderIdentity: from.published.identity });
+    const req = create(DecryptRequestSchema, {
+      handle: to.wire,
+      sender: from.address,
+      sharedBody: m.sharedBody,
+      entry,
+      senderIdentity: from.published.identity,
+    });
     const where = `${from.side}:${from.handle} -> ${to.side}:${to.handle}`;
     if (expect === "rejected") {
       const res = await to.on.call({ case: "decrypt", value: req });
       if (res.kind.case !== "error" || res.kind.value.kind !== HarnessErrorKind.REJECTED) {
-        throw new ClientCheckFailure(`${where}: expected the entry to be REJECTED, got ${res.kind.case === "error" ? HarnessErrorKind[res.kind.value.kind] : "a decryption"}`);
+        throw new ClientCheckFailure(
+          `${where}: expected the entry to be REJECTED, got ${res.kind.case === "error" ? HarnessErrorKind[res.kind.value.kind] : "a decryption"}`,
+        );
       }
       return;
     }
-    let dec;
+    let dec: Awaited<ReturnType<typeof expectOk>>;
     try {
       dec = await expectOk(to.on, { case: "decrypt", value: req }, "decrypt");
     } catch (err) {
@@ -147,7 +189,9 @@ class Scenario {
 export function scenarioCases(dir: string): ClientCase[] {
   let files: string[];
   try {
-    files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+    files = readdirSync(dir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort();
   } catch {
     return [];
   }

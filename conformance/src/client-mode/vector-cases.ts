@@ -5,7 +5,9 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { SenderCertificateSchema } from "@sealpost/gen/sealpost/directory/v1/sender_certificate_pb.js";
+import { GetCertificateKeysResponseSchema } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "node:crypto";
 import { CreateDeviceRequestSchema, DecryptRequestSchema } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
@@ -31,13 +33,25 @@ function primitiveCases(v: Json, file: string): ClientCase[] {
     }),
   );
   (v.ed25519 ?? []).forEach((x: Json, i: number) =>
-    add(`ed25519/${i}`, "Ed25519 public key and deterministic signature match the vector; verify accepts it and rejects a flipped bit (RFC 8032).", async ({ sut }) => {
-      const msg = fromHex(x.message);
-      expectBytes("public_key", (await primitive(sut, "ed25519-public-key", { seed: fromHex(x.seed) })).public_key, x.public_key);
-      expectBytes("signature", (await primitive(sut, "ed25519-sign", { seed: fromHex(x.seed), message: msg })).signature, x.signature);
-      expectBytes("verify", (await primitive(sut, "ed25519-verify", { public_key: fromHex(x.public_key), message: msg, signature: fromHex(x.signature) })).valid, "01");
-      expectBytes("verify (flipped)", (await primitive(sut, "ed25519-verify", { public_key: fromHex(x.public_key), message: msg, signature: flip(fromHex(x.signature)) })).valid, "00");
-    }),
+    add(
+      `ed25519/${i}`,
+      "Ed25519 public key and deterministic signature match the vector; verify accepts it and rejects a flipped bit (RFC 8032).",
+      async ({ sut }) => {
+        const msg = fromHex(x.message);
+        expectBytes("public_key", (await primitive(sut, "ed25519-public-key", { seed: fromHex(x.seed) })).public_key, x.public_key);
+        expectBytes("signature", (await primitive(sut, "ed25519-sign", { seed: fromHex(x.seed), message: msg })).signature, x.signature);
+        expectBytes(
+          "verify",
+          (await primitive(sut, "ed25519-verify", { public_key: fromHex(x.public_key), message: msg, signature: fromHex(x.signature) })).valid,
+          "01",
+        );
+        expectBytes(
+          "verify (flipped)",
+          (await primitive(sut, "ed25519-verify", { public_key: fromHex(x.public_key), message: msg, signature: flip(fromHex(x.signature)) })).valid,
+          "00",
+        );
+      },
+    ),
   );
   (v.hkdf_sha256 ?? []).forEach((x: Json, i: number) =>
     add(`hkdf-sha256/${i}`, "HKDF-SHA256 output matches the vector (RFC 5869; empty salt = HashLen zeros).", async ({ sut }) => {
@@ -65,15 +79,23 @@ function primitiveCases(v: Json, file: string): ClientCase[] {
     }),
   );
   (v.ml_kem_768 ?? []).forEach((x: Json, i: number) =>
-    add(`ml-kem-768/${i}`, "ML-KEM-768 keygen from the seed, encapsulation with the recorded m, and decapsulation match the vector (FIPS 203).", async ({ sut }) => {
-      const k = await primitive(sut, "ml-kem-768-keygen", { seed: fromHex(x.seed) });
-      expectBytes("public_key", k.public_key, x.public_key);
-      expectBytes("sha256(secret_key)", k.secret_key ? sha256(k.secret_key) : undefined, x.secret_key_sha256);
-      const e = await primitive(sut, "ml-kem-768-encapsulate", { public_key: fromHex(x.public_key), m: fromHex(x.m) });
-      expectBytes("ciphertext", e.ciphertext, x.ciphertext);
-      expectBytes("shared_secret", e.shared_secret, x.shared_secret);
-      expectBytes("decapsulated", (await primitive(sut, "ml-kem-768-decapsulate", { ciphertext: fromHex(x.ciphertext), secret_key: k.secret_key })).shared_secret, x.shared_secret);
-    }),
+    add(
+      `ml-kem-768/${i}`,
+      "ML-KEM-768 keygen from the seed, encapsulation with the recorded m, and decapsulation match the vector (FIPS 203).",
+      async ({ sut }) => {
+        const k = await primitive(sut, "ml-kem-768-keygen", { seed: fromHex(x.seed) });
+        expectBytes("public_key", k.public_key, x.public_key);
+        expectBytes("sha256(secret_key)", k.secret_key ? sha256(k.secret_key) : undefined, x.secret_key_sha256);
+        const e = await primitive(sut, "ml-kem-768-encapsulate", { public_key: fromHex(x.public_key), m: fromHex(x.m) });
+        expectBytes("ciphertext", e.ciphertext, x.ciphertext);
+        expectBytes("shared_secret", e.shared_secret, x.shared_secret);
+        expectBytes(
+          "decapsulated",
+          (await primitive(sut, "ml-kem-768-decapsulate", { ciphertext: fromHex(x.ciphertext), secret_key: k.secret_key })).shared_secret,
+          x.shared_secret,
+        );
+      },
+    ),
   );
   return cases;
 }
@@ -98,7 +120,8 @@ function keySignatureCases(v: Json, file: string): ClientCase[] {
     },
     {
       name: "client/vectors/key-signatures/create-device-from-seed",
-      checks: "A device created from the vector's deterministic random seed (documented draw order) publishes exactly the recorded identity, signed prekey and ML-KEM prekey.",
+      checks:
+        "A device created from the vector's deterministic random seed (documented draw order) publishes exactly the recorded identity, signed prekey and ML-KEM prekey.",
       file,
       run: async ({ sut }) => {
         const r = await expectOk(
@@ -146,7 +169,16 @@ function envelopeCases(v: Json, file: string): ClientCase[] {
     run: async ({ sut, ref }) => {
       const run = randomBytes(4).toString("hex");
       const device = (d: string) =>
-        create(CreateDeviceRequestSchema, { handle: `${run}/${d}`, address: addr(d), name: "d", randomSeed: `envelope/${d}`, signedPrekeyId: 1, kemPrekeyId: 1, oneTimePrekeyFirstId: 1, oneTimePrekeyCount: 1 });
+        create(CreateDeviceRequestSchema, {
+          handle: `${run}/${d}`,
+          address: addr(d),
+          name: "d",
+          randomSeed: `envelope/${d}`,
+          signedPrekeyId: 1,
+          kemPrekeyId: 1,
+          oneTimePrekeyFirstId: 1,
+          oneTimePrekeyCount: 1,
+        });
       const from = await expectOk(ref, { case: "createDevice", value: device(sender) }, "createDevice");
       await expectOk(sut, { case: "createDevice", value: device(rcpt) }, "createDevice");
       for (const [i, send] of (v.sends as Json[]).entries()) {
@@ -154,15 +186,126 @@ function envelopeCases(v: Json, file: string): ClientCase[] {
         const want = send.received.find((r: Json) => r.recipient === rcpt);
         const dec = await expectOk(
           sut,
-          { case: "decrypt", value: create(DecryptRequestSchema, { handle: `${run}/${rcpt}`, sender: addr(sender), sharedBody: fromHex(send.shared_body), entry: fromHex(entry.entry), senderIdentity: from.identity }) },
+          {
+            case: "decrypt",
+            value: create(DecryptRequestSchema, {
+              handle: `${run}/${rcpt}`,
+              sender: addr(sender),
+              sharedBody: fromHex(send.shared_body),
+              entry: fromHex(entry.entry),
+              senderIdentity: from.identity,
+            }),
+          },
           "decrypt",
         );
         expectBytes(`send ${i + 1}: content`, dec.content, want.content);
-        if (Number(dec.channelSequence) !== want.channel_sequence) throw new ClientCheckFailure(`send ${i + 1}: channel_sequence ${dec.channelSequence}, expected ${want.channel_sequence}`);
+        if (Number(dec.channelSequence) !== want.channel_sequence)
+          throw new ClientCheckFailure(`send ${i + 1}: channel_sequence ${dec.channelSequence}, expected ${want.channel_sequence}`);
         if (dec.newSession !== want.new_session) throw new ClientCheckFailure(`send ${i + 1}: new_session ${dec.newSession}, expected ${want.new_session}`);
       }
     },
   }));
+}
+
+const u64be = (n: number) => {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(n));
+  return b;
+};
+const u32be = (n: number) => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+};
+const utf8 = (s: string) => new TextEncoder().encode(s);
+
+/**
+ * Sealed sending (sealed-entry.json, and key-signatures.json's sender_certificate): the
+ * client under test opens a sealed entry, refuses it tampered or for another device, and
+ * verifies certificates, naming the first check that fails (expired, forged, unknown key,
+ * mismatched, malformed).
+ */
+function sealedSendingCases(sealed: Json | undefined, ks: Json | undefined, dir: string): ClientCase[] {
+  const cases: ClientCase[] = [];
+  if (sealed) {
+    const file = join(dir, "sealed-entry.json");
+    const recipient = { dh_private_key: fromHex(sealed.recipient_dh_private_key), dh_key: fromHex(sealed.recipient_dh_key) };
+    cases.push({
+      name: "client/vectors/sealed-entry/open",
+      checks: "The client opens the vector's SealedEntry with the recipient's identity key to the recorded certificate and device envelope.",
+      file,
+      run: async ({ sut }) => {
+        const out = await primitive(sut, "open-sealed-entry", { entry: fromHex(sealed.sealed_entry), ...recipient });
+        expectBytes("certificate", out.certificate, sealed.certificate);
+        expectBytes("device_envelope", out.device_envelope, sealed.device_envelope);
+      },
+    });
+    cases.push({
+      name: "client/vectors/sealed-entry/refused",
+      checks: "The client refuses the entry with a flipped bit, and for another device's identity key.",
+      file,
+      run: async ({ sut }) => {
+        await primitiveRejected(sut, "open-sealed-entry", { entry: flip(fromHex(sealed.sealed_entry)), ...recipient });
+        const other = randomBytes(32);
+        const otherPublic = (await primitive(sut, "x25519-public-key", { private_key: other })).public_key;
+        await primitiveRejected(sut, "open-sealed-entry", { entry: fromHex(sealed.sealed_entry), dh_private_key: other, dh_key: otherPublic });
+      },
+    });
+  }
+  const c = ks?.sender_certificate;
+  if (c) {
+    const file = join(dir, "key-signatures.json");
+    const certificate = (body: Uint8Array, signature: Uint8Array) => toBinary(SenderCertificateSchema, create(SenderCertificateSchema, { body, signature }));
+    const good = certificate(fromHex(c.body), fromHex(c.signature));
+    const keys = (list: { key_id: number; public_key: string }[]) =>
+      toBinary(
+        GetCertificateKeysResponseSchema,
+        create(GetCertificateKeysResponseSchema, { keys: list.map((k) => ({ keyId: k.key_id, publicKey: fromHex(k.public_key) })) }),
+      );
+    const published = keys([c.server_key]);
+    const valid = c.expires_at_ms - 60_000;
+    const verify = async (sut: Parameters<ClientCase["run"]>[0]["sut"], inputs: Record<string, Uint8Array>) =>
+      new TextDecoder().decode((await primitive(sut, "verify-sender-certificate", inputs)).problem);
+    const expect = (what: string, got: string, want: string) => {
+      if (got !== want) throw new ClientCheckFailure(`${what}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
+    };
+    cases.push({
+      name: "client/vectors/sender-certificate/valid",
+      checks: "The vector's certificate verifies with the published key before it expires, also naming its account, device and identity key.",
+      file,
+      run: async ({ sut }) => {
+        expect("valid", await verify(sut, { certificate: good, keys: published, now_ms: u64be(valid) }), "");
+        const named = { account_id: utf8(c.account_id), device_id: u32be(c.device_id), identity_key: fromHex(c.identity_key) };
+        expect("valid, named", await verify(sut, { certificate: good, keys: published, now_ms: u64be(valid), ...named }), "");
+      },
+    });
+    cases.push({
+      name: "client/vectors/sender-certificate/refused",
+      checks:
+        "The client names what is wrong: expired (at expires_at_ms), bad-signature (a flipped bit), unknown-key (no published key of its id), mismatched (another account, device or identity key), malformed (a body that does not parse, a short signature).",
+      file,
+      run: async ({ sut }) => {
+        const at = (now: number) => ({ certificate: good, keys: published, now_ms: u64be(now) });
+        expect("expired", await verify(sut, at(c.expires_at_ms)), "expired");
+        expect("forged", await verify(sut, { ...at(valid), certificate: certificate(fromHex(c.body), flip(fromHex(c.signature))) }), "bad-signature");
+        expect("unknown key", await verify(sut, { ...at(valid), keys: keys([{ ...c.server_key, key_id: c.server_key.key_id + 1 }]) }), "unknown-key");
+        expect("another account", await verify(sut, { ...at(valid), account_id: utf8(`${c.account_id}x`) }), "mismatched");
+        expect("another device", await verify(sut, { ...at(valid), device_id: u32be(c.device_id + 1) }), "mismatched");
+        expect("another identity key", await verify(sut, { ...at(valid), identity_key: flip(fromHex(c.identity_key)) }), "mismatched");
+        expect(
+          "malformed body",
+          await verify(sut, { ...at(valid), certificate: certificate(new Uint8Array([0xff, 0xff]), fromHex(c.signature)) }),
+          "malformed",
+        );
+        expect(
+          "short signature",
+          await verify(sut, { ...at(valid), certificate: certificate(fromHex(c.body), fromHex(c.signature).subarray(1)) }),
+          "malformed",
+        );
+      },
+    });
+  }
+  return cases;
 }
 
 /** Every vector case whose file exists in dir. */
@@ -175,6 +318,7 @@ export function vectorCases(dir: string): ClientCase[] {
   if (ks) cases.push(...keySignatureCases(ks, join(dir, "key-signatures.json")));
   const env = read("envelope.json");
   if (env) cases.push(...envelopeCases(env, join(dir, "envelope.json")));
+  cases.push(...sealedSendingCases(read("sealed-entry.json"), ks, dir));
   void hex;
   return cases;
 }

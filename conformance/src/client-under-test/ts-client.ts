@@ -19,9 +19,20 @@ import {
   type PrimitiveRequest,
 } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
-import { createDeterministicRandom, createNodeProvider, type CryptoProvider } from "@sealpost/client/crypto/index.js";
-import { SealpostCryptoError } from "@sealpost/client/crypto/errors.js";
-import { addressKey, assertDeviceIdentity, createDeviceIdentity, createMemoryStores, generatePrekeyBatch, SessionCipher, type ProtocolStores } from "@sealpost/client/protocol/index.js";
+import { createDeterministicRandom, createNodeProvider, SealpostCryptoError, type CryptoProvider } from "@sealpost/client/crypto";
+import {
+  addressKey,
+  assertDeviceIdentity,
+  createDeviceIdentity,
+  createMemoryStores,
+  generatePrekeyBatch,
+  openSealedEntry,
+  SessionCipher,
+  type ProtocolStores,
+} from "@sealpost/client/protocol";
+import { SenderCertificateError, verifySenderCertificate } from "@sealpost/client/directory";
+import { SenderCertificateSchema } from "@sealpost/gen/sealpost/directory/v1/sender_certificate_pb.js";
+import { GetCertificateKeysResponseSchema } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 
 export const tsPrimitives = [
   "sha256",
@@ -38,6 +49,8 @@ export const tsPrimitives = [
   "ml-kem-768-keygen",
   "ml-kem-768-encapsulate",
   "ml-kem-768-decapsulate",
+  "open-sealed-entry",
+  "verify-sender-certificate",
 ];
 
 class Unsupported extends Error {}
@@ -87,6 +100,34 @@ function primitive(p: CryptoProvider, req: PrimitiveRequest): Record<string, Uin
     }
     case "ml-kem-768-decapsulate":
       return { shared_secret: p.mlKemDecapsulate(i("ciphertext"), i("secret_key")) };
+    case "open-sealed-entry": {
+      let opened: ReturnType<typeof openSealedEntry>;
+      try {
+        opened = openSealedEntry(p, { dhPrivateKey: i("dh_private_key"), dhPublicKey: i("dh_key") }, i("entry"));
+      } catch (err) {
+        throw new Rejected(err instanceof Error ? err.message : String(err));
+      }
+      return { certificate: toBinary(SenderCertificateSchema, opened.certificate), device_envelope: opened.deviceEnvelope };
+    }
+    case "verify-sender-certificate": {
+      const u = (n: string) => req.inputs[n];
+      const be = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+      const expected = {
+        accountId: u("account_id") && new TextDecoder().decode(u("account_id")),
+        deviceId: u("device_id") && be(u("device_id")).getUint32(0),
+        identityKey: u("identity_key"),
+      };
+      let problem = "";
+      try {
+        const cert = fromBinary(SenderCertificateSchema, i("certificate"));
+        const keys = fromBinary(GetCertificateKeysResponseSchema, i("keys")).keys;
+        verifySenderCertificate(p, cert, keys, Number(be(i("now_ms")).getBigUint64(0)), expected);
+      } catch (err) {
+        if (!(err instanceof SenderCertificateError)) throw err;
+        problem = err.problem;
+      }
+      return { problem: new TextEncoder().encode(problem) };
+    }
   }
   throw new Unsupported(`primitive "${req.operation}" is not supported`);
 }
@@ -128,7 +169,10 @@ export class TsHarness {
     const k = req.kind;
     switch (k.case) {
       case "getInfo":
-        return { case: "getInfo", value: create(GetInfoResponseSchema, { implementation: "sealpost-ts (clients/ts, node:crypto provider)", primitives: tsPrimitives }) };
+        return {
+          case: "getInfo",
+          value: create(GetInfoResponseSchema, { implementation: "sealpost-ts (clients/ts, node:crypto provider)", primitives: tsPrimitives }),
+        };
       case "primitive":
         return { case: "primitive", value: create(PrimitiveResponseSchema, { outputs: primitive(this.#provider, k.value) }) };
       case "createDevice": {
@@ -148,14 +192,22 @@ export class TsHarness {
         this.#devices.set(r.handle, { cipher: new SessionCipher(provider, stores, address), stores });
         return {
           case: "createDevice",
-          value: create(CreateDeviceResponseSchema, { identity: publicIdentity, signedPrekey: upload.signedPrekey, kemPrekey: upload.kemPrekey, oneTimePrekeys: upload.oneTimePrekeys }),
+          value: create(CreateDeviceResponseSchema, {
+            identity: publicIdentity,
+            signedPrekey: upload.signedPrekey,
+            kemPrekey: upload.kemPrekey,
+            oneTimePrekeys: upload.oneTimePrekeys,
+          }),
         };
       }
       case "encrypt": {
         const r = k.value;
         const d = this.#device(r.handle);
         const content = fromBinary(ContentSchema, r.content);
-        const recipients = r.recipients.map((x) => ({ address: { accountId: x.address?.accountId ?? "", deviceId: x.address?.deviceId ?? 0 }, bundle: x.bundle }));
+        const recipients = r.recipients.map((x) => ({
+          address: { accountId: x.address?.accountId ?? "", deviceId: x.address?.deviceId ?? 0 },
+          bundle: x.bundle,
+        }));
         const m = await d.cipher.encryptForDevices(content, recipients, { messageId: r.messageId.length ? r.messageId : undefined });
         return {
           case: "encrypt",
@@ -172,7 +224,11 @@ export class TsHarness {
         if (!m.content) throw new Unsupported("sender-key group bodies are not part of the harness");
         return {
           case: "decrypt",
-          value: create(DecryptResponseSchema, { content: toBinary(ContentSchema, m.content), channelSequence: m.payload.channelSequence, newSession: m.newSession }),
+          value: create(DecryptResponseSchema, {
+            content: toBinary(ContentSchema, m.content),
+            channelSequence: m.payload.channelSequence,
+            newSession: m.newSession,
+          }),
         };
       }
     }

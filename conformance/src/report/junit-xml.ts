@@ -31,8 +31,10 @@ export function junitXml(results: CaseResult[], suiteName = "sealpost-conformanc
       const open = `    <testcase classname="${esc(t)}" name="${esc(r.name)}" time="${(r.durationMs / 1000).toFixed(3)}"`;
       const where = r.step ? ` (step ${r.step})` : "";
       if (r.status === "pass") out.push(`${open}/>`);
-      else if (r.status === "known-fail") out.push(`${open}>`, `      <skipped message="${esc(`known failing${where}: ${r.message ?? ""}`)}"/>`, `    </testcase>`);
-      else if (r.status === "not-applicable") out.push(`${open}>`, `      <skipped message="${esc(`not applicable: ${r.message ?? ""}`)}"/>`, `    </testcase>`);
+      else if (r.status === "known-fail")
+        out.push(`${open}>`, `      <skipped message="${esc(`known failing${where}: ${r.message ?? ""}`)}"/>`, `    </testcase>`);
+      else if (r.status === "not-applicable")
+        out.push(`${open}>`, `      <skipped message="${esc(`not applicable: ${r.message ?? ""}`)}"/>`, `    </testcase>`);
       else
         out.push(
           `${open}>`,

@@ -18,12 +18,23 @@ export function summaryTable(results: CaseResult[]): string {
   const widths = targets.map((t) => Math.max(t.length, 10));
   const row = (first: string, cols: string[]) => `${first.padEnd(nameWidth)} | ${cols.map((c, i) => c.padEnd(widths[i])).join(" | ")}`;
   const lines = [row("case", targets), `${"-".repeat(nameWidth)}-+-${widths.map((w) => "-".repeat(w)).join("-+-")}`];
-  for (const n of names) lines.push(row(n, targets.map((t) => { const r = byKey.get(`${t}\u0000${n}`); return r ? cell[r.status] : "-"; })));
+  for (const n of names)
+    lines.push(
+      row(
+        n,
+        targets.map((t) => {
+          const r = byKey.get(`${t}\u0000${n}`);
+          return r ? cell[r.status] : "-";
+        }),
+      ),
+    );
   lines.push("");
   for (const t of targets) {
     const rs = results.filter((r) => r.target === t);
     const count = (s: CaseStatus) => rs.filter((r) => r.status === s).length;
-    lines.push(`${t}: ${count("pass")} passed, ${count("fail")} failed, ${count("known-fail")} known failing, ${count("unexpected-pass")} unexpectedly passed, ${count("not-applicable")} not applicable`);
+    lines.push(
+      `${t}: ${count("pass")} passed, ${count("fail")} failed, ${count("known-fail")} known failing, ${count("unexpected-pass")} unexpectedly passed, ${count("not-applicable")} not applicable`,
+    );
   }
   const problems = results.filter((r) => r.status === "fail" || r.status === "unexpected-pass");
   if (problems.length) {

@@ -3,7 +3,7 @@
  * specify (proto/sealpost/directory/v1/*.proto). The suite plays an honest client here: the
  * server under test verifies these signatures, so they must be right.
  */
-import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";

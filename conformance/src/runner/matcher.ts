@@ -96,7 +96,9 @@ function matcher(op: string, arg: unknown, actual: unknown, path: string): strin
       return (arg as unknown[]).some((e) => match(e, actual, path).length === 0) ? [] : [`${path}: expected one of ${show(arg)}, got ${show(actual)}`];
     case "$contains": {
       if (!Array.isArray(actual)) return [`${path}: expected a list, got ${show(actual)}`];
-      return (arg as unknown[]).flatMap((e) => (actual.some((a, i) => match(e, a, `${path}[${i}]`).length === 0) ? [] : [`${path}: no item matches ${show(e)}`]));
+      return (arg as unknown[]).flatMap((e) =>
+        actual.some((a, i) => match(e, a, `${path}[${i}]`).length === 0) ? [] : [`${path}: no item matches ${show(e)}`],
+      );
     }
   }
   return [`${path}: unknown matcher ${op}`];

@@ -3,7 +3,8 @@
  * per case. A case stops at its first failing step; streams it opened are closed afterwards.
  */
 import { randomBytes } from "node:crypto";
-import type { AuthenticateStep, Case, CreateAccountStep, Expect, LinkDeviceStep, Step } from "../cases/case-format.js";
+import type { AuthenticateStep, Case, CreateAccountStep, Expect, LinkDeviceStep, Step, VerifySenderCertificateStep } from "../cases/case-format.js";
+import { senderCertificateProblem } from "./sender-certificate-check.js";
 import { stepKind } from "../cases/load-cases.js";
 import type { KnownFailing } from "../cases/known-failing.js";
 import type { BidiStream, CallResult, JsonObject, ServerStream, Stack } from "../stacks/stack.js";
@@ -67,8 +68,7 @@ export async function runCases(stack: Stack, cases: Case[], opts: RunOptions = {
     const outcome = await new CaseExecution(stack, naming).run(c.steps);
     const known = opts.knownFailing?.matches(c.name, stack.target) ?? false;
     const failed = outcome !== undefined;
-    const status: CaseStatus =
-      outcome?.notApplicable ? "not-applicable" : failed ? (known ? "known-fail" : "fail") : known ? "unexpected-pass" : "pass";
+    const status: CaseStatus = outcome?.notApplicable ? "not-applicable" : failed ? (known ? "known-fail" : "fail") : known ? "unexpected-pass" : "pass";
     const result: CaseResult = {
       name: c.name,
       target: stack.target,
@@ -214,7 +214,21 @@ class CaseExecution {
       case "sleep":
         await new Promise((r) => setTimeout(r, Number(s.sleep)));
         return;
+      case "verify_sender_certificate":
+        return this.verifySenderCertificate((step as VerifySenderCertificateStep).verify_sender_certificate);
     }
+  }
+
+  verifySenderCertificate(v: VerifySenderCertificateStep["verify_sender_certificate"]): void {
+    const identity = this.vars.get(v.identity) as Identity | undefined;
+    if (identity?.kind !== "identity") throw new CaseError(`verify_sender_certificate: ${v.identity} is not an identity`);
+    const problem = senderCertificateProblem(this.eval(v.certificate), this.eval(v.keys), {
+      accountId: String(this.eval(v.account_id)),
+      deviceId: Number(this.eval(v.device_id)),
+      identityKey: identity.signing_key,
+      nowMs: Date.now(),
+    });
+    if (problem) throw new StepFailure(`sender certificate: ${problem}`);
   }
 
   stream(name: string): ServerStream {

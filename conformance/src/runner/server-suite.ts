@@ -33,7 +33,9 @@ export function targetsFor(protocols: ConnectProtocol[], stacks: StackName[], ov
 }
 
 export function makeStack(url: string, t: TargetSpec, protoDir = defaultProtoDir): Stack {
-  return t.stack === "grpc-js" ? new GrpcJsStack({ baseUrl: url, protoDir }) : new ConnectEsStack({ baseUrl: url, protocol: t.protocol, httpVersion: t.httpVersion, codec: t.codec });
+  return t.stack === "grpc-js"
+    ? new GrpcJsStack({ baseUrl: url, protoDir })
+    : new ConnectEsStack({ baseUrl: url, protocol: t.protocol, httpVersion: t.httpVersion, codec: t.codec });
 }
 
 export interface SuiteOptions {

@@ -32,7 +32,21 @@ export class CaseError extends Error {
   override name = "CaseError";
 }
 
-export const matcherKeys = new Set(["$absent", "$present", "$any", "$regex", "$gt", "$gte", "$lt", "$lte", "$len", "$bytes_len", "$ne", "$one_of", "$contains"]);
+export const matcherKeys = new Set([
+  "$absent",
+  "$present",
+  "$any",
+  "$regex",
+  "$gt",
+  "$gte",
+  "$lt",
+  "$lte",
+  "$len",
+  "$bytes_len",
+  "$ne",
+  "$one_of",
+  "$contains",
+]);
 
 export function lookup(vars: Vars, path: string): unknown {
   const parts = path.match(/[^.[\]]+/g) ?? [];

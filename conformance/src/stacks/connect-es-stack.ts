@@ -8,7 +8,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { codeNames, type BidiStream, type CallOptions, type CallResult, type JsonObject, type ServerStream, type Stack } from "./stack.js";
 import { EventQueue } from "./event-queue.js";
 import { findMethod } from "./schema-registry.js";
-import { Pushable } from "@sealpost/client/util/pushable.js";
+import { Pushable } from "@sealpost/client/util";
 
 export type ConnectProtocol = "connect" | "grpc" | "grpc-web";
 
@@ -121,7 +121,14 @@ export class ConnectEsStack implements Stack {
     const input = new Pushable<unknown>();
     void (async () => {
       try {
-        const res = await this.#transport.stream(method as DescMethodStreaming, abort.signal, undefined, opts.headers, input as AsyncIterable<never>, createContextValues());
+        const res = await this.#transport.stream(
+          method as DescMethodStreaming,
+          abort.signal,
+          undefined,
+          opts.headers,
+          input as AsyncIterable<never>,
+          createContextValues(),
+        );
         for await (const m of res.message) queue.push({ kind: "message", response: toJson(method.output, m, jsonOut) as JsonObject });
         queue.push({ kind: "end", code: "OK", message: "" });
       } catch (err) {
@@ -138,7 +145,6 @@ export class ConnectEsStack implements Stack {
 
   async close(): Promise<void> {}
 }
-
 
 async function* single<T>(value: T): AsyncIterable<T> {
   yield value;

@@ -1,7 +1,7 @@
 /**
  * A deliberately wrong client under test: the TypeScript client behind the harness, but its
- * Ed25519 signatures have one bit flipped and every decrypted text is altered. Client mode
- * must report both.
+ * Ed25519 signatures have one bit flipped, every decrypted text is altered, and it accepts
+ * every sender certificate. Client mode must report all three.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { HarnessRequestSchema, HarnessResponseSchema } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
@@ -14,6 +14,7 @@ for await (const frame of readFrames(process.stdin)) {
   const req = fromBinary(HarnessRequestSchema, frame);
   const res = await harness.handle(req);
   if (res.kind.case === "primitive" && res.kind.value.outputs.signature) res.kind.value.outputs.signature[0] ^= 1;
+  if (res.kind.case === "primitive" && res.kind.value.outputs.problem) res.kind.value.outputs.problem = new Uint8Array(0);
   if (res.kind.case === "decrypt") {
     const c = fromBinary(ContentSchema, res.kind.value.content);
     if (c.body.case === "text") c.body.value.body += "!";

@@ -6,10 +6,9 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { TokenSigner } from "./tokens.js";
 import { storeOp } from "../nats/store-errors.js";
+import type { DeviceRef } from "../device-address.js";
 
-export interface AuthenticatedDevice {
-  accountId: string;
-  deviceId: number;
+export interface AuthenticatedDevice extends DeviceRef {
   /** When the token the call presented expires (long-lived streams end then). */
   expiresAtMs?: number;
 }
@@ -29,9 +28,13 @@ export class Authenticator {
     return this.requireHeader(ctx.requestHeader.get("authorization") ?? undefined);
   }
 
-  /** require() for a call served outside connect-node (delivery/lean-receive.ts). */
+  /** require() from the header itself (also for calls served outside connect-node: delivery/native-delivery.ts). */
   async requireHeader(authorization: string | undefined): Promise<AuthenticatedDevice> {
-    const claims = checkBearer(authorization, this.tokens);
+    return this.listed(checkBearer(authorization, this.tokens));
+  }
+
+  /** The device of a checked token, if it is still in its account's current list; revoked() otherwise. */
+  async listed(claims: AuthenticatedDevice): Promise<AuthenticatedDevice> {
     if (!(await storeOp("the device-list check", () => this.devices.isActive(claims.accountId, claims.deviceId)))) throw revoked(claims);
     return claims;
   }
@@ -43,6 +46,11 @@ export class Authenticator {
    */
   token(ctx: HandlerContext): AuthenticatedDevice {
     return checkBearer(ctx.requestHeader.get("authorization"), this.tokens);
+  }
+
+  /** token() from the header itself. */
+  bearer(authorization: string | undefined): AuthenticatedDevice {
+    return checkBearer(authorization, this.tokens);
   }
 }
 

@@ -13,7 +13,7 @@
 import type { RequestHandler } from "../one-port.js";
 import type { TokenSigner } from "./tokens.js";
 import { ConnectError } from "@connectrpc/connect";
-import { checkBearer } from "./authenticator.js";
+import { checkBearer, type AuthenticatedDevice } from "./authenticator.js";
 import { envelope, headersSetOn } from "../wire-frames.js";
 
 /** Methods callable without a token: everything else needs `authorization: Bearer <token>`. */
@@ -22,7 +22,10 @@ const OPEN_METHODS = new Set([
   "/sealpost.directory.v1.DirectoryService/GetAuthChallenge",
   "/sealpost.directory.v1.DirectoryService/Authenticate",
   "/sealpost.directory.v1.DirectoryService/GetDeviceList",
+  "/sealpost.directory.v1.DirectoryService/GetCertificateKeys",
   "/sealpost.delivery.v1.DeliveryService/GetLimits",
+  // Sealed sender: the access key in the body stands in for a token (limited per caller address first).
+  "/sealpost.delivery.v1.DeliveryService/SendSealed",
 ]);
 const OPEN_SERVICES = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/"];
 const GATED_SERVICES = ["/sealpost.directory.v1.DirectoryService/", "/sealpost.delivery.v1.DeliveryService/"];
@@ -34,23 +37,26 @@ export function withPreAuthGate(handler: RequestHandler, tokens: TokenSigner): R
       handler(req, res);
       return;
     }
-    const problem = tokenProblem(req.headers["authorization"], tokens);
-    if (!problem) {
-      handler(req, res);
+    const header = req.headers["authorization"];
+    let claims: AuthenticatedDevice;
+    try {
+      claims = checkBearer(typeof header === "string" ? header : undefined, tokens);
+    } catch (err) {
+      // The handler's own message (auth/authenticator.ts checkBearer).
+      refuse(req, res, err instanceof ConnectError ? err.rawMessage : "invalid authorization");
       return;
     }
-    refuse(req, res, problem);
+    checked.set(req, claims);
+    handler(req, res);
   };
 }
 
-/** The handler's own message (auth/authenticator.ts checkBearer), or undefined for a valid token. */
-function tokenProblem(header: string | string[] | undefined, tokens: TokenSigner): string | undefined {
-  try {
-    checkBearer(typeof header === "string" ? header : undefined, tokens);
-    return undefined;
-  } catch (err) {
-    return err instanceof ConnectError ? err.rawMessage : "invalid authorization";
-  }
+/** Tokens this gate checked, per request: the handlers served natively use them instead of verifying again. */
+const checked = new WeakMap<object, AuthenticatedDevice>();
+
+/** The device of the request's token as the gate checked it (undefined when the gate did not look). */
+export function gateChecked(req: object): AuthenticatedDevice | undefined {
+  return checked.get(req);
 }
 
 function refuse(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], message: string): void {

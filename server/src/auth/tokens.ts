@@ -16,7 +16,10 @@ export type TokenProblem = "malformed" | "bad-signature" | "expired";
 export class TokenSigner {
   readonly #secret: Buffer;
 
-  constructor(secret: Uint8Array, private readonly now: () => number = Date.now) {
+  constructor(
+    secret: Uint8Array,
+    private readonly now: () => number = Date.now,
+  ) {
     if (secret.length < 32) throw new Error("token secret must be at least 32 bytes");
     this.#secret = Buffer.from(secret);
   }

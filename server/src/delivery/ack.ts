@@ -13,6 +13,7 @@ import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { DeliveryLimits } from "./limits.js";
 import type { Mailboxes } from "./mailbox.js";
 import type { ReceiveHub } from "./receive-hub.js";
+import type { Metrics } from "../observability/metrics.js";
 import { storeOp } from "../nats/store-errors.js";
 import { invalid } from "./validation.js";
 
@@ -24,6 +25,7 @@ export class Acker {
     private readonly mailboxes: Mailboxes,
     private readonly hub: ReceiveHub,
     private readonly limits: DeliveryLimits,
+    private readonly metrics?: Metrics,
   ) {}
 
   async ack(device: AuthenticatedDevice, sequences: bigint[]): Promise<AckResponse> {
@@ -77,6 +79,7 @@ export class Acker {
       deleted = results.filter(Boolean).length;
     }
 
+    this.metrics?.acked(deleted);
     // Free the window of this device's stream, here directly and on other instances by hint.
     const acked = [...seqs];
     for (const s of local) s.acked(acked);

@@ -23,6 +23,7 @@ import {
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { StreamMsg, StreamReads } from "../nats/stream-reads.js";
 import type { Nats } from "../nats/connection.js";
+import type { Metrics } from "../observability/metrics.js";
 import type { RateLimiter } from "../rate-limit.js";
 import { ATTACHMENT_STREAM, attachmentChunkSubject } from "../nats/layout.js";
 import type { DeliveryLimits } from "./limits.js";
@@ -52,6 +53,7 @@ export interface AttachmentDeps {
   rate: RateLimiter;
   now: () => number;
   random: (n: number) => Uint8Array;
+  metrics?: Metrics;
 }
 
 export class Attachments {
@@ -64,7 +66,10 @@ export class Attachments {
     if (req.sha256.length !== 32) throw invalid(`sha256 must be 32 bytes, got ${req.sha256.length}`);
     const key = `${who.accountId}/${who.deviceId}`;
     if (!this.d.rate.take(key)) {
-      throw exhausted(`attachment rate limit exceeded: ${l.attachmentsPerMinute} CreateAttachment per minute per device; retry in ${this.d.rate.retryAfterSeconds(key)} s`);
+      this.d.metrics?.rejected("attachments_per_minute");
+      throw exhausted(
+        `attachment rate limit exceeded: ${l.attachmentsPerMinute} CreateAttachment per minute per device; retry in ${this.d.rate.retryAfterSeconds(key)} s`,
+      );
     }
     const size = Number(req.size);
     const id = Buffer.from(this.d.random(18)).toString("base64url");
@@ -111,7 +116,10 @@ export class Attachments {
       hash.update(m.data);
     }
     if (hash.digest("hex") !== meta.sha256) {
-      throw new ConnectError("the SHA-256 of the uploaded chunks does not match the sha256 given at CreateAttachment; put the right chunks and complete again", Code.FailedPrecondition);
+      throw new ConnectError(
+        "the SHA-256 of the uploaded chunks does not match the sha256 given at CreateAttachment; put the right chunks and complete again",
+        Code.FailedPrecondition,
+      );
     }
     try {
       await this.d.meta.update(attachmentId, encode({ ...meta, completed: true }), revision);
@@ -147,7 +155,7 @@ export class Attachments {
   private async load(id: string): Promise<{ meta: AttachmentMeta; revision: number }> {
     if (!ID.test(id)) throw invalid(`attachment_id ${JSON.stringify(id.slice(0, 40))} is malformed (24 URL-safe characters from CreateAttachment)`);
     const e = await storeOp("reading the attachment", () => this.d.meta.get(id));
-    if (!e || e.operation !== "PUT") throw new ConnectError(`attachment ${id} not found (unknown or expired)`, Code.NotFound);
+    if (e?.operation !== "PUT") throw new ConnectError(`attachment ${id} not found (unknown or expired)`, Code.NotFound);
     const meta = JSON.parse(new TextDecoder().decode(e.value)) as AttachmentMeta;
     if (meta.expiresAtMs <= this.d.now()) throw new ConnectError(`attachment ${id} not found (unknown or expired)`, Code.NotFound);
     return { meta, revision: e.revision };

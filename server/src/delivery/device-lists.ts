@@ -1,16 +1,11 @@
 /**
  * What delivery needs from the directory: the current device list of an account (to check a
  * Send's entries) and a revocation hook (to purge the device's mailbox and end its stream).
- * The directory service implements it; tests can pass a fake.
+ * The directory service implements it (these are its types); tests can pass a fake.
  */
-export interface CurrentDeviceList {
-  version: bigint;
-  deviceIds: number[];
-  /** Ids below this were allocated at some point; ids at or above it never existed. */
-  nextDeviceId: number;
-}
+import type { CurrentDeviceList, DeviceRevokedListener } from "../directory/service.js";
 
-export type DeviceRevokedListener = (accountId: string, deviceId: number) => Promise<void>;
+export type { CurrentDeviceList, DeviceRevokedListener };
 
 export interface DeviceLists {
   /** Undefined for an unknown account. */
@@ -25,18 +20,4 @@ export interface DeviceLists {
   onDeviceRevoked?(listener: DeviceRevokedListener): void;
   /** Runs on every instance after any account's list changed. */
   onDeviceListChanged?(listener: (accountId: string, current: CurrentDeviceList) => void): void;
-}
-
-/** The directory, if it already provides the device-list interface (duck-typed so either side can land first). */
-export function deviceListsOf(directory: unknown): DeviceLists | undefined {
-  const d = directory as Partial<DeviceLists> | undefined;
-  if (d && typeof d.currentDeviceList === "function") {
-    return {
-      currentDeviceList: (a) => d.currentDeviceList!.call(d, a),
-      devicesWithoutPrekeys: typeof d.devicesWithoutPrekeys === "function" ? (a, ids) => d.devicesWithoutPrekeys!.call(d, a, ids) : undefined,
-      onDeviceRevoked: typeof d.onDeviceRevoked === "function" ? (l) => d.onDeviceRevoked!.call(d, l) : undefined,
-      onDeviceListChanged: typeof d.onDeviceListChanged === "function" ? (l) => void d.onDeviceListChanged!.call(d, l) : undefined,
-    };
-  }
-  return undefined;
 }

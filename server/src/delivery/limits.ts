@@ -27,6 +27,10 @@ export interface DeliveryLimits {
    * replaces the last, so without a bound one device could churn thousands of them.
    */
   streamOpensPerMinute: number;
+  /** SendSealed per recipient account and instance (the sender is unknown: the account is what abuse reaches). */
+  sealedSendsPerAccountPerMinute: number;
+  /** SendSealed per caller address (IPv4, IPv6 /64) and instance. */
+  sealedSendsPerAddressPerMinute: number;
 }
 
 export const defaultLimits: DeliveryLimits = {
@@ -43,6 +47,8 @@ export const defaultLimits: DeliveryLimits = {
   attachmentsPerMinute: 60,
   maxAckSequences: 1000,
   streamOpensPerMinute: 60,
+  sealedSendsPerAccountPerMinute: 600,
+  sealedSendsPerAddressPerMinute: 6000,
 };
 
 /** The directory's abuse limits that GetLimits reports beside the delivery limits. */
@@ -66,5 +72,7 @@ export function limitsMessage(l: DeliveryLimits, directory?: DirectoryAbuseLimit
     mailboxStreamsPerDevicePerMinute: l.streamOpensPerMinute,
     accountsPerAddressPerHour: directory?.accountsPerAddressPerHour ?? 0,
     oneTimePrekeysPerDevicePerMinute: directory?.oneTimePrekeysPerDevicePerMinute ?? 0,
+    sealedSendsPerAccountPerMinute: l.sealedSendsPerAccountPerMinute,
+    sealedSendsPerAddressPerMinute: l.sealedSendsPerAddressPerMinute,
   });
 }

@@ -10,10 +10,11 @@ export function toMailboxMessage(rec: MailboxRecord, sequence: number, body: Uin
   return create(MailboxMessageSchema, {
     sequence: BigInt(sequence),
     messageId: rec.messageId,
-    sender: create(DeviceAddressSchema, { accountId: rec.senderAccountId, deviceId: rec.senderDeviceId }),
+    sender: rec.sealed ? undefined : create(DeviceAddressSchema, { accountId: rec.senderAccountId, deviceId: rec.senderDeviceId }),
     serverTimestampMs: BigInt(rec.timestampMs),
     sharedBody: body,
     entry: rec.entry,
     ephemeral: rec.ephemeral,
+    sealed: !!rec.sealed,
   });
 }

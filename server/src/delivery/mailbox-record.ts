@@ -3,7 +3,8 @@
  * parse of ciphertext). The stream sequence is not inside; it comes from JetStream.
  *
  *   u8  version (1)
- *   u8  flags: 1 = ephemeral, 2 = body is a reference (key in SP_BODIES), else inline
+ *   u8  flags: 1 = ephemeral, 2 = body is a reference (key in SP_BODIES), else inline,
+ *       4 = sealed (sender account id empty, device 0: the server does not know the sender)
  *   16  message id
  *   u64 server timestamp, ms since the epoch (big endian)
  *   u8  sender account id length, then its ASCII bytes
@@ -14,6 +15,7 @@
 const VERSION = 1;
 const FLAG_EPHEMERAL = 1;
 const FLAG_BODY_REF = 2;
+const FLAG_SEALED = 4;
 const ascii = new TextEncoder();
 const unascii = new TextDecoder();
 
@@ -24,6 +26,8 @@ export interface MailboxRecord {
   timestampMs: number;
   entry: Uint8Array;
   ephemeral: boolean;
+  /** Sent with SendSealed: no sender (senderAccountId "" and senderDeviceId 0). */
+  sealed?: boolean;
   /** Exactly one of body (inline) and bodyKey (stored once in SP_BODIES). */
   body?: Uint8Array;
   bodyKey?: string;
@@ -40,7 +44,7 @@ export function encodeRecord(r: MailboxRecord): Uint8Array {
   const dv = new DataView(out.buffer);
   let o = 0;
   out[o++] = VERSION;
-  out[o++] = (r.ephemeral ? FLAG_EPHEMERAL : 0) | (r.bodyKey !== undefined ? FLAG_BODY_REF : 0);
+  out[o++] = (r.ephemeral ? FLAG_EPHEMERAL : 0) | (r.bodyKey !== undefined ? FLAG_BODY_REF : 0) | (r.sealed ? FLAG_SEALED : 0);
   out.set(r.messageId, o);
   o += 16;
   dv.setBigUint64(o, BigInt(r.timestampMs));
@@ -79,6 +83,14 @@ export function decodeRecord(b: Uint8Array): MailboxRecord {
   const entry = b.subarray(o, o + elen);
   o += elen;
   const tail = b.subarray(o);
-  const base = { messageId, senderAccountId, senderDeviceId, timestampMs, entry, ephemeral: (flags & FLAG_EPHEMERAL) !== 0 };
+  const base = {
+    messageId,
+    senderAccountId,
+    senderDeviceId,
+    timestampMs,
+    entry,
+    ephemeral: (flags & FLAG_EPHEMERAL) !== 0,
+    sealed: (flags & FLAG_SEALED) !== 0,
+  };
   return flags & FLAG_BODY_REF ? { ...base, bodyKey: unascii.decode(tail) } : { ...base, body: tail };
 }

@@ -12,11 +12,9 @@ import { StreamReads, type StreamMsg } from "../nats/stream-reads.js";
 import { BatchReads, type Batch } from "../nats/batch-reads.js";
 import { BODY_STREAM, bodySubject, mailboxPartition, mailboxStreamName, notifySubject } from "../nats/layout.js";
 import { encodeSignal, type DeviceSignal } from "./device-signal.js";
+import { addressKey, type DeviceRef } from "../device-address.js";
 
-export interface DeviceRef {
-  accountId: string;
-  deviceId: number;
-}
+export type { DeviceRef } from "../device-address.js";
 
 export interface MailboxLocation {
   stream: string;
@@ -101,7 +99,7 @@ export class Mailboxes {
    * path asks several times per message: recently used devices are remembered.
    */
   locate(d: DeviceRef): MailboxLocation {
-    const key = `${d.accountId}.${d.deviceId}`;
+    const key = addressKey(d);
     let loc = this.locations.get(key);
     if (!loc) {
       const p = mailboxPartition(d.accountId, d.deviceId, this.partitions);
@@ -113,8 +111,8 @@ export class Mailboxes {
   }
 
   /** Appends one record; `msgId` makes a retry inside the duplicate window return the original sequence. */
-  async append(loc: MailboxLocation, record: Uint8Array, msgId: string): Promise<Appended> {
-    const ack = await this.nats.publisher.publish(loc.subject, record, { msgId, expectStream: loc.stream });
+  async append(loc: MailboxLocation, record: Uint8Array, msgId: string, traceparent?: string): Promise<Appended> {
+    const ack = await this.nats.publisher.publish(loc.subject, record, { msgId, expectStream: loc.stream, traceparent });
     return { seq: ack.seq, duplicate: ack.duplicate };
   }
 
@@ -146,7 +144,9 @@ export class Mailboxes {
   /** How many messages one device's mailbox holds (one stream info with a subject filter). */
   async countStored(d: DeviceRef): Promise<number> {
     const loc = this.locate(d);
-    const info = await this.nats.publisher.api<{ state?: { subjects?: Record<string, number> } }>(`$JS.API.STREAM.INFO.${loc.stream}`, { subjects_filter: loc.subject });
+    const info = await this.nats.publisher.api<{ state?: { subjects?: Record<string, number> } }>(`$JS.API.STREAM.INFO.${loc.stream}`, {
+      subjects_filter: loc.subject,
+    });
     return info.state?.subjects?.[loc.subject] ?? 0;
   }
 

@@ -47,7 +47,7 @@ export class ReceiveHub {
 
   get size(): number {
     let n = 0;
-    for (const s of this.all()) n++;
+    for (const _ of this.all()) n++;
     return n;
   }
 

@@ -27,21 +27,19 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Subscription } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
 import type { StreamMsg } from "../nats/stream-reads.js";
-import {
-  DrainedSchema,
-  ReceiveResponseSchema,
-  ReplacedSchema,
-  type ReceiveResponse,
-} from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { DrainedSchema, ReceiveResponseSchema, ReplacedSchema, type ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { Nats } from "../nats/connection.js";
 import { notifySubject } from "../nats/layout.js";
 import { unavailable } from "../nats/store-errors.js";
 import type { Logger } from "../logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { Tracing } from "../observability/tracing.js";
 import { decodeSignal, encodeSignal, type DeviceSignal } from "./device-signal.js";
 import { decodeRecord, type MailboxRecord } from "./mailbox-record.js";
 import { toMailboxMessage } from "./mailbox-message.js";
 import { MailboxReader } from "./mailbox-reader.js";
-import type { DeviceRef, MailboxLocation, Mailboxes } from "./mailbox.js";
+import type { MailboxLocation, Mailboxes } from "./mailbox.js";
+import { addressKey, type DeviceRef } from "../device-address.js";
 
 /** How long a stream keeps retrying an unreachable store before it ends with UNAVAILABLE. */
 const STORE_OUTAGE_MS = 30_000;
@@ -56,6 +54,8 @@ export interface ReceiveStreamDeps {
   claim?: (key: string, value: Uint8Array) => Promise<number>;
   log: Logger;
   now: () => number;
+  metrics?: Metrics;
+  tracing?: Tracing;
 }
 
 export class ReceiveStream {
@@ -78,7 +78,7 @@ export class ReceiveStream {
    * its place while the get is in flight, so per-sender order survives mixing local pushes
    * with fetches for mail stored by other instances).
    */
-  private pushQueue: { seq: number; record: Uint8Array | Promise<StreamMsg | null> }[] = [];
+  private pushQueue: { seq: number; record: Uint8Array | Promise<StreamMsg | null>; traceparent?: string }[] = [];
   /** The last read found nothing after the cursor, and no read was asked for since. */
   private atHead = false;
   /** A read of the stream is due (a hint without a sequence, a periodic check, a freed window). */
@@ -111,7 +111,7 @@ export class ReceiveStream {
   }
 
   get key(): string {
-    return `${this.device.accountId}.${this.device.deviceId}`;
+    return addressKey(this.device);
   }
 
   /** Something may be in the stream that this stream has not sent: read it. */
@@ -167,8 +167,8 @@ export class ReceiveStream {
   }
 
   /** A stored record of this device (live push); anything it cannot take now is read later. */
-  offer(seq: number, record: Uint8Array): void {
-    if (!this.known(seq) && !this.push(seq, record)) this.wake();
+  offer(seq: number, record: Uint8Array, traceparent?: string): void {
+    if (!this.known(seq) && !this.push(seq, record, traceparent)) this.wake();
   }
 
   /** Already sent or queued: nothing to do for this sequence. */
@@ -192,10 +192,10 @@ export class ReceiveStream {
    * Queues a record this stream does not know yet (callers check known()) if the stream is
    * at the head of its mailbox with room in its window.
    */
-  private push(seq: number, record: Uint8Array | Promise<StreamMsg | null>): boolean {
+  private push(seq: number, record: Uint8Array | Promise<StreamMsg | null>, traceparent?: string): boolean {
     if (!this.atHead || this.ended) return false;
     if (this.inFlight.size + this.pushQueue.length >= this.window) return false;
-    this.pushQueue.push({ seq, record: record instanceof Uint8Array ? record.slice() : record });
+    this.pushQueue.push({ seq, record: record instanceof Uint8Array ? record.slice() : record, traceparent });
     this.nudge();
     return true;
   }
@@ -318,10 +318,12 @@ export class ReceiveStream {
             const p = this.pushQueue.shift()!;
             if (p.seq <= this.cursor || this.inFlight.has(p.seq)) continue;
             let data: Uint8Array | undefined;
+            let traceparent = p.traceparent;
             if (p.record instanceof Uint8Array) data = p.record;
             else {
               const m = await p.record.catch(() => null);
               data = m && m.subject === this.loc.subject ? m.data : undefined;
+              traceparent = m?.header?.get("traceparent") || undefined;
             }
             if (!data) {
               // Gone (acked elsewhere) or not visible yet: let a read decide.
@@ -329,8 +331,14 @@ export class ReceiveStream {
               continue;
             }
             if (p.seq <= this.cursor || this.inFlight.has(p.seq)) continue;
-            const out = await this.message(p.seq, data);
+            const out = await this.message(p.seq, data, true);
             if (!out) continue;
+            if (p.record instanceof Uint8Array) this.d.metrics?.livePushed();
+            else this.d.metrics?.read();
+            this.d.tracing?.delivered(traceparent, {
+              "sealpost.delivery": p.record instanceof Uint8Array ? "live-push" : "fetched",
+              "sealpost.bytes": data.length,
+            });
             this.pushed.add(p.seq);
             this.pushHigh = Math.max(this.pushHigh, p.seq);
             yield out;
@@ -365,6 +373,8 @@ export class ReceiveStream {
             }
             const out = await this.message(m.seq, m.data);
             if (!out) continue;
+            this.d.metrics?.read();
+            this.d.tracing?.delivered(m.header?.get("traceparent") || undefined, { "sealpost.delivery": "read", "sealpost.bytes": m.data.length });
             // The next read is issued while this message is being written (one ahead).
             if (this.inFlight.size < this.window) reader.prefetch();
             yield out;
@@ -402,7 +412,7 @@ export class ReceiveStream {
   }
 
   /** The response for one stored record (in flight from now on), or undefined for an unreadable one. */
-  private async message(seq: number, data: Uint8Array): Promise<ReceiveResponse | undefined> {
+  private async message(seq: number, data: Uint8Array, live = false): Promise<ReceiveResponse | undefined> {
     let rec: MailboxRecord;
     try {
       rec = decodeRecord(data);
@@ -415,6 +425,8 @@ export class ReceiveStream {
     const body = rec.body ?? (await this.d.mailboxes.getBody(rec.bodyKey!)) ?? new Uint8Array(0);
     this.inFlight.add(seq);
     this.lastSent = Math.max(this.lastSent, seq);
+    // Store-to-stream time of mail that arrived while the stream was open (not catch-up of old mail).
+    if (live) this.d.metrics?.liveDeliveryLag((this.d.now() - rec.timestampMs) / 1000);
     return create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, seq, body) } });
   }
 

@@ -14,7 +14,7 @@
  *   window (up to the bucket's 24 h TTL) answers the original outcome with duplicate = true.
  *   A retry that finds no record yet (it raced the write) still dedupes inside the window.
  */
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
@@ -38,9 +38,11 @@ import type { DeliveryLimits } from "./limits.js";
 import { decodeRecord, encodeRecord, type MailboxRecord } from "./mailbox-record.js";
 import type { DeviceRef, Mailboxes } from "./mailbox.js";
 import type { RateLimiter } from "../rate-limit.js";
+import type { Metrics } from "../observability/metrics.js";
 import { storeOp, unavailable } from "../nats/store-errors.js";
 import { bucketNames } from "../nats/layout.js";
 import { checkAccountId, checkDeviceId, exhausted, hex, invalid } from "./validation.js";
+import { encodeStored } from "./session-encoding.js";
 
 /**
  * Bodies are inlined into each mailbox record while the duplicated bytes stay small (always
@@ -69,13 +71,16 @@ export interface SenderDeps {
   publisher: JetStreamPublisher;
   limits: DeliveryLimits;
   rate: RateLimiter;
-  deviceLists: () => DeviceLists;
+  deviceLists: DeviceLists;
   now: () => number;
   log: Logger;
   /** Overrides MAX_STORES_IN_FLIGHT (tests). */
   maxStoresInFlight?: number;
+  metrics?: Metrics;
+  /** The current trace context as a traceparent, stored with each record (tracing on). */
+  traceparent?: () => string | undefined;
   /** Hands a stored record to this instance's own streams of the device (no NATS round trip). */
-  pushLocal?: (device: DeviceRef, seq: number, record: Uint8Array) => void;
+  pushLocal?: (device: DeviceRef, seq: number, record: Uint8Array, traceparent?: string) => void;
 }
 
 interface Target {
@@ -95,43 +100,64 @@ export class Sender {
    */
   async send(sender: AuthenticatedDevice, req: SendRequest, opts: { checkSenderListed?: boolean } = {}): Promise<SendResponse> {
     if (!this.d.rate.take(`${sender.accountId}/${sender.deviceId}`)) {
+      this.d.metrics?.rejected("sends_per_minute");
       throw exhausted(`send rate limit exceeded: sends_per_minute is ${this.d.limits.sendsPerMinute} per device`);
     }
-    const targets = this.validate(sender, req);
+    return this.store({ device: sender }, req, opts);
+  }
+
+  /**
+   * SendSealed, once the caller's access key was accepted for `accountId`: the same path with
+   * no sender. Every entry must address that account; the records carry no sender; the
+   * idempotency key is (account, message_id). `list` is the account's current list as the
+   * access check read it (not read again).
+   */
+  sendSealed(accountId: string, req: SendRequest, list: CurrentDeviceList): Promise<SendResponse> {
+    return this.store({ sealedTo: accountId }, req, { known: list });
+  }
+
+  private async store(origin: Origin, req: SendRequest, opts: { checkSenderListed?: boolean; known?: CurrentDeviceList }): Promise<SendResponse> {
+    const sender = origin.device;
+    const targets = this.validate(origin, req);
     // Each account's current list is read at most once per Send.
     const reads = new Map<string, Promise<CurrentDeviceList | undefined>>();
+    if (opts.known && origin.sealedTo !== undefined) reads.set(origin.sealedTo, Promise.resolve(opts.known));
     const read = (account: string) => {
       let r = reads.get(account);
       if (!r) {
-        const lists = this.d.deviceLists();
-        reads.set(account, (r = storeOp("the device-list lookup", () => lists.currentDeviceList(account))));
+        reads.set(account, (r = storeOp("the device-list lookup", () => this.d.deviceLists.currentDeviceList(account))));
         r.catch(() => {});
       }
       return r;
     };
-    const listed = opts.checkSenderListed
-      ? read(sender.accountId).then((l) => {
-          if (!l || !l.deviceIds.includes(sender.deviceId)) throw revoked(sender);
-        })
-      : undefined;
+    const listed =
+      sender && opts.checkSenderListed
+        ? read(sender.accountId).then((l) => {
+            if (!l?.deviceIds.includes(sender.deviceId)) throw revoked(sender);
+          })
+        : undefined;
     listed?.catch(() => {});
     if (req.ephemeral) {
       await listed;
-      return this.sendEphemeral(sender, req, targets);
+      return this.sendEphemeral(origin, req, targets);
     }
 
     const maxStores = this.d.maxStoresInFlight ?? MAX_STORES_IN_FLIGHT;
     // An idle instance takes any Send, however many entries it has.
     if (this.d.publisher.inFlight > 0 && this.d.publisher.inFlight + targets.length > maxStores) {
+      this.d.metrics?.rejected("admission");
       throw new ConnectError(
         `server busy: ${this.d.publisher.inFlight} stores in flight on this instance (admission limit ${maxStores}); nothing was stored, retry after ${OVERLOAD_RETRY_AFTER_MS} ms`,
         Code.ResourceExhausted,
         { [RETRY_AFTER_HEADER]: String(OVERLOAD_RETRY_AFTER_MS) },
       );
     }
-    const key = `${sender.accountId}.${sender.deviceId}.${hex(req.messageId)}`;
+    // Who the idempotency key and the Msg-Ids are about: the sending device, or for a sealed
+    // Send "_sealed" and the account (no account id starts with "_").
+    const about = [...(sender ? [sender.accountId, String(sender.deviceId)] : ["_sealed", origin.sealedTo]), hex(req.messageId)];
+    const key = about.join(".");
     // All reads at once: the idempotency record (retries only) wins over whatever the lists say now.
-    const listCheck = this.checkDeviceLists(sender, targets, read);
+    const listCheck = this.checkDeviceLists(origin, targets, read);
     listCheck.catch(() => {});
     const earlier = req.retry ? await storeOp("the idempotency lookup", () => this.d.sends.get(key)) : null;
     await listed;
@@ -140,8 +166,9 @@ export class Sender {
     const mismatch = await listCheck;
     if (mismatch) return mismatch;
 
+    this.d.metrics?.sendFanout(targets.length);
     const ts = this.d.now();
-    const base = { messageId: req.messageId, senderAccountId: sender.accountId, senderDeviceId: sender.deviceId, timestampMs: ts, ephemeral: false };
+    const base = { messageId: req.messageId, ...recordSender(origin), timestampMs: ts, ephemeral: false };
     const inline = req.sharedBody.length * (targets.length - 1) <= INLINE_DUPLICATE_BYTES;
     let bodyKey: string | undefined;
     if (!inline) {
@@ -149,18 +176,19 @@ export class Sender {
       bodyKey = createHash("sha256").update(`${key}/`).update(req.sharedBody).digest("base64url");
       await storeOp("storing the body", () => this.d.mailboxes.putBody(bodyKey!, req.sharedBody));
     }
-    const idPrefix = `${sender.accountId}/${sender.deviceId}/${hex(req.messageId)}/`;
+    const idPrefix = `${about.join("/")}/`;
+    const traceparent = this.d.traceparent?.();
     const results = await Promise.allSettled(
       targets.map(async (t) => {
         const rec: MailboxRecord = inline ? { ...base, entry: t.entry, body: req.sharedBody } : { ...base, entry: t.entry, bodyKey };
         const loc = this.d.mailboxes.locate(t.device);
         const msgId = createHash("sha256").update(`${idPrefix}${t.device.accountId}/${t.device.deviceId}`).digest("base64url").slice(0, 22);
         const record = encodeRecord(rec);
-        const r = await this.d.mailboxes.append(loc, record, msgId);
+        const r = await this.d.mailboxes.append(loc, record, msgId, traceparent);
         // Live push: this instance's streams of the device get the record in memory; streams
         // on other instances get the sequence and fetch exactly that message. The record is
         // not put on the wire twice (bytes to NATS are the server's largest cost).
-        this.d.pushLocal?.(t.device, r.seq, record);
+        this.d.pushLocal?.(t.device, r.seq, record, traceparent);
         this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
         return r;
       }),
@@ -172,20 +200,20 @@ export class Sender {
       throw unavailable("storing the entries", (failed as PromiseRejectedResult).reason);
     }
     const acks = results.map((r) => (r as PromiseFulfilledResult<{ seq: number; duplicate: boolean }>).value);
+    this.d.metrics?.appended(acks.reduce((n, a) => n + (a.duplicate ? 0 : 1), 0));
     // A retry inside the duplicate window answers the original server time (read from the
     // first copy: one read, on retries only).
     const dup = acks.findIndex((a) => a.duplicate);
     const originalTs = dup < 0 ? ts : await this.originalTimestamp(targets[dup].device, acks[dup].seq, ts);
     const outcome = create(StoredSchema, {
       serverTimestampMs: BigInt(originalTs),
-      entries: targets.map((t, i) =>
-        create(StoredEntrySchema, { device: create(DeviceAddressSchema, t.device), sequence: BigInt(acks[i].seq) }),
-      ),
+      entries: targets.map((t, i) => create(StoredEntrySchema, { device: create(DeviceAddressSchema, t.device), sequence: BigInt(acks[i].seq) })),
     });
     // The record for late retries, not awaited: if it is lost, retries inside the duplicate
     // window still dedupe; a second writer (concurrent retry) fails the create harmlessly.
-    this.d.publisher.publish(`$KV.${SENDS_BUCKET}.${key}`, toBinary(StoredSchema, outcome), { expectLastSubjectSeq: 0 }).catch((err) => {
-      if (!/wrong last sequence/i.test(String((err as Error)?.message))) this.d.log.debug("send idempotency record not written", { error: (err as Error)?.name });
+    this.d.publisher.publish(`$KV.${SENDS_BUCKET}.${key}`, encodeStored(outcome), { expectLastSubjectSeq: 0 }).catch((err) => {
+      if (!/wrong last sequence/i.test(String((err as Error)?.message)))
+        this.d.log.debug("send idempotency record not written", { error: (err as Error)?.name });
     });
     // The hints go out before the answer (see JetStreamPublisher.flushed).
     await this.d.publisher.flushed();
@@ -202,7 +230,8 @@ export class Sender {
     }
   }
 
-  private validate(sender: AuthenticatedDevice, req: SendRequest): Target[] {
+  private validate(origin: Origin, req: SendRequest): Target[] {
+    const sender = origin.device;
     const l = this.d.limits;
     if (req.messageId.length !== 16) throw invalid(`message_id must be exactly 16 bytes, got ${req.messageId.length}`);
     if (req.sharedBody.length > l.maxBodyBytes) {
@@ -222,8 +251,11 @@ export class Sender {
       if (e.entry.length > l.maxEntryBytes) {
         throw exhausted(`entries[${i}].entry is ${e.entry.length} bytes; max_entry_bytes is ${l.maxEntryBytes}`);
       }
-      if (e.device.accountId === sender.accountId && e.device.deviceId === sender.deviceId) {
+      if (sender && e.device.accountId === sender.accountId && e.device.deviceId === sender.deviceId) {
         throw invalid(`entries[${i}] addresses the sending device ${sender.accountId}/${sender.deviceId} itself`);
+      }
+      if (origin.sealedTo !== undefined && e.device.accountId !== origin.sealedTo) {
+        throw invalid(`entries[${i}] addresses account ${e.device.accountId}; a sealed Send goes to the devices of account_id ${origin.sealedTo} only`);
       }
       const k = `${e.device.accountId}/${e.device.deviceId}`;
       if (seen.has(k)) throw invalid(`entries[${i}] addresses device ${k} a second time (one entry per device)`);
@@ -234,19 +266,20 @@ export class Sender {
     req.versions.forEach((v, i) => {
       checkAccountId(`versions[${i}].account_id`, v.accountId);
       if (versions.has(v.accountId)) throw invalid(`versions[${i}] repeats account ${v.accountId} (one version per account)`);
+      if (origin.sealedTo !== undefined && v.accountId !== origin.sealedTo)
+        throw invalid(`versions[${i}] names account ${v.accountId}; a sealed Send names only ${origin.sealedTo}`);
       versions.add(v.accountId);
     });
     return targets;
   }
 
   /** Typing and the like: straight to connected streams over core NATS, never stored. */
-  private sendEphemeral(sender: AuthenticatedDevice, req: SendRequest, targets: Target[]): SendResponse {
+  private sendEphemeral(origin: Origin, req: SendRequest, targets: Target[]): SendResponse {
     const ts = this.d.now();
     for (const t of targets) {
       const record = encodeRecord({
         messageId: req.messageId,
-        senderAccountId: sender.accountId,
-        senderDeviceId: sender.deviceId,
+        ...recordSender(origin),
         timestampMs: ts,
         entry: t.entry,
         body: req.sharedBody,
@@ -268,10 +301,12 @@ export class Sender {
    * stale = allocated once but no longer listed (revoked); extra = never allocated.
    */
   private async checkDeviceLists(
-    sender: AuthenticatedDevice,
+    origin: Origin,
     targets: Target[],
     read: (account: string) => Promise<CurrentDeviceList | undefined>,
   ): Promise<SendResponse | undefined> {
+    // The sender's own account always (its other devices get a copy); a sealed Send's one account.
+    const sender = origin.device ?? { accountId: origin.sealedTo!, deviceId: 0 };
     const byAccount = new Map<string, Set<number>>([[sender.accountId, new Set()]]);
     for (const t of targets) {
       let s = byAccount.get(t.device.accountId);
@@ -284,7 +319,7 @@ export class Sender {
     // Devices without prekeys cannot be reached yet (no session can start): leaving them out
     // is not a mismatch. Looked up only for devices a Send left out (rare).
     const unreachable = new Map<string, Set<number>>();
-    const lists = this.d.deviceLists();
+    const lists = this.d.deviceLists;
     await Promise.all(
       accounts.map(async (account, i) => {
         const list = current[i];
@@ -325,6 +360,15 @@ export class Sender {
     if (!mismatches.length) return undefined;
     return create(SendResponseSchema, { outcome: { case: "mismatchedDevices", value: create(MismatchedDevicesSchema, { accounts: mismatches }) } });
   }
+}
+
+/** Who a Send is from: an authenticated device, or (SendSealed) nobody the server knows, to one account. */
+type Origin = { device: AuthenticatedDevice; sealedTo?: undefined } | { device?: undefined; sealedTo: string };
+
+function recordSender(origin: Origin): Pick<MailboxRecord, "senderAccountId" | "senderDeviceId" | "sealed"> {
+  return origin.device
+    ? { senderAccountId: origin.device.accountId, senderDeviceId: origin.device.deviceId }
+    : { senderAccountId: "", senderDeviceId: 0, sealed: true };
 }
 
 function stored(bytes: Uint8Array, duplicate: boolean): SendResponse {

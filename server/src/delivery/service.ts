@@ -4,15 +4,28 @@
  * Algorithms and the reasoning behind them: docs/ARCHITECTURE.md, "Delivery".
  */
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { GetLimitsResponseSchema, type DeliveryService, type ReceiveRequest, type ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  GetLimitsResponseSchema,
+  type DeliveryService,
+  type SendSealedRequest,
+  type SendSealedResponse,
+  type ReceiveRequest,
+  type ReceiveResponse,
+  type SessionRequest,
+  type SessionResponse,
+  type SendRequest,
+  type AckRequest,
+  type SendResponse,
+  type AckResponse,
+} from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { atTokenExpiry, type AuthenticatedDevice, type Authenticator } from "../auth/authenticator.js";
 import type { ServerContext } from "../server-context.js";
 import type { Directory } from "../directory/service.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Acker } from "./ack.js";
 import { Attachments } from "./attachments.js";
-import { deviceListsOf, type DeviceLists } from "./device-lists.js";
+import type { DeviceLists } from "./device-lists.js";
 import { defaultLimits, limitsMessage, type DeliveryLimits } from "./limits.js";
 import { StreamReads } from "../nats/stream-reads.js";
 import { READ_TIMEOUT_MS } from "../nats/publisher.js";
@@ -24,11 +37,20 @@ import { ReceiveStream } from "./receive-stream.js";
 import { Sender } from "./send.js";
 import { runSession } from "./session.js";
 import { exhausted, invalid } from "./validation.js";
+import { callerAddressKey } from "../caller-address.js";
+import { SealedSendGate } from "./send-sealed.js";
 
 export interface Delivery {
   impl: Partial<ServiceImpl<typeof DeliveryService>>;
-  /** The caller's mailbox as Receive events (served natively by lean-receive.ts as well). */
+  /** The caller's mailbox as Receive events (served natively by native-delivery.ts as well). */
   mailbox(device: AuthenticatedDevice, req: ReceiveRequest, signal: AbortSignal): AsyncGenerator<ReceiveResponse>;
+  /** The caller's Session over its requests (served natively by native-delivery.ts as well). */
+  session(device: AuthenticatedDevice, requests: AsyncIterable<SessionRequest>, signal: AbortSignal): AsyncGenerator<SessionResponse>;
+  /** Send and Ack as the unary RPCs run them, for the device of a checked token (they check it is still listed). */
+  send(token: AuthenticatedDevice, req: SendRequest): Promise<SendResponse>;
+  ack(token: AuthenticatedDevice, req: AckRequest): Promise<AckResponse>;
+  /** SendSealed as the unary RPC runs it, for a caller at `callerAddress` (no token). */
+  sendSealed(req: SendSealedRequest, callerAddress: string): Promise<SendSealedResponse>;
   /** Receive streams open on this instance. */
   readonly openStreams: number;
   close(): Promise<void>;
@@ -46,11 +68,7 @@ export interface DeliveryOptions {
 
 export async function createDelivery(ctx: ServerContext, auth: Authenticator, directory: Directory, options: DeliveryOptions = {}): Promise<Delivery> {
   const limits: DeliveryLimits = { ...defaultLimits, ...options.limits };
-  const lists = options.deviceLists ?? deviceListsOf(directory);
-  const deviceLists = (): DeviceLists => {
-    if (!lists) throw new ConnectError("device lists are not available on this server", Code.Unimplemented);
-    return lists;
-  };
+  const lists: DeviceLists = options.deviceLists ?? directory;
   const reads = await jetstreamManager(ctx.nats.nc, { timeout: READ_TIMEOUT_MS, checkAPI: false });
   const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, reads, ctx.layout.replicas > 1, ctx.nats.publisher);
   const rate = new RateLimiter(limits.sendsPerMinute, ctx.now);
@@ -58,16 +76,40 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   const streamOpens = new RateLimiter(limits.streamOpensPerMinute, ctx.now);
   const pruneTimer = setInterval(() => {
     rate.prune();
+    sealedGate.prune();
     attachmentRate.prune();
     streamOpens.prune();
   }, 60_000);
   pruneTimer.unref();
   const hub = new ReceiveHub(ctx.nats, ctx.now, options.checkIntervalMs);
-  const sender = new Sender({ mailboxes, sends: ctx.layout.buckets.sends, publisher: ctx.nats.publisher, limits, rate, deviceLists, now: ctx.now, log: ctx.log, maxStoresInFlight: options.maxStoresInFlight, pushLocal: (d, seq, record) => {
-      for (const s of hub.streamsOf(d.accountId, d.deviceId)) s.offer(seq, record);
-    } });
-  const acker = new Acker(mailboxes, hub, limits);
-  const attachments = new Attachments({ nats: ctx.nats, reads: new StreamReads(ctx.nats.jsm, ctx.layout.replicas > 1), meta: ctx.layout.buckets.attachments, limits, rate: attachmentRate, now: ctx.now, random: ctx.random });
+  const sender = new Sender({
+    mailboxes,
+    sends: ctx.layout.buckets.sends,
+    publisher: ctx.nats.publisher,
+    limits,
+    rate,
+    deviceLists: lists,
+    now: ctx.now,
+    log: ctx.log,
+    maxStoresInFlight: options.maxStoresInFlight,
+    metrics: ctx.metrics,
+    traceparent: ctx.tracing.enabled ? () => ctx.tracing.currentTraceparent() : undefined,
+    pushLocal: (d, seq, record, traceparent) => {
+      for (const s of hub.streamsOf(d.accountId, d.deviceId)) s.offer(seq, record, traceparent);
+    },
+  });
+  const sealedGate = new SealedSendGate({ limits, lists, access: directory.sealedAccess, sender, metrics: ctx.metrics, now: ctx.now });
+  const acker = new Acker(mailboxes, hub, limits, ctx.metrics);
+  const attachments = new Attachments({
+    nats: ctx.nats,
+    reads: new StreamReads(ctx.nats.jsm, ctx.layout.replicas > 1),
+    meta: ctx.layout.buckets.attachments,
+    limits,
+    rate: attachmentRate,
+    now: ctx.now,
+    random: ctx.random,
+    metrics: ctx.metrics,
+  });
   const streamDeps = {
     nats: ctx.nats,
     mailboxes,
@@ -76,18 +118,20 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     claim: async (key: string, value: Uint8Array) => (await ctx.nats.publisher.publish(`$KV.${bucketNames.receivers}.${key}`, value)).seq,
     log: ctx.log,
     now: ctx.now,
+    metrics: ctx.metrics,
+    tracing: ctx.tracing,
   };
 
   // Revocation: drop the mailbox, then end the device's streams on every instance (the
   // signal goes to the device's subject, which only instances holding its stream listen to).
-  lists?.onDeviceRevoked?.(async (accountId, deviceId) => {
+  lists.onDeviceRevoked?.(async (accountId, deviceId) => {
     const device = { accountId, deviceId };
     await mailboxes.purge(device);
     for (const s of hub.streamsOf(accountId, deviceId)) s.end("revoked");
     mailboxes.signal(device, { kind: "revoked" });
   });
   // Safety net on every instance (the revoked signal is a hint): streams of devices no longer listed end.
-  lists?.onDeviceListChanged?.((accountId, current) => {
+  lists.onDeviceListChanged?.((accountId, current) => {
     for (const s of hub.streamsOfAccount(accountId)) if (!current.deviceIds.includes(s.device.deviceId)) s.end("revoked");
   });
 
@@ -95,7 +139,10 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   async function* mailbox(device: AuthenticatedDevice, req: ReceiveRequest, signal: AbortSignal): AsyncGenerator<ReceiveResponse> {
     const key = `${device.accountId}/${device.deviceId}`;
     if (!streamOpens.take(key)) {
-      throw exhausted(`stream rate limit exceeded for device ${key}: at most ${limits.streamOpensPerMinute} mailbox streams (Receive, or receive on a Session) per minute; retry in ${streamOpens.retryAfterSeconds(key)} s`);
+      ctx.metrics.rejected("mailbox_streams_per_minute");
+      throw exhausted(
+        `stream rate limit exceeded for device ${key}: at most ${limits.streamOpensPerMinute} mailbox streams (Receive, or receive on a Session) per minute; retry in ${streamOpens.retryAfterSeconds(key)} s`,
+      );
     }
     if (req.afterSequence > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`after_sequence ${req.afterSequence} is out of range`);
     if (req.maxInFlight > limits.maxInFlight) {
@@ -114,33 +161,39 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     }
   }
 
+  // The token is checked by the caller; the "still listed" check inside Send from its own device-list read.
+  const sendAs = async (token: AuthenticatedDevice, req: SendRequest) => sender.send(token, req, { checkSenderListed: true });
+  const ackAs = async (token: AuthenticatedDevice, req: AckRequest) => acker.ack(await auth.listed(token), req.sequences);
+
+  const sendSealed = (req: SendSealedRequest, callerAddress: string) => sealedGate.send(req, callerAddress);
+
+  const sessionDeps = {
+    send: (d: AuthenticatedDevice, req: SendRequest) => sender.send(d, req, { checkSenderListed: true }),
+    ack: (d: AuthenticatedDevice, req: AckRequest) => acker.ack(d, req.sequences),
+    receive: mailbox,
+    maxInFlight: limits.maxInFlight,
+    now: ctx.now,
+    metrics: ctx.metrics,
+  };
+  const session = (device: AuthenticatedDevice, requests: AsyncIterable<SessionRequest>, signal: AbortSignal) =>
+    runSession(sessionDeps, device, requests, signal);
+
   const impl: Partial<ServiceImpl<typeof DeliveryService>> = {
     getLimits: () => create(GetLimitsResponseSchema, { limits: limitsMessage(limits, directory.limits) }),
 
-    // The token here, the "still listed" check inside Send from its own device-list read.
-    send: async (req, hctx) => (lists ? sender.send(auth.token(hctx), req, { checkSenderListed: true }) : sender.send(await auth.require(hctx), req)),
+    send: (req, hctx) => sendAs(auth.token(hctx), req),
+
+    sendSealed: (req, hctx) => sendSealed(req, hctx.values.get(callerAddressKey)),
 
     async *receive(req, hctx) {
       // hctx.signal also aborts on instance shutdown (connect links it to shutdownSignal).
       yield* mailbox(await auth.require(hctx), req, hctx.signal);
     },
 
-    ack: async (req, hctx) => acker.ack(await auth.require(hctx), req.sequences),
+    ack: (req, hctx) => ackAs(auth.token(hctx), req),
 
     async *session(requests, hctx) {
-      const device = await auth.require(hctx);
-      yield* runSession(
-        {
-          send: (d, req) => (lists ? sender.send(d, req, { checkSenderListed: true }) : sender.send(d, req)),
-          ack: (d, req) => acker.ack(d, req.sequences),
-          receive: mailbox,
-          maxInFlight: limits.maxInFlight,
-          now: ctx.now,
-        },
-        device,
-        requests,
-        hctx.signal,
-      );
+      yield* session(await auth.require(hctx), requests, hctx.signal);
     },
 
     createAttachment: async (req, hctx) => attachments.create(await auth.require(hctx), req),
@@ -155,6 +208,10 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   return {
     impl,
     mailbox,
+    session,
+    send: sendAs,
+    ack: ackAs,
+    sendSealed,
     get openStreams() {
       return hub.size;
     },

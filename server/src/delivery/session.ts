@@ -28,6 +28,7 @@ import type { AckResponse, SendResponse, SendRequest, AckRequest } from "@sealpo
 import { atTokenExpiry, type AuthenticatedDevice } from "../auth/authenticator.js";
 import { isTransientStoreError } from "../nats/store-errors.js";
 import { RETRY_AFTER_HEADER } from "./send.js";
+import type { Metrics } from "../observability/metrics.js";
 
 export interface SessionDeps {
   send(device: AuthenticatedDevice, req: SendRequest): Promise<SendResponse>;
@@ -37,14 +38,21 @@ export interface SessionDeps {
   /** Sends and acks processed at once per stream. */
   maxInFlight: number;
   now: () => number;
+  metrics?: Metrics;
 }
 
 /** Mailbox events queued for a slow reader before the mailbox waits. */
 const MAILBOX_QUEUE = 64;
 
-export async function* runSession(d: SessionDeps, device: AuthenticatedDevice, requests: AsyncIterable<SessionRequest>, callSignal: AbortSignal): AsyncGenerator<SessionResponse> {
+export async function* runSession(
+  d: SessionDeps,
+  device: AuthenticatedDevice,
+  requests: AsyncIterable<SessionRequest>,
+  callSignal: AbortSignal,
+): AsyncGenerator<SessionResponse> {
   const abort = new AbortController();
   const signal = AbortSignal.any([callSignal, abort.signal]);
+  d.metrics?.sessions(1);
   const out: SessionResponse[] = [];
   let failure: ConnectError | undefined;
   let finished = false;
@@ -67,7 +75,8 @@ export async function* runSession(d: SessionDeps, device: AuthenticatedDevice, r
   };
 
   // The token's lifetime bounds the stream's: authenticate again and open a new one.
-  const cancelExpiry = atTokenExpiry(device, d.now, () => fail(new ConnectError("token expired; authenticate again and open a new session", Code.Unauthenticated)));
+  const expired = () => new ConnectError("token expired; authenticate again and open a new session", Code.Unauthenticated);
+  const cancelExpiry = atTokenExpiry(device, d.now, () => fail(expired()));
 
   let pending = 0;
   const slot = async () => {
@@ -85,7 +94,8 @@ export async function* runSession(d: SessionDeps, device: AuthenticatedDevice, r
   let mailboxOpen = false;
   const pumpMailbox = async (req: ReceiveRequest) => {
     try {
-      for await (const ev of d.receive(device, req, signal)) {
+      // No expiry timer of the mailbox's own: the session's ends both (one timer, one message).
+      for await (const ev of d.receive({ ...device, expiresAtMs: undefined }, req, signal)) {
         push(create(SessionResponseSchema, { kind: { case: "mailbox", value: ev } }));
         if (ev.event.case === "replaced") {
           finished = true;
@@ -111,15 +121,17 @@ export async function* runSession(d: SessionDeps, device: AuthenticatedDevice, r
               break;
             }
             await slot();
-            d.send(device, request).then(
-              (response) => push(sendResult(id, { case: "response", value: response })),
-              (err) => {
-                const e = asConnectError(err);
-                // A revoked device's session ends, as its other calls do.
-                if (e.code === Code.Unauthenticated) fail(e);
-                else push(sendError(id, e));
-              },
-            ).finally(release);
+            d.send(device, request)
+              .then(
+                (response) => push(sendResult(id, { case: "response", value: response })),
+                (err) => {
+                  const e = asConnectError(err);
+                  // A revoked device's session ends, as its other calls do.
+                  if (e.code === Code.Unauthenticated) fail(e);
+                  else push(sendError(id, e));
+                },
+              )
+              .finally(release);
             break;
           }
           case "ack": {
@@ -129,10 +141,12 @@ export async function* runSession(d: SessionDeps, device: AuthenticatedDevice, r
               break;
             }
             await slot();
-            d.ack(device, request).then(
-              (response) => push(ackResult(id, { case: "response", value: response })),
-              (err) => push(ackError(id, asConnectError(err))),
-            ).finally(release);
+            d.ack(device, request)
+              .then(
+                (response) => push(ackResult(id, { case: "response", value: response })),
+                (err) => push(ackError(id, asConnectError(err))),
+              )
+              .finally(release);
             break;
           }
           case "receive":
@@ -172,6 +186,7 @@ export async function* runSession(d: SessionDeps, device: AuthenticatedDevice, r
       await new Promise<void>((r) => (wakeWriter = r));
     }
   } finally {
+    d.metrics?.sessions(-1);
     cancelExpiry();
     abort.abort();
     wakeMailbox?.();

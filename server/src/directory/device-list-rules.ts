@@ -30,7 +30,10 @@ export type ChangeKind = "link" | "revoke";
 
 export function checkAccountId(accountId: string, field = "account_id"): void {
   if (!ACCOUNT_ID_PATTERN.test(accountId)) {
-    throw new ConnectError(`${field} ${JSON.stringify(accountId.slice(0, 80))} is invalid: 3 to 64 characters of [a-z0-9_-], starting with a letter or digit`, Code.InvalidArgument);
+    throw new ConnectError(
+      `${field} ${JSON.stringify(accountId.slice(0, 80))} is invalid: 3 to 64 characters of [a-z0-9_-], starting with a letter or digit`,
+      Code.InvalidArgument,
+    );
   }
 }
 
@@ -61,33 +64,48 @@ export function parseSignedDeviceList(signed: SignedDeviceList | undefined, limi
   if (list.version < 1n) throw new ConnectError("device list version must be at least 1", Code.InvalidArgument);
   if (list.devices.length === 0) throw new ConnectError("device list must hold at least one device", Code.InvalidArgument);
   if (list.devices.length > limits.maxDevicesPerAccount) {
-    throw new ConnectError(`device list holds ${list.devices.length} devices; an account may have at most ${limits.maxDevicesPerAccount}`, Code.ResourceExhausted);
+    throw new ConnectError(
+      `device list holds ${list.devices.length} devices; an account may have at most ${limits.maxDevicesPerAccount}`,
+      Code.ResourceExhausted,
+    );
   }
   let previous = 0;
   for (const d of list.devices) {
     checkDeviceId(d.deviceId, "device list device_id");
-    if (d.deviceId <= previous) throw new ConnectError(`device list devices must be ordered by device_id without duplicates (device ${d.deviceId} after ${previous})`, Code.InvalidArgument);
+    if (d.deviceId <= previous)
+      throw new ConnectError(
+        `device list devices must be ordered by device_id without duplicates (device ${d.deviceId} after ${previous})`,
+        Code.InvalidArgument,
+      );
     previous = d.deviceId;
     checkIdentityShape(d, limits);
   }
   if (list.nextDeviceId <= previous || list.nextDeviceId > MAX_DEVICE_ID + 1) {
-    throw new ConnectError(`device list next_device_id ${list.nextDeviceId} must be greater than every listed device id (${previous}) and at most 2^31`, Code.InvalidArgument);
+    throw new ConnectError(
+      `device list next_device_id ${list.nextDeviceId} must be greater than every listed device id (${previous}) and at most 2^31`,
+      Code.InvalidArgument,
+    );
   }
   if (list.version === 1n ? list.previousHash.length !== 0 : list.previousHash.length !== 32) {
-    throw new ConnectError(`device list previous_hash must be ${list.version === 1n ? "empty for version 1" : "32 bytes"}, got ${list.previousHash.length} bytes`, Code.InvalidArgument);
+    throw new ConnectError(
+      `device list previous_hash must be ${list.version === 1n ? "empty for version 1" : "32 bytes"}, got ${list.previousHash.length} bytes`,
+      Code.InvalidArgument,
+    );
   }
   return { signed, list };
 }
 
 function checkIdentityShape(d: DeviceIdentity, limits: DirectoryLimits): void {
   const at = `device ${d.deviceId}`;
-  if (d.signingKey.length !== KEY_BYTES) throw new ConnectError(`${at}: signing_key must be ${KEY_BYTES} bytes, got ${d.signingKey.length}`, Code.InvalidArgument);
+  if (d.signingKey.length !== KEY_BYTES)
+    throw new ConnectError(`${at}: signing_key must be ${KEY_BYTES} bytes, got ${d.signingKey.length}`, Code.InvalidArgument);
   if (d.dhKey.length !== KEY_BYTES) throw new ConnectError(`${at}: dh_key must be ${KEY_BYTES} bytes, got ${d.dhKey.length}`, Code.InvalidArgument);
   if (d.dhKeySignature.length !== SIGNATURE_BYTES) {
     throw new ConnectError(`${at}: dh_key_signature must be ${SIGNATURE_BYTES} bytes, got ${d.dhKeySignature.length}`, Code.InvalidArgument);
   }
   const nameBytes = Buffer.byteLength(d.name, "utf8");
-  if (nameBytes > limits.maxDeviceNameBytes) throw new ConnectError(`${at}: name is ${nameBytes} bytes; at most ${limits.maxDeviceNameBytes}`, Code.InvalidArgument);
+  if (nameBytes > limits.maxDeviceNameBytes)
+    throw new ConnectError(`${at}: name is ${nameBytes} bytes; at most ${limits.maxDeviceNameBytes}`, Code.InvalidArgument);
 }
 
 /** Checks that a new device's dh_key is bound to its signing key. */
@@ -106,7 +124,8 @@ function checkListSignature(p: ParsedDeviceList, signer: DeviceIdentity): void {
 /** Version 1 of a new account: one device, signing itself. */
 export function validateFirstList(p: ParsedDeviceList): DeviceIdentity {
   if (p.list.version !== 1n) throw new ConnectError(`a new account's device list must be version 1, got ${p.list.version}`, Code.InvalidArgument);
-  if (p.list.devices.length !== 1) throw new ConnectError(`a new account's device list must hold exactly one device, got ${p.list.devices.length}`, Code.InvalidArgument);
+  if (p.list.devices.length !== 1)
+    throw new ConnectError(`a new account's device list must hold exactly one device, got ${p.list.devices.length}`, Code.InvalidArgument);
   const device = p.list.devices[0];
   if (p.signed.signerDeviceId !== device.deviceId) {
     throw new ConnectError(`a new account's device list must be signed by its device ${device.deviceId}, not ${p.signed.signerDeviceId}`, Code.InvalidArgument);
@@ -127,7 +146,10 @@ export function validateChange(current: ParsedDeviceList, next: ParsedDeviceList
     throw new ConnectError(`device list is for account ${nxt.accountId}, but the caller acts for ${callerAccount}`, Code.PermissionDenied);
   }
   if (nxt.version <= cur.version) {
-    throw new ConnectError(`device list version ${nxt.version} is not newer than the current version ${cur.version} (stale or replayed change)`, Code.FailedPrecondition);
+    throw new ConnectError(
+      `device list version ${nxt.version} is not newer than the current version ${cur.version} (stale or replayed change)`,
+      Code.FailedPrecondition,
+    );
   }
   if (nxt.version !== cur.version + 1n) {
     throw new ConnectError(`device list version ${nxt.version} skips ahead: the next version must be ${cur.version + 1n}`, Code.FailedPrecondition);

@@ -35,7 +35,7 @@ export class DeviceListStore {
 
   async current(accountId: string): Promise<StoredDeviceList | undefined> {
     const e = await this.accounts.get(accountId);
-    if (!e || e.operation !== "PUT" || e.value.length === 0) return undefined;
+    if (e?.operation !== "PUT" || e.value.length === 0) return undefined;
     return { ...decodeStored(e.value), revision: e.revision };
   }
 
@@ -83,7 +83,7 @@ export class DeviceListStore {
     const older = await Promise.all(
       versions.map(async (v) => {
         const e = await this.history.get(historyKey(accountId, v));
-        if (!e || e.operation !== "PUT") throw new ConnectError(`device list history of ${accountId} lacks version ${v}`, Code.DataLoss);
+        if (e?.operation !== "PUT") throw new ConnectError(`device list history of ${accountId} lacks version ${v}`, Code.DataLoss);
         return fromBinary(SignedDeviceListSchema, e.value);
       }),
     );
@@ -95,5 +95,7 @@ export const historyKey = (accountId: string, version: bigint) => `${accountId}.
 
 /** The JetStream error for a failed expected-last-subject-sequence check (CAS). */
 export function isWrongSequence(err: unknown): boolean {
-  return /wrong last sequence|10071/i.test(String((err as Error)?.message ?? err)) || (err as { api_error?: { err_code?: number } })?.api_error?.err_code === 10071;
+  return (
+    /wrong last sequence|10071/i.test(String((err as Error)?.message ?? err)) || (err as { api_error?: { err_code?: number } })?.api_error?.err_code === 10071
+  );
 }

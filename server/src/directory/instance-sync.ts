@@ -121,7 +121,10 @@ export class InstanceSync {
     const missing = expected ? [...expected].filter((id) => !answered.has(id)) : undefined;
     if (missing && missing.length === 0) return;
     const wait = committedAt + LEASE_MS - this.d.now();
-    this.d.log.info("directory change: waiting out the cache lease of instances that did not confirm", { instances: missing?.length ?? "unknown", waitMs: Math.max(0, wait) });
+    this.d.log.info("directory change: waiting out the cache lease of instances that did not confirm", {
+      instances: missing?.length ?? "unknown",
+      waitMs: Math.max(0, wait),
+    });
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
 

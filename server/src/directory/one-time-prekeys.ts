@@ -12,6 +12,7 @@
  *
  * Counting uses stream info with a subjects filter (one request, one entry per stored key).
  */
+import { addressKey } from "../device-address.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
@@ -25,7 +26,8 @@ export function checkOneTimePrekeys(keys: OneTimePrekey[]): void {
   keys.forEach((k, i) => {
     const at = `one_time_prekeys[${i}]`;
     if (k.keyId < 1) throw new ConnectError(`${at}.key_id must be at least 1`, Code.InvalidArgument);
-    if (k.publicKey.length !== KEY_BYTES) throw new ConnectError(`${at}.public_key must be ${KEY_BYTES} bytes (X25519), got ${k.publicKey.length}`, Code.InvalidArgument);
+    if (k.publicKey.length !== KEY_BYTES)
+      throw new ConnectError(`${at}.public_key must be ${KEY_BYTES} bytes (X25519), got ${k.publicKey.length}`, Code.InvalidArgument);
     if (seen.has(k.keyId)) throw new ConnectError(`${at}.key_id ${k.keyId} appears twice in the batch`, Code.InvalidArgument);
     seen.add(k.keyId);
   });
@@ -89,7 +91,7 @@ export class OneTimePrekeyStore {
    * key at once and retry quadratically).
    */
   claim(accountId: string, deviceId: number): Promise<OneTimePrekey | undefined> {
-    const k = `${accountId}.${deviceId}`;
+    const k = addressKey({ accountId, deviceId });
     const prev = this.queues.get(k) ?? Promise.resolve();
     const run = prev.then(() => this.claimNow(accountId, deviceId, k));
     const tail = run.catch(() => {});

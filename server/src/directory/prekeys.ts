@@ -3,6 +3,7 @@
  * <account>.<device>, stored as a KeyBundle with only those two fields set. Updates are
  * read-modify-write with revision CAS so concurrent uploads of one device cannot lose a field.
  */
+import { addressKey } from "../device-address.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { JetStreamManager } from "@nats-io/jetstream";
@@ -20,8 +21,10 @@ export interface DevicePrekeys {
 
 export function checkSignedPrekey(p: SignedPrekey, identity: DeviceIdentity, field = "signed_prekey"): void {
   if (p.keyId < 1) throw new ConnectError(`${field}.key_id must be at least 1`, Code.InvalidArgument);
-  if (p.publicKey.length !== KEY_BYTES) throw new ConnectError(`${field}.public_key must be ${KEY_BYTES} bytes (X25519), got ${p.publicKey.length}`, Code.InvalidArgument);
-  if (p.signature.length !== SIGNATURE_BYTES) throw new ConnectError(`${field}.signature must be ${SIGNATURE_BYTES} bytes, got ${p.signature.length}`, Code.InvalidArgument);
+  if (p.publicKey.length !== KEY_BYTES)
+    throw new ConnectError(`${field}.public_key must be ${KEY_BYTES} bytes (X25519), got ${p.publicKey.length}`, Code.InvalidArgument);
+  if (p.signature.length !== SIGNATURE_BYTES)
+    throw new ConnectError(`${field}.signature must be ${SIGNATURE_BYTES} bytes, got ${p.signature.length}`, Code.InvalidArgument);
   if (!ed25519Verify(identity.signingKey, prekeySignedBytes(SIGNED_PREKEY_LABEL, p.keyId, p.publicKey), p.signature)) {
     throw new ConnectError(`${field}.signature does not verify under device ${identity.deviceId}'s signing key`, Code.InvalidArgument);
   }
@@ -32,7 +35,8 @@ export function checkKemPrekey(p: KemPrekey, identity: DeviceIdentity, field = "
   if (p.publicKey.length !== MLKEM768_PUBLIC_KEY_BYTES) {
     throw new ConnectError(`${field}.public_key must be ${MLKEM768_PUBLIC_KEY_BYTES} bytes (ML-KEM-768), got ${p.publicKey.length}`, Code.InvalidArgument);
   }
-  if (p.signature.length !== SIGNATURE_BYTES) throw new ConnectError(`${field}.signature must be ${SIGNATURE_BYTES} bytes, got ${p.signature.length}`, Code.InvalidArgument);
+  if (p.signature.length !== SIGNATURE_BYTES)
+    throw new ConnectError(`${field}.signature must be ${SIGNATURE_BYTES} bytes, got ${p.signature.length}`, Code.InvalidArgument);
   if (!ed25519Verify(identity.signingKey, prekeySignedBytes(KEM_PREKEY_LABEL, p.keyId, p.publicKey), p.signature)) {
     throw new ConnectError(`${field}.signature does not verify under device ${identity.deviceId}'s signing key`, Code.InvalidArgument);
   }
@@ -47,7 +51,7 @@ export class PrekeyStore {
 
   async get(accountId: string, deviceId: number): Promise<DevicePrekeys> {
     const e = await this.kv.get(key(accountId, deviceId));
-    if (!e || e.operation !== "PUT" || e.value.length === 0) return {};
+    if (e?.operation !== "PUT" || e.value.length === 0) return {};
     const b = fromBinary(KeyBundleSchema, e.value);
     return { signedPrekey: b.signedPrekey, kemPrekey: b.kemPrekey };
   }
@@ -81,4 +85,4 @@ export class PrekeyStore {
   }
 }
 
-const key = (accountId: string, deviceId: number) => `${accountId}.${deviceId}`;
+const key = (accountId: string, deviceId: number) => addressKey({ accountId, deviceId });

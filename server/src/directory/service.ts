@@ -8,8 +8,9 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { DeviceAddressSchema, type DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
 import type { DeviceIdentity } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
-import type { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
+import { SealedAccessMode, type DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { KeyBundleSchema, type KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
+import { SenderCertificates } from "./sender-certificates.js";
 import { Authenticator, type AuthenticatedDevice, type DeviceStatus } from "../auth/authenticator.js";
 import { ChallengeStore } from "../auth/challenge.js";
 import { callerAddressKey, callerLimitKey } from "../caller-address.js";
@@ -23,6 +24,7 @@ import { PrekeyStore, checkKemPrekey, checkSignedPrekey } from "./prekeys.js";
 import { RateLimiter } from "../rate-limit.js";
 import { authSignedBytes, ed25519Verify } from "./signatures.js";
 import { DirectoryHub } from "./watch.js";
+import { SealedAccess } from "./sealed-access.js";
 import { DeviceListCache } from "./device-list-cache.js";
 import { InstanceSync } from "./instance-sync.js";
 import { watchAccounts } from "./watch-stream.js";
@@ -64,11 +66,15 @@ export interface Directory {
    * to end Receive streams of devices no longer listed that live on other instances.
    */
   onDeviceListChanged(listener: DeviceListChangedListener): () => void;
+  /** Who may send each account sealed mail (SetSealedAccess), from memory. */
+  sealedAccess: SealedAccess;
   close(): Promise<void>;
 }
 
 export interface DirectoryOptions {
   limits?: Partial<DirectoryLimits>;
+  /** Version of the sender-certificate key (sender-certificates.ts; default 1). */
+  certificateKeyVersion?: number;
 }
 
 export async function createDirectory(ctx: ServerContext, options: DirectoryOptions = {}): Promise<Directory> {
@@ -82,16 +88,24 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   const uploadLimiter = new RateLimiter(limits.uploadsPerMinute, ctx.now);
   const challengeLimiter = new RateLimiter(limits.challengesPerMinute, ctx.now);
   const replicas = ctx.layout.replicas;
-  const registrations = await whenJetStreamReady(() => WindowLimit.open(ctx.nats.jsm, ctx.nats.publisher, "accounts", limits.accountsPerAddressPerHour, 60 * 60_000, replicas));
-  const prekeyDrain = await whenJetStreamReady(() => WindowLimit.open(ctx.nats.jsm, ctx.nats.publisher, "otpk", limits.oneTimePrekeysPerDevicePerMinute, 60_000, replicas));
+  const registrations = await whenJetStreamReady(() =>
+    WindowLimit.open(ctx.nats.jsm, ctx.nats.publisher, "accounts", limits.accountsPerAddressPerHour, 60 * 60_000, replicas),
+  );
+  const prekeyDrain = await whenJetStreamReady(() =>
+    WindowLimit.open(ctx.nats.jsm, ctx.nats.publisher, "otpk", limits.oneTimePrekeysPerDevicePerMinute, 60_000, replicas),
+  );
   const hub = new DirectoryHub(ctx.log);
   // Device lists from memory for auth and Send checks; a change returns only after every
   // live instance applied it (device-list-cache.ts, instance-sync.ts).
   const cache = new DeviceListCache((accountId) => lists.current(accountId), ctx.now);
+  const sealedAccess = new SealedAccess(b.sealedAccess);
   hub.subscribeAll((e) => {
-    if (e.kind === "list") cache.apply(e.accountId, e.current, e.revision);
+    if (e.kind === "sealed-access") sealedAccess.apply(e.accountId, e.value);
+    if (e.kind !== "list") return;
+    cache.apply(e.accountId, e.current, e.revision);
+    ctx.metrics.watchLag((ctx.now() - e.storedAtMs) / 1000);
   });
-  await hub.start(b.accounts, b.prekeys);
+  await hub.start(b.accounts, b.prekeys, b.sealedAccess);
   const sync = new InstanceSync({
     nc: ctx.nats.nc,
     instances: b.instances,
@@ -113,6 +127,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     },
   };
   const auth = new Authenticator(ctx.tokens, deviceStatus);
+  const certificates = new SenderCertificates(ctx.tokens, options.certificateKeyVersion ?? 1, ctx.now);
 
   const requireAccount = async (accountId: string): Promise<StoredDeviceList> => {
     const cur = await lists.current(accountId);
@@ -130,8 +145,14 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     checkDeviceId(a.deviceId, "device.device_id");
     return a;
   };
+  const drainAllowed = async (device: string) => {
+    const ok = await prekeyDrain.take(device);
+    if (!ok) ctx.metrics.rejected("one_time_prekeys");
+    return ok;
+  };
   const rateLimit = (limiter: RateLimiter, what: string, key: string) => {
     if (!limiter.take(key)) {
+      ctx.metrics.rejected(what.replace(/ /g, "_"));
       throw new ConnectError(`${what} rate limit exceeded for ${key}; retry in ${limiter.retryAfterSeconds(key)} s`, Code.ResourceExhausted);
     }
   };
@@ -148,7 +169,10 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     const device = validateChange(cur, next, kind, me.accountId);
     const revision = await lists.commit(cur, next);
     if (revision === false) {
-      throw new ConnectError(`the device list of ${me.accountId} changed concurrently; fetch the current version and sign the change again`, Code.FailedPrecondition);
+      throw new ConnectError(
+        `the device list of ${me.accountId} changed concurrently; fetch the current version and sign the change again`,
+        Code.FailedPrecondition,
+      );
     }
     // Every instance must have applied the change before we say it is done.
     await sync.barrier(revision, ctx.now());
@@ -168,7 +192,11 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       const accountId = first.list.accountId;
       const caller = callerLimitKey(hctx.values.get(callerAddressKey));
       if (!(await storeOp("the registration limit", () => registrations.take(caller)))) {
-        throw new ConnectError(`account creation rate limit exceeded for ${caller}: at most ${limits.accountsPerAddressPerHour} accounts per hour from one address`, Code.ResourceExhausted);
+        ctx.metrics.rejected("account_creation");
+        throw new ConnectError(
+          `account creation rate limit exceeded for ${caller}: at most ${limits.accountsPerAddressPerHour} accounts per hour from one address`,
+          Code.ResourceExhausted,
+        );
       }
       if (!(await lists.create(first))) throw new ConnectError(`account ${accountId} already exists`, Code.AlreadyExists);
       // Prekeys only after the account is ours, so a rejected duplicate never touches the
@@ -191,7 +219,8 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     async authenticate(req) {
       const a = checkAddress(req.device);
       if (req.nonce.length !== NONCE_BYTES) throw new ConnectError(`nonce must be ${NONCE_BYTES} bytes, got ${req.nonce.length}`, Code.InvalidArgument);
-      if (req.signature.length !== SIGNATURE_BYTES) throw new ConnectError(`signature must be ${SIGNATURE_BYTES} bytes, got ${req.signature.length}`, Code.InvalidArgument);
+      if (req.signature.length !== SIGNATURE_BYTES)
+        throw new ConnectError(`signature must be ${SIGNATURE_BYTES} bytes, got ${req.signature.length}`, Code.InvalidArgument);
       const device = listedDevice(await requireAccount(a.accountId), a.deviceId);
       const found = challenges.check(a.accountId, a.deviceId, req.nonce);
       if (!found.ok) {
@@ -296,7 +325,10 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       const ready = withKeys.filter((t) => t.keys.signedPrekey && t.keys.kemPrekey);
       if (explicit && ready.length !== withKeys.length) {
         const missing = withKeys.find((t) => !(t.keys.signedPrekey && t.keys.kemPrekey))!;
-        throw new ConnectError(`device ${req.accountId}/${missing.identity.deviceId} has not uploaded its signed and ML-KEM prekeys yet`, Code.FailedPrecondition);
+        throw new ConnectError(
+          `device ${req.accountId}/${missing.identity.deviceId} has not uploaded its signed and ML-KEM prekeys yet`,
+          Code.FailedPrecondition,
+        );
       }
       const bundles: KeyBundle[] = await Promise.all(
         ready.map(async ({ identity, keys }) =>
@@ -305,7 +337,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
             signedPrekey: keys.signedPrekey,
             kemPrekey: keys.kemPrekey,
             // Past the per-device rate, no one-time prekey: the session still starts, the supply stays.
-            oneTimePrekey: (await prekeyDrain.take(`${req.accountId}/${identity.deviceId}`)) ? await oneTime.claim(req.accountId, identity.deviceId) : undefined,
+            oneTimePrekey: (await drainAllowed(`${req.accountId}/${identity.deviceId}`)) ? await oneTime.claim(req.accountId, identity.deviceId) : undefined,
           }),
         ),
       );
@@ -322,6 +354,34 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       ids.forEach((id) => checkAccountId(id, "account_ids[]"));
       yield* watchAccounts(ids, hub, lists, AbortSignal.any([hctx.signal, ctx.shutdownSignal]));
     },
+
+    async getSenderCertificate(_req, hctx) {
+      const me = await auth.require(hctx);
+      const cur = await cache.get(me.accountId);
+      const device = cur?.list.devices.find((d) => d.deviceId === me.deviceId);
+      if (!device) throw new ConnectError(`device ${me.accountId}/${me.deviceId} is not in the account's current device list`, Code.NotFound);
+      return { certificate: certificates.issue(me.accountId, me.deviceId, device.signingKey) };
+    },
+
+    async getCertificateKeys() {
+      return { keys: certificates.keys() };
+    },
+
+    async setSealedAccess(req, hctx) {
+      const me = await auth.require(hctx);
+      const mode = req.mode;
+      if (mode !== SealedAccessMode.DISABLED && mode !== SealedAccessMode.CONTACTS && mode !== SealedAccessMode.ANYONE) {
+        throw new ConnectError(`mode must be DISABLED, CONTACTS or ANYONE, got ${mode}`, Code.InvalidArgument);
+      }
+      if (mode === SealedAccessMode.CONTACTS && req.accessKeySha256.length !== 32) {
+        throw new ConnectError(`access_key_sha256 must be 32 bytes (SHA-256) for CONTACTS, got ${req.accessKeySha256.length}`, Code.InvalidArgument);
+      }
+      if (mode !== SealedAccessMode.CONTACTS && req.accessKeySha256.length) {
+        throw new ConnectError("access_key_sha256 must be empty unless the mode is CONTACTS", Code.InvalidArgument);
+      }
+      await sealedAccess.set(me.accountId, me.deviceId, mode === SealedAccessMode.CONTACTS ? { mode, keySha256: req.accessKeySha256 } : { mode });
+      return {};
+    },
   };
 
   return {
@@ -337,6 +397,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       return deviceIds.filter((_, i) => !(keys[i].signedPrekey && keys[i].kemPrekey));
     },
     onDeviceRevoked: (listener) => void revokedListeners.push(listener),
+    sealedAccess,
     onDeviceListChanged: (listener) =>
       hub.subscribeAll((e) => {
         if (e.kind === "list") listener(e.accountId, toCurrent(e.current));

@@ -5,11 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  DirectoryChangeKind,
-  WatchDirectoryResponseSchema,
-  type WatchDirectoryResponse,
-} from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
+import { DirectoryChangeKind, WatchDirectoryResponseSchema, type WatchDirectoryResponse } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import type { ParsedDeviceList } from "./device-list-rules.js";
 import type { DeviceListStore } from "./device-list-store.js";
 import type { DirectoryEvent, DirectoryHub } from "./watch.js";
@@ -70,9 +66,15 @@ export async function* watchAccounts(
       if (!last) continue;
       if (e.kind === "prekeys") {
         if (!last.list.devices.some((d) => d.deviceId === e.deviceId)) continue;
-        yield create(WatchDirectoryResponseSchema, { accountId: e.accountId, kind: DirectoryChangeKind.PREKEYS_ROTATED, deviceId: e.deviceId, deviceList: last.signed });
+        yield create(WatchDirectoryResponseSchema, {
+          accountId: e.accountId,
+          kind: DirectoryChangeKind.PREKEYS_ROTATED,
+          deviceId: e.deviceId,
+          deviceList: last.signed,
+        });
         continue;
       }
+      if (e.kind !== "list") continue;
       if (e.current.list.version <= last.list.version) continue; // already in the snapshot
       sent.set(e.accountId, e.current);
       const before = new Set(last.list.devices.map((d) => d.deviceId));

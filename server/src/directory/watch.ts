@@ -8,11 +8,13 @@
 import { KvWatchInclude, type KV, type KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "../logger.js";
 import { decodeStored } from "./device-list-store.js";
+import { parseAddressKey } from "../device-address.js";
 import type { ParsedDeviceList } from "./device-list-rules.js";
 
 export type DirectoryEvent =
-  | { kind: "list"; accountId: string; current: ParsedDeviceList; revision: number }
-  | { kind: "prekeys"; accountId: string; deviceId: number };
+  | { kind: "list"; accountId: string; current: ParsedDeviceList; revision: number; storedAtMs: number }
+  | { kind: "prekeys"; accountId: string; deviceId: number }
+  | { kind: "sealed-access"; accountId: string; value: Uint8Array };
 
 type Listener = (e: DirectoryEvent) => void;
 
@@ -34,16 +36,21 @@ export class DirectoryHub {
     private readonly restartDelayMs = 250,
   ) {}
 
-  async start(accounts: KV, prekeys: KV): Promise<void> {
+  /** Follows the directory buckets; sealedAccess (SetSealedAccess's settings) when given. */
+  async start(accounts: KV, prekeys: KV, sealedAccess?: KV): Promise<void> {
     await this.follow("accounts", accounts, (e) => {
       if (e.operation !== "PUT" || e.value.length === 0) return;
-      this.emit({ kind: "list", accountId: e.key, current: decodeStored(e.value), revision: e.revision });
+      this.emit({ kind: "list", accountId: e.key, current: decodeStored(e.value), revision: e.revision, storedAtMs: e.created.getTime() });
     });
     await this.follow("prekeys", prekeys, (e) => {
       if (e.operation !== "PUT") return;
-      const dot = e.key.lastIndexOf(".");
-      this.emit({ kind: "prekeys", accountId: e.key.slice(0, dot), deviceId: Number(e.key.slice(dot + 1)) });
+      this.emit({ kind: "prekeys", ...parseAddressKey(e.key) });
     });
+    if (sealedAccess) {
+      await this.follow("sealedAccess", sealedAccess, (e) => {
+        this.emit({ kind: "sealed-access", accountId: e.key, value: e.operation === "PUT" ? e.value : new Uint8Array(0) });
+      });
+    }
   }
 
   /**

@@ -6,7 +6,7 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { EventEmitter, on } from "node:events";
-import { Health, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
+import { type Health, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
 
 export class HealthStatus {
   readonly #status = new Map<string, Status>();

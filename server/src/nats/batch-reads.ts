@@ -45,7 +45,7 @@ export class BatchReads {
   private next = 1;
 
   constructor(
-    private readonly nc: NatsConnection,
+    nc: NatsConnection,
     private readonly publisher: JetStreamPublisher,
     private readonly timeoutMs = READ_TIMEOUT_MS,
   ) {
@@ -83,7 +83,11 @@ export class BatchReads {
       const b: Open = { msgs: [], expected, more: pending, answered: false, done: () => resolve(b) };
       this.open.set(name, b);
       timer = setTimeout(b.done, this.timeoutMs);
-      this.publisher.publishCore(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${name}`, new TextEncoder().encode(JSON.stringify({ batch: expected, no_wait: true })), `${this.prefix}${name}`);
+      this.publisher.publishCore(
+        `$JS.API.CONSUMER.MSG.NEXT.${stream}.${name}`,
+        new TextEncoder().encode(JSON.stringify({ batch: expected, no_wait: true })),
+        `${this.prefix}${name}`,
+      );
     });
     clearTimeout(timer);
     this.open.delete(name);

@@ -42,7 +42,10 @@ export async function whenJetStreamReady<T>(step: () => Promise<T>, readyMs = JE
 
 export async function connectNats(servers: string, name = "sealpost-server"): Promise<Nats> {
   const nc = await connect({
-    servers: servers.split(",").map((s) => s.trim()).filter(Boolean),
+    servers: servers
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
     name,
     // Keep retrying through NATS restarts and cluster failovers; requests fail fast meanwhile.
     maxReconnectAttempts: -1,

@@ -13,7 +13,7 @@
  * - directory: KV buckets for accounts (current signed device list), device-list history,
  *   prekeys, one-time prekeys, used auth challenges; config (shared token secret, mailbox
  *   partition count K); sends (idempotency records); instances (live server instances, for
- *   the device-list barrier).
+ *   the device-list barrier); sealed access (who may send an account sealed mail, per device).
  */
 import { leaderReadsFor } from "./stream-reads.js";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
@@ -36,6 +36,7 @@ export const bucketNames = {
   attachments: "sp_attachments",
   receivers: "sp_receivers",
   instances: "sp_instances",
+  sealedAccess: "sp_sealed_access",
 } as const;
 
 export type BucketName = keyof typeof bucketNames;
@@ -144,12 +145,30 @@ export async function ensureStreams(jsm: JetStreamManager, configs: Partial<Stre
         // Another instance created it between our info and add: fine. nats-server 2.9 may say
         // "subjects overlap with an existing stream" for that race too; it is the race only if
         // the stream exists now (otherwise another stream owns the subjects: a real error).
-        if (!/already in use|already exists|subjects overlap/i.test(String(addErr))) throw addErr;
+        if (!CONCURRENT_CREATE.test(String(addErr))) throw addErr;
         await jsm.streams.info(cfg.name!).catch(() => {
           throw addErr;
         });
       }
     }
+  }
+}
+
+/** What nats-server answers the loser of two concurrent creates of one stream (2.9 may say "subjects overlap"). */
+const CONCURRENT_CREATE = /already in use|already exists|subjects overlap/i;
+
+/**
+ * kvm.create, safe when several instances start at once: it checks for the bucket's stream
+ * and adds it, so the loser of a race gets the answer above although the bucket it wants now
+ * exists. Then one more create binds to it; if the bucket still is not there (another
+ * stream really owns the subjects), that create fails with the real error.
+ */
+export async function createBucket(kvm: Kvm, name: string, opts: Partial<KvOptions>): Promise<KV> {
+  try {
+    return await kvm.create(name, opts);
+  } catch (err) {
+    if (!CONCURRENT_CREATE.test(String(err))) throw err;
+    return kvm.create(name, opts);
   }
 }
 
@@ -162,7 +181,7 @@ export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, partitions: 
   for (const name of Object.keys(bucketNames) as BucketName[]) {
     // Replicated buckets are read from their leader: a revoked device, a claimed device or a
     // stored Send outcome must be visible to the next read on any instance (stream-reads.ts).
-    buckets[name] = leaderReadsFor(await kvm.create(bucketNames[name], bucketOptions(name, replicas)), replicas > 1);
+    buckets[name] = leaderReadsFor(await createBucket(kvm, bucketNames[name], bucketOptions(name, replicas)), replicas > 1);
   }
   // Before any stream: an instance with another K must not even create its partitions.
   await agreeOnPartitions(buckets.config, partitions);
@@ -182,7 +201,7 @@ export async function agreeOnPartitions(config: KV, partitions: number): Promise
   // Read first: every start after the first would otherwise propose a create that fails,
   // and failed proposals are what older nats-server replicas count inconsistently.
   let e = await config.get(PARTITIONS_KEY);
-  if (!e || e.operation !== "PUT") {
+  if (e?.operation !== "PUT") {
     try {
       await config.create(PARTITIONS_KEY, new TextEncoder().encode(String(partitions)));
       return;

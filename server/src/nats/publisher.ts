@@ -24,6 +24,8 @@ export interface PublishOptions {
   expectStream?: string;
   /** Nats-Expected-Last-Subject-Sequence: 0 makes the publish a KV create (fails if the key exists). */
   expectLastSubjectSeq?: number;
+  /** W3C traceparent stored with the message (tracing on). */
+  traceparent?: string;
 }
 
 interface Pending {
@@ -31,7 +33,12 @@ interface Pending {
   resolve(reply: Msg): void;
   reject(err: Error): void;
   deadline: number;
+  op: RoundTrip;
+  /** performance.now() when it was queued. */
+  sentAt: number;
 }
+
+export type RoundTrip = "publish" | "api" | "get";
 
 const SWEEP_MS = 250;
 /** Reads answer in well under a millisecond; one lost in a NATS reconnect is retried after this. */
@@ -57,13 +64,18 @@ export class JetStreamPublisher {
     this.timer.unref();
   }
 
+  /** Told of every answered round trip (metrics). */
+  onRoundTrip: ((op: RoundTrip, seconds: number) => void) | undefined;
+  /** Starts a span for a round trip (tracing on); the result ends it. */
+  traceRoundTrip: ((op: RoundTrip) => ((error?: string) => void) | undefined) | undefined;
+
   /** Messages published and not yet acknowledged (for admission control and tests). */
   get inFlight(): number {
     return this.pending.size;
   }
 
   async publish(subject: string, data: Uint8Array, opts: PublishOptions = {}): Promise<PubAck> {
-    const body = parseReply(await this.send(subject, data, opts)) as { stream?: string; seq?: number; duplicate?: boolean };
+    const body = parseReply(await this.send(subject, data, "publish", opts)) as { stream?: string; seq?: number; duplicate?: boolean };
     return { stream: body.stream ?? "", seq: body.seq ?? 0, duplicate: !!body.duplicate };
   }
 
@@ -72,32 +84,45 @@ export class JetStreamPublisher {
    * a publish; resolves with the parsed answer, rejects JetStreamApiError on an API error.
    */
   async api<T = Record<string, unknown>>(subject: string, request: unknown): Promise<T> {
-    return parseReply(await this.send(subject, new TextEncoder().encode(JSON.stringify(request)))) as T;
+    return parseReply(await this.send(subject, new TextEncoder().encode(JSON.stringify(request)), "api")) as T;
   }
 
   /**
    * A direct get (`$JS.API.DIRECT.GET.<stream>`, any replica may answer: single-replica
    * streams only, see stream-reads.ts): the stored message, or null when there is none.
    */
-  async directGet(stream: string, query: Record<string, unknown>, timeoutMs = READ_TIMEOUT_MS): Promise<{ seq: number; subject: string; data: Uint8Array; header: MsgHdrs } | null> {
-    const m = await this.send(`$JS.API.DIRECT.GET.${stream}`, new TextEncoder().encode(JSON.stringify(query)), {}, timeoutMs);
+  async directGet(
+    stream: string,
+    query: Record<string, unknown>,
+    timeoutMs = READ_TIMEOUT_MS,
+  ): Promise<{ seq: number; subject: string; data: Uint8Array; header: MsgHdrs } | null> {
+    const m = await this.send(`$JS.API.DIRECT.GET.${stream}`, new TextEncoder().encode(JSON.stringify(query)), "get", {}, timeoutMs);
     const code = m.headers?.code ?? 0;
     if (code === 404) return null;
-    if (code >= 400 || !m.headers) throw named(code === 408 ? "TimeoutError" : "JetStreamApiError", `direct get: ${code} ${m.headers?.description ?? ""}`.trim());
+    if (code >= 400 || !m.headers)
+      throw named(code === 408 ? "TimeoutError" : "JetStreamApiError", `direct get: ${code} ${m.headers?.description ?? ""}`.trim());
     return { seq: Number(m.headers.get("Nats-Sequence")), subject: m.headers.get("Nats-Subject"), data: m.data, header: m.headers };
   }
 
-  private send(subject: string, data: Uint8Array, opts: PublishOptions = {}, timeoutMs = this.timeoutMs): Promise<Msg> {
+  private send(subject: string, data: Uint8Array, op: RoundTrip, opts: PublishOptions = {}, timeoutMs = this.timeoutMs): Promise<Msg> {
     const id = this.next++;
     return new Promise<Msg>((resolve, reject) => {
       let h: ReturnType<typeof headers> | undefined;
-      if (opts.msgId || opts.expectStream || opts.expectLastSubjectSeq !== undefined) {
+      if (opts.msgId || opts.expectStream || opts.expectLastSubjectSeq !== undefined || opts.traceparent) {
         h = headers();
         if (opts.msgId) h.set("Nats-Msg-Id", opts.msgId);
         if (opts.expectStream) h.set("Nats-Expected-Stream", opts.expectStream);
         if (opts.expectLastSubjectSeq !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSeq));
+        if (opts.traceparent) h.set("traceparent", opts.traceparent);
       }
-      this.pending.set(id, { resolve, reject, deadline: this.now() + timeoutMs });
+      const span = this.traceRoundTrip?.(op);
+      this.pending.set(id, {
+        resolve: span ? (m) => (span(), resolve(m)) : resolve,
+        reject: span ? (e) => (span(e.name), reject(e)) : reject,
+        deadline: this.now() + timeoutMs,
+        op,
+        sentAt: this.onRoundTrip ? performance.now() : 0,
+      });
       this.later(() => {
         try {
           this.nc.publish(subject, data, { reply: `${this.prefix}${id}`, headers: h });
@@ -154,6 +179,8 @@ export class JetStreamPublisher {
     const p = this.pending.get(id);
     if (!p) return; // Timed out already (the publish may still have been stored: callers retry with the same msgId).
     this.pending.delete(id);
+    // Timed only while someone listens (sentAt 0: sent before the hook was set).
+    if (this.onRoundTrip && p.sentAt) this.onRoundTrip(p.op, (performance.now() - p.sentAt) / 1000);
     if (msg.headers?.code === 503) {
       p.reject(named("NoResponders", `no JetStream stream answers for this subject (503)`));
       return;

@@ -14,7 +14,16 @@ export function unavailable(what: string, err: unknown): ConnectError {
  * NATS client errors that mean "the store is briefly unreachable" (a node restarting, a
  * leader election, a reconnect): worth a retry, unlike a bug.
  */
-const TRANSIENT = new Set(["TimeoutError", "NoResponders", "ClosedConnectionError", "DrainingConnectionError", "ConnectionError", "RequestError", "JetStreamNotEnabled", "JetStreamStatusError"]);
+const TRANSIENT = new Set([
+  "TimeoutError",
+  "NoResponders",
+  "ClosedConnectionError",
+  "DrainingConnectionError",
+  "ConnectionError",
+  "RequestError",
+  "JetStreamNotEnabled",
+  "JetStreamStatusError",
+]);
 
 export function isTransientStoreError(err: unknown): boolean {
   const e = err as { name?: string; status?: number } | undefined;
@@ -30,4 +39,17 @@ export async function storeOp<T>(what: string, op: () => Promise<T>): Promise<T>
   } catch (err) {
     throw unavailable(what, err);
   }
+}
+
+/**
+ * The answer to a call that needs the store while this instance is disconnected from NATS:
+ * at once, instead of after a 10 s JetStream timeout (clients retry elsewhere or later).
+ */
+export function storeDisconnected(): ConnectError {
+  return new ConnectError("message store unavailable (this instance lost NATS); retry shortly", Code.Unavailable);
+}
+
+/** Every DirectoryService and DeliveryService call reads or writes the store, except GetLimits. */
+export function needsStore(service: string, method: string): boolean {
+  return (service === "sealpost.directory.v1.DirectoryService" || service === "sealpost.delivery.v1.DeliveryService") && method !== "GetLimits";
 }

@@ -11,7 +11,7 @@ import {
   ErrorResponseSchema,
   FileDescriptorResponseSchema,
   ListServiceResponseSchema,
-  ServerReflection,
+  type ServerReflection,
   ServerReflectionResponseSchema,
   type ServerReflectionRequest,
   type ServerReflectionResponse,
@@ -35,7 +35,10 @@ export function reflectionService(serviceFiles: DescFile[], serviceNames: string
     case: "fileDescriptorResponse" as const,
     value: create(FileDescriptorResponseSchema, { fileDescriptorProto: withDependencies(file).map((f) => toBinary(FileDescriptorProtoSchema, f.proto)) }),
   });
-  const error = (errorCode: Code, errorMessage: string) => ({ case: "errorResponse" as const, value: create(ErrorResponseSchema, { errorCode, errorMessage }) });
+  const error = (errorCode: Code, errorMessage: string) => ({
+    case: "errorResponse" as const,
+    value: create(ErrorResponseSchema, { errorCode, errorMessage }),
+  });
   const notFound = (what: string) => error(Code.NotFound, `${what} not found`);
 
   const answer = (req: ServerReflectionRequest): ServerReflectionResponse => {

@@ -7,8 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { startTestNats, startTestServer, createTestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { startTestNats, startTestServer, createTestAccount, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../../src/server.js";
 import { deliveryOf, Inbox, waitUntil } from "../delivery-helpers.js";
 
 let nats: TestNats;
@@ -31,12 +31,20 @@ afterAll(async () => {
 describe("abuse limits across instances", () => {
   it("GetLimits reports them, so clients and operators can see what they will meet", async () => {
     const { limits } = await deliveryOf(dora.devices[0], b.url).getLimits({});
-    expect({ accounts: limits?.accountsPerAddressPerHour, otpk: limits?.oneTimePrekeysPerDevicePerMinute, streams: limits?.mailboxStreamsPerDevicePerMinute }).toEqual({ accounts: 4, otpk: 3, streams: 20 });
+    expect({
+      accounts: limits?.accountsPerAddressPerHour,
+      otpk: limits?.oneTimePrekeysPerDevicePerMinute,
+      streams: limits?.mailboxStreamsPerDevicePerMinute,
+    }).toEqual({ accounts: 4, otpk: 3, streams: 20 });
   });
 
   it("limits CreateAccount per caller address across instances, and only the claims of one-time prekeys per target device", async () => {
     // Four accounts from this address (dora's and three more, on both instances); the fifth is refused on either.
-    const [victim, mallory, m2] = await Promise.all([createTestAccount(a.url, "abuse-victim", { oneTimePrekeys: 20 }), createTestAccount(b.url, "abuse-mallory"), createTestAccount(b.url, "abuse-m2")]);
+    const [victim, mallory, m2] = await Promise.all([
+      createTestAccount(a.url, "abuse-victim", { oneTimePrekeys: 20 }),
+      createTestAccount(b.url, "abuse-mallory"),
+      createTestAccount(b.url, "abuse-m2"),
+    ]);
     const m3 = dora;
     for (const url of [a.url, b.url]) {
       const err = await createTestAccount(url, `abuse-extra-${url.slice(-5).replace(/\D/g, "")}`).then(
@@ -65,7 +73,9 @@ describe("abuse limits across instances", () => {
     await Promise.all(inboxes.map((i) => waitUntil("an answer", () => i.ended || i.drained)));
     const refused = inboxes.filter((i) => i.error?.code === Code.ResourceExhausted);
     expect(refused).toHaveLength(5);
-    expect(refused[0].error?.rawMessage).toMatch(/^stream rate limit exceeded for device abuse-dora\/1: at most 20 mailbox streams \(Receive, or receive on a Session\) per minute; retry in \d+ s$/);
+    expect(refused[0].error?.rawMessage).toMatch(
+      /^stream rate limit exceeded for device abuse-dora\/1: at most 20 mailbox streams \(Receive, or receive on a Session\) per minute; retry in \d+ s$/,
+    );
     // Of the 20 admitted, all but the newest end Replaced; the newest still delivers.
     const admitted = inboxes.filter((i) => !refused.includes(i));
     await waitUntil("19 replaced", () => admitted.filter((i) => i.replaced).length === 19);

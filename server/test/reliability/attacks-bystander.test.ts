@@ -17,10 +17,17 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SendEntrySchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
-import { createTestAccount, startTestNats, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import { spawnServerProcess, type ServerProcess } from "@sealpost/test-support/server-process.js";
-import { envelope, rawCall } from "@sealpost/test-support/raw-rpc.js";
-import { deliveryClient } from "@sealpost/test-support/traffic.js";
+import {
+  createTestAccount,
+  deliveryClient,
+  envelope,
+  rawCall,
+  spawnServerProcess,
+  startTestNats,
+  type ServerProcess,
+  type TestAccount,
+  type TestNats,
+} from "@sealpost/test-support";
 
 /** How long each attack runs while the bystander is measured. */
 const ATTACK_MS = 2_000;
@@ -37,7 +44,11 @@ const report: string[] = [];
 beforeAll(async () => {
   nats = await startTestNats();
   // Production limits: 30 accounts per address per hour, 30 one-time prekeys per device per minute.
-  server = await spawnServerProcess({ NATS_URL: nats.url, SEALPOST_ACCOUNTS_PER_ADDRESS_PER_HOUR: "30", SEALPOST_ONE_TIME_PREKEYS_PER_DEVICE_PER_MINUTE: "30" });
+  server = await spawnServerProcess({
+    NATS_URL: nats.url,
+    SEALPOST_ACCOUNTS_PER_ADDRESS_PER_HOUR: "30",
+    SEALPOST_ONE_TIME_PREKEYS_PER_DEVICE_PER_MINUTE: "30",
+  });
   [sender, receiver, mallory] = await Promise.all([
     createTestAccount(server.url, "bystander-sender"),
     createTestAccount(server.url, "bystander-receiver", { oneTimePrekeys: 100 }),
@@ -109,7 +120,11 @@ async function withBystander(attack: (until: number) => Promise<void>): Promise<
       const messageId = randomBytes(16);
       sentAt.set(messageId.toString("hex"), performance.now());
       try {
-        const res = await send.send({ messageId, sharedBody: randomBytes(256), entries: [create(SendEntrySchema, { device: create(DeviceAddressSchema, to.address), entry: randomBytes(64) })] });
+        const res = await send.send({
+          messageId,
+          sharedBody: randomBytes(256),
+          entries: [create(SendEntrySchema, { device: create(DeviceAddressSchema, to.address), entry: randomBytes(64) })],
+        });
         if (res.outcome.case !== "stored") failures.push(`send: ${res.outcome.case}`);
         sends++;
       } catch (err) {
@@ -131,7 +146,9 @@ async function withBystander(attack: (until: number) => Promise<void>): Promise<
 }
 
 function record(name: string, m: Measured, attacker: string): void {
-  report.push(`  ${name.padEnd(44)} bystander ${m.sends} sends, p50 ${m.p50.toFixed(1)} ms, p99 ${m.p99.toFixed(1)} ms; RSS ${m.rssIdle.toFixed(0)} -> ${m.rssPeak.toFixed(0)} MiB; attacker: ${attacker}`);
+  report.push(
+    `  ${name.padEnd(44)} bystander ${m.sends} sends, p50 ${m.p50.toFixed(1)} ms, p99 ${m.p99.toFixed(1)} ms; RSS ${m.rssIdle.toFixed(0)} -> ${m.rssPeak.toFixed(0)} MiB; attacker: ${attacker}`,
+  );
   expect(m.failures).toEqual([]);
   expect(m.sends).toBeGreaterThan(0);
   expect(m.rssPeak - m.rssIdle, `RSS grew ${(m.rssPeak - m.rssIdle).toFixed(0)} MiB`).toBeLessThan(RSS_BUDGET_MIB);
@@ -170,7 +187,20 @@ describe("a bystander during each attack", () => {
     const bomb = gzipSync(Buffer.alloc(5 * 1024 * 1024));
     let codes = new Map<string, number>();
     const m = await withBystander(async (until) => {
-      codes = await loop(8, until, async () => (await rawCall({ baseUrl: server.url, path: "/sealpost.delivery.v1.DeliveryService/Send", protocol: "connect-proto-h2", body: bomb, headers: { "content-encoding": "gzip" } })).code);
+      codes = await loop(
+        8,
+        until,
+        async () =>
+          (
+            await rawCall({
+              baseUrl: server.url,
+              path: "/sealpost.delivery.v1.DeliveryService/Send",
+              protocol: "connect-proto-h2",
+              body: bomb,
+              headers: { "content-encoding": "gzip" },
+            })
+          ).code,
+      );
     });
     expect([...codes.keys()]).toEqual(["unauthenticated"]);
     record("gzip bombs, no token (8 at a time)", m, show(codes));
@@ -180,7 +210,20 @@ describe("a bystander during each attack", () => {
     const bomb = gzipSync(Buffer.alloc(5 * 1024 * 1024));
     let codes = new Map<string, number>();
     const m = await withBystander(async (until) => {
-      codes = await loop(8, until, async () => (await rawCall({ baseUrl: server.url, path: "/sealpost.delivery.v1.DeliveryService/Ack", protocol: "connect-proto-h2", body: bomb, headers: { "content-encoding": "gzip", ...mallory.devices[0].headers } })).code);
+      codes = await loop(
+        8,
+        until,
+        async () =>
+          (
+            await rawCall({
+              baseUrl: server.url,
+              path: "/sealpost.delivery.v1.DeliveryService/Ack",
+              protocol: "connect-proto-h2",
+              body: bomb,
+              headers: { "content-encoding": "gzip", ...mallory.devices[0].headers },
+            })
+          ).code,
+      );
     });
     expect([...codes.keys()]).toEqual(["resource_exhausted"]);
     record("gzip bombs, valid token (8 at a time)", m, show(codes));
@@ -191,7 +234,13 @@ describe("a bystander during each attack", () => {
       const session = http2.connect(server.url);
       session.on("error", () => {});
       const streams = Array.from({ length: 300 }, () => {
-        const s = session.request({ ":method": "POST", ":path": "/sealpost.delivery.v1.DeliveryService/Send", "content-type": "application/proto", "connect-protocol-version": "1", ...mallory.devices[0].headers });
+        const s = session.request({
+          ":method": "POST",
+          ":path": "/sealpost.delivery.v1.DeliveryService/Send",
+          "content-type": "application/proto",
+          "connect-protocol-version": "1",
+          ...mallory.devices[0].headers,
+        });
         s.on("error", () => {});
         s.write(Buffer.from([0x0a]));
         return s;
@@ -216,7 +265,20 @@ describe("a bystander during each attack", () => {
   it("undecodable requests from eight loops", async () => {
     let codes = new Map<string, number>();
     const m = await withBystander(async (until) => {
-      codes = await loop(8, until, async () => (await rawCall({ baseUrl: server.url, path: "/sealpost.delivery.v1.DeliveryService/Ack", protocol: "grpc", body: envelope(Buffer.from([0x0a, 0x7f, 1, 2, 3])), headers: mallory.devices[0].headers })).code);
+      codes = await loop(
+        8,
+        until,
+        async () =>
+          (
+            await rawCall({
+              baseUrl: server.url,
+              path: "/sealpost.delivery.v1.DeliveryService/Ack",
+              protocol: "grpc",
+              body: envelope(Buffer.from([0x0a, 0x7f, 1, 2, 3])),
+              headers: mallory.devices[0].headers,
+            })
+          ).code,
+      );
     });
     expect([...codes.keys()]).toEqual(["invalid_argument"]);
     record("undecodable protobuf (8 loops)", m, show(codes));

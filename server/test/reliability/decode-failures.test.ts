@@ -5,10 +5,18 @@
  * the reason but carries none of the request's bytes.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "@sealpost/server/logger.js";
-import { createTestAccount, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import { envelope, rawCall, type RawProtocol } from "@sealpost/test-support/raw-rpc.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { createLogger } from "../../src/logger.js";
+import {
+  createTestAccount,
+  envelope,
+  rawCall,
+  startTestNats,
+  startTestServer,
+  type RawProtocol,
+  type TestAccount,
+  type TestNats,
+} from "@sealpost/test-support";
+import type { RunningServer } from "../../src/server.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -34,15 +42,37 @@ const bodies: { name: string; payload: Buffer; flags?: number; reason: RegExp }[
   // A length-delimited field that claims more bytes than follow.
   { name: "truncated", payload: Buffer.concat([Buffer.from([0x0a, 0x7f]), MARKER]), reason: /^parse binary: / },
   // A varint that never ends.
-  { name: "malformed varint", payload: Buffer.concat([MARKER, Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])]), reason: /^parse binary: / },
+  {
+    name: "malformed varint",
+    payload: Buffer.concat([MARKER, Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])]),
+    reason: /^parse binary: /,
+  },
   // The compressed flag with no grpc-encoding / connect-content-encoding negotiated.
   { name: "compressed without an encoding", payload: MARKER, flags: 1, reason: /compressed envelope/ },
 ];
 
 const calls: { name: string; path: string; streaming: boolean; auth: boolean; protocols: RawProtocol[] }[] = [
-  { name: "unary without auth (Health/Check)", path: "/grpc.health.v1.Health/Check", streaming: false, auth: false, protocols: ["connect-proto-h2", "grpc", "grpc-web"] },
-  { name: "unary with auth (Ack)", path: "/sealpost.delivery.v1.DeliveryService/Ack", streaming: false, auth: true, protocols: ["connect-proto-h2", "grpc", "grpc-web"] },
-  { name: "server streaming (Receive)", path: "/sealpost.delivery.v1.DeliveryService/Receive", streaming: true, auth: true, protocols: ["connect-proto-h2", "grpc", "grpc-web"] },
+  {
+    name: "unary without auth (Health/Check)",
+    path: "/grpc.health.v1.Health/Check",
+    streaming: false,
+    auth: false,
+    protocols: ["connect-proto-h2", "grpc", "grpc-web"],
+  },
+  {
+    name: "unary with auth (Ack)",
+    path: "/sealpost.delivery.v1.DeliveryService/Ack",
+    streaming: false,
+    auth: true,
+    protocols: ["connect-proto-h2", "grpc", "grpc-web"],
+  },
+  {
+    name: "server streaming (Receive)",
+    path: "/sealpost.delivery.v1.DeliveryService/Receive",
+    streaming: true,
+    auth: true,
+    protocols: ["connect-proto-h2", "grpc", "grpc-web"],
+  },
   { name: "bidi (Session)", path: "/sealpost.delivery.v1.DeliveryService/Session", streaming: true, auth: true, protocols: ["connect-proto-h2", "grpc"] },
 ];
 

@@ -16,11 +16,20 @@ import { HealthCheckRequestSchema } from "@sealpost/gen/grpc/health/v1/health_pb
 import { AckRequestSchema, ReceiveRequestSchema, SendEntrySchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
 import { GetDeviceListRequestSchema } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
-import { createTestAccount, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support/index.js";
-import { envelope, isRpcCode, rawCall, type RawProtocol } from "@sealpost/test-support/raw-rpc.js";
-import { reliabilityProfile } from "@sealpost/test-support/profile.js";
-import { deliveryClient } from "@sealpost/test-support/traffic.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import {
+  createTestAccount,
+  deliveryClient,
+  envelope,
+  isRpcCode,
+  rawCall,
+  reliabilityProfile,
+  startTestNats,
+  startTestServer,
+  type RawProtocol,
+  type TestAccount,
+  type TestNats,
+} from "@sealpost/test-support";
+import type { RunningServer } from "../../src/server.js";
 import { errorCollectingLogger, expectServing, printOutcomes } from "./fuzz-helpers.js";
 
 const profile = reliabilityProfile();
@@ -81,9 +90,24 @@ interface Target {
 
 const targets = (): Target[] => [
   { path: "/grpc.health.v1.Health/Check", streaming: false, valid: () => toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema)), auth: false },
-  { path: "/sealpost.directory.v1.DirectoryService/GetDeviceList", streaming: false, valid: () => toBinary(GetDeviceListRequestSchema, create(GetDeviceListRequestSchema, { accountId: bob.accountId })), auth: false },
-  { path: "/sealpost.delivery.v1.DeliveryService/Ack", streaming: false, valid: () => toBinary(AckRequestSchema, create(AckRequestSchema, { sequences: [1n] })), auth: true },
-  { path: "/sealpost.delivery.v1.DeliveryService/Receive", streaming: true, valid: () => toBinary(ReceiveRequestSchema, create(ReceiveRequestSchema, { maxInFlight: 1 })), auth: true },
+  {
+    path: "/sealpost.directory.v1.DirectoryService/GetDeviceList",
+    streaming: false,
+    valid: () => toBinary(GetDeviceListRequestSchema, create(GetDeviceListRequestSchema, { accountId: bob.accountId })),
+    auth: false,
+  },
+  {
+    path: "/sealpost.delivery.v1.DeliveryService/Ack",
+    streaming: false,
+    valid: () => toBinary(AckRequestSchema, create(AckRequestSchema, { sequences: [1n] })),
+    auth: true,
+  },
+  {
+    path: "/sealpost.delivery.v1.DeliveryService/Receive",
+    streaming: true,
+    valid: () => toBinary(ReceiveRequestSchema, create(ReceiveRequestSchema, { maxInFlight: 1 })),
+    auth: true,
+  },
   { path: "/sealpost.directory.v1.DirectoryService/WatchDirectory", streaming: true, valid: () => new Uint8Array([10, 3, 97, 98, 99]), auth: true },
   { path: "/sealpost.nope.v1.Nope/Nothing", streaming: false, valid: () => new Uint8Array(0), auth: false },
 ];
@@ -109,7 +133,14 @@ type FrameCase = typeof frameCase extends fc.Arbitrary<infer T> ? T : never;
 async function runFrameCase(c: FrameCase): Promise<void> {
   const t = targets()[c.target];
   const payload = c.payload === "valid" ? t.valid() : c.payload;
-  const declared = c.declared === "actual" ? payload.length : c.declared === "plus1" ? payload.length + 1 : c.declared === "minus1" ? Math.max(0, payload.length - 1) : c.declared;
+  const declared =
+    c.declared === "actual"
+      ? payload.length
+      : c.declared === "plus1"
+        ? payload.length + 1
+        : c.declared === "minus1"
+          ? Math.max(0, payload.length - 1)
+          : c.declared;
   let body: Buffer = envelope(payload, c.flags, declared);
   for (let i = 0; i < c.extraFrames; i++) body = Buffer.concat([body, envelope(payload, 0)]);
   const headers: Record<string, string> = {};
@@ -151,7 +182,8 @@ const rawHttpCase = fc.record({
 
 function rawHttp(c: { kind: string; noise: Uint8Array }): Promise<string> {
   const port = server.port;
-  const head = (extra: string) => `POST /sealpost.delivery.v1.DeliveryService/GetLimits HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/proto\r\nConnect-Protocol-Version: 1\r\n${extra}\r\n`;
+  const head = (extra: string) =>
+    `POST /sealpost.delivery.v1.DeliveryService/GetLimits HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/proto\r\nConnect-Protocol-Version: 1\r\n${extra}\r\n`;
   const payloads: Record<string, Buffer> = {
     "huge-length": Buffer.concat([Buffer.from(head("Content-Length: 2147483648\r\n")), Buffer.from(c.noise)]),
     garbage: Buffer.concat([Buffer.from(c.noise), Buffer.from("\r\n\r\n")]),
@@ -194,7 +226,16 @@ describe(`malformed framing (profile ${profile.name}, ${profile.framingRuns} cas
     for (const close of ["reset", "destroy"] as const) {
       for (const protocol of ["connect-proto-h2", "grpc"] as const) {
         const body = envelope(toBinary(ReceiveRequestSchema, create(ReceiveRequestSchema, { maxInFlight: 1 })));
-        await rawCall({ baseUrl: server.url, path: "/sealpost.delivery.v1.DeliveryService/Receive", protocol, streaming: true, body, truncateAt: 3, close, headers: { authorization: `Bearer ${bob.devices[0].token}` } });
+        await rawCall({
+          baseUrl: server.url,
+          path: "/sealpost.delivery.v1.DeliveryService/Receive",
+          protocol,
+          streaming: true,
+          body,
+          truncateAt: 3,
+          close,
+          headers: { authorization: `Bearer ${bob.devices[0].token}` },
+        });
       }
     }
     await new Promise((r) => setTimeout(r, 300));
@@ -204,7 +245,9 @@ describe(`malformed framing (profile ${profile.name}, ${profile.framingRuns} cas
 
   const rounds = profile.name === "full" ? 4 : 3;
   for (let r = 1; r <= rounds; r++) {
-    it(`round ${r}: envelopes with bad flags, huge declared lengths, truncation, early close, resets`, { timeout: profile.name === "full" ? 600_000 : 120_000 }, async () => {
+    it(`round ${r}: envelopes with bad flags, huge declared lengths, truncation, early close, resets`, {
+      timeout: profile.name === "full" ? 600_000 : 120_000,
+    }, async () => {
       await fc.assert(fc.asyncProperty(frameCase, runFrameCase), { numRuns: profile.framingRuns, endOnFailure: true, seed: 1000 + r });
       await healthy();
       await fc.assert(

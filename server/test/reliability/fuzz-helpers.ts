@@ -6,8 +6,8 @@
 import { expect } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
-import { plainTransport } from "@sealpost/test-support/index.js";
-import { createLogger, type Logger } from "@sealpost/server/logger.js";
+import { plainTransport } from "@sealpost/test-support";
+import { createLogger, type Logger } from "../../src/logger.js";
 
 /** A "warn" logger that pushes every error-level line into `errorLogs`. */
 export function errorCollectingLogger(errorLogs: string[]): Logger {

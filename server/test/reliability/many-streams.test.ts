@@ -7,9 +7,8 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { createTestAccount, startTestNats, startTestServer, type TestNats } from "@sealpost/test-support/index.js";
-import { deliveryClient } from "@sealpost/test-support/traffic.js";
-import type { RunningServer } from "@sealpost/server/server.js";
+import { createTestAccount, deliveryClient, startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../../src/server.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -28,7 +27,9 @@ afterAll(async () => {
 });
 
 it("60 concurrent Receive streams: served, no MaxListenersExceededWarning", async () => {
-  const accounts = await Promise.all(Array.from({ length: 6 }, (_, i) => createTestAccount(server.url, `many-${randomBytes(3).toString("hex")}-${i}`, { oneTimePrekeys: 1 })));
+  const accounts = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => createTestAccount(server.url, `many-${randomBytes(3).toString("hex")}-${i}`, { oneTimePrekeys: 1 })),
+  );
   // One controller per stream: a shared one would itself collect 60 listeners client-side.
   const aborts = Array.from({ length: 60 }, () => new AbortController());
   let drained = 0;

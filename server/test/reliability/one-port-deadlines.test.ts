@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { listenOnePort, type OnePortServer } from "@sealpost/server/one-port.js";
+import { listenOnePort, type OnePortServer } from "../../src/one-port.js";
 
 const DEADLINE_MS = 300;
 let server: OnePortServer;

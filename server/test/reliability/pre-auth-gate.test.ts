@@ -8,8 +8,7 @@
 import { describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { gzipSync } from "node:zlib";
-import { createTestAccount, useTestServer } from "@sealpost/test-support/index.js";
-import { envelope, rawCall, rawProtocols, type RawProtocol } from "@sealpost/test-support/raw-rpc.js";
+import { createTestAccount, envelope, rawCall, rawProtocols, useTestServer, type RawProtocol } from "@sealpost/test-support";
 
 const server = useTestServer();
 const SEND = "/sealpost.delivery.v1.DeliveryService/Send";
@@ -17,7 +16,15 @@ const RECEIVE = "/sealpost.delivery.v1.DeliveryService/Receive";
 
 function call(protocol: RawProtocol, path: string, body: Uint8Array, headers: Record<string, string>, streaming = false) {
   const framed = protocol === "grpc" || protocol === "grpc-web" || streaming;
-  return rawCall({ baseUrl: server.url, path, protocol, streaming, body: framed ? envelope(body, headers["grpc-encoding"] || headers["connect-content-encoding"] ? 1 : 0) : body, headers, timeoutMs: 5_000 });
+  return rawCall({
+    baseUrl: server.url,
+    path,
+    protocol,
+    streaming,
+    body: framed ? envelope(body, headers["grpc-encoding"] || headers["connect-content-encoding"] ? 1 : 0) : body,
+    headers,
+    timeoutMs: 5_000,
+  });
 }
 
 /** Declares gzip the way each protocol does. */
@@ -31,7 +38,10 @@ describe("pre-auth gate", () => {
     it(`${protocol}: no token, a forged token and an expired one are UNAUTHENTICATED before the body is touched`, async () => {
       const notGzip = randomBytes(64);
       const none = await call(protocol, SEND, notGzip, gzipHeader(protocol));
-      expect({ code: none.code, message: none.message }).toEqual({ code: "unauthenticated", message: "missing authorization header (expected 'Bearer <token>' from Authenticate)" });
+      expect({ code: none.code, message: none.message }).toEqual({
+        code: "unauthenticated",
+        message: "missing authorization header (expected 'Bearer <token>' from Authenticate)",
+      });
       const forged = await call(protocol, SEND, notGzip, { ...gzipHeader(protocol), authorization: "Bearer v1.someone.1.99999999999999.AAAA" });
       expect({ code: forged.code, message: forged.message }).toEqual({ code: "unauthenticated", message: "token signature is invalid" });
       const expired = server.context.tokens.issue("someone", 1, -1000).token;
@@ -45,7 +55,10 @@ describe("pre-auth gate", () => {
 
   it("with a valid token the same body reaches decompression (so the gate is what answered above); open methods pass the gate", async () => {
     const alice = await createTestAccount(server.url, "gate-alice", { oneTimePrekeys: 1 });
-    const withToken = await call("connect-proto-h2", SEND, randomBytes(64), { ...gzipHeader("connect-proto-h2"), authorization: `Bearer ${alice.devices[0].token}` });
+    const withToken = await call("connect-proto-h2", SEND, randomBytes(64), {
+      ...gzipHeader("connect-proto-h2"),
+      authorization: `Bearer ${alice.devices[0].token}`,
+    });
     expect(withToken.code).not.toBe("unauthenticated");
     expect(withToken.code).not.toBe("ok");
     // A gzip bomb without a token (5 MiB of zeros in ~5 KB) is refused the same way.

@@ -18,18 +18,31 @@ import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address
 import { KeyBundleSchema } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { ContentSchema, TextSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { authenticateDevice, createTestAccount, plainTransport, startTestServer, type TestAccount, type TestDevice } from "@sealpost/test-support/index.js";
-import { deliveryClient } from "@sealpost/test-support/traffic.js";
-import { reliabilityProfile } from "@sealpost/test-support/profile.js";
-import { startEmbeddedNats, type EmbeddedNats } from "@sealpost/server/nats/embedded-server.js";
-import { createLogger } from "@sealpost/server/logger.js";
-import type { RunningServer } from "@sealpost/server/server.js";
-import { TokenSigner } from "@sealpost/server/auth/tokens.js";
-import { createNodeProvider } from "@sealpost/client/crypto/node-provider.js";
-import { authSignedBytes } from "@sealpost/client/directory/labels.js";
-import { linkDeviceChange, revokeDeviceChange, generateDeviceKeys, signDeviceList, parseDeviceList } from "@sealpost/client/directory/device-list-changes.js";
-import { createDeviceIdentity, generatePrekeyBatch, SessionCipher, createMemoryStores, addressKey, type ProtocolStores } from "@sealpost/client/protocol/index.js";
-import { toDeviceIdentity } from "@sealpost/client/protocol/identity.js";
+import {
+  authenticateDevice,
+  createTestAccount,
+  deliveryClient,
+  plainTransport,
+  reliabilityProfile,
+  startTestServer,
+  type TestAccount,
+  type TestDevice,
+} from "@sealpost/test-support";
+import { startEmbeddedNats, type EmbeddedNats } from "../../src/nats/embedded-server.js";
+import { createLogger } from "../../src/logger.js";
+import type { RunningServer } from "../../src/server.js";
+import { TokenSigner } from "../../src/auth/tokens.js";
+import { createNodeProvider } from "@sealpost/client/crypto";
+import { authSignedBytes, generateDeviceKeys, linkDeviceChange, parseDeviceList, revokeDeviceChange } from "@sealpost/client/directory";
+import {
+  addressKey,
+  createDeviceIdentity,
+  createMemoryStores,
+  generatePrekeyBatch,
+  SessionCipher,
+  toDeviceIdentity,
+  type ProtocolStores,
+} from "@sealpost/client/protocol";
 
 const TOKEN_SECRET = "security-secret-security-secret-sec!";
 const profile = reliabilityProfile();
@@ -54,7 +67,10 @@ beforeAll(async () => {
   b = await startTestServer(
     nats.url,
     { tokenSecret: TOKEN_SECRET },
-    { log: log.child({ instance: "b" }), now: () => clock, delivery: { limits: { sendsPerMinute: B_SENDS_PER_MINUTE } },
+    {
+      log: log.child({ instance: "b" }),
+      now: () => clock,
+      delivery: { limits: { sendsPerMinute: B_SENDS_PER_MINUTE } },
       directory: { limits: { challengesPerMinute: B_CHALLENGES_PER_MINUTE } },
     },
   );
@@ -108,7 +124,11 @@ describe("mailbox isolation", () => {
     const [bob1, bob2] = bob.devices;
     const seqs: bigint[] = [];
     for (let i = 0; i < 6; i++) {
-      const res = await deliveryClient(alice.devices[0], a.url).send({ messageId: randomBytes(16), sharedBody: randomBytes(32), entries: [entry(bob1), entry(bob2)] });
+      const res = await deliveryClient(alice.devices[0], a.url).send({
+        messageId: randomBytes(16),
+        sharedBody: randomBytes(32),
+        entries: [entry(bob1), entry(bob2)],
+      });
       if (res.outcome.case !== "stored") throw new Error(`not stored: ${res.outcome.case}`);
       seqs.push(res.outcome.value.entries[0].sequence);
     }
@@ -140,7 +160,13 @@ describe("mailbox isolation", () => {
     // 1. Alice's next version, signed by Mallory's key under Alice's device id, sent with Mallory's token.
     const forged = linkDeviceChange(provider, before, { deviceId: alice.devices[0].address.deviceId, signingSeed: m.keys.signingSeed }, evil, clock);
     // 2. A correct-looking revoke of Alice's device, signed by Mallory.
-    const revoke = revokeDeviceChange(provider, before, { deviceId: alice.devices[0].address.deviceId, signingSeed: m.keys.signingSeed }, alice.devices[0].address.deviceId, clock);
+    const revoke = revokeDeviceChange(
+      provider,
+      before,
+      { deviceId: alice.devices[0].address.deviceId, signingSeed: m.keys.signingSeed },
+      alice.devices[0].address.deviceId,
+      clock,
+    );
     for (const url of [a.url, b.url]) {
       const dir = createClient(DirectoryService, m.transport);
       void url;
@@ -192,12 +218,16 @@ describe("tokens and challenges", () => {
     expect(await codeOf(open.authenticate({ device, nonce: madeUp, signature: sign(alice.devices[0].keys.signingSeed, madeUp) }))).toBe("Unauthenticated");
     // Signed by Mallory's key for Alice's device.
     const c1 = await open.getAuthChallenge({ device });
-    expect(await codeOf(open.authenticate({ device, nonce: c1.nonce, signature: sign(mallory.devices[0].keys.signingSeed, c1.nonce) }))).toBe("Unauthenticated");
+    expect(await codeOf(open.authenticate({ device, nonce: c1.nonce, signature: sign(mallory.devices[0].keys.signingSeed, c1.nonce) }))).toBe(
+      "Unauthenticated",
+    );
     // The real signature works once (on instance b), a replay fails on both instances.
     const sig = sign(alice.devices[0].keys.signingSeed, c1.nonce);
     expect(await codeOf(open.authenticate({ device, nonce: c1.nonce, signature: sig }))).toBe("ok");
     expect(await codeOf(open.authenticate({ device, nonce: c1.nonce, signature: sig }))).toBe("Unauthenticated");
-    expect(await codeOf(createClient(DirectoryService, plainTransport(a.url)).authenticate({ device, nonce: c1.nonce, signature: sig }))).toBe("Unauthenticated");
+    expect(await codeOf(createClient(DirectoryService, plainTransport(a.url)).authenticate({ device, nonce: c1.nonce, signature: sig }))).toBe(
+      "Unauthenticated",
+    );
     // A nonce issued for Alice cannot authenticate Mallory.
     const c2 = await open.getAuthChallenge({ device });
     const mAddr = mallory.devices[0].address;
@@ -207,7 +237,9 @@ describe("tokens and challenges", () => {
     const c3 = await open.getAuthChallenge({ device });
     clock += 6 * 60_000;
     try {
-      expect(await codeOf(open.authenticate({ device, nonce: c3.nonce, signature: sign(alice.devices[0].keys.signingSeed, c3.nonce) }))).toBe("Unauthenticated");
+      expect(await codeOf(open.authenticate({ device, nonce: c3.nonce, signature: sign(alice.devices[0].keys.signingSeed, c3.nonce) }))).toBe(
+        "Unauthenticated",
+      );
     } finally {
       clock -= 6 * 60_000;
     }
@@ -231,7 +263,13 @@ describe("revocation", () => {
     })();
     while (!events.includes("drained")) await new Promise((r) => setTimeout(r, 20));
     await sendTo(alice.devices[0], keep, a.url).catch(() => 0n); // mismatch (gone missing) or stored: either is fine
-    const revoke = revokeDeviceChange(provider, bob.deviceList, { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed }, gone.address.deviceId, clock);
+    const revoke = revokeDeviceChange(
+      provider,
+      bob.deviceList,
+      { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed },
+      gone.address.deviceId,
+      clock,
+    );
     await keep.directory.revokeDevice({ deviceList: revoke });
     // Immediately, no waiting: every authenticated call of the revoked device fails everywhere.
     for (const url of [a.url, b.url]) {
@@ -249,22 +287,29 @@ describe("revocation", () => {
 });
 
 describe("rate limits under a flood", () => {
-  it("sends, challenges and claims beyond their limits get RESOURCE_EXHAUSTED; others are unaffected; the server stays up", async () => {
+  const n = profile.floodRequests;
+  const count = (codes: string[]) => codes.reduce<Record<string, number>>((m, c) => ((m[c] = (m[c] ?? 0) + 1), m), {});
+  // A fresh bucket holds exactly `limit` tokens and the servers' clock stands still during the
+  // flood (no refill): exactly `limit` calls succeed, every other one is RESOURCE_EXHAUSTED.
+  // Every call is answered with one of the two (no reset, no INTERNAL or UNAVAILABLE).
+  const expectLimited = (codes: Record<string, number>, limit: number) => {
+    expect(codes).toEqual({ ok: limit, ResourceExhausted: n - limit });
+  };
+
+  it("sends beyond the per-device limit get RESOURCE_EXHAUSTED; another device still sends and the recipient reads it all", async () => {
     const [flooder, victim, bystander] = await Promise.all([account("fl-f"), account("fl-v"), account("fl-b")]);
-    const n = profile.floodRequests;
-    const count = (codes: string[]) => codes.reduce<Record<string, number>>((m, c) => ((m[c] = (m[c] ?? 0) + 1), m), {});
-    // A fresh bucket holds exactly `limit` tokens and the servers' clock stands still during the
-    // flood (no refill): exactly `limit` calls succeed, every other one is RESOURCE_EXHAUSTED.
-    // Every call is answered with one of the two (no reset, no INTERNAL or UNAVAILABLE).
-    const expectLimited = (codes: Record<string, number>, limit: number) => {
-      expect(codes).toEqual({ ok: limit, ResourceExhausted: n - limit });
-    };
-    expect(n).toBeGreaterThan(B_CHALLENGES_PER_MINUTE + 1); // the flood must exceed the limits it tests
-    expect(n).toBeGreaterThan(B_SENDS_PER_MINUTE + 1);
+    expect(n).toBeGreaterThan(B_SENDS_PER_MINUTE + 1); // the flood must exceed the limit it tests
     // Sends through b (B_SENDS_PER_MINUTE per device there).
-    const sends = await Promise.all(Array.from({ length: n }, () => codeOf(sendTo(flooder.devices[0], victim.devices[0], b.url))));
-    const s = count(sends);
+    const s = count(await Promise.all(Array.from({ length: n }, () => codeOf(sendTo(flooder.devices[0], victim.devices[0], b.url)))));
     expectLimited(s, B_SENDS_PER_MINUTE);
+    // The flood hit only the flooder: another device sends through b, the victim reads.
+    await sendTo(bystander.devices[0], victim.devices[0], b.url);
+    expect((await mailbox(victim.devices[0], a.url)).length).toBe((s.ok ?? 0) + 1);
+  });
+
+  it("auth challenges beyond the per-address limit are refused to that caller only; the device itself still authenticates", async () => {
+    const [victim, bystander] = await Promise.all([account("ch-v"), account("ch-b")]);
+    expect(n).toBeGreaterThan(B_CHALLENGES_PER_MINUTE + 1);
     // Auth challenges for the victim's device from another address (127.0.0.2), through b
     // (B_CHALLENGES_PER_MINUTE per caller address there): that caller runs out, the victim
     // (calling from 127.0.0.1) does not.
@@ -274,17 +319,20 @@ describe("rate limits under a flood", () => {
     );
     const ch = count(await Promise.all(Array.from({ length: n }, () => codeOf(fromElsewhere.getAuthChallenge({ device: victim.devices[0].address })))));
     expectLimited(ch, B_CHALLENGES_PER_MINUTE);
-    const victimSeed = victim.devices[0].keys.signingSeed;
-    expect(await codeOf(authenticateDevice(b.url, victim.devices[0].address, victimSeed, provider))).toBe("ok");
+    expect(await codeOf(authenticateDevice(b.url, victim.devices[0].address, victim.devices[0].keys.signingSeed, provider))).toBe("ok");
     expect(await codeOf(fromElsewhere.getAuthChallenge({ device: bystander.devices[0].address }))).toBe("ResourceExhausted");
     const open = createClient(DirectoryService, plainTransport(a.url));
-    // Key bundle claims (300 per minute per caller and instance).
-    const claims = count(await Promise.all(Array.from({ length: Math.max(n, 320) }, () => codeOf(flooder.devices[0].directory.claimKeyBundles({ accountId: victim.accountId })))));
-    expect(claims.ResourceExhausted).toBeGreaterThan(0);
-    // The flood hit only the flooder: another device sends through b, the victim reads.
-    await sendTo(bystander.devices[0], victim.devices[0], b.url);
-    expect((await mailbox(victim.devices[0], a.url)).length).toBe((s.ok ?? 0) + 1);
     expect(await codeOf(open.getAuthChallenge({ device: bystander.devices[0].address }))).toBe("ok");
+  });
+
+  it("key bundle claims beyond the per-caller limit get RESOURCE_EXHAUSTED", async () => {
+    const [flooder, victim] = await Promise.all([account("cl-f"), account("cl-v")]);
+    // 300 per minute per caller and instance.
+    const claims = count(
+      await Promise.all(Array.from({ length: Math.max(n, 320) }, () => codeOf(flooder.devices[0].directory.claimKeyBundles({ accountId: victim.accountId })))),
+    );
+    expect(claims.ResourceExhausted).toBeGreaterThan(0);
+    expect(Object.keys(claims).sort()).toEqual(["ResourceExhausted", "ok"]);
   });
 });
 

@@ -15,7 +15,7 @@
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
-import type { StoredMessage } from "../conversation-store.js";
+import type { StoredMessage } from "../store/conversation-store.js";
 import type { GroupEvent } from "../groups/group-events.js";
 import { GroupError } from "../groups/group-errors.js";
 import type { GroupInfo } from "../groups/group-manager.js";
@@ -40,6 +40,8 @@ export const GROUP_USAGE = `group commands:
 export interface GroupCommandContext {
   groups: MessengerGroups;
   out: (line: string) => void;
+  /** Bounds the wait for the outbox (false once the time is up); default: wait as long as it takes. */
+  flushWithin?: (flushed: Promise<void>) => Promise<boolean>;
 }
 
 /** A usage error: the CLI prints it with GROUP_USAGE and exits 2. */
@@ -106,6 +108,25 @@ function formatMessage(m: StoredMessage): string {
 }
 
 /**
+ * Says what happened to a group message: sent (exit 0), failed with the reason (1), or still
+ * queued when the wait is over (75: it goes out the next time the device is online).
+ */
+async function reportSent(ctx: GroupCommandContext, g: GroupInfo, m: StoredMessage, detail: string): Promise<number> {
+  const wait = ctx.flushWithin ?? (async (p: Promise<void>) => (await p, true));
+  if (m.status === "queued" && !(await wait(ctx.groups.flush()))) {
+    ctx.out(`queued ${m.id} to ${g.groupId}; not sent yet (server unreachable?). It goes out the next time sealpost runs online here.`);
+    return 75;
+  }
+  const now = (await ctx.groups.history(g.groupId)).find((x) => x.id === m.id) ?? m;
+  if (now.status === "failed") {
+    ctx.out(`error: ${m.id} to ${g.groupId} failed${now.failure ? `: ${now.failure}` : ""}`);
+    return 1;
+  }
+  ctx.out(`sent ${m.id}${detail} to ${g.groupId}`);
+  return 0;
+}
+
+/**
  * Runs one `group` subcommand (argv after "group"; options parsed here unless `opts` is given
  * by a CLI that parsed them already). Returns the exit code: 0 done, 1 the group layer refused
  * (not an admin, not a member...), 2 usage error.
@@ -134,7 +155,12 @@ export async function runGroupCommand(argv: string[], ctx: GroupCommandContext, 
       case "demote": {
         need(args, 2, "group and account");
         const g = await resolveGroup(groups, args[0]);
-        const info = sub === "remove" ? await groups.removeMember(g.groupId, args[1]) : sub === "promote" ? await groups.promote(g.groupId, args[1]) : await groups.demote(g.groupId, args[1]);
+        const info =
+          sub === "remove"
+            ? await groups.removeMember(g.groupId, args[1])
+            : sub === "promote"
+              ? await groups.promote(g.groupId, args[1])
+              : await groups.demote(g.groupId, args[1]);
         out(formatGroup(info));
         return 0;
       }
@@ -157,18 +183,18 @@ export async function runGroupCommand(argv: string[], ctx: GroupCommandContext, 
         need(args, 2, "group and text");
         const g = await resolveGroup(groups, args[0]);
         const m = await groups.sendText(g.groupId, args.slice(1).join(" "));
-        if (m.status === "queued") await groups.flush();
-        out(`sent ${m.id} to ${g.groupId}`);
-        return 0;
+        return reportSent(ctx, g, m, "");
       }
       case "send-file": {
         need(args, 2, "group and path");
         const g = await resolveGroup(groups, args[0]);
         const data = new Uint8Array(await readFile(args[1]));
-        const m = await groups.sendFile(g.groupId, data, { contentType: opts.type ?? "application/octet-stream", fileName: basename(args[1]), caption: opts.caption });
-        if (m.status === "queued") await groups.flush();
-        out(`sent ${m.id} (${data.length} bytes, encrypted and uploaded) to ${g.groupId}`);
-        return 0;
+        const m = await groups.sendFile(g.groupId, data, {
+          contentType: opts.type ?? "application/octet-stream",
+          fileName: basename(args[1]),
+          caption: opts.caption,
+        });
+        return reportSent(ctx, g, m, ` (${data.length} bytes, encrypted and uploaded)`);
       }
       case "list": {
         const all = await groups.list();

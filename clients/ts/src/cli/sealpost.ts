@@ -2,244 +2,191 @@
 /**
  * `sealpost`: a command-line client over the Messenger SDK. One store directory is one
  * device (--store, default $SEALPOST_HOME or ~/.sealpost); the server is --server
- * (default $SEALPOST_SERVER or http://127.0.0.1:8080).
+ * (default $SEALPOST_SERVER, else the one the store was set up with, else
+ * http://127.0.0.1:8080). Commands: commands.ts (USAGE).
  *
- *   sealpost init alice --name phone          create an account with this device
- *   sealpost link alice --name laptop         (new device) print a link code, wait until linked
- *   sealpost link --code <code>               (existing device) link the device showing <code>
- *   sealpost send bob "hello"                 queue and send a text
- *   sealpost send-file bob ./photo.jpg        encrypt, upload and send a file
- *   sealpost listen                           print incoming events until Ctrl-C
- *   sealpost history bob                      the conversation from the local store
- *   sealpost read bob                         mark bob's messages read (sends read receipts)
- *   sealpost safety-number bob                the 60-digit number to compare with bob
- *   sealpost devices [account]                the verified device list
- *   sealpost revoke <device-id>               remove a device from this account
- *   sealpost group create trip bob carol      groups (cli/group-commands.ts: create, add, remove,
- *                                             promote, demote, settings, leave, send, list, ...)
+ * One process uses a store at a time (store-owner.ts): a command started while another
+ * sealpost uses the same store (e.g. `send` while `listen` runs) is run by that process.
  *
  * Never prints keys; message text only where the user asked for it (listen, history).
  */
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, join } from "node:path";
-import { parseArgs } from "node:util";
-import type { MessengerEvent } from "../events.js";
-import { Messenger, createFileMessengerStores, type MessengerStores } from "../messenger.js";
-import type { StoredMessage } from "../conversation-store.js";
+import { join, resolve } from "node:path";
+import { Messenger, type MessengerStores } from "../messenger/messenger.js";
+import { createFileMessengerStores } from "../store/file-messenger-stores.js";
 import { MessengerGroups } from "../groups/messenger-groups.js";
 import { createFileGroupStores } from "../store/group-file-store.js";
-import { GROUP_OPTION_SPECS, GROUP_USAGE, describeGroupEvent, runGroupCommand } from "./group-commands.js";
+import { describeGroupEvent } from "./group-commands.js";
+import { describe, parseCommandLine, runDeviceCommand, timeoutMs, USAGE, type CommandContext, type OpenDevice } from "./commands.js";
+import { CliError, EXIT_FAILED, EXIT_QUEUED, EXIT_USAGE, within } from "./send-outcome.js";
+import { controlSocketPath, delegate, own, type CommandIo, type DelegatedCommand } from "./store-owner.js";
 
-const USAGE = `usage: sealpost [--store DIR] [--server URL] <command> [args]
-commands:
-  init <account> [--name NAME]        create an account with this device as its first device
-  link <account> [--name NAME]        on a new device: print a link code and wait to be linked
-  link --code CODE                    on an existing device: link the device showing CODE
-  send <account> <text...>            send a text message
-  send-file <account> <path> [--type MIME] [--caption TEXT]
-  listen                              print incoming messages, receipts and warnings (Ctrl-C to stop)
-  history <account>                   show the conversation from the local store
-  read <account>                      mark the conversation read (read receipts, read sync)
-  safety-number <account>             show the safety number with <account>
-  devices [account]                   list the verified devices of an account (default: yours)
-  revoke <device-id>                  revoke a device of your account
-  group <command> [args]              groups (see below)
-${GROUP_USAGE}`;
+const DEFAULT_SERVER = "http://127.0.0.1:8080";
+/** Commands that may leave work in the outbox (group updates, receipts), given time to send it before exiting. */
+const QUEUEING = new Set(["send", "send-file", "read", "group", "link", "revoke"]);
+const stdio: CommandIo = { out: (l) => console.log(l), err: (l) => console.error(l) };
 
-function fail(message: string): never {
-  console.error(`sealpost: ${message}`);
-  process.exit(1);
-}
-
-function show(m: StoredMessage): string {
-  const who = m.outgoing ? "me" : `${m.sender.accountId}/${m.sender.deviceId}`;
-  const body = m.body.kind === "text" ? m.body.text : `[file ${m.body.attachment.fileName || "(unnamed)"}, ${m.body.attachment.contentType}, ${m.body.attachment.size} bytes]`;
-  const state = m.outgoing ? ` (${m.status})` : m.read ? "" : " (unread)";
-  return `${new Date(m.sentAtMs).toISOString()} ${who}: ${body}${state}`;
-}
-
-function describe(e: MessengerEvent): string | undefined {
-  switch (e.type) {
-    case "message":
-      return show(e.message);
-    case "receipt":
-      return `${e.receipt} by ${e.from.accountId}/${e.from.deviceId}: ${e.messageIds.length} message(s)`;
-    case "typing":
-      return `${e.from.accountId} ${e.started ? "is typing..." : "stopped typing"}`;
-    case "read-sync":
-      return `read on your device ${e.from.deviceId}: ${e.messages.length} message(s)`;
-    case "key-change":
-      return `WARNING: ${e.accountId}'s devices changed (${e.changes.map((c) => `${c.kind} ${c.deviceId}`).join(", ")}). Compare safety numbers again.`;
-    case "directory-untrusted":
-      return `WARNING: ${e.accountId}'s device list failed verification (${e.problem}); not sending to it.`;
-    case "device-linked":
-      return `device ${e.device.deviceId} (${e.name}) was linked to your account`;
-    case "device-revoked":
-      return e.self ? "this device was revoked" : `device ${e.device.deviceId} was revoked from your account`;
-    case "send-failed":
-      return `could not send ${e.label} ${e.messageId}: ${e.reason}`;
-    case "connection":
-      return e.state === "online" ? "(online)" : e.state === "offline" && e.error ? `(offline: ${e.error}; retrying)` : undefined;
-    default:
-      return undefined;
-  }
-}
-
-async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: process.argv.slice(2),
-    options: {
-      ...GROUP_OPTION_SPECS,
-      store: { type: "string" },
-      server: { type: "string" },
-      name: { type: "string" },
-      code: { type: "string" },
-      type: { type: "string" },
-      caption: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    allowPositionals: true,
-  });
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(argv);
   const [command, ...args] = positionals;
   if (values.help || !command) {
-    console.log(USAGE);
-    return;
+    stdio.out(USAGE);
+    return 0;
   }
-  const storeDir = values.store ?? process.env.SEALPOST_HOME ?? join(homedir(), ".sealpost");
-  const serverUrl = values.server ?? process.env.SEALPOST_SERVER ?? "http://127.0.0.1:8080";
-  const stores: MessengerStores = createFileMessengerStores(storeDir);
-  const base = { serverUrl, ...stores };
-  let groups: MessengerGroups | undefined;
-  const open = async () => {
-    const account = await stores.store.getAccount();
-    if (!account) fail(`no account in ${storeDir}; run \`sealpost init <account>\` or \`sealpost link <account>\` first`);
-    const m = await Messenger.open({ ...base, serverUrl: values.server ?? process.env.SEALPOST_SERVER ?? account.serverUrl });
-    // Groups ride on every opened device, so group content is handled whenever it is online.
-    groups = MessengerGroups.attach(m, createFileGroupStores(join(storeDir, "groups")));
-    return m;
-  };
-  /** Runs with the Messenger online until its outbox is empty. */
-  const online = async (fn: (m: Messenger) => Promise<void>) => {
-    const m = await open();
-    m.start();
-    try {
-      await fn(m);
-      await m.flush();
-    } finally {
-      await m.close();
-    }
-  };
+  const storeDir = resolve(values.store ?? process.env.SEALPOST_HOME ?? join(homedir(), ".sealpost"));
+  const server = values.server ?? process.env.SEALPOST_SERVER;
+  if (server !== undefined) checkServerUrl(server);
+  const stores = createFileMessengerStores(storeDir);
 
-  switch (command) {
-    case "init": {
-      const [accountId] = args;
-      if (!accountId) fail("init needs an account id");
-      const m = await Messenger.createAccount({ ...base, accountId, deviceName: values.name ?? "device-1" });
-      console.log(`created account ${accountId}; this device is ${accountId}/${m.address.deviceId}. Store: ${storeDir}`);
-      break;
+  if (command === "init") {
+    const [accountId] = args;
+    if (!accountId) throw new CliError(EXIT_USAGE, "init needs an account id");
+    const m = await Messenger.createAccount({ serverUrl: server ?? DEFAULT_SERVER, ...stores, accountId, deviceName: values.name ?? "device-1" });
+    stdio.out(`created account ${accountId}; this device is ${accountId}/${m.address.deviceId}. Store: ${storeDir}`);
+    await m.close();
+    return 0;
+  }
+  if (command === "link" && !values.code) return linkNewDevice(args[0], values.name, server, stores);
+
+  if (!existsSync(storeDir)) throw new CliError(EXIT_FAILED, `no account in ${storeDir}; run \`sealpost init <account>\` or \`sealpost link <account>\` first`);
+  // A command on the store's device: hand it to the process using the store, or use it here.
+  const cmd: DelegatedCommand = { argv, cwd: process.cwd(), stdin: wantsStdin(values.stdin, command, args) ? await readStdin() : undefined };
+  const socket = controlSocketPath(storeDir);
+  for (let attempt = 0; ; attempt++) {
+    const code = await delegate(socket, cmd, stdio);
+    if (code !== undefined) return code;
+    const device = lazyDevice(stores, storeDir, server);
+    const runHere = (c: DelegatedCommand, io: CommandIo) => runDeviceCommand(contextFor(c, io, device.get), c.argv).catch((e: unknown) => asExitCode(e, io));
+    const ownership = await own(socket, runHere);
+    if (!ownership) {
+      if (attempt >= 20) throw new CliError(EXIT_FAILED, `the store ${storeDir} is busy (another sealpost is starting or stopping); try again`);
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
     }
-    case "link": {
-      if (values.code) {
-        await online(async (m) => {
-          const d = await m.linkDevice(values.code!);
-          console.log(`linked device ${d.accountId}/${d.deviceId}`);
-        });
-        break;
-      }
-      const [accountId] = args;
-      if (!accountId) fail("link needs an account id (or --code on an existing device)");
-      const pending = await Messenger.startLink({ ...base, accountId, deviceName: values.name ?? "new-device" });
-      console.log("On a device of this account, run:\n");
-      console.log(`  sealpost link --code ${pending.code}\n`);
-      console.log("Waiting to be linked...");
-      const m = await pending.complete({ timeoutMs: 10 * 60_000 });
-      console.log(`linked: this device is ${accountId}/${m.address.deviceId}`);
-      break;
+    try {
+      if (command === "listen") return await listen(await device.get());
+      const code = await runHere(cmd, stdio);
+      return device.ready && QUEUEING.has(command) ? await settle(device.ready, code, timeoutMs(values)) : code;
+    } finally {
+      await ownership.release();
+      await device.close();
     }
-    case "send": {
-      const [to, ...words] = args;
-      if (!to || words.length === 0) fail("send needs an account and a text");
-      await online(async (m) => {
-        const sent = await m.sendText(to, words.join(" "));
-        console.log(`queued ${sent.id}`);
-      });
-      console.log("sent");
-      break;
-    }
-    case "send-file": {
-      const [to, path] = args;
-      if (!to || !path) fail("send-file needs an account and a path");
-      const data = new Uint8Array(await readFile(path));
-      await online(async (m) => {
-        const sent = await m.sendFile(to, data, { contentType: values.type ?? "application/octet-stream", fileName: basename(path), caption: values.caption });
-        console.log(`queued ${sent.id} (${data.length} bytes, encrypted and uploaded)`);
-      });
-      break;
-    }
-    case "listen": {
-      const m = await open();
-      m.on((e) => {
-        const line = describe(e);
-        if (line) console.log(line);
-      });
-      groups?.on((e) => console.log(describeGroupEvent(e)));
-      m.start();
-      console.log(`listening as ${m.address.accountId}/${m.address.deviceId} (Ctrl-C to stop)`);
-      await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
-      await m.close();
-      break;
-    }
-    case "history": {
-      const [peer] = args;
-      if (!peer) fail("history needs an account");
-      const m = await open();
-      for (const msg of await m.history(peer)) console.log(show(msg));
-      break;
-    }
-    case "read": {
-      const [peer] = args;
-      if (!peer) fail("read needs an account");
-      await online(async (m) => console.log(`${await m.markRead(peer)} message(s) marked read`));
-      break;
-    }
-    case "safety-number": {
-      const [peer] = args;
-      if (!peer) fail("safety-number needs an account");
-      const m = await open();
-      console.log(`safety number with ${peer}:\n${await m.safetyNumber(peer)}`);
-      break;
-    }
-    case "devices": {
-      const m = await open();
-      for (const d of await m.devices(args[0], { refresh: true })) {
-        console.log(`${d.accountId}/${d.deviceId}  ${d.name}  added ${new Date(d.addedAtMs).toISOString()}${d.isThisDevice ? "  (this device)" : ""}`);
-      }
-      break;
-    }
-    case "revoke": {
-      const id = Number(args[0]);
-      if (!Number.isInteger(id) || id < 1) fail("revoke needs a device id");
-      const m = await open();
-      await m.revokeDevice(id);
-      console.log(`revoked device ${id}`);
-      break;
-    }
-    case "group": {
-      let code = 0;
-      await online(async (m) => {
-        await m.drained(); // apply group changes waiting in the mailbox first
-        code = await runGroupCommand(args, { groups: groups!, out: (l) => console.log(l) }, values);
-      });
-      if (code !== 0) process.exit(code);
-      break;
-    }
-    default:
-      fail(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => fail(err instanceof Error ? err.message : String(err)),
-);
+function contextFor(c: DelegatedCommand, io: CommandIo, device: () => Promise<OpenDevice>): CommandContext {
+  return { io, cwd: c.cwd, stdin: async () => c.stdin ?? "", device };
+}
+
+/** The store's device, opened on first use (read-only commands never go online). */
+function lazyDevice(stores: MessengerStores, storeDir: string, server: string | undefined) {
+  let opening: Promise<OpenDevice> | undefined;
+  let ready: OpenDevice | undefined;
+  const get = () =>
+    (opening ??= (async () => {
+      const account = await stores.store.getAccount();
+      if (!account) throw new CliError(EXIT_FAILED, `no account in ${storeDir}; run \`sealpost init <account>\` or \`sealpost link <account>\` first`);
+      const m = await Messenger.open({ ...stores, serverUrl: server ?? account.serverUrl });
+      // Groups ride on every opened device, so group content is handled whenever it is online.
+      const groups = MessengerGroups.attach(m, createFileGroupStores(join(storeDir, "groups")));
+      return (ready = { m, groups, online: () => m.start() });
+    })());
+  return {
+    get,
+    /** The device, if a command opened it. */
+    get ready() {
+      return ready;
+    },
+    close: async () => {
+      const d = await opening?.catch(() => undefined);
+      await d?.m.close();
+    },
+  };
+}
+
+/**
+ * Before exiting: what this command queued (group updates, receipts, link changes) gets the
+ * timeout to reach the server; what is still queued then is said, with exit code 75.
+ */
+async function settle(d: OpenDevice, code: number, ms: number): Promise<number> {
+  if (code !== 0 || !d.m.isRunning) return code;
+  const done = await within(Promise.all([d.m.flush(), d.groups.flush()]), ms);
+  if (done) return code;
+  stdio.err("sealpost: some updates are still queued (server unreachable?); they go out the next time sealpost runs online here");
+  return EXIT_QUEUED;
+}
+
+async function listen(d: OpenDevice): Promise<number> {
+  return new Promise<number>((resolveExit) => {
+    d.m.on((e) => {
+      const line = describe(e);
+      if (line) stdio.out(line);
+      if (e.type === "stopped" || (e.type === "device-revoked" && e.self)) resolveExit(EXIT_FAILED);
+    });
+    d.groups.on((e) => stdio.out(describeGroupEvent(e)));
+    d.online();
+    stdio.out(`listening as ${d.m.address.accountId}/${d.m.address.deviceId} (Ctrl-C to stop)`);
+    process.once("SIGINT", () => resolveExit(0));
+    process.once("SIGTERM", () => resolveExit(0));
+  });
+}
+
+async function linkNewDevice(accountId: string | undefined, name: string | undefined, server: string | undefined, stores: MessengerStores): Promise<number> {
+  if (!accountId) throw new CliError(EXIT_USAGE, "link needs an account id (or --code on an existing device)");
+  const pending = await Messenger.startLink({ serverUrl: server ?? DEFAULT_SERVER, ...stores, accountId, deviceName: name ?? "new-device" });
+  stdio.out("On a device of this account, run:\n");
+  stdio.out(`  sealpost${server ? ` --server ${server}` : ""} link --code ${pending.code}\n`);
+  stdio.out(
+    `(add --store <its store directory> if that device's store is not the default). The code is valid for ${Math.round(pending.validForMs / 60_000)} minutes, once.`,
+  );
+  stdio.out("Waiting to be linked...");
+  const m = await pending.complete({ timeoutMs: pending.validForMs });
+  stdio.out(
+    `linked: this device is ${accountId}/${m.address.deviceId}. If the other device sends history (link --code ... --history), \`sealpost listen\` here imports it.`,
+  );
+  await m.close();
+  return 0;
+}
+
+function checkServerUrl(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new CliError(EXIT_USAGE, `invalid server URL ${JSON.stringify(url)} (expected e.g. http://127.0.0.1:8080)`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    throw new CliError(EXIT_USAGE, `invalid server URL ${JSON.stringify(url)}: the scheme must be http or https`);
+}
+
+function wantsStdin(flag: boolean | undefined, command: string, args: string[]): boolean {
+  return command === "send" && (flag === true || (args.length === 2 && args[1] === "-"));
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8").replace(/\n$/, "");
+}
+
+function asExitCode(e: unknown, io: CommandIo): number {
+  if (e instanceof CliError) {
+    io.err(`sealpost: ${e.message}`);
+    return e.exitCode;
+  }
+  io.err(`sealpost: ${e instanceof Error ? e.message : String(e)}`);
+  return EXIT_FAILED;
+}
+
+/** Exits once stdout and stderr are written out (a pipe takes longer than process.exit waits). */
+function exit(code: number): void {
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write("", done);
+  process.stderr.write("", done);
+}
+
+main(process.argv.slice(2)).then(exit, (e: unknown) => exit(asExitCode(e, stdio)));

@@ -1,4 +1,5 @@
 /** Byte helpers shared by crypto and protocol code. No secrets are ever logged from here. */
+import { base64Decode, base64Encode } from "@bufbuild/protobuf/wire";
 
 /** Concatenates byte strings. */
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
@@ -65,6 +66,21 @@ export function fromHex(s: string): Uint8Array {
   const out = new Uint8Array(s.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(s.substr(i * 2, 2), 16);
   return out;
+}
+
+/** Standard base64 (with padding). Node's Buffer where it exists (faster for big blobs), else portable code. */
+export function toBase64(b: Uint8Array): string {
+  const B = nodeBuffer();
+  return B ? B.from(b.buffer, b.byteOffset, b.byteLength).toString("base64") : base64Encode(b, "std");
+}
+
+/** Parses base64 (standard or URL-safe, padding optional); characters outside the alphabet throw. */
+export function fromBase64(s: string): Uint8Array {
+  return base64Decode(s);
+}
+
+function nodeBuffer(): { from(b: ArrayBufferLike, offset: number, length: number): { toString(enc: "base64"): string } } | undefined {
+  return (globalThis as { Buffer?: ReturnType<typeof nodeBuffer> }).Buffer;
 }
 
 /** True when every byte is zero (low-order X25519 results). */

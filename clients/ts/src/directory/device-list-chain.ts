@@ -78,14 +78,23 @@ function checkSignature(provider: CryptoProvider, signed: SignedDeviceList, sign
 }
 
 function sameIdentity(a: DeviceIdentity, b: DeviceIdentity): boolean {
-  return bytesEqual(a.signingKey, b.signingKey) && bytesEqual(a.dhKey, b.dhKey) && bytesEqual(a.dhKeySignature, b.dhKeySignature) && a.name === b.name && a.addedAtMs === b.addedAtMs;
+  return (
+    bytesEqual(a.signingKey, b.signingKey) &&
+    bytesEqual(a.dhKey, b.dhKey) &&
+    bytesEqual(a.dhKeySignature, b.dhKeySignature) &&
+    a.name === b.name &&
+    a.addedAtMs === b.addedAtMs
+  );
 }
 
 /** Devices must be listed by strictly ascending id (docs/PROTOCOL.md, "Device list"). */
 function checkOrder(list: DeviceList): void {
   for (let i = 1; i < list.devices.length; i++) {
     if (list.devices[i].deviceId <= list.devices[i - 1].deviceId) {
-      throw new DeviceListVerificationError("illegal-change", `version ${list.version}: devices are not ordered by strictly ascending id (${list.devices[i - 1].deviceId} before ${list.devices[i].deviceId})`);
+      throw new DeviceListVerificationError(
+        "illegal-change",
+        `version ${list.version}: devices are not ordered by strictly ascending id (${list.devices[i - 1].deviceId} before ${list.devices[i].deviceId})`,
+      );
     }
   }
 }
@@ -95,10 +104,14 @@ export function verifyFirstVersion(provider: CryptoProvider, accountId: string, 
   const list = parse(signed, "version 1");
   if (list.accountId !== accountId) throw new DeviceListVerificationError("wrong-account", `list is for account ${list.accountId}, expected ${accountId}`);
   if (list.version !== 1n || list.devices.length !== 1 || list.previousHash.length !== 0) {
-    throw new DeviceListVerificationError("bad-first-version", `the chain must start at version 1 with one device and no previous_hash (got version ${list.version}, ${list.devices.length} devices)`);
+    throw new DeviceListVerificationError(
+      "bad-first-version",
+      `the chain must start at version 1 with one device and no previous_hash (got version ${list.version}, ${list.devices.length} devices)`,
+    );
   }
   const first = list.devices[0];
-  if (signed.signerDeviceId !== first.deviceId) throw new DeviceListVerificationError("unknown-signer", `version 1 must be signed by its device ${first.deviceId}`);
+  if (signed.signerDeviceId !== first.deviceId)
+    throw new DeviceListVerificationError("unknown-signer", `version 1 must be signed by its device ${first.deviceId}`);
   checkIdentities(provider, list);
   checkSignature(provider, signed, first, 1n);
   return { signed, list };
@@ -109,7 +122,8 @@ export function verifySuccessor(provider: CryptoProvider, prev: VerifiedDeviceLi
   const p = prev.list;
   const list = parse(signed, `version after ${p.version}`);
   const v = list.version;
-  if (list.accountId !== p.accountId) throw new DeviceListVerificationError("wrong-account", `version ${v} is for account ${list.accountId}, expected ${p.accountId}`);
+  if (list.accountId !== p.accountId)
+    throw new DeviceListVerificationError("wrong-account", `version ${v} is for account ${list.accountId}, expected ${p.accountId}`);
   if (v !== p.version + 1n) throw new DeviceListVerificationError("broken-chain", `version ${v} does not follow version ${p.version}`);
   if (!bytesEqual(list.previousHash, provider.sha256(prev.signed.deviceList))) {
     throw new DeviceListVerificationError("broken-chain", `version ${v}: previous_hash does not match version ${p.version}`);
@@ -132,7 +146,10 @@ export function verifySuccessor(provider: CryptoProvider, prev: VerifiedDeviceLi
   if (list.devices.length === 0) throw new DeviceListVerificationError("illegal-change", `version ${v} lists no device`);
   const removed = p.devices.length - (list.devices.length - added.size);
   if (added.size + removed !== 1) {
-    throw new DeviceListVerificationError("illegal-change", `version ${v} adds ${added.size} and removes ${removed} devices; a change adds or removes exactly one`);
+    throw new DeviceListVerificationError(
+      "illegal-change",
+      `version ${v} adds ${added.size} and removes ${removed} devices; a change adds or removes exactly one`,
+    );
   }
   if (list.nextDeviceId < p.nextDeviceId || list.devices.some((d) => d.deviceId >= list.nextDeviceId)) {
     throw new DeviceListVerificationError("illegal-change", `version ${v}: next_device_id ${list.nextDeviceId} is inconsistent`);
@@ -160,7 +177,10 @@ export function verifyDeviceListChain(provider: CryptoProvider, input: ChainInpu
   for (const signed of rest) at = verifySuccessor(provider, at, signed);
   if (!bytesEqual(at.signed.deviceList, input.current.deviceList)) {
     const problem = parse(at.signed, "chain end").version === currentList.version ? "fork" : "broken-chain";
-    throw new DeviceListVerificationError(problem, `the history ends at version ${at.list.version}, which is not the current list (version ${currentList.version})`);
+    throw new DeviceListVerificationError(
+      problem,
+      `the history ends at version ${at.list.version}, which is not the current list (version ${currentList.version})`,
+    );
   }
   return { signed: input.current, list: currentList };
 }

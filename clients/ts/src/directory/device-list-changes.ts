@@ -129,6 +129,12 @@ export function revokeDeviceChange(
 ): SignedDeviceList {
   const cur = parseDeviceList(current);
   if (!cur.devices.some((d) => d.deviceId === deviceId)) throw new RangeError(`device ${deviceId} is not in version ${cur.version}`);
-  const list = nextVersion(provider, current, cur.devices.filter((d) => d.deviceId !== deviceId), cur.nextDeviceId, nowMs);
+  const list = nextVersion(
+    provider,
+    current,
+    cur.devices.filter((d) => d.deviceId !== deviceId),
+    cur.nextDeviceId,
+    nowMs,
+  );
   return signDeviceList(provider, list, signer);
 }

@@ -5,7 +5,7 @@
  */
 export { MessengerGroups, type MessengerGroupsOptions } from "./messenger-groups.js";
 export { GroupManager, type GroupInfo, type GroupManagerOptions } from "./group-manager.js";
-export type { GroupPort, GroupDeviceRef, GroupDeviceInfo, GroupSendOutcome } from "./group-port.js";
+export type { GroupPort, DeviceRef, GroupDeviceInfo, GroupSendOutcome } from "./group-port.js";
 export type { GroupEvent, GroupMessage } from "./group-events.js";
 export { GroupDirectoryError, GroupError, GroupUpdatePendingError, type GroupErrorCode } from "./group-errors.js";
 export { GroupCipher, groupContent, type DecryptedGroupMessage, type PendingGroupDecryption } from "../protocol/group-cipher.js";

@@ -7,7 +7,7 @@ import { UploadPrekeysRequestSchema, type UploadPrekeysRequest } from "@sealpost
 import type { DeviceIdentity } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
 import { NoSessionError } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import type { ProtocolStores } from "../store/interfaces.js";
+import type { ProtocolStores } from "./stores.js";
 import { generateLocalIdentity, toDeviceIdentity, type LocalIdentity } from "./identity.js";
 import { generateKemPrekey, generateOneTimePrekeys, generateSignedPrekey, toKemPrekey, toOneTimePrekey, toSignedPrekey } from "./prekeys.js";
 

@@ -9,6 +9,7 @@
  * sending keys are kept in memory too (written through to the store), so a send reads no
  * record: use one GroupCipher per store set, as with SessionCipher.
  */
+import type { DeviceRef } from "./address.js";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import type { SenderKeyDistribution } from "@sealpost/gen/sealpost/envelope/v1/group_pb.js";
@@ -16,8 +17,8 @@ import type { SenderKeyMessage } from "@sealpost/gen/sealpost/envelope/v1/shared
 import { bytesEqual, toHex, wipe } from "../crypto/bytes.js";
 import { InvalidMessageError, NoSessionError } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import type { SenderKeyStore } from "../store/group-interfaces.js";
-import { addressKey } from "../store/interfaces.js";
+import type { SenderKeyStore } from "./stores.js";
+import { addressKey } from "./address.js";
 import {
   createOwnSenderKey,
   parseSenderKeyBody,
@@ -153,7 +154,7 @@ export class GroupCipher {
    * Records a distribution received from `sender` over its pairwise session. The caller has
    * checked that the sender's account is a member of the group. Returns the distribution id.
    */
-  async processDistribution(sender: { accountId: string; deviceId: number }, d: SenderKeyDistribution): Promise<string> {
+  async processDistribution(sender: DeviceRef, d: SenderKeyDistribution): Promise<string> {
     validateDistribution(d);
     const dist = toHex(d.distributionId);
     const who = addressKey(sender);
@@ -165,7 +166,7 @@ export class GroupCipher {
   }
 
   /** Drops what we hold of one distribution of a sender. */
-  forget(sender: { accountId: string; deviceId: number }, distributionId: string): Promise<void> {
+  forget(sender: DeviceRef, distributionId: string): Promise<void> {
     const who = addressKey(sender);
     return this.withLock(`${who}/${distributionId}`, async () => {
       const r = await this.store.load(who, distributionId);
@@ -176,7 +177,7 @@ export class GroupCipher {
   }
 
   /** The group id of a sender-key body from `sender`, when we hold its distribution. */
-  async groupOf(sender: { accountId: string; deviceId: number }, message: SenderKeyMessage): Promise<Uint8Array | undefined> {
+  async groupOf(sender: DeviceRef, message: SenderKeyMessage): Promise<Uint8Array | undefined> {
     validateSenderKeyMessage(message);
     return (await this.store.load(addressKey(sender), toHex(message.distributionId)))?.groupId;
   }
@@ -188,7 +189,7 @@ export class GroupCipher {
    * NoSessionError when no distribution of that id is held. Callers that store the message
    * should use beginDecrypt, so a failure before it is stored leaves it decryptable again.
    */
-  async decrypt(sender: { accountId: string; deviceId: number }, body: Uint8Array | SenderKeyMessage): Promise<DecryptedGroupMessage> {
+  async decrypt(sender: DeviceRef, body: Uint8Array | SenderKeyMessage): Promise<DecryptedGroupMessage> {
     const pending = await this.beginDecrypt(sender, body);
     try {
       await pending.commit();
@@ -210,7 +211,7 @@ export class GroupCipher {
    * arrived), it plans the decryption again on the current record. Throws a SealpostCryptoError
    * when the message no longer decrypts (e.g. another call committed it).
    */
-  async beginDecrypt(sender: { accountId: string; deviceId: number }, body: Uint8Array | SenderKeyMessage): Promise<PendingGroupDecryption> {
+  async beginDecrypt(sender: DeviceRef, body: Uint8Array | SenderKeyMessage): Promise<PendingGroupDecryption> {
     const message = body instanceof Uint8Array ? parseSenderKeyBody(body) : body;
     if (!message) throw new InvalidMessageError("shared body is not a sender-key message");
     validateSenderKeyMessage(message);

@@ -83,7 +83,9 @@ const textEncoder = new TextEncoder();
 
 /** Members in canonical order (account ids are ASCII, so code-unit order is byte order). */
 export function canonicalMembers(members: { accountId: string; role: GroupRole }[]): GroupMember[] {
-  return [...members].sort((a, b) => (a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : 0)).map((m) => create(GroupMemberSchema, { accountId: m.accountId, role: m.role }));
+  return [...members]
+    .sort((a, b) => (a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : 0))
+    .map((m) => create(GroupMemberSchema, { accountId: m.accountId, role: m.role }));
 }
 
 /** Throws GroupStateError("invalid-state") unless the state is well formed. */
@@ -198,7 +200,12 @@ export function verifyFirstSeen(provider: CryptoProvider, signed: SignedGroupSta
  * "unknown-signer", "bad-signature", "not-admin" (signer's account is not an admin of N),
  * "invalid-state"/"non-canonical"/"malformed".
  */
-export function verifyGroupStateUpdate(provider: CryptoProvider, current: VerifiedGroupState, next: SignedGroupState, lookup: SigningKeyLookup): VerifiedGroupState {
+export function verifyGroupStateUpdate(
+  provider: CryptoProvider,
+  current: VerifiedGroupState,
+  next: SignedGroupState,
+  lookup: SigningKeyLookup,
+): VerifiedGroupState {
   const state = parseSignedGroupState(next);
   if (!bytesEqual(state.groupId, current.state.groupId)) throw new GroupStateError("wrong-group", "state belongs to another group");
   if (state.version <= current.state.version) throw new GroupStateError("stale", `version ${state.version} is not newer than ${current.state.version}`);
@@ -206,7 +213,8 @@ export function verifyGroupStateUpdate(provider: CryptoProvider, current: Verifi
   if (!bytesEqual(state.previousHash, current.hash)) throw new GroupStateError("fork", "previous_hash is not the hash of the current version");
   const signer = checkSignature(provider, next, lookup);
   // Admin-only: every change, including removing oneself, is signed by an admin of N.
-  if (!isAdmin(current.state, signer.accountId)) throw new GroupStateError("not-admin", `${signer.accountId} is not an admin of version ${current.state.version}`);
+  if (!isAdmin(current.state, signer.accountId))
+    throw new GroupStateError("not-admin", `${signer.accountId} is not an admin of version ${current.state.version}`);
   return verified(provider, next, state);
 }
 
@@ -286,7 +294,14 @@ export interface GroupStateDiff {
 export function diffGroupStates(before: GroupState, after: GroupState): GroupStateDiff {
   const b = new Map(before.members.map((m) => [m.accountId, m.role]));
   const a = new Map(after.members.map((m) => [m.accountId, m.role]));
-  const d: GroupStateDiff = { added: [], removed: [], promoted: [], demoted: [], titleChanged: before.title !== after.title, settingsChanged: before.adminsOnlyMessages !== after.adminsOnlyMessages };
+  const d: GroupStateDiff = {
+    added: [],
+    removed: [],
+    promoted: [],
+    demoted: [],
+    titleChanged: before.title !== after.title,
+    settingsChanged: before.adminsOnlyMessages !== after.adminsOnlyMessages,
+  };
   for (const [id, role] of a) {
     const old = b.get(id);
     if (old === undefined) d.added.push(id);

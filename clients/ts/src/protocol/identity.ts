@@ -53,12 +53,7 @@ export function toDeviceIdentity(identity: LocalIdentity, name: string, addedAtM
 }
 
 /** True when dh_key_signature binds dh_key to signing_key. */
-export function verifyDhKeySignature(
-  provider: CryptoProvider,
-  signingKey: Uint8Array,
-  dhKey: Uint8Array,
-  signature: Uint8Array,
-): boolean {
+export function verifyDhKeySignature(provider: CryptoProvider, signingKey: Uint8Array, dhKey: Uint8Array, signature: Uint8Array): boolean {
   if (dhKey.length !== 32) return false;
   return provider.ed25519Verify(signingKey, concatBytes(IDENTITY_LABEL, dhKey), signature);
 }

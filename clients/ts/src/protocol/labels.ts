@@ -25,3 +25,5 @@ export const SAFETY_NUMBER_LABEL = utf8("sealpost.safety-number.v1");
 
 /** Protocol version carried in RatchetMessage, PrekeyMessage and SealedBody. */
 export const PROTOCOL_VERSION = 1;
+/** HKDF info and AEAD label of a SealedEntry (sealed sending). */
+export const SEALED_ENTRY_LABEL = utf8("sealpost.sealed-entry.v1");

@@ -123,11 +123,7 @@ export function canSend(state: SessionState): boolean {
  * happened since the last send, first does the sending half of the DH ratchet, drawing 32
  * random bytes for the new ratchet key.
  */
-export function ratchetEncrypt(
-  provider: CryptoProvider,
-  state: SessionState,
-  plaintext: Uint8Array,
-): { header: RatchetHeader; ciphertext: Uint8Array } {
+export function ratchetEncrypt(provider: CryptoProvider, state: SessionState, plaintext: Uint8Array): { header: RatchetHeader; ciphertext: Uint8Array } {
   if (state.sendingChainKey === undefined) {
     if (state.receivingRatchetKey === undefined) throw new InvalidKeyError("session cannot send before it has received");
     const priv = provider.random(32);
@@ -316,6 +312,8 @@ export function cloneState(s: SessionState): SessionState {
     receivingChainKey: s.receivingChainKey?.slice(),
     oldRatchetKeys: s.oldRatchetKeys.map((k) => k.slice()),
     skipped: s.skipped.map((k) => ({ ratchetKey: k.ratchetKey.slice(), counter: k.counter, messageKey: k.messageKey.slice() })),
-    pendingPrekey: s.pendingPrekey ? { ...s.pendingPrekey, baseKey: s.pendingPrekey.baseKey.slice(), kemCiphertext: s.pendingPrekey.kemCiphertext.slice() } : undefined,
+    pendingPrekey: s.pendingPrekey
+      ? { ...s.pendingPrekey, baseKey: s.pendingPrekey.baseKey.slice(), kemCiphertext: s.pendingPrekey.kemCiphertext.slice() }
+      : undefined,
   };
 }

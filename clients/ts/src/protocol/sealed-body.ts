@@ -30,7 +30,12 @@ export function sealBody(provider: CryptoProvider, contentKey: Uint8Array, messa
 }
 
 /** Opens a SealedBody; returns the serialized Content (padding removed). */
-export function openSealedBody(provider: CryptoProvider, contentKey: Uint8Array, messageId: Uint8Array, sealed: { version: number; ciphertext: Uint8Array }): Uint8Array {
+export function openSealedBody(
+  provider: CryptoProvider,
+  contentKey: Uint8Array,
+  messageId: Uint8Array,
+  sealed: { version: number; ciphertext: Uint8Array },
+): Uint8Array {
   if (sealed.version !== PROTOCOL_VERSION) throw new UnsupportedVersionError(`sealed body version ${sealed.version}`);
   if (contentKey.length !== 32) throw new InvalidMessageError("content key must be 32 bytes");
   const padded = provider.aesGcmOpen(contentKey, ZERO_NONCE, sealed.ciphertext, bodyAssociatedData(messageId));

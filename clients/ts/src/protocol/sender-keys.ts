@@ -213,7 +213,7 @@ export function validateSenderKeyMessage(m: SenderKeyMessage): void {
 
 /** The SenderKeyMessage of a serialized SharedBody, or undefined for other bodies. */
 export function parseSenderKeyBody(sharedBody: Uint8Array): SenderKeyMessage | undefined {
-  let body;
+  let body: ReturnType<typeof fromBinary<typeof SharedBodySchema>>;
   try {
     body = fromBinary(SharedBodySchema, sharedBody);
   } catch {

@@ -9,7 +9,8 @@
  * and its payload checked out against the shared body and the addresses; beginDecrypt leaves
  * the commit to the caller, after it stored the message.
  */
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DeviceRef } from "./address.js";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
 import type { KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
@@ -33,7 +34,8 @@ import {
 } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { MLKEM768_CIPHERTEXT_BYTES } from "../crypto/provider.js";
-import { addressKey, type ProtocolStores } from "../store/interfaces.js";
+import { addressKey } from "./address.js";
+import type { ProtocolStores } from "./stores.js";
 import { emptyChannelState, observeSequence, type ChannelReport } from "./channel.js";
 import type { LocalIdentity } from "./identity.js";
 import { PROTOCOL_VERSION } from "./labels.js";
@@ -46,15 +48,9 @@ import { openSealedBody, parseSharedBody, sealBody } from "./sealed-body.js";
 import { encodeDeviceEnvelope, encodeEntryPayload } from "./wire.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 
-/** A device, by account and device id. */
-export interface Address {
-  accountId: string;
-  deviceId: number;
-}
-
 /** One recipient device of a fan-out; `bundle` starts a session when there is none. */
 export interface Recipient {
-  address: Address;
+  address: DeviceRef;
   bundle?: KeyBundle;
 }
 
@@ -64,12 +60,12 @@ export interface EncryptedMessage {
   /** Serialized SharedBody (SendRequest.shared_body). */
   sharedBody: Uint8Array;
   /** Serialized DeviceEnvelope per device (SendEntry.entry). */
-  entries: { address: Address; entry: Uint8Array; channelSequence: number }[];
+  entries: { address: DeviceRef; entry: Uint8Array; channelSequence: number }[];
 }
 
 /** A decrypted entry and its body. */
 export interface DecryptedMessage {
-  sender: Address;
+  sender: DeviceRef;
   messageId: Uint8Array;
   /** The content; undefined for sender-key group bodies (the group layer opens those). */
   content?: Content;
@@ -92,7 +88,7 @@ export interface SessionCipherOptions {
   requireKnownIdentity?: boolean;
 }
 
-function sameAddress(a: DeviceAddress | undefined, b: Address): boolean {
+function sameAddress(a: DeviceAddress | undefined, b: DeviceRef): boolean {
   return a !== undefined && a.accountId === b.accountId && a.deviceId === b.deviceId;
 }
 
@@ -111,7 +107,7 @@ export class SessionCipher {
   constructor(
     private readonly provider: CryptoProvider,
     private readonly stores: ProtocolStores,
-    readonly localAddress: Address,
+    readonly localAddress: DeviceRef,
     private readonly options: SessionCipherOptions = {},
   ) {
     this.now = options.now ?? Date.now;
@@ -129,13 +125,13 @@ export class SessionCipher {
   }
 
   /** True when a session exists that can send to `address`. */
-  async hasSession(address: Address): Promise<boolean> {
+  async hasSession(address: DeviceRef): Promise<boolean> {
     const record = await this.stores.sessions.load(addressKey(address));
     return record?.current !== undefined && canSend(record.current);
   }
 
   /** Verifies a bundle (signatures, sizes, identity trust) without changing anything. */
-  private async checkBundle(address: Address, bundle: KeyBundle): Promise<VerifiedBundle> {
+  private async checkBundle(address: DeviceRef, bundle: KeyBundle): Promise<VerifiedBundle> {
     const known = await this.stores.identity.getRemoteIdentity(addressKey(address));
     const verified = verifyKeyBundle(this.provider, bundle, known);
     if (known) {
@@ -148,12 +144,20 @@ export class SessionCipher {
     return verified;
   }
 
-  private async startSession(address: Address, verified: VerifiedBundle): Promise<SessionRecord> {
+  private async startSession(address: DeviceRef, verified: VerifiedBundle): Promise<SessionRecord> {
     const key = addressKey(address);
     const local = await this.localIdentity();
     if (!(await this.stores.identity.getRemoteIdentity(key))) await this.stores.identity.saveRemoteIdentity(key, verified.identity);
     const init = pqxdhInitiate(this.provider, local, verified);
-    const state = initInitiator(this.provider, init.sharedSecret, local.dhKey, verified.identity.dhKey, verified.signedPrekey.publicKey, init.baseKey, this.now());
+    const state = initInitiator(
+      this.provider,
+      init.sharedSecret,
+      local.dhKey,
+      verified.identity.dhKey,
+      verified.signedPrekey.publicKey,
+      init.baseKey,
+      this.now(),
+    );
     state.pendingPrekey = {
       signedPrekeyId: init.signedPrekeyId,
       oneTimePrekeyId: init.oneTimePrekeyId,
@@ -171,7 +175,7 @@ export class SessionCipher {
    * Forgets a device that left its account's verified list: its sessions and its recorded
    * identity (so no session with it can start again, and its mail no longer decrypts).
    */
-  async forgetDevice(address: Address): Promise<void> {
+  async forgetDevice(address: DeviceRef): Promise<void> {
     const key = addressKey(address);
     await this.withLock(key, async () => {
       this.generations.set(key, this.generation(key) + 1);
@@ -181,7 +185,7 @@ export class SessionCipher {
   }
 
   /** Starts a session with a device from its key bundle (rejects bad signatures). */
-  async processBundle(address: Address, bundle: KeyBundle): Promise<void> {
+  async processBundle(address: DeviceRef, bundle: KeyBundle): Promise<void> {
     const verified = await this.checkBundle(address, bundle);
     await this.withLock(addressKey(address), () => this.startSession(address, verified));
   }
@@ -259,7 +263,7 @@ export class SessionCipher {
    * nothing on any failure. Callers that store the result should use beginDecrypt instead, so
    * a failure before the result is stored leaves the entry decryptable again.
    */
-  async decrypt(entry: Uint8Array, sharedBody: Uint8Array, sender: Address): Promise<DecryptedMessage> {
+  async decrypt(entry: Uint8Array, sharedBody: Uint8Array, sender: DeviceRef): Promise<DecryptedMessage> {
     const pending = await this.beginDecrypt(entry, sharedBody, sender);
     try {
       await pending.commit();
@@ -283,7 +287,7 @@ export class SessionCipher {
    * linearizes this receive after that operation. Throws a SealpostCryptoError if the entry no
    * longer decrypts (e.g. it was committed by another call).
    */
-  async beginDecrypt(entry: Uint8Array, sharedBody: Uint8Array, sender: Address): Promise<PendingDecryption> {
+  async beginDecrypt(entry: Uint8Array, sharedBody: Uint8Array, sender: DeviceRef): Promise<PendingDecryption> {
     const envelope = parseDeviceEnvelope(entry);
     const key = addressKey(sender);
     const local = await this.localIdentity();
@@ -330,7 +334,13 @@ export class SessionCipher {
   }
 
   /** Opens and checks an entry without changing anything (run under the address lock). */
-  private async plan(envelope: ReturnType<typeof parseDeviceEnvelope>, sharedBody: Uint8Array, sender: Address, key: string, local: LocalIdentity): Promise<Planned> {
+  private async plan(
+    envelope: ReturnType<typeof parseDeviceEnvelope>,
+    sharedBody: Uint8Array,
+    sender: DeviceRef,
+    key: string,
+    local: LocalIdentity,
+  ): Promise<Planned> {
     const record = (await this.stores.sessions.load(key)) ?? { previous: [] };
     let opened: Opened;
     if (envelope.kind.case === "ratchet") opened = this.openRatchet(record, envelope.kind.value);
@@ -419,7 +429,7 @@ export class SessionCipher {
     };
   }
 
-  private checkPayload(plaintext: Uint8Array, sharedBody: Uint8Array, sender: Address): Omit<DecryptedMessage, "channel" | "newSession"> {
+  private checkPayload(plaintext: Uint8Array, sharedBody: Uint8Array, sender: DeviceRef): Omit<DecryptedMessage, "channel" | "newSession"> {
     let payload: EntryPayload;
     try {
       payload = fromBinary(EntryPayloadSchema, plaintext);
@@ -429,7 +439,8 @@ export class SessionCipher {
     if (!sameAddress(payload.sender, sender)) throw new AddressMismatchError("entry was sent by a different device than the transport reported");
     if (!sameAddress(payload.recipient, this.localAddress)) throw new AddressMismatchError("entry is addressed to a different device");
     if (payload.messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
-    if (payload.channelSequence < 1n || payload.channelSequence > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidMessageError("channel_sequence out of range");
+    if (payload.channelSequence < 1n || payload.channelSequence > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new InvalidMessageError("channel_sequence out of range");
     if (!constantTimeEqual(this.provider.sha256(sharedBody), payload.bodySha256)) throw new BodyMismatchError("shared body does not match body_sha256");
     const body = parseSharedBody(sharedBody);
     let content: Content | undefined;
@@ -456,7 +467,7 @@ export class SessionCipher {
  * re-encodings (e.g. a message field as a group); refusing them makes entries unmalleable.
  */
 function parseDeviceEnvelope(entry: Uint8Array) {
-  let envelope;
+  let envelope: ReturnType<typeof fromBinary<typeof DeviceEnvelopeSchema>>;
   try {
     envelope = fromBinary(DeviceEnvelopeSchema, entry);
   } catch {

@@ -6,6 +6,7 @@
  * message objects. Decoding stays with protobuf-es `fromBinary`, which accepts every valid
  * encoding.
  */
+import type { DeviceRef } from "./address.js";
 import { utf8 } from "../crypto/bytes.js";
 import { SENDER_KEY_VERSION } from "./group-labels.js";
 
@@ -128,8 +129,8 @@ export function encodeDeviceEnvelope(ratchet: RatchetFields, prekey?: PrekeyFiel
 
 /** Fields of an EntryPayload. */
 export interface EntryFields {
-  sender: { accountId: string; deviceId: number };
-  recipient: { accountId: string; deviceId: number };
+  sender: DeviceRef;
+  recipient: DeviceRef;
   channelSequence: number;
   contentKey: Uint8Array;
   bodySha256: Uint8Array;
@@ -177,8 +178,20 @@ export function encodeSealedSharedBody(version: number, ciphertext: Uint8Array):
  * A serialized SharedBody holding a SenderKeyMessage (version SENDER_KEY_VERSION); checked
  * against protobuf-es in groups-sender-keys.test.ts.
  */
-export function encodeSenderKeySharedBody(distributionId: Uint8Array, chainId: number, iteration: number, ciphertext: Uint8Array, signature: Uint8Array): Uint8Array {
-  const inner = uintSize(SENDER_KEY_VERSION) + bytesSize(distributionId.length) + uintSize(chainId) + uintSize(iteration) + bytesSize(ciphertext.length) + bytesSize(signature.length);
+export function encodeSenderKeySharedBody(
+  distributionId: Uint8Array,
+  chainId: number,
+  iteration: number,
+  ciphertext: Uint8Array,
+  signature: Uint8Array,
+): Uint8Array {
+  const inner =
+    uintSize(SENDER_KEY_VERSION) +
+    bytesSize(distributionId.length) +
+    uintSize(chainId) +
+    uintSize(iteration) +
+    bytesSize(ciphertext.length) +
+    bytesSize(signature.length);
   const w = new Writer(messageSize(inner));
   w.message(2, inner);
   w.uint(1, SENDER_KEY_VERSION);

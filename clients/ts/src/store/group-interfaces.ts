@@ -4,20 +4,8 @@
  * group-memory-store.ts and group-file-store.ts. Ownership rules as in interfaces.ts: a
  * record returned by load() may be mutated by the caller only to save it back.
  */
-import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
-
-/**
- * Sender keys. Receiving records by sender device (addressKey) and distribution id (hex);
- * this device's own sending key by group id (hex).
- */
-export interface SenderKeyStore {
-  load(sender: string, distributionId: string): Promise<SenderKeyRecord | undefined>;
-  save(sender: string, distributionId: string, record: SenderKeyRecord): Promise<void>;
-  remove(sender: string, distributionId: string): Promise<void>;
-  loadOwn(groupId: string): Promise<OwnSenderKey | undefined>;
-  saveOwn(groupId: string, key: OwnSenderKey): Promise<void>;
-  removeOwn(groupId: string): Promise<void>;
-}
+import type { SenderKeyStore } from "../protocol/stores.js";
+import type { DeviceRef } from "../protocol/address.js";
 
 /** What a device keeps about one group (plain data: JSON-able). */
 export interface GroupRecord {
@@ -52,18 +40,18 @@ export interface GroupStateStore {
  * per item: `id` orders them (oldest first) and names the record.
  */
 export type GroupPendingItem = { id: number } & (
-  | { kind: "body"; sender: { accountId: string; deviceId: number }; messageId: Uint8Array; sharedBody: Uint8Array; serverTimestampMs: number }
+  | { kind: "body"; sender: DeviceRef; messageId: Uint8Array; sharedBody: Uint8Array; serverTimestampMs: number }
   /** Serialized SenderKeyDistribution. */
-  | { kind: "distribution"; sender: { accountId: string; deviceId: number }; distribution: Uint8Array }
+  | { kind: "distribution"; sender: DeviceRef; distribution: Uint8Array }
   /** Serialized SignedGroupState. */
-  | { kind: "update"; from: { accountId: string; deviceId: number }; signed: Uint8Array }
+  | { kind: "update"; from: DeviceRef; signed: Uint8Array }
 );
 
 /** The single-record format of earlier versions (read once by file stores, then converted). */
 export interface GroupPendingSnapshot {
-  bodies: { sender: { accountId: string; deviceId: number }; messageId: Uint8Array; sharedBody: Uint8Array; serverTimestampMs: number }[];
-  distributions: { sender: { accountId: string; deviceId: number }; distribution: Uint8Array }[];
-  updates: { from: { accountId: string; deviceId: number }; signed: Uint8Array }[];
+  bodies: { sender: DeviceRef; messageId: Uint8Array; sharedBody: Uint8Array; serverTimestampMs: number }[];
+  distributions: { sender: DeviceRef; distribution: Uint8Array }[];
+  updates: { from: DeviceRef; signed: Uint8Array }[];
 }
 
 export interface GroupPendingStore {
@@ -73,7 +61,7 @@ export interface GroupPendingStore {
   remove(id: number): Promise<void>;
 }
 
-/** One group message waiting to be sent (MessengerGroups' outbox). */
+/** One group message an earlier version queued in its own group outbox (now the Messenger's outbox). */
 export interface GroupOutboxItem {
   /** Queue order. */
   seq: number;
@@ -97,6 +85,11 @@ export interface GroupStores {
   groups: GroupStateStore;
   /** Waiting content; without it the queues live in memory only. */
   pending?: GroupPendingStore;
-  /** Outgoing group messages; without it MessengerGroups keeps them in memory only. */
+  /**
+   * Group messages queued by an earlier version, which kept a group outbox of its own:
+   * MessengerGroups.attach moves them into the Messenger's outbox (same message ids).
+   */
   outbox?: GroupOutboxStore;
 }
+
+export type { SenderKeyStore };

@@ -1,6 +1,6 @@
 /** In-memory group stores: tests, benchmarks, clients that keep nothing across restarts. */
 import type { OwnSenderKey, SenderKeyRecord } from "../protocol/sender-keys.js";
-import type { GroupOutboxItem, GroupOutboxStore, GroupPendingItem, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
+import type { GroupPendingItem, GroupPendingStore, GroupRecord, GroupStateStore, GroupStores, SenderKeyStore } from "./group-interfaces.js";
 
 export class MemorySenderKeyStore implements SenderKeyStore {
   private readonly records = new Map<string, SenderKeyRecord>();
@@ -54,19 +54,6 @@ export class MemoryGroupPendingStore implements GroupPendingStore {
   }
 }
 
-export class MemoryGroupOutboxStore implements GroupOutboxStore {
-  private readonly items = new Map<number, GroupOutboxItem>();
-  async list() {
-    return [...this.items.values()].sort((a, b) => a.seq - b.seq);
-  }
-  async put(item: GroupOutboxItem) {
-    this.items.set(item.seq, item);
-  }
-  async remove(seq: number) {
-    this.items.delete(seq);
-  }
-}
-
 export function createMemoryGroupStores(): GroupStores {
-  return { senderKeys: new MemorySenderKeyStore(), groups: new MemoryGroupStateStore(), pending: new MemoryGroupPendingStore(), outbox: new MemoryGroupOutboxStore() };
+  return { senderKeys: new MemorySenderKeyStore(), groups: new MemoryGroupStateStore(), pending: new MemoryGroupPendingStore() };
 }

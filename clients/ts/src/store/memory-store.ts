@@ -3,7 +3,7 @@ import { bytesEqual } from "../crypto/bytes.js";
 import type { LocalIdentity, RemoteIdentity } from "../protocol/identity.js";
 import type { SessionRecord } from "../protocol/ratchet-state.js";
 import type { ChannelReceiveState } from "../protocol/channel.js";
-import type { ChannelStore, IdentityChange, IdentityStore, KeyRecordStore, ProtocolStores, SessionStore } from "./interfaces.js";
+import type { ChannelStore, IdentityChange, IdentityStore, KeyRecordStore, ProtocolStores, SessionStore } from "../protocol/stores.js";
 
 export class MemoryIdentityStore implements IdentityStore {
   private local?: LocalIdentity;

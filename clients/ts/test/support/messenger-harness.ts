@@ -4,7 +4,7 @@
  * Messengers' temp dirs removed after them.
  */
 import { afterAll } from "vitest";
-import { useTestServer } from "@sealpost/test-support/index.js";
+import { useTestServer } from "@sealpost/test-support";
 import { removeTempDirs } from "../messenger-helpers.js";
 
 /** The running server of a test file (its `url` is read inside the tests, once started). */

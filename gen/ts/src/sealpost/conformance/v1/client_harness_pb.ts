@@ -249,6 +249,15 @@ export const GetInfoResponseSchema: GenMessage<GetInfoResponse> = /*@__PURE__*/
  *   ml-kem-768-keygen in: seed (d || z, 64 bytes)      out: public_key, secret_key
  *   ml-kem-768-encapsulate in: public_key, m           out: ciphertext, shared_secret
  *   ml-kem-768-decapsulate in: ciphertext, secret_key  out: shared_secret
+ * and two protocol operations of sealed sending (docs/PROTOCOL.md, "Sealed sending"):
+ *   open-sealed-entry in: entry, dh_private_key, dh_key
+ *                   out: certificate (a serialized SenderCertificate), device_envelope
+ *                   (REJECTED when the entry does not parse or open)
+ *   verify-sender-certificate in: certificate (a serialized SenderCertificate), keys (a
+ *                   serialized GetCertificateKeysResponse), now_ms (u64 big-endian), and
+ *                   optionally account_id (UTF-8), device_id (u32 big-endian), identity_key
+ *                   out: problem (UTF-8; empty when valid, else malformed, unknown-key,
+ *                   bad-signature, expired or mismatched: the first check that fails)
  *
  * @generated from message sealpost.conformance.v1.PrimitiveRequest
  */

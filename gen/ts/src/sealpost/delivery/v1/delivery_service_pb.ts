@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/delivery/v1/delivery_service.proto.
  */
 export const file_sealpost_delivery_v1_delivery_service: GenFile = /*@__PURE__*/
-  fileDesc("CitzZWFscG9zdC9kZWxpdmVyeS92MS9kZWxpdmVyeV9zZXJ2aWNlLnByb3RvEhRzZWFscG9zdC5kZWxpdmVyeS52MSISChBHZXRMaW1pdHNSZXF1ZXN0IkcKEUdldExpbWl0c1Jlc3BvbnNlEjIKBmxpbWl0cxgBIAEoCzIiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlcnZlckxpbWl0cyJQCglTZW5kRW50cnkSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDQoFZW50cnkYAiABKAwiQQoOQWNjb3VudFZlcnNpb24SEgoKYWNjb3VudF9pZBgBIAEoCRIbChNkZXZpY2VfbGlzdF92ZXJzaW9uGAIgASgEIsIBCgtTZW5kUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgMEhMKC3NoYXJlZF9ib2R5GAIgASgMEjAKB2VudHJpZXMYAyADKAsyHy5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kRW50cnkSNgoIdmVyc2lvbnMYBCADKAsyJC5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2NvdW50VmVyc2lvbhIRCgllcGhlbWVyYWwYBSABKAgSDQoFcmV0cnkYBiABKAgiVQoLU3RvcmVkRW50cnkSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSEAoIc2VxdWVuY2UYAiABKAQibAoGU3RvcmVkEjIKB2VudHJpZXMYASADKAsyIS5zZWFscG9zdC5kZWxpdmVyeS52MS5TdG9yZWRFbnRyeRIbChNzZXJ2ZXJfdGltZXN0YW1wX21zGAIgASgDEhEKCWR1cGxpY2F0ZRgDIAEoCCKOAQoPQWNjb3VudE1pc21hdGNoEhIKCmFjY291bnRfaWQYASABKAkSGgoSbWlzc2luZ19kZXZpY2VfaWRzGAIgAygNEhgKEGV4dHJhX2RldmljZV9pZHMYAyADKA0SGAoQc3RhbGVfZGV2aWNlX2lkcxgEIAMoDRIXCg9jdXJyZW50X3ZlcnNpb24YBSABKAQiTAoRTWlzbWF0Y2hlZERldmljZXMSNwoIYWNjb3VudHMYASADKAsyJS5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2NvdW50TWlzbWF0Y2gikAEKDFNlbmRSZXNwb25zZRIuCgZzdG9yZWQYASABKAsyHC5zZWFscG9zdC5kZWxpdmVyeS52MS5TdG9yZWRIABJFChJtaXNtYXRjaGVkX2RldmljZXMYAiABKAsyJy5zZWFscG9zdC5kZWxpdmVyeS52MS5NaXNtYXRjaGVkRGV2aWNlc0gAQgkKB291dGNvbWUiPwoOUmVjZWl2ZVJlcXVlc3QSFgoOYWZ0ZXJfc2VxdWVuY2UYASABKAQSFQoNbWF4X2luX2ZsaWdodBgCIAEoDSIgCgdEcmFpbmVkEhUKDWxhc3Rfc2VxdWVuY2UYASABKAQiCgoIUmVwbGFjZWQiuQEKD1JlY2VpdmVSZXNwb25zZRI3CgdtZXNzYWdlGAEgASgLMiQuc2VhbHBvc3QuZGVsaXZlcnkudjEuTWFpbGJveE1lc3NhZ2VIABIwCgdkcmFpbmVkGAIgASgLMh0uc2VhbHBvc3QuZGVsaXZlcnkudjEuRHJhaW5lZEgAEjIKCHJlcGxhY2VkGAMgASgLMh4uc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVwbGFjZWRIAEIHCgVldmVudCIfCgpBY2tSZXF1ZXN0EhEKCXNlcXVlbmNlcxgBIAMoBCIeCgtBY2tSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNIjcKF0NyZWF0ZUF0dGFjaG1lbnRSZXF1ZXN0EgwKBHNpemUYASABKAQSDgoGc2hhMjU2GAIgASgMInIKGENyZWF0ZUF0dGFjaG1lbnRSZXNwb25zZRIVCg1hdHRhY2htZW50X2lkGAEgASgJEhMKC2NodW5rX2J5dGVzGAIgASgNEhMKC2NodW5rX2NvdW50GAMgASgNEhUKDWV4cGlyZXNfYXRfbXMYBCABKAMiTwoZUHV0QXR0YWNobWVudENodW5rUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEg0KBWluZGV4GAIgASgNEgwKBGRhdGEYAyABKAwiHAoaUHV0QXR0YWNobWVudENodW5rUmVzcG9uc2UiMgoZQ29tcGxldGVBdHRhY2htZW50UmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIioKGkNvbXBsZXRlQXR0YWNobWVudFJlc3BvbnNlEgwKBHNpemUYASABKAQiRwoZRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEhMKC3N0YXJ0X2NodW5rGAIgASgNIkcKGkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlEg0KBWluZGV4GAEgASgNEgwKBGRhdGEYAiABKAwSDAoEc2l6ZRgDIAEoBCK1AQoOU2Vzc2lvblJlcXVlc3QSMQoEc2VuZBgBIAEoCzIhLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25TZW5kSAASLwoDYWNrGAIgASgLMiAuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvbkFja0gAEjcKB3JlY2VpdmUYAyABKAsyJC5zZWFscG9zdC5kZWxpdmVyeS52MS5SZWNlaXZlUmVxdWVzdEgAQgYKBGtpbmQiTQoLU2Vzc2lvblNlbmQSCgoCaWQYASABKAQSMgoHcmVxdWVzdBgCIAEoCzIhLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlbmRSZXF1ZXN0IksKClNlc3Npb25BY2sSCgoCaWQYASABKAQSMQoHcmVxdWVzdBgCIAEoCzIgLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkFja1JlcXVlc3QiRQoMU2Vzc2lvbkVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoDSKWAQoRU2Vzc2lvblNlbmRSZXN1bHQSCgoCaWQYASABKAQSNgoIcmVzcG9uc2UYAiABKAsyIi5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kUmVzcG9uc2VIABIzCgVlcnJvchgDIAEoCzIiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25FcnJvckgAQggKBnJlc3VsdCKUAQoQU2Vzc2lvbkFja1Jlc3VsdBIKCgJpZBgBIAEoBBI1CghyZXNwb25zZRgCIAEoCzIhLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkFja1Jlc3BvbnNlSAASMwoFZXJyb3IYAyABKAsyIi5zZWFscG9zdC5kZWxpdmVyeS52MS5TZXNzaW9uRXJyb3JIAEIICgZyZXN1bHQi0QEKD1Nlc3Npb25SZXNwb25zZRI+CgtzZW5kX3Jlc3VsdBgBIAEoCzInLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25TZW5kUmVzdWx0SAASPAoKYWNrX3Jlc3VsdBgCIAEoCzImLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25BY2tSZXN1bHRIABI4CgdtYWlsYm94GAMgASgLMiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVjZWl2ZVJlc3BvbnNlSABCBgoEa2luZDKgBwoPRGVsaXZlcnlTZXJ2aWNlElwKCUdldExpbWl0cxImLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkdldExpbWl0c1JlcXVlc3QaJy5zZWFscG9zdC5kZWxpdmVyeS52MS5HZXRMaW1pdHNSZXNwb25zZRJNCgRTZW5kEiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2VuZFJlcXVlc3QaIi5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kUmVzcG9uc2USWAoHUmVjZWl2ZRIkLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlJlY2VpdmVSZXF1ZXN0GiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVjZWl2ZVJlc3BvbnNlMAESWgoHU2Vzc2lvbhIkLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25SZXF1ZXN0GiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvblJlc3BvbnNlKAEwARJKCgNBY2sSIC5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2tSZXF1ZXN0GiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuQWNrUmVzcG9uc2UScQoQQ3JlYXRlQXR0YWNobWVudBItLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkNyZWF0ZUF0dGFjaG1lbnRSZXF1ZXN0Gi4uc2VhbHBvc3QuZGVsaXZlcnkudjEuQ3JlYXRlQXR0YWNobWVudFJlc3BvbnNlEncKElB1dEF0dGFjaG1lbnRDaHVuaxIvLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlB1dEF0dGFjaG1lbnRDaHVua1JlcXVlc3QaMC5zZWFscG9zdC5kZWxpdmVyeS52MS5QdXRBdHRhY2htZW50Q2h1bmtSZXNwb25zZRJ3ChJDb21wbGV0ZUF0dGFjaG1lbnQSLy5zZWFscG9zdC5kZWxpdmVyeS52MS5Db21wbGV0ZUF0dGFjaG1lbnRSZXF1ZXN0GjAuc2VhbHBvc3QuZGVsaXZlcnkudjEuQ29tcGxldGVBdHRhY2htZW50UmVzcG9uc2USeQoSRG93bmxvYWRBdHRhY2htZW50Ei8uc2VhbHBvc3QuZGVsaXZlcnkudjEuRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBowLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlMAFiBnByb3RvMw", [file_sealpost_delivery_v1_limits, file_sealpost_delivery_v1_mailbox, file_sealpost_directory_v1_address]);
+  fileDesc("CitzZWFscG9zdC9kZWxpdmVyeS92MS9kZWxpdmVyeV9zZXJ2aWNlLnByb3RvEhRzZWFscG9zdC5kZWxpdmVyeS52MSISChBHZXRMaW1pdHNSZXF1ZXN0IkcKEUdldExpbWl0c1Jlc3BvbnNlEjIKBmxpbWl0cxgBIAEoCzIiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlcnZlckxpbWl0cyJQCglTZW5kRW50cnkSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDQoFZW50cnkYAiABKAwiQQoOQWNjb3VudFZlcnNpb24SEgoKYWNjb3VudF9pZBgBIAEoCRIbChNkZXZpY2VfbGlzdF92ZXJzaW9uGAIgASgEIsIBCgtTZW5kUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgMEhMKC3NoYXJlZF9ib2R5GAIgASgMEjAKB2VudHJpZXMYAyADKAsyHy5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kRW50cnkSNgoIdmVyc2lvbnMYBCADKAsyJC5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2NvdW50VmVyc2lvbhIRCgllcGhlbWVyYWwYBSABKAgSDQoFcmV0cnkYBiABKAgibAoRU2VuZFNlYWxlZFJlcXVlc3QSLwoEc2VuZBgBIAEoCzIhLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlbmRSZXF1ZXN0EhIKCmFjY291bnRfaWQYAiABKAkSEgoKYWNjZXNzX2tleRgDIAEoDCJVCgtTdG9yZWRFbnRyeRI0CgZkZXZpY2UYASABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxIQCghzZXF1ZW5jZRgCIAEoBCJsCgZTdG9yZWQSMgoHZW50cmllcxgBIAMoCzIhLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlN0b3JlZEVudHJ5EhsKE3NlcnZlcl90aW1lc3RhbXBfbXMYAiABKAMSEQoJZHVwbGljYXRlGAMgASgIIo4BCg9BY2NvdW50TWlzbWF0Y2gSEgoKYWNjb3VudF9pZBgBIAEoCRIaChJtaXNzaW5nX2RldmljZV9pZHMYAiADKA0SGAoQZXh0cmFfZGV2aWNlX2lkcxgDIAMoDRIYChBzdGFsZV9kZXZpY2VfaWRzGAQgAygNEhcKD2N1cnJlbnRfdmVyc2lvbhgFIAEoBCJMChFNaXNtYXRjaGVkRGV2aWNlcxI3CghhY2NvdW50cxgBIAMoCzIlLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkFjY291bnRNaXNtYXRjaCKQAQoMU2VuZFJlc3BvbnNlEi4KBnN0b3JlZBgBIAEoCzIcLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlN0b3JlZEgAEkUKEm1pc21hdGNoZWRfZGV2aWNlcxgCIAEoCzInLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLk1pc21hdGNoZWREZXZpY2VzSABCCQoHb3V0Y29tZSKWAQoSU2VuZFNlYWxlZFJlc3BvbnNlEi4KBnN0b3JlZBgBIAEoCzIcLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlN0b3JlZEgAEkUKEm1pc21hdGNoZWRfZGV2aWNlcxgCIAEoCzInLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLk1pc21hdGNoZWREZXZpY2VzSABCCQoHb3V0Y29tZSI/Cg5SZWNlaXZlUmVxdWVzdBIWCg5hZnRlcl9zZXF1ZW5jZRgBIAEoBBIVCg1tYXhfaW5fZmxpZ2h0GAIgASgNIiAKB0RyYWluZWQSFQoNbGFzdF9zZXF1ZW5jZRgBIAEoBCIKCghSZXBsYWNlZCK5AQoPUmVjZWl2ZVJlc3BvbnNlEjcKB21lc3NhZ2UYASABKAsyJC5zZWFscG9zdC5kZWxpdmVyeS52MS5NYWlsYm94TWVzc2FnZUgAEjAKB2RyYWluZWQYAiABKAsyHS5zZWFscG9zdC5kZWxpdmVyeS52MS5EcmFpbmVkSAASMgoIcmVwbGFjZWQYAyABKAsyHi5zZWFscG9zdC5kZWxpdmVyeS52MS5SZXBsYWNlZEgAQgcKBWV2ZW50Ih8KCkFja1JlcXVlc3QSEQoJc2VxdWVuY2VzGAEgAygEIh4KC0Fja1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKA0iNwoXQ3JlYXRlQXR0YWNobWVudFJlcXVlc3QSDAoEc2l6ZRgBIAEoBBIOCgZzaGEyNTYYAiABKAwicgoYQ3JlYXRlQXR0YWNobWVudFJlc3BvbnNlEhUKDWF0dGFjaG1lbnRfaWQYASABKAkSEwoLY2h1bmtfYnl0ZXMYAiABKA0SEwoLY2h1bmtfY291bnQYAyABKA0SFQoNZXhwaXJlc19hdF9tcxgEIAEoAyJPChlQdXRBdHRhY2htZW50Q2h1bmtSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSDQoFaW5kZXgYAiABKA0SDAoEZGF0YRgDIAEoDCIcChpQdXRBdHRhY2htZW50Q2h1bmtSZXNwb25zZSIyChlDb21wbGV0ZUF0dGFjaG1lbnRSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkiKgoaQ29tcGxldGVBdHRhY2htZW50UmVzcG9uc2USDAoEc2l6ZRgBIAEoBCJHChlEb3dubG9hZEF0dGFjaG1lbnRSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSEwoLc3RhcnRfY2h1bmsYAiABKA0iRwoaRG93bmxvYWRBdHRhY2htZW50UmVzcG9uc2USDQoFaW5kZXgYASABKA0SDAoEZGF0YRgCIAEoDBIMCgRzaXplGAMgASgEIrUBCg5TZXNzaW9uUmVxdWVzdBIxCgRzZW5kGAEgASgLMiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvblNlbmRIABIvCgNhY2sYAiABKAsyIC5zZWFscG9zdC5kZWxpdmVyeS52MS5TZXNzaW9uQWNrSAASNwoHcmVjZWl2ZRgDIAEoCzIkLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlJlY2VpdmVSZXF1ZXN0SABCBgoEa2luZCJNCgtTZXNzaW9uU2VuZBIKCgJpZBgBIAEoBBIyCgdyZXF1ZXN0GAIgASgLMiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2VuZFJlcXVlc3QiSwoKU2Vzc2lvbkFjaxIKCgJpZBgBIAEoBBIxCgdyZXF1ZXN0GAIgASgLMiAuc2VhbHBvc3QuZGVsaXZlcnkudjEuQWNrUmVxdWVzdCJFCgxTZXNzaW9uRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhYKDnJldHJ5X2FmdGVyX21zGAMgASgNIpYBChFTZXNzaW9uU2VuZFJlc3VsdBIKCgJpZBgBIAEoBBI2CghyZXNwb25zZRgCIAEoCzIiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlbmRSZXNwb25zZUgAEjMKBWVycm9yGAMgASgLMiIuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvbkVycm9ySABCCAoGcmVzdWx0IpQBChBTZXNzaW9uQWNrUmVzdWx0EgoKAmlkGAEgASgEEjUKCHJlc3BvbnNlGAIgASgLMiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuQWNrUmVzcG9uc2VIABIzCgVlcnJvchgDIAEoCzIiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25FcnJvckgAQggKBnJlc3VsdCLRAQoPU2Vzc2lvblJlc3BvbnNlEj4KC3NlbmRfcmVzdWx0GAEgASgLMicuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvblNlbmRSZXN1bHRIABI8CgphY2tfcmVzdWx0GAIgASgLMiYuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvbkFja1Jlc3VsdEgAEjgKB21haWxib3gYAyABKAsyJS5zZWFscG9zdC5kZWxpdmVyeS52MS5SZWNlaXZlUmVzcG9uc2VIAEIGCgRraW5kMoEICg9EZWxpdmVyeVNlcnZpY2USXAoJR2V0TGltaXRzEiYuc2VhbHBvc3QuZGVsaXZlcnkudjEuR2V0TGltaXRzUmVxdWVzdBonLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkdldExpbWl0c1Jlc3BvbnNlEk0KBFNlbmQSIS5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kUmVxdWVzdBoiLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlbmRSZXNwb25zZRJfCgpTZW5kU2VhbGVkEicuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2VuZFNlYWxlZFJlcXVlc3QaKC5zZWFscG9zdC5kZWxpdmVyeS52MS5TZW5kU2VhbGVkUmVzcG9uc2USWAoHUmVjZWl2ZRIkLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlJlY2VpdmVSZXF1ZXN0GiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuUmVjZWl2ZVJlc3BvbnNlMAESWgoHU2Vzc2lvbhIkLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlNlc3Npb25SZXF1ZXN0GiUuc2VhbHBvc3QuZGVsaXZlcnkudjEuU2Vzc2lvblJlc3BvbnNlKAEwARJKCgNBY2sSIC5zZWFscG9zdC5kZWxpdmVyeS52MS5BY2tSZXF1ZXN0GiEuc2VhbHBvc3QuZGVsaXZlcnkudjEuQWNrUmVzcG9uc2UScQoQQ3JlYXRlQXR0YWNobWVudBItLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkNyZWF0ZUF0dGFjaG1lbnRSZXF1ZXN0Gi4uc2VhbHBvc3QuZGVsaXZlcnkudjEuQ3JlYXRlQXR0YWNobWVudFJlc3BvbnNlEncKElB1dEF0dGFjaG1lbnRDaHVuaxIvLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLlB1dEF0dGFjaG1lbnRDaHVua1JlcXVlc3QaMC5zZWFscG9zdC5kZWxpdmVyeS52MS5QdXRBdHRhY2htZW50Q2h1bmtSZXNwb25zZRJ3ChJDb21wbGV0ZUF0dGFjaG1lbnQSLy5zZWFscG9zdC5kZWxpdmVyeS52MS5Db21wbGV0ZUF0dGFjaG1lbnRSZXF1ZXN0GjAuc2VhbHBvc3QuZGVsaXZlcnkudjEuQ29tcGxldGVBdHRhY2htZW50UmVzcG9uc2USeQoSRG93bmxvYWRBdHRhY2htZW50Ei8uc2VhbHBvc3QuZGVsaXZlcnkudjEuRG93bmxvYWRBdHRhY2htZW50UmVxdWVzdBowLnNlYWxwb3N0LmRlbGl2ZXJ5LnYxLkRvd25sb2FkQXR0YWNobWVudFJlc3BvbnNlMAFiBnByb3RvMw", [file_sealpost_delivery_v1_limits, file_sealpost_delivery_v1_mailbox, file_sealpost_directory_v1_address]);
 
 /**
  * Ask for the server's limits.
@@ -176,6 +176,45 @@ export const SendRequestSchema: GenMessage<SendRequest> = /*@__PURE__*/
   messageDesc(file_sealpost_delivery_v1_delivery_service, 4);
 
 /**
+ * A Send to one account's devices that names no sender (sealed sender).
+ *
+ * @generated from message sealpost.delivery.v1.SendSealedRequest
+ */
+export type SendSealedRequest = Message<"sealpost.delivery.v1.SendSealedRequest"> & {
+  /**
+   * The message as for Send, except that every entry addresses a device of account_id and
+   * is a SealedEntry, and versions names at most account_id. Every current device of the
+   * account needs an entry (a device cannot send sealed to its own account: its other
+   * devices get their copies through Send).
+   *
+   * @generated from field: sealpost.delivery.v1.SendRequest send = 1;
+   */
+  send?: SendRequest | undefined;
+
+  /**
+   * The recipient account.
+   *
+   * @generated from field: string account_id = 2;
+   */
+  accountId: string;
+
+  /**
+   * The account's access key (16 bytes) as one of its devices shared it, or empty when a
+   * device of the account allows sealed mail from anyone.
+   *
+   * @generated from field: bytes access_key = 3;
+   */
+  accessKey: Uint8Array;
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SendSealedRequest.
+ * Use `create(SendSealedRequestSchema)` to create a new message.
+ */
+export const SendSealedRequestSchema: GenMessage<SendSealedRequest> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 5);
+
+/**
  * Where one entry was stored.
  *
  * @generated from message sealpost.delivery.v1.StoredEntry
@@ -201,7 +240,7 @@ export type StoredEntry = Message<"sealpost.delivery.v1.StoredEntry"> & {
  * Use `create(StoredEntrySchema)` to create a new message.
  */
 export const StoredEntrySchema: GenMessage<StoredEntry> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 5);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 6);
 
 /**
  * The message was stored in every addressed mailbox.
@@ -236,7 +275,7 @@ export type Stored = Message<"sealpost.delivery.v1.Stored"> & {
  * Use `create(StoredSchema)` to create a new message.
  */
 export const StoredSchema: GenMessage<Stored> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 6);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 7);
 
 /**
  * How one account's entries differ from its current device list.
@@ -252,7 +291,9 @@ export type AccountMismatch = Message<"sealpost.delivery.v1.AccountMismatch"> & 
   accountId: string;
 
   /**
-   * Current devices the request has no entry for.
+   * Current devices the request has no entry for. A listed device that has not uploaded its
+   * prekeys yet (just linked, not yet set up) is not missing: nobody can start a session
+   * with it, so a Send may leave it out. The sending device itself is never missing.
    *
    * @generated from field: repeated uint32 missing_device_ids = 2;
    */
@@ -285,7 +326,7 @@ export type AccountMismatch = Message<"sealpost.delivery.v1.AccountMismatch"> & 
  * Use `create(AccountMismatchSchema)` to create a new message.
  */
 export const AccountMismatchSchema: GenMessage<AccountMismatch> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 7);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 8);
 
 /**
  * The entries did not match the recipients' current device lists. Nothing was stored.
@@ -306,7 +347,7 @@ export type MismatchedDevices = Message<"sealpost.delivery.v1.MismatchedDevices"
  * Use `create(MismatchedDevicesSchema)` to create a new message.
  */
 export const MismatchedDevicesSchema: GenMessage<MismatchedDevices> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 8);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 9);
 
 /**
  * The outcome of a Send.
@@ -343,7 +384,45 @@ export type SendResponse = Message<"sealpost.delivery.v1.SendResponse"> & {
  * Use `create(SendResponseSchema)` to create a new message.
  */
 export const SendResponseSchema: GenMessage<SendResponse> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 9);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 10);
+
+/**
+ * The outcome of a SendSealed: the same outcomes as SendResponse, with the same field
+ * numbers (the bytes of either decode as the other).
+ *
+ * @generated from message sealpost.delivery.v1.SendSealedResponse
+ */
+export type SendSealedResponse = Message<"sealpost.delivery.v1.SendSealedResponse"> & {
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof sealpost.delivery.v1.SendSealedResponse.outcome
+   */
+  outcome: {
+    /**
+     * Stored for every device.
+     *
+     * @generated from field: sealpost.delivery.v1.Stored stored = 1;
+     */
+    value: Stored;
+    case: "stored";
+  } | {
+    /**
+     * Nothing stored: refresh the account's device list and resend with the same message_id.
+     *
+     * @generated from field: sealpost.delivery.v1.MismatchedDevices mismatched_devices = 2;
+     */
+    value: MismatchedDevices;
+    case: "mismatchedDevices";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sealpost.delivery.v1.SendSealedResponse.
+ * Use `create(SendSealedResponseSchema)` to create a new message.
+ */
+export const SendSealedResponseSchema: GenMessage<SendSealedResponse> = /*@__PURE__*/
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 11);
 
 /**
  * Open the caller's mailbox stream.
@@ -372,7 +451,7 @@ export type ReceiveRequest = Message<"sealpost.delivery.v1.ReceiveRequest"> & {
  * Use `create(ReceiveRequestSchema)` to create a new message.
  */
 export const ReceiveRequestSchema: GenMessage<ReceiveRequest> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 10);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 12);
 
 /**
  * The backlog is drained: every message stored before the stream opened has been sent.
@@ -393,7 +472,7 @@ export type Drained = Message<"sealpost.delivery.v1.Drained"> & {
  * Use `create(DrainedSchema)` to create a new message.
  */
 export const DrainedSchema: GenMessage<Drained> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 11);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 13);
 
 /**
  * This stream was replaced by a newer one for the same device and ends now. Do not
@@ -409,7 +488,7 @@ export type Replaced = Message<"sealpost.delivery.v1.Replaced"> & {
  * Use `create(ReplacedSchema)` to create a new message.
  */
 export const ReplacedSchema: GenMessage<Replaced> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 12);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 14);
 
 /**
  * One event of a Receive stream.
@@ -454,7 +533,7 @@ export type ReceiveResponse = Message<"sealpost.delivery.v1.ReceiveResponse"> & 
  * Use `create(ReceiveResponseSchema)` to create a new message.
  */
 export const ReceiveResponseSchema: GenMessage<ReceiveResponse> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 13);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 15);
 
 /**
  * Acknowledge messages.
@@ -476,7 +555,7 @@ export type AckRequest = Message<"sealpost.delivery.v1.AckRequest"> & {
  * Use `create(AckRequestSchema)` to create a new message.
  */
 export const AckRequestSchema: GenMessage<AckRequest> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 14);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 16);
 
 /**
  * The acknowledged messages are deleted.
@@ -498,7 +577,7 @@ export type AckResponse = Message<"sealpost.delivery.v1.AckResponse"> & {
  * Use `create(AckResponseSchema)` to create a new message.
  */
 export const AckResponseSchema: GenMessage<AckResponse> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 15);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 17);
 
 /**
  * Reserve an attachment upload.
@@ -526,7 +605,7 @@ export type CreateAttachmentRequest = Message<"sealpost.delivery.v1.CreateAttach
  * Use `create(CreateAttachmentRequestSchema)` to create a new message.
  */
 export const CreateAttachmentRequestSchema: GenMessage<CreateAttachmentRequest> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 16);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 18);
 
 /**
  * The upload is reserved.
@@ -568,7 +647,7 @@ export type CreateAttachmentResponse = Message<"sealpost.delivery.v1.CreateAttac
  * Use `create(CreateAttachmentResponseSchema)` to create a new message.
  */
 export const CreateAttachmentResponseSchema: GenMessage<CreateAttachmentResponse> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 17);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 19);
 
 /**
  * One chunk of an attachment upload.
@@ -603,7 +682,7 @@ export type PutAttachmentChunkRequest = Message<"sealpost.delivery.v1.PutAttachm
  * Use `create(PutAttachmentChunkRequestSchema)` to create a new message.
  */
 export const PutAttachmentChunkRequestSchema: GenMessage<PutAttachmentChunkRequest> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 18);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 20);
 
 /**
  * The chunk is stored.
@@ -618,7 +697,7 @@ export type PutAttachmentChunkResponse = Message<"sealpost.delivery.v1.PutAttach
  * Use `create(PutAttachmentChunkResponseSchema)` to create a new message.
  */
 export const PutAttachmentChunkResponseSchema: GenMessage<PutAttachmentChunkResponse> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 19);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 21);
 
 /**
  * Finish an attachment upload.
@@ -639,7 +718,7 @@ export type CompleteAttachmentRequest = Message<"sealpost.delivery.v1.CompleteAt
  * Use `create(CompleteAttachmentRequestSchema)` to create a new message.
  */
 export const CompleteAttachmentRequestSchema: GenMessage<CompleteAttachmentRequest> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 20);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 22);
 
 /**
  * The attachment is complete and downloadable.
@@ -660,7 +739,7 @@ export type CompleteAttachmentResponse = Message<"sealpost.delivery.v1.CompleteA
  * Use `create(CompleteAttachmentResponseSchema)` to create a new message.
  */
 export const CompleteAttachmentResponseSchema: GenMessage<CompleteAttachmentResponse> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 21);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 23);
 
 /**
  * Download an attachment.
@@ -688,7 +767,7 @@ export type DownloadAttachmentRequest = Message<"sealpost.delivery.v1.DownloadAt
  * Use `create(DownloadAttachmentRequestSchema)` to create a new message.
  */
 export const DownloadAttachmentRequestSchema: GenMessage<DownloadAttachmentRequest> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 22);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 24);
 
 /**
  * One chunk of a download.
@@ -723,7 +802,7 @@ export type DownloadAttachmentResponse = Message<"sealpost.delivery.v1.DownloadA
  * Use `create(DownloadAttachmentResponseSchema)` to create a new message.
  */
 export const DownloadAttachmentResponseSchema: GenMessage<DownloadAttachmentResponse> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 23);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 25);
 
 /**
  * One request on a Session stream.
@@ -769,7 +848,7 @@ export type SessionRequest = Message<"sealpost.delivery.v1.SessionRequest"> & {
  * Use `create(SessionRequestSchema)` to create a new message.
  */
 export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 24);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 26);
 
 /**
  * A Send on a Session stream.
@@ -797,7 +876,7 @@ export type SessionSend = Message<"sealpost.delivery.v1.SessionSend"> & {
  * Use `create(SessionSendSchema)` to create a new message.
  */
 export const SessionSendSchema: GenMessage<SessionSend> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 25);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 27);
 
 /**
  * An Ack on a Session stream.
@@ -825,7 +904,7 @@ export type SessionAck = Message<"sealpost.delivery.v1.SessionAck"> & {
  * Use `create(SessionAckSchema)` to create a new message.
  */
 export const SessionAckSchema: GenMessage<SessionAck> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 26);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 28);
 
 /**
  * Why one send or ack on a Session stream failed.
@@ -861,7 +940,7 @@ export type SessionError = Message<"sealpost.delivery.v1.SessionError"> & {
  * Use `create(SessionErrorSchema)` to create a new message.
  */
 export const SessionErrorSchema: GenMessage<SessionError> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 27);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 29);
 
 /**
  * The result of one SessionSend.
@@ -905,7 +984,7 @@ export type SessionSendResult = Message<"sealpost.delivery.v1.SessionSendResult"
  * Use `create(SessionSendResultSchema)` to create a new message.
  */
 export const SessionSendResultSchema: GenMessage<SessionSendResult> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 28);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 30);
 
 /**
  * The result of one SessionAck.
@@ -949,7 +1028,7 @@ export type SessionAckResult = Message<"sealpost.delivery.v1.SessionAckResult"> 
  * Use `create(SessionAckResultSchema)` to create a new message.
  */
 export const SessionAckResultSchema: GenMessage<SessionAckResult> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 29);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 31);
 
 /**
  * One message on a Session stream from the server.
@@ -995,14 +1074,14 @@ export type SessionResponse = Message<"sealpost.delivery.v1.SessionResponse"> & 
  * Use `create(SessionResponseSchema)` to create a new message.
  */
 export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
-  messageDesc(file_sealpost_delivery_v1_delivery_service, 30);
+  messageDesc(file_sealpost_delivery_v1_delivery_service, 32);
 
 /**
  * DeliveryService routes ciphertext between devices through per-device mailboxes in NATS
  * JetStream. It never sees plaintext: a Send is one shared ciphertext plus a small encrypted
  * entry per recipient device, and each device reads only its own mailbox.
  *
- * Every RPC except GetLimits is authenticated with `authorization: Bearer <token>` from
+ * Every RPC except GetLimits and SendSealed is authenticated with `authorization: Bearer <token>` from
  * DirectoryService.Authenticate, and acts only for the token's device.
  *
  * Errors: INVALID_ARGUMENT for malformed requests (bad id, duplicate entry, bad sequence),
@@ -1039,6 +1118,26 @@ export const DeliveryService: GenService<{
     methodKind: "unary";
     input: typeof SendRequestSchema;
     output: typeof SendResponseSchema;
+  },
+  /**
+   * Sealed sender: stores one message for the devices of one account without the server
+   * learning who sent it. Unauthenticated (no bearer token): the caller shows the account's
+   * access key instead (see SendSealedRequest), and every entry is a serialized
+   * sealpost.envelope.v1.SealedEntry, which only the recipient device can open to learn the
+   * sender. The stored messages have no sender (MailboxMessage.sealed). Same outcomes,
+   * limits and idempotency as Send, with (account_id, message_id) in place of (sending
+   * device, message_id); the device-list check covers exactly `account_id`'s devices.
+   * Errors as Send's, plus PERMISSION_DENIED "sealed send refused" when the access key does
+   * not open the account (wrong or missing key, no device allowing sealed mail, or no such
+   * account: one answer for all three) and RESOURCE_EXHAUSTED for the sealed-send rate
+   * limits (per account and per caller address).
+   *
+   * @generated from rpc sealpost.delivery.v1.DeliveryService.SendSealed
+   */
+  sendSealed: {
+    methodKind: "unary";
+    input: typeof SendSealedRequestSchema;
+    output: typeof SendSealedResponseSchema;
   },
   /**
    * The caller's mailbox: first every stored message after the cursor, in sequence order,

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/delivery/v1/limits.proto.
  */
 export const file_sealpost_delivery_v1_limits: GenFile = /*@__PURE__*/
-  fileDesc("CiFzZWFscG9zdC9kZWxpdmVyeS92MS9saW1pdHMucHJvdG8SFHNlYWxwb3N0LmRlbGl2ZXJ5LnYxIrYDCgxTZXJ2ZXJMaW1pdHMSFgoObWF4X2JvZHlfYnl0ZXMYASABKA0SFwoPbWF4X2VudHJ5X2J5dGVzGAIgASgNEhwKFG1heF9lbnRyaWVzX3Blcl9zZW5kGAMgASgNEh8KF21heF9kZXZpY2VzX3Blcl9hY2NvdW50GAQgASgNEh4KFm1heF9wcmVrZXlzX3Blcl91cGxvYWQYBSABKA0SFQoNbWF4X2luX2ZsaWdodBgGIAEoDRIhChltYWlsYm94X3JldGVudGlvbl9zZWNvbmRzGAcgASgNEhwKFG1heF9hdHRhY2htZW50X2J5dGVzGAggASgEEh4KFmF0dGFjaG1lbnRfY2h1bmtfYnl0ZXMYCSABKA0SGAoQc2VuZHNfcGVyX21pbnV0ZRgKIAEoDRItCiVtYWlsYm94X3N0cmVhbXNfcGVyX2RldmljZV9wZXJfbWludXRlGAsgASgNEiUKHWFjY291bnRzX3Blcl9hZGRyZXNzX3Blcl9ob3VyGAwgASgNEi4KJm9uZV90aW1lX3ByZWtleXNfcGVyX2RldmljZV9wZXJfbWludXRlGA0gASgNYgZwcm90bzM");
+  fileDesc("CiFzZWFscG9zdC9kZWxpdmVyeS92MS9saW1pdHMucHJvdG8SFHNlYWxwb3N0LmRlbGl2ZXJ5LnYxIpAECgxTZXJ2ZXJMaW1pdHMSFgoObWF4X2JvZHlfYnl0ZXMYASABKA0SFwoPbWF4X2VudHJ5X2J5dGVzGAIgASgNEhwKFG1heF9lbnRyaWVzX3Blcl9zZW5kGAMgASgNEh8KF21heF9kZXZpY2VzX3Blcl9hY2NvdW50GAQgASgNEh4KFm1heF9wcmVrZXlzX3Blcl91cGxvYWQYBSABKA0SFQoNbWF4X2luX2ZsaWdodBgGIAEoDRIhChltYWlsYm94X3JldGVudGlvbl9zZWNvbmRzGAcgASgNEhwKFG1heF9hdHRhY2htZW50X2J5dGVzGAggASgEEh4KFmF0dGFjaG1lbnRfY2h1bmtfYnl0ZXMYCSABKA0SGAoQc2VuZHNfcGVyX21pbnV0ZRgKIAEoDRItCiVtYWlsYm94X3N0cmVhbXNfcGVyX2RldmljZV9wZXJfbWludXRlGAsgASgNEiUKHWFjY291bnRzX3Blcl9hZGRyZXNzX3Blcl9ob3VyGAwgASgNEi4KJm9uZV90aW1lX3ByZWtleXNfcGVyX2RldmljZV9wZXJfbWludXRlGA0gASgNEisKI3NlYWxlZF9zZW5kc19wZXJfYWNjb3VudF9wZXJfbWludXRlGA4gASgNEisKI3NlYWxlZF9zZW5kc19wZXJfYWRkcmVzc19wZXJfbWludXRlGA8gASgNYgZwcm90bzM");
 
 /**
  * The limits a server enforces, so clients can size their requests. The defaults below are
@@ -117,6 +117,22 @@ export type ServerLimits = Message<"sealpost.delivery.v1.ServerLimits"> & {
    * @generated from field: uint32 one_time_prekeys_per_device_per_minute = 13;
    */
   oneTimePrekeysPerDevicePerMinute: number;
+
+  /**
+   * SendSealed calls per recipient account per minute on one instance before
+   * RESOURCE_EXHAUSTED (default 600; 0 when the server does not say).
+   *
+   * @generated from field: uint32 sealed_sends_per_account_per_minute = 14;
+   */
+  sealedSendsPerAccountPerMinute: number;
+
+  /**
+   * SendSealed calls per caller address (IPv4, or IPv6 /64) per minute on one instance
+   * before RESOURCE_EXHAUSTED (default 6000; 0 when the server does not say).
+   *
+   * @generated from field: uint32 sealed_sends_per_address_per_minute = 15;
+   */
+  sealedSendsPerAddressPerMinute: number;
 };
 
 /**

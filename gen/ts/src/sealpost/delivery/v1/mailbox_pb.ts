@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/delivery/v1/mailbox.proto.
  */
 export const file_sealpost_delivery_v1_mailbox: GenFile = /*@__PURE__*/
-  fileDesc("CiJzZWFscG9zdC9kZWxpdmVyeS92MS9tYWlsYm94LnByb3RvEhRzZWFscG9zdC5kZWxpdmVyeS52MSLAAQoOTWFpbGJveE1lc3NhZ2USEAoIc2VxdWVuY2UYASABKAQSEgoKbWVzc2FnZV9pZBgCIAEoDBI0CgZzZW5kZXIYAyABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxIbChNzZXJ2ZXJfdGltZXN0YW1wX21zGAQgASgDEhMKC3NoYXJlZF9ib2R5GAUgASgMEg0KBWVudHJ5GAYgASgMEhEKCWVwaGVtZXJhbBgHIAEoCGIGcHJvdG8z", [file_sealpost_directory_v1_address]);
+  fileDesc("CiJzZWFscG9zdC9kZWxpdmVyeS92MS9tYWlsYm94LnByb3RvEhRzZWFscG9zdC5kZWxpdmVyeS52MSLQAQoOTWFpbGJveE1lc3NhZ2USEAoIc2VxdWVuY2UYASABKAQSEgoKbWVzc2FnZV9pZBgCIAEoDBI0CgZzZW5kZXIYAyABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxIbChNzZXJ2ZXJfdGltZXN0YW1wX21zGAQgASgDEhMKC3NoYXJlZF9ib2R5GAUgASgMEg0KBWVudHJ5GAYgASgMEhEKCWVwaGVtZXJhbBgHIAEoCBIOCgZzZWFsZWQYCCABKAhiBnByb3RvMw", [file_sealpost_directory_v1_address]);
 
 /**
  * One message as it sits in a device's mailbox. The server routes these bytes without
@@ -37,7 +37,7 @@ export type MailboxMessage = Message<"sealpost.delivery.v1.MailboxMessage"> & {
   messageId: Uint8Array;
 
   /**
-   * The authenticated sending device, as the server saw it.
+   * The authenticated sending device, as the server saw it. Unset when sealed.
    *
    * @generated from field: sealpost.directory.v1.DeviceAddress sender = 3;
    */
@@ -71,6 +71,14 @@ export type MailboxMessage = Message<"sealpost.delivery.v1.MailboxMessage"> & {
    * @generated from field: bool ephemeral = 7;
    */
   ephemeral: boolean;
+
+  /**
+   * Sent with SendSealed: the server does not know the sender (sender is unset) and entry is
+   * a serialized sealpost.envelope.v1.SealedEntry, which names it inside its encryption.
+   *
+   * @generated from field: bool sealed = 8;
+   */
+  sealed: boolean;
 };
 
 /**

@@ -10,13 +10,15 @@ import type { SignedDeviceList } from "./device_list_pb.js";
 import { file_sealpost_directory_v1_device_list } from "./device_list_pb.js";
 import type { KemPrekey, KeyBundle, OneTimePrekey, SignedPrekey } from "./prekeys_pb.js";
 import { file_sealpost_directory_v1_prekeys } from "./prekeys_pb.js";
+import type { CertificateKey, SenderCertificate } from "./sender_certificate_pb.js";
+import { file_sealpost_directory_v1_sender_certificate } from "./sender_certificate_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file sealpost/directory/v1/directory_service.proto.
  */
 export const file_sealpost_directory_v1_directory_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci1zZWFscG9zdC9kaXJlY3RvcnkvdjEvZGlyZWN0b3J5X3NlcnZpY2UucHJvdG8SFXNlYWxwb3N0LmRpcmVjdG9yeS52MSKGAgoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSPAoLZGV2aWNlX2xpc3QYASABKAsyJy5zZWFscG9zdC5kaXJlY3RvcnkudjEuU2lnbmVkRGV2aWNlTGlzdBI6Cg1zaWduZWRfcHJla2V5GAIgASgLMiMuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlNpZ25lZFByZWtleRI0CgprZW1fcHJla2V5GAMgASgLMiAuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLktlbVByZWtleRI+ChBvbmVfdGltZV9wcmVrZXlzGAQgAygLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLk9uZVRpbWVQcmVrZXkiTQoVQ3JlYXRlQWNjb3VudFJlc3BvbnNlEjQKBmRldmljZRgBIAEoCzIkLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5EZXZpY2VBZGRyZXNzIk8KF0dldEF1dGhDaGFsbGVuZ2VSZXF1ZXN0EjQKBmRldmljZRgBIAEoCzIkLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5EZXZpY2VBZGRyZXNzIkAKGEdldEF1dGhDaGFsbGVuZ2VSZXNwb25zZRINCgVub25jZRgBIAEoDBIVCg1leHBpcmVzX2F0X21zGAIgASgDIm0KE0F1dGhlbnRpY2F0ZVJlcXVlc3QSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDQoFbm9uY2UYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMIjwKFEF1dGhlbnRpY2F0ZVJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhUKDWV4cGlyZXNfYXRfbXMYAiABKAMiUQoRTGlua0RldmljZVJlcXVlc3QSPAoLZGV2aWNlX2xpc3QYASABKAsyJy5zZWFscG9zdC5kaXJlY3RvcnkudjEuU2lnbmVkRGV2aWNlTGlzdCJbChJMaW5rRGV2aWNlUmVzcG9uc2USNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDwoHdmVyc2lvbhgCIAEoBCJTChNSZXZva2VEZXZpY2VSZXF1ZXN0EjwKC2RldmljZV9saXN0GAEgASgLMicuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlNpZ25lZERldmljZUxpc3QiXQoUUmV2b2tlRGV2aWNlUmVzcG9uc2USNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDwoHdmVyc2lvbhgCIAEoBCJoChRHZXREZXZpY2VMaXN0UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiIKFWhpc3RvcnlfYWZ0ZXJfdmVyc2lvbhgCIAEoBEgAiAEBQhgKFl9oaXN0b3J5X2FmdGVyX3ZlcnNpb24ijwEKFUdldERldmljZUxpc3RSZXNwb25zZRI8CgtkZXZpY2VfbGlzdBgBIAEoCzInLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5TaWduZWREZXZpY2VMaXN0EjgKB2hpc3RvcnkYAiADKAsyJy5zZWFscG9zdC5kaXJlY3RvcnkudjEuU2lnbmVkRGV2aWNlTGlzdCLzAQoUVXBsb2FkUHJla2V5c1JlcXVlc3QSPwoNc2lnbmVkX3ByZWtleRgBIAEoCzIjLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5TaWduZWRQcmVrZXlIAIgBARI5CgprZW1fcHJla2V5GAIgASgLMiAuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLktlbVByZWtleUgBiAEBEj4KEG9uZV90aW1lX3ByZWtleXMYAyADKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuT25lVGltZVByZWtleUIQCg5fc2lnbmVkX3ByZWtleUINCgtfa2VtX3ByZWtleSI2ChVVcGxvYWRQcmVrZXlzUmVzcG9uc2USHQoVb25lX3RpbWVfcHJla2V5X2NvdW50GAEgASgNIhcKFUdldFByZWtleUNvdW50UmVxdWVzdCJoChZHZXRQcmVrZXlDb3VudFJlc3BvbnNlEh0KFW9uZV90aW1lX3ByZWtleV9jb3VudBgBIAEoDRIYChBzaWduZWRfcHJla2V5X2lkGAIgASgNEhUKDWtlbV9wcmVrZXlfaWQYAyABKA0iQAoWQ2xhaW1LZXlCdW5kbGVzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhIKCmRldmljZV9pZHMYAiADKA0iaQoXQ2xhaW1LZXlCdW5kbGVzUmVzcG9uc2USGwoTZGV2aWNlX2xpc3RfdmVyc2lvbhgBIAEoBBIxCgdidW5kbGVzGAIgAygLMiAuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLktleUJ1bmRsZSIsChVXYXRjaERpcmVjdG9yeVJlcXVlc3QSEwoLYWNjb3VudF9pZHMYASADKAkitwEKFldhdGNoRGlyZWN0b3J5UmVzcG9uc2USEgoKYWNjb3VudF9pZBgBIAEoCRI4CgRraW5kGAIgASgOMiouc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRpcmVjdG9yeUNoYW5nZUtpbmQSEQoJZGV2aWNlX2lkGAMgASgNEjwKC2RldmljZV9saXN0GAQgASgLMicuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlNpZ25lZERldmljZUxpc3Qq3QEKE0RpcmVjdG9yeUNoYW5nZUtpbmQSJQohRElSRUNUT1JZX0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASIgoeRElSRUNUT1JZX0NIQU5HRV9LSU5EX1NOQVBTSE9UEAESJgoiRElSRUNUT1JZX0NIQU5HRV9LSU5EX0RFVklDRV9BRERFRBACEigKJERJUkVDVE9SWV9DSEFOR0VfS0lORF9ERVZJQ0VfUkVNT1ZFRBADEikKJURJUkVDVE9SWV9DSEFOR0VfS0lORF9QUkVLRVlTX1JPVEFURUQQBDLSCAoQRGlyZWN0b3J5U2VydmljZRJqCg1DcmVhdGVBY2NvdW50Eisuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0Giwuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkNyZWF0ZUFjY291bnRSZXNwb25zZRJzChBHZXRBdXRoQ2hhbGxlbmdlEi4uc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkdldEF1dGhDaGFsbGVuZ2VSZXF1ZXN0Gi8uc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkdldEF1dGhDaGFsbGVuZ2VSZXNwb25zZRJnCgxBdXRoZW50aWNhdGUSKi5zZWFscG9zdC5kaXJlY3RvcnkudjEuQXV0aGVudGljYXRlUmVxdWVzdBorLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5BdXRoZW50aWNhdGVSZXNwb25zZRJhCgpMaW5rRGV2aWNlEiguc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkxpbmtEZXZpY2VSZXF1ZXN0Gikuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkxpbmtEZXZpY2VSZXNwb25zZRJnCgxSZXZva2VEZXZpY2USKi5zZWFscG9zdC5kaXJlY3RvcnkudjEuUmV2b2tlRGV2aWNlUmVxdWVzdBorLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5SZXZva2VEZXZpY2VSZXNwb25zZRJqCg1HZXREZXZpY2VMaXN0Eisuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkdldERldmljZUxpc3RSZXF1ZXN0Giwuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkdldERldmljZUxpc3RSZXNwb25zZRJqCg1VcGxvYWRQcmVrZXlzEisuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlVwbG9hZFByZWtleXNSZXF1ZXN0Giwuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlVwbG9hZFByZWtleXNSZXNwb25zZRJtCg5HZXRQcmVrZXlDb3VudBIsLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5HZXRQcmVrZXlDb3VudFJlcXVlc3QaLS5zZWFscG9zdC5kaXJlY3RvcnkudjEuR2V0UHJla2V5Q291bnRSZXNwb25zZRJwCg9DbGFpbUtleUJ1bmRsZXMSLS5zZWFscG9zdC5kaXJlY3RvcnkudjEuQ2xhaW1LZXlCdW5kbGVzUmVxdWVzdBouLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5DbGFpbUtleUJ1bmRsZXNSZXNwb25zZRJvCg5XYXRjaERpcmVjdG9yeRIsLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5XYXRjaERpcmVjdG9yeVJlcXVlc3QaLS5zZWFscG9zdC5kaXJlY3RvcnkudjEuV2F0Y2hEaXJlY3RvcnlSZXNwb25zZTABYgZwcm90bzM", [file_sealpost_directory_v1_address, file_sealpost_directory_v1_device_list, file_sealpost_directory_v1_prekeys]);
+  fileDesc("Ci1zZWFscG9zdC9kaXJlY3RvcnkvdjEvZGlyZWN0b3J5X3NlcnZpY2UucHJvdG8SFXNlYWxwb3N0LmRpcmVjdG9yeS52MSKGAgoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSPAoLZGV2aWNlX2xpc3QYASABKAsyJy5zZWFscG9zdC5kaXJlY3RvcnkudjEuU2lnbmVkRGV2aWNlTGlzdBI6Cg1zaWduZWRfcHJla2V5GAIgASgLMiMuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlNpZ25lZFByZWtleRI0CgprZW1fcHJla2V5GAMgASgLMiAuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLktlbVByZWtleRI+ChBvbmVfdGltZV9wcmVrZXlzGAQgAygLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLk9uZVRpbWVQcmVrZXkiTQoVQ3JlYXRlQWNjb3VudFJlc3BvbnNlEjQKBmRldmljZRgBIAEoCzIkLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5EZXZpY2VBZGRyZXNzIk8KF0dldEF1dGhDaGFsbGVuZ2VSZXF1ZXN0EjQKBmRldmljZRgBIAEoCzIkLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5EZXZpY2VBZGRyZXNzIkAKGEdldEF1dGhDaGFsbGVuZ2VSZXNwb25zZRINCgVub25jZRgBIAEoDBIVCg1leHBpcmVzX2F0X21zGAIgASgDIm0KE0F1dGhlbnRpY2F0ZVJlcXVlc3QSNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDQoFbm9uY2UYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMIjwKFEF1dGhlbnRpY2F0ZVJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhUKDWV4cGlyZXNfYXRfbXMYAiABKAMiUQoRTGlua0RldmljZVJlcXVlc3QSPAoLZGV2aWNlX2xpc3QYASABKAsyJy5zZWFscG9zdC5kaXJlY3RvcnkudjEuU2lnbmVkRGV2aWNlTGlzdCJbChJMaW5rRGV2aWNlUmVzcG9uc2USNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDwoHdmVyc2lvbhgCIAEoBCJTChNSZXZva2VEZXZpY2VSZXF1ZXN0EjwKC2RldmljZV9saXN0GAEgASgLMicuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlNpZ25lZERldmljZUxpc3QiXQoUUmV2b2tlRGV2aWNlUmVzcG9uc2USNAoGZGV2aWNlGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSDwoHdmVyc2lvbhgCIAEoBCJoChRHZXREZXZpY2VMaXN0UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiIKFWhpc3RvcnlfYWZ0ZXJfdmVyc2lvbhgCIAEoBEgAiAEBQhgKFl9oaXN0b3J5X2FmdGVyX3ZlcnNpb24ijwEKFUdldERldmljZUxpc3RSZXNwb25zZRI8CgtkZXZpY2VfbGlzdBgBIAEoCzInLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5TaWduZWREZXZpY2VMaXN0EjgKB2hpc3RvcnkYAiADKAsyJy5zZWFscG9zdC5kaXJlY3RvcnkudjEuU2lnbmVkRGV2aWNlTGlzdCLzAQoUVXBsb2FkUHJla2V5c1JlcXVlc3QSPwoNc2lnbmVkX3ByZWtleRgBIAEoCzIjLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5TaWduZWRQcmVrZXlIAIgBARI5CgprZW1fcHJla2V5GAIgASgLMiAuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLktlbVByZWtleUgBiAEBEj4KEG9uZV90aW1lX3ByZWtleXMYAyADKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuT25lVGltZVByZWtleUIQCg5fc2lnbmVkX3ByZWtleUINCgtfa2VtX3ByZWtleSI2ChVVcGxvYWRQcmVrZXlzUmVzcG9uc2USHQoVb25lX3RpbWVfcHJla2V5X2NvdW50GAEgASgNIhcKFUdldFByZWtleUNvdW50UmVxdWVzdCJoChZHZXRQcmVrZXlDb3VudFJlc3BvbnNlEh0KFW9uZV90aW1lX3ByZWtleV9jb3VudBgBIAEoDRIYChBzaWduZWRfcHJla2V5X2lkGAIgASgNEhUKDWtlbV9wcmVrZXlfaWQYAyABKA0iQAoWQ2xhaW1LZXlCdW5kbGVzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhIKCmRldmljZV9pZHMYAiADKA0iaQoXQ2xhaW1LZXlCdW5kbGVzUmVzcG9uc2USGwoTZGV2aWNlX2xpc3RfdmVyc2lvbhgBIAEoBBIxCgdidW5kbGVzGAIgAygLMiAuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLktleUJ1bmRsZSIsChVXYXRjaERpcmVjdG9yeVJlcXVlc3QSEwoLYWNjb3VudF9pZHMYASADKAkitwEKFldhdGNoRGlyZWN0b3J5UmVzcG9uc2USEgoKYWNjb3VudF9pZBgBIAEoCRI4CgRraW5kGAIgASgOMiouc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRpcmVjdG9yeUNoYW5nZUtpbmQSEQoJZGV2aWNlX2lkGAMgASgNEjwKC2RldmljZV9saXN0GAQgASgLMicuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlNpZ25lZERldmljZUxpc3QiHQobR2V0U2VuZGVyQ2VydGlmaWNhdGVSZXF1ZXN0Il0KHEdldFNlbmRlckNlcnRpZmljYXRlUmVzcG9uc2USPQoLY2VydGlmaWNhdGUYASABKAsyKC5zZWFscG9zdC5kaXJlY3RvcnkudjEuU2VuZGVyQ2VydGlmaWNhdGUiGwoZR2V0Q2VydGlmaWNhdGVLZXlzUmVxdWVzdCJRChpHZXRDZXJ0aWZpY2F0ZUtleXNSZXNwb25zZRIzCgRrZXlzGAEgAygLMiUuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkNlcnRpZmljYXRlS2V5ImoKFlNldFNlYWxlZEFjY2Vzc1JlcXVlc3QSNQoEbW9kZRgBIAEoDjInLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5TZWFsZWRBY2Nlc3NNb2RlEhkKEWFjY2Vzc19rZXlfc2hhMjU2GAIgASgMIhkKF1NldFNlYWxlZEFjY2Vzc1Jlc3BvbnNlKt0BChNEaXJlY3RvcnlDaGFuZ2VLaW5kEiUKIURJUkVDVE9SWV9DSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEiIKHkRJUkVDVE9SWV9DSEFOR0VfS0lORF9TTkFQU0hPVBABEiYKIkRJUkVDVE9SWV9DSEFOR0VfS0lORF9ERVZJQ0VfQURERUQQAhIoCiRESVJFQ1RPUllfQ0hBTkdFX0tJTkRfREVWSUNFX1JFTU9WRUQQAxIpCiVESVJFQ1RPUllfQ0hBTkdFX0tJTkRfUFJFS0VZU19ST1RBVEVEEAQqlwEKEFNlYWxlZEFjY2Vzc01vZGUSIgoeU0VBTEVEX0FDQ0VTU19NT0RFX1VOU1BFQ0lGSUVEEAASHwobU0VBTEVEX0FDQ0VTU19NT0RFX0RJU0FCTEVEEAESHwobU0VBTEVEX0FDQ0VTU19NT0RFX0NPTlRBQ1RTEAISHQoZU0VBTEVEX0FDQ0VTU19NT0RFX0FOWU9ORRADMsALChBEaXJlY3RvcnlTZXJ2aWNlEmoKDUNyZWF0ZUFjY291bnQSKy5zZWFscG9zdC5kaXJlY3RvcnkudjEuQ3JlYXRlQWNjb3VudFJlcXVlc3QaLC5zZWFscG9zdC5kaXJlY3RvcnkudjEuQ3JlYXRlQWNjb3VudFJlc3BvbnNlEnMKEEdldEF1dGhDaGFsbGVuZ2USLi5zZWFscG9zdC5kaXJlY3RvcnkudjEuR2V0QXV0aENoYWxsZW5nZVJlcXVlc3QaLy5zZWFscG9zdC5kaXJlY3RvcnkudjEuR2V0QXV0aENoYWxsZW5nZVJlc3BvbnNlEmcKDEF1dGhlbnRpY2F0ZRIqLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5BdXRoZW50aWNhdGVSZXF1ZXN0Gisuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkF1dGhlbnRpY2F0ZVJlc3BvbnNlEmEKCkxpbmtEZXZpY2USKC5zZWFscG9zdC5kaXJlY3RvcnkudjEuTGlua0RldmljZVJlcXVlc3QaKS5zZWFscG9zdC5kaXJlY3RvcnkudjEuTGlua0RldmljZVJlc3BvbnNlEmcKDFJldm9rZURldmljZRIqLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5SZXZva2VEZXZpY2VSZXF1ZXN0Gisuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlJldm9rZURldmljZVJlc3BvbnNlEmoKDUdldERldmljZUxpc3QSKy5zZWFscG9zdC5kaXJlY3RvcnkudjEuR2V0RGV2aWNlTGlzdFJlcXVlc3QaLC5zZWFscG9zdC5kaXJlY3RvcnkudjEuR2V0RGV2aWNlTGlzdFJlc3BvbnNlEmoKDVVwbG9hZFByZWtleXMSKy5zZWFscG9zdC5kaXJlY3RvcnkudjEuVXBsb2FkUHJla2V5c1JlcXVlc3QaLC5zZWFscG9zdC5kaXJlY3RvcnkudjEuVXBsb2FkUHJla2V5c1Jlc3BvbnNlEm0KDkdldFByZWtleUNvdW50Eiwuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkdldFByZWtleUNvdW50UmVxdWVzdBotLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5HZXRQcmVrZXlDb3VudFJlc3BvbnNlEnAKD0NsYWltS2V5QnVuZGxlcxItLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5DbGFpbUtleUJ1bmRsZXNSZXF1ZXN0Gi4uc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkNsYWltS2V5QnVuZGxlc1Jlc3BvbnNlEm8KDldhdGNoRGlyZWN0b3J5Eiwuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLldhdGNoRGlyZWN0b3J5UmVxdWVzdBotLnNlYWxwb3N0LmRpcmVjdG9yeS52MS5XYXRjaERpcmVjdG9yeVJlc3BvbnNlMAESfwoUR2V0U2VuZGVyQ2VydGlmaWNhdGUSMi5zZWFscG9zdC5kaXJlY3RvcnkudjEuR2V0U2VuZGVyQ2VydGlmaWNhdGVSZXF1ZXN0GjMuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkdldFNlbmRlckNlcnRpZmljYXRlUmVzcG9uc2USeQoSR2V0Q2VydGlmaWNhdGVLZXlzEjAuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkdldENlcnRpZmljYXRlS2V5c1JlcXVlc3QaMS5zZWFscG9zdC5kaXJlY3RvcnkudjEuR2V0Q2VydGlmaWNhdGVLZXlzUmVzcG9uc2UScAoPU2V0U2VhbGVkQWNjZXNzEi0uc2VhbHBvc3QuZGlyZWN0b3J5LnYxLlNldFNlYWxlZEFjY2Vzc1JlcXVlc3QaLi5zZWFscG9zdC5kaXJlY3RvcnkudjEuU2V0U2VhbGVkQWNjZXNzUmVzcG9uc2ViBnByb3RvMw", [file_sealpost_directory_v1_address, file_sealpost_directory_v1_device_list, file_sealpost_directory_v1_prekeys, file_sealpost_directory_v1_sender_certificate]);
 
 /**
  * Registration of a new account and its first device.
@@ -587,6 +589,114 @@ export const WatchDirectoryResponseSchema: GenMessage<WatchDirectoryResponse> = 
   messageDesc(file_sealpost_directory_v1_directory_service, 19);
 
 /**
+ * A sender certificate for the calling device (no fields: the token names the device).
+ *
+ * @generated from message sealpost.directory.v1.GetSenderCertificateRequest
+ */
+export type GetSenderCertificateRequest = Message<"sealpost.directory.v1.GetSenderCertificateRequest"> & {
+};
+
+/**
+ * Describes the message sealpost.directory.v1.GetSenderCertificateRequest.
+ * Use `create(GetSenderCertificateRequestSchema)` to create a new message.
+ */
+export const GetSenderCertificateRequestSchema: GenMessage<GetSenderCertificateRequest> = /*@__PURE__*/
+  messageDesc(file_sealpost_directory_v1_directory_service, 20);
+
+/**
+ * @generated from message sealpost.directory.v1.GetSenderCertificateResponse
+ */
+export type GetSenderCertificateResponse = Message<"sealpost.directory.v1.GetSenderCertificateResponse"> & {
+  /**
+   * @generated from field: sealpost.directory.v1.SenderCertificate certificate = 1;
+   */
+  certificate?: SenderCertificate | undefined;
+};
+
+/**
+ * Describes the message sealpost.directory.v1.GetSenderCertificateResponse.
+ * Use `create(GetSenderCertificateResponseSchema)` to create a new message.
+ */
+export const GetSenderCertificateResponseSchema: GenMessage<GetSenderCertificateResponse> = /*@__PURE__*/
+  messageDesc(file_sealpost_directory_v1_directory_service, 21);
+
+/**
+ * The server's certificate keys.
+ *
+ * @generated from message sealpost.directory.v1.GetCertificateKeysRequest
+ */
+export type GetCertificateKeysRequest = Message<"sealpost.directory.v1.GetCertificateKeysRequest"> & {
+};
+
+/**
+ * Describes the message sealpost.directory.v1.GetCertificateKeysRequest.
+ * Use `create(GetCertificateKeysRequestSchema)` to create a new message.
+ */
+export const GetCertificateKeysRequestSchema: GenMessage<GetCertificateKeysRequest> = /*@__PURE__*/
+  messageDesc(file_sealpost_directory_v1_directory_service, 22);
+
+/**
+ * @generated from message sealpost.directory.v1.GetCertificateKeysResponse
+ */
+export type GetCertificateKeysResponse = Message<"sealpost.directory.v1.GetCertificateKeysResponse"> & {
+  /**
+   * The current key first.
+   *
+   * @generated from field: repeated sealpost.directory.v1.CertificateKey keys = 1;
+   */
+  keys: CertificateKey[];
+};
+
+/**
+ * Describes the message sealpost.directory.v1.GetCertificateKeysResponse.
+ * Use `create(GetCertificateKeysResponseSchema)` to create a new message.
+ */
+export const GetCertificateKeysResponseSchema: GenMessage<GetCertificateKeysResponse> = /*@__PURE__*/
+  messageDesc(file_sealpost_directory_v1_directory_service, 23);
+
+/**
+ * This device's sealed-mail setting.
+ *
+ * @generated from message sealpost.directory.v1.SetSealedAccessRequest
+ */
+export type SetSealedAccessRequest = Message<"sealpost.directory.v1.SetSealedAccessRequest"> & {
+  /**
+   * DISABLED, CONTACTS or ANYONE (UNSPECIFIED is INVALID_ARGUMENT).
+   *
+   * @generated from field: sealpost.directory.v1.SealedAccessMode mode = 1;
+   */
+  mode: SealedAccessMode;
+
+  /**
+   * SHA-256 of the device's 16-byte access key, 32 bytes: required for CONTACTS, empty
+   * otherwise. The server stores only this digest, never the key.
+   *
+   * @generated from field: bytes access_key_sha256 = 2;
+   */
+  accessKeySha256: Uint8Array;
+};
+
+/**
+ * Describes the message sealpost.directory.v1.SetSealedAccessRequest.
+ * Use `create(SetSealedAccessRequestSchema)` to create a new message.
+ */
+export const SetSealedAccessRequestSchema: GenMessage<SetSealedAccessRequest> = /*@__PURE__*/
+  messageDesc(file_sealpost_directory_v1_directory_service, 24);
+
+/**
+ * @generated from message sealpost.directory.v1.SetSealedAccessResponse
+ */
+export type SetSealedAccessResponse = Message<"sealpost.directory.v1.SetSealedAccessResponse"> & {
+};
+
+/**
+ * Describes the message sealpost.directory.v1.SetSealedAccessResponse.
+ * Use `create(SetSealedAccessResponseSchema)` to create a new message.
+ */
+export const SetSealedAccessResponseSchema: GenMessage<SetSealedAccessResponse> = /*@__PURE__*/
+  messageDesc(file_sealpost_directory_v1_directory_service, 25);
+
+/**
  * What kind of change an event reports.
  *
  * @generated from enum sealpost.directory.v1.DirectoryChangeKind
@@ -633,6 +743,48 @@ export enum DirectoryChangeKind {
  */
 export const DirectoryChangeKindSchema: GenEnum<DirectoryChangeKind> = /*@__PURE__*/
   enumDesc(file_sealpost_directory_v1_directory_service, 0);
+
+/**
+ * Who may send sealed mail to an account (per device; see SetSealedAccess).
+ *
+ * @generated from enum sealpost.directory.v1.SealedAccessMode
+ */
+export enum SealedAccessMode {
+  /**
+   * Not set: treated as DISABLED.
+   *
+   * @generated from enum value: SEALED_ACCESS_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * This device allows no sealed mail: senders must authenticate.
+   *
+   * @generated from enum value: SEALED_ACCESS_MODE_DISABLED = 1;
+   */
+  DISABLED = 1,
+
+  /**
+   * Sealed mail from whoever holds this device's access key (shared with contacts inside
+   * encrypted messages, Content.sender_access_key).
+   *
+   * @generated from enum value: SEALED_ACCESS_MODE_CONTACTS = 2;
+   */
+  CONTACTS = 2,
+
+  /**
+   * Sealed mail from anyone (any access_key, also empty). Rate limits still apply.
+   *
+   * @generated from enum value: SEALED_ACCESS_MODE_ANYONE = 3;
+   */
+  ANYONE = 3,
+}
+
+/**
+ * Describes the enum sealpost.directory.v1.SealedAccessMode.
+ */
+export const SealedAccessModeSchema: GenEnum<SealedAccessMode> = /*@__PURE__*/
+  enumDesc(file_sealpost_directory_v1_directory_service, 1);
 
 /**
  * DirectoryService is sealpost's identity directory: account -> devices -> public keys.
@@ -763,6 +915,45 @@ export const DirectoryService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchDirectoryRequestSchema;
     output: typeof WatchDirectoryResponseSchema;
+  },
+  /**
+   * Issues a sender certificate for the calling device: its account, device id and identity
+   * key from the account's current device list, valid for 24 hours, signed with the current
+   * certificate key. Authenticated. Clients cache it and fetch a new one before it expires.
+   *
+   * @generated from rpc sealpost.directory.v1.DirectoryService.GetSenderCertificate
+   */
+  getSenderCertificate: {
+    methodKind: "unary";
+    input: typeof GetSenderCertificateRequestSchema;
+    output: typeof GetSenderCertificateResponseSchema;
+  },
+  /**
+   * The keys sender certificates are signed with: the current one and, after a rotation, the
+   * one before it (so certificates issued just before the rotation still verify).
+   * Unauthenticated.
+   *
+   * @generated from rpc sealpost.directory.v1.DirectoryService.GetCertificateKeys
+   */
+  getCertificateKeys: {
+    methodKind: "unary";
+    input: typeof GetCertificateKeysRequestSchema;
+    output: typeof GetCertificateKeysResponseSchema;
+  },
+  /**
+   * Sets who may send sealed mail (DeliveryService.SendSealed) to the calling device's
+   * account, as far as this device is concerned, and this device's access-key verifier.
+   * Authenticated. The account accepts a sealed Send when any of its current devices allows
+   * it: a device in SEALED_ACCESS_MODE_ANYONE allows every sealed Send, a device in
+   * SEALED_ACCESS_MODE_CONTACTS allows one whose access_key hashes to its verifier. A device
+   * that never called this allows none. A revoked device's setting goes with it.
+   *
+   * @generated from rpc sealpost.directory.v1.DirectoryService.SetSealedAccess
+   */
+  setSealedAccess: {
+    methodKind: "unary";
+    input: typeof SetSealedAccessRequestSchema;
+    output: typeof SetSealedAccessResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sealpost_directory_v1_directory_service, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/envelope/v1/content.proto.
  */
 export const file_sealpost_envelope_v1_content: GenFile = /*@__PURE__*/
-  fileDesc("CiJzZWFscG9zdC9lbnZlbG9wZS92MS9jb250ZW50LnByb3RvEhRzZWFscG9zdC5lbnZlbG9wZS52MSKABAoHQ29udGVudBISCgptZXNzYWdlX2lkGAEgASgMEhIKCnNlbnRfYXRfbXMYAiABKAMSOAoMY29udmVyc2F0aW9uGAMgASgLMiIuc2VhbHBvc3QuZW52ZWxvcGUudjEuQ29udmVyc2F0aW9uEioKBHRleHQYBCABKAsyGi5zZWFscG9zdC5lbnZlbG9wZS52MS5UZXh0SAASPQoKYXR0YWNobWVudBgFIAEoCzInLnNlYWxwb3N0LmVudmVsb3BlLnYxLkF0dGFjaG1lbnRQb2ludGVySAASMAoHcmVjZWlwdBgGIAEoCzIdLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJlY2VpcHRIABIuCgZ0eXBpbmcYByABKAsyHC5zZWFscG9zdC5lbnZlbG9wZS52MS5UeXBpbmdIABIxCgRzeW5jGAggASgLMiEuc2VhbHBvc3QuZW52ZWxvcGUudjEuU3luY01lc3NhZ2VIABI7Cg1ncm91cF9jb250cm9sGAkgASgLMiIuc2VhbHBvc3QuZW52ZWxvcGUudjEuR3JvdXBDb250cm9sSAASTgoXc2VuZGVyX2tleV9kaXN0cmlidXRpb24YCiABKAsyKy5zZWFscG9zdC5lbnZlbG9wZS52MS5TZW5kZXJLZXlEaXN0cmlidXRpb25IAEIGCgRib2R5IkAKDENvbnZlcnNhdGlvbhIUCgphY2NvdW50X2lkGAEgASgJSAASEgoIZ3JvdXBfaWQYAiABKAxIAEIGCgRraW5kIi4KBFRleHQSDAoEYm9keRgBIAEoCRIYChBxdW90ZV9tZXNzYWdlX2lkGAIgASgMIrkBChFBdHRhY2htZW50UG9pbnRlchIVCg1hdHRhY2htZW50X2lkGAEgASgJEgsKA2tleRgCIAEoDBIZChFjaXBoZXJ0ZXh0X3NoYTI1NhgDIAEoDBIMCgRzaXplGAQgASgEEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIRCglmaWxlX25hbWUYBiABKAkSDwoHY2FwdGlvbhgHIAEoCRINCgV3aWR0aBgIIAEoDRIOCgZoZWlnaHQYCSABKA0iTwoHUmVjZWlwdBIvCgR0eXBlGAEgASgOMiEuc2VhbHBvc3QuZW52ZWxvcGUudjEuUmVjZWlwdFR5cGUSEwoLbWVzc2FnZV9pZHMYAiADKAwiGQoGVHlwaW5nEg8KB3N0YXJ0ZWQYASABKAgiewoLU3luY01lc3NhZ2USNAoEc2VudBgBIAEoCzIkLnNlYWxwb3N0LmVudmVsb3BlLnYxLlNlbnRUcmFuc2NyaXB0SAASLgoEcmVhZBgCIAEoCzIeLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJlYWRTeW5jSABCBgoEa2luZCJACg5TZW50VHJhbnNjcmlwdBIuCgdjb250ZW50GAEgASgLMh0uc2VhbHBvc3QuZW52ZWxvcGUudjEuQ29udGVudCI5CghSZWFkU3luYxItCgVtYXJrcxgBIAMoCzIeLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJlYWRNYXJrInMKCFJlYWRNYXJrEjgKDGNvbnZlcnNhdGlvbhgBIAEoCzIiLnNlYWxwb3N0LmVudmVsb3BlLnYxLkNvbnZlcnNhdGlvbhIZChFzZW5kZXJfYWNjb3VudF9pZBgCIAEoCRISCgptZXNzYWdlX2lkGAMgASgMKl4KC1JlY2VpcHRUeXBlEhwKGFJFQ0VJUFRfVFlQRV9VTlNQRUNJRklFRBAAEhoKFlJFQ0VJUFRfVFlQRV9ERUxJVkVSRUQQARIVChFSRUNFSVBUX1RZUEVfUkVBRBACYgZwcm90bzM", [file_sealpost_envelope_v1_group]);
+  fileDesc("CiJzZWFscG9zdC9lbnZlbG9wZS92MS9jb250ZW50LnByb3RvEhRzZWFscG9zdC5lbnZlbG9wZS52MSKbBAoHQ29udGVudBISCgptZXNzYWdlX2lkGAEgASgMEhIKCnNlbnRfYXRfbXMYAiABKAMSOAoMY29udmVyc2F0aW9uGAMgASgLMiIuc2VhbHBvc3QuZW52ZWxvcGUudjEuQ29udmVyc2F0aW9uEioKBHRleHQYBCABKAsyGi5zZWFscG9zdC5lbnZlbG9wZS52MS5UZXh0SAASPQoKYXR0YWNobWVudBgFIAEoCzInLnNlYWxwb3N0LmVudmVsb3BlLnYxLkF0dGFjaG1lbnRQb2ludGVySAASMAoHcmVjZWlwdBgGIAEoCzIdLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJlY2VpcHRIABIuCgZ0eXBpbmcYByABKAsyHC5zZWFscG9zdC5lbnZlbG9wZS52MS5UeXBpbmdIABIxCgRzeW5jGAggASgLMiEuc2VhbHBvc3QuZW52ZWxvcGUudjEuU3luY01lc3NhZ2VIABI7Cg1ncm91cF9jb250cm9sGAkgASgLMiIuc2VhbHBvc3QuZW52ZWxvcGUudjEuR3JvdXBDb250cm9sSAASTgoXc2VuZGVyX2tleV9kaXN0cmlidXRpb24YCiABKAsyKy5zZWFscG9zdC5lbnZlbG9wZS52MS5TZW5kZXJLZXlEaXN0cmlidXRpb25IABIZChFzZW5kZXJfYWNjZXNzX2tleRgLIAEoDEIGCgRib2R5IkAKDENvbnZlcnNhdGlvbhIUCgphY2NvdW50X2lkGAEgASgJSAASEgoIZ3JvdXBfaWQYAiABKAxIAEIGCgRraW5kIi4KBFRleHQSDAoEYm9keRgBIAEoCRIYChBxdW90ZV9tZXNzYWdlX2lkGAIgASgMIrkBChFBdHRhY2htZW50UG9pbnRlchIVCg1hdHRhY2htZW50X2lkGAEgASgJEgsKA2tleRgCIAEoDBIZChFjaXBoZXJ0ZXh0X3NoYTI1NhgDIAEoDBIMCgRzaXplGAQgASgEEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIRCglmaWxlX25hbWUYBiABKAkSDwoHY2FwdGlvbhgHIAEoCRINCgV3aWR0aBgIIAEoDRIOCgZoZWlnaHQYCSABKA0iTwoHUmVjZWlwdBIvCgR0eXBlGAEgASgOMiEuc2VhbHBvc3QuZW52ZWxvcGUudjEuUmVjZWlwdFR5cGUSEwoLbWVzc2FnZV9pZHMYAiADKAwiGQoGVHlwaW5nEg8KB3N0YXJ0ZWQYASABKAgitAEKC1N5bmNNZXNzYWdlEjQKBHNlbnQYASABKAsyJC5zZWFscG9zdC5lbnZlbG9wZS52MS5TZW50VHJhbnNjcmlwdEgAEi4KBHJlYWQYAiABKAsyHi5zZWFscG9zdC5lbnZlbG9wZS52MS5SZWFkU3luY0gAEjcKB2hpc3RvcnkYAyABKAsyJC5zZWFscG9zdC5lbnZlbG9wZS52MS5IaXN0b3J5QXJjaGl2ZUgAQgYKBGtpbmQidAoOSGlzdG9yeUFyY2hpdmUSEQoJZGV2aWNlX2lkGAEgASgNEjgKB2FyY2hpdmUYAiABKAsyJy5zZWFscG9zdC5lbnZlbG9wZS52MS5BdHRhY2htZW50UG9pbnRlchIVCg1tZXNzYWdlX2NvdW50GAMgASgNIkAKDlNlbnRUcmFuc2NyaXB0Ei4KB2NvbnRlbnQYASABKAsyHS5zZWFscG9zdC5lbnZlbG9wZS52MS5Db250ZW50IjkKCFJlYWRTeW5jEi0KBW1hcmtzGAEgAygLMh4uc2VhbHBvc3QuZW52ZWxvcGUudjEuUmVhZE1hcmsicwoIUmVhZE1hcmsSOAoMY29udmVyc2F0aW9uGAEgASgLMiIuc2VhbHBvc3QuZW52ZWxvcGUudjEuQ29udmVyc2F0aW9uEhkKEXNlbmRlcl9hY2NvdW50X2lkGAIgASgJEhIKCm1lc3NhZ2VfaWQYAyABKAwqXgoLUmVjZWlwdFR5cGUSHAoYUkVDRUlQVF9UWVBFX1VOU1BFQ0lGSUVEEAASGgoWUkVDRUlQVF9UWVBFX0RFTElWRVJFRBABEhUKEVJFQ0VJUFRfVFlQRV9SRUFEEAJiBnByb3RvMw", [file_sealpost_envelope_v1_group]);
 
 /**
  * What a user (or their device) actually said. Serialized, padded to a size bucket and
@@ -106,6 +106,15 @@ export type Content = Message<"sealpost.envelope.v1.Content"> & {
     value: SenderKeyDistribution;
     case: "senderKeyDistribution";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * The sending device's access key (16 bytes, SetSealedAccess), so that the receiver may
+   * send this account sealed mail (DeliveryService.SendSealed). Receivers keep the latest
+   * one per account, taken only from content whose sender they authenticated.
+   *
+   * @generated from field: bytes sender_access_key = 11;
+   */
+  senderAccessKey: Uint8Array;
 };
 
 /**
@@ -334,6 +343,14 @@ export type SyncMessage = Message<"sealpost.envelope.v1.SyncMessage"> & {
      */
     value: ReadSync;
     case: "read";
+  } | {
+    /**
+     * This account's history for one newly linked device (docs/PROTOCOL.md, "History transfer").
+     *
+     * @generated from field: sealpost.envelope.v1.HistoryArchive history = 3;
+     */
+    value: HistoryArchive;
+    case: "history";
   } | { case: undefined; value?: undefined };
 };
 
@@ -343,6 +360,42 @@ export type SyncMessage = Message<"sealpost.envelope.v1.SyncMessage"> & {
  */
 export const SyncMessageSchema: GenMessage<SyncMessage> = /*@__PURE__*/
   messageDesc(file_sealpost_envelope_v1_content, 6);
+
+/**
+ * Where a newly linked device finds the account's history: an archive (JSON, format
+ * "sealpost.history.v1") uploaded as an encrypted attachment by an existing device.
+ *
+ * @generated from message sealpost.envelope.v1.HistoryArchive
+ */
+export type HistoryArchive = Message<"sealpost.envelope.v1.HistoryArchive"> & {
+  /**
+   * The device it is for; the account's other devices ignore it.
+   *
+   * @generated from field: uint32 device_id = 1;
+   */
+  deviceId: number;
+
+  /**
+   * The uploaded archive (its key and SHA-256 digest travel only here, end-to-end encrypted).
+   *
+   * @generated from field: sealpost.envelope.v1.AttachmentPointer archive = 2;
+   */
+  archive?: AttachmentPointer | undefined;
+
+  /**
+   * Messages in the archive (for progress).
+   *
+   * @generated from field: uint32 message_count = 3;
+   */
+  messageCount: number;
+};
+
+/**
+ * Describes the message sealpost.envelope.v1.HistoryArchive.
+ * Use `create(HistoryArchiveSchema)` to create a new message.
+ */
+export const HistoryArchiveSchema: GenMessage<HistoryArchive> = /*@__PURE__*/
+  messageDesc(file_sealpost_envelope_v1_content, 7);
 
 /**
  * A copy of a sent message.
@@ -363,7 +416,7 @@ export type SentTranscript = Message<"sealpost.envelope.v1.SentTranscript"> & {
  * Use `create(SentTranscriptSchema)` to create a new message.
  */
 export const SentTranscriptSchema: GenMessage<SentTranscript> = /*@__PURE__*/
-  messageDesc(file_sealpost_envelope_v1_content, 7);
+  messageDesc(file_sealpost_envelope_v1_content, 8);
 
 /**
  * Read positions to sync.
@@ -384,7 +437,7 @@ export type ReadSync = Message<"sealpost.envelope.v1.ReadSync"> & {
  * Use `create(ReadSyncSchema)` to create a new message.
  */
 export const ReadSyncSchema: GenMessage<ReadSync> = /*@__PURE__*/
-  messageDesc(file_sealpost_envelope_v1_content, 8);
+  messageDesc(file_sealpost_envelope_v1_content, 9);
 
 /**
  * One read message.
@@ -419,7 +472,7 @@ export type ReadMark = Message<"sealpost.envelope.v1.ReadMark"> & {
  * Use `create(ReadMarkSchema)` to create a new message.
  */
 export const ReadMarkSchema: GenMessage<ReadMark> = /*@__PURE__*/
-  messageDesc(file_sealpost_envelope_v1_content, 9);
+  messageDesc(file_sealpost_envelope_v1_content, 10);
 
 /**
  * Kinds of receipt.

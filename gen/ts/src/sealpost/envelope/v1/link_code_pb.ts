@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/envelope/v1/link_code.proto.
  */
 export const file_sealpost_envelope_v1_link_code: GenFile = /*@__PURE__*/
-  fileDesc("CiRzZWFscG9zdC9lbnZlbG9wZS92MS9saW5rX2NvZGUucHJvdG8SFHNlYWxwb3N0LmVudmVsb3BlLnYxImsKCExpbmtDb2RlEhIKCmFjY291bnRfaWQYASABKAkSEwoLc2lnbmluZ19rZXkYAiABKAwSDgoGZGhfa2V5GAMgASgMEhgKEGRoX2tleV9zaWduYXR1cmUYBCABKAwSDAoEbmFtZRgFIAEoCWIGcHJvdG8z");
+  fileDesc("CiRzZWFscG9zdC9lbnZlbG9wZS92MS9saW5rX2NvZGUucHJvdG8SFHNlYWxwb3N0LmVudmVsb3BlLnYxIpUBCghMaW5rQ29kZRISCgphY2NvdW50X2lkGAEgASgJEhMKC3NpZ25pbmdfa2V5GAIgASgMEg4KBmRoX2tleRgDIAEoDBIYChBkaF9rZXlfc2lnbmF0dXJlGAQgASgMEgwKBG5hbWUYBSABKAkSFQoNZXhwaXJlc19hdF9tcxgGIAEoBBIRCglzaWduYXR1cmUYByABKAxiBnByb3RvMw");
 
 /**
  * What a new device shows (as a QR code or text) so an existing device of the account can
@@ -53,6 +53,24 @@ export type LinkCode = Message<"sealpost.envelope.v1.LinkCode"> & {
    * @generated from field: string name = 5;
    */
   name: string;
+
+  /**
+   * When the code stops being valid, ms since the Unix epoch (the new device sets it a few
+   * minutes ahead). An existing device refuses a code past it, one without it, and one valid
+   * for longer than an hour.
+   *
+   * @generated from field: uint64 expires_at_ms = 6;
+   */
+  expiresAtMs: bigint;
+
+  /**
+   * Ed25519 signature by signing_key over
+   *   "sealpost.link-code.v1" || u16be len || account_id || dh_key || u16be len || name || u64be expires_at_ms
+   * (lengths in bytes of the UTF-8 strings), 64 bytes: the expiry cannot be moved.
+   *
+   * @generated from field: bytes signature = 7;
+   */
+  signature: Uint8Array;
 };
 
 /**

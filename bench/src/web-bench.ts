@@ -1,0 +1,148 @@
+/**
+ * The web client's numbers, beside the Node provider in the same run:
+ *
+ *   web_bundle_sdk      the SDK's browser entry (@sealpost/client/web), minified, gzip
+ *   web_bundle_page     the chat page (clients/web, Vite build: JS + CSS), gzip
+ *   session_setup       bundle -> first message -> decrypt, in Chromium (@noble) vs Node (node:crypto)
+ *   steady_1to1         encrypt + decrypt of 1 KiB in a session, in Chromium vs Node
+ *
+ * The crypto figures run the same workload code (sealpost-workload.ts) in both places, samples
+ * interleaved (browser, Node, browser, ...). Node's @noble figure is kept in `extra`, so the
+ * gap can be told apart into engine and provider. Writes bench/results/web.json; skipped with
+ * a note when Chromium is not installed.
+ *
+ *   npx tsx bench/src/web-bench.ts [--quick|--smoke]
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { build as esbuild } from "esbuild";
+import { build as viteBuild } from "vite";
+import { createNobleProvider, createNodeProvider } from "@sealpost/client/crypto";
+import { chromiumInstalled, launchChromium, serveStatic } from "@sealpost/test-support/chromium";
+import { benchMode, machineInfo, median, ratio, repoRoot, round, sampling, writeResult, type Figure } from "./result.js";
+import { coreSetups, timedOps, type Runner } from "./sealpost-workload.js";
+
+const MODE = benchMode();
+const { samples: SAMPLES, sampleMs: SAMPLE_MS, warmupMs: WARMUP_MS } = sampling(MODE);
+const root = repoRoot();
+const started = Date.now();
+const machine = machineInfo();
+const kib = (bytes: number) => round(bytes / 1024, 1);
+
+async function sdkBundleGzip(): Promise<number> {
+  const out = await esbuild({
+    entryPoints: [join(root, "clients/ts/src/web.ts")],
+    bundle: true,
+    minify: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    write: false,
+    logLevel: "silent",
+  });
+  return gzipSync(out.outputFiles[0].contents).length;
+}
+
+async function pageBuild(): Promise<{ dir: string; gzip: number }> {
+  const dir = mkdtempSync(join(tmpdir(), "sealpost-web-bench-"));
+  await viteBuild({ configFile: join(root, "clients/web/vite.config.ts"), logLevel: "silent", build: { outDir: dir, emptyOutDir: true } });
+  let gzip = 0;
+  for (const f of readdirSync(join(dir, "assets"))) gzip += gzipSync(readFileSync(join(dir, "assets", f))).length;
+  return { dir, gzip };
+}
+
+async function main(): Promise<void> {
+  const figures: Figure[] = [];
+  const sdk = await sdkBundleGzip();
+  const page = await pageBuild();
+  rmSync(page.dir, { recursive: true, force: true });
+  figures.push(
+    {
+      name: "web_bundle_sdk",
+      implementation: "sealpost/web",
+      value: kib(sdk),
+      unit: "KiB gzip",
+      samples: 1,
+      note: "clients/ts/src/web.ts bundled for browsers with esbuild, minified",
+    },
+    {
+      name: "web_bundle_page",
+      implementation: "sealpost/web",
+      value: kib(page.gzip),
+      unit: "KiB gzip",
+      samples: 1,
+      note: "clients/web built with Vite: every JS and CSS asset",
+    },
+  );
+  const extra: Record<string, unknown> = {};
+  if (!chromiumInstalled) {
+    extra.skipped = "no Chromium at /usr/bin/chromium: in-browser crypto not measured (apt-get install -y chromium)";
+  } else {
+    const code = (
+      await esbuild({
+        entryPoints: [join(root, "bench/src/web/crypto-page.ts")],
+        bundle: true,
+        format: "esm",
+        platform: "browser",
+        target: "es2022",
+        write: false,
+        logLevel: "silent",
+      })
+    ).outputFiles[0].text;
+    const site = await serveStatic({ "/index.html": '<!doctype html><meta charset="utf-8"><script type="module" src="/app.js"></script>', "/app.js": code });
+    const browser = await launchChromium();
+    try {
+      const tab = browser.context.pages()[0] ?? (await browser.context.newPage());
+      await tab.goto(site.url);
+      await tab.waitForFunction(() => (globalThis as { ready?: boolean }).ready === true);
+      const inBrowser = (name: string, ms: number) =>
+        tab.evaluate(([n, t]) => (globalThis as unknown as { measure(n: string, t: number): Promise<number> }).measure(n, t), [name, ms] as const);
+      const node = coreSetups(createNodeProvider());
+      const nobleInNode = coreSetups(createNobleProvider());
+      for (const name of ["session_setup", "steady_1to1"] as const) {
+        const runners: Record<string, Runner> = { node: await node[name](), noble: await nobleInNode[name]() };
+        const samples: Record<"browser" | "node" | "noble", number[]> = { browser: [], node: [], noble: [] };
+        await inBrowser(name, WARMUP_MS);
+        await timedOps(runners.node, WARMUP_MS);
+        await timedOps(runners.noble, WARMUP_MS);
+        for (let i = 0; i < SAMPLES; i++) {
+          samples.browser.push(await inBrowser(name, SAMPLE_MS));
+          samples.node.push(await timedOps(runners.node, SAMPLE_MS));
+          samples.noble.push(await timedOps(runners.noble, SAMPLE_MS));
+        }
+        const value = Math.round(median(samples.browser));
+        const reference = Math.round(median(samples.node));
+        figures.push({
+          name,
+          implementation: "sealpost/browser (Chromium, @noble)",
+          value,
+          unit: "ops/s",
+          samples: SAMPLES,
+          sampleValues: samples.browser.map(Math.round),
+          reference: { name: "sealpost/node (node:crypto)", value: reference, samples: SAMPLES, sampleValues: samples.node.map(Math.round) },
+          ratio: ratio(value, reference),
+        });
+        extra[`${name}_node_noble`] = { value: Math.round(median(samples.noble)), unit: "ops/s", sampleValues: samples.noble.map(Math.round) };
+      }
+      extra.chromium = browser.context.browser()?.version() ?? (await tab.evaluate(() => navigator.userAgent));
+    } finally {
+      await browser.close();
+      await site.close();
+    }
+  }
+  writeResult({
+    benchmark: "web",
+    mode: MODE,
+    date: new Date(started).toISOString(),
+    durationSec: round((Date.now() - started) / 1000, 1),
+    machine,
+    versions: { chromium: String(extra.chromium ?? "not installed") },
+    method: `bundle sizes from one build; crypto: the same workload code in a Chromium page and in Node, ${SAMPLES} samples of ~${SAMPLE_MS} ms each, interleaved, after a ${WARMUP_MS} ms warm-up; value = median`,
+    figures,
+    extra,
+  });
+}
+
+await main();

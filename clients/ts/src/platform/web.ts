@@ -1,0 +1,39 @@
+/**
+ * The platform parts in a browser (the "browser" condition of the package's `#platform`
+ * import): the portable @noble provider, and Connect over fetch, which has no bidirectional
+ * streams, so Send and Ack are unary calls and mail arrives on a server-streaming Receive.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { createNobleProvider, type ProviderOptions } from "../crypto/noble-provider.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+import type { TransportFactory } from "../transport/server-api.js";
+
+export const platformName = "browser";
+
+export function defaultProvider(opts: ProviderOptions = {}): CryptoProvider {
+  return createNobleProvider(opts);
+}
+
+/**
+ * `fetch` whose network failures are UNAVAILABLE. A browser rejects fetch with a bare
+ * TypeError when it is offline or the server is unreachable, which Connect reports as
+ * UNKNOWN; that would count against a message's bounded retries and fail mail written
+ * offline, where UNAVAILABLE makes everything wait for the network instead.
+ */
+export function networkFailuresAsUnavailable(inner: typeof fetch): typeof fetch {
+  return async (input, init) => {
+    try {
+      return await inner(input, init);
+    } catch (e) {
+      if (e instanceof TypeError) throw new ConnectError(`network: ${e.message}`, Code.Unavailable, undefined, undefined, e);
+      throw e;
+    }
+  };
+}
+
+export const defaultTransport: TransportFactory = (baseUrl, interceptors) =>
+  createConnectTransport({ baseUrl, useBinaryFormat: true, interceptors, fetch: networkFailuresAsUnavailable((input, init) => globalThis.fetch(input, init)) });
+
+/** Whether the default transport carries bidirectional streams (the Session stream). */
+export const defaultTransportHasBidi = false;

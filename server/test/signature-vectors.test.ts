@@ -1,0 +1,72 @@
+/**
+ * The server's own signature code (directory/signatures.ts: labels, signed byte layouts,
+ * Ed25519 on node:crypto) against the shared vectors the client generates
+ * (conformance/vectors/key-signatures.json): both sides must build the same bytes and
+ * accept the same signatures, and reject them when one byte changes.
+ */
+import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import {
+  AUTH_LABEL,
+  DEVICE_LIST_LABEL,
+  IDENTITY_LABEL,
+  KEM_PREKEY_LABEL,
+  SIGNED_PREKEY_LABEL,
+  authSignedBytes,
+  concat,
+  ed25519Verify,
+  prekeySignedBytes,
+} from "../src/directory/signatures.js";
+import { certificateKeyFromSeed, signCertificateBody } from "../src/directory/sender-certificates.js";
+
+const v = JSON.parse(readFileSync(new URL("../../conformance/vectors/key-signatures.json", import.meta.url), "utf8"));
+const b = (hex: string) => new Uint8Array(Buffer.from(hex, "hex"));
+const flip = (x: Uint8Array) => {
+  const y = x.slice();
+  y[y.length - 1] ^= 1;
+  return y;
+};
+
+describe("server signatures match the shared vectors", () => {
+  const signingKey = b(v.identity.signing_key);
+
+  it("dh_key_signature: label || dh_key", () => {
+    const signed = concat(IDENTITY_LABEL, b(v.identity.dh_key));
+    expect(Buffer.from(signed).toString("hex")).toBe(v.identity.signed_bytes);
+    expect(ed25519Verify(signingKey, signed, b(v.identity.dh_key_signature))).toBe(true);
+    expect(ed25519Verify(signingKey, flip(signed), b(v.identity.dh_key_signature))).toBe(false);
+  });
+
+  it("signed X25519 and ML-KEM prekeys: label || u32be(key_id) || public key", () => {
+    const spk = prekeySignedBytes(SIGNED_PREKEY_LABEL, v.signed_prekey.key_id, b(v.signed_prekey.public_key));
+    expect(Buffer.from(spk).toString("hex")).toBe(v.signed_prekey.signed_bytes);
+    expect(ed25519Verify(signingKey, spk, b(v.signed_prekey.signature))).toBe(true);
+    const kem = prekeySignedBytes(KEM_PREKEY_LABEL, v.kem_prekey.key_id, b(v.kem_prekey.public_key));
+    expect(Buffer.from(kem).toString("hex").startsWith(v.kem_prekey.signed_bytes_prefix)).toBe(true);
+    expect(ed25519Verify(signingKey, kem, b(v.kem_prekey.signature))).toBe(true);
+  });
+
+  it("device list: label || device_list bytes, signed by the listed device", () => {
+    const signed = concat(DEVICE_LIST_LABEL, b(v.device_list.device_list));
+    expect(Buffer.from(signed).toString("hex")).toBe(v.device_list.signed_bytes);
+    expect(ed25519Verify(signingKey, signed, b(v.device_list.signature))).toBe(true);
+    expect(ed25519Verify(signingKey, flip(signed), b(v.device_list.signature))).toBe(false);
+  });
+
+  it("auth challenge: label || u8 len || account_id || u32be(device_id) || nonce", () => {
+    const signed = authSignedBytes(v.auth.account_id, v.auth.device_id, b(v.auth.nonce));
+    expect(Buffer.from(signed).toString("hex")).toBe(v.auth.signed_bytes);
+    expect(Buffer.from(signed.subarray(0, AUTH_LABEL.length)).toString()).toBe("sealpost.auth.v1");
+    expect(ed25519Verify(signingKey, signed, b(v.auth.signature))).toBe(true);
+    expect(ed25519Verify(signingKey, authSignedBytes(v.auth.account_id, v.auth.device_id + 1, b(v.auth.nonce)), b(v.auth.signature))).toBe(false);
+  });
+
+  it("sender certificate: the server's key from a seed and its signature over label || body", () => {
+    const c = v.sender_certificate;
+    const key = certificateKeyFromSeed(1, b(c.server_key_seed));
+    expect(Buffer.from(key.publicKey).toString("hex")).toBe(c.server_key.public_key);
+    expect(Buffer.from(signCertificateBody(key, b(c.body))).toString("hex")).toBe(c.signature);
+    expect(ed25519Verify(key.publicKey, b(c.signed_bytes), b(c.signature))).toBe(true);
+    expect(ed25519Verify(key.publicKey, flip(b(c.signed_bytes)), b(c.signature))).toBe(false);
+  });
+});
