@@ -12,7 +12,9 @@
  * cursor stays where reads proved everything up to it was delivered; pushed sequences above
  * it are remembered (`pushed`, at most the window) so a later read skips them instead of
  * sending them twice. Mail whose hint was lost is found by the next read (a hint without a
- * sequence, the periodic check, a reconnect of any instance).
+ * sequence, the periodic check, a reconnect of any instance). A push never overtakes mail a
+ * read must find: a failed get or a re-check drops the queued pushes and the read sends
+ * everything in sequence order.
  *
  * Flow control: at most `window` delivered-but-unacked sequences. Acks may be served by any
  * instance; they publish an "acked" hint that frees the window here. If that hint is lost,
@@ -129,9 +131,14 @@ export class ReceiveStream {
     w?.();
   }
 
-  /** The hub's periodic check (or a NATS reconnect): look at the stream even without hints. */
+  /**
+   * The hub's periodic check (or a NATS reconnect): look at the stream even without hints.
+   * A hint may have been lost, so queued pushes may be ahead of unsent mail: drop them and
+   * let the read send everything in sequence order.
+   */
   poke(): void {
     this.periodic = true;
+    this.pushQueue = [];
     this.wake();
   }
 
@@ -326,9 +333,11 @@ export class ReceiveStream {
               traceparent = m?.header?.get("traceparent") || undefined;
             }
             if (!data) {
-              // Gone (acked elsewhere) or not visible yet: let a read decide.
+              // Gone (acked elsewhere) or not visible yet: let a read decide, and drop the
+              // later pushes too, so none of them overtakes this one (per-sender order).
+              this.pushQueue = [];
               this.wake();
-              continue;
+              break;
             }
             if (p.seq <= this.cursor || this.inFlight.has(p.seq)) continue;
             const out = await this.message(p.seq, data, true);
