@@ -14,17 +14,19 @@ import {
   SessionResponseSchema,
   type SessionRequest,
   type SessionResponse,
+  type SendResponse,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { DeliveryChannel } from "../src/transport/delivery-channel.js";
+import { unaryDeadline } from "../src/transport/call-deadline.js";
 
 const stored = (seq: bigint) => create(SendResponseSchema, { outcome: { case: "stored", value: { entries: [{ sequence: seq }] } } });
 
-function rig(impl: Partial<ServiceImpl<typeof DeliveryService>>) {
+function rig(impl: Partial<ServiceImpl<typeof DeliveryService>>, deadlineMs?: number) {
   const calls: string[] = [];
   const transport = createRouterTransport(({ service }) => service(DeliveryService, impl), {
     transport: { interceptors: [(next) => (req) => (calls.push(req.method.name), next(req))] },
   });
-  return { channel: new DeliveryChannel(createClient(DeliveryService, transport), true), calls };
+  return { channel: new DeliveryChannel(createClient(DeliveryService, transport), true, deadlineMs), calls };
 }
 
 /** A Session that answers sends with sequence = id * 10, acks with deleted = count, and errors for id 14 (the call after 12 sends and an ack). */
@@ -87,11 +89,58 @@ describe("DeliveryChannel", () => {
     channel.close();
   });
 
+  it("a send the session never answers fails with DEADLINE_EXCEEDED and the next call opens a new session", async () => {
+    let opened = 0;
+    const { channel, calls } = rig(
+      {
+        async *session(reqs) {
+          opened++;
+          // The first stream takes requests and never answers (a stalled server or proxy).
+          if (opened === 1) for await (const _ of reqs);
+          yield* session(reqs);
+        },
+      },
+      100,
+    );
+    const err = await channel.send({}).catch((e) => e);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect(err.code).toBe(Code.DeadlineExceeded);
+    expect(err.rawMessage).toBe("no answer from the server within 0.1 s");
+    expect(seqOf(await channel.send({}))).toBe(10n);
+    expect(calls).toEqual(["Session", "Session"]);
+    channel.close();
+  });
+
   it("falls back to unary Send and Ack for good when the server has no Session", async () => {
     const { channel, calls } = rig({ send: () => stored(7n), ack: (req) => ({ deleted: req.sequences.length }) });
     expect(seqOf(await channel.send({}))).toBe(7n);
     expect(channel.usingSession).toBe(false);
     expect((await channel.ack({ sequences: [5n] })).deleted).toBe(1);
     expect(calls).toEqual(["Session", "Send", "Ack"]);
+  });
+});
+
+describe("unaryDeadline", () => {
+  const never = () => new Promise<never>(() => {});
+  const client = (send: () => Promise<SendResponse> | SendResponse, ms: number) =>
+    createClient(
+      DeliveryService,
+      createRouterTransport(({ service }) => service(DeliveryService, { send }), { transport: { interceptors: [unaryDeadline(ms)] } }),
+    );
+
+  it("fails a unary call nobody answers with DEADLINE_EXCEEDED", async () => {
+    const err = await client(never, 100)
+      .send({})
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect(err.code).toBe(Code.DeadlineExceeded);
+    expect(err.rawMessage).toBe("no answer from the server within 0.1 s");
+  });
+
+  it("leaves answered calls and a caller's own timeout alone", async () => {
+    const slow = () => new Promise<SendResponse>((r) => setTimeout(() => r(stored(3n)), 300));
+    expect(seqOf(await client(() => stored(1n), 100).send({}))).toBe(1n);
+    // The call's own 2 s timeout wins over the 100 ms default.
+    expect(seqOf(await client(slow, 100).send({}, { timeoutMs: 2000 }))).toBe(3n);
   });
 });

@@ -8,7 +8,9 @@ import type { Messenger } from "../messenger/messenger.js";
 
 export type Outcome =
   /** sealed: the recipient's copies went sealed; unsealed: why a message meant to go sealed did not (the server refused the key). */
-  { kind: "sent"; devices?: number; sealed?: boolean; unsealed?: string } | { kind: "failed"; reason: string } | { kind: "queued"; lastError?: string };
+  | { kind: "sent"; devices?: number; sealed?: boolean; unsealed?: string }
+  | { kind: "failed"; reason: string }
+  | { kind: "queued"; lastError?: string; lastRetry?: string };
 
 /** Exit codes: 0 done, 1 failed, 2 usage, 75 queued for later (EX_TEMPFAIL). */
 export const EXIT_FAILED = 1;
@@ -35,6 +37,8 @@ export class OutcomeTracker {
   private readonly fallbacks = new Map<string, string>();
   private readonly waiters = new Map<string, (o: Outcome) => void>();
   private lastError: string | undefined;
+  /** Why the last attempt of each message failed (retried): said when it ends up queued. */
+  private readonly retries = new Map<string, string>();
   private revoked = false;
   private readonly off: () => void;
 
@@ -42,6 +46,7 @@ export class OutcomeTracker {
     this.off = m.on((e) => {
       if (e.type === "sent") this.settle(e.messageId, { kind: "sent", devices: e.devices, sealed: e.sealed, unsealed: this.fallbacks.get(e.messageId) });
       else if (e.type === "sealed-fallback") this.fallbacks.set(e.messageId, e.reason);
+      else if (e.type === "send-retry") this.retries.set(e.messageId, e.reason);
       else if (e.type === "send-failed") this.settle(e.messageId, { kind: "failed", reason: e.reason });
       else if (e.type === "connection" && e.state === "offline" && e.error && e.error !== this.lastError) {
         this.lastError = e.error;
@@ -66,7 +71,7 @@ export class OutcomeTracker {
     if (known) return Promise.resolve(known);
     if (this.revoked) return Promise.resolve({ kind: "failed", reason: "this device was revoked from its account" });
     return new Promise((resolve) => {
-      const timer = setTimeout(() => finish({ kind: "queued", lastError: this.lastError }), timeoutMs);
+      const timer = setTimeout(() => finish({ kind: "queued", lastError: this.lastError, lastRetry: this.retries.get(id) }), timeoutMs);
       const finish = (o: Outcome) => {
         clearTimeout(timer);
         this.waiters.delete(id);
@@ -98,7 +103,7 @@ export function report(o: Outcome, id: string, what: string, out: (line: string)
     case "queued":
       throw new CliError(
         EXIT_QUEUED,
-        `queued ${id}; not sent yet${o.lastError ? ` (server unreachable: ${o.lastError})` : ""}. It stays in this device's outbox and goes out the next time sealpost runs online here (e.g. \`sealpost listen\`).`,
+        `queued ${id}; not sent yet${o.lastError ? ` (server unreachable: ${o.lastError})` : o.lastRetry ? ` (last attempt: ${o.lastRetry})` : ""}. It stays in this device's outbox and goes out the next time sealpost runs online here (e.g. \`sealpost listen\`).`,
       );
   }
 }

@@ -5,8 +5,10 @@
  *
  * The session is opened on first use and re-opened after it ends; calls in flight when it
  * ends fail with the stream's error (UNAVAILABLE when it just went away), which the outbox
- * and the receive loop already retry (a retried Send is marked `retry`). A server that
- * answers UNIMPLEMENTED is remembered: from then on this channel uses the unary calls.
+ * and the receive loop already retry (a retried Send is marked `retry`). A call not answered
+ * within the deadline fails with DEADLINE_EXCEEDED and ends the session (a stream that
+ * stopped answering is not trusted with the retry). A server that answers UNIMPLEMENTED is
+ * remembered: from then on this channel uses the unary calls.
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
@@ -22,6 +24,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SendRequestSchema, AckRequestSchema, SendResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { Pushable } from "../util/pushable.js";
 import { RETRY_AFTER_HEADER } from "./failure-kinds.js";
+import { CALL_DEADLINE_MS, deadlineExceeded } from "./call-deadline.js";
 
 type SendInit = MessageInitShape<typeof SendRequestSchema>;
 type AckInit = MessageInitShape<typeof AckRequestSchema>;
@@ -39,6 +42,7 @@ export class DeliveryChannel {
     private readonly delivery: Client<typeof DeliveryService>,
     /** Whether the transport carries bidirectional streams (HTTP/2). */
     useSession: boolean,
+    private readonly deadlineMs = CALL_DEADLINE_MS,
   ) {
     this.unsupported = !useSession;
   }
@@ -74,7 +78,7 @@ export class DeliveryChannel {
   }
 
   private open(): OpenSession {
-    if (!this.session || this.session.ended) this.session = new OpenSession(this.delivery);
+    if (!this.session || this.session.ended) this.session = new OpenSession(this.delivery, this.deadlineMs);
     return this.session;
   }
 
@@ -95,7 +99,10 @@ class OpenSession {
   private nextId = 1n;
   private readonly abort = new AbortController();
 
-  constructor(delivery: Client<typeof DeliveryService>) {
+  constructor(
+    delivery: Client<typeof DeliveryService>,
+    private readonly deadlineMs: number,
+  ) {
     void (async () => {
       let failure: ConnectError;
       try {
@@ -115,7 +122,16 @@ class OpenSession {
     if (this.ended) return Promise.reject(new ConnectError("session ended; retry", Code.Unavailable));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const timer = setTimeout(() => {
+        if (!this.pending.delete(id)) return;
+        reject(deadlineExceeded(this.deadlineMs));
+        this.close();
+      }, this.deadlineMs);
+      const settled = () => clearTimeout(timer);
+      this.pending.set(id, {
+        resolve: (v) => (settled(), resolve(v)),
+        reject: (e) => (settled(), reject(e)),
+      });
       this.requests.push(create(SessionRequestSchema, make(id)));
     });
   }

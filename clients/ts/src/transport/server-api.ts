@@ -14,6 +14,7 @@ import { authSignedBytes } from "../directory/labels.js";
 import type { DeviceRef } from "../store/conversation-store.js";
 import { MessengerError } from "../core/messenger-errors.js";
 import { DeliveryChannel } from "./delivery-channel.js";
+import { CALL_DEADLINE_MS, unaryDeadline } from "./call-deadline.js";
 import { defaultTransport, defaultTransportHasBidi } from "#platform";
 
 /** Refresh a token this long before it expires. */
@@ -35,6 +36,8 @@ export interface ServerApiOptions {
    * a browser), off with a custom one unless it carries them and this says so.
    */
   session?: boolean;
+  /** How long a call may go unanswered before it fails with DEADLINE_EXCEEDED (call-deadline.ts). */
+  callDeadlineMs?: number;
 }
 
 export class ServerApi {
@@ -59,14 +62,16 @@ export class ServerApi {
 
   constructor(private readonly opts: ServerApiOptions) {
     const make = opts.transport ?? defaultTransport;
-    const plain = make(opts.baseUrl, [traceContext]);
+    const deadlineMs = opts.callDeadlineMs ?? CALL_DEADLINE_MS;
+    const deadline = unaryDeadline(deadlineMs);
+    const plain = make(opts.baseUrl, [deadline, traceContext]);
     this.open = createClient(DirectoryService, plain);
     this.openDelivery = createClient(DeliveryService, plain);
-    const authed = make(opts.baseUrl, [traceContext, this.authInterceptor]);
+    const authed = make(opts.baseUrl, [deadline, traceContext, this.authInterceptor]);
     this.directory = createClient(DirectoryService, authed);
     this.delivery = createClient(DeliveryService, authed);
-    this.channel = new DeliveryChannel(this.delivery, opts.session ?? (!opts.transport && defaultTransportHasBidi));
-    this.sealed = createClient(DeliveryService, make(opts.baseUrl, []));
+    this.channel = new DeliveryChannel(this.delivery, opts.session ?? (!opts.transport && defaultTransportHasBidi), deadlineMs);
+    this.sealed = createClient(DeliveryService, make(opts.baseUrl, [deadline]));
   }
 
   get baseUrl(): string {
