@@ -44,7 +44,7 @@ describe.each(PROVIDERS)("tampering (%s)", (_name, makeProvider) => {
     );
   });
 
-  it("forged header fields (ratchet key, counter, previous chain length) are rejected", async () => {
+  it("forged header fields (ratchet key, counter, previous chain length, version, KEM fields) are rejected", async () => {
     const [alice, bob] = await established(makeProvider);
     const m = await alice.cipher.encryptForDevices(text("genuine"), [{ address: bob.address }]);
     const env = fromBinary(DeviceEnvelopeSchema, m.entries[0].entry);
@@ -56,7 +56,11 @@ describe.each(PROVIDERS)("tampering (%s)", (_name, makeProvider) => {
       { ...env.kind.value, ratchetKey: flip(env.kind.value.ratchetKey, 3) },
       { ...env.kind.value, ratchetKey: new Uint8Array(32) },
       { ...env.kind.value, ratchetKey: new Uint8Array(31) },
-      { ...env.kind.value, version: 2 },
+      { ...env.kind.value, version: 3 },
+      // A downgrade to a classical message, an injected ratchet KEM key, a malformed ciphertext.
+      { ...env.kind.value, version: 1 },
+      { ...env.kind.value, kemPublicKey: new Uint8Array(1184).fill(7), kemPublicKeyId: 9 },
+      { ...env.kind.value, kemCiphertext: new Uint8Array(10), kemCiphertextKeyId: 1 },
     ];
     const codes = [];
     for (const v of variants) {
@@ -73,6 +77,9 @@ describe.each(PROVIDERS)("tampering (%s)", (_name, makeProvider) => {
       "decryption_failed",
       "invalid_message",
       "unsupported_version",
+      "decryption_failed",
+      "decryption_failed",
+      "invalid_message",
     ]);
     expect(bodyText((await bob.cipher.decrypt(m.entries[0].entry, m.sharedBody, alice.address)).content)).toBe("genuine");
   });

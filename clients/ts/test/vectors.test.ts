@@ -67,6 +67,7 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
       fromHex(v.bob_signed_prekey_public),
       new Uint8Array(32),
       0,
+      1,
     );
     const byName = new Map<string, { ratchet_key: string; previous_chain_length: number; counter: number; ciphertext: string; plaintext: string }>(
       v.messages.map((m: { name: string }) => [m.name, m]),

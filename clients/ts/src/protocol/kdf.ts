@@ -4,7 +4,7 @@
  */
 import { wipe } from "../crypto/bytes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { RATCHET_ROOT_LABEL } from "./labels.js";
+import { RATCHET_PQ_ROOT_LABEL, RATCHET_ROOT_LABEL } from "./labels.js";
 
 const MESSAGE_KEY_SEED = new Uint8Array([0x01]);
 const CHAIN_KEY_SEED = new Uint8Array([0x02]);
@@ -12,6 +12,24 @@ const CHAIN_KEY_SEED = new Uint8Array([0x02]);
 /** KDF_RK: HKDF(salt = root key, ikm = DH output, info = "sealpost.ratchet.root.v1", 64) -> (root key, chain key). */
 export function kdfRoot(provider: CryptoProvider, rootKey: Uint8Array, dhOutput: Uint8Array): { rootKey: Uint8Array; chainKey: Uint8Array } {
   const out = provider.hkdf(dhOutput, rootKey, RATCHET_ROOT_LABEL, 64);
+  return { rootKey: out.slice(0, 32), chainKey: out.slice(32, 64) };
+}
+
+/**
+ * KDF_RK with the PQ ratchet's KEM shared secret (version 2 steps that carry a ciphertext):
+ * HKDF(salt = root key, ikm = DH output || KEM shared secret, info = "sealpost.ratchet.pq-root.v1", 64).
+ */
+export function kdfPqRoot(
+  provider: CryptoProvider,
+  rootKey: Uint8Array,
+  dhOutput: Uint8Array,
+  kemSecret: Uint8Array,
+): { rootKey: Uint8Array; chainKey: Uint8Array } {
+  const ikm = new Uint8Array(dhOutput.length + kemSecret.length);
+  ikm.set(dhOutput);
+  ikm.set(kemSecret, dhOutput.length);
+  const out = provider.hkdf(ikm, rootKey, RATCHET_PQ_ROOT_LABEL, 64);
+  wipe(ikm);
   return { rootKey: out.slice(0, 32), chainKey: out.slice(32, 64) };
 }
 

@@ -14,6 +14,8 @@ export const KEM_PREKEY_LABEL = utf8("sealpost.kem-prekey.v1");
 export const PQXDH_LABEL = utf8("sealpost.pqxdh.v1");
 /** HKDF info of the root-key step KDF_RK. */
 export const RATCHET_ROOT_LABEL = utf8("sealpost.ratchet.root.v1");
+/** HKDF info of KDF_RK when a PQ ratchet step mixes a KEM shared secret in (version 2). */
+export const RATCHET_PQ_ROOT_LABEL = utf8("sealpost.ratchet.pq-root.v1");
 /** HKDF info expanding a message key into AES key and nonce. */
 export const RATCHET_MESSAGE_LABEL = utf8("sealpost.ratchet.message.v1");
 /** First bytes of the RatchetMessage associated data. */
@@ -23,7 +25,9 @@ export const SEALED_BODY_LABEL = utf8("sealpost.sealed-body.v1");
 /** Prefix of the safety-number fingerprint input. */
 export const SAFETY_NUMBER_LABEL = utf8("sealpost.safety-number.v1");
 
-/** Protocol version carried in RatchetMessage, PrekeyMessage and SealedBody. */
+/** Protocol version carried in SealedBody, and in RatchetMessage and PrekeyMessage of classical (version 1) sessions. */
 export const PROTOCOL_VERSION = 1;
+/** RatchetMessage and PrekeyMessage version of sessions with the post-quantum ratchet (what new sessions use). */
+export const PQ_RATCHET_VERSION = 2;
 /** HKDF info and AEAD label of a SealedEntry (sealed sending). */
 export const SEALED_ENTRY_LABEL = utf8("sealpost.sealed-entry.v1");

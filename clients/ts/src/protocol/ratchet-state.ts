@@ -20,8 +20,26 @@ export interface PendingPrekey {
   kemCiphertext: Uint8Array;
 }
 
+/** The post-quantum ratchet's part of a version 2 session (pq-ratchet.ts). */
+export interface PqRatchetState {
+  /** Our ratchet KEM key pair (ML-KEM-768) the peer has not used yet; advertised on the first message of each sending chain. */
+  local?: { id: number; publicKey: Uint8Array; secretKey: Uint8Array };
+  /** The id our next ratchet KEM key gets (1, 2, ...). */
+  nextLocalId: number;
+  /** The peer's newest advertised key we have not encapsulated to yet. */
+  remote?: { id: number; publicKey: Uint8Array };
+  /** The highest peer key id we have encapsulated to: adverts up to it are old news. */
+  remoteUsedId: number;
+  /** The ciphertext the current sending chain's root step mixed in (carried by each of its messages). */
+  sendingCiphertext?: { keyId: number; ciphertext: Uint8Array };
+  /** Messages sent since the peer last used a key of ours (or the session began), and when that was. */
+  sentSinceStep: number;
+  lastStepMs: number;
+}
+
 export interface SessionState {
-  version: 1;
+  /** 1: the classical Double Ratchet; 2: with the post-quantum ratchet (`pq`). */
+  version: 1 | 2;
   /** Our X25519 identity public key and the peer's (the AD binds both). */
   localIdentityKey: Uint8Array;
   remoteIdentityKey: Uint8Array;
@@ -51,6 +69,8 @@ export interface SessionState {
   skipped: SkippedKey[];
   pendingPrekey?: PendingPrekey;
   createdAtMs: number;
+  /** Version 2 only. */
+  pq?: PqRatchetState;
 }
 
 /** All states of one remote device: the current one and up to MAX_PREVIOUS_SESSIONS older. */

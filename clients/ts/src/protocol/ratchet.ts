@@ -9,13 +9,23 @@
 import { bytesEqual, wipe } from "../crypto/bytes.js";
 import { DecryptionError, DuplicateMessageError, InvalidKeyError, TooFarAheadError } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { kdfChain, kdfRoot, messageKeyMaterial, openWithStepKey } from "./kdf.js";
-import { PROTOCOL_VERSION, RATCHET_AD_LABEL } from "./labels.js";
+import { kdfChain, kdfPqRoot, kdfRoot, messageKeyMaterial, openWithStepKey } from "./kdf.js";
+import { RATCHET_AD_LABEL } from "./labels.js";
 import { MAX_FORWARD_JUMP, MAX_OLD_RATCHET_KEYS, MAX_SKIPPED_KEYS } from "./limits.js";
 import type { SessionState, SkippedKey } from "./ratchet-state.js";
+import {
+  commitReceived,
+  DEFAULT_PQ_SCHEDULE,
+  headerFields,
+  initialPqState,
+  receivingSecret,
+  sendingStep,
+  type PqHeaderFields,
+  type PqSchedule,
+} from "./pq-ratchet.js";
 
-/** The authenticated header of a RatchetMessage. */
-export interface RatchetHeader {
+/** The authenticated header of a RatchetMessage (the KEM fields: version 2 only). */
+export interface RatchetHeader extends PqHeaderFields {
   ratchetKey: Uint8Array;
   previousCounter: number;
   counter: number;
@@ -24,16 +34,20 @@ export interface RatchetHeader {
 const AD_LENGTH = RATCHET_AD_LABEL.length + 1 + 32 + 32 + 32 + 4 + 4;
 
 /**
- * The associated data of a RatchetMessage, a fixed 132-byte layout:
+ * The associated data of a RatchetMessage: a fixed 132-byte layout,
  * "sealpost.ratchet-message.v1" (27) || u8 version (1) || sender IK (32) || recipient IK (32)
- * || ratchet_key (32) || u32be previous_chain_length || u32be counter.
+ * || ratchet_key (32) || u32be previous_chain_length || u32be counter; version 2 appends
+ * u32be kem_public_key_id || u32be length || kem_public_key || u32be kem_ciphertext_key_id ||
+ * u32be length || kem_ciphertext (ids 0 and lengths 0 when absent).
  */
-export function ratchetAssociatedData(senderIdentity: Uint8Array, recipientIdentity: Uint8Array, header: RatchetHeader): Uint8Array {
-  const ad = new Uint8Array(AD_LENGTH);
+export function ratchetAssociatedData(senderIdentity: Uint8Array, recipientIdentity: Uint8Array, header: RatchetHeader, version: 1 | 2 = 1): Uint8Array {
+  const pub = header.kemPublicKey?.key ?? EMPTY;
+  const ct = header.kemCiphertext?.ciphertext ?? EMPTY;
+  const ad = new Uint8Array(AD_LENGTH + (version === 2 ? 16 + pub.length + ct.length : 0));
   let o = 0;
   ad.set(RATCHET_AD_LABEL, o);
   o += RATCHET_AD_LABEL.length;
-  ad[o++] = PROTOCOL_VERSION;
+  ad[o++] = version;
   ad.set(senderIdentity, o);
   o += 32;
   ad.set(recipientIdentity, o);
@@ -43,7 +57,26 @@ export function ratchetAssociatedData(senderIdentity: Uint8Array, recipientIdent
   const dv = new DataView(ad.buffer);
   dv.setUint32(o, header.previousCounter >>> 0, false);
   dv.setUint32(o + 4, header.counter >>> 0, false);
+  o += 8;
+  if (version === 2) {
+    dv.setUint32(o, header.kemPublicKey?.id ?? 0, false);
+    dv.setUint32(o + 4, pub.length, false);
+    ad.set(pub, o + 8);
+    o += 8 + pub.length;
+    dv.setUint32(o, header.kemCiphertext?.keyId ?? 0, false);
+    dv.setUint32(o + 4, ct.length, false);
+    ad.set(ct, o + 8);
+  }
   return ad;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Sender-side choices that do not change how messages are read. */
+export interface EncryptOptions {
+  /** The clock, for the PQ ratchet's time-based schedule. */
+  nowMs?: number;
+  pqSchedule?: PqSchedule;
 }
 
 /** RatchetInitAlice: the initiator's state from SK and the responder's signed prekey. Draws 32 random bytes. */
@@ -55,6 +88,7 @@ export function initInitiator(
   remoteSignedPrekey: Uint8Array,
   baseKey: Uint8Array,
   nowMs: number,
+  version: 1 | 2,
 ): SessionState {
   const sendingRatchetPrivate = provider.random(32);
   const sendingRatchetKey = provider.x25519PublicKey(sendingRatchetPrivate);
@@ -62,7 +96,8 @@ export function initInitiator(
   const { rootKey, chainKey } = kdfRoot(provider, sharedSecret, dh);
   wipe(dh, sharedSecret);
   return {
-    version: 1,
+    version,
+    ...(version === 2 ? { pq: initialPqState(nowMs) } : {}),
     localIdentityKey,
     remoteIdentityKey,
     baseKey,
@@ -91,9 +126,11 @@ export function initResponder(
   signedPrekeyPublic: Uint8Array,
   baseKey: Uint8Array,
   nowMs: number,
+  version: 1 | 2,
 ): SessionState {
   return {
-    version: 1,
+    version,
+    ...(version === 2 ? { pq: initialPqState(nowMs) } : {}),
     localIdentityKey,
     remoteIdentityKey,
     baseKey,
@@ -121,16 +158,23 @@ export function canSend(state: SessionState): boolean {
 /**
  * RatchetEncrypt. Mutates `state` (sending cannot fail halfway). When a receiving DH step
  * happened since the last send, first does the sending half of the DH ratchet, drawing 32
- * random bytes for the new ratchet key.
+ * random bytes for the new ratchet key (then, version 2, the PQ ratchet's draws: pq-ratchet.ts).
  */
-export function ratchetEncrypt(provider: CryptoProvider, state: SessionState, plaintext: Uint8Array): { header: RatchetHeader; ciphertext: Uint8Array } {
+export function ratchetEncrypt(
+  provider: CryptoProvider,
+  state: SessionState,
+  plaintext: Uint8Array,
+  opts: EncryptOptions = {},
+): { header: RatchetHeader; ciphertext: Uint8Array } {
   if (state.sendingChainKey === undefined) {
     if (state.receivingRatchetKey === undefined) throw new InvalidKeyError("session cannot send before it has received");
     const priv = provider.random(32);
     const pub = provider.x25519PublicKey(priv);
     const dh = provider.x25519(priv, state.receivingRatchetKey);
-    const next = kdfRoot(provider, state.rootKey, dh);
+    const kemSecret = state.pq ? sendingStep(provider, state.pq, opts.nowMs, opts.pqSchedule ?? DEFAULT_PQ_SCHEDULE) : undefined;
+    const next = kemSecret ? kdfPqRoot(provider, state.rootKey, dh, kemSecret) : kdfRoot(provider, state.rootKey, dh);
     wipe(dh, state.rootKey, state.sendingRatchetPrivate);
+    if (kemSecret) wipe(kemSecret);
     state.previousCounter = state.sendingCounter;
     state.sendingCounter = 0;
     state.sendingRatchetPrivate = priv;
@@ -143,13 +187,15 @@ export function ratchetEncrypt(provider: CryptoProvider, state: SessionState, pl
     ratchetKey: state.sendingRatchetKey,
     previousCounter: state.previousCounter,
     counter: state.sendingCounter,
+    ...(state.pq ? headerFields(state.pq, state.sendingCounter) : {}),
   };
   const { key, nonce } = messageKeyMaterial(step.messageKey);
-  const ad = ratchetAssociatedData(state.localIdentityKey, state.remoteIdentityKey, header);
+  const ad = ratchetAssociatedData(state.localIdentityKey, state.remoteIdentityKey, header, state.version);
   const ciphertext = provider.aesGcmSeal(key, nonce, plaintext, ad);
   wipe(step.messageKey, state.sendingChainKey);
   state.sendingChainKey = step.chainKey;
   state.sendingCounter++;
+  if (state.pq) state.pq.sentSinceStep++;
   return { header, ciphertext };
 }
 
@@ -172,7 +218,7 @@ function findSkipped(state: SessionState, ratchetKey: Uint8Array, counter: numbe
 
 function open(provider: CryptoProvider, state: SessionState, header: RatchetHeader, messageKey: Uint8Array, ciphertext: Uint8Array): Uint8Array {
   const { key, nonce } = messageKeyMaterial(messageKey);
-  const ad = ratchetAssociatedData(state.remoteIdentityKey, state.localIdentityKey, header);
+  const ad = ratchetAssociatedData(state.remoteIdentityKey, state.localIdentityKey, header, state.version);
   const plaintext = provider.aesGcmOpen(key, nonce, ciphertext, ad);
   if (plaintext === undefined) throw new DecryptionError("message authentication failed");
   return plaintext;
@@ -201,7 +247,9 @@ function storeSkipped(state: SessionState, added: SkippedKey[]): void {
  * RatchetDecrypt, planned: throws DuplicateMessageError, TooFarAheadError, DecryptionError or
  * InvalidKeyError without touching `state`; on success returns the plaintext and a commit.
  */
-export function planDecrypt(provider: CryptoProvider, state: SessionState, header: RatchetHeader, ciphertext: Uint8Array): DecryptPlan {
+export function planDecrypt(provider: CryptoProvider, state: SessionState, header: RatchetHeader, ciphertext: Uint8Array, nowMs?: number): DecryptPlan {
+  if (!state.pq && (header.kemPublicKey || header.kemCiphertext)) throw new DecryptionError("KEM fields in a message of a version 1 session");
+  const pq = state.pq;
   // 1. A key skipped earlier.
   const idx = findSkipped(state, header.ratchetKey, header.counter);
   if (idx >= 0) {
@@ -214,6 +262,7 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
         if (at >= 0) state.skipped.splice(at, 1);
         wipe(entry.messageKey);
         state.pendingPrekey = undefined;
+        if (pq) commitReceived(pq, header, false, nowMs);
       },
       discard() {},
     };
@@ -240,6 +289,7 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
         state.receivingCounter = header.counter + 1;
         storeSkipped(state, added);
         state.pendingPrekey = undefined;
+        if (pq) commitReceived(pq, header, false, nowMs);
       },
       discard,
     };
@@ -265,8 +315,17 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
     for (const k of added) wipe(k.messageKey);
     throw e instanceof InvalidKeyError ? new DecryptionError("invalid ratchet key") : e;
   }
-  const root = kdfRoot(provider, state.rootKey, dh);
+  let kemSecret: Uint8Array | undefined;
+  try {
+    kemSecret = pq ? receivingSecret(provider, pq, header) : undefined;
+  } catch (e) {
+    wipe(dh);
+    for (const k of added) wipe(k.messageKey);
+    throw e;
+  }
+  const root = kemSecret ? kdfPqRoot(provider, state.rootKey, dh, kemSecret) : kdfRoot(provider, state.rootKey, dh);
   wipe(dh);
+  if (kemSecret) wipe(kemSecret);
   const ratchetKey = header.ratchetKey.slice();
   const ck = skipKeys(provider, ratchetKey, root.chainKey, 0, header.counter, added);
   const step = kdfChain(provider, ck);
@@ -292,6 +351,7 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
       state.sendingChainKey = undefined;
       storeSkipped(state, added);
       state.pendingPrekey = undefined;
+      if (pq) commitReceived(pq, header, true, nowMs);
     },
     discard,
   };
@@ -315,5 +375,11 @@ export function cloneState(s: SessionState): SessionState {
     pendingPrekey: s.pendingPrekey
       ? { ...s.pendingPrekey, baseKey: s.pendingPrekey.baseKey.slice(), kemCiphertext: s.pendingPrekey.kemCiphertext.slice() }
       : undefined,
+    pq: s.pq && {
+      ...s.pq,
+      local: s.pq.local && { id: s.pq.local.id, publicKey: s.pq.local.publicKey.slice(), secretKey: s.pq.local.secretKey.slice() },
+      remote: s.pq.remote && { id: s.pq.remote.id, publicKey: s.pq.remote.publicKey.slice() },
+      sendingCiphertext: s.pq.sendingCiphertext && { keyId: s.pq.sendingCiphertext.keyId, ciphertext: s.pq.sendingCiphertext.ciphertext.slice() },
+    },
   };
 }

@@ -28,17 +28,19 @@ import {
   InvalidMessageError,
   MissingPrekeyError,
   NoSessionError,
+  DecryptionError,
   SealpostCryptoError,
   UnsupportedVersionError,
   UntrustedIdentityError,
 } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { MLKEM768_CIPHERTEXT_BYTES } from "../crypto/provider.js";
+import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES } from "../crypto/provider.js";
 import { addressKey } from "./address.js";
 import type { ProtocolStores } from "./stores.js";
 import { emptyChannelState, observeSequence, type ChannelReport } from "./channel.js";
 import type { LocalIdentity } from "./identity.js";
-import { PROTOCOL_VERSION } from "./labels.js";
+import { PQ_RATCHET_VERSION, PROTOCOL_VERSION } from "./labels.js";
+import type { PqSchedule } from "./pq-ratchet.js";
 import { MAX_PREVIOUS_SESSIONS } from "./limits.js";
 import { pqxdhInitiate, pqxdhRespond } from "./pqxdh.js";
 import { verifyKeyBundle, type VerifiedBundle } from "./prekeys.js";
@@ -86,16 +88,42 @@ export interface SessionCipherOptions {
    * checked it against the device list.
    */
   requireKnownIdentity?: boolean;
+  /**
+   * The version of sessions this device starts: 2 (default; with the post-quantum ratchet) or
+   * 1 (classical; only for peers that cannot read version 2, and for the v1 vectors).
+   * Sessions others start with us take the version of their PrekeyMessage.
+   */
+  sessionVersion?: 1 | 2;
+  /** When this device makes a new ratchet KEM key (default: pq-ratchet.ts DEFAULT_PQ_SCHEDULE). */
+  pqSchedule?: PqSchedule;
 }
 
 function sameAddress(a: DeviceAddress | undefined, b: DeviceRef): boolean {
   return a !== undefined && a.accountId === b.accountId && a.deviceId === b.deviceId;
 }
 
-function header(m: RatchetMessage): RatchetHeader {
-  if (m.version !== PROTOCOL_VERSION) throw new UnsupportedVersionError(`ratchet message version ${m.version}`);
+/** The header of a RatchetMessage, its fields checked (sizes, and KEM fields in version 2 only). */
+function header(m: RatchetMessage): RatchetHeader & { version: 1 | 2 } {
+  if (m.version !== PROTOCOL_VERSION && m.version !== PQ_RATCHET_VERSION) throw new UnsupportedVersionError(`ratchet message version ${m.version}`);
   if (m.ratchetKey.length !== 32) throw new InvalidMessageError("ratchet key must be 32 bytes");
-  return { ratchetKey: m.ratchetKey, previousCounter: m.previousChainLength, counter: m.counter };
+  const h: RatchetHeader & { version: 1 | 2 } = { version: m.version, ratchetKey: m.ratchetKey, previousCounter: m.previousChainLength, counter: m.counter };
+  const hasPublic = m.kemPublicKey.length > 0 || m.kemPublicKeyId !== 0;
+  const hasCiphertext = m.kemCiphertext.length > 0 || m.kemCiphertextKeyId !== 0;
+  if (m.version === PROTOCOL_VERSION) {
+    if (hasPublic || hasCiphertext) throw new InvalidMessageError("KEM fields in a version 1 ratchet message");
+    return h;
+  }
+  if (hasPublic) {
+    if (m.kemPublicKey.length !== MLKEM768_PUBLIC_KEY_BYTES || m.kemPublicKeyId === 0)
+      throw new InvalidMessageError("kem_public_key must be 1184 bytes with a nonzero id");
+    h.kemPublicKey = { id: m.kemPublicKeyId, key: m.kemPublicKey };
+  }
+  if (hasCiphertext) {
+    if (m.kemCiphertext.length !== MLKEM768_CIPHERTEXT_BYTES || m.kemCiphertextKeyId === 0)
+      throw new InvalidMessageError("kem_ciphertext must be 1088 bytes with a nonzero key id");
+    h.kemCiphertext = { keyId: m.kemCiphertextKeyId, ciphertext: m.kemCiphertext };
+  }
+  return h;
 }
 
 export class SessionCipher {
@@ -157,6 +185,7 @@ export class SessionCipher {
       verified.signedPrekey.publicKey,
       init.baseKey,
       this.now(),
+      this.options.sessionVersion ?? PQ_RATCHET_VERSION,
     );
     state.pendingPrekey = {
       signedPrekeyId: init.signedPrekeyId,
@@ -228,14 +257,24 @@ export class SessionCipher {
           const state = record.current as SessionState;
           const sequence = (await this.stores.channels.loadSent(key)) + 1;
           const plain = encodeEntryPayload({ sender: this.localAddress, recipient: r.address, channelSequence: sequence, contentKey, bodySha256, messageId });
-          const { header: h, ciphertext } = ratchetEncrypt(this.provider, state, plain);
+          const { header: h, ciphertext } = ratchetEncrypt(this.provider, state, plain, { nowMs: this.now(), pqSchedule: this.options.pqSchedule });
           wipe(plain);
-          const message = { version: PROTOCOL_VERSION, ratchetKey: h.ratchetKey, previousChainLength: h.previousCounter, counter: h.counter, ciphertext };
+          const message = {
+            version: state.version,
+            ratchetKey: h.ratchetKey,
+            previousChainLength: h.previousCounter,
+            counter: h.counter,
+            ciphertext,
+            kemPublicKey: h.kemPublicKey?.key,
+            kemPublicKeyId: h.kemPublicKey?.id,
+            kemCiphertext: h.kemCiphertext?.ciphertext,
+            kemCiphertextKeyId: h.kemCiphertext?.keyId,
+          };
           const p = state.pendingPrekey;
           const envelope = encodeDeviceEnvelope(
             message,
             p && {
-              version: PROTOCOL_VERSION,
+              version: state.version,
               identityDhKey: local.dhKey,
               baseKey: p.baseKey,
               signedPrekeyId: p.signedPrekeyId,
@@ -374,7 +413,8 @@ export class SessionCipher {
     let first: unknown;
     for (const state of states) {
       try {
-        return { plan: planDecrypt(this.provider, state, h, message.ciphertext), state, newSession: false };
+        if (state.version !== h.version) throw new DecryptionError(`a version ${h.version} message for a version ${state.version} session`);
+        return { plan: planDecrypt(this.provider, state, h, message.ciphertext, this.now()), state, newSession: false };
       } catch (e) {
         if (!(e instanceof SealpostCryptoError)) throw e;
         first ??= e;
@@ -384,8 +424,10 @@ export class SessionCipher {
   }
 
   private async openPrekey(record: SessionRecord, m: PrekeyMessage, key: string, local: LocalIdentity): Promise<Opened> {
-    if (m.version !== PROTOCOL_VERSION) throw new UnsupportedVersionError(`prekey message version ${m.version}`);
+    if (m.version !== PROTOCOL_VERSION && m.version !== PQ_RATCHET_VERSION) throw new UnsupportedVersionError(`prekey message version ${m.version}`);
     if (!m.message) throw new InvalidMessageError("prekey message lacks its ratchet message");
+    if (m.message.version !== m.version)
+      throw new InvalidMessageError(`a version ${m.version} prekey message around a version ${m.message.version} ratchet message`);
     if (m.identityDhKey.length !== 32 || m.baseKey.length !== 32) throw new InvalidMessageError("prekey message keys must be 32 bytes");
     if (m.kemCiphertext.length !== MLKEM768_CIPHERTEXT_BYTES) throw new InvalidMessageError("KEM ciphertext must be 1088 bytes");
     const known = await this.stores.identity.getRemoteIdentity(key);
@@ -411,8 +453,8 @@ export class SessionCipher {
       otpPrivate = otp.privateKey;
     }
     const sk = pqxdhRespond(this.provider, local, m.identityDhKey, m.baseKey, spk.privateKey, otpPrivate, kem.secretKey, m.kemCiphertext);
-    const state = initResponder(sk, local.dhKey, m.identityDhKey, spk.privateKey, spk.publicKey, m.baseKey.slice(), this.now());
-    const plan = planDecrypt(this.provider, state, h, m.message.ciphertext);
+    const state = initResponder(sk, local.dhKey, m.identityDhKey, spk.privateKey, spk.publicKey, m.baseKey.slice(), this.now(), h.version);
+    const plan = planDecrypt(this.provider, state, h, m.message.ciphertext, this.now());
     const commit = plan.commit;
     return {
       plan: {

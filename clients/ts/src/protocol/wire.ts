@@ -63,13 +63,17 @@ const uintSize = (n: number, always = false) => (n === 0 && !always ? 0 : 1 + va
 const bytesSize = (len: number) => (len === 0 ? 0 : 1 + varintSize(len) + len);
 const messageSize = (len: number) => 1 + varintSize(len) + len;
 
-/** Fields of a RatchetMessage. */
+/** Fields of a RatchetMessage (the KEM fields: version 2 only). */
 export interface RatchetFields {
   version: number;
   ratchetKey: Uint8Array;
   previousChainLength: number;
   counter: number;
   ciphertext: Uint8Array;
+  kemPublicKey?: Uint8Array;
+  kemPublicKeyId?: number;
+  kemCiphertext?: Uint8Array;
+  kemCiphertextKeyId?: number;
 }
 
 /** Fields of a PrekeyMessage (around its RatchetMessage). */
@@ -84,7 +88,17 @@ export interface PrekeyFields {
 }
 
 function ratchetSize(m: RatchetFields): number {
-  return uintSize(m.version) + bytesSize(m.ratchetKey.length) + uintSize(m.previousChainLength) + uintSize(m.counter) + bytesSize(m.ciphertext.length);
+  return (
+    uintSize(m.version) +
+    bytesSize(m.ratchetKey.length) +
+    uintSize(m.previousChainLength) +
+    uintSize(m.counter) +
+    bytesSize(m.ciphertext.length) +
+    bytesSize(m.kemPublicKey?.length ?? 0) +
+    uintSize(m.kemPublicKeyId ?? 0) +
+    bytesSize(m.kemCiphertext?.length ?? 0) +
+    uintSize(m.kemCiphertextKeyId ?? 0)
+  );
 }
 
 function writeRatchet(w: Writer, m: RatchetFields): void {
@@ -93,6 +107,10 @@ function writeRatchet(w: Writer, m: RatchetFields): void {
   w.uint(3, m.previousChainLength);
   w.uint(4, m.counter);
   w.bytes(5, m.ciphertext);
+  if (m.kemPublicKey) w.bytes(6, m.kemPublicKey);
+  w.uint(7, m.kemPublicKeyId ?? 0);
+  if (m.kemCiphertext) w.bytes(8, m.kemCiphertext);
+  w.uint(9, m.kemCiphertextKeyId ?? 0);
 }
 
 /** A serialized DeviceEnvelope: `ratchet` alone, or `prekey` wrapping it. */

@@ -248,7 +248,7 @@ function pqxdhCase(make: ProviderFactory, withOneTime: boolean) {
   const verified = verifyKeyBundle(aliceP, bundle);
   const init = pqxdhInitiate(aliceP, alice.identity, verified);
   const sk = init.sharedSecret.slice();
-  const aliceState = initInitiator(aliceP, init.sharedSecret, alice.identity.dhKey, bob.identity.dhKey, spk.publicKey, init.baseKey, NOW);
+  const aliceState = initInitiator(aliceP, init.sharedSecret, alice.identity.dhKey, bob.identity.dhKey, spk.publicKey, init.baseKey, NOW, 1);
   const bobSk = pqxdhRespond(
     bobP,
     bob.identity,
@@ -312,8 +312,8 @@ function ratchetPair(make: ProviderFactory): {
   const aIk = pa.x25519PublicKey(pa.random(32));
   const bIk = pb.x25519PublicKey(pb.random(32));
   const baseKey = pa.random(32);
-  const a = initInitiator(pa, sk.slice(), aIk, bIk, bobSpkPub, baseKey, NOW);
-  const b = initResponder(sk.slice(), bIk, aIk, bobSpkPriv, bobSpkPub, baseKey, NOW);
+  const a = initInitiator(pa, sk.slice(), aIk, bIk, bobSpkPub, baseKey, NOW, 1);
+  const b = initResponder(sk.slice(), bIk, aIk, bobSpkPriv, bobSpkPub, baseKey, NOW, 1);
   return { a, b, pa, pb, sk, bobSpk: { priv: bobSpkPriv, pub: bobSpkPub } };
 }
 
@@ -419,7 +419,7 @@ export async function envelopeVectors(make: ProviderFactory) {
       kemPrekey: toKemPrekey(kem),
       oneTimePrekey: toOneTimePrekey(otp),
     });
-    return { p, stores, identity, address, bundle, cipher: new SessionCipher(p, stores, address, { now: () => NOW }) };
+    return { p, stores, identity, address, bundle, cipher: new SessionCipher(p, stores, address, { now: () => NOW, sessionVersion: 1 }) };
   };
   const alice = await mk("envelope/alice.1", "alice", 1);
   const recipients = [await mk("envelope/bob.1", "bob", 1), await mk("envelope/bob.2", "bob", 2), await mk("envelope/alice.2", "alice", 2)];

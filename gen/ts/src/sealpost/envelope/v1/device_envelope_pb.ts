@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/envelope/v1/device_envelope.proto.
  */
 export const file_sealpost_envelope_v1_device_envelope: GenFile = /*@__PURE__*/
-  fileDesc("CipzZWFscG9zdC9lbnZlbG9wZS92MS9kZXZpY2VfZW52ZWxvcGUucHJvdG8SFHNlYWxwb3N0LmVudmVsb3BlLnYxIogBCg5EZXZpY2VFbnZlbG9wZRI1CgZwcmVrZXkYASABKAsyIy5zZWFscG9zdC5lbnZlbG9wZS52MS5QcmVrZXlNZXNzYWdlSAASNwoHcmF0Y2hldBgCIAEoCzIkLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJhdGNoZXRNZXNzYWdlSABCBgoEa2luZCJ6Cg5SYXRjaGV0TWVzc2FnZRIPCgd2ZXJzaW9uGAEgASgNEhMKC3JhdGNoZXRfa2V5GAIgASgMEh0KFXByZXZpb3VzX2NoYWluX2xlbmd0aBgDIAEoDRIPCgdjb3VudGVyGAQgASgNEhIKCmNpcGhlcnRleHQYBSABKAwigwIKDVByZWtleU1lc3NhZ2USDwoHdmVyc2lvbhgBIAEoDRIXCg9pZGVudGl0eV9kaF9rZXkYAiABKAwSEAoIYmFzZV9rZXkYAyABKAwSGAoQc2lnbmVkX3ByZWtleV9pZBgEIAEoDRIfChJvbmVfdGltZV9wcmVrZXlfaWQYBSABKA1IAIgBARIVCg1rZW1fcHJla2V5X2lkGAYgASgNEhYKDmtlbV9jaXBoZXJ0ZXh0GAcgASgMEjUKB21lc3NhZ2UYCCABKAsyJC5zZWFscG9zdC5lbnZlbG9wZS52MS5SYXRjaGV0TWVzc2FnZUIVChNfb25lX3RpbWVfcHJla2V5X2lkItUBCgxFbnRyeVBheWxvYWQSNAoGc2VuZGVyGAEgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSNwoJcmVjaXBpZW50GAIgASgLMiQuc2VhbHBvc3QuZGlyZWN0b3J5LnYxLkRldmljZUFkZHJlc3MSGAoQY2hhbm5lbF9zZXF1ZW5jZRgDIAEoBBITCgtjb250ZW50X2tleRgEIAEoDBITCgtib2R5X3NoYTI1NhgFIAEoDBISCgptZXNzYWdlX2lkGAYgASgMYgZwcm90bzM", [file_sealpost_directory_v1_address]);
+  fileDesc("CipzZWFscG9zdC9lbnZlbG9wZS92MS9kZXZpY2VfZW52ZWxvcGUucHJvdG8SFHNlYWxwb3N0LmVudmVsb3BlLnYxIogBCg5EZXZpY2VFbnZlbG9wZRI1CgZwcmVrZXkYASABKAsyIy5zZWFscG9zdC5lbnZlbG9wZS52MS5QcmVrZXlNZXNzYWdlSAASNwoHcmF0Y2hldBgCIAEoCzIkLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJhdGNoZXRNZXNzYWdlSABCBgoEa2luZCLkAQoOUmF0Y2hldE1lc3NhZ2USDwoHdmVyc2lvbhgBIAEoDRITCgtyYXRjaGV0X2tleRgCIAEoDBIdChVwcmV2aW91c19jaGFpbl9sZW5ndGgYAyABKA0SDwoHY291bnRlchgEIAEoDRISCgpjaXBoZXJ0ZXh0GAUgASgMEhYKDmtlbV9wdWJsaWNfa2V5GAYgASgMEhkKEWtlbV9wdWJsaWNfa2V5X2lkGAcgASgNEhYKDmtlbV9jaXBoZXJ0ZXh0GAggASgMEh0KFWtlbV9jaXBoZXJ0ZXh0X2tleV9pZBgJIAEoDSKDAgoNUHJla2V5TWVzc2FnZRIPCgd2ZXJzaW9uGAEgASgNEhcKD2lkZW50aXR5X2RoX2tleRgCIAEoDBIQCghiYXNlX2tleRgDIAEoDBIYChBzaWduZWRfcHJla2V5X2lkGAQgASgNEh8KEm9uZV90aW1lX3ByZWtleV9pZBgFIAEoDUgAiAEBEhUKDWtlbV9wcmVrZXlfaWQYBiABKA0SFgoOa2VtX2NpcGhlcnRleHQYByABKAwSNQoHbWVzc2FnZRgIIAEoCzIkLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJhdGNoZXRNZXNzYWdlQhUKE19vbmVfdGltZV9wcmVrZXlfaWQi1QEKDEVudHJ5UGF5bG9hZBI0CgZzZW5kZXIYASABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxI3CglyZWNpcGllbnQYAiABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxIYChBjaGFubmVsX3NlcXVlbmNlGAMgASgEEhMKC2NvbnRlbnRfa2V5GAQgASgMEhMKC2JvZHlfc2hhMjU2GAUgASgMEhIKCm1lc3NhZ2VfaWQYBiABKAxiBnByb3RvMw", [file_sealpost_directory_v1_address]);
 
 /**
  * The per-device entry of a Send (SendEntry.entry): the content key of one message,
@@ -61,7 +61,8 @@ export const DeviceEnvelopeSchema: GenMessage<DeviceEnvelope> = /*@__PURE__*/
  */
 export type RatchetMessage = Message<"sealpost.envelope.v1.RatchetMessage"> & {
   /**
-   * Protocol version, 1.
+   * Session version: 1 (classical Double Ratchet) or 2 (with the post-quantum ratchet; new
+   * sessions). A session's messages all carry its version.
    *
    * @generated from field: uint32 version = 1;
    */
@@ -94,6 +95,34 @@ export type RatchetMessage = Message<"sealpost.envelope.v1.RatchetMessage"> & {
    * @generated from field: bytes ciphertext = 5;
    */
   ciphertext: Uint8Array;
+
+  /**
+   * Version 2 only, the post-quantum ratchet (docs/PROTOCOL.md). The sender's current ratchet
+   * KEM public key (ML-KEM-768, 1184 bytes) and its id (1, 2, ... per sender and session), on
+   * the first message of each sending chain until the recipient has used it; else empty and 0.
+   *
+   * @generated from field: bytes kem_public_key = 6;
+   */
+  kemPublicKey: Uint8Array;
+
+  /**
+   * @generated from field: uint32 kem_public_key_id = 7;
+   */
+  kemPublicKeyId: number;
+
+  /**
+   * The ML-KEM-768 ciphertext (1088 bytes) to the recipient's ratchet KEM key
+   * kem_ciphertext_key_id whose shared secret this sending chain's root step mixed in, on
+   * every message of the chain; else empty and 0.
+   *
+   * @generated from field: bytes kem_ciphertext = 8;
+   */
+  kemCiphertext: Uint8Array;
+
+  /**
+   * @generated from field: uint32 kem_ciphertext_key_id = 9;
+   */
+  kemCiphertextKeyId: number;
 };
 
 /**
@@ -111,7 +140,8 @@ export const RatchetMessageSchema: GenMessage<RatchetMessage> = /*@__PURE__*/
  */
 export type PrekeyMessage = Message<"sealpost.envelope.v1.PrekeyMessage"> & {
   /**
-   * Protocol version, 1.
+   * The version of the session it starts, 1 or 2 (as RatchetMessage.version; equal to its
+   * message's). Responders accept both; initiators start version 2.
    *
    * @generated from field: uint32 version = 1;
    */
