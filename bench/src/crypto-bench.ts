@@ -7,7 +7,10 @@
  * Figures (ops/s, higher is better; each is the median of several timed samples):
  *   session_setup     bundle -> first message (1 KiB) -> responder decrypts it, incl. ML-KEM-768
  *   steady_1to1       one-way encrypt + decrypt of 1 KiB in an established session
- *   ping_pong         encrypt + decrypt of 1 KiB, direction alternating (a DH ratchet every turn)
+ *   ping_pong         encrypt + decrypt of 1 KiB, direction alternating (a DH ratchet every turn;
+ *                     sealpost's version 2 sessions take a post-quantum ratchet step now and then)
+ *   ping_pong_classical  the same on sealpost version 1 sessions (no PQ ratchet): what the PQ
+ *                     ratchet costs, beside libsignal's ping_pong
  *   fanout8_send      one 1 KiB message to 8 devices, sender side (libsignal: 8 signalEncrypt)
  *   fanout8_roundtrip the same plus all 8 receivers decrypting
  * plus libsignal's sender-key group encrypt as a reference figure for the groups work.
@@ -60,15 +63,17 @@ type Setup = () => Promise<Runner>;
 
 /** The figures of sealpost with one provider, as setups producing runners. */
 function sealpostSetups(provider: CryptoProvider): Record<string, Setup> {
+  const pingPong = async (sessionVersion: 1 | 2): Promise<Runner> => {
+    const [a, b] = await sealpostPair(provider, { sessionVersion });
+    await a.cipher.processBundle(b.address, await b.bundle());
+    await sealpostRoundTrip(a, b);
+    let turn = 0;
+    return { op: () => (turn++ % 2 === 0 ? sealpostRoundTrip(b, a) : sealpostRoundTrip(a, b)) };
+  };
   return {
     ...coreSetups(provider),
-    async ping_pong() {
-      const [a, b] = await sealpostPair(provider);
-      await a.cipher.processBundle(b.address, await b.bundle());
-      await sealpostRoundTrip(a, b);
-      let turn = 0;
-      return { op: () => (turn++ % 2 === 0 ? sealpostRoundTrip(b, a) : sealpostRoundTrip(a, b)) };
-    },
+    ping_pong: () => pingPong(2),
+    ping_pong_classical: () => pingPong(1),
     async fanout8_send() {
       const [a, peers] = await sealpostFanout(provider, "alice");
       return {
@@ -209,15 +214,20 @@ async function main(): Promise<void> {
   for (const figure of ["session_setup", "steady_1to1", "ping_pong", "fanout8_send", "fanout8_roundtrip", "group_encrypt_reference"]) {
     const runners: Record<string, Runner> = {};
     for (const [impl, setups] of Object.entries(impls)) if (setups[figure]) runners[impl] = await setups[figure]();
+    // Classical (version 1) ping-pong in the same interleaved samples: the PQ ratchet's cost.
+    if (figure === "ping_pong") for (const impl of ["node", "noble"]) runners[`${impl}:classical`] = await impls[impl].ping_pong_classical();
     const measured = await measureInterleaved(runners);
-    for (const [impl, m] of Object.entries(measured)) results[impl][figure] = m;
+    for (const [impl, m] of Object.entries(measured)) {
+      const [name, variant] = impl.split(":");
+      results[name][variant ? `${figure}_${variant}` : figure] = m;
+    }
   }
   const { libsignal, node, noble } = results;
 
   const figures: Record<string, unknown>[] = [];
   const rows: string[] = [];
-  for (const name of ["session_setup", "steady_1to1", "ping_pong", "fanout8_send", "fanout8_roundtrip"]) {
-    const ref = libsignal[name];
+  for (const name of ["session_setup", "steady_1to1", "ping_pong", "ping_pong_classical", "fanout8_send", "fanout8_roundtrip"]) {
+    const ref = libsignal[name] ?? libsignal.ping_pong;
     for (const [provider, res] of [
       ["node", node],
       ["noble", noble],
@@ -248,6 +258,11 @@ async function main(): Promise<void> {
     note: "reference only: sender keys belong to the groups work",
   });
   rows.push(`group_encrypt      libsignal reference ${Math.round(g.opsPerSec)}`);
+  const pq = await pqRatchetCost();
+  figures.push(pq);
+  rows.push(
+    `pq_ratchet         bytes/message v2 ${pq.bytesPerMessage["sealpost/node v2"]} v1 ${pq.bytesPerMessage["sealpost/node v1"]} libsignal ${pq.bytesPerMessage.libsignal}; step ms node ${pq.stepMs.node} noble ${pq.stepMs.noble}`,
+  );
 
   const targets = TARGETS.map((t) => {
     const f = figures.find((x) => x.name === t.figure && x.implementation === `sealpost/${t.provider}`) as { ratio: number };
@@ -281,6 +296,63 @@ async function main(): Promise<void> {
   console.log(rows.join("\n"));
   for (const t of targets) console.log(`target ${t.figure} (${t.provider}) >= x${t.minRatio}: ${t.met ? "met" : "NOT met"} (x${t.ratio})`);
   console.log(`wrote ${path.relative(process.cwd(), out)} in ${result.durationSec} s`);
+}
+
+/**
+ * What the post-quantum ratchet costs beside libsignal (whose sessions run SPQR, its sparse
+ * post-quantum ratchet): protocol bytes per message over a 200-message ping-pong (sealpost:
+ * the device entry, its body travels apart; libsignal: the serialized message minus the
+ * 1 KiB payload), and the time of one step's KEM work (a key pair, an encapsulation, a
+ * decapsulation) with each provider.
+ */
+async function pqRatchetCost() {
+  const MESSAGES = 200;
+  const sealpostBytes = async (sessionVersion: 1 | 2) => {
+    const [a, b] = await sealpostPair(createNodeProvider(), { sessionVersion });
+    await a.cipher.processBundle(b.address, await b.bundle());
+    await sealpostRoundTrip(a, b);
+    await sealpostRoundTrip(b, a);
+    let bytes = 0;
+    for (let i = 0; i < MESSAGES; i++) {
+      const [from, to] = i % 2 === 0 ? [a, b] : [b, a];
+      const m = await sealpostSend(from, [to]);
+      bytes += m.entries[0].entry.length;
+      await to.cipher.decrypt(m.entries[0].entry, m.sharedBody, from.address);
+    }
+    return Math.round(bytes / MESSAGES);
+  };
+  const libsignalBytes = async () => {
+    const a = new LibsignalDevice("alice", 1);
+    const b = new LibsignalDevice("bob", 1);
+    await a.processBundle(b, b.bundle());
+    await libsignalRoundTrip(a, b);
+    await libsignalRoundTrip(b, a);
+    let bytes = 0;
+    for (let i = 0; i < MESSAGES; i++) {
+      const [from, to] = i % 2 === 0 ? [a, b] : [b, a];
+      const m = await from.encrypt(to, PAYLOAD);
+      bytes += m.serialize().length - PAYLOAD.length;
+      await to.decrypt(from, m);
+    }
+    return Math.round(bytes / MESSAGES);
+  };
+  const stepMs = (p: CryptoProvider) => {
+    const times: number[] = [];
+    for (let i = 0; i < 21; i++) {
+      const t = performance.now();
+      const k = p.mlKemKeygen(p.random(64));
+      const e = p.mlKemEncapsulate(k.publicKey, p.random(32));
+      p.mlKemDecapsulate(e.ciphertext, k.secretKey);
+      times.push(performance.now() - t);
+    }
+    return Number(times.sort((x, y) => x - y)[10].toFixed(2));
+  };
+  return {
+    name: "pq_ratchet_cost",
+    bytesPerMessage: { "sealpost/node v2": await sealpostBytes(2), "sealpost/node v1": await sealpostBytes(1), libsignal: await libsignalBytes() },
+    stepMs: { node: stepMs(createNodeProvider()), noble: stepMs(createNobleProvider()) },
+    note: `protocol bytes per message over a ${MESSAGES}-message ping-pong with the default schedule (a step per side after 50 messages sent); a step's KEM work (key pair + encapsulation + decapsulation), median of 21`,
+  };
 }
 
 function repoRoot(): string {

@@ -21,6 +21,7 @@ import {
   type DeviceRef,
   type LocalIdentity,
   type ProtocolStores,
+  type SessionCipherOptions,
 } from "@sealpost/client/protocol";
 
 export const CONTENT = create(ContentSchema, {
@@ -46,13 +47,15 @@ export class SealpostDevice {
   constructor(
     readonly provider: CryptoProvider,
     readonly address: DeviceRef,
+    /** E.g. sessionVersion 1 for the classical figures. */
+    private readonly options: SessionCipherOptions = {},
   ) {}
 
   async init(): Promise<this> {
     const now = Date.now();
     this.identity = (await createDeviceIdentity(this.provider, this.stores, this.address.deviceId, "bench", now)).identity;
     await generatePrekeyBatch(this.provider, this.stores, { signedPrekeyId: 1, kemPrekeyId: 1, nowMs: now });
-    this.cipher = new SessionCipher(this.provider, this.stores, this.address);
+    this.cipher = new SessionCipher(this.provider, this.stores, this.address, this.options);
     return this;
   }
 
@@ -73,9 +76,9 @@ export class SealpostDevice {
   }
 }
 
-export async function sealpostPair(provider: CryptoProvider): Promise<[SealpostDevice, SealpostDevice]> {
-  const a = await new SealpostDevice(provider, { accountId: "alice", deviceId: 1 }).init();
-  const b = await new SealpostDevice(provider, { accountId: "bob", deviceId: 1 }).init();
+export async function sealpostPair(provider: CryptoProvider, options: SessionCipherOptions = {}): Promise<[SealpostDevice, SealpostDevice]> {
+  const a = await new SealpostDevice(provider, { accountId: "alice", deviceId: 1 }, options).init();
+  const b = await new SealpostDevice(provider, { accountId: "bob", deviceId: 1 }, options).init();
   await a.trust(b);
   await b.trust(a);
   return [a, b];
