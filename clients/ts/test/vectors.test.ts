@@ -20,7 +20,7 @@ const FACTORIES: [string, ProviderFactory][] = [
 describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
   it("rebuilds every vector file byte-identically", async () => {
     const files = await buildAllVectors(make);
-    expect(Object.keys(files).length).toBe(8);
+    expect(Object.keys(files).length).toBe(9);
     for (const [name, value] of Object.entries(files)) {
       expect(JSON.stringify(value, null, 2) + "\n", name).toBe(readFileSync(path.join(dir, name), "utf8"));
     }
@@ -52,6 +52,23 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
     expect(p.ed25519Verify(fromHex(v.identity.signing_key), fromHex(v.signed_prekey.signed_bytes), fromHex(v.signed_prekey.signature))).toBe(true);
     const kemBytes = new Uint8Array([...fromHex(v.kem_prekey.signed_bytes_prefix), ...fromHex(v.kem_prekey.public_key)]);
     expect(p.ed25519Verify(fromHex(v.identity.signing_key), kemBytes, fromHex(v.kem_prekey.signature))).toBe(true);
+  });
+
+  it("pq-ratchet: KEM fields where the schedule puts them, every delivery opens, both root keys end equal", () => {
+    const v = load("pq-ratchet.json");
+    const byName = new Map<string, Record<string, string | number>>(v.messages.map((m: { name: string }) => [m.name, m]));
+    const kem = v.messages.map((m: Record<string, number>) => `${m.name}:${m.kem_public_key_id}/${m.kem_ciphertext_key_id}`);
+    expect(kem).toEqual(["a0:0/0", "a1:0/0", "b0:0/0", "b1:0/0", "a2:1/0", "b2:1/1", "b3:0/1", "a3:0/1", "a4:0/1", "b4:0/0", "b5:0/0", "a5:2/0"]);
+    for (const m of v.messages) {
+      expect(m.kem_public_key.length / 2).toBe(m.kem_public_key_id ? 1184 : 0);
+      expect(m.kem_ciphertext.length / 2).toBe(m.kem_ciphertext_key_id ? 1088 : 0);
+      // The AD is the 132-byte v1 layout with version 2, then both KEM fields with ids and lengths.
+      expect(m.associated_data.length / 2).toBe(132 + 16 + m.kem_public_key.length / 2 + m.kem_ciphertext.length / 2);
+      expect(m.associated_data.slice(54, 56)).toBe("02");
+    }
+    for (const d of v.deliveries) expect(d.plaintext).toBe(byName.get(d.name)!.plaintext);
+    const last = v.deliveries.at(-1);
+    expect(last.root_key_after).toBe(byName.get(last.name)!.root_key_after);
   });
 
   it("ratchet: a fresh responder replays Alice's first chain out of order from the recorded keys", () => {

@@ -8,6 +8,9 @@
  *   send:    { from, to: [handles], text, hold? }   encrypt once for every recipient; unless
  *            `hold` names it, deliver to each at once and check the decrypted content
  *   deliver: { message, to, expect?: ok|rejected }  deliver a held message (reordering, replay)
+ *   exchange: { between: [a, b], messages, kem_from?: [handles] }  `messages` texts, alternating
+ *            a -> b and b -> a, each delivered at once; with `kem_from`, each named device must
+ *            have sent at least one entry carrying a post-quantum ratchet step (a KEM ciphertext)
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -21,6 +24,7 @@ import {
   type CreateDeviceResponse,
 } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { DeviceEnvelopeSchema } from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
 import { KeyBundleSchema, type KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { randomBytes } from "node:crypto";
 import { ClientCheckFailure, expectOk, hex, type ClientCase, type ClientContext } from "./client-case.js";
@@ -137,6 +141,24 @@ class Scenario {
       else for (const t of to) await this.deliver(held, t, "ok");
       return;
     }
+    if (s.exchange) {
+      const [a, b] = s.exchange.between as [string, string];
+      const kemSent = new Map<string, number>();
+      for (let i = 0; i < Number(s.exchange.messages); i++) {
+        const [from, to] = i % 2 === 0 ? [a, b] : [b, a];
+        const name = `${this.id}/exchange/${i}`;
+        await this.step({ send: { from, to: [to], text: `exchange ${i}`, hold: name } });
+        const held = this.held.get(name)!;
+        this.held.delete(name);
+        if (carriesKemStep(held.entries.get(to)!)) kemSent.set(from, (kemSent.get(from) ?? 0) + 1);
+        await this.deliver(held, this.device(to), "ok");
+      }
+      for (const d of (s.exchange.kem_from ?? []) as string[]) {
+        if (!kemSent.get(d))
+          throw new ClientCheckFailure(`${this.device(d).side}:${d} sent no entry with a post-quantum ratchet step in ${s.exchange.messages} messages`);
+      }
+      return;
+    }
     if (s.deliver) {
       const a = s.deliver;
       const held = this.held.get(String(a.message));
@@ -183,6 +205,13 @@ class Scenario {
     const seq = m.channel.get(to.handle);
     if (dec.channelSequence !== seq) throw new ClientCheckFailure(`${where}: channel_sequence ${dec.channelSequence}, expected ${seq}`);
   }
+}
+
+/** Whether a device entry's RatchetMessage carries a KEM ciphertext (a post-quantum ratchet step). */
+function carriesKemStep(entry: Uint8Array): boolean {
+  const env = fromBinary(DeviceEnvelopeSchema, entry);
+  const m = env.kind.case === "ratchet" ? env.kind.value : env.kind.case === "prekey" ? env.kind.value.message : undefined;
+  return (m?.kemCiphertext.length ?? 0) > 0;
 }
 
 /** Every scenario of every YAML file in dir. */

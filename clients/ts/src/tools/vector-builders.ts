@@ -31,7 +31,7 @@ import {
   toSignedPrekey,
   verifyKeyBundle,
 } from "../protocol/prekeys.js";
-import { initInitiator, initResponder, planDecrypt, ratchetAssociatedData, ratchetEncrypt } from "../protocol/ratchet.js";
+import { initInitiator, initResponder, planDecrypt, ratchetAssociatedData, ratchetEncrypt, type RatchetHeader } from "../protocol/ratchet.js";
 import type { SessionState } from "../protocol/ratchet-state.js";
 import { accountFingerprint, safetyNumber } from "../protocol/safety-number.js";
 import { SessionCipher } from "../protocol/session-cipher.js";
@@ -538,6 +538,110 @@ export function safetyNumberVectors(make: ProviderFactory) {
   };
 }
 
+/**
+ * A version 2 conversation with post-quantum ratchet steps (docs/PROTOCOL.md, "Post-quantum
+ * ratchet"), on a fast schedule (a new KEM key after 2 messages) so steps come every few
+ * turns; the schedule is the sender's choice and does not change how messages are read.
+ * Alice's chain carrying a ciphertext (a3, a4) is delivered out of order; b2 carries both
+ * Bob's ciphertext for Alice's key and his own new key.
+ */
+const PQ_RATCHET_SCRIPT = [
+  "send a0",
+  "send a1",
+  "deliver a0",
+  "deliver a1",
+  "send b0",
+  "send b1",
+  "deliver b0",
+  "deliver b1",
+  "send a2",
+  "deliver a2",
+  "send b2",
+  "send b3",
+  "deliver b2",
+  "deliver b3",
+  "send a3",
+  "send a4",
+  "deliver a4",
+  "deliver a3",
+  "send b4",
+  "send b5",
+  "deliver b5",
+  "deliver b4",
+  "send a5",
+  "deliver a5",
+];
+
+export function pqRatchetVectors(make: ProviderFactory) {
+  const pa = seeded(make, "pq-ratchet/alice");
+  const pb = seeded(make, "pq-ratchet/bob");
+  const sk = pa.random(32);
+  const bobSpkPriv = pb.random(32);
+  const bobSpkPub = pb.x25519PublicKey(bobSpkPriv);
+  const aIk = pa.x25519PublicKey(pa.random(32));
+  const bIk = pb.x25519PublicKey(pb.random(32));
+  const baseKey = pa.random(32);
+  const a = initInitiator(pa, sk.slice(), aIk, bIk, bobSpkPub, baseKey, NOW, 2);
+  const b = initResponder(sk.slice(), bIk, aIk, bobSpkPriv, bobSpkPub, baseKey, NOW, 2);
+  const schedule = { messages: 2, ms: Number.MAX_SAFE_INTEGER };
+  const sent = new Map<string, { header: RatchetHeader; ciphertext: Uint8Array }>();
+  const messages: Record<string, unknown>[] = [];
+  const deliveries: Record<string, unknown>[] = [];
+  for (const event of PQ_RATCHET_SCRIPT) {
+    const [verb, name] = event.split(" ");
+    const fromAlice = name.startsWith("a");
+    if (verb === "send") {
+      const from = fromAlice ? a : b;
+      const plaintext = utf8(`message ${name}`);
+      const { header, ciphertext } = ratchetEncrypt(fromAlice ? pa : pb, from, plaintext, { nowMs: NOW, pqSchedule: schedule });
+      sent.set(name, { header, ciphertext });
+      messages.push({
+        name,
+        from: fromAlice ? "alice" : "bob",
+        plaintext: hex(plaintext),
+        ratchet_key: hex(header.ratchetKey),
+        previous_chain_length: header.previousCounter,
+        counter: header.counter,
+        kem_public_key_id: header.kemPublicKey?.id ?? 0,
+        kem_public_key: hex(header.kemPublicKey?.key ?? new Uint8Array(0)),
+        kem_ciphertext_key_id: header.kemCiphertext?.keyId ?? 0,
+        kem_ciphertext: hex(header.kemCiphertext?.ciphertext ?? new Uint8Array(0)),
+        associated_data: hex(ratchetAssociatedData(from.localIdentityKey, from.remoteIdentityKey, header, 2)),
+        ciphertext: hex(ciphertext),
+        root_key_after: hex(from.rootKey),
+      });
+    } else {
+      const m = sent.get(name)!;
+      const to = fromAlice ? b : a;
+      const plan = planDecrypt(fromAlice ? pb : pa, to, m.header, m.ciphertext, NOW);
+      plan.commit();
+      deliveries.push({
+        name,
+        to: fromAlice ? "bob" : "alice",
+        plaintext: hex(plan.plaintext),
+        root_key_after: hex(to.rootKey),
+        ratchet_kem_key_held: to.pq?.local?.id ?? 0,
+        peer_kem_key_known: to.pq?.remote?.id ?? 0,
+      });
+    }
+  }
+  return {
+    description:
+      "A version 2 (post-quantum ratchet) conversation from a fixed session secret. The sender's schedule here makes a new ratchet KEM key once 2 messages were sent since its last key was used (implementations choose their own schedule; receivers only follow the header fields). Alice draws: session secret (32), identity private key (32), base key (32), then per sending DH step: the ratchet key (32), an ML-KEM encapsulation m (32) when she holds an unused key of Bob's, an ML-KEM key-generation seed (64) when a new key of hers is due, in that order (the first ratchet key at RatchetInitAlice, before any KEM key exists). Bob draws: signed prekey (32), identity private key (32), then per sending DH step the same as Alice. `script` is the order of events; root_key_after of a message is the sender's root key after sending it.",
+    provenance: PROVENANCE,
+    seeds: { alice: "pq-ratchet/alice", bob: "pq-ratchet/bob" },
+    now_ms: NOW,
+    session_secret: hex(sk),
+    alice_identity_dh_key: hex(aIk),
+    bob_identity_dh_key: hex(bIk),
+    bob_signed_prekey_private: hex(bobSpkPriv),
+    bob_signed_prekey_public: hex(bobSpkPub),
+    script: PQ_RATCHET_SCRIPT,
+    messages,
+    deliveries,
+  };
+}
+
 /** Every vector file, by name. */
 export async function buildAllVectors(make: ProviderFactory): Promise<Record<string, unknown>> {
   return {
@@ -545,6 +649,7 @@ export async function buildAllVectors(make: ProviderFactory): Promise<Record<str
     "key-signatures.json": keySignatureVectors(make),
     "pqxdh.json": pqxdhVectors(make),
     "ratchet.json": ratchetVectors(make),
+    "pq-ratchet.json": pqRatchetVectors(make),
     "envelope.json": await envelopeVectors(make),
     "padding.json": paddingVectors(),
     "safety-number.json": safetyNumberVectors(make),
