@@ -259,10 +259,8 @@ async function main(): Promise<void> {
   });
   rows.push(`group_encrypt      libsignal reference ${Math.round(g.opsPerSec)}`);
   const pq = await pqRatchetCost();
-  figures.push(pq);
-  rows.push(
-    `pq_ratchet         bytes/message v2 ${pq.bytesPerMessage["sealpost/node v2"]} v1 ${pq.bytesPerMessage["sealpost/node v1"]} libsignal ${pq.bytesPerMessage.libsignal}; step ms node ${pq.stepMs.node} noble ${pq.stepMs.noble}`,
-  );
+  figures.push(...pq);
+  for (const f of pq) rows.push(`${f.name.padEnd(18)} ${f.implementation.padEnd(14)} ${f.value} ${f.unit}${"reference" in f ? `  libsignal ${(f.reference as { value: number }).value}` : ""}`);
 
   const targets = TARGETS.map((t) => {
     const f = figures.find((x) => x.name === t.figure && x.implementation === `sealpost/${t.provider}`) as { ratio: number };
@@ -347,12 +345,30 @@ async function pqRatchetCost() {
     }
     return Number(times.sort((x, y) => x - y)[10].toFixed(2));
   };
-  return {
-    name: "pq_ratchet_cost",
-    bytesPerMessage: { "sealpost/node v2": await sealpostBytes(2), "sealpost/node v1": await sealpostBytes(1), libsignal: await libsignalBytes() },
-    stepMs: { node: stepMs(createNodeProvider()), noble: stepMs(createNobleProvider()) },
-    note: `protocol bytes per message over a ${MESSAGES}-message ping-pong with the default schedule (a step per side after 50 messages sent); a step's KEM work (key pair + encapsulation + decapsulation), median of 21`,
-  };
+  const [v2, v1, libsignal] = [await sealpostBytes(2), await sealpostBytes(1), await libsignalBytes()];
+  const bytes = (implementation: string, value: number, note: string) => ({
+    name: "pq_ratchet_bytes",
+    implementation,
+    value,
+    unit: "protocol bytes/message",
+    samples: 1,
+    reference: { implementation: "libsignal-client (SPQR)", value: libsignal, samples: 1 },
+    note,
+  });
+  const step = (implementation: string, value: number) => ({
+    name: "pq_ratchet_step",
+    implementation,
+    value,
+    unit: "ms per step",
+    samples: 21,
+    note: "one step's KEM work on both sides (a key pair, an encapsulation, a decapsulation), median of 21",
+  });
+  return [
+    bytes("sealpost/node", v2, `version 2 sessions, ${MESSAGES}-message ping-pong, default schedule (a step per side after 50 messages sent); the device entry only (the body travels apart); libsignal: serialized message minus the 1 KiB payload`),
+    bytes("sealpost/node classical", v1, "the same on version 1 sessions (no PQ ratchet)"),
+    step("sealpost/node", stepMs(createNodeProvider())),
+    step("sealpost/noble", stepMs(createNobleProvider())),
+  ];
 }
 
 function repoRoot(): string {
