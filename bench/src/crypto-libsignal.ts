@@ -187,3 +187,9 @@ export class LibsignalDevice {
     return Signal.groupDecrypt(sender.address, this.senderKeys, ciphertext);
   }
 }
+
+/** Bytes of SPQR (libsignal's sparse post-quantum ratchet) data a non-prekey message carries. */
+export function spqrBytes(message: Signal.CiphertextMessage): number {
+  if (message.type() !== Signal.CiphertextMessageType.Whisper) return 0;
+  return Signal.SignalMessage.deserialize(message.serialize()).pqRatchet().length;
+}
