@@ -260,7 +260,10 @@ async function main(): Promise<void> {
   rows.push(`group_encrypt      libsignal reference ${Math.round(g.opsPerSec)}`);
   const pq = await pqRatchetCost();
   figures.push(...pq);
-  for (const f of pq) rows.push(`${f.name.padEnd(18)} ${f.implementation.padEnd(14)} ${f.value} ${f.unit}${"reference" in f ? `  libsignal ${(f.reference as { value: number }).value}` : ""}`);
+  for (const f of pq)
+    rows.push(
+      `${f.name.padEnd(18)} ${f.implementation.padEnd(14)} ${f.value} ${f.unit}${"reference" in f ? `  libsignal ${(f.reference as { value: number }).value}` : ""}`,
+    );
 
   const targets = TARGETS.map((t) => {
     const f = figures.find((x) => x.name === t.figure && x.implementation === `sealpost/${t.provider}`) as { ratio: number };
