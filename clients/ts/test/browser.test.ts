@@ -56,6 +56,7 @@ describe.runIf(chromiumInstalled)("in Chromium", () => {
         "group-state.json",
         "key-signatures.json",
         "padding.json",
+        "pq-ratchet.json",
         "pqxdh.json",
         "primitives.json",
         "ratchet.json",
