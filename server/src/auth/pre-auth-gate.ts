@@ -23,6 +23,10 @@ const OPEN_METHODS = new Set([
   "/sealpost.directory.v1.DirectoryService/Authenticate",
   "/sealpost.directory.v1.DirectoryService/GetDeviceList",
   "/sealpost.directory.v1.DirectoryService/GetCertificateKeys",
+  // Key transparency: anyone may audit the log (answers come from memory).
+  "/sealpost.directory.v1.DirectoryService/GetTreeHead",
+  "/sealpost.directory.v1.DirectoryService/GetConsistencyProof",
+  "/sealpost.directory.v1.DirectoryService/GetLogEntries",
   "/sealpost.delivery.v1.DeliveryService/GetLimits",
   // Sealed sender: the access key in the body stands in for a token (limited per caller address first).
   "/sealpost.delivery.v1.DeliveryService/SendSealed",

@@ -11,6 +11,7 @@ import type { DeviceIdentity } from "@sealpost/gen/sealpost/directory/v1/device_
 import { SealedAccessMode, type DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import { KeyBundleSchema, type KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { SenderCertificates } from "./sender-certificates.js";
+import { LOG_KEY_LABEL, TransparencyLog } from "../transparency/transparency-log.js";
 import { Authenticator, type AuthenticatedDevice, type DeviceStatus } from "../auth/authenticator.js";
 import { ChallengeStore } from "../auth/challenge.js";
 import { callerAddressKey, callerLimitKey } from "../caller-address.js";
@@ -128,6 +129,13 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   };
   const auth = new Authenticator(ctx.tokens, deviceStatus);
   const certificates = new SenderCertificates(ctx.tokens, options.certificateKeyVersion ?? 1, ctx.now);
+  const transparency = new TransparencyLog(ctx.nats, ctx.tokens.subkey(LOG_KEY_LABEL), ctx.now, ctx.log);
+  await whenJetStreamReady(() => transparency.start());
+  /** Appends an accepted version to the log; if this fails, the version's first GetDeviceList appends it. */
+  const logVersion = (accountId: string, version: bigint, deviceList: Uint8Array) =>
+    transparency.ensure(accountId, version, deviceList).catch((err) => {
+      ctx.log.warn("key transparency append deferred to the next read", { accountId, version: String(version), error: String(err) });
+    });
 
   const requireAccount = async (accountId: string): Promise<StoredDeviceList> => {
     const cur = await lists.current(accountId);
@@ -174,6 +182,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
         Code.FailedPrecondition,
       );
     }
+    await logVersion(me.accountId, next.list.version, next.signed.deviceList);
     // Every instance must have applied the change before we say it is done.
     await sync.barrier(revision, ctx.now());
     return { me, device, version: next.list.version };
@@ -199,6 +208,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
         );
       }
       if (!(await lists.create(first))) throw new ConnectError(`account ${accountId} already exists`, Code.AlreadyExists);
+      await logVersion(accountId, first.list.version, first.signed.deviceList);
       // Prekeys only after the account is ours, so a rejected duplicate never touches the
       // existing account's keys. If this instance dies here the device uploads them later.
       await prekeys.put(accountId, device.deviceId, { signedPrekey: req.signedPrekey, kemPrekey: req.kemPrekey });
@@ -264,7 +274,8 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       checkAccountId(req.accountId);
       const cur = await requireAccount(req.accountId);
       const history = req.historyAfterVersion === undefined ? [] : await lists.historyAfter(cur, req.historyAfterVersion, limits.maxHistoryVersions);
-      return { deviceList: cur.signed, history };
+      const inclusion = await storeOp("the key transparency log", () => transparency.inclusion(req.accountId, cur.list.version, cur.signed.deviceList));
+      return { deviceList: cur.signed, history, transparency: inclusion };
     },
 
     async uploadPrekeys(req, hctx) {
@@ -367,6 +378,18 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       return { keys: certificates.keys() };
     },
 
+    async getTreeHead() {
+      return { treeHead: transparency.treeHead(), logKey: transparency.logKey };
+    },
+
+    async getConsistencyProof(req) {
+      return { proof: transparency.consistency(req.firstSize, req.secondSize) };
+    },
+
+    async getLogEntries(req) {
+      return { entries: transparency.entries(req.start, req.count) };
+    },
+
     async setSealedAccess(req, hctx) {
       const me = await auth.require(hctx);
       const mode = req.mode;
@@ -406,6 +429,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       cache.fence();
       await sync.close();
       hub.close();
+      await transparency.close();
     },
   };
 }

@@ -51,6 +51,8 @@ export const mailboxStreamName = (partition: number) => `SP_MAILBOX_${partition}
 export const BODY_STREAM = "SP_BODIES";
 export const bodySubject = (key: string) => `sp.body.${key}`;
 export const ATTACHMENT_STREAM = "SP_ATTACHMENTS";
+export const KT_STREAM = "SP_KT";
+export const KT_SUBJECT = "sp.kt.leaf";
 export const attachmentChunkSubject = (id: string, index: number) => `sp.att.${id}.${index}`;
 
 /** Stable partition of a device: first 4 bytes of SHA-256("account/device") mod K. */
@@ -112,6 +114,18 @@ function streamConfigs(partitions: number, replicas: number): Partial<StreamConf
       duplicate_window: nanos(2 * 60 * 1000),
       max_msgs_per_subject: 1,
       allow_direct: true,
+      num_replicas: replicas,
+    },
+    {
+      // The key transparency log (transparency/transparency-log.ts): one message per leaf,
+      // kept forever, never deleted or purged.
+      name: KT_STREAM,
+      subjects: [KT_SUBJECT],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      duplicate_window: nanos(2 * 60 * 1000),
+      deny_delete: true,
+      deny_purge: true,
       num_replicas: replicas,
     },
     {

@@ -1,0 +1,96 @@
+/**
+ * Verification of RFC 9162 (Certificate Transparency 2.0) Merkle proofs, for the key
+ * transparency log (docs/PROTOCOL.md, "Key transparency"): leaf and node hashes, inclusion
+ * proofs (RFC 9162 section 2.1.3.2) and consistency proofs (section 2.1.4.2), as written
+ * there, over the provider's SHA-256. Plus the tree's root from its leaves (reference and
+ * vectors).
+ */
+import { bytesEqual, concatBytes } from "../crypto/bytes.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+
+const LEAF = new Uint8Array([0x00]);
+const NODE = new Uint8Array([0x01]);
+
+export function leafHash(p: CryptoProvider, leaf: Uint8Array): Uint8Array {
+  return p.sha256(concatBytes(LEAF, leaf));
+}
+
+export function nodeHash(p: CryptoProvider, left: Uint8Array, right: Uint8Array): Uint8Array {
+  return p.sha256(concatBytes(NODE, left, right));
+}
+
+/** Whether `path` proves that the leaf with hash `leaf` is at `index` in the tree of `size` leaves with root `root`. */
+export function verifyInclusion(p: CryptoProvider, leaf: Uint8Array, index: number, size: number, path: Uint8Array[], root: Uint8Array): boolean {
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const node of path) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(p, node, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+      }
+    } else {
+      r = nodeHash(p, r, node);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && bytesEqual(r, root);
+}
+
+/** Whether `proof` proves that the tree of `first` leaves (root `firstRoot`) is a prefix of the tree of `second` (root `secondRoot`). */
+export function verifyConsistency(
+  p: CryptoProvider,
+  first: number,
+  second: number,
+  firstRoot: Uint8Array,
+  secondRoot: Uint8Array,
+  proof: Uint8Array[],
+): boolean {
+  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(second) || first < 0 || first > second) return false;
+  if (first === second) return proof.length === 0 && bytesEqual(firstRoot, secondRoot);
+  if (first === 0) return proof.length === 0;
+  if (proof.length === 0) return false;
+  const path = (first & (first - 1)) === 0 ? [firstRoot, ...proof] : proof;
+  let fn = first - 1;
+  let sn = second - 1;
+  while (fn % 2 === 1) {
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  let fr = path[0];
+  let sr = path[0];
+  for (const c of path.slice(1)) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      fr = nodeHash(p, c, fr);
+      sr = nodeHash(p, c, sr);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+      }
+    } else {
+      sr = nodeHash(p, sr, c);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return bytesEqual(fr, firstRoot) && bytesEqual(sr, secondRoot) && sn === 0;
+}
+
+/** RFC 9162 MTH over leaf hashes (the definition, O(n)): for vectors and tests. */
+export function rootOf(p: CryptoProvider, leafHashes: Uint8Array[]): Uint8Array {
+  if (leafHashes.length === 0) return p.sha256(new Uint8Array(0));
+  if (leafHashes.length === 1) return leafHashes[0];
+  let k = 1;
+  while (k * 2 < leafHashes.length) k *= 2;
+  return nodeHash(p, rootOf(p, leafHashes.slice(0, k)), rootOf(p, leafHashes.slice(k)));
+}
