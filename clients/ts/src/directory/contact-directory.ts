@@ -23,6 +23,7 @@ import type { ConversationStore, DeviceRef } from "../store/conversation-store.j
 import type { MessengerEvent } from "../core/events.js";
 import { MessengerError } from "../core/messenger-errors.js";
 import type { ServerApi } from "../transport/server-api.js";
+import { TransparencyError, type KeyTransparency } from "./key-transparency.js";
 
 export interface ContactDirectoryDeps {
   api: ServerApi;
@@ -35,6 +36,8 @@ export interface ContactDirectoryDeps {
   emit: (e: MessengerEvent) => void;
   /** Drops the sessions and recorded identity of a device removed from its account's list. */
   forgetDevice?: (device: DeviceRef) => Promise<void>;
+  /** Checks that each fetched list is in the key transparency log. */
+  transparency: KeyTransparency;
 }
 
 interface Entry {
@@ -100,8 +103,9 @@ export class ContactDirectory {
     let verified: VerifiedDeviceList;
     try {
       verified = verifyDeviceListChain(this.d.provider, { accountId, trusted: before?.verified.signed, history: res.history, current: res.deviceList });
+      await this.d.transparency.verify(accountId, verified.list.version, res.deviceList.deviceList, res.transparency);
     } catch (err) {
-      if (err instanceof DeviceListVerificationError) {
+      if (err instanceof DeviceListVerificationError || err instanceof TransparencyError) {
         this.d.emit({ type: "directory-untrusted", accountId, problem: err.problem, detail: err.message });
         throw new MessengerError("directory_untrusted", `device list of ${accountId} failed verification (${err.problem})`, { cause: err });
       }

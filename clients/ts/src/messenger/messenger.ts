@@ -36,6 +36,7 @@ import { ContactWatch } from "../directory/contact-watch.js";
 import { verifySenderCertificate } from "../directory/sender-certificate.js";
 import type { SenderCertificate } from "@sealpost/gen/sealpost/directory/v1/sender_certificate_pb.js";
 import type { BackoffOptions } from "../util/backoff.js";
+import { KeyTransparency } from "../directory/key-transparency.js";
 import { ContactDirectory } from "../directory/contact-directory.js";
 import {
   directConversation,
@@ -221,6 +222,7 @@ export class Messenger {
       self: () => this.address,
       emit: (e) => this.onDirectoryEvent(e),
       forgetDevice: (device) => this.cipher.forgetDevice(device),
+      transparency: new KeyTransparency(this.api, this.provider, this.store),
     });
     this.account.sealedAccess ??= { mode: "contacts", accessKey: toHex(this.provider.random(16)) };
     this.sealed = new SealedSending({

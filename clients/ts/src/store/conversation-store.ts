@@ -224,6 +224,21 @@ export interface ConversationStore {
   getAccessKey(accountId: string): Promise<ContactAccessKey | undefined>;
   /** Keeps (or with `key` undefined, forgets) an account's access key. */
   setAccessKey(accountId: string, key: ContactAccessKey | undefined): Promise<void>;
+
+  /** The key transparency log key this device trusts and the largest tree head it verified. */
+  getTransparency(): Promise<TransparencyRecord | undefined>;
+  setTransparency(record: TransparencyRecord): Promise<void>;
+}
+
+/** What a device keeps of the key transparency log (directory/key-transparency.ts). */
+export interface TransparencyRecord {
+  /** The log key seen first (Ed25519 public key): a different one later is an attack. */
+  logKey: Uint8Array;
+  /** The largest signed tree head verified so far. */
+  treeSize: number;
+  rootHash: Uint8Array;
+  timestampMs: number;
+  signature: Uint8Array;
 }
 
 /** An access key another account shared with this one. */

@@ -8,6 +8,7 @@ import {
   type OutboxItem,
   type ReceiveState,
   type StoredMessage,
+  type TransparencyRecord,
   type TrustedDeviceList,
 } from "./conversation-store.js";
 
@@ -21,6 +22,7 @@ export class MemoryConversationStore implements ConversationStore {
   private readonly outbox = new Map<number, OutboxItem>();
   private readonly trusted = new Map<string, TrustedDeviceList>();
   private readonly accessKeys = new Map<string, ContactAccessKey>();
+  private transparency?: TransparencyRecord;
 
   async getAccount() {
     return this.account && copy(this.account);
@@ -78,5 +80,11 @@ export class MemoryConversationStore implements ConversationStore {
   async setAccessKey(accountId: string, key: ContactAccessKey | undefined) {
     if (key) this.accessKeys.set(accountId, copy(key));
     else this.accessKeys.delete(accountId);
+  }
+  async getTransparency() {
+    return this.transparency && copy(this.transparency);
+  }
+  async setTransparency(record: TransparencyRecord) {
+    this.transparency = copy(record);
   }
 }

@@ -15,6 +15,7 @@ import {
   compareMessages,
   type AccountRecord,
   type ContactAccessKey,
+  type TransparencyRecord,
   type ConversationKey,
   type ConversationStore,
   type OutboxItem,
@@ -32,6 +33,7 @@ export class RecordConversationStore implements ConversationStore {
   private readonly outbox: RecordSpace;
   private readonly trusted: RecordSpace;
   private readonly accessKeys: RecordSpace;
+  private readonly transparency: RecordSpace;
   private readonly conversations: RecordSpace;
   private readonly messageDirs = new Map<ConversationKey, RecordSpace>();
 
@@ -45,6 +47,7 @@ export class RecordConversationStore implements ConversationStore {
     this.outbox = open(joinPath(root, "outbox"));
     this.trusted = open(joinPath(root, "trusted"));
     this.accessKeys = open(joinPath(root, "access"));
+    this.transparency = open(joinPath(root, "transparency"));
     // An index of conversation keys (directory names are encoded, this keeps the real keys).
     this.conversations = open(joinPath(root, "conversations"));
   }
@@ -114,5 +117,11 @@ export class RecordConversationStore implements ConversationStore {
   async setAccessKey(accountId: string, key: ContactAccessKey | undefined) {
     if (key) await this.accessKeys.write(accountId, key);
     else await this.accessKeys.remove(accountId);
+  }
+  getTransparency() {
+    return this.transparency.read<TransparencyRecord>("head");
+  }
+  setTransparency(record: TransparencyRecord) {
+    return this.transparency.write("head", record);
   }
 }

@@ -1,0 +1,104 @@
+/**
+ * The client side of key transparency (docs/PROTOCOL.md, "Key transparency"). Every device
+ * list this device accepts must be in the server's append-only log: its leaf (the account's
+ * index, the version, the list's hash) has an audit path to a tree head signed by the log
+ * key. The device keeps the log key it saw first and the largest head it verified, and every
+ * new head must be consistent with that one (one log, only ever appended to), in whichever
+ * direction the sizes differ. So a server that shows two people different lists of one
+ * account has to keep two logs, and the first device that sees both heads proves it.
+ */
+import type { LogInclusion, SignedTreeHead } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
+import { bytesEqual, concatBytes, utf8 } from "../crypto/bytes.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+import type { ConversationStore, TransparencyRecord } from "../store/conversation-store.js";
+import type { ServerApi } from "../transport/server-api.js";
+import { KT_INDEX_LABEL, transparencyLeaf, treeHeadSignedBytes } from "./labels.js";
+import { leafHash, verifyConsistency, verifyInclusion } from "./merkle-proofs.js";
+
+/** A device list that the log does not vouch for; `problem` says how. */
+export class TransparencyError extends Error {
+  constructor(
+    readonly problem: "missing-proof" | "log-key-changed" | "bad-tree-head" | "not-included" | "inconsistent-log",
+    message: string,
+  ) {
+    super(message);
+    this.name = "TransparencyError";
+  }
+}
+
+export function accountIndex(p: CryptoProvider, accountId: string): Uint8Array {
+  return p.sha256(concatBytes(KT_INDEX_LABEL, utf8(accountId)));
+}
+
+export class KeyTransparency {
+  /** Verifications run one at a time: each may move the stored head. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly api: ServerApi,
+    private readonly provider: CryptoProvider,
+    private readonly store: ConversationStore,
+  ) {}
+
+  /**
+   * Checks that version `version` of `accountId`'s list (SignedDeviceList.device_list bytes
+   * `deviceList`) is in the log, by GetDeviceList's `inclusion`; throws TransparencyError if not.
+   */
+  verify(accountId: string, version: bigint, deviceList: Uint8Array, inclusion: LogInclusion | undefined): Promise<void> {
+    const run = this.queue.then(() => this.check(accountId, version, deviceList, inclusion));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async check(accountId: string, version: bigint, deviceList: Uint8Array, kt: LogInclusion | undefined): Promise<void> {
+    const p = this.provider;
+    const head = kt?.treeHead;
+    if (!kt || !head) throw new TransparencyError("missing-proof", `the device list of ${accountId} came without its place in the key transparency log`);
+    const known = await this.store.getTransparency();
+    const logKey = known?.logKey ?? (await this.api.open.getTreeHead({})).logKey;
+    if (!p.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) {
+      // A head signed by another key is either forged or from a log whose key changed.
+      const current = known ? (await this.api.open.getTreeHead({})).logKey : undefined;
+      if (current && !bytesEqual(current, known!.logKey))
+        throw new TransparencyError("log-key-changed", "the key transparency log key changed since this device first saw it");
+      throw new TransparencyError("bad-tree-head", "a key transparency tree head does not carry the log's signature");
+    }
+    const leaf = leafHash(p, transparencyLeaf(accountIndex(p, accountId), version, p.sha256(deviceList)));
+    if (!verifyInclusion(p, leaf, Number(kt.leafIndex), Number(head.treeSize), kt.auditPath, head.rootHash)) {
+      throw new TransparencyError(
+        "not-included",
+        `the device list of ${accountId} (version ${version}) is not in the key transparency log at the head the server gave`,
+      );
+    }
+    await this.advance(known, logKey, head);
+  }
+
+  /** Makes `head` consistent with the stored head, then keeps the larger of the two. */
+  private async advance(known: TransparencyRecord | undefined, logKey: Uint8Array, head: SignedTreeHead): Promise<void> {
+    const size = Number(head.treeSize);
+    if (known) {
+      const [small, large] =
+        known.treeSize <= size
+          ? [
+              { size: known.treeSize, root: known.rootHash },
+              { size, root: head.rootHash },
+            ]
+          : [
+              { size, root: head.rootHash },
+              { size: known.treeSize, root: known.rootHash },
+            ];
+      const proof =
+        small.size === large.size || small.size === 0
+          ? []
+          : (await this.api.open.getConsistencyProof({ firstSize: BigInt(small.size), secondSize: BigInt(large.size) })).proof;
+      if (!verifyConsistency(this.provider, small.size, large.size, small.root, large.root, proof)) {
+        throw new TransparencyError(
+          "inconsistent-log",
+          `the key transparency log at ${size} leaves is not consistent with the one this device saw at ${known.treeSize}: the server shows different logs`,
+        );
+      }
+      if (known.treeSize >= size) return;
+    }
+    await this.store.setTransparency({ logKey, treeSize: size, rootHash: head.rootHash, timestampMs: Number(head.timestampMs), signature: head.signature });
+  }
+}
