@@ -97,6 +97,56 @@ describe("KeyTransparency", () => {
   });
 });
 
+describe("the own-account monitor", () => {
+  async function monitorSetup(interceptors: Interceptor[] = []) {
+    const account = await createTestAccount(server.url, uniqueId("kt-mon"), { devices: 2, oneTimePrekeys: 1 });
+    const api = new ServerApi({
+      baseUrl: server.url,
+      provider: p,
+      now: Date.now,
+      transport: (baseUrl, base) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors: [...base, ...interceptors] }),
+    });
+    const store = new MemoryConversationStore();
+    const kt = new KeyTransparency(api, p, store);
+    const res = await api.open.getDeviceList({ accountId: account.accountId, historyAfterVersion: 0n });
+    const versions = new Map([...res.history].map((s) => [parseDeviceList(s).version, p.sha256(s.deviceList)] as const));
+    return { account, api, store, kt, versions };
+  }
+
+  it("reads every leaf once, in pages, and finds only versions the account made", async () => {
+    const { account, store, kt, versions } = await monitorSetup();
+    expect([...versions.keys()]).toEqual([1n, 2n]);
+    const first = await kt.monitor(account.accountId, versions, 3);
+    expect(first.read).toBe(first.size);
+    expect((await store.getTransparency())?.monitored?.size).toBe(first.size);
+    const again = await kt.monitor(account.accountId, versions, 3);
+    expect(again.read).toBe(again.size - first.size);
+  });
+
+  it("a version of its own account it never made is unknown-own-version", async () => {
+    const { account, kt, versions } = await monitorSetup();
+    versions.delete(2n);
+    const err = await kt.monitor(account.accountId, versions).catch((e) => e);
+    expect(err).toBeInstanceOf(TransparencyError);
+    expect(err.problem).toBe("unknown-own-version");
+  });
+
+  it("leaves that do not make up the signed head are inconsistent-log", async () => {
+    const lie: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      if (!res.stream && !req.stream && req.method.name === "GetLogEntries") {
+        const m = res.message as unknown as { entries: { listHash: Uint8Array }[] };
+        if (m.entries.length) m.entries[0].listHash = new Uint8Array(32).fill(7);
+      }
+      return res;
+    };
+    const { account, kt, versions } = await monitorSetup([lie]);
+    const err = await kt.monitor(account.accountId, versions).catch((e) => e);
+    expect(err).toBeInstanceOf(TransparencyError);
+    expect(["inconsistent-log", "unknown-own-version"]).toContain(err.problem);
+  });
+});
+
 describe("a Messenger shown a list the log does not vouch for", () => {
   it("refuses to send to that account and reports directory-untrusted (not-included)", async () => {
     const bob = await createDevice(server.url, uniqueId("kt-bob"));
@@ -128,6 +178,20 @@ describe("a Messenger shown a list the log does not vouch for", () => {
     } finally {
       await alice.m.close();
       await bob.m.close();
+    }
+  });
+
+  it("a started Messenger reads the log for its own account", async () => {
+    const carol = await createDevice(server.url, uniqueId("kt-carol"));
+    carol.m.start();
+    try {
+      for (let i = 0; i < 200 && !(await carol.stores.store.getTransparency())?.monitored; i++) await new Promise((r) => setTimeout(r, 25));
+      const kept = await carol.stores.store.getTransparency();
+      expect(kept?.monitored?.size).toBeGreaterThan(0);
+      expect(kept!.monitored!.size).toBeLessThanOrEqual(kept!.treeSize);
+      expect(carol.log.of("directory-untrusted")).toEqual([]);
+    } finally {
+      await carol.m.close();
     }
   });
 });

@@ -13,12 +13,12 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import type { ConversationStore, TransparencyRecord } from "../store/conversation-store.js";
 import type { ServerApi } from "../transport/server-api.js";
 import { KT_INDEX_LABEL, transparencyLeaf, treeHeadSignedBytes } from "./labels.js";
-import { leafHash, verifyConsistency, verifyInclusion } from "./merkle-proofs.js";
+import { leafHash, nodeHash, verifyConsistency, verifyInclusion } from "./merkle-proofs.js";
 
-/** A device list that the log does not vouch for; `problem` says how. */
+/** A device list that the log does not vouch for, or a log that lies; `problem` says how. */
 export class TransparencyError extends Error {
   constructor(
-    readonly problem: "missing-proof" | "log-key-changed" | "bad-tree-head" | "not-included" | "inconsistent-log",
+    readonly problem: "missing-proof" | "log-key-changed" | "bad-tree-head" | "not-included" | "inconsistent-log" | "unknown-own-version",
     message: string,
   ) {
     super(message);
@@ -73,6 +73,62 @@ export class KeyTransparency {
     await this.advance(known, logKey, head);
   }
 
+  /**
+   * The monitor: reads the log's leaves this device has not read yet, checks that they make
+   * up the signed head (so none was left out or changed), and that every leaf of this
+   * device's own account is a version in `ownVersions` (version -> SHA-256 of its
+   * device_list: the account's verified chain). A version the account never made, e.g. a
+   * list shown only to others, is `unknown-own-version`. Pages of `pageSize` leaves.
+   */
+  monitor(accountId: string, ownVersions: Map<bigint, Uint8Array>, pageSize = 1000): Promise<{ read: number; size: number }> {
+    const run = this.queue.then(() => this.readLog(accountId, ownVersions, pageSize));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async readLog(accountId: string, ownVersions: Map<bigint, Uint8Array>, pageSize: number) {
+    const p = this.provider;
+    const { treeHead: head, logKey: served } = await this.api.open.getTreeHead({});
+    if (!head) throw new TransparencyError("missing-proof", "GetTreeHead returned no tree head");
+    let known = await this.store.getTransparency();
+    const logKey = known?.logKey ?? served;
+    if (!p.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) {
+      if (known && !bytesEqual(served, known.logKey))
+        throw new TransparencyError("log-key-changed", "the key transparency log key changed since this device first saw it");
+      throw new TransparencyError("bad-tree-head", "a key transparency tree head does not carry the log's signature");
+    }
+    await this.advance(known, logKey, head);
+    known = (await this.store.getTransparency())!;
+    const size = Number(head.treeSize);
+    const start = known.monitored?.size ?? 0;
+    if (start > size) return { read: 0, size: start };
+    const frontier = (known.monitored?.frontier ?? []).map((f) => ({ height: f.height, hash: f.hash }));
+    const mine = accountIndex(p, accountId);
+    for (let at = start; at < size; ) {
+      const { entries } = await this.api.open.getLogEntries({ start: BigInt(at), count: Math.min(pageSize, size - at) });
+      if (entries.length === 0) throw new TransparencyError("inconsistent-log", `the log returned no leaves at ${at} of ${size}`);
+      for (const e of entries.slice(0, size - at)) {
+        if (bytesEqual(e.accountIndex, mine)) {
+          const expected = ownVersions.get(e.version);
+          if (!expected || !bytesEqual(expected, e.listHash)) {
+            throw new TransparencyError(
+              "unknown-own-version",
+              `the key transparency log holds version ${e.version} of ${accountId}, which this account never made`,
+            );
+          }
+        }
+        appendToFrontier(p, frontier, leafHash(p, transparencyLeaf(e.accountIndex, e.version, e.listHash)));
+      }
+      at += entries.length;
+    }
+    if (!bytesEqual(frontierRoot(p, frontier), head.rootHash)) {
+      throw new TransparencyError("inconsistent-log", `the log's leaves do not make up its signed head at ${size} leaves`);
+    }
+    const latest = (await this.store.getTransparency())!;
+    await this.store.setTransparency({ ...latest, monitored: { size, frontier } });
+    return { read: size - start, size };
+  }
+
   /** Makes `head` consistent with the stored head, then keeps the larger of the two. */
   private async advance(known: TransparencyRecord | undefined, logKey: Uint8Array, head: SignedTreeHead): Promise<void> {
     const size = Number(head.treeSize);
@@ -99,6 +155,31 @@ export class KeyTransparency {
       }
       if (known.treeSize >= size) return;
     }
-    await this.store.setTransparency({ logKey, treeSize: size, rootHash: head.rootHash, timestampMs: Number(head.timestampMs), signature: head.signature });
+    await this.store.setTransparency({
+      ...known,
+      logKey,
+      treeSize: size,
+      rootHash: head.rootHash,
+      timestampMs: Number(head.timestampMs),
+      signature: head.signature,
+    });
   }
+}
+
+/** Adds a leaf to the perfect subtrees covering the leaves so far (merging equal heights). */
+function appendToFrontier(p: CryptoProvider, frontier: { height: number; hash: Uint8Array }[], leaf: Uint8Array): void {
+  frontier.push({ height: 0, hash: leaf });
+  while (frontier.length > 1 && frontier[frontier.length - 1].height === frontier[frontier.length - 2].height) {
+    const right = frontier.pop()!;
+    const left = frontier.pop()!;
+    frontier.push({ height: left.height + 1, hash: nodeHash(p, left.hash, right.hash) });
+  }
+}
+
+/** RFC 9162 MTH of the leaves the frontier covers: the subtrees folded from the right. */
+function frontierRoot(p: CryptoProvider, frontier: { height: number; hash: Uint8Array }[]): Uint8Array {
+  if (frontier.length === 0) return p.sha256(new Uint8Array(0));
+  let r = frontier[frontier.length - 1].hash;
+  for (let i = frontier.length - 2; i >= 0; i--) r = nodeHash(p, frontier[i].hash, r);
+  return r;
 }

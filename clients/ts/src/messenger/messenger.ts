@@ -36,7 +36,8 @@ import { ContactWatch } from "../directory/contact-watch.js";
 import { verifySenderCertificate } from "../directory/sender-certificate.js";
 import type { SenderCertificate } from "@sealpost/gen/sealpost/directory/v1/sender_certificate_pb.js";
 import type { BackoffOptions } from "../util/backoff.js";
-import { KeyTransparency } from "../directory/key-transparency.js";
+import { KeyTransparency, TransparencyError } from "../directory/key-transparency.js";
+import { monitorOwnAccount } from "../directory/own-account-monitor.js";
 import { ContactDirectory } from "../directory/contact-directory.js";
 import {
   directConversation,
@@ -156,6 +157,7 @@ export class Messenger {
   readonly provider: CryptoProvider;
   readonly api: ServerApi;
   readonly directory: ContactDirectory;
+  private readonly transparency: KeyTransparency;
   readonly cipher: SessionCipher;
   readonly store: ConversationStore;
   readonly protocol: ProtocolStores;
@@ -212,6 +214,7 @@ export class Messenger {
     this.watchEnabled = opts.watchDirectory ?? true;
     this.prekeyCheckIntervalMs = opts.prekeyCheckIntervalMs ?? 3600_000;
     this.cipher = new SessionCipher(this.provider, this.protocol, this.address, { now: this.now, requireKnownIdentity: true });
+    this.transparency = new KeyTransparency(this.api, this.provider, this.store);
     this.directory = new ContactDirectory({
       api: this.api,
       provider: this.provider,
@@ -222,7 +225,7 @@ export class Messenger {
       self: () => this.address,
       emit: (e) => this.onDirectoryEvent(e),
       forgetDevice: (device) => this.cipher.forgetDevice(device),
-      transparency: new KeyTransparency(this.api, this.provider, this.store),
+      transparency: this.transparency,
     });
     this.account.sealedAccess ??= { mode: "contacts", accessKey: toHex(this.provider.random(16)) };
     this.sealed = new SealedSending({
@@ -366,7 +369,11 @@ export class Messenger {
     this.transfers.resume();
     void this.prekeys.check();
     void this.registerSealedAccess().catch(() => {}); // tried again at the next start
-    this.prekeyTimer = setInterval(() => void this.prekeys.check(), this.prekeyCheckIntervalMs);
+    void this.monitorTransparency();
+    this.prekeyTimer = setInterval(() => {
+      void this.prekeys.check();
+      void this.monitorTransparency();
+    }, this.prekeyCheckIntervalMs);
     unrefTimer(this.prekeyTimer);
     void this.contactWatch.restart();
   }
@@ -803,6 +810,20 @@ export class Messenger {
   }
 
   // ---------------------------------------------------------------- directory
+
+  /**
+   * Reads the key transparency log for versions of this account it never made; a finding is
+   * a directory-untrusted event (problem unknown-own-version, or a log that lies). Network
+   * failures wait for the next run.
+   */
+  async monitorTransparency(): Promise<void> {
+    try {
+      await monitorOwnAccount(this.api, this.provider, this.transparency, this.accountId);
+    } catch (err) {
+      if (err instanceof TransparencyError)
+        this.bus.emit({ type: "directory-untrusted", accountId: this.accountId, problem: err.problem, detail: err.message });
+    }
+  }
 
   private onDirectoryEvent(e: MessengerEvent): void {
     this.bus.emit(e);

@@ -239,6 +239,12 @@ export interface TransparencyRecord {
   rootHash: Uint8Array;
   timestampMs: number;
   signature: Uint8Array;
+  /**
+   * How far this device has read the log for versions of its own account (the monitor): the
+   * number of leaves read and the roots of the perfect subtrees covering them (largest first),
+   * from which the next leaves extend the tree.
+   */
+  monitored?: { size: number; frontier: { height: number; hash: Uint8Array }[] };
 }
 
 /** An access key another account shared with this one. */
