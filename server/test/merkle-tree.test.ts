@@ -6,7 +6,10 @@
 import { describe, expect, it } from "vitest";
 import { createNodeProvider } from "@sealpost/client/crypto";
 import { rootOf, verifyConsistency, verifyInclusion } from "../../clients/ts/src/directory/merkle-proofs.js";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { MerkleTree, leafHash } from "../src/transparency/merkle-tree.js";
+import { accountIndex, encodeLeaf, listHash, treeHeadSignedBytes } from "../src/transparency/transparency-log.js";
 
 const p = createNodeProvider();
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -60,5 +63,20 @@ describe("MerkleTree", () => {
       expect(verifyInclusion(p, leaves[m], m, 1000, path, t.root())).toBe(true);
     }
     for (const m of [1, 333, 512, 999]) expect(verifyConsistency(p, m, 1000, t.root(m), t.root(), t.consistencyProof(m))).toBe(true);
+  });
+
+  it("reproduces conformance/vectors/transparency.json: leaves, roots, proofs and the signed bytes of a head", () => {
+    const v = JSON.parse(readFileSync(fileURLToPath(new URL("../../conformance/vectors/transparency.json", import.meta.url)), "utf8"));
+    const t = new MerkleTree();
+    for (const l of v.leaves) {
+      const leaf = encodeLeaf({ accountIndex: accountIndex(l.account_id), version: BigInt(l.version), listHash: listHash(Buffer.from(l.device_list, "hex")) });
+      expect(hex(leaf)).toBe(l.leaf);
+      t.appendHash(leafHash(leaf));
+    }
+    for (const r of v.roots) expect(hex(t.root(r.tree_size))).toBe(r.root_hash);
+    for (const x of v.inclusion) expect(t.inclusionProof(x.leaf_index, x.tree_size).map(hex)).toEqual(x.audit_path);
+    for (const x of v.consistency) expect(t.consistencyProof(x.first_size, x.second_size).map(hex)).toEqual(x.proof);
+    const h = v.tree_head;
+    expect(hex(treeHeadSignedBytes(BigInt(h.tree_size), Buffer.from(h.root_hash, "hex"), BigInt(h.timestamp_ms)))).toBe(h.signed_bytes);
   });
 });

@@ -63,6 +63,7 @@ describe.runIf(chromiumInstalled)("in Chromium", () => {
         "safety-number.json",
         "sealed-entry.json",
         "sender-keys.json",
+        "transparency.json",
       ]);
       for (const [name, text] of Object.entries(files)) expect(text, name).toBe(readFileSync(path.join(vectorsDir, name), "utf8"));
     }, 120_000);

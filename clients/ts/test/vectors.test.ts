@@ -7,6 +7,9 @@ import { fromHex, toHex } from "../src/crypto/bytes.js";
 import { createNobleProvider } from "../src/crypto/noble-provider.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import { initResponder, planDecrypt } from "../src/protocol/ratchet.js";
+import { accountIndex } from "../src/directory/key-transparency.js";
+import { transparencyLeaf, treeHeadSignedBytes } from "../src/directory/labels.js";
+import { leafHash, verifyConsistency, verifyInclusion } from "../src/directory/merkle-proofs.js";
 import { buildAllVectors, type ProviderFactory } from "../src/tools/vector-builders.js";
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../conformance/vectors");
@@ -20,7 +23,7 @@ const FACTORIES: [string, ProviderFactory][] = [
 describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
   it("rebuilds every vector file byte-identically", async () => {
     const files = await buildAllVectors(make);
-    expect(Object.keys(files).length).toBe(9);
+    expect(Object.keys(files).length).toBe(10);
     for (const [name, value] of Object.entries(files)) {
       expect(JSON.stringify(value, null, 2) + "\n", name).toBe(readFileSync(path.join(dir, name), "utf8"));
     }
@@ -52,6 +55,26 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
     expect(p.ed25519Verify(fromHex(v.identity.signing_key), fromHex(v.signed_prekey.signed_bytes), fromHex(v.signed_prekey.signature))).toBe(true);
     const kemBytes = new Uint8Array([...fromHex(v.kem_prekey.signed_bytes_prefix), ...fromHex(v.kem_prekey.public_key)]);
     expect(p.ed25519Verify(fromHex(v.identity.signing_key), kemBytes, fromHex(v.kem_prekey.signature))).toBe(true);
+  });
+
+  it("transparency: leaves, roots, every inclusion and consistency proof and the tree head verify", () => {
+    const v = load("transparency.json");
+    const p = make(() => new Uint8Array(0));
+    for (const l of v.leaves) {
+      expect(toHex(accountIndex(p, l.account_id))).toBe(l.account_index);
+      expect(toHex(p.sha256(fromHex(l.device_list)))).toBe(l.list_hash);
+      expect(toHex(transparencyLeaf(fromHex(l.account_index), BigInt(l.version), fromHex(l.list_hash)))).toBe(l.leaf);
+      expect(toHex(leafHash(p, fromHex(l.leaf)))).toBe(l.leaf_hash);
+    }
+    const hashes = v.leaves.map((l: { leaf_hash: string }) => fromHex(l.leaf_hash));
+    const root = (n: number) => fromHex(v.roots[n - 1].root_hash);
+    for (const x of v.inclusion)
+      expect(verifyInclusion(p, hashes[x.leaf_index], x.leaf_index, x.tree_size, x.audit_path.map(fromHex), root(x.tree_size))).toBe(true);
+    for (const x of v.consistency)
+      expect(verifyConsistency(p, x.first_size, x.second_size, root(x.first_size), root(x.second_size), x.proof.map(fromHex))).toBe(true);
+    const h = v.tree_head;
+    expect(toHex(treeHeadSignedBytes(BigInt(h.tree_size), fromHex(h.root_hash), BigInt(h.timestamp_ms)))).toBe(h.signed_bytes);
+    expect(p.ed25519Verify(fromHex(h.log_key), fromHex(h.signed_bytes), fromHex(h.signature))).toBe(true);
   });
 
   it("pq-ratchet: KEM fields where the schedule puts them, every delivery opens, both root keys end equal", () => {

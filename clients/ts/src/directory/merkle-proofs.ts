@@ -90,7 +90,32 @@ export function verifyConsistency(
 export function rootOf(p: CryptoProvider, leafHashes: Uint8Array[]): Uint8Array {
   if (leafHashes.length === 0) return p.sha256(new Uint8Array(0));
   if (leafHashes.length === 1) return leafHashes[0];
-  let k = 1;
-  while (k * 2 < leafHashes.length) k *= 2;
+  const k = split(leafHashes.length);
   return nodeHash(p, rootOf(p, leafHashes.slice(0, k)), rootOf(p, leafHashes.slice(k)));
+}
+
+const split = (n: number) => {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+};
+
+/** RFC 9162 PATH(m, D[n]) over leaf hashes (the definition, O(n)): for vectors and tests. */
+export function inclusionPathOf(p: CryptoProvider, leafHashes: Uint8Array[], m: number): Uint8Array[] {
+  const n = leafHashes.length;
+  if (n <= 1) return [];
+  const k = split(n);
+  return m < k
+    ? [...inclusionPathOf(p, leafHashes.slice(0, k), m), rootOf(p, leafHashes.slice(k))]
+    : [...inclusionPathOf(p, leafHashes.slice(k), m - k), rootOf(p, leafHashes.slice(0, k))];
+}
+
+/** RFC 9162 PROOF(m, D[n]) over leaf hashes (the definition, O(n)): for vectors and tests. */
+export function consistencyProofOf(p: CryptoProvider, leafHashes: Uint8Array[], m: number): Uint8Array[] {
+  const sub = (m: number, d: Uint8Array[], whole: boolean): Uint8Array[] => {
+    if (m === d.length) return whole ? [] : [rootOf(p, d)];
+    const k = split(d.length);
+    return m <= k ? [...sub(m, d.slice(0, k), whole), rootOf(p, d.slice(k))] : [...sub(m - k, d.slice(k), false), rootOf(p, d.slice(0, k))];
+  };
+  return m === 0 || m === leafHashes.length ? [] : sub(m, leafHashes, true);
 }

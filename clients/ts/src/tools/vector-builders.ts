@@ -7,7 +7,10 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { KeyBundleSchema } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { ContentSchema, ReceiptSchema, ReceiptType, TextSchema, TypingSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
-import { concatBytes, toHex, u32be, utf8 } from "../crypto/bytes.js";
+import { concatBytes, fromHex as fromHexBytes, toHex, u32be, utf8 } from "../crypto/bytes.js";
+import { accountIndex } from "../directory/key-transparency.js";
+import { transparencyLeaf, treeHeadSignedBytes } from "../directory/labels.js";
+import { consistencyProofOf, inclusionPathOf, leafHash, rootOf } from "../directory/merkle-proofs.js";
 import { createDeterministicRandom } from "../crypto/deterministic-random.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { generateLocalIdentity, toDeviceIdentity, type LocalIdentity } from "../protocol/identity.js";
@@ -642,6 +645,80 @@ export function pqRatchetVectors(make: ProviderFactory) {
   };
 }
 
+/**
+ * Key transparency: seven leaves of three accounts, the tree's roots, inclusion and
+ * consistency proofs (RFC 9162 PATH and PROOF, computed from the definitions) and a tree
+ * head signed by a log key from a fixed seed.
+ */
+export function transparencyVectors(make: ProviderFactory) {
+  const p = make(() => {
+    throw new Error("no randomness needed");
+  });
+  const versions: [string, bigint][] = [
+    ["alice", 1n],
+    ["bob", 1n],
+    ["alice", 2n],
+    ["carol", 1n],
+    ["bob", 2n],
+    ["alice", 3n],
+    ["bob", 3n],
+  ];
+  const leaves = versions.map(([account, version]) => {
+    const deviceList = utf8(`device list of ${account}, version ${version}`);
+    const index = accountIndex(p, account);
+    const listHash = p.sha256(deviceList);
+    const leaf = transparencyLeaf(index, version, listHash);
+    return {
+      account_id: account,
+      version: Number(version),
+      device_list: hex(deviceList),
+      account_index: hex(index),
+      list_hash: hex(listHash),
+      leaf: hex(leaf),
+      leaf_hash: hex(leafHash(p, leaf)),
+    };
+  });
+  const hashes = leaves.map((l) => fromHexBytes(l.leaf_hash));
+  const roots = hashes.map((_, i) => ({ tree_size: i + 1, root_hash: hex(rootOf(p, hashes.slice(0, i + 1))) }));
+  const inclusion = [
+    [0, 1],
+    [0, 7],
+    [2, 7],
+    [5, 6],
+    [6, 7],
+    [3, 4],
+  ].map(([m, n]) => ({ leaf_index: m, tree_size: n, audit_path: inclusionPathOf(p, hashes.slice(0, n), m).map(hex) }));
+  const consistency = [
+    [1, 7],
+    [2, 5],
+    [3, 7],
+    [4, 7],
+    [6, 7],
+    [7, 7],
+  ].map(([m, n]) => ({ first_size: m, second_size: n, proof: consistencyProofOf(p, hashes.slice(0, n), m).map(hex) }));
+  const logSeed = new Uint8Array(32).fill(0x4b);
+  const root = rootOf(p, hashes);
+  const signedBytes = treeHeadSignedBytes(7n, root, BigInt(NOW));
+  return {
+    description:
+      "Key transparency (docs/PROTOCOL.md): leaves (account_index || u64be(version) || SHA-256(device_list)), RFC 9162 leaf hashes, the root of every prefix, inclusion proofs (PATH) and consistency proofs (PROOF) from the RFC's definitions, and a tree head over all seven leaves signed by the log key from seed 0x4b * 32. No randomness.",
+    provenance: PROVENANCE,
+    leaves,
+    roots,
+    inclusion,
+    consistency,
+    tree_head: {
+      log_key_seed: hex(logSeed),
+      log_key: hex(p.ed25519PublicKey(logSeed)),
+      tree_size: 7,
+      root_hash: hex(root),
+      timestamp_ms: NOW,
+      signed_bytes: hex(signedBytes),
+      signature: hex(p.ed25519Sign(logSeed, signedBytes)),
+    },
+  };
+}
+
 /** Every vector file, by name. */
 export async function buildAllVectors(make: ProviderFactory): Promise<Record<string, unknown>> {
   return {
@@ -654,6 +731,7 @@ export async function buildAllVectors(make: ProviderFactory): Promise<Record<str
     "padding.json": paddingVectors(),
     "safety-number.json": safetyNumberVectors(make),
     "sealed-entry.json": sealedEntryVectors(make),
+    "transparency.json": transparencyVectors(make),
   };
 }
 
