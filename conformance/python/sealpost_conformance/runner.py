@@ -3,13 +3,14 @@ conformance/src/runner/server-runner.ts (same steps, macros, results)."""
 import fnmatch
 import os
 import re
+import hashlib
 import time
 
 from . import fixtures as fx
 from .matcher import match
 from .values import CaseError, Evaluator, as_bytes, get_path, lookup, to_b64, to_wire
 
-STEP_KINDS = ["open", "call", "send", "receive", "quiet", "end", "close", "let", "identity", "create_account", "authenticate", "link_device", "repeat", "sleep", "verify_sender_certificate"]
+STEP_KINDS = ["open", "call", "send", "receive", "quiet", "end", "close", "let", "identity", "create_account", "authenticate", "link_device", "repeat", "sleep", "verify_sender_certificate", "verify_log_inclusion", "verify_log_consistency"]
 CALL_TIMEOUT_MS = 10000
 RECEIVE_TIMEOUT_MS = 5000
 DIR = "sealpost.directory.v1.DirectoryService/"
@@ -220,6 +221,35 @@ class CaseExecution:
             time.sleep(s["sleep"] / 1000.0)
         elif kind == "verify_sender_certificate":
             self.verify_sender_certificate(s["verify_sender_certificate"])
+        elif kind == "verify_log_inclusion":
+            v = s["verify_log_inclusion"]
+            self.verify_log_inclusion(self.ev.eval(v["response"]) or {}, str(self.ev.eval(v["account_id"])), self.ev.eval(v["log_key"]))
+        elif kind == "verify_log_consistency":
+            v = s["verify_log_consistency"]
+            key = self.ev.eval(v["log_key"])
+            first, second = self.ev.eval(v["first"]) or {}, self.ev.eval(v["second"]) or {}
+            check_tree_head(first, key)
+            check_tree_head(second, key)
+            proof = [as_bytes(x, "proof[]") for x in (self.ev.eval(v["proof"]) or [])]
+            if not log_consistent(int(first.get("tree_size", 0)), int(second.get("tree_size", 0)), as_bytes(first.get("root_hash", ""), "root_hash"), as_bytes(second.get("root_hash", ""), "root_hash"), proof):
+                raise StepFailure("key transparency: the first head is not proven a prefix of the second")
+
+    def verify_log_inclusion(self, res, account_id, log_key):
+        """A client's check of GetDeviceList's LogInclusion (PROTOCOL.md, "Key transparency")."""
+        kt = res.get("transparency") or {}
+        head = kt.get("tree_head")
+        if not head or not (res.get("device_list") or {}).get("device_list"):
+            raise StepFailure("key transparency: the answer has no device list or no tree head")
+        check_tree_head(head, log_key)
+        device_list = as_bytes(res["device_list"]["device_list"], "device_list")
+        DeviceList = self.stack.modules["sealpost/directory/v1/device_list.proto"][0].DeviceList
+        parsed = DeviceList()
+        parsed.ParseFromString(device_list)
+        index = hashlib.sha256(b"sealpost.kt.index.v1" + account_id.encode()).digest()
+        leaf = index + parsed.version.to_bytes(8, "big") + hashlib.sha256(device_list).digest()
+        path = [as_bytes(x, "audit_path[]") for x in kt.get("audit_path", [])]
+        if not log_includes(hashlib.sha256(b"\x00" + leaf).digest(), int(kt.get("leaf_index", 0)), int(head.get("tree_size", 0)), path, as_bytes(head.get("root_hash", ""), "root_hash")):
+            raise StepFailure("key transparency: version %d of %s is not in the log" % (parsed.version, account_id))
 
     def verify_sender_certificate(self, v):
         """A recipient's check of a sender certificate (PROTOCOL.md, "Sender certificates")."""
@@ -325,3 +355,59 @@ def _b36(n):
         s = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + s
         if n == 0:
             return s
+
+
+def _node(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def check_tree_head(head, log_key):
+    """The head's signature by the log key over the label, size, root and time."""
+    from .curves import ed25519_verify
+
+    signed = b"sealpost.kt.tree-head.v1" + int(head.get("tree_size", 0)).to_bytes(8, "big") + as_bytes(head.get("root_hash", ""), "root_hash") + int(head.get("timestamp_ms", 0)).to_bytes(8, "big")
+    if not ed25519_verify(as_bytes(log_key, "log_key"), signed, as_bytes(head.get("signature", ""), "signature")):
+        raise StepFailure("key transparency: the tree head's signature does not verify with the log key")
+
+
+def log_includes(leaf_hash, index, size, path, root):
+    """RFC 9162 section 2.1.3.2."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf_hash
+    for p in path:
+        if sn == 0:
+            return False
+        if fn % 2 == 1 or fn == sn:
+            r = _node(p, r)
+            while fn % 2 == 0 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = _node(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root
+
+
+def log_consistent(first, second, first_root, second_root, proof):
+    """RFC 9162 section 2.1.4.2."""
+    if first == second:
+        return not proof and first_root == second_root
+    if first == 0 or first > second or not proof:
+        return first == 0 and not proof
+    path = [first_root] + proof if first & (first - 1) == 0 else proof
+    fn, sn = first - 1, second - 1
+    while fn % 2 == 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn % 2 == 1 or fn == sn:
+            fr, sr = _node(c, fr), _node(c, sr)
+            while fn % 2 == 0 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = _node(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return fr == first_root and sr == second_root and sn == 0
+

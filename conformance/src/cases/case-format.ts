@@ -54,7 +54,9 @@ export type Step =
   | LinkDeviceStep
   | RepeatStep
   | SleepStep
-  | VerifySenderCertificateStep;
+  | VerifySenderCertificateStep
+  | VerifyLogInclusionStep
+  | VerifyLogConsistencyStep;
 
 /** `as` names a device context (a variable with a token) or is an expression giving one;
  * `none` sends no authorization header. `headers` adds raw headers (wins over `as`). */
@@ -159,6 +161,16 @@ export interface VerifySenderCertificateStep {
   verify_sender_certificate: { certificate: unknown; keys: unknown; account_id: unknown; device_id: unknown; identity: string };
 }
 
+/** A GetDeviceList answer whose current list is proven in the key transparency log (transparency-check.ts). */
+export interface VerifyLogInclusionStep {
+  verify_log_inclusion: { response: unknown; account_id: unknown; log_key: unknown };
+}
+
+/** Two signed tree heads (each checked against the log key) and a consistency proof between them. */
+export interface VerifyLogConsistencyStep {
+  verify_log_consistency: { first: unknown; second: unknown; proof: unknown; log_key: unknown };
+}
+
 export const stepKinds = [
   "call",
   "open",
@@ -174,4 +186,6 @@ export const stepKinds = [
   "repeat",
   "sleep",
   "verify_sender_certificate",
+  "verify_log_inclusion",
+  "verify_log_consistency",
 ] as const;

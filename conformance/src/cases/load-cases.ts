@@ -27,6 +27,8 @@ const stepKeys: Record<string, string[]> = {
   repeat: ["repeat"],
   sleep: ["sleep"],
   verify_sender_certificate: ["verify_sender_certificate"],
+  verify_log_inclusion: ["verify_log_inclusion"],
+  verify_log_consistency: ["verify_log_consistency"],
 };
 
 /** The kind of a step: its first recognised key (`open` wins over `call`). */

@@ -3,8 +3,19 @@
  * per case. A case stops at its first failing step; streams it opened are closed afterwards.
  */
 import { randomBytes } from "node:crypto";
-import type { AuthenticateStep, Case, CreateAccountStep, Expect, LinkDeviceStep, Step, VerifySenderCertificateStep } from "../cases/case-format.js";
+import type {
+  AuthenticateStep,
+  Case,
+  CreateAccountStep,
+  Expect,
+  LinkDeviceStep,
+  Step,
+  VerifyLogConsistencyStep,
+  VerifyLogInclusionStep,
+  VerifySenderCertificateStep,
+} from "../cases/case-format.js";
 import { senderCertificateProblem } from "./sender-certificate-check.js";
+import { logConsistencyProblem, logInclusionProblem, treeHeadProblem } from "./transparency-check.js";
 import { stepKind } from "../cases/load-cases.js";
 import type { KnownFailing } from "../cases/known-failing.js";
 import type { BidiStream, CallResult, JsonObject, ServerStream, Stack } from "../stacks/stack.js";
@@ -216,6 +227,19 @@ class CaseExecution {
         return;
       case "verify_sender_certificate":
         return this.verifySenderCertificate((step as VerifySenderCertificateStep).verify_sender_certificate);
+      case "verify_log_inclusion": {
+        const v = (step as VerifyLogInclusionStep).verify_log_inclusion;
+        const problem = logInclusionProblem(this.eval(v.response), String(this.eval(v.account_id)), this.eval(v.log_key));
+        if (problem) throw new StepFailure(`key transparency: ${problem}`);
+        return;
+      }
+      case "verify_log_consistency": {
+        const v = (step as VerifyLogConsistencyStep).verify_log_consistency;
+        const [first, second, key] = [this.eval(v.first), this.eval(v.second), this.eval(v.log_key)];
+        const problem = treeHeadProblem(first, key) ?? treeHeadProblem(second, key) ?? logConsistencyProblem(first, second, this.eval(v.proof));
+        if (problem) throw new StepFailure(`key transparency: ${problem}`);
+        return;
+      }
     }
   }
 
