@@ -338,6 +338,35 @@ describe("damaged store files are named", () => {
   }, 60_000);
 });
 
+describe("sealpost audit", () => {
+  it("checks the whole log without an account, against a device's pinned key with one, and fails on a wrong key", async () => {
+    const bare = await cli("nobody-here", ["audit"]);
+    ok(bare);
+    expect(bare.stdout).toMatch(/^log key [0-9a-f]{64} \(as the server names it; compare it out of band\)$/m);
+    expect(bare.stdout).toMatch(/^\d+ leaves, \d+ accounts; root [0-9a-f]{64} signed at /m);
+    expect(bare.stdout).toMatch(/^ok: /m);
+    const key = /^log key ([0-9a-f]{64})/m.exec(bare.stdout)![1];
+
+    // Once alice's device has verified a list, it has pinned the key.
+    ok(await cli("alice", ["devices", acct("bob")]));
+    const mine = await cli("alice", ["audit"]);
+    ok(mine);
+    expect(mine.stdout).toContain(`log key ${key} (the one this device pinned)`);
+
+    ok(await cli("nobody-here", ["audit", "--log-key", key]));
+    const wrong = await cli("nobody-here", ["audit", "--log-key", "ab".repeat(32)]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/problem: the server names log key [0-9a-f]{64}, not the expected (ab){32}/);
+    expect(wrong.stderr).toMatch(/the log failed the audit/);
+    const bad = await cli("nobody-here", ["audit", "--log-key", "xyz"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--log-key takes 32 bytes in hex (64 characters), not "xyz"');
+    const down = await cli("nobody-here", ["audit"], { server: "http://127.0.0.1:1" });
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/could not read the log from http:\/\/127\.0\.0\.1:1/);
+  }, 120_000);
+});
+
 describe("the small things", () => {
   it("a file is downloadable by its id prefix, with its caption shown, and never overwrites", async () => {
     writeFileSync(join(home, "notes.txt"), "the file's content");

@@ -13,6 +13,7 @@ import { GetDeviceListResponseSchema, type GetDeviceListResponse } from "@sealpo
 import { createTestAccount } from "@sealpost/test-support";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import { KeyTransparency, TransparencyError } from "../src/directory/key-transparency.js";
+import { auditLog } from "../src/directory/log-audit.js";
 import { parseDeviceList } from "../src/directory/device-list-changes.js";
 import { MemoryConversationStore } from "../src/store/memory-conversation-store.js";
 import { ServerApi } from "../src/transport/server-api.js";
@@ -144,6 +145,32 @@ describe("the own-account monitor", () => {
     const err = await kt.monitor(account.accountId, versions).catch((e) => e);
     expect(err).toBeInstanceOf(TransparencyError);
     expect(["inconsistent-log", "unknown-own-version"]).toContain(err.problem);
+  });
+});
+
+describe("auditLog", () => {
+  it("a genuine log passes; a server that changes a leaf is caught", async () => {
+    await createTestAccount(server.url, uniqueId("kt-audit"), { devices: 2, oneTimePrekeys: 1 });
+    const genuine = await auditLog(new ServerApi({ baseUrl: server.url, provider: p, now: Date.now }), p, { pageSize: 2 });
+    expect(genuine.problems).toEqual([]);
+    expect(genuine.leaves).toBeGreaterThanOrEqual(2);
+    const lie: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      if (!res.stream && !req.stream && req.method.name === "GetLogEntries") {
+        const m = res.message as unknown as { entries: { version: bigint }[] };
+        if (m.entries.length) m.entries[0].version += 5n;
+      }
+      return res;
+    };
+    const api = new ServerApi({
+      baseUrl: server.url,
+      provider: p,
+      now: Date.now,
+      transport: (baseUrl, base) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors: [...base, lie] }),
+    });
+    const lied = await auditLog(api, p, { pageSize: 2 });
+    expect(lied.problems).toContain(`the log's ${lied.leaves} leaves do not make up its signed root`);
+    expect(lied.problems.some((x) => /jumps from version/.test(x))).toBe(true);
   });
 });
 

@@ -175,6 +175,9 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     const next = parseSignedDeviceList(signed, limits);
     const cur = await requireAccount(me.accountId);
     const device = validateChange(cur, next, kind, me.accountId);
+    // The version being replaced must be in the log before it stops being current (its own
+    // append may have failed, and only current versions are appended on read).
+    await storeOp("the key transparency log", () => transparency.ensure(me.accountId, cur.list.version, cur.signed.deviceList));
     const revision = await lists.commit(cur, next);
     if (revision === false) {
       throw new ConnectError(

@@ -39,6 +39,9 @@ commands:
                                       told the sender); rotate: a new access key, so contacts
                                       holding the old one send unsealed until you write to them
                                       again; without an argument, show the setting
+  audit [--log-key HEX]               check the server's whole key transparency log (no account
+                                      needed; with a store, against the log key and head its
+                                      device verified)
   group <command> [args]              groups (see below)
 --timeout: how long a sending command waits for the server (default 30 s); a message not sent
 by then stays queued (exit code 75). Exit codes: 0 done, 1 failed, 2 usage, 75 queued.
@@ -53,6 +56,7 @@ export const OPTION_SPECS = {
   name: { type: "string" },
   code: { type: "string" },
   timeout: { type: "string" },
+  "log-key": { type: "string" },
   history: { type: "boolean" },
   days: { type: "string" },
   stdin: { type: "boolean" },

@@ -18,6 +18,7 @@ import { createFileMessengerStores } from "../store/file-messenger-stores.js";
 import { MessengerGroups } from "../groups/messenger-groups.js";
 import { createFileGroupStores } from "../store/group-file-store.js";
 import { describeGroupEvent } from "./group-commands.js";
+import { auditCommand } from "./audit-command.js";
 import { describe, parseCommandLine, runDeviceCommand, timeoutMs, USAGE, type CommandContext, type OpenDevice } from "./commands.js";
 import { CliError, EXIT_FAILED, EXIT_QUEUED, EXIT_USAGE, within } from "./send-outcome.js";
 import { controlSocketPath, delegate, own, type CommandIo, type DelegatedCommand } from "./store-owner.js";
@@ -48,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "link" && !values.code) return linkNewDevice(args[0], values.name, server, stores);
+  if (command === "audit") return auditCommand(storeDir, stores, server, DEFAULT_SERVER, values["log-key"], stdio);
 
   if (!existsSync(storeDir)) throw new CliError(EXIT_FAILED, `no account in ${storeDir}; run \`sealpost init <account>\` or \`sealpost link <account>\` first`);
   // A command on the store's device: hand it to the process using the store, or use it here.

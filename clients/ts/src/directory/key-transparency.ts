@@ -13,7 +13,7 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import type { ConversationStore, TransparencyRecord } from "../store/conversation-store.js";
 import type { ServerApi } from "../transport/server-api.js";
 import { KT_INDEX_LABEL, transparencyLeaf, treeHeadSignedBytes } from "./labels.js";
-import { leafHash, nodeHash, verifyConsistency, verifyInclusion } from "./merkle-proofs.js";
+import { appendToFrontier, frontierRoot, leafHash, verifyConsistency, verifyInclusion } from "./merkle-proofs.js";
 
 /** A device list that the log does not vouch for, or a log that lies; `problem` says how. */
 export class TransparencyError extends Error {
@@ -164,22 +164,4 @@ export class KeyTransparency {
       signature: head.signature,
     });
   }
-}
-
-/** Adds a leaf to the perfect subtrees covering the leaves so far (merging equal heights). */
-function appendToFrontier(p: CryptoProvider, frontier: { height: number; hash: Uint8Array }[], leaf: Uint8Array): void {
-  frontier.push({ height: 0, hash: leaf });
-  while (frontier.length > 1 && frontier[frontier.length - 1].height === frontier[frontier.length - 2].height) {
-    const right = frontier.pop()!;
-    const left = frontier.pop()!;
-    frontier.push({ height: left.height + 1, hash: nodeHash(p, left.hash, right.hash) });
-  }
-}
-
-/** RFC 9162 MTH of the leaves the frontier covers: the subtrees folded from the right. */
-function frontierRoot(p: CryptoProvider, frontier: { height: number; hash: Uint8Array }[]): Uint8Array {
-  if (frontier.length === 0) return p.sha256(new Uint8Array(0));
-  let r = frontier[frontier.length - 1].hash;
-  for (let i = frontier.length - 2; i >= 0; i--) r = nodeHash(p, frontier[i].hash, r);
-  return r;
 }

@@ -119,3 +119,24 @@ export function consistencyProofOf(p: CryptoProvider, leafHashes: Uint8Array[], 
   };
   return m === 0 || m === leafHashes.length ? [] : sub(m, leafHashes, true);
 }
+
+/** A compact range: the roots of the perfect subtrees covering the first leaves, largest first. */
+export type Frontier = { height: number; hash: Uint8Array }[];
+
+/** Adds a leaf to the perfect subtrees covering the leaves so far (merging equal heights). */
+export function appendToFrontier(p: CryptoProvider, frontier: Frontier, leaf: Uint8Array): void {
+  frontier.push({ height: 0, hash: leaf });
+  while (frontier.length > 1 && frontier[frontier.length - 1].height === frontier[frontier.length - 2].height) {
+    const right = frontier.pop()!;
+    const left = frontier.pop()!;
+    frontier.push({ height: left.height + 1, hash: nodeHash(p, left.hash, right.hash) });
+  }
+}
+
+/** RFC 9162 MTH of the leaves the frontier covers: the subtrees folded from the right. */
+export function frontierRoot(p: CryptoProvider, frontier: Frontier): Uint8Array {
+  if (frontier.length === 0) return p.sha256(new Uint8Array(0));
+  let r = frontier[frontier.length - 1].hash;
+  for (let i = frontier.length - 2; i >= 0; i--) r = nodeHash(p, frontier[i].hash, r);
+  return r;
+}
