@@ -10,6 +10,7 @@ import { clone } from "@bufbuild/protobuf";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { Interceptor } from "@connectrpc/connect";
 import { GetDeviceListResponseSchema, type GetDeviceListResponse } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
+import { SignedTreeHeadSchema } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
 import { createTestAccount } from "@sealpost/test-support";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import { KeyTransparency, TransparencyError } from "../src/directory/key-transparency.js";
@@ -95,6 +96,44 @@ describe("KeyTransparency", () => {
       signature: new Uint8Array(64),
     });
     expect(await problem(res)).toBe("log-key-changed");
+  });
+});
+
+describe("gossip of tree heads", () => {
+  it("a contact's head that carries another signature, or disagrees with this device's log, is reported", async () => {
+    const { store, res, check, api } = await setup();
+    await check(res);
+    const kt = new KeyTransparency(api, p, store);
+    const head = (await kt.latestHead())!;
+    await kt.checkGossip(head); // the same head: fine
+    const forged = clone(SignedTreeHeadSchema, head);
+    forged.signature[0] ^= 1;
+    expect(await kt.checkGossip(forged).catch((e) => e.problem)).toBe("log-key-changed");
+    const kept = (await store.getTransparency())!;
+    await store.setTransparency({ ...kept, rootHash: new Uint8Array(32).fill(3) });
+    expect(await kt.checkGossip(head).catch((e) => e.problem)).toBe("inconsistent-log");
+  });
+
+  it("heads travel with texts between Messengers; one that disagrees with the receiver's view raises directory-untrusted", async () => {
+    const alice = await createDevice(server.url, uniqueId("kt-gossip-a"));
+    const bob = await createDevice(server.url, uniqueId("kt-gossip-b"));
+    alice.m.start();
+    bob.m.start();
+    try {
+      await alice.m.sendText(bob.m.accountId, "first");
+      await bob.log.wait("message", (e) => e.message.body.kind === "text");
+      expect(bob.log.of("directory-untrusted")).toEqual([]);
+      // Bob's view of the log now disagrees with the one Alice is shown (as if the server forked it).
+      const kept = (await bob.stores.store.getTransparency())!;
+      await bob.stores.store.setTransparency({ ...kept, treeSize: 1, rootHash: new Uint8Array(32).fill(3) });
+      await alice.m.sendText(bob.m.accountId, "second");
+      const untrusted = await bob.log.wait("directory-untrusted", (e) => e.accountId === alice.m.accountId);
+      expect(untrusted.problem).toBe("inconsistent-log");
+      expect(untrusted.detail).toMatch(/^tree head from /);
+    } finally {
+      await alice.m.close();
+      await bob.m.close();
+    }
   });
 });
 

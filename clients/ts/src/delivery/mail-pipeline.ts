@@ -6,6 +6,7 @@
  * is processed again (the store dedupes by message id); mail seen before only finishes its
  * commit (a crash may have come between markSeen and the commit).
  */
+import type { SignedTreeHead } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
 import { create } from "@bufbuild/protobuf";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import type { DeviceIdentity, DeviceList } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
@@ -53,6 +54,8 @@ export interface MailPipelineDeps {
   sealed?: SealedReceiving;
   /** Told of every access key a contact's authenticated content carries (Content.sender_access_key). */
   onAccessKey?(accountId: string, key: Uint8Array): Promise<void>;
+  /** Told of a key transparency head a contact gossiped (Content.log_head); checked in the background. */
+  onLogHead?(from: DeviceRef, head: SignedTreeHead): void;
 }
 
 export class MailPipeline {
@@ -141,6 +144,7 @@ export class MailPipeline {
       } else {
         // Before the handler: what it queues in answer (a receipt) can already go sealed.
         if (content?.senderAccessKey.length && !fromSelf) await this.d.onAccessKey?.(sender.accountId, content.senderAccessKey);
+        if (content?.logHead && !fromSelf) this.d.onLogHead?.(sender, content.logHead);
         const bodyCase: ContentCase | undefined = content ? content.body.case : "senderKeyBody";
         const handler = bodyCase && this.d.handler(bodyCase);
         if (handler) {

@@ -47,6 +47,7 @@ import type { ContactDirectory } from "../directory/contact-directory.js";
 import { groupConversation, type ConversationStore, type DeviceRef, type OutboxItem } from "../store/conversation-store.js";
 import type { MessengerEvent } from "../core/events.js";
 import { failureKind } from "../transport/failure-kinds.js";
+import type { SignedTreeHead } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
 import { toHex } from "../crypto/bytes.js";
 import { type MessengerError, messengerErrorOf } from "../core/messenger-errors.js";
 import type { ServerApi } from "../transport/server-api.js";
@@ -75,6 +76,8 @@ export interface OutboxDeps {
   sealed?: SealedSending;
   /** This device's access key, shared in 1:1 content to other accounts (undefined: not shared). */
   ownAccessKey?: () => Uint8Array | undefined;
+  /** The largest key transparency head this device verified, gossiped on texts and files to other accounts. */
+  ownLogHead?: () => Promise<SignedTreeHead | undefined>;
 }
 
 export interface EnqueueInput {
@@ -540,6 +543,10 @@ export class Outbox {
     // Contacts learn this device's access key from its content, so they can send it sealed mail.
     const accessKey = item.to.some((a) => a !== me.accountId) ? this.d.ownAccessKey?.() : undefined;
     if (accessKey) content.senderAccessKey = accessKey;
+    // Gossip of the log head, on what a person wrote (receipts and typing stay in their small buckets).
+    if (item.to.some((a) => a !== me.accountId) && (content.body.case === "text" || content.body.case === "attachment")) {
+      content.logHead = await this.d.ownLogHead?.();
+    }
     const enc = await this.d.cipher.encryptForDevices(content, recipients, { messageId: item.messageId });
     return create(SendRequestSchema, {
       messageId: enc.messageId,

@@ -7,7 +7,8 @@
  * direction the sizes differ. So a server that shows two people different lists of one
  * account has to keep two logs, and the first device that sees both heads proves it.
  */
-import type { LogInclusion, SignedTreeHead } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { SignedTreeHeadSchema, type LogInclusion, type SignedTreeHead } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
 import { bytesEqual, concatBytes, utf8 } from "../crypto/bytes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import type { ConversationStore, TransparencyRecord } from "../store/conversation-store.js";
@@ -71,6 +72,36 @@ export class KeyTransparency {
       );
     }
     await this.advance(known, logKey, head);
+  }
+
+  /**
+   * Gossip: a tree head another device verified (Content.log_head). It must carry the log
+   * key this device trusts and be consistent with this device's own largest head; if it is
+   * larger, it becomes this device's head. A head that fails either check means the server
+   * shows the two devices different logs (or keys): TransparencyError.
+   */
+  checkGossip(head: SignedTreeHead): Promise<void> {
+    const run = this.queue.then(async () => {
+      const known = await this.store.getTransparency();
+      if (!known) return; // Nothing to compare with yet: this device has not verified a head.
+      if (!this.provider.ed25519Verify(known.logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) {
+        throw new TransparencyError(
+          "log-key-changed",
+          "a contact's tree head is not signed by the log key this device trusts: the server shows the two of you different logs",
+        );
+      }
+      await this.advance(known, known.logKey, head);
+    });
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** The largest head this device verified, to gossip (undefined before the first). */
+  async latestHead(): Promise<SignedTreeHead | undefined> {
+    const k = await this.store.getTransparency();
+    return (
+      k && create(SignedTreeHeadSchema, { treeSize: BigInt(k.treeSize), rootHash: k.rootHash, timestampMs: BigInt(k.timestampMs), signature: k.signature })
+    );
   }
 
   /**

@@ -249,6 +249,7 @@ export class Messenger {
       backoff: opts.backoff,
       sealed: this.sealed,
       ownAccessKey: () => this.sharedAccessKey(),
+      ownLogHead: () => this.transparency.latestHead(),
     });
     this.receiver = new ReceiveLoop({
       api: this.api,
@@ -310,6 +311,17 @@ export class Messenger {
         now: this.now,
       }),
       onAccessKey: (accountId, key) => this.sealed.remember(accountId, key),
+      onLogHead: (from, head) =>
+        void this.transparency.checkGossip(head).catch((err: unknown) => {
+          if (err instanceof TransparencyError) {
+            this.bus.emit({
+              type: "directory-untrusted",
+              accountId: from.accountId,
+              problem: err.problem,
+              detail: `tree head from ${from.accountId}/${from.deviceId}: ${err.message}`,
+            });
+          }
+        }),
     });
   }
 
