@@ -33,6 +33,8 @@ export const MAX_LOG_ENTRIES = 1000;
 const LEAF_BYTES = 72;
 /** How long an append waits for this instance's copy of the tree to include it. */
 const VISIBLE_TIMEOUT_MS = 10_000;
+/** How long an append waits for the consumer before reading its leaf itself. */
+const FILL_AFTER_MS = 50;
 
 /** SHA-256("sealpost.kt.index.v1" || account_id). */
 export function accountIndex(accountId: string): Uint8Array {
@@ -84,6 +86,7 @@ export class TransparencyLog {
   private readonly key: ReturnType<typeof certificateKeyFromSeed>;
   private head: SignedTreeHead | undefined;
   private messages: ConsumerMessages | undefined;
+  private filling: Promise<void> = Promise.resolve();
   private closed = false;
 
   constructor(
@@ -122,7 +125,17 @@ export class TransparencyLog {
     await caughtUp;
   }
 
+  /**
+   * Adds the message at stream sequence `seq` if it is the next leaf. The consumer delivers in
+   * order; reads that filled a gap first (fill) make it deliver leaves already here, which are
+   * skipped. A later one than the next (a gap) is left to fill.
+   */
   private add(data: Uint8Array, seq: number): void {
+    if (seq <= this.tree.size) return;
+    if (seq > this.tree.size + 1) {
+      void this.fill(seq);
+      return;
+    }
     const entry = decodeLeaf(data);
     if (!entry) {
       // Never written by sealpost; still part of the stream's order, so it is a leaf (its
@@ -140,6 +153,24 @@ export class TransparencyLog {
     }
   }
 
+  /**
+   * Reads the leaves up to stream sequence `target` by sequence, in order. After a NATS
+   * restart the consumer may take its heartbeat interval (~30 s) to notice and resume; an
+   * append must not wait for that.
+   */
+  private fill(target: number): Promise<void> {
+    const run = this.filling.then(async () => {
+      while (this.tree.size < target && !this.closed) {
+        const seq = this.tree.size + 1;
+        const m = await this.nats.jsm.streams.getMessage(KT_STREAM, { seq });
+        if (!m) throw new Error(`key transparency leaf at sequence ${seq} is missing from ${KT_STREAM}`);
+        this.add(m.data, seq);
+      }
+    });
+    this.filling = run.catch((err) => this.log.debug("key transparency catch-up read failed", { error: String(err) }));
+    return this.filling;
+  }
+
   private waitForSize(size: number): Promise<void> {
     if (this.tree.size >= size) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -148,10 +179,13 @@ export class TransparencyLog {
         if (at >= 0) this.waiters.splice(at, 1);
         reject(new ConnectError("the key transparency log is catching up; retry", Code.Unavailable));
       }, VISIBLE_TIMEOUT_MS);
+      // The consumer normally delivers within milliseconds; if it does not, read instead.
+      const nudge = setTimeout(() => void this.fill(size), FILL_AFTER_MS);
       const w = {
         size,
         resolve: () => {
           clearTimeout(timer);
+          clearTimeout(nudge);
           resolve();
         },
       };
