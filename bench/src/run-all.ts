@@ -25,6 +25,8 @@ const BENCHMARKS: Record<string, string> = {
   peer: "bench/src/peer-bench.ts",
   // Bundle sizes and in-browser crypto; the crypto part is skipped with a note without Chromium.
   web: "bench/src/web-bench.ts",
+  // Key transparency: appends, replay, proof sizes and verification at 1M leaves.
+  transparency: "bench/src/transparency-bench.ts",
 };
 
 function runScript(script: string, args: string[]): Promise<number> {

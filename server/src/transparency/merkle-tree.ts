@@ -4,7 +4,7 @@
  * current one. Every complete, aligned subtree's hash is kept (levels[k][i] covers leaves
  * [i * 2^k, (i + 1) * 2^k)), so the hash of any range RFC 9162's recursion asks for is at
  * most O(log n) cached hashes and a proof costs O(log^2 n) hash operations. Memory: about
- * two 32-byte hashes per leaf.
+ * two 32-byte hashes per leaf, packed per level (HashList).
  */
 import { createHash } from "node:crypto";
 
@@ -30,9 +30,30 @@ function splitPoint(n: number): number {
   return k;
 }
 
+/** 32-byte hashes packed in one growing buffer (one object per level, not per hash). */
+export class HashList {
+  private buf = new Uint8Array(32 * 1024);
+  length = 0;
+
+  push(hash: Uint8Array): void {
+    if ((this.length + 1) * 32 > this.buf.length) {
+      const bigger = new Uint8Array(this.buf.length * 2);
+      bigger.set(this.buf);
+      this.buf = bigger;
+    }
+    this.buf.set(hash, this.length * 32);
+    this.length++;
+  }
+
+  /** A view of hash i (hashes never change once written). */
+  at(i: number): Uint8Array {
+    return this.buf.subarray(i * 32, i * 32 + 32);
+  }
+}
+
 export class MerkleTree {
   /** levels[0]: leaf hashes; levels[k]: complete subtrees of 2^k leaves. */
-  private readonly levels: Uint8Array[][] = [[]];
+  private readonly levels: HashList[] = [new HashList()];
 
   get size(): number {
     return this.levels[0].length;
@@ -46,15 +67,15 @@ export class MerkleTree {
     let i = index;
     for (let k = 0; i % 2 === 1; k++) {
       const level = this.levels[k];
-      const parent = nodeHash(level[i - 1], level[i]);
-      (this.levels[k + 1] ??= []).push(parent);
+      const parent = nodeHash(level.at(i - 1), level.at(i));
+      (this.levels[k + 1] ??= new HashList()).push(parent);
       i >>= 1;
     }
     return index;
   }
 
   leafHashAt(index: number): Uint8Array {
-    return this.levels[0][index];
+    return this.levels[0].at(index);
   }
 
   /** MTH of the first n leaves. */
@@ -91,7 +112,7 @@ export class MerkleTree {
     const n = end - start;
     if ((n & (n - 1)) === 0 && start % n === 0) {
       const k = Math.log2(n);
-      return this.levels[k][start / n];
+      return this.levels[k].at(start / n);
     }
     const k = splitPoint(n);
     return nodeHash(this.rangeHash(start, start + k), this.rangeHash(start + k, end));

@@ -5,7 +5,7 @@
  * is ever deleted or rewritten there.
  *
  * Every instance follows the stream with an ordered consumer and holds the whole tree in
- * memory (merkle-tree.ts: ~64 bytes a leaf plus the 72-byte leaf), so all instances compute
+ * memory (merkle-tree.ts: ~58 bytes of hashes a leaf, plus the 72-byte leaf), so all instances compute
  * the same root for the same size. Heads are signed by the log key, an Ed25519 key derived
  * from the instances' shared token secret like the sender-certificate key.
  *
@@ -79,7 +79,8 @@ const positionKey = (index: Uint8Array, version: bigint) => `${Buffer.from(index
 
 export class TransparencyLog {
   private readonly tree = new MerkleTree();
-  private readonly leaves: LogEntry[] = [];
+  /** The leaves' bytes, packed (72 bytes each; decoded on demand for GetLogEntries). */
+  private leaves = new Uint8Array(LEAF_BYTES * 1024);
   /** First leaf of each (account index, version). */
   private readonly positions = new Map<string, number>();
   private readonly waiters: { size: number; resolve: () => void }[] = [];
@@ -143,7 +144,13 @@ export class TransparencyLog {
       this.log.error("key transparency log holds a malformed leaf", { seq, bytes: data.length });
     }
     const index = this.tree.appendHash(leafHash(data));
-    this.leaves.push(entry ?? create(LogEntrySchema, {}));
+    if ((index + 1) * LEAF_BYTES > this.leaves.length) {
+      const bigger = new Uint8Array(this.leaves.length * 2);
+      bigger.set(this.leaves);
+      this.leaves = bigger;
+    }
+    // A malformed leaf (never written by sealpost) is served as zeros.
+    if (entry) this.leaves.set(data, index * LEAF_BYTES);
     if (entry) {
       const k = positionKey(entry.accountIndex, entry.version);
       if (!this.positions.has(k)) this.positions.set(k, index);
@@ -237,7 +244,11 @@ export class TransparencyLog {
     if (!Number.isInteger(count) || count < 1 || count > MAX_LOG_ENTRIES)
       throw new ConnectError(`count must be 1..${MAX_LOG_ENTRIES}, got ${count}`, Code.InvalidArgument);
     if (start > BigInt(this.tree.size)) throw new ConnectError(`start ${start} is beyond the log (${this.tree.size} leaves)`, Code.OutOfRange);
-    return this.leaves.slice(Number(start), Number(start) + count);
+    const from = Number(start);
+    const to = Math.min(this.tree.size, from + count);
+    const out: LogEntry[] = [];
+    for (let i = from; i < to; i++) out.push(decodeLeaf(this.leaves.subarray(i * LEAF_BYTES, (i + 1) * LEAF_BYTES)) ?? create(LogEntrySchema, {}));
+    return out;
   }
 
   async close(): Promise<void> {
