@@ -21,11 +21,15 @@ describe("client mode", () => {
     expect(bad.map((r) => `${r.name}: ${r.message}`)).toEqual([]);
     expect(results.some((r) => r.name.startsWith("client/vectors/"))).toBe(true);
     expect(results.some((r) => r.name.startsWith("client/session/"))).toBe(true);
-    expect(results.filter((r) => /^client\/vectors\/(sealed-entry|sender-certificate)\//.test(r.name)).map((r) => `${r.name} ${r.status}`)).toEqual([
+    expect(
+      results.filter((r) => /^client\/vectors\/(sealed-entry|sender-certificate|transparency)\//.test(r.name)).map((r) => `${r.name} ${r.status}`),
+    ).toEqual([
       "client/vectors/sealed-entry/open pass",
       "client/vectors/sealed-entry/refused pass",
       "client/vectors/sender-certificate/valid pass",
       "client/vectors/sender-certificate/refused pass",
+      "client/vectors/transparency/included pass",
+      "client/vectors/transparency/refused pass",
     ]);
     expect(results[0].target).toBe("client:sealpost-ts");
   });
@@ -39,6 +43,8 @@ describe("client mode", () => {
     expect(status("client/vectors/primitives/x25519/0")).toBe("pass");
     expect(status("client/vectors/sender-certificate/refused")).toBe("fail");
     expect(status("client/vectors/sender-certificate/valid")).toBe("pass");
+    expect(status("client/vectors/transparency/refused")).toBe("fail");
+    expect(status("client/vectors/transparency/included")).toBe("pass");
   });
 
   it("a client that exits is reported as failing, not waited for", { timeout: 30_000 }, async () => {

@@ -308,6 +308,62 @@ function sealedSendingCases(sealed: Json | undefined, ks: Json | undefined, dir:
   return cases;
 }
 
+/**
+ * Key transparency (transparency.json): the client under test checks a device list's place in
+ * the log (verify-log-inclusion): the vector's leaves with their audit paths and signed head
+ * pass; a changed path, account, version or list, a forged signature or another log key are
+ * refused with the problem named.
+ */
+function transparencyCases(v: Json | undefined, file: string): ClientCase[] {
+  if (!v?.inclusion || !v.tree_head) return [];
+  const h = v.tree_head;
+  const x = (v.inclusion as Json[]).find((i) => i.tree_size === h.tree_size && i.leaf_index > 0);
+  if (!x) return [];
+  const leaf = v.leaves[x.leaf_index];
+  const inputs = {
+    account_id: utf8(leaf.account_id),
+    version: u64be(leaf.version),
+    device_list: fromHex(leaf.device_list),
+    leaf_index: u64be(x.leaf_index),
+    tree_size: u64be(h.tree_size),
+    timestamp_ms: u64be(h.timestamp_ms),
+    root_hash: fromHex(h.root_hash),
+    signature: fromHex(h.signature),
+    log_key: fromHex(h.log_key),
+    audit_path: concatHex(x.audit_path),
+  };
+  const verify = async (sut: Parameters<ClientCase["run"]>[0]["sut"], over: Partial<typeof inputs> = {}) =>
+    new TextDecoder().decode((await primitive(sut, "verify-log-inclusion", { ...inputs, ...over })).problem);
+  const expect = (what: string, got: string, want: string) => {
+    if (got !== want) throw new ClientCheckFailure(`${what}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
+  };
+  return [
+    {
+      name: "client/vectors/transparency/included",
+      checks: `The vector's leaf ${x.leaf_index} (${leaf.account_id}, version ${leaf.version}) is proven in the signed head of ${h.tree_size} leaves.`,
+      file,
+      run: async ({ sut }) => expect("included", await verify(sut), ""),
+    },
+    {
+      name: "client/vectors/transparency/refused",
+      checks:
+        "The client refuses what the log does not vouch for: a flipped audit path, another account, version or list (not-included), a flipped signature, another log key or another timestamp (bad-tree-head).",
+      file,
+      run: async ({ sut }) => {
+        expect("flipped path", await verify(sut, { audit_path: flip(inputs.audit_path) }), "not-included");
+        expect("another account", await verify(sut, { account_id: utf8(`${leaf.account_id}x`) }), "not-included");
+        expect("another version", await verify(sut, { version: u64be(leaf.version + 1) }), "not-included");
+        expect("another list", await verify(sut, { device_list: flip(inputs.device_list) }), "not-included");
+        expect("flipped signature", await verify(sut, { signature: flip(inputs.signature) }), "bad-tree-head");
+        expect("another log key", await verify(sut, { log_key: fromHex(v.leaves[0].leaf_hash) }), "bad-tree-head");
+        expect("another timestamp", await verify(sut, { timestamp_ms: u64be(h.timestamp_ms + 1) }), "bad-tree-head");
+      },
+    },
+  ];
+}
+
+const concatHex = (hashes: string[]) => fromHex(hashes.join(""));
+
 /** Every vector case whose file exists in dir. */
 export function vectorCases(dir: string): ClientCase[] {
   const cases: ClientCase[] = [];
@@ -319,6 +375,7 @@ export function vectorCases(dir: string): ClientCase[] {
   const env = read("envelope.json");
   if (env) cases.push(...envelopeCases(env, join(dir, "envelope.json")));
   cases.push(...sealedSendingCases(read("sealed-entry.json"), ks, dir));
+  cases.push(...transparencyCases(read("transparency.json"), join(dir, "transparency.json")));
   void hex;
   return cases;
 }

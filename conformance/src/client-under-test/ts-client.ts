@@ -30,7 +30,15 @@ import {
   SessionCipher,
   type ProtocolStores,
 } from "@sealpost/client/protocol";
-import { SenderCertificateError, verifySenderCertificate } from "@sealpost/client/directory";
+import {
+  accountIndex,
+  leafHash,
+  SenderCertificateError,
+  transparencyLeaf,
+  treeHeadSignedBytes,
+  verifyInclusion,
+  verifySenderCertificate,
+} from "@sealpost/client/directory";
 import { SenderCertificateSchema } from "@sealpost/gen/sealpost/directory/v1/sender_certificate_pb.js";
 import { GetCertificateKeysResponseSchema } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 
@@ -51,6 +59,7 @@ export const tsPrimitives = [
   "ml-kem-768-decapsulate",
   "open-sealed-entry",
   "verify-sender-certificate",
+  "verify-log-inclusion",
 ];
 
 class Unsupported extends Error {}
@@ -125,6 +134,18 @@ function primitive(p: CryptoProvider, req: PrimitiveRequest): Record<string, Uin
       } catch (err) {
         if (!(err instanceof SenderCertificateError)) throw err;
         problem = err.problem;
+      }
+      return { problem: new TextEncoder().encode(problem) };
+    }
+    case "verify-log-inclusion": {
+      const u64 = (n: string) => new DataView(i(n).buffer, i(n).byteOffset, 8).getBigUint64(0);
+      const accountId = new TextDecoder().decode(i("account_id"));
+      let problem = "";
+      if (!p.ed25519Verify(i("log_key"), treeHeadSignedBytes(u64("tree_size"), i("root_hash"), u64("timestamp_ms")), i("signature"))) problem = "bad-tree-head";
+      else {
+        const path = Array.from({ length: i("audit_path").length / 32 }, (_, k) => i("audit_path").subarray(k * 32, k * 32 + 32));
+        const leaf = leafHash(p, transparencyLeaf(accountIndex(p, accountId), u64("version"), p.sha256(i("device_list"))));
+        if (!verifyInclusion(p, leaf, Number(u64("leaf_index")), Number(u64("tree_size")), path, i("root_hash"))) problem = "not-included";
       }
       return { problem: new TextEncoder().encode(problem) };
     }

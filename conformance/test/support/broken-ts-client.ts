@@ -1,7 +1,7 @@
 /**
  * A deliberately wrong client under test: the TypeScript client behind the harness, but its
  * Ed25519 signatures have one bit flipped, every decrypted text is altered, and it accepts
- * every sender certificate. Client mode must report all three.
+ * every sender certificate and every key transparency proof. Client mode must report each.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { HarnessRequestSchema, HarnessResponseSchema } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";

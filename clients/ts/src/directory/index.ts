@@ -29,3 +29,7 @@ export {
   type SenderCertificateProblem,
   type VerifiedSenderCertificate,
 } from "./sender-certificate.js";
+export { accountIndex, KeyTransparency, TransparencyError } from "./key-transparency.js";
+export { transparencyLeaf, treeHeadSignedBytes } from "./labels.js";
+export { leafHash, verifyConsistency, verifyInclusion } from "./merkle-proofs.js";
+export { auditLog, type AuditReport } from "./log-audit.js";

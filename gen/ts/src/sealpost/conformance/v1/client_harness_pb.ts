@@ -258,6 +258,14 @@ export const GetInfoResponseSchema: GenMessage<GetInfoResponse> = /*@__PURE__*/
  *                   optionally account_id (UTF-8), device_id (u32 big-endian), identity_key
  *                   out: problem (UTF-8; empty when valid, else malformed, unknown-key,
  *                   bad-signature, expired or mismatched: the first check that fails)
+ * and the client's check of a device list's place in the key transparency log
+ * (docs/PROTOCOL.md, "Key transparency"):
+ *   verify-log-inclusion in: account_id (UTF-8), version (u64 big-endian), device_list
+ *                   (the serialized DeviceList bytes), leaf_index, tree_size, timestamp_ms
+ *                   (u64 big-endian each), root_hash, signature, log_key, audit_path (the
+ *                   32-byte hashes concatenated)
+ *                   out: problem (UTF-8; empty when the head verifies under log_key and the
+ *                   leaf at leaf_index under root_hash, else bad-tree-head or not-included)
  *
  * @generated from message sealpost.conformance.v1.PrimitiveRequest
  */
