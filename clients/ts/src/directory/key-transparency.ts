@@ -57,13 +57,7 @@ export class KeyTransparency {
     if (!kt || !head) throw new TransparencyError("missing-proof", `the device list of ${accountId} came without its place in the key transparency log`);
     const known = await this.store.getTransparency();
     const logKey = known?.logKey ?? (await this.api.open.getTreeHead({})).logKey;
-    if (!p.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) {
-      // A head signed by another key is either forged or from a log whose key changed.
-      const current = known ? (await this.api.open.getTreeHead({})).logKey : undefined;
-      if (current && !bytesEqual(current, known!.logKey))
-        throw new TransparencyError("log-key-changed", "the key transparency log key changed since this device first saw it");
-      throw new TransparencyError("bad-tree-head", "a key transparency tree head does not carry the log's signature");
-    }
+    await this.requireSigned(head, logKey, known);
     const leaf = leafHash(p, transparencyLeaf(accountIndex(p, accountId), version, p.sha256(deviceList)));
     if (!verifyInclusion(p, leaf, Number(kt.leafIndex), Number(head.treeSize), kt.auditPath, head.rootHash)) {
       throw new TransparencyError(
@@ -123,11 +117,7 @@ export class KeyTransparency {
     if (!head) throw new TransparencyError("missing-proof", "GetTreeHead returned no tree head");
     let known = await this.store.getTransparency();
     const logKey = known?.logKey ?? served;
-    if (!p.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) {
-      if (known && !bytesEqual(served, known.logKey))
-        throw new TransparencyError("log-key-changed", "the key transparency log key changed since this device first saw it");
-      throw new TransparencyError("bad-tree-head", "a key transparency tree head does not carry the log's signature");
-    }
+    await this.requireSigned(head, logKey, known, served);
     await this.advance(known, logKey, head);
     known = (await this.store.getTransparency())!;
     const size = Number(head.treeSize);
@@ -158,6 +148,21 @@ export class KeyTransparency {
     const latest = (await this.store.getTransparency())!;
     await this.store.setTransparency({ ...latest, monitored: { size, frontier } });
     return { read: size - start, size };
+  }
+
+  /**
+   * The head must carry `logKey`'s signature. If it does not and this device had pinned a
+   * key, a different key named by the server now (`served`, else asked for) is
+   * log-key-changed; otherwise the head is forged: bad-tree-head.
+   */
+  private async requireSigned(head: SignedTreeHead, logKey: Uint8Array, known: TransparencyRecord | undefined, served?: Uint8Array): Promise<void> {
+    if (this.provider.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) return;
+    if (known) {
+      const current = served ?? (await this.api.open.getTreeHead({})).logKey;
+      if (!bytesEqual(current, known.logKey))
+        throw new TransparencyError("log-key-changed", "the key transparency log key changed since this device first saw it");
+    }
+    throw new TransparencyError("bad-tree-head", "a key transparency tree head does not carry the log's signature");
   }
 
   /** Makes `head` consistent with the stored head, then keeps the larger of the two. */
