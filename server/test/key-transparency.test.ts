@@ -12,7 +12,7 @@ import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_
 import type { SignedTreeHead } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
 import { createTestAccount, plainTransport } from "@sealpost/test-support";
 import { leafHash, rootOf, verifyConsistency, verifyInclusion } from "../../clients/ts/src/directory/merkle-proofs.js";
-import { accountIndex, encodeLeaf, listHash, treeHeadSignedBytes } from "../src/transparency/transparency-log.js";
+import { TransparencyLog, accountIndex, encodeLeaf, listHash, treeHeadSignedBytes } from "../src/transparency/transparency-log.js";
 import { expectConnectError, useTwoInstances } from "./directory-helpers.js";
 
 const servers = useTwoInstances();
@@ -80,5 +80,29 @@ describe("key transparency log", () => {
     await expectConnectError(a.getLogEntries({ start: 0n, count: 1001 }), Code.InvalidArgument, "count must be 1..1000, got 1001");
     await expectConnectError(a.getLogEntries({ start: size + 1n, count: 1 }), Code.OutOfRange, /is beyond the log/);
     expect((await a.getLogEntries({ start: size, count: 10 })).entries).toEqual([]);
+  });
+
+  it("an instance behind the stream answers a consistency proof for a size it has not read, by reading it first", async () => {
+    const ctx = servers.a.context;
+    const lagging = new TransparencyLog(ctx.nats, new Uint8Array(32).fill(5), Date.now, ctx.log);
+    await lagging.start();
+    // Its consumer stops (as after a NATS restart, before its heartbeat notices).
+    await (lagging as unknown as { messages: { close(): Promise<void> } }).messages.close();
+    const before = lagging.size;
+    await createTestAccount(servers.b.url, "kt-lag", { oneTimePrekeys: 1 });
+    const head = (await createClient(DirectoryService, plainTransport(servers.b.url)).getTreeHead({})).treeHead!;
+    expect(head.treeSize).toBeGreaterThan(BigInt(before));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(lagging.size).toBe(before); // it really stopped following
+    const proof = await lagging.consistency(BigInt(before), head.treeSize);
+    expect(lagging.size).toBe(Number(head.treeSize));
+    const { entries } = await createClient(DirectoryService, plainTransport(servers.b.url)).getLogEntries({ start: 0n, count: before });
+    const rootBefore = rootOf(
+      p,
+      entries.map((e) => leafHash(p, encodeLeaf(e))),
+    );
+    expect(verifyConsistency(p, before, Number(head.treeSize), rootBefore, head.rootHash, proof)).toBe(true);
+    await expect(lagging.consistency(1n, head.treeSize + 100n)).rejects.toThrow(/beyond this server's tree/);
+    await lagging.close();
   });
 });

@@ -386,7 +386,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     },
 
     async getConsistencyProof(req) {
-      return { proof: transparency.consistency(req.firstSize, req.secondSize) };
+      return { proof: await storeOp("the key transparency log", () => transparency.consistency(req.firstSize, req.secondSize)) };
     },
 
     async getLogEntries(req) {

@@ -232,8 +232,16 @@ export class TransparencyLog {
     return { treeHead: head, leafIndex: BigInt(leafIndex), auditPath: this.tree.inclusionProof(leafIndex, Number(head.treeSize)) };
   }
 
-  consistency(first: bigint, second: bigint): Uint8Array[] {
+  /**
+   * RFC 9162 PROOF(first, D[second]). A size this instance has not read yet but the stream
+   * has (a head signed by a quicker instance, a client comparing with it) is read first.
+   */
+  async consistency(first: bigint, second: bigint): Promise<Uint8Array[]> {
     if (first < 1n || first > second) throw new ConnectError(`first_size must be 1..second_size, got ${first} and ${second}`, Code.InvalidArgument);
+    if (second > BigInt(this.tree.size)) {
+      const streamSize = (await this.nats.jsm.streams.info(KT_STREAM)).state.last_seq;
+      if (second <= BigInt(streamSize)) await this.fill(Number(second));
+    }
     if (second > BigInt(this.tree.size)) {
       throw new ConnectError(`second_size ${second} is beyond this server's tree (${this.tree.size} leaves); fetch the tree head again`, Code.OutOfRange);
     }
