@@ -35,6 +35,8 @@ const LEAF_BYTES = 72;
 const VISIBLE_TIMEOUT_MS = 10_000;
 /** How long an append waits for the consumer before reading its leaf itself. */
 const FILL_AFTER_MS = 50;
+/** A cached tree head is signed again after this long. */
+const HEAD_MAX_AGE_MS = 60_000;
 
 /** SHA-256("sealpost.kt.index.v1" || account_id). */
 export function accountIndex(accountId: string): Uint8Array {
@@ -214,10 +216,13 @@ export class TransparencyLog {
     return at;
   }
 
-  /** A head for the current size, signed once per size. */
+  /**
+   * A head for the current size, signed once per size and again when a minute old, so a
+   * head's timestamp says how fresh it is even while nothing is appended.
+   */
   treeHead(): SignedTreeHead {
     const size = BigInt(this.tree.size);
-    if (this.head?.treeSize === size) return this.head;
+    if (this.head?.treeSize === size && this.now() - Number(this.head.timestampMs) < HEAD_MAX_AGE_MS) return this.head;
     const root = this.tree.root();
     const ts = BigInt(this.now());
     const signature = new Uint8Array(sign(null, treeHeadSignedBytes(size, root, ts), this.key.privateKey));
