@@ -116,7 +116,8 @@ export class TransparencyLog {
     const end = info.state.last_seq;
     const consumer = await this.nats.js.consumers.get(KT_STREAM);
     this.messages = await consumer.consume();
-    const caughtUp = this.waitForSize(end);
+    // A long log takes a while to replay (docs/BENCHMARKS.md, kt_replay): no time limit here.
+    const caughtUp = this.waitForSize(end, Number.POSITIVE_INFINITY);
     void (async () => {
       for await (const m of this.messages!) {
         if (this.closed) break;
@@ -180,16 +181,20 @@ export class TransparencyLog {
     return this.filling;
   }
 
-  private waitForSize(size: number): Promise<void> {
+  private waitForSize(size: number, timeoutMs = VISIBLE_TIMEOUT_MS): Promise<void> {
     if (this.tree.size >= size) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const at = this.waiters.indexOf(w);
-        if (at >= 0) this.waiters.splice(at, 1);
-        reject(new ConnectError("the key transparency log is catching up; retry", Code.Unavailable));
-      }, VISIBLE_TIMEOUT_MS);
-      // The consumer normally delivers within milliseconds; if it does not, read instead.
-      const nudge = setTimeout(() => void this.fill(size), FILL_AFTER_MS);
+      const timer =
+        timeoutMs === Number.POSITIVE_INFINITY
+          ? undefined
+          : setTimeout(() => {
+              const at = this.waiters.indexOf(w);
+              if (at >= 0) this.waiters.splice(at, 1);
+              reject(new ConnectError("the key transparency log is catching up; retry", Code.Unavailable));
+            }, timeoutMs);
+      // The consumer normally delivers within milliseconds; if it does not, read instead
+      // (not while replaying at start-up, where the consumer is busy reading them all).
+      const nudge = timer && setTimeout(() => void this.fill(size), FILL_AFTER_MS);
       const w = {
         size,
         resolve: () => {
