@@ -34,6 +34,8 @@ export function accountIndex(p: CryptoProvider, accountId: string): Uint8Array {
 export class KeyTransparency {
   /** Verifications run one at a time: each may move the stored head. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Monitor runs, one at a time. */
+  private monitoring: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly api: ServerApi,
@@ -46,9 +48,7 @@ export class KeyTransparency {
    * `deviceList`) is in the log, by GetDeviceList's `inclusion`; throws TransparencyError if not.
    */
   verify(accountId: string, version: bigint, deviceList: Uint8Array, inclusion: LogInclusion | undefined): Promise<void> {
-    const run = this.queue.then(() => this.check(accountId, version, deviceList, inclusion));
-    this.queue = run.catch(() => {});
-    return run;
+    return this.serialized(() => this.check(accountId, version, deviceList, inclusion));
   }
 
   private async check(accountId: string, version: bigint, deviceList: Uint8Array, kt: LogInclusion | undefined): Promise<void> {
@@ -75,7 +75,7 @@ export class KeyTransparency {
    * shows the two devices different logs (or keys): TransparencyError.
    */
   checkGossip(head: SignedTreeHead): Promise<void> {
-    const run = this.queue.then(async () => {
+    return this.serialized(async () => {
       const known = await this.store.getTransparency();
       if (!known) return; // Nothing to compare with yet: this device has not verified a head.
       if (!this.provider.ed25519Verify(known.logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) {
@@ -86,8 +86,6 @@ export class KeyTransparency {
       }
       await this.advance(known, known.logKey, head);
     });
-    this.queue = run.catch(() => {});
-    return run;
   }
 
   /** The largest head this device verified, to gossip (undefined before the first). */
@@ -106,7 +104,15 @@ export class KeyTransparency {
    * list shown only to others, is `unknown-own-version`. Pages of `pageSize` leaves.
    */
   monitor(accountId: string, ownVersions: Map<bigint, Uint8Array>, pageSize = 1000): Promise<{ read: number; size: number }> {
-    const run = this.queue.then(() => this.readLog(accountId, ownVersions, pageSize));
+    // One monitor at a time; the long read of leaves does not hold up the per-list checks.
+    const run = this.monitoring.then(() => this.readLog(accountId, ownVersions, pageSize));
+    this.monitoring = run.catch(() => {});
+    return run;
+  }
+
+  /** Runs `fn` after the checks and head updates queued before it. */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
     this.queue = run.catch(() => {});
     return run;
   }
@@ -115,11 +121,13 @@ export class KeyTransparency {
     const p = this.provider;
     const { treeHead: head, logKey: served } = await this.api.open.getTreeHead({});
     if (!head) throw new TransparencyError("missing-proof", "GetTreeHead returned no tree head");
-    let known = await this.store.getTransparency();
-    const logKey = known?.logKey ?? served;
-    await this.requireSigned(head, logKey, known, served);
-    await this.advance(known, logKey, head);
-    known = (await this.store.getTransparency())!;
+    const known = await this.serialized(async () => {
+      const before = await this.store.getTransparency();
+      const logKey = before?.logKey ?? served;
+      await this.requireSigned(head, logKey, before, served);
+      await this.advance(before, logKey, head);
+      return (await this.store.getTransparency())!;
+    });
     const size = Number(head.treeSize);
     const start = known.monitored?.size ?? 0;
     if (start > size) return { read: 0, size: start };
@@ -145,8 +153,10 @@ export class KeyTransparency {
     if (!bytesEqual(frontierRoot(p, frontier), head.rootHash)) {
       throw new TransparencyError("inconsistent-log", `the log's leaves do not make up its signed head at ${size} leaves`);
     }
-    const latest = (await this.store.getTransparency())!;
-    await this.store.setTransparency({ ...latest, monitored: { size, frontier } });
+    await this.serialized(async () => {
+      const latest = (await this.store.getTransparency())!;
+      await this.store.setTransparency({ ...latest, monitored: { size, frontier } });
+    });
     return { read: size - start, size };
   }
 
