@@ -142,6 +142,14 @@ async function onEvent(e: MessengerEvent): Promise<void> {
       keyWarnings.add(e.accountId);
       if (current && directPeer(current) === e.accountId) await renderHeader();
       break;
+    case "directory-untrusted": {
+      // A device list the directory could not prove (broken chain, or the key transparency
+      // log shows the server telling people different things): said, never hidden.
+      const banner = $("untrusted");
+      banner.textContent = `warning: ${e.accountId}'s devices could not be verified (${e.problem}): ${e.detail}`;
+      banner.hidden = false;
+      break;
+    }
   }
 }
 

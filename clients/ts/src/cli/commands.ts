@@ -356,7 +356,7 @@ export function describe(e: MessengerEvent): string | undefined {
     case "key-change":
       return `WARNING: ${e.accountId}'s devices changed (${e.changes.map((c) => `${c.kind} ${c.deviceId}`).join(", ")}). Compare safety numbers again.`;
     case "directory-untrusted":
-      return `WARNING: ${e.accountId}'s device list failed verification (${e.problem}); not sending to it.`;
+      return `WARNING: ${e.accountId}'s device list could not be verified (${e.problem}): ${e.detail}`;
     case "device-linked":
       return `device ${e.device.deviceId} (${e.name}) was linked to your account`;
     case "device-revoked":
