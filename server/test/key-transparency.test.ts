@@ -10,7 +10,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createNodeProvider } from "@sealpost/client/crypto";
 import { DirectoryService } from "@sealpost/gen/sealpost/directory/v1/directory_service_pb.js";
 import type { SignedTreeHead } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
-import { createTestAccount, plainTransport } from "@sealpost/test-support";
+import { createTestAccount, plainTransport, startTestServer } from "@sealpost/test-support";
 import { leafHash, rootOf, verifyConsistency, verifyInclusion } from "../../clients/ts/src/directory/merkle-proofs.js";
 import { TransparencyLog, accountIndex, encodeLeaf, listHash, treeHeadSignedBytes } from "../src/transparency/transparency-log.js";
 import { expectConnectError, useTwoInstances } from "./directory-helpers.js";
@@ -104,5 +104,19 @@ describe("key transparency log", () => {
     expect(verifyConsistency(p, before, Number(head.treeSize), rootBefore, head.rootHash, proof)).toBe(true);
     await expect(lagging.consistency(1n, head.treeSize + 100n)).rejects.toThrow(/beyond this server's tree/);
     await lagging.close();
+  });
+
+  it("the open log reads are limited per caller address: RESOURCE_EXHAUSTED with the time to wait", async () => {
+    const limited = await startTestServer(servers.a.context.config.natsUrl!, {}, { directory: { limits: { transparencyReadsPerMinute: 2 } } });
+    try {
+      const dir = createClient(DirectoryService, plainTransport(limited.url));
+      await dir.getTreeHead({});
+      await dir.getLogEntries({ start: 0n, count: 1 });
+      await expectConnectError(dir.getTreeHead({}), Code.ResourceExhausted, /^key transparency read rate limit exceeded for .+; retry in \d+ s$/);
+      // Other instances (and GetDeviceList) are not affected.
+      expect((await createClient(DirectoryService, plainTransport(servers.a.url)).getTreeHead({})).treeHead).toBeDefined();
+    } finally {
+      await limited.close();
+    }
   });
 });

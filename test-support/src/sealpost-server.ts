@@ -24,7 +24,7 @@ export async function startTestServer(natsUrl: string, over: Partial<ServerConfi
       ...deps,
       delivery: { ...deps.delivery, limits: { streamOpensPerMinute: 1e6, ...deps.delivery?.limits } },
       // The conformance suite authenticates hundreds of devices a minute from one address.
-      directory: { ...deps.directory, limits: { challengesPerMinute: 1e6, ...deps.directory?.limits } },
+      directory: { ...deps.directory, limits: { challengesPerMinute: 1e6, transparencyReadsPerMinute: 1e6, ...deps.directory?.limits } },
     },
   );
 }

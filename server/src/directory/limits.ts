@@ -32,6 +32,12 @@ export interface DirectoryLimits {
    * drain a device's supply.
    */
   oneTimePrekeysPerDevicePerMinute: number;
+  /**
+   * GetTreeHead, GetConsistencyProof and GetLogEntries per caller address and instance: they
+   * need no account and GetLogEntries answers up to 1,000 leaves (~72 KB) to a small request.
+   * An auditor reading a 1M-leaf log makes ~1,000 calls.
+   */
+  transparencyReadsPerMinute: number;
 }
 
 export const defaultDirectoryLimits: DirectoryLimits = {
@@ -47,6 +53,7 @@ export const defaultDirectoryLimits: DirectoryLimits = {
   challengesPerMinute: 600,
   accountsPerAddressPerHour: 30,
   oneTimePrekeysPerDevicePerMinute: 30,
+  transparencyReadsPerMinute: 600,
 };
 
 /** Account ids are NATS subject tokens in KV keys and token fields: no dots, no wildcards. */

@@ -88,6 +88,7 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   const claimLimiter = new RateLimiter(limits.claimsPerMinute, ctx.now);
   const uploadLimiter = new RateLimiter(limits.uploadsPerMinute, ctx.now);
   const challengeLimiter = new RateLimiter(limits.challengesPerMinute, ctx.now);
+  const transparencyLimiter = new RateLimiter(limits.transparencyReadsPerMinute, ctx.now);
   const replicas = ctx.layout.replicas;
   const registrations = await whenJetStreamReady(() =>
     WindowLimit.open(ctx.nats.jsm, ctx.nats.publisher, "accounts", limits.accountsPerAddressPerHour, 60 * 60_000, replicas),
@@ -381,15 +382,18 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       return { keys: certificates.keys() };
     },
 
-    async getTreeHead() {
+    async getTreeHead(_req, hctx) {
+      rateLimit(transparencyLimiter, "key transparency read", callerLimitKey(hctx.values.get(callerAddressKey)));
       return { treeHead: transparency.treeHead(), logKey: transparency.logKey };
     },
 
-    async getConsistencyProof(req) {
+    async getConsistencyProof(req, hctx) {
+      rateLimit(transparencyLimiter, "key transparency read", callerLimitKey(hctx.values.get(callerAddressKey)));
       return { proof: await storeOp("the key transparency log", () => transparency.consistency(req.firstSize, req.secondSize)) };
     },
 
-    async getLogEntries(req) {
+    async getLogEntries(req, hctx) {
+      rateLimit(transparencyLimiter, "key transparency read", callerLimitKey(hctx.values.get(callerAddressKey)));
       return { entries: transparency.entries(req.start, req.count) };
     },
 

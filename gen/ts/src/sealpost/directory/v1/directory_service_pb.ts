@@ -965,8 +965,9 @@ export const DirectoryService: GenService<{
     output: typeof SetSealedAccessResponseSchema;
   },
   /**
-   * Key transparency (transparency.proto). Unauthenticated. The newest signed tree head and
-   * the log key.
+   * Key transparency (transparency.proto). Unauthenticated; these three calls together are
+   * limited per caller address (RESOURCE_EXHAUSTED names the wait). The newest signed tree
+   * head and the log key.
    *
    * @generated from rpc sealpost.directory.v1.DirectoryService.GetTreeHead
    */
