@@ -349,6 +349,9 @@ describe("sealpost audit", () => {
 
     // Once alice's device has verified a list, it has pinned the key.
     ok(await cli("alice", ["devices", acct("bob")]));
+    const status = await cli("alice", ["status"]);
+    ok(status);
+    expect(status.stdout).toMatch(new RegExp(`^key transparency: log key ${key.slice(0, 16)}\\.\\.\\., head of \\d+ leaves verified \\(signed `, "m"));
     const mine = await cli("alice", ["audit"]);
     ok(mine);
     expect(mine.stdout).toContain(`log key ${key} (the one this device pinned)`);

@@ -33,7 +33,8 @@ commands:
   safety-number <account>             show the safety number with <account>
   devices [account]                   list the verified devices of an account (default: yours)
   revoke <device>                     revoke a device of your account (<id> or <account>/<id>)
-  status                              connection, outbox depth, sends, retries, receive lag
+  status                              connection, outbox depth, sealed mail, key transparency,
+                                      sends, retries, receive lag
   sealed-access [off|contacts|anyone|rotate]
                                       who may send this device sealed mail (the server is not
                                       told the sender); rotate: a new access key, so contacts
@@ -257,6 +258,12 @@ export async function runDeviceCommand(ctx: CommandContext, argv: string[]): Pro
       io.out(`connection: ${s.connection}${s.lastError ? ` (${s.lastError})` : ""}`);
       io.out(`outbox: ${s.outboxDepth} waiting`);
       io.out(sealedAccessLine(dev.m));
+      const kt = s.transparency;
+      io.out(
+        kt
+          ? `key transparency: log key ${kt.logKey.slice(0, 16)}..., head of ${kt.treeSize} leaves verified (signed ${new Date(kt.signedAtMs).toISOString()})${kt.monitoredSize !== undefined ? `, own account watched through ${kt.monitoredSize} leaves` : ""}`
+          : "key transparency: no device list verified yet",
+      );
       io.out(
         `since this process started: ${s.sent} sent, ${s.sendRetries} retried, ${s.failed} failed, ${s.received} received${s.receiveLagMs !== undefined ? `; last receive lag ${s.receiveLagMs} ms` : ""}`,
       );

@@ -18,6 +18,8 @@ export interface MessengerStats {
   connection: "connecting" | "online" | "offline" | "stopped";
   /** Why the connection is offline or stopped. */
   lastError: string | undefined;
+  /** The key transparency log as this device knows it (undefined before it verified a list). */
+  transparency?: { logKey: string; treeSize: number; signedAtMs: number; monitoredSize: number | undefined };
 }
 
 export class MessengerCounters {

@@ -416,11 +416,13 @@ export class Messenger {
    * the last message's receive lag, the connection state.
    */
   async stats(): Promise<MessengerStats> {
+    const kt = await this.store.getTransparency();
     return {
       ...this.counters.snapshot(),
       outboxDepth: (await this.store.listOutbox()).length,
       received: this.receiver.received,
       receiveLagMs: this.receiver.lastLagMs,
+      transparency: kt && { logKey: toHex(kt.logKey), treeSize: kt.treeSize, signedAtMs: kt.timestampMs, monitoredSize: kt.monitored?.size },
     };
   }
 
