@@ -110,6 +110,43 @@ describe.runIf(chromiumInstalled)("the chat page", () => {
     expect(alice.errors.concat(bob.errors)).toEqual([]);
   }, 60_000);
 
+  it("warns when a contact's key transparency head disagrees with this browser's view of the log", async () => {
+    // Bob's stored view of the log, rewritten in his IndexedDB to one no genuine head extends
+    // (as if the server had shown him a forked log); put back afterwards.
+    const key = ["conversations/transparency", "head"];
+    const rewrite = (value: string | undefined) =>
+      bob.page.evaluate(
+        ([k, v]) =>
+          new Promise<string>((resolve, reject) => {
+            const open = indexedDB.open("sealpost-device");
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+              const tx = open.result.transaction("records", "readwrite");
+              const store = tx.objectStore("records");
+              const get = store.get(k as unknown as IDBValidKey);
+              get.onsuccess = () => {
+                const before = get.result as string;
+                const kept = JSON.parse(before);
+                store.put(v ?? JSON.stringify({ ...kept, treeSize: 1, rootHash: { $b: btoa("\u0003".repeat(32)) } }), k as unknown as IDBValidKey);
+                tx.oncomplete = () => (open.result.close(), resolve(before));
+              };
+              tx.onerror = () => reject(tx.error);
+            };
+          }),
+        [key, value] as const,
+      );
+    const original = await rewrite(undefined);
+    try {
+      expect(await bob.page.locator("#untrusted").isHidden()).toBe(true);
+      await send(alice, "does our view of the log agree?");
+      await message(bob, "does our view of the log agree?").waitFor();
+      await bob.page.locator("#untrusted", { hasText: "inconsistent-log" }).waitFor();
+      expect(await bob.page.locator("#untrusted").textContent()).toContain(`${acct("alice")}'s devices could not be verified`);
+    } finally {
+      await rewrite(original);
+    }
+  }, 60_000);
+
   it("sets who may send sealed mail: with 'nobody', the other side's next message arrives unsealed", async () => {
     await bob.page.selectOption("#sealed-mode", "off");
     await expect.poll(() => bob.page.locator("#sealed-state").textContent(), { timeout: 10_000 }).toBe("");
