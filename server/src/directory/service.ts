@@ -89,6 +89,8 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
   const uploadLimiter = new RateLimiter(limits.uploadsPerMinute, ctx.now);
   const challengeLimiter = new RateLimiter(limits.challengesPerMinute, ctx.now);
   const transparencyLimiter = new RateLimiter(limits.transparencyReadsPerMinute, ctx.now);
+  /** The open log reads, limited per caller address. */
+  const transparencyRead = (hctx: HandlerContext) => rateLimit(transparencyLimiter, "key transparency read", callerLimitKey(hctx.values.get(callerAddressKey)));
   const replicas = ctx.layout.replicas;
   const registrations = await whenJetStreamReady(() =>
     WindowLimit.open(ctx.nats.jsm, ctx.nats.publisher, "accounts", limits.accountsPerAddressPerHour, 60 * 60_000, replicas),
@@ -383,17 +385,17 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     },
 
     async getTreeHead(_req, hctx) {
-      rateLimit(transparencyLimiter, "key transparency read", callerLimitKey(hctx.values.get(callerAddressKey)));
+      transparencyRead(hctx);
       return { treeHead: transparency.treeHead(), logKey: transparency.logKey };
     },
 
     async getConsistencyProof(req, hctx) {
-      rateLimit(transparencyLimiter, "key transparency read", callerLimitKey(hctx.values.get(callerAddressKey)));
+      transparencyRead(hctx);
       return { proof: await storeOp("the key transparency log", () => transparency.consistency(req.firstSize, req.secondSize)) };
     },
 
     async getLogEntries(req, hctx) {
-      rateLimit(transparencyLimiter, "key transparency read", callerLimitKey(hctx.values.get(callerAddressKey)));
+      transparencyRead(hctx);
       return { entries: transparency.entries(req.start, req.count) };
     },
 

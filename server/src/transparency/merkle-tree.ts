@@ -4,7 +4,7 @@
  * current one. Every complete, aligned subtree's hash is kept (levels[k][i] covers leaves
  * [i * 2^k, (i + 1) * 2^k)), so the hash of any range RFC 9162's recursion asks for is at
  * most O(log n) cached hashes and a proof costs O(log^2 n) hash operations. Memory: about
- * two 32-byte hashes per leaf, packed per level (HashList).
+ * two 32-byte hashes per leaf, packed per level (PackedList).
  */
 import { createHash } from "node:crypto";
 
@@ -30,30 +30,34 @@ function splitPoint(n: number): number {
   return k;
 }
 
-/** 32-byte hashes packed in one growing buffer (one object per level, not per hash). */
-export class HashList {
-  private buf = new Uint8Array(32 * 1024);
+/** Fixed-width records packed in one growing buffer (one object per list, not per record). */
+export class PackedList {
+  private buf: Uint8Array;
   length = 0;
 
-  push(hash: Uint8Array): void {
-    if ((this.length + 1) * 32 > this.buf.length) {
+  constructor(private readonly width: number) {
+    this.buf = new Uint8Array(width * 1024);
+  }
+
+  push(record: Uint8Array): void {
+    if ((this.length + 1) * this.width > this.buf.length) {
       const bigger = new Uint8Array(this.buf.length * 2);
       bigger.set(this.buf);
       this.buf = bigger;
     }
-    this.buf.set(hash, this.length * 32);
+    this.buf.set(record, this.length * this.width);
     this.length++;
   }
 
-  /** A view of hash i (hashes never change once written). */
+  /** A view of record i (records never change once written). */
   at(i: number): Uint8Array {
-    return this.buf.subarray(i * 32, i * 32 + 32);
+    return this.buf.subarray(i * this.width, (i + 1) * this.width);
   }
 }
 
 export class MerkleTree {
   /** levels[0]: leaf hashes; levels[k]: complete subtrees of 2^k leaves. */
-  private readonly levels: HashList[] = [new HashList()];
+  private readonly levels: PackedList[] = [new PackedList(32)];
 
   get size(): number {
     return this.levels[0].length;
@@ -68,14 +72,10 @@ export class MerkleTree {
     for (let k = 0; i % 2 === 1; k++) {
       const level = this.levels[k];
       const parent = nodeHash(level.at(i - 1), level.at(i));
-      (this.levels[k + 1] ??= new HashList()).push(parent);
+      (this.levels[k + 1] ??= new PackedList(32)).push(parent);
       i >>= 1;
     }
     return index;
-  }
-
-  leafHashAt(index: number): Uint8Array {
-    return this.levels[0].at(index);
   }
 
   /** MTH of the first n leaves. */

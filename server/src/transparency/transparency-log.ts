@@ -23,7 +23,7 @@ import type { Nats } from "../nats/connection.js";
 import { KT_STREAM, KT_SUBJECT } from "../nats/layout.js";
 import type { Logger } from "../logger.js";
 import { certificateKeyFromSeed } from "../directory/sender-certificates.js";
-import { MerkleTree, leafHash } from "./merkle-tree.js";
+import { MerkleTree, PackedList, leafHash } from "./merkle-tree.js";
 
 export const TREE_HEAD_LABEL = "sealpost.kt.tree-head.v1";
 export const ACCOUNT_INDEX_LABEL = "sealpost.kt.index.v1";
@@ -81,8 +81,8 @@ const positionKey = (index: Uint8Array, version: bigint) => `${Buffer.from(index
 
 export class TransparencyLog {
   private readonly tree = new MerkleTree();
-  /** The leaves' bytes, packed (72 bytes each; decoded on demand for GetLogEntries). */
-  private leaves = new Uint8Array(LEAF_BYTES * 1024);
+  /** The leaves' bytes, packed (decoded on demand for GetLogEntries). */
+  private readonly leaves = new PackedList(LEAF_BYTES);
   /** First leaf of each (account index, version). */
   private readonly positions = new Map<string, number>();
   private readonly waiters: { size: number; resolve: () => void }[] = [];
@@ -147,13 +147,8 @@ export class TransparencyLog {
       this.log.error("key transparency log holds a malformed leaf", { seq, bytes: data.length });
     }
     const index = this.tree.appendHash(leafHash(data));
-    if ((index + 1) * LEAF_BYTES > this.leaves.length) {
-      const bigger = new Uint8Array(this.leaves.length * 2);
-      bigger.set(this.leaves);
-      this.leaves = bigger;
-    }
     // A malformed leaf (never written by sealpost) is served as zeros.
-    if (entry) this.leaves.set(data, index * LEAF_BYTES);
+    this.leaves.push(entry ? data : new Uint8Array(LEAF_BYTES));
     if (entry) {
       const k = positionKey(entry.accountIndex, entry.version);
       if (!this.positions.has(k)) this.positions.set(k, index);
@@ -265,7 +260,7 @@ export class TransparencyLog {
     const from = Number(start);
     const to = Math.min(this.tree.size, from + count);
     const out: LogEntry[] = [];
-    for (let i = from; i < to; i++) out.push(decodeLeaf(this.leaves.subarray(i * LEAF_BYTES, (i + 1) * LEAF_BYTES)) ?? create(LogEntrySchema, {}));
+    for (let i = from; i < to; i++) out.push(decodeLeaf(this.leaves.at(i))!);
     return out;
   }
 
