@@ -14,7 +14,8 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import type { ConversationStore, TransparencyRecord } from "../store/conversation-store.js";
 import type { ServerApi } from "../transport/server-api.js";
 import { KT_INDEX_LABEL, transparencyLeaf, treeHeadSignedBytes } from "./labels.js";
-import { appendToFrontier, frontierRoot, leafHash, verifyConsistency, verifyInclusion } from "./merkle-proofs.js";
+import { frontierRoot, leafHash, verifyConsistency, verifyInclusion } from "./merkle-proofs.js";
+import { readLogLeaves } from "./log-reader.js";
 
 /** A device list that the log does not vouch for, or a log that lies; `problem` says how. */
 export class TransparencyError extends Error {
@@ -133,23 +134,17 @@ export class KeyTransparency {
     if (start > size) return { read: 0, size: start };
     const frontier = (known.monitored?.frontier ?? []).map((f) => ({ height: f.height, hash: f.hash }));
     const mine = accountIndex(p, accountId);
-    for (let at = start; at < size; ) {
-      const { entries } = await this.api.open.getLogEntries({ start: BigInt(at), count: Math.min(pageSize, size - at) });
-      if (entries.length === 0) throw new TransparencyError("inconsistent-log", `the log returned no leaves at ${at} of ${size}`);
-      for (const e of entries.slice(0, size - at)) {
-        if (bytesEqual(e.accountIndex, mine)) {
-          const expected = ownVersions.get(e.version);
-          if (!expected || !bytesEqual(expected, e.listHash)) {
-            throw new TransparencyError(
-              "unknown-own-version",
-              `the key transparency log holds version ${e.version} of ${accountId}, which this account never made`,
-            );
-          }
-        }
-        appendToFrontier(p, frontier, leafHash(p, transparencyLeaf(e.accountIndex, e.version, e.listHash)));
+    let foreign: bigint | undefined;
+    const read = await readLogLeaves(this.api, p, frontier, start, size, pageSize, (e) => {
+      if (foreign === undefined && bytesEqual(e.accountIndex, mine)) {
+        const expected = ownVersions.get(e.version);
+        if (!expected || !bytesEqual(expected, e.listHash)) foreign = e.version;
       }
-      at += entries.length;
+    });
+    if (foreign !== undefined) {
+      throw new TransparencyError("unknown-own-version", `the key transparency log holds version ${foreign} of ${accountId}, which this account never made`);
     }
+    if (read < size) throw new TransparencyError("inconsistent-log", `the log returned no leaves at ${read} of ${size}`);
     if (!bytesEqual(frontierRoot(p, frontier), head.rootHash)) {
       throw new TransparencyError("inconsistent-log", `the log's leaves do not make up its signed head at ${size} leaves`);
     }

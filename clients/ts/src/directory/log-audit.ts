@@ -8,8 +8,9 @@ import type { SignedTreeHead } from "@sealpost/gen/sealpost/directory/v1/transpa
 import { bytesEqual, toHex } from "../crypto/bytes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import type { ServerApi } from "../transport/server-api.js";
-import { transparencyLeaf, treeHeadSignedBytes } from "./labels.js";
-import { appendToFrontier, frontierRoot, leafHash, verifyConsistency, type Frontier } from "./merkle-proofs.js";
+import { treeHeadSignedBytes } from "./labels.js";
+import { frontierRoot, verifyConsistency, type Frontier } from "./merkle-proofs.js";
+import { readLogLeaves } from "./log-reader.js";
 
 export interface AuditReport {
   logKey: Uint8Array;
@@ -51,30 +52,30 @@ export async function auditLog(api: ServerApi, p: CryptoProvider, opts: AuditOpt
   const frontier: Frontier = [];
   const versions = new Map<string, { last: bigint; hashes: Map<bigint, string> }>();
   const pageSize = opts.pageSize ?? 1000;
-  for (let at = 0; at < size; ) {
-    const { entries } = await api.open.getLogEntries({ start: BigInt(at), count: Math.min(pageSize, size - at) });
-    if (entries.length === 0) {
-      problems.push(`the server returned no leaves at ${at} of ${size}`);
-      break;
-    }
-    for (const [i, e] of entries.slice(0, size - at).entries()) {
-      appendToFrontier(p, frontier, leafHash(p, transparencyLeaf(e.accountIndex, e.version, e.listHash)));
+  const read = await readLogLeaves(
+    api,
+    p,
+    frontier,
+    0,
+    size,
+    pageSize,
+    (e, index) => {
       const account = toHex(e.accountIndex);
       const seen = versions.get(account) ?? { last: 0n, hashes: new Map() };
       versions.set(account, seen);
       const before = seen.hashes.get(e.version);
       const hash = toHex(e.listHash);
       if (before !== undefined) {
-        if (before !== hash) problems.push(`leaf ${at + i}: account ${account.slice(0, 16)}… version ${e.version} appears with two different lists`);
+        if (before !== hash) problems.push(`leaf ${index}: account ${account.slice(0, 16)}… version ${e.version} appears with two different lists`);
       } else {
-        if (e.version !== seen.last + 1n) problems.push(`leaf ${at + i}: account ${account.slice(0, 16)}… jumps from version ${seen.last} to ${e.version}`);
+        if (e.version !== seen.last + 1n) problems.push(`leaf ${index}: account ${account.slice(0, 16)}… jumps from version ${seen.last} to ${e.version}`);
         seen.hashes.set(e.version, hash);
         if (e.version > seen.last) seen.last = e.version;
       }
-    }
-    at += entries.length;
-    opts.onProgress?.(at, size);
-  }
+    },
+    (at) => opts.onProgress?.(at, size),
+  );
+  if (read < size) problems.push(`the server returned no leaves at ${read} of ${size}`);
   if (!bytesEqual(frontierRoot(p, frontier), head.rootHash)) problems.push(`the log's ${size} leaves do not make up its signed root`);
   return { logKey, head, leaves: size, accounts: versions.size, problems };
 }
