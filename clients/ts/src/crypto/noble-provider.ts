@@ -1,6 +1,6 @@
 /**
  * Portable provider on `@noble/*` (pure JavaScript, audited; runs in browsers).
- * ML-KEM-768 comes from `@noble/post-quantum` (./ml-kem.ts) here and in the node provider alike.
+ * ML-KEM-768 comes from `@noble/post-quantum` (./ml-kem.ts); the node provider runs our own.
  */
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { gcm } from "@noble/ciphers/aes.js";

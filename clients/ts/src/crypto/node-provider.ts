@@ -1,6 +1,6 @@
 /**
  * Fast path on `node:crypto` (OpenSSL): X25519, Ed25519, SHA-2, HMAC, HKDF and AES-256-GCM.
- * Node 20 has no ML-KEM, so that part is `@noble/post-quantum`, as in the noble provider.
+ * Node 20 has no ML-KEM: ours (./ml-kem-768.ts) runs on OpenSSL's SHA-3 and SHAKE.
  *
  * Raw 32-byte keys become KeyObjects through JWK (RFC 8037 OKP keys), the cheapest import
  * path Node offers, which keeps the raw-bytes interface of CryptoProvider.
@@ -8,7 +8,7 @@
 import * as nodeCrypto from "node:crypto";
 import { isAllZero } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
-import { mlKemDecapsulate, mlKemEncapsulate, mlKemKeygen } from "./ml-kem.js";
+import { createMlKem768 } from "./ml-kem-768.js";
 import type { CryptoProvider } from "./provider.js";
 import { GCM_TAG_BYTES, KEY_BYTES } from "./provider.js";
 import type { ProviderOptions } from "./noble-provider.js";
@@ -89,6 +89,13 @@ function view(b: Buffer | ArrayBuffer): Uint8Array {
   return b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
+const mlKem768 = createMlKem768({
+  sha3_256: (data) => view(nodeCrypto.createHash("sha3-256").update(data).digest()),
+  sha3_512: (data) => view(nodeCrypto.createHash("sha3-512").update(data).digest()),
+  shake128: (data, outputLength) => view(nodeCrypto.createHash("shake128", { outputLength }).update(data).digest()),
+  shake256: (data, outputLength) => view(nodeCrypto.createHash("shake256", { outputLength }).update(data).digest()),
+});
+
 /** Creates the `node:crypto` provider. */
 export function createNodeProvider(options: ProviderOptions = {}): CryptoProvider {
   const random = options.random ?? pooledRandom();
@@ -165,8 +172,8 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
         return false;
       }
     },
-    mlKemKeygen,
-    mlKemEncapsulate,
-    mlKemDecapsulate,
+    mlKemKeygen: mlKem768.keygen,
+    mlKemEncapsulate: mlKem768.encapsulate,
+    mlKemDecapsulate: mlKem768.decapsulate,
   };
 }
