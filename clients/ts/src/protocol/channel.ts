@@ -29,6 +29,11 @@ export function emptyChannelState(): ChannelReceiveState {
   return { highest: 0, missing: [] };
 }
 
+/** A copy to preview an update on (structuredClone cost ~1 us a message for these two fields). */
+export function copyChannelState(state: ChannelReceiveState): ChannelReceiveState {
+  return { highest: state.highest, missing: state.missing.slice() };
+}
+
 /** Classifies `sequence` and updates `state` in place. */
 export function observeSequence(state: ChannelReceiveState, sequence: number): ChannelReport {
   let status: ChannelStatus;

@@ -37,7 +37,7 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES } from "../crypto/provider.js";
 import { addressKey } from "./address.js";
 import type { ProtocolStores } from "./stores.js";
-import { emptyChannelState, observeSequence, type ChannelReport } from "./channel.js";
+import { copyChannelState, emptyChannelState, observeSequence, type ChannelReport } from "./channel.js";
 import type { LocalIdentity } from "./identity.js";
 import { PQ_RATCHET_VERSION, PROTOCOL_VERSION } from "./labels.js";
 import type { PqSchedule } from "./pq-ratchet.js";
@@ -335,7 +335,7 @@ export class SessionCipher {
       const p = await this.plan(envelope, sharedBody, sender, key, local);
       const channelState = (await this.stores.channels.loadReceived(key)) ?? emptyChannelState();
       // A preview on a copy: the counters change at commit.
-      const channel = observeSequence(structuredClone(channelState), Number(p.result.payload.channelSequence));
+      const channel = observeSequence(copyChannelState(channelState), Number(p.result.payload.channelSequence));
       return { p, generation, channel };
     });
     let state: "pending" | "committed" | "discarded" = "pending";
