@@ -7,7 +7,8 @@ import { SharedBodySchema } from "@sealpost/gen/sealpost/envelope/v1/shared_body
 import { toHex } from "../src/crypto/bytes.js";
 import { pad, paddedLength, unpad } from "../src/protocol/padding.js";
 import { accountFingerprint, safetyNumber } from "../src/protocol/safety-number.js";
-import { encodeDeviceEnvelope, encodeEntryPayload, encodeSealedSharedBody } from "../src/protocol/wire.js";
+import { encodeDeviceEnvelope, encodeEntryPayload, encodeSealedSharedBody, encodeTextContent } from "../src/protocol/wire.js";
+import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { PROVIDERS } from "./helpers.js";
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
@@ -15,6 +16,57 @@ const bytes = (max: number) => fc.uint8Array({ maxLength: max });
 const account = fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,20}$/);
 
 describe("wire encoders match protobuf-es toBinary", () => {
+  it("text Content (message_id filled in when empty), and nothing for other bodies", () => {
+    const conversation = fc.option(
+      fc.oneof(
+        fc.constant({}),
+        fc.string({ maxLength: 30 }).map((value) => ({ kind: { case: "accountId" as const, value } })),
+        bytes(20).map((value) => ({ kind: { case: "groupId" as const, value } })),
+      ),
+      { nil: undefined },
+    );
+    const head = fc.option(
+      fc.record({
+        treeSize: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        rootHash: bytes(32),
+        timestampMs: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        signature: bytes(64),
+      }),
+      {
+        nil: undefined,
+      },
+    );
+    fc.assert(
+      fc.property(
+        bytes(16),
+        bytes(16),
+        fc.bigInt({ min: 0n, max: BigInt(Number.MAX_SAFE_INTEGER) }),
+        conversation,
+        fc.string({ unit: "binary", maxLength: 2000 }),
+        bytes(16),
+        bytes(32),
+        head,
+        (givenId, ownId, sentAtMs, conv, body, quote, accessKey, logHead) => {
+          const content = create(ContentSchema, {
+            messageId: ownId,
+            sentAtMs,
+            conversation: conv,
+            body: { case: "text", value: { body, quoteMessageId: quote } },
+            senderAccessKey: accessKey,
+            logHead,
+          });
+          const expected = toBinary(ContentSchema, create(ContentSchema, { ...content, messageId: ownId.length > 0 ? ownId : givenId }));
+          expect(toHex(encodeTextContent(content, givenId) ?? new Uint8Array())).toBe(toHex(expected));
+        },
+      ),
+      { numRuns: 300 },
+    );
+    const typing = create(ContentSchema, { body: { case: "typing", value: {} } });
+    expect(encodeTextContent(typing, new Uint8Array(16))).toBeUndefined();
+    const negative = create(ContentSchema, { sentAtMs: -1n, body: { case: "text", value: { body: "x" } } });
+    expect(encodeTextContent(negative, new Uint8Array(16))).toBeUndefined();
+  });
+
   it("DeviceEnvelope (ratchet and prekey)", () => {
     fc.assert(
       fc.property(

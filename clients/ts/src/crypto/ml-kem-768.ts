@@ -5,11 +5,12 @@
  * (`@noble/post-quantum`) spent ~255 us of a session setup in Keccak and ~260 us in a
  * generic NTT; this is the same algorithm with neither cost (figures in docs/BENCHMARKS.md).
  *
- * Byte-for-byte FIPS 203: checked against the C2SP/CCTV accumulated vectors and against
- * @noble/post-quantum on random inputs (clients/ts/test/ml-kem-768.test.ts). Coefficients are
- * kept canonical in [0, q); reductions are `%` by the constant q (compiled to a multiply, no
- * division instruction), corrections are masks, and compression uses a multiply by 1/q, so
- * no branch or division depends on secret data. The FIPS 203 input checks (section 7) are
+ * Byte-for-byte FIPS 203: checked against the C2SP/CCTV accumulated vector
+ * (kat-primitives.test.ts) and against @noble/post-quantum on random and malformed inputs
+ * (ml-kem-768.test.ts). Coefficients are kept canonical in [0, q); reductions are `%` by the
+ * constant q (which V8's optimizing compiler turns into a multiply), corrections are masks,
+ * and compression multiplies by 1/q, so no branch depends on secret data; only the
+ * rejection sampling of Â branches, on public bytes. The FIPS 203 input checks (section 7) are
  * made: an encapsulation key's coefficients must be < q, a decapsulation key must hold
  * H(ek), and lengths are exact.
  */

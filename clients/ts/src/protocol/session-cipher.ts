@@ -47,7 +47,7 @@ import { verifyKeyBundle, type VerifiedBundle } from "./prekeys.js";
 import { canSend, initInitiator, initResponder, planDecrypt, ratchetEncrypt, type DecryptPlan, type RatchetHeader } from "./ratchet.js";
 import type { SessionRecord, SessionState } from "./ratchet-state.js";
 import { openSealedBody, parseSharedBody, sealBody } from "./sealed-body.js";
-import { encodeDeviceEnvelope, encodeEntryPayload } from "./wire.js";
+import { encodeTextContent, encodeDeviceEnvelope, encodeEntryPayload } from "./wire.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 
 /** One recipient device of a fan-out; `bundle` starts a session when there is none. */
@@ -528,6 +528,8 @@ function parseDeviceEnvelope(entry: Uint8Array) {
  * first), without copying the message.
  */
 function serializeContent(content: Content, messageId: Uint8Array): Uint8Array {
+  const text = encodeTextContent(content, messageId);
+  if (text) return text;
   const bytes = toBinary(ContentSchema, content);
   if (content.messageId.length > 0) return bytes;
   const out = new Uint8Array(2 + messageId.length + bytes.length);

@@ -1,11 +1,14 @@
 /**
  * Hand-written protobuf encoders for the hot-path envelope messages (DeviceEnvelope,
- * EntryPayload, SharedBody with a SealedBody or a SenderKeyMessage). They write exactly the bytes protobuf-es `toBinary` writes
+ * EntryPayload, SharedBody with a SealedBody or a SenderKeyMessage, and a text Content). They write exactly the bytes protobuf-es `toBinary` writes
  * (fields in number order, proto3 defaults omitted; tested against it in
  * clients/ts/test/wire.test.ts) at a fraction of the cost: one exact-size allocation, no
  * message objects. Decoding stays with protobuf-es `fromBinary`, which accepts every valid
  * encoding.
  */
+import { toBinary } from "@bufbuild/protobuf";
+import type { Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { SignedTreeHeadSchema } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
 import type { DeviceRef } from "./address.js";
 import { utf8 } from "../crypto/bytes.js";
 import { SENDER_KEY_VERSION } from "./group-labels.js";
@@ -55,6 +58,12 @@ class Writer {
   message(field: number, length: number): void {
     this.tag(field, WIRE_LEN);
     this.varint(length);
+  }
+  /** A length-delimited field written even when empty (oneof members, embedded messages). */
+  present(field: number, b: Uint8Array): void {
+    this.message(field, b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
   }
 }
 
@@ -218,5 +227,48 @@ export function encodeSenderKeySharedBody(
   w.uint(4, iteration);
   w.bytes(5, ciphertext);
   w.bytes(6, signature);
+  return w.buf;
+}
+
+/**
+ * A serialized text Content with message_id set to `messageId` when it is empty, or
+ * undefined when `content` is anything else (another body, unknown fields, a negative or
+ * huge sent_at_ms): callers then use protobuf-es. protobuf-es grows its writer from 128
+ * bytes by doubling and copies the result (~10 us for 1 KiB of text, a tenth of a 1:1
+ * message's cost); this sizes the output once.
+ */
+export function encodeTextContent(content: Content, messageId: Uint8Array): Uint8Array | undefined {
+  if (content.body.case !== "text" || content.$unknown?.length || content.body.value.$unknown?.length) return undefined;
+  const conversation = content.conversation;
+  if (conversation?.$unknown?.length) return undefined;
+  if (content.sentAtMs < 0n || content.sentAtMs > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  const sentAtMs = Number(content.sentAtMs);
+  const id = content.messageId.length > 0 ? content.messageId : messageId;
+  const text = content.body.value;
+  const body = utf8(text.body);
+  const textSize = bytesSize(body.length) + bytesSize(text.quoteMessageId.length);
+  const kind = conversation?.kind;
+  const kindBytes = kind?.case === "accountId" ? utf8(kind.value) : kind?.case === "groupId" ? kind.value : undefined;
+  const conversationSize = kindBytes ? messageSize(kindBytes.length) : 0;
+  const logHead = content.logHead ? toBinary(SignedTreeHeadSchema, content.logHead) : undefined;
+  const w = new Writer(
+    bytesSize(id.length) +
+      uintSize(sentAtMs) +
+      (conversation ? messageSize(conversationSize) : 0) +
+      messageSize(textSize) +
+      bytesSize(content.senderAccessKey.length) +
+      (logHead ? messageSize(logHead.length) : 0),
+  );
+  w.bytes(1, id);
+  w.uint(2, sentAtMs);
+  if (conversation) {
+    w.message(3, conversationSize);
+    if (kindBytes) w.present(kind?.case === "accountId" ? 1 : 2, kindBytes);
+  }
+  w.message(4, textSize);
+  w.bytes(1, body);
+  w.bytes(2, text.quoteMessageId);
+  w.bytes(11, content.senderAccessKey);
+  if (logHead) w.present(12, logHead);
   return w.buf;
 }
