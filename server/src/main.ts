@@ -1,5 +1,6 @@
 /**
- * sealpost-server entry point: `npm start` (or `tsx server/src/main.ts --help`).
+ * sealpost-server entry point: `npm start` (builds it with server/build.mjs, then runs the
+ * bundle with node), or `npx tsx server/src/main.ts` from the sources.
  */
 import { ConfigError, helpText, loadConfig } from "./config.js";
 import { NatsServerMissingError } from "./nats/embedded-server.js";

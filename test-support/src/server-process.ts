@@ -1,12 +1,31 @@
 /**
- * A sealpost server instance in its own process (tsx server/src/main.ts), so a test can kill
- * it for real: SIGKILL means no drain, no close, sockets reset by the kernel. It listens on a
- * free loopback port and reports its URL in its "listening" log line.
+ * A sealpost server instance in its own process, built as `npm start` builds it
+ * (server/build.mjs), so a test can kill it for real: SIGKILL means no drain, no close,
+ * sockets reset by the kernel. It listens on a free loopback port and reports its URL in its
+ * "listening" log line.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
+
+let built: string | undefined;
+/**
+ * The server built into one module (inside the checkout, where its npm packages resolve),
+ * once per test process: built under a private name, then renamed over the shared one, so
+ * test files building at the same time never see a half-written file. Returns its path.
+ */
+export function builtServer(): string {
+  if (built) return built;
+  const out = path.join(root, ".tmp", "sealpost-server.mjs");
+  const own = path.join(root, ".tmp", `sealpost-server-${process.pid}.mjs`);
+  execFileSync(process.execPath, [path.join(root, "server/build.mjs"), "--out", own, "--inline-sourcemap"], { cwd: root, stdio: "inherit" });
+  fs.renameSync(own, out);
+  built = out;
+  return out;
+}
 
 export interface ServerProcess {
   url: string;
@@ -20,7 +39,7 @@ export interface ServerProcess {
 }
 
 export async function spawnServerProcess(env: Record<string, string>): Promise<ServerProcess> {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "server/src/main.ts"], {
+  const child: ChildProcess = spawn(process.execPath, ["--enable-source-maps", builtServer()], {
     cwd: root,
     env: {
       ...process.env,

@@ -3,15 +3,17 @@
  * are its own. Limits meant for abuse (per-device send and challenge rates) are raised: the
  * load generator sends from a few devices as fast as the server allows.
  *
- *   node --import tsx bench/src/server/server-child.ts --nats nats://127.0.0.1:4222 [--server-src <dir>] [--metrics off]
+ * Built into one module like `npm start`'s server (server/build.mjs; server-process.ts
+ * builds it, against another checkout's server/src for a baseline) and run by plain node:
  *
- * --server-src points at another checkout's server/src (the baseline of a before/after
- * comparison). Prints one JSON line {"url": ...} on stdout when listening; answers IPC
- * "stats" with its memory figures; exits on SIGTERM or when the parent goes away.
+ *   node <built child> --nats nats://127.0.0.1:4222 [--metrics off]
+ *
+ * Prints one JSON line {"url": ...} on stdout when listening; answers IPC "stats" with its
+ * memory figures; exits on SIGTERM or when the parent goes away.
  */
-import * as path from "node:path";
-import { pathToFileURL } from "node:url";
-import { repoRoot } from "../result.js";
+import { defaultConfig } from "../../../server/src/config.js";
+import { silentLogger } from "../../../server/src/logger.js";
+import { startServer } from "../../../server/src/server.js";
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -20,11 +22,6 @@ function arg(name: string): string | undefined {
 
 const natsUrl = arg("--nats");
 if (!natsUrl) throw new Error("--nats <url> is required");
-const src = path.resolve(arg("--server-src") ?? path.join(repoRoot(), "server", "src"));
-const load = (f: string) => import(pathToFileURL(path.join(src, f)).href);
-const { startServer } = await load("server.ts");
-const { defaultConfig } = await load("config.ts");
-const { silentLogger } = await load("logger.ts");
 
 const server = await startServer(
   defaultConfig({

@@ -2,7 +2,7 @@
  * Starts bench/src/server/server-child.ts as a child process and talks to it: its URL, its
  * memory (the child's own figures and /proc VmRSS), and a clean stop.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { repoRoot } from "../result.js";
@@ -41,9 +41,29 @@ export interface BenchServerOptions {
   serverArgs?: string[];
 }
 
+/** The child built as `npm start` builds the server (server/build.mjs), once per server source. */
+const built = new Map<string, string>();
+function buildChild(serverSrc: string | undefined): string {
+  const key = serverSrc ?? "";
+  let out = built.get(key);
+  if (!out) {
+    // Inside the checkout: the bundle imports npm packages from its node_modules.
+    out = path.join(repoRoot(), "bench", "tmp", `server-child-${process.pid}-${built.size}.mjs`);
+    const args = [path.join(repoRoot(), "server/build.mjs"), "--entry", path.join(repoRoot(), "bench/src/server/server-child.ts"), "--out", out];
+    if (serverSrc) args.push("--server-src", serverSrc);
+    execFileSync(process.execPath, args, { cwd: repoRoot(), stdio: "inherit" });
+    built.set(key, out);
+    const file = out;
+    process.once("exit", () => {
+      fs.rmSync(file, { force: true });
+      fs.rmSync(`${file}.map`, { force: true });
+    });
+  }
+  return out;
+}
+
 export async function startBenchServer(o: BenchServerOptions): Promise<BenchServer> {
-  const args = [...(o.nodeFlags ?? []), "--expose-gc", "--import", "tsx", path.join(repoRoot(), "bench/src/server/server-child.ts"), "--nats", o.natsUrl];
-  if (o.serverSrc) args.push("--server-src", o.serverSrc);
+  const args = [...(o.nodeFlags ?? []), "--expose-gc", "--enable-source-maps", buildChild(o.serverSrc), "--nats", o.natsUrl];
   args.push(...(o.serverArgs ?? []));
   const child: ChildProcess = spawn(process.execPath, args, { cwd: repoRoot(), stdio: ["ignore", "pipe", "inherit", "ipc"] });
   const killOnExit = () => child.kill("SIGKILL");
