@@ -3,8 +3,8 @@
  * Builds the server into one ES module, server/dist/sealpost-server.mjs, for `npm start`.
  *
  * Running the TypeScript through tsx costs every instance a module-loader worker thread and
- * an esbuild service process: an idle server measured ~116 MB RSS plus ~12 MB for the
- * esbuild child under tsx, ~67 MB built (docs/OPERATIONS.md). Our own code and the
+ * an esbuild service process: an idle server measured ~110 MB RSS plus ~12 MB for the
+ * esbuild child under tsx, ~71 MB built (docs/OPERATIONS.md). Our own code and the
  * workspace packages (@sealpost/*, TypeScript sources) are bundled; every npm package stays
  * an import resolved from node_modules at run time, as under tsx.
  *
