@@ -7,7 +7,7 @@
  * encoding.
  */
 import { toBinary } from "@bufbuild/protobuf";
-import type { Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { type Content, ContentSchema, ConversationSchema, TextSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { SignedTreeHeadSchema } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
 import type { DeviceRef } from "./address.js";
 import { utf8 } from "../crypto/bytes.js";
@@ -231,6 +231,14 @@ export function encodeSenderKeySharedBody(
 }
 
 /**
+ * The field numbers encodeTextContent was written for. A field added to the schema later
+ * turns the fast path off (everything goes through protobuf-es) instead of being dropped.
+ */
+const fieldNumbers = (schema: { fields: { number: number }[] }) => schema.fields.map((f) => f.number).join(",");
+export const TEXT_CONTENT_SCHEMA_KNOWN =
+  fieldNumbers(ContentSchema) === "1,2,3,4,5,6,7,8,9,10,11,12" && fieldNumbers(TextSchema) === "1,2" && fieldNumbers(ConversationSchema) === "1,2";
+
+/**
  * A serialized text Content with message_id set to `messageId` when it is empty, or
  * undefined when `content` is anything else (another body, unknown fields, a negative or
  * huge sent_at_ms): callers then use protobuf-es. protobuf-es grows its writer from 128
@@ -238,7 +246,7 @@ export function encodeSenderKeySharedBody(
  * message's cost); this sizes the output once.
  */
 export function encodeTextContent(content: Content, messageId: Uint8Array): Uint8Array | undefined {
-  if (content.body.case !== "text" || content.$unknown?.length || content.body.value.$unknown?.length) return undefined;
+  if (!TEXT_CONTENT_SCHEMA_KNOWN || content.body.case !== "text" || content.$unknown?.length || content.body.value.$unknown?.length) return undefined;
   const conversation = content.conversation;
   if (conversation?.$unknown?.length) return undefined;
   if (content.sentAtMs < 0n || content.sentAtMs > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
