@@ -1,5 +1,6 @@
 /** Byte helpers shared by crypto and protocol code. No secrets are ever logged from here. */
 import { base64Decode, base64Encode } from "@bufbuild/protobuf/wire";
+import { InvalidKeyError } from "./errors.js";
 
 /** Concatenates byte strings. */
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
@@ -88,4 +89,9 @@ export function isAllZero(b: Uint8Array): boolean {
   let acc = 0;
   for (let i = 0; i < b.length; i++) acc |= b[i];
   return acc === 0;
+}
+
+/** Throws InvalidKeyError unless `b` is a Uint8Array of exactly `n` bytes (`what` names it). */
+export function checkLength(b: Uint8Array, n: number, what: string): void {
+  if (!(b instanceof Uint8Array) || b.length !== n) throw new InvalidKeyError(`${what} must be ${n} bytes`);
 }

@@ -14,7 +14,7 @@
  * made: an encapsulation key's coefficients must be < q, a decapsulation key must hold
  * H(ek), and lengths are exact.
  */
-import { toHex } from "./bytes.js";
+import { checkLength, concatBytes, toHex } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
 
 /** The SHA-3 family as FIPS 203 uses it: H, G, J/PRF and the XOF. */
@@ -251,17 +251,6 @@ function wipe(polys: Poly[]): void {
   for (const p of polys) p.fill(0);
 }
 
-function checkLength(b: Uint8Array, n: number, what: string): void {
-  if (!(b instanceof Uint8Array) || b.length !== n) throw new InvalidKeyError(`${what} must be ${n} bytes`);
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
 /** Creates ML-KEM-768 over the given Keccak functions. */
 export function createMlKem768(keccak: Keccak): MlKem768 {
   // Scratch polynomials, allocated once: 1 KiB typed arrays live off the V8 heap, and
@@ -333,7 +322,7 @@ export function createMlKem768(keccak: Keccak): MlKem768 {
 
   /** ML-KEM.Encaps_internal (Algorithm 17): (K, r) = G(m || H(ek)), c = K-PKE.Encrypt(ek, m, r). */
   function encapsulateDecoded(aT: Poly[], hEk: Uint8Array, m: Uint8Array) {
-    const g = keccak.sha3_512(concat(m, hEk));
+    const g = keccak.sha3_512(concatBytes(m, hEk));
     const sharedSecret = g.slice(0, 32);
     const ciphertext = encrypt(aT, m, g.subarray(32));
     g.fill(0);
@@ -409,7 +398,7 @@ export function createMlKem768(keccak: Keccak): MlKem768 {
       // Implicit rejection (Algorithm 18): re-encrypt and compare in constant time.
       const { ciphertext: again, sharedSecret } = encapsulateDecoded(cachedTransposed(ek, hEk), hEk, mPrime);
       mPrime.fill(0);
-      const zc = concat(z, ciphertext);
+      const zc = concatBytes(z, ciphertext);
       const rejected = keccak.shake256(zc, 32);
       zc.fill(0);
       let neq = 0;

@@ -14,7 +14,7 @@
  *   embeds the prepared public key on every call.
  */
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
-import { toHex } from "./bytes.js";
+import { checkLength, toHex } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
 import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES, MLKEM768_SECRET_KEY_BYTES } from "./provider.js";
 
@@ -35,10 +35,6 @@ const prepared = new Map<string, Prepared>();
 // dk = dk_PKE (1152) || ek (1184) || H(ek) (32) || z (32)  (FIPS 203, Algorithm 16)
 const EK_OFFSET = 1152;
 const HEK_OFFSET = EK_OFFSET + MLKEM768_PUBLIC_KEY_BYTES;
-
-function checkLength(b: Uint8Array, n: number, what: string): void {
-  if (!(b instanceof Uint8Array) || b.length !== n) throw new InvalidKeyError(`${what} must be ${n} bytes`);
-}
 
 export function mlKemKeygen(seed: Uint8Array): { publicKey: Uint8Array; secretKey: Uint8Array } {
   checkLength(seed, 64, "ML-KEM seed");

@@ -8,7 +8,7 @@ import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { randomBytes } from "@noble/hashes/utils.js";
-import { isAllZero } from "./bytes.js";
+import { checkLength, isAllZero } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
 import { mlKemDecapsulate, mlKemEncapsulate, mlKemKeygen } from "./ml-kem.js";
 import type { CryptoProvider, RandomSource } from "./provider.js";
@@ -17,10 +17,6 @@ import { GCM_TAG_BYTES, KEY_BYTES } from "./provider.js";
 export interface ProviderOptions {
   /** Replaces the CSPRNG (tests and vectors only). */
   random?: RandomSource;
-}
-
-function checkLength(b: Uint8Array, n: number, what: string): void {
-  if (!(b instanceof Uint8Array) || b.length !== n) throw new InvalidKeyError(`${what} must be ${n} bytes`);
 }
 
 /** Creates the `@noble/*` provider. */

@@ -6,7 +6,7 @@
  * path Node offers, which keeps the raw-bytes interface of CryptoProvider.
  */
 import * as nodeCrypto from "node:crypto";
-import { isAllZero } from "./bytes.js";
+import { checkLength, isAllZero } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
 import { createMlKem768 } from "./ml-kem-768.js";
 import type { CryptoProvider } from "./provider.js";
@@ -14,10 +14,6 @@ import { GCM_TAG_BYTES, KEY_BYTES } from "./provider.js";
 import type { ProviderOptions } from "./noble-provider.js";
 
 type OkpCurve = "X25519" | "Ed25519";
-
-function checkLength(b: Uint8Array, n: number, what: string): void {
-  if (!(b instanceof Uint8Array) || b.length !== n) throw new InvalidKeyError(`${what} must be ${n} bytes`);
-}
 
 function b64url(raw: Uint8Array): string {
   return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64url");
