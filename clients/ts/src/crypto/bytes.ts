@@ -47,8 +47,8 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Overwrites key material once it is no longer needed. */
-export function wipe(...keys: (Uint8Array | undefined)[]): void {
+/** Overwrites key material (bytes, or ML-KEM's polynomials) once it is no longer needed. */
+export function wipe(...keys: (Uint8Array | Int32Array | undefined)[]): void {
   for (const k of keys) k?.fill(0);
 }
 

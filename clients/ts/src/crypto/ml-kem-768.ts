@@ -14,7 +14,7 @@
  * made: an encapsulation key's coefficients must be < q, a decapsulation key must hold
  * H(ek), and lengths are exact.
  */
-import { checkLength, concatBytes, toHex } from "./bytes.js";
+import { checkLength, concatBytes, toHex, wipe } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
 
 /** The SHA-3 family as FIPS 203 uses it: H, G, J/PRF and the XOF. */
@@ -247,10 +247,6 @@ function unpackBits(bytes: Uint8Array, offset: number, d: number, out: Poly): vo
   }
 }
 
-function wipe(polys: Poly[]): void {
-  for (const p of polys) p.fill(0);
-}
-
 /** Creates ML-KEM-768 over the given Keccak functions. */
 export function createMlKem768(keccak: Keccak): MlKem768 {
   // Scratch polynomials, allocated once: 1 KiB typed arrays live off the V8 heap, and
@@ -310,7 +306,7 @@ export function createMlKem768(keccak: Keccak): MlKem768 {
       acc[n] = mlKemCompress(addQ(addQ(acc[n], noise[n]), mu), DV);
     }
     packBits(acc, DV, ct, 32 * DU * K);
-    wipe([...secret, acc, noise]);
+    wipe(...secret, acc, noise);
     return ct;
   }
 
@@ -353,7 +349,7 @@ export function createMlKem768(keccak: Keccak): MlKem768 {
       }
       publicKey.set(rho, DK_PKE_BYTES);
       g.fill(0);
-      wipe([...secret, acc]);
+      wipe(...secret, acc);
       secretKey.set(publicKey, DK_PKE_BYTES);
       secretKey.set(keccak.sha3_256(publicKey), DK_PKE_BYTES + EK_BYTES);
       secretKey.set(z, DK_PKE_BYTES + EK_BYTES + 32);
@@ -394,7 +390,7 @@ export function createMlKem768(keccak: Keccak): MlKem768 {
         const x = subQ(decompress(work[n], DV), acc[n]);
         mPrime[n >> 3] |= mlKemCompress(x, 1) << (n & 7);
       }
-      wipe([acc, entry, work]);
+      wipe(acc, entry, work);
       // Implicit rejection (Algorithm 18): re-encrypt and compare in constant time.
       const { ciphertext: again, sharedSecret } = encapsulateDecoded(cachedTransposed(ek, hEk), hEk, mPrime);
       mPrime.fill(0);
