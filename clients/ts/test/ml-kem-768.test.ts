@@ -5,7 +5,6 @@
  * every compression value. The published C2SP accumulated vector runs through the node
  * provider in kat-primitives.test.ts.
  */
-import * as nodeCrypto from "node:crypto";
 import { sha3_256, sha3_512, shake128, shake256 } from "@noble/hashes/sha3.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { describe, expect, it } from "vitest";
@@ -13,14 +12,8 @@ import { toHex } from "../src/crypto/bytes.js";
 import { createDeterministicRandom } from "../src/crypto/deterministic-random.js";
 import { InvalidKeyError } from "../src/crypto/errors.js";
 import { type Keccak, createMlKem768, mlKemCompress } from "../src/crypto/ml-kem-768.js";
+import { opensslKeccak } from "../src/crypto/node-provider.js";
 
-const view = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-const opensslKeccak: Keccak = {
-  sha3_256: (d) => view(nodeCrypto.createHash("sha3-256").update(d).digest()),
-  sha3_512: (d) => view(nodeCrypto.createHash("sha3-512").update(d).digest()),
-  shake128: (d, n) => view(nodeCrypto.createHash("shake128", { outputLength: n }).update(d).digest()),
-  shake256: (d, n) => view(nodeCrypto.createHash("shake256", { outputLength: n }).update(d).digest()),
-};
 const nobleKeccak: Keccak = {
   sha3_256: (d) => sha3_256(d),
   sha3_512: (d) => sha3_512(d),
