@@ -45,20 +45,18 @@ export interface BenchServerOptions {
 const built = new Map<string, string>();
 function buildChild(serverSrc: string | undefined): string {
   const key = serverSrc ?? "";
-  let out = built.get(key);
-  if (!out) {
-    // Inside the checkout: the bundle imports npm packages from its node_modules.
-    out = path.join(repoRoot(), "bench", "tmp", `server-child-${process.pid}-${built.size}.mjs`);
-    const args = [path.join(repoRoot(), "server/build.mjs"), "--entry", path.join(repoRoot(), "bench/src/server/server-child.ts"), "--out", out];
-    if (serverSrc) args.push("--server-src", serverSrc);
-    execFileSync(process.execPath, args, { cwd: repoRoot(), stdio: "inherit" });
-    built.set(key, out);
-    const file = out;
-    process.once("exit", () => {
-      fs.rmSync(file, { force: true });
-      fs.rmSync(`${file}.map`, { force: true });
-    });
-  }
+  const done = built.get(key);
+  if (done) return done;
+  // Inside the checkout: the bundle imports npm packages from its node_modules.
+  const out = path.join(repoRoot(), "bench", "tmp", `server-child-${process.pid}-${built.size}.mjs`);
+  const args = [path.join(repoRoot(), "server/build.mjs"), "--entry", path.join(repoRoot(), "bench/src/server/server-child.ts"), "--out", out];
+  if (serverSrc) args.push("--server-src", serverSrc);
+  execFileSync(process.execPath, args, { cwd: repoRoot(), stdio: "inherit" });
+  built.set(key, out);
+  process.once("exit", () => {
+    fs.rmSync(out, { force: true });
+    fs.rmSync(`${out}.map`, { force: true });
+  });
   return out;
 }
 
