@@ -79,8 +79,11 @@ export interface SenderDeps {
   metrics?: Metrics;
   /** The current trace context as a traceparent, stored with each record (tracing on). */
   traceparent?: () => string | undefined;
-  /** Hands a stored record to this instance's own streams of the device (no NATS round trip). */
-  pushLocal?: (device: DeviceRef, seq: number, record: Uint8Array, traceparent?: string) => void;
+  /**
+   * Hands a stored record to this instance's own streams of the device (no NATS round trip);
+   * true when one of them is the device's current stream (then no hint is published).
+   */
+  pushLocal?: (device: DeviceRef, seq: number, record: Uint8Array, traceparent?: string) => boolean;
 }
 
 interface Target {
@@ -187,9 +190,12 @@ export class Sender {
         const r = await this.d.mailboxes.append(loc, record, msgId, traceparent);
         // Live push: this instance's streams of the device get the record in memory; streams
         // on other instances get the sequence and fetch exactly that message. The record is
-        // not put on the wire twice (bytes to NATS are the server's largest cost).
-        this.d.pushLocal?.(t.device, r.seq, record, traceparent);
-        this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
+        // not put on the wire twice (bytes to NATS are the server's largest cost). When the
+        // device's current stream is here, no hint: a device has one current stream, and if
+        // a newer one replaces it, this one hints the device as it ends with unacked mail
+        // (ReceiveStream.close). A hint costs nats-server a message and this instance a
+        // wake-up for its own echo.
+        if (!this.d.pushLocal?.(t.device, r.seq, record, traceparent)) this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
         return r;
       }),
     );
@@ -209,12 +215,10 @@ export class Sender {
       serverTimestampMs: BigInt(originalTs),
       entries: targets.map((t, i) => create(StoredEntrySchema, { device: create(DeviceAddressSchema, t.device), sequence: BigInt(acks[i].seq) })),
     });
-    // The record for late retries, not awaited: if it is lost, retries inside the duplicate
-    // window still dedupe; a second writer (concurrent retry) fails the create harmlessly.
-    this.d.publisher.publish(`$KV.${SENDS_BUCKET}.${key}`, encodeStored(outcome), { expectLastSubjectSeq: 0 }).catch((err) => {
-      if (!/wrong last sequence/i.test(String((err as Error)?.message)))
-        this.d.log.debug("send idempotency record not written", { error: (err as Error)?.name });
-    });
+    // The record for late retries, unconfirmed (no PubAck): if it is lost, retries inside the
+    // duplicate window still dedupe; a second writer (concurrent retry) fails the create
+    // harmlessly. It is on the connection before the answer (flushed below).
+    this.d.publisher.publishUnconfirmed(`$KV.${SENDS_BUCKET}.${key}`, encodeStored(outcome), { expectLastSubjectSeq: 0 });
     // The hints go out before the answer (see JetStreamPublisher.flushed).
     await this.d.publisher.flushed();
     outcome.duplicate = acks.every((a) => a.duplicate);

@@ -104,17 +104,21 @@ export class JetStreamPublisher {
     return { seq: Number(m.headers.get("Nats-Sequence")), subject: m.headers.get("Nats-Subject"), data: m.data, header: m.headers };
   }
 
+  /**
+   * A JetStream publish nobody waits for: no reply subject, so JetStream stores it (or
+   * refuses it, e.g. a failed expectLastSubjectSeq) without sending a PubAck. For records
+   * whose loss is tolerated by design (Send's outcome record): it saves nats-server the ack
+   * and this instance the wake-up to read it. Goes out with this turn's other publishes.
+   */
+  publishUnconfirmed(subject: string, data: Uint8Array, opts: PublishOptions = {}): void {
+    const h = publishHeaders(opts);
+    this.later(() => this.nc.publish(subject, data, h ? { headers: h } : undefined));
+  }
+
   private send(subject: string, data: Uint8Array, op: RoundTrip, opts: PublishOptions = {}, timeoutMs = this.timeoutMs): Promise<Msg> {
     const id = this.next++;
     return new Promise<Msg>((resolve, reject) => {
-      let h: ReturnType<typeof headers> | undefined;
-      if (opts.msgId || opts.expectStream || opts.expectLastSubjectSeq !== undefined || opts.traceparent) {
-        h = headers();
-        if (opts.msgId) h.set("Nats-Msg-Id", opts.msgId);
-        if (opts.expectStream) h.set("Nats-Expected-Stream", opts.expectStream);
-        if (opts.expectLastSubjectSeq !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSeq));
-        if (opts.traceparent) h.set("traceparent", opts.traceparent);
-      }
+      const h = publishHeaders(opts);
       const span = this.traceRoundTrip?.(op);
       this.pending.set(id, {
         resolve: span ? (m) => (span(), resolve(m)) : resolve,
@@ -209,6 +213,17 @@ export class JetStreamPublisher {
       // Connection already closed.
     }
   }
+}
+
+/** The JetStream headers of a publish, or undefined when it needs none. */
+function publishHeaders(opts: PublishOptions): MsgHdrs | undefined {
+  if (!opts.msgId && !opts.expectStream && opts.expectLastSubjectSeq === undefined && !opts.traceparent) return undefined;
+  const h = headers();
+  if (opts.msgId) h.set("Nats-Msg-Id", opts.msgId);
+  if (opts.expectStream) h.set("Nats-Expected-Stream", opts.expectStream);
+  if (opts.expectLastSubjectSeq !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSeq));
+  if (opts.traceparent) h.set("traceparent", opts.traceparent);
+  return h;
 }
 
 /** An Error with the name store-errors.ts classifies (TimeoutError, NoResponders, JetStreamApiError...). */
