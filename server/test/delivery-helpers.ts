@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { DeliveryService, SendEntrySchema, type ReceiveResponse, type SendResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
+import type { KV } from "@nats-io/kv";
 import type { TestDevice } from "@sealpost/test-support";
 import type { Nats } from "../src/nats/connection.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
@@ -113,4 +114,26 @@ export async function mailboxSequences(nats: Nats, partitions: number, device: A
     out.push(m.seq);
     after = m.seq;
   }
+}
+
+/** The receivers bucket with put() held until release() (a slow claim). */
+export function heldPuts(kv: KV): { kv: KV; release: () => void; started: Promise<void> } {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let started!: () => void;
+  const startedP = new Promise<void>((r) => (started = r));
+  const wrapped = new Proxy(kv, {
+    get(target, prop, receiver) {
+      if (prop === "put") {
+        return async (...args: Parameters<KV["put"]>) => {
+          started();
+          await gate;
+          return target.put(...args);
+        };
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  return { kv: wrapped, release, started: startedP };
 }

@@ -10,12 +10,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import type { KV } from "@nats-io/kv";
 import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
 import type { RunningServer } from "../src/server.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
 import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
 import type { ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { heldPuts } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -30,28 +30,6 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The receivers bucket with put() held until release() (a slow claim). */
-function heldPuts(kv: KV): { kv: KV; release: () => void; started: Promise<void> } {
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  let started!: () => void;
-  const startedP = new Promise<void>((r) => (started = r));
-  const wrapped = new Proxy(kv, {
-    get(target, prop, receiver) {
-      if (prop === "put") {
-        return async (...args: Parameters<KV["put"]>) => {
-          started();
-          await gate;
-          return target.put(...args);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
-  return { kv: wrapped, release, started: startedP };
-}
 
 /** The next event of a stream, or "nothing" if none comes within ms. */
 async function nextWithin(it: AsyncGenerator<ReceiveResponse>, ms: number): Promise<string> {

@@ -81,9 +81,12 @@ export class Acker {
 
     this.metrics?.acked(deleted);
     // Free the window of this device's stream, here directly and on other instances by hint.
+    // No hint when the device's current stream is here and delivered every sequence: a
+    // stream elsewhere is an older one on its way out (a newer one would have replaced this).
     const acked = [...seqs];
+    const deliveredHere = acked.every((q) => local.some((s) => s.owner && s.inFlight.has(q)));
     for (const s of local) s.acked(acked);
-    this.mailboxes.signal(device, { kind: "acked", sequences: acked });
+    if (!deliveredHere) this.mailboxes.signal(device, { kind: "acked", sequences: acked });
     return create(AckResponseSchema, { deleted });
   }
 }

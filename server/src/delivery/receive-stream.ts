@@ -116,6 +116,15 @@ export class ReceiveStream {
     return addressKey(this.device);
   }
 
+  /**
+   * This stream claimed its device and was not replaced or ended: the device's current
+   * stream. Mail handed to it in memory needs no hint (see Sender's pushLocal); if it ends
+   * with mail it had not seen acked, close() hints the device so a newer stream reads it.
+   */
+  get owner(): boolean {
+    return this.order !== undefined && !this.ended && !this.closed;
+  }
+
   /** Something may be in the stream that this stream has not sent: read it. */
   wake(): void {
     this.needRead = true;
@@ -285,6 +294,10 @@ export class ReceiveStream {
       // Connection already closed.
     }
     this.onClose();
+    // Mail pushed to this stream in memory went out without a hint while it was the owner.
+    // If any of it is unacked, a newer stream of the device (here or on another instance,
+    // e.g. the one that replaced this one) may be waiting at its head: tell it to read.
+    if (this.inFlight.size || this.pushQueue.length) this.d.mailboxes.signal(this.device, { kind: "mail" });
   }
 
   async *run(signal: AbortSignal): AsyncGenerator<ReceiveResponse> {

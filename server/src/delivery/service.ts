@@ -95,7 +95,12 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     metrics: ctx.metrics,
     traceparent: ctx.tracing.enabled ? () => ctx.tracing.currentTraceparent() : undefined,
     pushLocal: (d, seq, record, traceparent) => {
-      for (const s of hub.streamsOf(d.accountId, d.deviceId)) s.offer(seq, record, traceparent);
+      let owned = false;
+      for (const s of hub.streamsOf(d.accountId, d.deviceId)) {
+        owned ||= s.owner;
+        s.offer(seq, record, traceparent);
+      }
+      return owned;
     },
   });
   const sealedGate = new SealedSendGate({ limits, lists, access: directory.sealedAccess, sender, metrics: ctx.metrics, now: ctx.now });
