@@ -24,7 +24,7 @@ import { startTestNats } from "@sealpost/test-support";
 import { cpuSeconds } from "./proc-cpu.js";
 import { benchMode, machineInfo, median, natsServerVersion, packageVersion, ratio, round, writeResult, type Figure } from "./result.js";
 import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js";
-import { catchUp, deliveryPool, MessageIds, Receivers, send, sendRequest } from "./server/delivery-load.js";
+import { catchUp, MessageIds, Receivers, send, sendRequest } from "./server/delivery-load.js";
 import { startBenchServer } from "./server/server-process.js";
 import { BenchSession } from "./server/session-load.js";
 import { RawUnaryPool } from "./server/raw-unary.js";
@@ -144,7 +144,7 @@ async function main(): Promise<void> {
     const devices = await createBenchDevices(provider, server.url, `peer-${tag}`, 2 * PAIRS);
     const spSenders = devices.slice(0, PAIRS);
     const spReceivers = devices.slice(PAIRS);
-    const pool = deliveryPool(server.url, 8);
+    const pool = new Http2Pool(server.url, 8);
     // Unary Sends through the lean client (raw-unary.ts): connect-node's client would be the limit.
     const raw = new RawUnaryPool(server.url, 8);
     const ids = new MessageIds();
@@ -344,7 +344,7 @@ async function main(): Promise<void> {
       let j = 0;
       await Promise.all(
         Array.from({ length: 64 }, async () => {
-          for (let i = j++; i < jobs.length; i = j++) await send(pool.next(), spSenders[0], sendRequest(ids.make(ids.next++), SP_BODY, [jobs[i]]));
+          for (let i = j++; i < jobs.length; i = j++) await send(raw, spSenders[0], sendRequest(ids.make(ids.next++), SP_BODY, [jobs[i]]));
         }),
       );
       for (const u of ul) for (let k = 0; k < PENDING; k++) filler.message(`${u}@${EJABBERD_DOMAIN}`, `o${k}`, BODY);

@@ -49,7 +49,7 @@ import * as path from "node:path";
 import { createNodeProvider } from "@sealpost/client/crypto";
 import { startTestNats, type TestNats } from "@sealpost/test-support";
 import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js";
-import { catchUp, deliveryPool, MessageIds, Receivers, send, sendRequest, sendSealed, type DeliveryClient } from "./server/delivery-load.js";
+import { catchUp, MessageIds, Receivers, send, sendRequest, sendSealed } from "./server/delivery-load.js";
 import { allowSealedMail } from "./server/bench-accounts.js";
 import { openRawJetStream, rawCatchUp, rawFill, rawPublishLatencies, rawPublishRate, type RawJetStream } from "./server/raw-jetstream.js";
 import { startBenchServer, type BenchServer } from "./server/server-process.js";
@@ -57,7 +57,6 @@ import { RawUnaryPool } from "./server/raw-unary.js";
 import { Http2Pool } from "./server/raw-http2.js";
 import type * as http2 from "node:http2";
 import { BenchSession } from "./server/session-load.js";
-import type { Pool } from "./server/connections.js";
 import { benchMode, machineInfo, median, packageVersion, percentile, ratio, repoRoot, round, writeResult, type Figure } from "./result.js";
 import { cpuSeconds } from "./proc-cpu.js";
 
@@ -97,9 +96,12 @@ function arg(name: string): string | undefined {
 interface Rig {
   label: string;
   server: BenchServer;
-  pool: Pool<DeliveryClient>;
+  /** Connections for the catch-up devices' Receive and Ack (lean clients, raw-receive.ts). */
+  pool: Http2Pool;
   /** The lean unary client the Send load goes through (raw-unary.ts). */
   raw: RawUnaryPool;
+  /** The receivers' connections. */
+  receivePool: Http2Pool;
   ids: MessageIds;
   receivers: Receivers;
   recipients: BenchDevice[];
@@ -124,11 +126,12 @@ async function makeRig(label: string, natsUrl: string, serverSrc: string | undef
   const senders = await createBenchDevices(provider, server.url, `s-${tag}`, SENDERS);
   const catchup = want("catchup") ? await createBenchDevices(provider, server.url, `c-${tag}`, P.catchupDevices) : [];
   log(`${label}: ${RECEIVERS + SENDERS + catchup.length} accounts in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  const pool = deliveryPool(server.url, 8);
+  const pool = new Http2Pool(server.url, 8);
   const ids = new MessageIds();
-  const receivers = new Receivers(deliveryPool(server.url, 4), ids);
+  const receivePool = new Http2Pool(server.url, 4);
+  const receivers = new Receivers(receivePool, ids);
   await receivers.open(recipients);
-  return { label, server, pool, raw: new RawUnaryPool(server.url, 8), ids, receivers, recipients, senders, catchup };
+  return { label, server, pool, raw: new RawUnaryPool(server.url, 8), receivePool, ids, receivers, recipients, senders, catchup };
 }
 
 /** Server-side CPU (this rig's server process + the nats-server) in seconds so far. */
@@ -301,6 +304,8 @@ async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ la
   let saturated = false;
   let sendErrors = 0;
   const total = Math.floor((rate * ms) / 1000);
+  const cpu0 = serverSideCpu(rig);
+  const server0 = cpuSeconds(rig.server.pid);
   const t0 = performance.now();
   let issued = 0;
   while (issued < total) {
@@ -324,6 +329,13 @@ async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ la
   const end = offeredEnd + 30_000;
   while (intended.size && performance.now() < end) await new Promise((r) => setTimeout(r, 5));
   const drainMs = performance.now() - offeredEnd;
+  if (process.env.BENCH_CPU_SPLIT) {
+    const serverCpu = cpuSeconds(rig.server.pid) - server0;
+    const natsCpu = serverSideCpu(rig) - cpu0 - serverCpu;
+    log(
+      `${rig.label}: ${total} sends at ${rate}/s: server ${((serverCpu * 1e6) / total).toFixed(0)} us + nats-server ${((natsCpu * 1e6) / total).toFixed(0)} us CPU per message`,
+    );
+  }
   rig.receivers.listener = undefined;
   await settle();
   return { latencies, saturated: saturated || intended.size > 0 || drainMs > 1000, sendErrors, drainMs };
@@ -337,7 +349,7 @@ async function fillCatchup(rig: Rig): Promise<void> {
   await Promise.all(
     Array.from({ length: 128 }, async () => {
       for (let i = next++; i < jobs.length; i = next++)
-        await send(rig.pool.next(), rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, [jobs[i]]));
+        await send(rig.raw, rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, [jobs[i]]));
     }),
   );
 }
@@ -816,7 +828,7 @@ async function idleStreams({ rigs, nats, figures, extra, impl, baselineRef }: Be
     await new Promise((r) => setTimeout(r, mode === "smoke" ? 200 : 2000));
     const before = await server.stats();
     const rssBefore = server.rss();
-    const pool = deliveryPool(server.url, conns);
+    const pool = new Http2Pool(server.url, conns);
     const receivers = new Receivers(pool, cur.ids);
     const half = Math.floor(devices.length / 2);
     const t = performance.now();
@@ -958,6 +970,7 @@ async function main(): Promise<void> {
   } finally {
     for (const r of rigs) {
       await r.receivers.close().catch(() => {});
+      r.receivePool.close();
       r.pool.close();
       r.raw.close();
       await r.server.stop();

@@ -1,21 +1,16 @@
 /**
  * The sealpost side of the server benchmark, straight on the Delivery RPCs over HTTP/2
- * (Connect binary): receivers holding Receive streams that ack in batches, and senders whose
+ * (Connect binary, lean clients on node:http2): receivers holding Receive streams that ack in batches, and senders whose
  * messages are numbered in their message_id so an arrival finds its send time.
  */
-import { createClient, type Client } from "@connectrpc/connect";
-import { DeliveryService, type SendRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { SendRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { SendRequestSchema, SendSealedRequestSchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import { RawUnaryPool } from "./raw-unary.js";
+import type * as http2 from "node:http2";
+import { ack, type RawUnaryPool } from "./raw-unary.js";
+import { openReceive, type RawReceive } from "./raw-receive.js";
+import type { Http2Pool } from "./raw-http2.js";
 import type { BenchDevice } from "./bench-accounts.js";
-import { connections, type Pool } from "./connections.js";
-
-export type DeliveryClient = Client<typeof DeliveryService>;
-
-export function deliveryPool(baseUrl: string, count: number): Pool<DeliveryClient> {
-  return connections(baseUrl, count, (t) => createClient(DeliveryService, t));
-}
 
 /** A pairwise entry is ~100-200 bytes (ratchet header + wrapped key); the body is the payload. */
 export const ENTRY_BYTES = 160;
@@ -47,14 +42,14 @@ export function sendRequest(id: Uint8Array, body: Uint8Array, to: BenchDevice[])
   });
 }
 
-/** A Send through connect-es (a DeliveryClient) or the lean client (RawUnaryPool); throws unless Stored. */
-export async function send(client: DeliveryClient | RawUnaryPool, from: BenchDevice, req: SendRequest): Promise<void> {
-  const res = client instanceof RawUnaryPool ? await client.send(from.headers, req) : await client.send(req, { headers: from.headers });
+/** A Send through the lean client; throws unless Stored. */
+export async function send(client: RawUnaryPool, from: BenchDevice, req: SendRequest): Promise<void> {
+  const res = await client.send(from.headers, req);
   if (res.outcome.case !== "stored") throw new Error(`send not stored: ${res.outcome.case} ${JSON.stringify(res.outcome.value)}`);
 }
 
 /** The same Send as SendSealed (no token): the recipient's access key instead. */
-export async function sendSealed(client: DeliveryClient | RawUnaryPool, accessKey: Uint8Array, req: SendRequest): Promise<void> {
+export async function sendSealed(client: RawUnaryPool, accessKey: Uint8Array, req: SendRequest): Promise<void> {
   const sealed = create(SendSealedRequestSchema, { accountId: req.entries[0].device!.accountId, accessKey, send: req });
   const res = await client.sendSealed(sealed);
   if (res.outcome.case !== "stored") throw new Error(`sealed send not stored: ${res.outcome.case} ${JSON.stringify(res.outcome.value)}`);
@@ -63,66 +58,67 @@ export async function sendSealed(client: DeliveryClient | RawUnaryPool, accessKe
 export type ArrivalListener = (counter: number, at: number) => void;
 
 /**
- * Receive streams for `devices`, spread over the pool's connections. Each acks what it got in
- * batches (one Ack in flight per stream). `arrivals` counts every message of this run's ids.
+ * Receive streams for `devices`, spread over the pool's connections, through the lean
+ * client (raw-receive.ts). Each acks what it got in batches on its own connection (one Ack
+ * in flight per stream). `arrivals` counts every message of this run's ids.
  */
 export class Receivers {
   arrivals = 0;
-  private readonly aborts: AbortController[] = [];
+  private readonly streams: RawReceive[] = [];
   private readonly loops: Promise<void>[] = [];
   listener: ArrivalListener | undefined;
+  private closing = false;
 
   constructor(
-    private readonly pool: Pool<DeliveryClient>,
+    private readonly pool: Http2Pool,
     private readonly ids: MessageIds,
   ) {}
 
-  /** Opens one stream per device; resolves when every stream reported Drained once. */
-  /** Opens a stream per device, the i-th on connection `first + i` of the pool (round robin). */
+  /** Opens a stream per device, the i-th on connection `first + i` of the pool (round robin); resolves when every stream reported Drained once. */
   async open(devices: BenchDevice[], first = 0): Promise<void> {
     const drained: Promise<void>[] = [];
     devices.forEach((d, i) => {
-      const ac = new AbortController();
-      this.aborts.push(ac);
       let onDrained!: () => void;
       drained.push(new Promise<void>((r) => (onDrained = r)));
-      this.loops.push(this.loop(this.pool.at(first + i), d, ac.signal, onDrained));
+      this.loops.push(this.loop(this.pool.at(first + i), d, onDrained));
     });
     await Promise.all(drained);
   }
 
-  private async loop(client: DeliveryClient, d: BenchDevice, signal: AbortSignal, onDrained: () => void): Promise<void> {
+  private async loop(session: http2.ClientHttp2Session, d: BenchDevice, onDrained: () => void): Promise<void> {
     const pending: bigint[] = [];
     let acking = false;
     const flush = async () => {
       if (acking) return;
       acking = true;
       try {
-        while (pending.length && !signal.aborted) await client.ack({ sequences: pending.splice(0, 1000) }, { headers: d.headers });
+        while (pending.length && !this.closing) await ack(session, d.headers, pending.splice(0, 1000));
       } catch (err) {
-        if (!signal.aborted) console.error(`ack failed for ${d.accountId}: ${(err as Error).message}`);
+        if (!this.closing) console.error(`ack failed for ${d.accountId}: ${(err as Error).message}`);
       } finally {
         acking = false;
       }
     };
-    try {
-      for await (const r of client.receive({ afterSequence: 0n, maxInFlight: 0 }, { headers: d.headers, signal })) {
-        if (r.event.case === "message") {
-          const now = performance.now();
-          const m = r.event.value;
-          const c = this.ids.read(m.messageId);
-          if (c >= 0) {
-            this.arrivals++;
-            this.listener?.(c, now);
-          }
-          pending.push(m.sequence);
-          if (!acking) setImmediate(flush);
-        } else if (r.event.case === "drained") {
-          onDrained();
+    const stream = openReceive(session, d.headers, (r) => {
+      if (r.event.case === "message") {
+        const now = performance.now();
+        const m = r.event.value;
+        const c = this.ids.read(m.messageId);
+        if (c >= 0) {
+          this.arrivals++;
+          this.listener?.(c, now);
         }
+        pending.push(m.sequence);
+        if (!acking) setImmediate(flush);
+      } else if (r.event.case === "drained") {
+        onDrained();
       }
+    });
+    this.streams.push(stream);
+    try {
+      await stream.done;
     } catch (err) {
-      if (!signal.aborted) console.error(`receive stream of ${d.accountId} ended: ${(err as Error).message}`);
+      if (!this.closing) console.error(`receive stream of ${d.accountId} ended: ${(err as Error).message}`);
     } finally {
       onDrained();
     }
@@ -135,30 +131,29 @@ export class Receivers {
   }
 
   async close(): Promise<void> {
-    for (const a of this.aborts) a.abort();
+    this.closing = true;
+    for (const s of this.streams) s.close();
     await Promise.allSettled(this.loops);
   }
 }
 
 /**
  * Reconnect with catch-up for one device: open Receive, take messages until Drained, ack them
- * all in one call, close. Returns the number of messages.
+ * all in one call while the stream is open (as clients/ts does), close. Returns the number of messages.
  */
-export async function catchUp(client: DeliveryClient, d: BenchDevice): Promise<number> {
-  const ac = new AbortController();
+export async function catchUp(session: http2.ClientHttp2Session, d: BenchDevice): Promise<number> {
   const seqs: bigint[] = [];
+  let drained!: () => void;
+  const atDrained = new Promise<void>((r) => (drained = r));
+  const stream = openReceive(session, d.headers, (r) => {
+    if (r.event.case === "message") seqs.push(r.event.value.sequence);
+    else if (r.event.case === "drained") drained();
+  });
   try {
-    for await (const r of client.receive({ afterSequence: 0n, maxInFlight: 0 }, { headers: d.headers, signal: ac.signal })) {
-      if (r.event.case === "message") seqs.push(r.event.value.sequence);
-      else if (r.event.case === "drained") {
-        // Acked while the stream is open, as clients/ts does (it acks what it processed and
-        // keeps listening); the stream closes after.
-        if (seqs.length) await client.ack({ sequences: seqs }, { headers: d.headers });
-        break;
-      }
-    }
+    await Promise.race([atDrained, stream.done]);
+    if (seqs.length) await ack(session, d.headers, seqs);
   } finally {
-    ac.abort();
+    stream.close();
   }
   return seqs.length;
 }

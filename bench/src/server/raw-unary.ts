@@ -7,19 +7,23 @@
  * answer but 200 is an error with the server's code and message.
  */
 import { Http2Pool } from "./raw-http2.js";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type * as http2 from "node:http2";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
+  AckRequestSchema,
+  AckResponseSchema,
   SendRequestSchema,
   SendResponseSchema,
   SendSealedRequestSchema,
   SendSealedResponseSchema,
+  type AckResponse,
   type SendRequest,
   type SendResponse,
   type SendSealedRequest,
   type SendSealedResponse,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 
-const SERVICE = "/sealpost.delivery.v1.DeliveryService";
+export const SERVICE = "/sealpost.delivery.v1.DeliveryService";
 
 export class RawUnaryPool {
   private readonly pool: Http2Pool;
@@ -39,31 +43,41 @@ export class RawUnaryPool {
   }
 
   private call(path: string, headers: Record<string, string>, body: Uint8Array): Promise<Buffer> {
-    const session = this.pool.next();
-    return new Promise((resolve, reject) => {
-      const stream = session.request({
-        ":method": "POST",
-        ":path": path,
-        "content-type": "application/proto",
-        "connect-protocol-version": "1",
-        "content-length": String(body.length),
-        ...headers,
-      });
-      const chunks: Buffer[] = [];
-      let status = 0;
-      stream.on("response", (h) => (status = Number(h[":status"])));
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("error", reject);
-      stream.on("end", () => {
-        const data = Buffer.concat(chunks);
-        if (status === 200) resolve(data);
-        else reject(new Error(`${path} answered HTTP ${status}: ${data.toString("utf8").slice(0, 200)}`));
-      });
-      stream.end(body);
-    });
+    return unaryCall(this.pool.next(), path, headers, body);
   }
 
   close(): void {
     this.pool.close();
   }
+}
+
+/** One Connect unary call (binary) on `session`: the answer's body, or an error for any status but 200. */
+export function unaryCall(session: http2.ClientHttp2Session, path: string, headers: Record<string, string>, body: Uint8Array): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/proto",
+      "connect-protocol-version": "1",
+      "content-length": String(body.length),
+      ...headers,
+    });
+    const chunks: Buffer[] = [];
+    let status = 0;
+    stream.on("response", (h) => (status = Number(h[":status"])));
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    stream.on("error", reject);
+    stream.on("end", () => {
+      const data = Buffer.concat(chunks);
+      if (status === 200) resolve(data);
+      else reject(new Error(`${path} answered HTTP ${status}: ${data.toString("utf8").slice(0, 200)}`));
+    });
+    stream.end(body);
+  });
+}
+
+/** Ack on `session` as the device whose `authorization` header is given. */
+export async function ack(session: http2.ClientHttp2Session, headers: Record<string, string>, sequences: bigint[]): Promise<AckResponse> {
+  const req = create(AckRequestSchema, { sequences });
+  return fromBinary(AckResponseSchema, await unaryCall(session, `${SERVICE}/Ack`, headers, toBinary(AckRequestSchema, req)));
 }

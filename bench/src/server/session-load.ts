@@ -18,9 +18,9 @@ import {
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { BenchDevice } from "./bench-accounts.js";
 import type { MessageIds } from "./delivery-load.js";
+import { envelope, EnvelopeReader } from "./raw-http2.js";
 
 const SESSION_PATH = `/${DeliveryService.typeName}/${DeliveryService.method.session.name}`;
-const END_STREAM = 0x02;
 
 export class BenchSession {
   arrivals = 0;
@@ -33,7 +33,6 @@ export class BenchSession {
   private ackScheduled = false;
   private out: Buffer[] = [];
   private flushScheduled = false;
-  private inbound: Buffer = Buffer.alloc(0);
   private closing = false;
   private readonly done: Promise<void>;
   private onDrained: (() => void) | undefined;
@@ -50,7 +49,13 @@ export class BenchSession {
       "connect-protocol-version": "1",
       ...device.headers,
     });
-    this.stream.on("data", (chunk: Buffer) => this.onData(chunk));
+    const reader = new EnvelopeReader(
+      (payload) => this.handle(fromBinary(SessionResponseSchema, payload)),
+      (text) => {
+        if (text.includes('"error"') && !this.closing) console.error(`session of ${device.accountId} ended: ${text}`);
+      },
+    );
+    this.stream.on("data", (chunk: Buffer) => reader.push(chunk));
     this.done = new Promise<void>((resolve) => {
       const end = (err?: Error) => {
         if (err && !this.closing) console.error(`session of ${device.accountId} ended: ${err.message}`);
@@ -62,24 +67,6 @@ export class BenchSession {
       this.stream.once("error", end);
       this.stream.once("close", () => end());
     });
-  }
-
-  private onData(chunk: Buffer): void {
-    let buf = this.inbound.length ? Buffer.concat([this.inbound, chunk]) : chunk;
-    while (buf.length >= 5) {
-      const len = buf.readUInt32BE(1);
-      if (buf.length < 5 + len) break;
-      const flags = buf[0];
-      const payload = buf.subarray(5, 5 + len);
-      buf = buf.subarray(5 + len);
-      if (flags & END_STREAM) {
-        const text = payload.toString("utf8");
-        if (text.includes('"error"') && !this.closing) console.error(`session of ${this.device.accountId} ended: ${text}`);
-        continue;
-      }
-      this.handle(fromBinary(SessionResponseSchema, payload));
-    }
-    this.inbound = buf;
   }
 
   private handle(r: SessionResponse): void {
@@ -107,12 +94,7 @@ export class BenchSession {
 
   /** Queues a request; everything queued in one turn goes out in one write. */
   private push(r: SessionRequest): void {
-    const msg = toBinary(SessionRequestSchema, r);
-    const env = Buffer.allocUnsafe(5 + msg.length);
-    env[0] = 0;
-    env.writeUInt32BE(msg.length, 1);
-    env.set(msg, 5);
-    this.out.push(env);
+    this.out.push(envelope(toBinary(SessionRequestSchema, r)));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
