@@ -4,7 +4,8 @@
  *
  *   npx tsx bench/src/profile-top.ts bench/results/profiles/current.cpuprofile [topN] [--last S]
  *
- * --last S keeps only the samples of the profile's last S seconds (the bench's last phase).
+ * --last S keeps only the samples of the profile's last S seconds (the bench's last phase);
+ * --window A,B only those between A and B seconds after the profile started.
  */
 import * as fs from "node:fs";
 
@@ -19,7 +20,7 @@ interface Profile {
   timeDeltas: number[];
 }
 
-export function topFrames(file: string, n = 30, lastSeconds = Infinity): string {
+export function topFrames(file: string, n = 30, lastSeconds = Infinity, window?: [number, number]): string {
   const p = JSON.parse(fs.readFileSync(file, "utf8")) as Profile;
   const byId = new Map(p.nodes.map((x) => [x.id, x]));
   const self = new Map<number, number>();
@@ -27,7 +28,8 @@ export function topFrames(file: string, n = 30, lastSeconds = Infinity): string 
   let at = 0;
   p.samples.forEach((id, i) => {
     at += p.timeDeltas[i] ?? 0;
-    if (end - at <= lastSeconds * 1e6) self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
+    const inWindow = window ? at >= window[0] * 1e6 && at <= window[1] * 1e6 : end - at <= lastSeconds * 1e6;
+    if (inWindow) self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const fn = new Map<string, number>();
@@ -58,7 +60,12 @@ export function topFrames(file: string, n = 30, lastSeconds = Infinity): string 
 }
 
 if (process.argv[1]?.endsWith("profile-top.ts")) {
-  const last = process.argv.indexOf("--last");
-  const rest = process.argv.slice(2).filter((_, i) => last < 0 || (i + 2 !== last && i + 2 !== last + 1));
-  console.log(topFrames(rest[0], Number(rest[1] ?? 30), last > 0 ? Number(process.argv[last + 1]) : Infinity));
+  const args = process.argv.slice(2);
+  const option = (name: string) => {
+    const i = args.indexOf(name);
+    return i < 0 ? undefined : args.splice(i, 2)[1];
+  };
+  const last = option("--last");
+  const window = option("--window")?.split(",").map(Number) as [number, number] | undefined;
+  console.log(topFrames(args[0], Number(args[1] ?? 30), last ? Number(last) : Infinity, window));
 }

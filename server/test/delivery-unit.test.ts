@@ -48,6 +48,29 @@ describe("codecs", () => {
     expect(() => decodeRecord(bytes("nonsense"))).toThrow(/not a mailbox record/);
   });
 
+  it("writes a mailbox record byte for byte as stored records are (instances of other versions read them)", () => {
+    // Pinned from the format's first encoder (TextEncoder and DataView): a rolling upgrade mixes instances.
+    const base = {
+      messageId: Uint8Array.from({ length: 16 }, (_, i) => i),
+      senderAccountId: "alice_01",
+      senderDeviceId: 70000,
+      timestampMs: 1765000000123,
+      entry: bytes("entry"),
+      ephemeral: false,
+    };
+    const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+    expect(hex(encodeRecord({ ...base, body: bytes("body") }))).toBe(
+      "0100000102030405060708090a0b0c0d0e0f0000019af232b27b08616c6963655f30310001117000000005656e747279626f6479",
+    );
+    expect(hex(encodeRecord({ ...base, ephemeral: true, bodyKey: "k-_1" }))).toBe(
+      "0103000102030405060708090a0b0c0d0e0f0000019af232b27b08616c6963655f30310001117000000005656e7472796b2d5f31",
+    );
+    expect(hex(encodeRecord({ ...base, senderAccountId: "", senderDeviceId: 0, sealed: true, body: new Uint8Array(0) }))).toBe(
+      "0104000102030405060708090a0b0c0d0e0f0000019af232b27b000000000000000005656e747279",
+    );
+    expect(() => encodeRecord({ ...base, senderAccountId: "al\u00efce", body: bytes("b") })).toThrow(/ASCII/);
+  });
+
   it("round-trips a sealed record: no sender, and the flag that says so (records from before it read as not sealed)", () => {
     const sealed = {
       messageId: new Uint8Array(16).fill(7),

@@ -61,7 +61,9 @@ function buildChild(serverSrc: string | undefined): string {
 }
 
 export async function startBenchServer(o: BenchServerOptions): Promise<BenchServer> {
-  const args = [...(o.nodeFlags ?? []), "--expose-gc", "--enable-source-maps", buildChild(o.serverSrc), "--nats", o.natsUrl];
+  // BENCH_SERVER_FLAGS: extra node flags for every server child (e.g. --heap-prof), for experiments.
+  const envFlags = process.env.BENCH_SERVER_FLAGS?.split(" ").filter(Boolean) ?? [];
+  const args = [...(o.nodeFlags ?? []), ...envFlags, "--expose-gc", "--enable-source-maps", buildChild(o.serverSrc), "--nats", o.natsUrl];
   args.push(...(o.serverArgs ?? []));
   const child: ChildProcess = spawn(process.execPath, args, { cwd: repoRoot(), stdio: ["ignore", "pipe", "inherit", "ipc"] });
   const killOnExit = () => child.kill("SIGKILL");

@@ -16,7 +16,6 @@ const VERSION = 1;
 const FLAG_EPHEMERAL = 1;
 const FLAG_BODY_REF = 2;
 const FLAG_SEALED = 4;
-const ascii = new TextEncoder();
 const unascii = new TextDecoder();
 
 export interface MailboxRecord {
@@ -37,29 +36,43 @@ export class RecordFormatError extends Error {
   override name = "RecordFormatError";
 }
 
+/**
+ * The record's bytes, in one buffer from Node's pool (Buffer.allocUnsafe: no zero fill, no
+ * ArrayBuffer of its own under 4 KiB; every byte is written below). Account ids and body keys
+ * are ASCII (validated before they get here), written a char code each: no TextEncoder call.
+ */
 export function encodeRecord(r: MailboxRecord): Uint8Array {
-  const account = ascii.encode(r.senderAccountId);
-  const tail = r.bodyKey !== undefined ? ascii.encode(r.bodyKey) : (r.body ?? new Uint8Array(0));
-  const out = new Uint8Array(2 + 16 + 8 + 1 + account.length + 4 + 4 + r.entry.length + tail.length);
-  const dv = new DataView(out.buffer);
+  const account = r.senderAccountId;
+  const tailLength = r.bodyKey !== undefined ? r.bodyKey.length : (r.body?.length ?? 0);
+  const out = Buffer.allocUnsafe(2 + 16 + 8 + 1 + account.length + 4 + 4 + r.entry.length + tailLength);
   let o = 0;
   out[o++] = VERSION;
   out[o++] = (r.ephemeral ? FLAG_EPHEMERAL : 0) | (r.bodyKey !== undefined ? FLAG_BODY_REF : 0) | (r.sealed ? FLAG_SEALED : 0);
   out.set(r.messageId, o);
   o += 16;
-  dv.setBigUint64(o, BigInt(r.timestampMs));
+  out.writeBigUInt64BE(BigInt(r.timestampMs), o);
   o += 8;
   out[o++] = account.length;
-  out.set(account, o);
-  o += account.length;
-  dv.setUint32(o, r.senderDeviceId);
+  o = writeAscii(out, account, o);
+  out.writeUInt32BE(r.senderDeviceId, o);
   o += 4;
-  dv.setUint32(o, r.entry.length);
+  out.writeUInt32BE(r.entry.length, o);
   o += 4;
   out.set(r.entry, o);
   o += r.entry.length;
-  out.set(tail, o);
-  return out;
+  if (r.bodyKey !== undefined) writeAscii(out, r.bodyKey, o);
+  else if (r.body) out.set(r.body, o);
+  // A plain Uint8Array over the same bytes: what decodeRecord's views are (not Buffers).
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+function writeAscii(out: Uint8Array, s: string, at: number): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) throw new RecordFormatError("sender account ids and body keys are ASCII");
+    out[at + i] = c;
+  }
+  return at + s.length;
 }
 
 export function decodeRecord(b: Uint8Array): MailboxRecord {

@@ -34,7 +34,7 @@ import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import { decodeMessage, nativeWire, readBody, singleEnvelope, type Wire } from "./native-wire.js";
 import { RequestMessages, serveStream, type StreamCallDeps } from "./native-stream.js";
 import { serveUnary, type UnaryMethod } from "./native-unary.js";
-import { encodeReceiveResponse, encodeSessionResponse } from "./session-encoding.js";
+import { receiveResponseFrame, sessionResponseFrame } from "./session-encoding.js";
 
 const path = (m: { name: string }) => `/${DeliveryService.typeName}/${m.name}`;
 const RECEIVE_PATH = path(DeliveryService.method.receive);
@@ -120,7 +120,7 @@ function serveReceive(wire: Wire, req: http2.Http2ServerRequest, res: http2.Http
     const request = decodeMessage(ReceiveRequestSchema, flags, payload, wire, RECEIVE_PATH.slice(1), d.log);
     const device = await d.listed(d.token(req));
     for await (const ev of d.mailbox(device, request, signal)) {
-      const wait = out.message(encodeReceiveResponse(ev));
+      const wait = out.frame(receiveResponseFrame(ev));
       if (wait) await wait;
     }
   });
@@ -131,7 +131,7 @@ function serveSession(wire: Wire, req: http2.Http2ServerRequest, res: http2.Http
     const device = await d.listed(d.token(req));
     const requests = new RequestMessages(req, SessionRequestSchema, d.sessionReadMaxBytes, wire, SESSION_PATH.slice(1), d.log);
     for await (const r of d.session(device, requests, signal)) {
-      const wait = out.message(encodeSessionResponse(r));
+      const wait = out.frame(sessionResponseFrame(r));
       if (wait) await wait;
     }
   });

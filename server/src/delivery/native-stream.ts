@@ -194,6 +194,11 @@ export class ResponseWriter {
 
   /** Writes one message; resolves at once unless the stream's buffer is full (then on drain). */
   message(payload: Uint8Array): Promise<void> | undefined {
+    return this.frame(envelope(0, payload));
+  }
+
+  /** Writes one message already in its envelope (flags 0, u32 length, the message). */
+  frame(frame: Uint8Array): Promise<void> | undefined {
     if (this.stream.closed || this.stream.destroyed) return undefined;
     if (!this.started) this.start();
     if (!this.corked) {
@@ -206,7 +211,7 @@ export class ResponseWriter {
         this.stream.uncork();
       });
     }
-    if (!this.stream.write(envelope(0, payload))) return waitForDrain(this.stream);
+    if (!this.stream.write(frame)) return waitForDrain(this.stream);
     return undefined;
   }
 

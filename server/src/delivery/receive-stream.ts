@@ -211,7 +211,8 @@ export class ReceiveStream {
   private push(seq: number, record: Uint8Array | Promise<StreamMsg | null>, traceparent?: string): boolean {
     if (!this.atHead || this.ended) return false;
     if (this.inFlight.size + this.pushQueue.length >= this.window) return false;
-    this.pushQueue.push({ seq, record: record instanceof Uint8Array ? record.slice() : record, traceparent });
+    // A record is the storing Send's own buffer, never written again: shared, not copied.
+    this.pushQueue.push({ seq, record, traceparent });
     this.nudge();
     return true;
   }

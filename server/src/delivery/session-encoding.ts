@@ -17,26 +17,45 @@ import {
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import type { DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
+import { envelope } from "../wire-frames.js";
 
 const utf8 = new TextEncoder();
 
 /** ReceiveResponse bytes (Receive's stream). */
 export function encodeReceiveResponse(ev: ReceiveResponse): Uint8Array {
-  if (ev.event.case !== "message") return toBinary(ReceiveResponseSchema, ev);
+  return receiveResponse(ev, false);
+}
+
+/** A ReceiveResponse as one stream envelope (flags 0, u32 length, the message): written as is, no second copy. */
+export function receiveResponseFrame(ev: ReceiveResponse): Uint8Array {
+  return receiveResponse(ev, true);
+}
+
+/** SessionResponse bytes (a Session's stream). */
+export function encodeSessionResponse(r: SessionResponse): Uint8Array {
+  return sessionResponse(r, false);
+}
+
+/** A SessionResponse as one stream envelope. */
+export function sessionResponseFrame(r: SessionResponse): Uint8Array {
+  return sessionResponse(r, true);
+}
+
+function receiveResponse(ev: ReceiveResponse, frame: boolean): Uint8Array {
+  if (ev.event.case !== "message") return fallback(toBinary(ReceiveResponseSchema, ev), frame);
   const m = prepareMessage(ev.event.value);
-  const w = new Writer(lenField(m.size));
+  const w = new Writer(lenField(m.size), frame);
   w.tag(1, 2).varint(m.size);
   m.write(w);
   return w.done();
 }
 
-/** SessionResponse bytes (a Session's stream). */
-export function encodeSessionResponse(r: SessionResponse): Uint8Array {
+function sessionResponse(r: SessionResponse, frame: boolean): Uint8Array {
   const k = r.kind;
   if (k.case === "mailbox" && k.value.event.case === "message") {
     const m = prepareMessage(k.value.event.value);
     const receive = lenField(m.size);
-    const w = new Writer(lenField(receive));
+    const w = new Writer(lenField(receive), frame);
     w.tag(3, 2).varint(receive).tag(1, 2).varint(m.size);
     m.write(w);
     return w.done();
@@ -46,15 +65,17 @@ export function encodeSessionResponse(r: SessionResponse): Uint8Array {
     const stored = prepareStored(k.value.result.value.outcome.value);
     const response = lenField(stored.size);
     const result = (id !== 0n ? 1 + varintSize(id) : 0) + lenField(response);
-    const w = new Writer(lenField(result));
+    const w = new Writer(lenField(result), frame);
     w.tag(1, 2).varint(result);
     if (id !== 0n) w.tag(1, 0).varint(id);
     w.tag(2, 2).varint(response).tag(1, 2).varint(stored.size);
     stored.write(w);
     return w.done();
   }
-  return toBinary(SessionResponseSchema, r);
+  return fallback(toBinary(SessionResponseSchema, r), frame);
 }
+
+const fallback = (payload: Uint8Array, frame: boolean) => (frame ? envelope(0, payload) : payload);
 
 /** Stored bytes (the 24 h outcome record each Send writes). */
 export function encodeStored(s: Stored): Uint8Array {
@@ -156,12 +177,22 @@ function varintSize(v: number | bigint): number {
   return n;
 }
 
+/**
+ * Writes a message of a size known in advance into one buffer, optionally behind the 5-byte
+ * envelope header of a stream frame. The buffer comes from Node's pool (Buffer.allocUnsafe:
+ * no zero fill, no ArrayBuffer of its own under 4 KiB); done() checks every byte was written.
+ */
 class Writer {
-  private readonly buf: Uint8Array;
+  private readonly buf: Buffer;
   private pos = 0;
 
-  constructor(size: number) {
-    this.buf = new Uint8Array(size);
+  constructor(size: number, frame = false) {
+    this.buf = Buffer.allocUnsafe(size + (frame ? 5 : 0));
+    if (frame) {
+      this.buf[0] = 0;
+      this.buf.writeUInt32BE(size, 1);
+      this.pos = 5;
+    }
   }
 
   /** Field numbers 1-15 only (one byte). */
