@@ -43,6 +43,8 @@ export interface ServerConfig {
   metrics: string;
   /** OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); empty: no tracing. */
   otlpEndpoint: string;
+  /** Server processes behind the port (node:cluster); 1 runs the server in this process. */
+  workers: number;
 }
 
 interface OptionSpec {
@@ -158,6 +160,14 @@ const options: OptionSpec[] = [
     help: "Prometheus metrics: same (GET /metrics on --port), off, or host:port of a separate admin listener",
   },
   {
+    key: "workers",
+    flag: "workers",
+    env: "SEALPOST_WORKERS",
+    type: "number",
+    default: 1,
+    help: "server processes sharing the port, one per core to use them all (1 = this process only)",
+  },
+  {
     key: "otlpEndpoint",
     flag: "otlp-endpoint",
     env: "SEALPOST_OTLP_ENDPOINT",
@@ -218,6 +228,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   if (c.metrics !== "same" && c.metrics !== "off" && !metricsListener(c.metrics)) {
     throw new ConfigError(`--metrics must be same, off or host:port, got ${JSON.stringify(c.metrics)}`);
   }
+  if (c.workers < 1 || c.workers > 64) throw new ConfigError(`--workers must be 1 to 64, got ${c.workers}`);
   if (c.otlpEndpoint && !/^https?:\/\//.test(c.otlpEndpoint))
     throw new ConfigError(`--otlp-endpoint must be an http(s) URL, got ${JSON.stringify(c.otlpEndpoint)}`);
   return c;

@@ -5,6 +5,8 @@
 import { ConfigError, helpText, loadConfig } from "./config.js";
 import { NatsServerMissingError } from "./nats/embedded-server.js";
 import { startServer } from "./server.js";
+import { createLogger } from "./logger.js";
+import { isWorker, runPrimary, workerId } from "./workers.js";
 
 async function main(): Promise<number> {
   let config: ReturnType<typeof loadConfig>;
@@ -18,9 +20,20 @@ async function main(): Promise<number> {
     process.stdout.write(helpText() + "\n");
     return 0;
   }
+  if (config.workers > 1 && !isWorker()) {
+    try {
+      return await runPrimary(config, createLogger(config.logLevel));
+    } catch (err) {
+      if (err instanceof NatsServerMissingError) {
+        process.stderr.write(`sealpost-server: ${err.message}\n`);
+        return 1;
+      }
+      throw err;
+    }
+  }
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
-    server = await startServer(config);
+    server = await startServer(config, isWorker() ? { log: createLogger(config.logLevel, undefined, { worker: workerId() }) } : {});
   } catch (err) {
     if (err instanceof NatsServerMissingError || err instanceof ConfigError) {
       process.stderr.write(`sealpost-server: ${err.message}\n`);

@@ -19,6 +19,7 @@ import { file_grpc_health_v1_health } from "@sealpost/gen/grpc/health/v1/health_
 import { ServerReflection, file_grpc_reflection_v1_reflection } from "@sealpost/gen/grpc/reflection/v1/reflection_pb.js";
 import { reflectionService } from "./reflection/reflection-service.js";
 import { metricsListener, type ServerConfig } from "./config.js";
+import { clusterMetrics, isWorker } from "./workers.js";
 import { createLogger, type Logger } from "./logger.js";
 import { replicasDedupeConsistently, startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
 import { connectNats, whenJetStreamReady } from "./nats/connection.js";
@@ -156,7 +157,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       compressMinBytes: RESPONSE_COMPRESS_MIN_BYTES,
       shutdownSignal: shutdown.signal,
     });
-    const withMetricsOnPort = (h: RequestHandler) => (prometheus && config.metrics === "same" ? withMetricsEndpoint(h, prometheus.registry) : h);
+    // With --workers, /metrics (on any worker) answers for all of them.
+    const metricsSource = prometheus && (isWorker() ? clusterMetrics(prometheus.registry) : prometheus.registry);
+    const withMetricsOnPort = (h: RequestHandler) => (metricsSource && config.metrics === "same" ? withMetricsEndpoint(h, metricsSource) : h);
     const server = await listenOnePort({
       host: config.host,
       port: config.port,
@@ -194,8 +197,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       // The Session's request body is the client's stream of sends: no body deadline.
       streamingRequest: (path) => path === `/${DeliveryService.typeName}/${DeliveryService.method.session.name}`,
     });
-    const admin = prometheus && metricsListener(config.metrics);
-    const metricsServer = admin ? await listenMetrics(admin.host, admin.port, prometheus.registry) : undefined;
+    const admin = metricsSource && metricsListener(config.metrics);
+    const metricsServer = admin ? await listenMetrics(admin.host, admin.port, metricsSource) : undefined;
     health.setAll(Status.SERVING);
     watchNatsStatus(nats, health, log, metrics, (up) => (natsUp = up));
     const scheme = config.tlsCert ? "https" : "http";

@@ -70,7 +70,7 @@ export async function spawnServerProcess(env: Record<string, string>): Promise<S
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         logs.push(line);
-        const m = /"msg":"listening","url":"(https?:\/\/[^"]+)"/.exec(line);
+        const m = /"msg":"listening",(?:"worker":\d+,)?"url":"(https?:\/\/[^"]+)"/.exec(line);
         if (m) {
           clearTimeout(timer);
           resolve(m[1]);

@@ -3,19 +3,24 @@
  * an admin listener of its own (`--metrics host:port`) so the main port need not expose it.
  */
 import * as http from "node:http";
-import type { Registry } from "prom-client";
 import type { RequestHandler } from "../one-port.js";
 
 export const METRICS_PATH = "/metrics";
 
-export function withMetricsEndpoint(next: RequestHandler, registry: Registry): RequestHandler {
+/** What /metrics serves: a prom-client Registry, or with --workers every worker's added up. */
+export interface MetricsSource {
+  contentType: string;
+  metrics(): Promise<string>;
+}
+
+export function withMetricsEndpoint(next: RequestHandler, registry: MetricsSource): RequestHandler {
   return (req, res) => {
     if (req.method === "GET" && (req.url ?? "").split("?")[0] === METRICS_PATH) return serve(registry, res);
     next(req, res);
   };
 }
 
-function serve(registry: Registry, res: Parameters<RequestHandler>[1]): void {
+function serve(registry: MetricsSource, res: Parameters<RequestHandler>[1]): void {
   registry.metrics().then(
     (text) => {
       res.writeHead(200, { "content-type": registry.contentType });
@@ -29,7 +34,7 @@ function serve(registry: Registry, res: Parameters<RequestHandler>[1]): void {
 }
 
 /** An HTTP/1.1 listener serving only /metrics. */
-export async function listenMetrics(host: string, port: number, registry: Registry): Promise<{ port: number; close(): Promise<void> }> {
+export async function listenMetrics(host: string, port: number, registry: MetricsSource): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer(
     withMetricsEndpoint((_req, res) => {
       res.writeHead(404, { "content-type": "text/plain" });
