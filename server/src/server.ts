@@ -21,7 +21,7 @@ import { reflectionService } from "./reflection/reflection-service.js";
 import { metricsListener, type ServerConfig } from "./config.js";
 import { clusterMetrics, isWorker } from "./workers.js";
 import { createLogger, type Logger } from "./logger.js";
-import { replicasDedupeConsistently, startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
+import { natsOrEmbedded, replicasDedupeConsistently, type EmbeddedNats } from "./nats/embedded-server.js";
 import { connectNats, whenJetStreamReady } from "./nats/connection.js";
 import { ensureLayout } from "./nats/layout.js";
 import { loadTokenSecret } from "./auth/token-secret.js";
@@ -77,13 +77,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const now = deps.now ?? Date.now;
   const random = deps.random ?? ((n: number) => new Uint8Array(randomBytes(n)));
 
-  let embedded: EmbeddedNats | undefined;
-  let natsUrl = config.natsUrl;
-  if (!natsUrl) {
-    embedded = await startEmbeddedNats({ dataDir: config.dataDir, bin: config.natsServerBin });
-    natsUrl = embedded.url;
-    log.info("embedded nats-server started", { url: natsUrl, version: embedded.version, dataDir: config.dataDir });
-  }
+  const { natsUrl, embedded } = await natsOrEmbedded(config, log);
   const nats = await connectNats(natsUrl);
   try {
     warnAboutDurability(log, config, nats.serverVersion, embedded);

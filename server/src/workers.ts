@@ -16,7 +16,7 @@ import cluster, { type Worker } from "node:cluster";
 import { AggregatorRegistry, type Registry } from "prom-client";
 import type { ServerConfig } from "./config.js";
 import type { Logger } from "./logger.js";
-import { startEmbeddedNats, type EmbeddedNats } from "./nats/embedded-server.js";
+import { natsOrEmbedded } from "./nats/embedded-server.js";
 import type { MetricsSource } from "./observability/metrics-endpoint.js";
 
 /**
@@ -37,13 +37,7 @@ const METRICS_TIMEOUT_MS = 5_000;
  * code (0 after a clean stop, 1 when a worker could not start).
  */
 export async function runPrimary(config: ServerConfig, log: Logger): Promise<number> {
-  let embedded: EmbeddedNats | undefined;
-  let natsUrl = config.natsUrl;
-  if (!natsUrl) {
-    embedded = await startEmbeddedNats({ dataDir: config.dataDir, bin: config.natsServerBin });
-    natsUrl = embedded.url;
-    log.info("embedded nats-server started", { url: natsUrl, version: embedded.version, dataDir: config.dataDir });
-  }
+  const { natsUrl, embedded } = await natsOrEmbedded(config, log);
   const aggregator = new AggregatorRegistry();
   let stopping = false;
   let failure: string | undefined;
@@ -52,9 +46,11 @@ export async function runPrimary(config: ServerConfig, log: Logger): Promise<num
     const w = cluster.fork({ NATS_URL: natsUrl });
     w.on("message", (m: { type?: string; id?: number }) => {
       if (m?.type !== METRICS_REQUEST) return;
+      // A worker gone meanwhile cannot be answered; the callback keeps that from throwing here.
+      const answer = (a: { text?: string; error?: string }) => w.isConnected() && w.send({ type: METRICS_ANSWER, id: m.id, ...a }, undefined, () => {});
       aggregator.clusterMetrics().then(
-        (text) => w.send({ type: METRICS_ANSWER, id: m.id, text }),
-        (err: Error) => w.send({ type: METRICS_ANSWER, id: m.id, error: err.message }),
+        (text) => answer({ text }),
+        (err: Error) => answer({ error: err.message }),
       );
     });
     w.once("listening", (address) => {

@@ -4,7 +4,10 @@
  * them, /metrics adds both up, a worker killed with SIGKILL is replaced, SIGTERM stops every
  * process, and a worker that cannot listen stops the server with exit code 1 and a reason.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import * as http from "node:http";
 import * as net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -101,13 +104,24 @@ describe("--workers 2", () => {
     for (let i = 0; i < 4; i++) expect(await callOnNewConnection()).toBe(200);
   });
 
-  it("stops every process on SIGTERM", async () => {
-    const other = await spawnServerProcess({ NATS_URL: nats.url, SEALPOST_TOKEN_SECRET: TOKEN_SECRET, SEALPOST_WORKERS: "2" });
-    await waitUntil("both workers listening", () => other.logs.some((l) => l.includes('"msg":"workers listening"')));
-    const pids: number[] = JSON.parse(other.logs.find((l) => l.includes('"msg":"workers listening"'))!).pids;
-    await other.stop();
-    expect(other.logs.filter((l) => l.includes('"msg":"stopped"'))).toHaveLength(3); // two workers, then the primary
-    expect(pids.filter(alive)).toEqual([]);
+  it("runs the embedded nats-server in the primary when NATS_URL is unset, and stops every process on SIGTERM", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "sealpost-workers-"));
+    const other = await spawnServerProcess({ NATS_URL: "", SEALPOST_DATA_DIR: dataDir, SEALPOST_WORKERS: "2" });
+    try {
+      await waitUntil("both workers listening", () => other.logs.some((l) => l.includes('"msg":"workers listening"')));
+      expect(other.logs.filter((l) => l.includes('"msg":"embedded nats-server started"'))).toHaveLength(1);
+      const pids: number[] = JSON.parse(other.logs.find((l) => l.includes('"msg":"workers listening"'))!).pids;
+      const bob = await createTestAccount(other.url, `wk-e-${Date.now().toString(36)}`);
+      expect(bob.devices).toHaveLength(1);
+      const natsPid = Number(execFileSync("pgrep", ["-f", dataDir], { encoding: "utf8" }).trim().split("\n")[0]);
+      expect(alive(natsPid)).toBe(true);
+      await other.stop();
+      expect(other.logs.filter((l) => l.includes('"msg":"stopped"'))).toHaveLength(3); // two workers, then the primary
+      expect([...pids, natsPid].filter(alive)).toEqual([]);
+    } finally {
+      await other.kill();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("exits 1 and says why when a worker cannot listen (the port is taken)", async () => {

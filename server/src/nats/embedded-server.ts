@@ -79,6 +79,20 @@ export function supportsSyncAlways(version: string): boolean {
 }
 
 /** Starts nats-server and resolves once it accepts clients. */
+/**
+ * The NATS the server uses: `natsUrl` when set, otherwise the embedded default started here
+ * (and logged). The caller stops `embedded` when it stops.
+ */
+export async function natsOrEmbedded(
+  o: { natsUrl: string; dataDir: string; natsServerBin: string },
+  log: { info(msg: string, fields?: Record<string, unknown>): void },
+): Promise<{ natsUrl: string; embedded?: EmbeddedNats }> {
+  if (o.natsUrl) return { natsUrl: o.natsUrl };
+  const embedded = await startEmbeddedNats({ dataDir: o.dataDir, bin: o.natsServerBin });
+  log.info("embedded nats-server started", { url: embedded.url, version: embedded.version, dataDir: o.dataDir });
+  return { natsUrl: embedded.url, embedded };
+}
+
 export async function startEmbeddedNats(opts: EmbeddedNatsOptions): Promise<EmbeddedNats> {
   const bin = opts.bin ?? "nats-server";
   const version = await natsServerVersion(bin);
