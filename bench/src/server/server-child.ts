@@ -11,6 +11,7 @@
  * Prints one JSON line {"url": ...} on stdout when listening; answers IPC "stats" with its
  * memory figures; exits on SIGTERM or when the parent goes away.
  */
+import { writeFileSync } from "node:fs";
 import { defaultConfig } from "../../../server/src/config.js";
 import { silentLogger } from "../../../server/src/logger.js";
 import { startServer } from "../../../server/src/server.js";
@@ -42,10 +43,28 @@ const server = await startServer(
 );
 process.stdout.write(JSON.stringify({ url: server.url }) + "\n");
 
+// BENCH_ALLOCATIONS=<file>: a sampling allocation profile (every allocation, also those GC'd
+// since), written to <file>.heapprofile on exit: where the garbage comes from.
+const allocations = process.env.BENCH_ALLOCATIONS;
+const inspector = allocations ? new (await import("node:inspector")).Session() : undefined;
+if (inspector) {
+  inspector.connect();
+  inspector.post("HeapProfiler.startSampling", { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+}
+const writeAllocations = () =>
+  new Promise<void>((resolve) => {
+    if (!inspector) return resolve();
+    inspector.post("HeapProfiler.stopSampling", (err, r) => {
+      if (!err) writeFileSync(`${allocations}.heapprofile`, JSON.stringify((r as { profile: unknown }).profile));
+      resolve();
+    });
+  });
+
 let stopping = false;
 const stop = async () => {
   if (stopping) return;
   stopping = true;
+  await writeAllocations();
   await server.close().catch(() => {});
   process.exit(0);
 };
