@@ -16,7 +16,7 @@
  */
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
 import type { JetStreamPublisher } from "../nats/publisher.js";
 import {
@@ -52,6 +52,8 @@ import { encodeStored } from "./session-encoding.js";
 export const INLINE_DUPLICATE_BYTES = 8 * 1024;
 
 const SENDS_BUCKET = bucketNames.sends;
+/** A KV create: refused when the key exists (a concurrent retry wrote it first). */
+const KV_CREATE = { expectLastSubjectSeq: 0 } as const;
 
 /**
  * Admission control: stores (publishes awaiting their PubAck) this instance lets be in flight
@@ -185,7 +187,7 @@ export class Sender {
       targets.map(async (t) => {
         const rec: MailboxRecord = inline ? { ...base, entry: t.entry, body: req.sharedBody } : { ...base, entry: t.entry, bodyKey };
         const loc = this.d.mailboxes.locate(t.device);
-        const msgId = createHash("sha256").update(`${idPrefix}${t.device.accountId}/${t.device.deviceId}`).digest("base64url").slice(0, 22);
+        const msgId = hash("sha256", `${idPrefix}${t.device.accountId}/${t.device.deviceId}`, "base64url").slice(0, 22);
         const record = encodeRecord(rec);
         const r = await this.d.mailboxes.append(loc, record, msgId, traceparent);
         // Live push: this instance's streams of the device get the record in memory; streams
@@ -218,7 +220,7 @@ export class Sender {
     // The record for late retries, unconfirmed (no PubAck): if it is lost, retries inside the
     // duplicate window still dedupe; a second writer (concurrent retry) fails the create
     // harmlessly. It is on the connection before the answer (flushed below).
-    this.d.publisher.publishUnconfirmed(`$KV.${SENDS_BUCKET}.${key}`, encodeStored(outcome), { expectLastSubjectSeq: 0 });
+    this.d.publisher.publishUnconfirmed(`$KV.${SENDS_BUCKET}.${key}`, encodeStored(outcome), KV_CREATE);
     // The hints go out before the answer (see JetStreamPublisher.flushed).
     await this.d.publisher.flushed();
     outcome.duplicate = acks.every((a) => a.duplicate);
