@@ -10,6 +10,7 @@ import type * as http2 from "node:http2";
 import { ack, type RawUnaryPool } from "./raw-unary.js";
 import { openReceive, type RawReceive } from "./raw-receive.js";
 import type { Http2Pool } from "./raw-http2.js";
+import { ACK_DELAY_MS } from "@sealpost/client";
 import type { BenchDevice } from "./bench-accounts.js";
 
 /** A pairwise entry is ~100-200 bytes (ratchet header + wrapped key); the body is the payload. */
@@ -88,6 +89,7 @@ export class Receivers {
   private async loop(session: http2.ClientHttp2Session, d: BenchDevice, onDrained: () => void): Promise<void> {
     const pending: bigint[] = [];
     let acking = false;
+    let scheduled = false;
     const flush = async () => {
       if (acking) return;
       acking = true;
@@ -109,7 +111,14 @@ export class Receivers {
           this.listener?.(c, now);
         }
         pending.push(m.sequence);
-        if (!acking) setImmediate(flush);
+        // As clients/ts does: one Ack for a burst, ACK_DELAY_MS after its first message.
+        if (!scheduled) {
+          scheduled = true;
+          setTimeout(() => {
+            scheduled = false;
+            void flush();
+          }, ACK_DELAY_MS);
+        }
       } else if (r.event.case === "drained") {
         onDrained();
       }

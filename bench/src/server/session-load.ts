@@ -19,6 +19,7 @@ import {
 import type { BenchDevice } from "./bench-accounts.js";
 import type { MessageIds } from "./delivery-load.js";
 import { envelope, EnvelopeReader } from "./raw-http2.js";
+import { ACK_DELAY_MS } from "@sealpost/client";
 
 const SESSION_PATH = `/${DeliveryService.typeName}/${DeliveryService.method.session.name}`;
 
@@ -86,7 +87,8 @@ export class BenchSession {
         this.acks.push(ev.value.sequence);
         if (!this.ackScheduled) {
           this.ackScheduled = true;
-          setImmediate(() => this.flushAcks());
+          // As clients/ts does: one Ack for a burst, ACK_DELAY_MS after its first message.
+          setTimeout(() => this.flushAcks(), ACK_DELAY_MS);
         }
       } else if (ev.case === "drained") this.onDrained?.();
     }

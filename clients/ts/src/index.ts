@@ -31,3 +31,4 @@ export { addressKey, parseAddressKey, type DeviceRef } from "./protocol/address.
 export type { AttachmentMeta } from "./transport/attachments.js";
 export { defaultTransport, type ServerApi, type TransportFactory } from "./transport/server-api.js";
 export { createFileMessengerStores } from "./store/file-messenger-stores.js";
+export { ACK_DELAY_MS } from "./delivery/receive-loop.js";
