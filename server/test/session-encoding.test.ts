@@ -35,7 +35,7 @@ function messages(): MailboxMessage[] {
       create(MailboxMessageSchema, {
         sequence: [0n, 1n, 127n, 128n, 2n ** 53n - 1n, big(1e12)][i % 6],
         messageId: r() < 0.9 ? bytes(16) : new Uint8Array(0),
-        sender: sealed ? undefined : { accountId: r() < 0.9 ? `acct-${i}-é` : "", deviceId: [0, 1, 127, 128, 2 ** 31 - 1][i % 5] },
+        sender: sealed ? undefined : { accountId: [`acct-${i}-é`, `acct_${i}`, ""][i % 3], deviceId: [0, 1, 127, 128, 2 ** 31 - 1][i % 5] },
         serverTimestampMs: [0n, 1765000000000n, -1n, big(2 ** 40)][i % 4],
         sharedBody: bytes([0, 1, 127, 128, 1024, 70000][i % 6]),
         entry: bytes([0, 160, 4096][i % 3]),

@@ -120,14 +120,23 @@ function prepareMessage(m: MailboxMessage): Prepared {
 }
 
 function prepareAddress(a: DeviceAddress): Prepared {
-  const account = utf8.encode(a.accountId);
+  // Account ids are ASCII (validated where they enter): their length is their UTF-8 size,
+  // written a char code each. Anything else goes through the encoder.
+  const id = a.accountId;
+  const account = isAscii(id) ? id : utf8.encode(id);
   return {
     size: bytesField(account.length) + (a.deviceId !== 0 ? 1 + varintSize(a.deviceId) : 0),
     write(w) {
-      w.bytesField(1, account);
+      if (typeof account === "string") w.asciiField(1, account);
+      else w.bytesField(1, account);
       if (a.deviceId !== 0) w.tag(2, 0).varint(a.deviceId);
     },
   };
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }
 
 function prepareStored(s: Stored): Prepared {
@@ -224,6 +233,14 @@ class Writer {
     this.tag(field, 2).varint(b.length);
     this.buf.set(b, this.pos);
     this.pos += b.length;
+    return this;
+  }
+
+  /** A string field whose characters are all ASCII (the caller checked). */
+  asciiField(field: number, s: string): this {
+    if (!s.length) return this;
+    this.tag(field, 2).varint(s.length);
+    for (let i = 0; i < s.length; i++) this.buf[this.pos++] = s.charCodeAt(i);
     return this;
   }
 

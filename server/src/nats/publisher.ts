@@ -41,6 +41,7 @@ interface Pending {
 export type RoundTrip = "publish" | "api" | "get";
 
 const SWEEP_MS = 250;
+const utf8 = new TextEncoder();
 /** Reads answer in well under a millisecond; one lost in a NATS reconnect is retried after this. */
 export const READ_TIMEOUT_MS = 2_000;
 
@@ -84,7 +85,7 @@ export class JetStreamPublisher {
    * a publish; resolves with the parsed answer, rejects JetStreamApiError on an API error.
    */
   async api<T = Record<string, unknown>>(subject: string, request: unknown): Promise<T> {
-    return parseReply(await this.send(subject, new TextEncoder().encode(JSON.stringify(request)), "api")) as T;
+    return parseReply(await this.send(subject, utf8.encode(JSON.stringify(request)), "api")) as T;
   }
 
   /**
@@ -96,7 +97,7 @@ export class JetStreamPublisher {
     query: Record<string, unknown>,
     timeoutMs = READ_TIMEOUT_MS,
   ): Promise<{ seq: number; subject: string; data: Uint8Array; header: MsgHdrs } | null> {
-    const m = await this.send(`$JS.API.DIRECT.GET.${stream}`, new TextEncoder().encode(JSON.stringify(query)), "get", {}, timeoutMs);
+    const m = await this.send(`$JS.API.DIRECT.GET.${stream}`, utf8.encode(JSON.stringify(query)), "get", {}, timeoutMs);
     const code = m.headers?.code ?? 0;
     if (code === 404) return null;
     if (code >= 400 || !m.headers)
