@@ -10,6 +10,8 @@ export type { CurrentDeviceList, DeviceRevokedListener };
 export interface DeviceLists {
   /** Undefined for an unknown account. */
   currentDeviceList(accountId: string): Promise<CurrentDeviceList | undefined>;
+  /** The same from memory when it can answer without a read (no promise), else undefined. */
+  cachedDeviceList?(accountId: string): CurrentDeviceList | undefined;
   /**
    * Of `deviceIds` (listed devices of the account), those that cannot be reached yet: no
    * signed and ML-KEM prekeys uploaded, so no sender can start a session with them. A Send

@@ -130,7 +130,8 @@ export class Sender {
     const read = (account: string) => {
       let r = reads.get(account);
       if (!r) {
-        reads.set(account, (r = storeOp("the device-list lookup", () => this.d.deviceLists.currentDeviceList(account))));
+        const cached = this.d.deviceLists.cachedDeviceList?.(account);
+        reads.set(account, (r = cached ? Promise.resolve(cached) : storeOp("the device-list lookup", () => this.d.deviceLists.currentDeviceList(account))));
         r.catch(() => {});
       }
       return r;

@@ -54,18 +54,22 @@ export class DeviceListCache {
   }
 
   async get(accountId: string): Promise<ParsedDeviceList | undefined> {
-    if (this.fresh) {
-      const hit = this.entries.get(accountId);
-      if (hit) {
-        this.entries.delete(accountId);
-        this.entries.set(accountId, hit);
-        return hit.current;
-      }
-    }
+    const hit = this.peek(accountId);
+    if (hit) return hit;
     const seen = this.events;
     const cur = await this.read(accountId);
     if (cur && seen === this.events && this.fresh) this.keep(accountId, { current: cur, revision: cur.revision });
     return cur;
+  }
+
+  /** The list from memory while the cache may answer, else undefined (then get() reads it). */
+  peek(accountId: string): ParsedDeviceList | undefined {
+    if (!this.fresh) return undefined;
+    const hit = this.entries.get(accountId);
+    if (!hit) return undefined;
+    this.entries.delete(accountId);
+    this.entries.set(accountId, hit);
+    return hit.current;
   }
 
   /** A list change from the watch, in revision order. */

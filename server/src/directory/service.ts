@@ -54,6 +54,8 @@ export interface Directory {
   deviceStatus: DeviceStatus;
   /** The current list, from memory while the cache lease holds (device-list-cache.ts), else from KV. */
   currentDeviceList(accountId: string): Promise<CurrentDeviceList | undefined>;
+  /** The same from memory when the cache may answer (no await), else undefined. */
+  cachedDeviceList(accountId: string): CurrentDeviceList | undefined;
   /** Of these listed devices, those without signed and ML-KEM prekeys (unreachable until they upload). */
   devicesWithoutPrekeys(accountId: string, deviceIds: number[]): Promise<number[]>;
   /**
@@ -167,11 +169,20 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
       throw new ConnectError(`${what} rate limit exceeded for ${key}; retry in ${limiter.retryAfterSeconds(key)} s`, Code.ResourceExhausted);
     }
   };
-  const toCurrent = (cur: { list: StoredDeviceList["list"] }): CurrentDeviceList => ({
-    version: cur.list.version,
-    deviceIds: cur.list.devices.map((d) => d.deviceId),
-    nextDeviceId: cur.list.nextDeviceId,
-  });
+  // One CurrentDeviceList per stored list, made once (every Send reads two): frozen, shared.
+  const currents = new WeakMap<object, CurrentDeviceList>();
+  const toCurrent = (cur: { list: StoredDeviceList["list"] }): CurrentDeviceList => {
+    let c = currents.get(cur);
+    if (!c) {
+      c = Object.freeze({
+        version: cur.list.version,
+        deviceIds: Object.freeze(cur.list.devices.map((d) => d.deviceId)) as number[],
+        nextDeviceId: cur.list.nextDeviceId,
+      });
+      currents.set(cur, c);
+    }
+    return c;
+  };
 
   async function changeDeviceList(kind: ChangeKind, signed: Parameters<typeof parseSignedDeviceList>[0], hctx: HandlerContext) {
     const me = await auth.require(hctx);
@@ -422,6 +433,10 @@ export async function createDirectory(ctx: ServerContext, options: DirectoryOpti
     deviceStatus,
     currentDeviceList: async (accountId) => {
       const cur = await cache.get(accountId);
+      return cur ? toCurrent(cur) : undefined;
+    },
+    cachedDeviceList: (accountId) => {
+      const cur = cache.peek(accountId);
       return cur ? toCurrent(cur) : undefined;
     },
     devicesWithoutPrekeys: async (accountId, deviceIds) => {
