@@ -20,19 +20,10 @@ async function main(): Promise<number> {
     process.stdout.write(helpText() + "\n");
     return 0;
   }
-  if (config.workers > 1 && !isWorker()) {
-    try {
-      return await runPrimary(config, createLogger(config.logLevel));
-    } catch (err) {
-      if (err instanceof NatsServerMissingError) {
-        process.stderr.write(`sealpost-server: ${err.message}\n`);
-        return 1;
-      }
-      throw err;
-    }
-  }
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
+    // --workers N: this process only supervises N server processes (workers.ts).
+    if (config.workers > 1 && !isWorker()) return await runPrimary(config, createLogger(config.logLevel));
     server = await startServer(config, isWorker() ? { log: createLogger(config.logLevel, undefined, { worker: workerId() }) } : {});
   } catch (err) {
     if (err instanceof NatsServerMissingError || err instanceof ConfigError) {

@@ -13,7 +13,7 @@ import type { Tracing } from "../observability/tracing.js";
 import { SERVICE } from "./native-wire.js";
 import { storeDisconnected } from "../nats/store-errors.js";
 import { failedCall } from "../interceptors.js";
-import { envelope, headersSetOn } from "../wire-frames.js";
+import { headersSetOn } from "../wire-frames.js";
 import { connectEndStream, decodeMessage, grpcStatus, grpcWebTrailerFrame, tooLarge, withTrailers, type Wire } from "./native-wire.js";
 
 export interface StreamCallDeps {
@@ -192,12 +192,10 @@ export class ResponseWriter {
     this.stream.respond({ ":status": 200, "content-type": this.contentType, ...this.extra }, { waitForTrailers: grpc });
   }
 
-  /** Writes one message; resolves at once unless the stream's buffer is full (then on drain). */
-  message(payload: Uint8Array): Promise<void> | undefined {
-    return this.frame(envelope(0, payload));
-  }
-
-  /** Writes one message already in its envelope (flags 0, u32 length, the message). */
+  /**
+   * Writes one message already in its envelope (flags 0, u32 length, the message); resolves
+   * at once unless the stream's buffer is full (then on drain).
+   */
   frame(frame: Uint8Array): Promise<void> | undefined {
     if (this.stream.closed || this.stream.destroyed) return undefined;
     if (!this.started) this.start();

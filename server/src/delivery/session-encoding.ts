@@ -21,41 +21,23 @@ import { envelope } from "../wire-frames.js";
 
 const utf8 = new TextEncoder();
 
-/** ReceiveResponse bytes (Receive's stream). */
-export function encodeReceiveResponse(ev: ReceiveResponse): Uint8Array {
-  return receiveResponse(ev, false);
-}
-
 /** A ReceiveResponse as one stream envelope (flags 0, u32 length, the message): written as is, no second copy. */
 export function receiveResponseFrame(ev: ReceiveResponse): Uint8Array {
-  return receiveResponse(ev, true);
-}
-
-/** SessionResponse bytes (a Session's stream). */
-export function encodeSessionResponse(r: SessionResponse): Uint8Array {
-  return sessionResponse(r, false);
-}
-
-/** A SessionResponse as one stream envelope. */
-export function sessionResponseFrame(r: SessionResponse): Uint8Array {
-  return sessionResponse(r, true);
-}
-
-function receiveResponse(ev: ReceiveResponse, frame: boolean): Uint8Array {
-  if (ev.event.case !== "message") return fallback(toBinary(ReceiveResponseSchema, ev), frame);
+  if (ev.event.case !== "message") return envelope(0, toBinary(ReceiveResponseSchema, ev));
   const m = prepareMessage(ev.event.value);
-  const w = new Writer(lenField(m.size), frame);
+  const w = new Writer(lenField(m.size), true);
   w.tag(1, 2).varint(m.size);
   m.write(w);
   return w.done();
 }
 
-function sessionResponse(r: SessionResponse, frame: boolean): Uint8Array {
+/** A SessionResponse as one stream envelope. */
+export function sessionResponseFrame(r: SessionResponse): Uint8Array {
   const k = r.kind;
   if (k.case === "mailbox" && k.value.event.case === "message") {
     const m = prepareMessage(k.value.event.value);
     const receive = lenField(m.size);
-    const w = new Writer(lenField(receive), frame);
+    const w = new Writer(lenField(receive), true);
     w.tag(3, 2).varint(receive).tag(1, 2).varint(m.size);
     m.write(w);
     return w.done();
@@ -65,17 +47,15 @@ function sessionResponse(r: SessionResponse, frame: boolean): Uint8Array {
     const stored = prepareStored(k.value.result.value.outcome.value);
     const response = lenField(stored.size);
     const result = (id !== 0n ? 1 + varintSize(id) : 0) + lenField(response);
-    const w = new Writer(lenField(result), frame);
+    const w = new Writer(lenField(result), true);
     w.tag(1, 2).varint(result);
     if (id !== 0n) w.tag(1, 0).varint(id);
     w.tag(2, 2).varint(response).tag(1, 2).varint(stored.size);
     stored.write(w);
     return w.done();
   }
-  return fallback(toBinary(SessionResponseSchema, r), frame);
+  return envelope(0, toBinary(SessionResponseSchema, r));
 }
-
-const fallback = (payload: Uint8Array, frame: boolean) => (frame ? envelope(0, payload) : payload);
 
 /** Stored bytes (the 24 h outcome record each Send writes). */
 export function encodeStored(s: Stored): Uint8Array {

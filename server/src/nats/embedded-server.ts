@@ -78,7 +78,6 @@ export function supportsSyncAlways(version: string): boolean {
   return major > 2 || (major === 2 && minor >= 10);
 }
 
-/** Starts nats-server and resolves once it accepts clients. */
 /**
  * The NATS the server uses: `natsUrl` when set, otherwise the embedded default started here
  * (and logged). The caller stops `embedded` when it stops.
@@ -93,6 +92,7 @@ export async function natsOrEmbedded(
   return { natsUrl: embedded.url, embedded };
 }
 
+/** Starts nats-server and resolves once it accepts clients. */
 export async function startEmbeddedNats(opts: EmbeddedNatsOptions): Promise<EmbeddedNats> {
   const bin = opts.bin ?? "nats-server";
   const version = await natsServerVersion(bin);
