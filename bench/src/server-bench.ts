@@ -52,7 +52,7 @@ import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js
 import { catchUp, MessageIds, Receivers, send, sendRequest, sendSealed } from "./server/delivery-load.js";
 import { allowSealedMail } from "./server/bench-accounts.js";
 import { openRawJetStream, rawCatchUp, rawFill, rawPublishLatencies, rawPublishRate, type RawJetStream } from "./server/raw-jetstream.js";
-import { startBenchServer, type BenchServer } from "./server/server-process.js";
+import { startBenchServer, type BenchServer, type ServerMemory } from "./server/server-process.js";
 import { RawUnaryPool } from "./server/raw-unary.js";
 import { Http2Pool } from "./server/raw-http2.js";
 import type * as http2 from "node:http2";
@@ -941,6 +941,10 @@ async function idleStreams({ rigs, nats, figures, extra, impl, baselineRef }: Be
       per_stream_KiB: round(perStreamKiB, 1),
       heap_used_MB: round(after.heapUsed / 2 ** 20, 1),
       heap_used_before_MB: round(before.heapUsed / 2 ** 20, 1),
+      // Committed but unused after a GC: the old space's free pages (fragmentation left by
+      // the opening burst) and the young generation, grown during the burst.
+      old_space_free_MB: round(spaceFree(after, "old_space") / 2 ** 20, 1),
+      new_space_MB: round((after.spaces.find((s) => s.name === "new_space")?.physical ?? 0) / 2 ** 20, 1),
     },
     note: "ratio = RSS / 300 MB (the target); MB = MiB",
   });
@@ -948,6 +952,12 @@ async function idleStreams({ rigs, nats, figures, extra, impl, baselineRef }: Be
     `idle streams: ${P.idleStreams} open in ${openSec.toFixed(1)} s, RSS ${round(rssBefore / 2 ** 20)} -> ${round(rssAfter / 2 ** 20)} MB (${perStreamKiB.toFixed(1)} KiB/stream; marginal ${marginalKiB.toFixed(1)} KiB RSS, ${marginalHeapKiB.toFixed(1)} KiB heap)`,
   );
   extra.idle_streams = { streams: P.idleStreams, rss_before: rssBefore, rss_after: rssAfter, heap_before: before.heapUsed, heap_after: after.heapUsed };
+}
+
+/** Physical size minus used size of one V8 heap space. */
+function spaceFree(m: ServerMemory, name: string): number {
+  const s = m.spaces.find((x) => x.name === name);
+  return s ? s.physical - s.used : 0;
 }
 
 async function main(): Promise<void> {

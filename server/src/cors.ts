@@ -17,13 +17,17 @@ const allowHeaders = [
 ].join(", ");
 const exposeHeaders = ["grpc-status", "grpc-message", "grpc-status-details-bin", "connect-content-encoding"].join(", ");
 
+/** The CORS headers of every answer to a request from `origin` (none without one). */
+export function corsHeaders(origin: string | string[] | undefined): Record<string, string> {
+  if (typeof origin !== "string") return {};
+  return { "access-control-allow-origin": origin, vary: "origin", "access-control-expose-headers": exposeHeaders };
+}
+
 export function withCors(handler: RequestHandler): RequestHandler {
   return (req, res) => {
     const origin = req.headers["origin"];
     if (typeof origin === "string") {
-      res.setHeader("access-control-allow-origin", origin);
-      res.setHeader("vary", "origin");
-      res.setHeader("access-control-expose-headers", exposeHeaders);
+      for (const [name, value] of Object.entries(corsHeaders(origin))) res.setHeader(name, value);
       if (req.method === "OPTIONS") {
         res.setHeader("access-control-allow-methods", "POST, GET");
         res.setHeader("access-control-allow-headers", allowHeaders);

@@ -10,6 +10,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
 import { callerLimitKey } from "./caller-address.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -49,6 +50,12 @@ export const MAX_CONNECTIONS_PER_ADDRESS = 4_096;
 
 export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
+/**
+ * Takes an HTTP/2 stream and serves it on the stream itself (true), or declines (false) and
+ * the request goes on to the RequestHandler through Node's compat layer.
+ */
+export type NativeStreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+
 export interface OnePortServer {
   port: number;
   /** Stops accepting, lets open requests finish for graceMs, then closes every connection. */
@@ -69,6 +76,8 @@ export interface OnePortOptions {
   streamingRequest?: (path: string) => boolean;
   /** Defaults MAX_CONNECTIONS_PER_ADDRESS. */
   maxConnectionsPerAddress?: number;
+  /** HTTP/2 streams served without the compat layer (the calls on every message's path). */
+  native?: NativeStreamHandler;
 }
 
 export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer> {
@@ -77,13 +86,17 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
   const h2IdleMs = opts.h2IdleTimeoutMs ?? H2_IDLE_TIMEOUT_MS;
   const firstBytesMs = opts.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS;
   const headersMs = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
-  const handler = withBodyDeadline(opts.handler, opts.requestBodyTimeoutMs ?? REQUEST_BODY_TIMEOUT_MS, opts.streamingRequest ?? (() => false));
-  const trackSessions = (server: http2.Http2Server | http2.Http2SecureServer) =>
+  const bodyMs = opts.requestBodyTimeoutMs ?? REQUEST_BODY_TIMEOUT_MS;
+  const streamingRequest = opts.streamingRequest ?? (() => false);
+  const handler = withBodyDeadline(opts.handler, bodyMs, streamingRequest);
+  const trackSessions = (server: http2.Http2Server | http2.Http2SecureServer) => {
     server.on("session", (s: http2.Http2Session) => {
       h2Sessions.add(s);
       s.once("close", () => h2Sessions.delete(s));
       closeWhenIdle(s, h2IdleMs);
     });
+    if (opts.native) nativeFirst(server, opts.native, bodyMs, streamingRequest);
+  };
   const settings: http2.Settings = { maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS };
 
   let outer: net.Server;
@@ -213,23 +226,61 @@ function closeWhenIdle(session: http2.Http2Session, idleMs: number): void {
 }
 
 /**
+ * Streams the native handler takes never meet Node's compat layer, which costs an
+ * Http2ServerRequest and an Http2ServerResponse (with their listeners and header objects,
+ * ~2 KiB) per stream, for as long as an idle Receive stream stays open. The compat layer is
+ * the server's one 'stream' listener, installed with the request handler: it is taken off
+ * and called for the streams the native handler declines.
+ */
+function nativeFirst(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  native: NativeStreamHandler,
+  bodyMs: number,
+  streamingRequest: (path: string) => boolean,
+): void {
+  const listeners = server.listeners("stream");
+  if (listeners.length !== 1) throw new Error(`expected node:http2's compat layer as the one 'stream' listener, found ${listeners.length}`);
+  const compat = listeners[0] as (...args: unknown[]) => void;
+  server.removeListener("stream", compat);
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    if (!native(stream, headers)) {
+      compat(stream, headers, flags, rawHeaders);
+      return;
+    }
+    // The compat layer listened for errors; without a listener a reset stream's error would be thrown.
+    stream.on("error", () => {});
+    const path = String(headers[":path"] ?? "").split("?")[0];
+    if (headers[":method"] === "POST" && !streamingRequest(path)) bodyDeadline(stream, bodyMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+  });
+}
+
+/**
  * Resets a request whose single-message body has not fully arrived within `ms` (a trickle or
  * a body that never ends). Client-streaming and bidirectional calls are exempt.
  */
 function withBodyDeadline(handler: RequestHandler, ms: number, streamingRequest: (path: string) => boolean): RequestHandler {
   return (req, res) => {
-    if (req.method === "POST" && !streamingRequest((req.url ?? "").split("?")[0]) && !req.readableEnded) {
-      const timer = setTimeout(() => {
-        if (req.readableEnded) return;
-        const stream = (req as http2.Http2ServerRequest).stream as http2.ServerHttp2Stream | undefined;
-        if (stream) stream.close(http2.constants.NGHTTP2_CANCEL);
-        else req.socket?.destroy();
-      }, ms);
-      timer.unref();
-      const done = () => clearTimeout(timer);
-      req.once("end", done);
-      req.once("close", done);
+    if (req.method === "POST" && !streamingRequest((req.url ?? "").split("?")[0])) {
+      const stream = (req as http2.Http2ServerRequest).stream as http2.ServerHttp2Stream | undefined;
+      bodyDeadline(req, ms, () => (stream ? stream.close(http2.constants.NGHTTP2_CANCEL) : req.socket?.destroy()));
     }
     handler(req, res);
   };
+}
+
+/** Calls `expire` unless `body` (a request or an HTTP/2 stream) has ended within `ms`. */
+function bodyDeadline(body: Readable, ms: number, expire: () => void): void {
+  if (body.readableEnded) return;
+  const timer = setTimeout(() => {
+    if (!body.readableEnded) expire();
+  }, ms);
+  timer.unref();
+  // Once the body is in, nothing of the deadline stays with a long-lived request.
+  const done = () => {
+    clearTimeout(timer);
+    body.off("end", done);
+    body.off("close", done);
+  };
+  body.on("end", done);
+  body.on("close", done);
 }

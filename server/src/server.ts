@@ -5,7 +5,7 @@
  */
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { invalidArgumentOnDecodeFailure } from "./parse-errors.js";
-import { withNativeDelivery } from "./delivery/native-delivery.js";
+import { nativeDelivery } from "./delivery/native-delivery.js";
 import { noMetrics, PrometheusMetrics, type Metrics } from "./observability/metrics.js";
 import { listenMetrics, withMetricsEndpoint } from "./observability/metrics-endpoint.js";
 import { noTracing, startTracing } from "./observability/tracing.js";
@@ -30,7 +30,7 @@ import { Authenticator } from "./auth/authenticator.js";
 import { HealthStatus, healthService } from "./health/health-service.js";
 import { listenOnePort, type RequestHandler } from "./one-port.js";
 import { withCors } from "./cors.js";
-import { gateChecked, withPreAuthGate } from "./auth/pre-auth-gate.js";
+import { withPreAuthGate } from "./auth/pre-auth-gate.js";
 import { callLogInterceptor } from "./interceptors.js";
 import { callerContextValues } from "./caller-address.js";
 import { createDirectory, type DirectoryOptions } from "./directory/service.js";
@@ -159,33 +159,28 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       port: config.port,
       // /metrics (when on this port), CORS (preflights, headers on every answer), then no
       // work before authentication.
-      handler: withMetricsOnPort(
-        withCors(
-          withPreAuthGate(
-            withNativeDelivery(handler, {
-              // The pre-auth gate checked the token already (it runs first); verify only where it did not.
-              token: (req) => gateChecked(req) ?? auth.bearer(typeof req.headers.authorization === "string" ? req.headers.authorization : undefined),
-              listed: (token) => auth.listed(token),
-              mailbox: delivery.mailbox,
-              session: delivery.session,
-              send: delivery.send,
-              ack: delivery.ack,
-              sendSealed: delivery.sendSealed,
-              receiveReadMaxBytes: DELIVERY_READ_MAX_BYTES,
-              sessionReadMaxBytes: READ_MAX_BYTES,
-              sendReadMaxBytes: READ_MAX_BYTES,
-              ackReadMaxBytes: DELIVERY_READ_MAX_BYTES,
-              log,
-              now,
-              metrics,
-              tracing,
-              storeUp,
-              shutdownSignal: shutdown.signal,
-            }),
-            tokens,
-          ),
-        ),
-      ),
+      handler: withMetricsOnPort(withCors(withPreAuthGate(handler, tokens))),
+      // The calls on every message's path, on the HTTP/2 stream itself (CORS headers and the
+      // token check as above, before the body is read).
+      native: nativeDelivery({
+        token: (authorization) => auth.bearer(authorization),
+        listed: (token) => auth.listed(token),
+        mailbox: delivery.mailbox,
+        session: delivery.session,
+        send: delivery.send,
+        ack: delivery.ack,
+        sendSealed: delivery.sendSealed,
+        receiveReadMaxBytes: DELIVERY_READ_MAX_BYTES,
+        sessionReadMaxBytes: READ_MAX_BYTES,
+        sendReadMaxBytes: READ_MAX_BYTES,
+        ackReadMaxBytes: DELIVERY_READ_MAX_BYTES,
+        log,
+        now,
+        metrics,
+        tracing,
+        storeUp,
+        shutdownSignal: shutdown.signal,
+      }),
       tls: config.tlsCert ? { certPath: config.tlsCert, keyPath: config.tlsKey } : undefined,
       maxConnectionsPerAddress: config.maxConnectionsPerAddress,
       // The Session's request body is the client's stream of sends: no body deadline.

@@ -60,6 +60,8 @@ interface Answer {
   retryAfterMs?: string;
   /** The response message, when there is one. */
   body?: Uint8Array;
+  /** CORS response headers (allow-origin, vary, expose-headers), when the call sent an origin. */
+  cors?: string;
 }
 
 /** One unary call over h2 with raw framing; via connect-node when `viaConnectNode` (a deadline header). */
@@ -81,6 +83,8 @@ function call(baseUrl: string, path: string, wire: Wire, message: Uint8Array, he
     req.on("response", (rh) => {
       answer.status = Number(rh[":status"]);
       answer.contentType = String(rh["content-type"]);
+      if (rh["access-control-allow-origin"] !== undefined)
+        answer.cors = [rh["access-control-allow-origin"], rh.vary, rh["access-control-expose-headers"]].join(" | ");
       status(rh);
     });
     req.on("trailers", status);
@@ -223,6 +227,51 @@ describe("Send and Ack on the native stream answer as connect-node does", () => 
       expect({ ...native, message: "" }).toEqual({ ...viaConnect, message: "" });
     });
   }
+
+  it("checks the token from the headers before the body, and answers a page's origin with CORS headers, as the compat path does", async () => {
+    const origin = { origin: "https://chat.example" };
+    const forged = { authorization: "Bearer v1.someone.1.99999999999999.AAAA" };
+    for (const wire of WIRES) {
+      const none = await both(SEND, wire, sendTo(bob.devices[0], { messageId: randomBytes(16) }), { ...alice.devices[0], headers: origin });
+      expect(none.native.code).toBe(wire === "connect" ? "unauthenticated" : "16");
+      expect(none.native.message).toBe("missing authorization header (expected 'Bearer <token>' from Authenticate)");
+      expect(none.native.cors).toMatch(/^https:\/\/chat\.example \| origin \| .*grpc-status/);
+      expect(none.native).toEqual(none.viaConnect);
+      const bad = await both(ACK, wire, () => toBinary(AckRequestSchema, create(AckRequestSchema, { sequences: [1n] })), {
+        ...alice.devices[0],
+        headers: forged,
+      });
+      expect(bad.native.message).toBe("token signature is invalid");
+      expect(bad.native).toEqual(bad.viaConnect);
+      const ok = await both(SEND, wire, sendTo(bob.devices[0], { messageId: randomBytes(16) }), {
+        ...alice.devices[0],
+        headers: { ...alice.devices[0].headers, ...origin },
+      });
+      expect(ok.native.code).toBe(wire === "connect" ? "ok" : "0");
+      expect(ok.native.cors).toBeDefined();
+      expect(ok.native.cors).toBe(ok.viaConnect.cors);
+    }
+    // Answered from the headers alone: a body that never ends is not waited for.
+    const session = http2.connect(server.url);
+    try {
+      const req = session.request({ ":method": "POST", ":path": SEND, "content-type": CONTENT_TYPE.connect });
+      req.write(Buffer.alloc(1024, 7)); // and never ends
+      const [status, body] = await new Promise<[number, string]>((resolve, reject) => {
+        let code = 0;
+        const chunks: Buffer[] = [];
+        req.on("response", (h) => (code = Number(h[":status"])));
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on("end", () => resolve([code, Buffer.concat(chunks).toString()]));
+        req.on("error", reject);
+      });
+      expect({ status, body: JSON.parse(body) }).toEqual({
+        status: 401,
+        body: { code: "unauthenticated", message: "missing authorization header (expected 'Bearer <token>' from Authenticate)" },
+      });
+    } finally {
+      session.close();
+    }
+  });
 
   it("a revoked device's Send and Ack are refused with the handler's message", async () => {
     const carol = await createTestAccount(server.url, "unary-carol", { devices: 2 });

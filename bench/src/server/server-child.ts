@@ -89,6 +89,9 @@ process.on("message", async (m: unknown) => {
       arrayBuffers: mem.arrayBuffers,
       mallocedMemory: h.malloced_memory,
       physicalHeap: h.total_physical_size,
+      spaces: (await import("node:v8"))
+        .getHeapSpaceStatistics()
+        .map((sp) => ({ name: sp.space_name, size: sp.space_size, used: sp.space_used_size, physical: sp.physical_space_size })),
     });
   }
 });

@@ -15,6 +15,8 @@ export interface ServerMemory {
   arrayBuffers: number;
   mallocedMemory: number;
   physicalHeap: number;
+  /** V8's heap spaces (v8.getHeapSpaceStatistics()): where committed heap is not in use. */
+  spaces: { name: string; size: number; used: number; physical: number }[];
 }
 
 export interface BenchServer {

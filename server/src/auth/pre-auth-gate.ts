@@ -10,10 +10,11 @@
  * grpc-status 16). A token that is valid but belongs to a revoked device passes here and is
  * refused by the handler (that needs the device list).
  */
+import type * as http2 from "node:http2";
 import type { RequestHandler } from "../one-port.js";
 import type { TokenSigner } from "./tokens.js";
 import { ConnectError } from "@connectrpc/connect";
-import { checkBearer, type AuthenticatedDevice } from "./authenticator.js";
+import { checkBearer } from "./authenticator.js";
 import { envelope, headersSetOn } from "../wire-frames.js";
 
 /** Methods callable without a token: everything else needs `authorization: Bearer <token>`. */
@@ -42,25 +43,32 @@ export function withPreAuthGate(handler: RequestHandler, tokens: TokenSigner): R
       return;
     }
     const header = req.headers["authorization"];
-    let claims: AuthenticatedDevice;
     try {
-      claims = checkBearer(typeof header === "string" ? header : undefined, tokens);
+      checkBearer(typeof header === "string" ? header : undefined, tokens);
     } catch (err) {
       // The handler's own message (auth/authenticator.ts checkBearer).
       refuse(req, res, err instanceof ConnectError ? err.rawMessage : "invalid authorization");
       return;
     }
-    checked.set(req, claims);
     handler(req, res);
   };
 }
 
-/** Tokens this gate checked, per request: the handlers served natively use them instead of verifying again. */
-const checked = new WeakMap<object, AuthenticatedDevice>();
-
-/** The device of the request's token as the gate checked it (undefined when the gate did not look). */
-export function gateChecked(req: object): AuthenticatedDevice | undefined {
-  return checked.get(req);
+/** The answer to a call refused for its token, per protocol: what connect-es answers. */
+function refusal(contentType: string, message: string): { status: number; headers: Record<string, string>; body?: Buffer } {
+  if (contentType.startsWith("application/grpc")) {
+    // gRPC and gRPC-Web: trailers-only. On HTTP/2 that must be ONE headers frame carrying
+    // END_STREAM (grpc-js and grpcio ignore a status in headers followed by an empty data
+    // frame), which only the native stream API sends.
+    return { status: 200, headers: { "content-type": contentType.split(";")[0], "grpc-status": "16", "grpc-message": encodeURIComponent(message) } };
+  }
+  if (contentType.startsWith("application/connect+")) {
+    // Connect streaming: an end-stream message (flags 0x02) carrying the error.
+    const body = envelope(0x02, Buffer.from(JSON.stringify({ error: { code: "unauthenticated", message } })));
+    return { status: 200, headers: { "content-type": contentType.split(";")[0] }, body };
+  }
+  // Connect unary (application/json or application/proto), or anything else.
+  return { status: 401, headers: { "content-type": "application/json" }, body: Buffer.from(JSON.stringify({ code: "unauthenticated", message })) };
 }
 
 function refuse(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], message: string): void {
@@ -68,28 +76,24 @@ function refuse(req: Parameters<RequestHandler>[0], res: Parameters<RequestHandl
   // is closed after the answer.
   req.on("error", () => {});
   req.resume();
-  const h1 = !("stream" in req);
-  const contentType = String(req.headers["content-type"] ?? "");
   const r = res as import("node:http").ServerResponse;
-  if (h1) r.setHeader("connection", "close");
-  if (contentType.startsWith("application/grpc")) {
-    // gRPC and gRPC-Web: trailers-only response. On HTTP/2 that must be ONE headers frame
-    // carrying END_STREAM (grpc-js and grpcio ignore a status in headers followed by an
-    // empty data frame), which only the native stream API sends.
-    const headers = { "content-type": contentType.split(";")[0], "grpc-status": "16", "grpc-message": encodeURIComponent(message) };
-    const stream = (res as { stream?: import("node:http2").ServerHttp2Stream }).stream;
-    if (stream) stream.respond({ ":status": 200, ...headers, ...headersSetOn(res) }, { endStream: true });
-    else {
-      r.writeHead(200, headers);
-      r.end();
-    }
-  } else if (contentType.startsWith("application/connect+")) {
-    // Connect streaming: an end-stream message (flags 0x02) carrying the error.
-    r.writeHead(200, { "content-type": contentType.split(";")[0] });
-    r.end(envelope(0x02, Buffer.from(JSON.stringify({ error: { code: "unauthenticated", message } }))));
-  } else {
-    // Connect unary (application/json or application/proto), or anything else.
-    r.writeHead(401, { "content-type": "application/json" });
-    r.end(JSON.stringify({ code: "unauthenticated", message }));
+  if (!("stream" in req)) r.setHeader("connection", "close");
+  const answer = refusal(String(req.headers["content-type"] ?? ""), message);
+  const stream = (res as { stream?: http2.ServerHttp2Stream }).stream;
+  if (stream && !answer.body) stream.respond({ ":status": answer.status, ...answer.headers, ...headersSetOn(res) }, { endStream: true });
+  else {
+    r.writeHead(answer.status, answer.headers);
+    r.end(answer.body);
   }
+}
+
+/**
+ * The same refusal for a call served on the native HTTP/2 stream (delivery/native-delivery.ts),
+ * with `extra` headers (CORS) on the answer.
+ */
+export function refuseStream(stream: http2.ServerHttp2Stream, contentType: string, extra: Record<string, string>, message: string): void {
+  stream.resume();
+  const answer = refusal(contentType, message);
+  stream.respond({ ":status": answer.status, ...answer.headers, ...extra }, { endStream: !answer.body });
+  if (answer.body) stream.end(answer.body);
 }

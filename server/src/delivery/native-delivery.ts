@@ -4,10 +4,10 @@
  * and through connect-node each one held ~50-60 KiB of per-call pipeline; a Session carries
  * thousands of messages a second, and connect-es's per-message async-iterable chain and
  * serialization were ~30% of the server's CPU; a unary Send paid ~0.3-0.5 ms of per-call
- * pipeline. Everything these paths do not take goes on to connect-node, which answers the
- * same (the tests compare both paths).
+ * pipeline. They are served on the HTTP/2 stream itself, before Node's compat layer would
+ * wrap it in a request and a response (one-port.ts). Everything these paths do not take goes
+ * on to connect-node, which answers the same (the tests compare both paths).
  */
-import type * as http2 from "node:http2";
 import {
   AckRequestSchema,
   AckResponseSchema,
@@ -29,12 +29,16 @@ import {
   type SessionRequest,
   type SessionResponse,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import type { RequestHandler } from "../one-port.js";
+import { ConnectError } from "@connectrpc/connect";
+import type { NativeStreamHandler } from "../one-port.js";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
-import { decodeMessage, nativeWire, readBody, singleEnvelope, type Wire } from "./native-wire.js";
+import { refuseStream } from "../auth/pre-auth-gate.js";
+import { corsHeaders } from "../cors.js";
+import { decodeMessage, nativeWire, readBody, singleEnvelope, type NativeCall, type Wire } from "./native-wire.js";
 import { RequestMessages, serveStream, type StreamCallDeps } from "./native-stream.js";
 import { serveUnary, type UnaryMethod } from "./native-unary.js";
 import { receiveResponseFrame, sessionResponseFrame } from "./session-encoding.js";
+import type { StopSignal } from "./call-stop.js";
 
 const path = (m: { name: string }) => `/${DeliveryService.typeName}/${m.name}`;
 const RECEIVE_PATH = path(DeliveryService.method.receive);
@@ -44,14 +48,14 @@ const SEND_SEALED_PATH = path(DeliveryService.method.sendSealed);
 const ACK_PATH = path(DeliveryService.method.ack);
 
 export interface NativeDeliveryDeps extends StreamCallDeps {
-  /** The device of the request's bearer token (signature and expiry), or UNAUTHENTICATED. */
-  token(req: http2.Http2ServerRequest): AuthenticatedDevice;
+  /** The device of a bearer token's `authorization` header (signature and expiry), or UNAUTHENTICATED. */
+  token(authorization: string | undefined): AuthenticatedDevice;
   /** The device of a checked token if it is still listed, or UNAUTHENTICATED (revoked). */
   listed(token: AuthenticatedDevice): Promise<AuthenticatedDevice>;
   /** The mailbox stream of the device (what the Receive RPC yields). */
-  mailbox(device: AuthenticatedDevice, req: ReceiveRequest, signal: AbortSignal): AsyncGenerator<ReceiveResponse>;
+  mailbox(device: AuthenticatedDevice, req: ReceiveRequest, signal: StopSignal): AsyncGenerator<ReceiveResponse>;
   /** The Session of the device over its request messages (what the Session RPC yields). */
-  session(device: AuthenticatedDevice, requests: AsyncIterable<SessionRequest>, signal: AbortSignal): AsyncGenerator<SessionResponse>;
+  session(device: AuthenticatedDevice, requests: AsyncIterable<SessionRequest>, signal: StopSignal): AsyncGenerator<SessionResponse>;
   /** Send and Ack for the device of a checked token (they check it is still listed, as the unary RPCs do). */
   send(token: AuthenticatedDevice, req: SendRequest): Promise<SendResponse>;
   ack(token: AuthenticatedDevice, req: AckRequest): Promise<AckResponse>;
@@ -64,14 +68,22 @@ export interface NativeDeliveryDeps extends StreamCallDeps {
   ackReadMaxBytes: number;
 }
 
-export function withNativeDelivery(next: RequestHandler, d: NativeDeliveryDeps): RequestHandler {
+interface Route {
+  kind: "unary" | "stream";
+  /** Needs a bearer token (everything but SendSealed), checked before the body is read, as the pre-auth gate does. */
+  gated: boolean;
+  serve(call: NativeCall): void;
+}
+
+/** The native handler of the one port: takes these five calls in the binary codecs over HTTP/2. */
+export function nativeDelivery(d: NativeDeliveryDeps): NativeStreamHandler {
   const send: UnaryMethod<typeof SendRequestSchema, typeof SendResponseSchema> = {
     procedure: "Send",
     method: SEND_PATH.slice(1),
     input: SendRequestSchema,
     output: SendResponseSchema,
     readMaxBytes: d.sendReadMaxBytes,
-    handle: (req, call) => d.send(d.token(call), req),
+    handle: (req, call) => d.send(call.token!, req),
   };
   const ack: UnaryMethod<typeof AckRequestSchema, typeof AckResponseSchema> = {
     procedure: "Ack",
@@ -79,7 +91,7 @@ export function withNativeDelivery(next: RequestHandler, d: NativeDeliveryDeps):
     input: AckRequestSchema,
     output: AckResponseSchema,
     readMaxBytes: d.ackReadMaxBytes,
-    handle: (req, call) => d.ack(d.token(call), req),
+    handle: (req, call) => d.ack(call.token!, req),
   };
   const sendSealed: UnaryMethod<typeof SendSealedRequestSchema, typeof SendSealedResponseSchema> = {
     procedure: "SendSealed",
@@ -87,38 +99,49 @@ export function withNativeDelivery(next: RequestHandler, d: NativeDeliveryDeps):
     input: SendSealedRequestSchema,
     output: SendSealedResponseSchema,
     readMaxBytes: d.sendReadMaxBytes,
-    handle: (req, call) => d.sendSealed(req, call.socket?.remoteAddress ?? "unknown"),
+    handle: (req, call) => d.sendSealed(req, call.stream.session?.socket?.remoteAddress ?? "unknown"),
   };
-  return (req, res) => {
-    const r2 = req as http2.Http2ServerRequest;
-    const s2 = res as http2.Http2ServerResponse;
-    let wire: Wire | undefined;
-    switch (req.url) {
-      case SEND_PATH:
-        if ((wire = nativeWire(req, SEND_PATH, "unary"))) return serveUnary(send, wire, r2, s2, d);
-        break;
-      case SEND_SEALED_PATH:
-        if ((wire = nativeWire(req, SEND_SEALED_PATH, "unary"))) return serveUnary(sendSealed, wire, r2, s2, d);
-        break;
-      case ACK_PATH:
-        if ((wire = nativeWire(req, ACK_PATH, "unary"))) return serveUnary(ack, wire, r2, s2, d);
-        break;
-      case RECEIVE_PATH:
-        if ((wire = nativeWire(req, RECEIVE_PATH, "stream"))) return serveReceive(wire, r2, s2, d);
-        break;
-      case SESSION_PATH:
-        if ((wire = nativeWire(req, SESSION_PATH, "stream"))) return serveSession(wire, r2, s2, d);
-        break;
+  const routes = new Map<string, Route>([
+    [SEND_PATH, { kind: "unary", gated: true, serve: (call) => serveUnary(send, call, d) }],
+    [SEND_SEALED_PATH, { kind: "unary", gated: false, serve: (call) => serveUnary(sendSealed, call, d) }],
+    [ACK_PATH, { kind: "unary", gated: true, serve: (call) => serveUnary(ack, call, d) }],
+    [RECEIVE_PATH, { kind: "stream", gated: true, serve: (call) => serveReceive(call, d) }],
+    [SESSION_PATH, { kind: "stream", gated: true, serve: (call) => serveSession(call, d) }],
+  ]);
+  return (stream, headers) => {
+    const route = routes.get(String(headers[":path"]));
+    const wire = route && nativeWire(headers, route.kind);
+    if (!route || !wire) return false;
+    const call: NativeCall = {
+      stream,
+      headers,
+      wire,
+      contentType: String(headers["content-type"]).split(";")[0],
+      extra: corsHeaders(headers.origin),
+    };
+    if (route.gated) {
+      const authorization = headers.authorization;
+      try {
+        call.token = d.token(typeof authorization === "string" ? authorization : undefined);
+      } catch (err) {
+        // No work before authentication: answered from the headers, the body dropped unread.
+        refuseStream(stream, call.contentType, call.extra, err instanceof ConnectError ? err.rawMessage : "invalid authorization");
+        return true;
+      }
     }
-    next(req, res);
+    route.serve(call);
+    return true;
   };
 }
 
-function serveReceive(wire: Wire, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, d: NativeDeliveryDeps): void {
-  serveStream("Receive", wire, req, res, d, async (out, signal) => {
-    const { flags, payload } = singleEnvelope(await readBody(req, d.receiveReadMaxBytes), "server-streaming");
-    const request = decodeMessage(ReceiveRequestSchema, flags, payload, wire, RECEIVE_PATH.slice(1), d.log);
-    const device = await d.listed(d.token(req));
+// The producers below take what they need from the call, not the call: it holds the request
+// headers, which a stream open for hours does not need after its first moment.
+
+function serveReceive(call: NativeCall, d: NativeDeliveryDeps): void {
+  const { stream, wire, token } = call;
+  serveStream("Receive", call, d, async (out, signal) => {
+    const request = receiveRequest(await readBody(stream, d.receiveReadMaxBytes), wire, d);
+    const device = await d.listed(token!);
     for await (const ev of d.mailbox(device, request, signal)) {
       const wait = out.frame(receiveResponseFrame(ev));
       if (wait) await wait;
@@ -126,10 +149,17 @@ function serveReceive(wire: Wire, req: http2.Http2ServerRequest, res: http2.Http
   });
 }
 
-function serveSession(wire: Wire, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, d: NativeDeliveryDeps): void {
-  serveStream("Session", wire, req, res, d, async (out, signal) => {
-    const device = await d.listed(d.token(req));
-    const requests = new RequestMessages(req, SessionRequestSchema, d.sessionReadMaxBytes, wire, SESSION_PATH.slice(1), d.log);
+/** Decoded in a function of its own: the producer, alive as long as the stream, keeps no reference to the body. */
+function receiveRequest(body: Buffer, wire: Wire, d: NativeDeliveryDeps): ReceiveRequest {
+  const { flags, payload } = singleEnvelope(body, "server-streaming");
+  return decodeMessage(ReceiveRequestSchema, flags, payload, wire, RECEIVE_PATH.slice(1), d.log);
+}
+
+function serveSession(call: NativeCall, d: NativeDeliveryDeps): void {
+  const { stream, wire, token } = call;
+  serveStream("Session", call, d, async (out, signal) => {
+    const device = await d.listed(token!);
+    const requests = new RequestMessages(stream, SessionRequestSchema, d.sessionReadMaxBytes, wire, SESSION_PATH.slice(1), d.log);
     for await (const r of d.session(device, requests, signal)) {
       const wait = out.frame(sessionResponseFrame(r));
       if (wait) await wait;

@@ -13,8 +13,8 @@ import type { Tracing } from "../observability/tracing.js";
 import { SERVICE } from "./native-wire.js";
 import { storeDisconnected } from "../nats/store-errors.js";
 import { failedCall } from "../interceptors.js";
-import { headersSetOn } from "../wire-frames.js";
-import { connectEndStream, decodeMessage, grpcStatus, grpcWebTrailerFrame, tooLarge, withTrailers, type Wire } from "./native-wire.js";
+import { CallStop, type StopSignal } from "./call-stop.js";
+import { connectEndStream, decodeMessage, grpcStatus, grpcWebTrailerFrame, tooLarge, withTrailers, type NativeCall, type Wire } from "./native-wire.js";
 
 export interface StreamCallDeps {
   log: Logger;
@@ -32,28 +32,21 @@ export interface StreamCallDeps {
  * (the call ends OK) or throws (the call ends with that error, mapped and logged as the
  * call-log interceptor does). `signal` aborts when the client goes away or the instance shuts down.
  */
-export function serveStream(
-  procedure: string,
-  wire: Wire,
-  req: http2.Http2ServerRequest,
-  res: http2.Http2ServerResponse,
-  d: StreamCallDeps,
-  produce: (out: ResponseWriter, signal: AbortSignal) => Promise<void>,
-): void {
+export function serveStream(procedure: string, call: NativeCall, d: StreamCallDeps, produce: (out: ResponseWriter, signal: StopSignal) => Promise<void>): void {
   const start = d.now();
-  const stream = res.stream;
-  const out = new ResponseWriter(wire, stream, String(req.headers["content-type"]).split(";")[0], headersSetOn(res));
-  const ac = new AbortController();
-  const abort = () => ac.abort();
+  const { stream, wire } = call;
+  const out = new ResponseWriter(wire, stream, call.contentType, call.extra);
+  const stop = new CallStop();
+  const abort = () => stop.abort();
   stream.once("close", abort);
   d.shutdownSignal.addEventListener("abort", abort, { once: true });
   const done = (code: string) => d.metrics.call(procedure, wire, code, (d.now() - start) / 1000);
   const run = async () => {
     try {
       if (!d.storeUp()) throw storeDisconnected();
-      await produce(out, ac.signal);
+      await produce(out, stop);
       if (d.shutdownSignal.aborted) throw new ConnectError("server shutting down; reconnect", Code.Unavailable);
-      if (stream.closed || ac.signal.aborted) {
+      if (stream.closed || stop.aborted) {
         d.log.debug("call", { procedure, code: "canceled", reason: "client went away", ms: d.now() - start });
         done("canceled");
         return;
@@ -62,7 +55,7 @@ export function serveStream(
       done("ok");
       out.end(undefined);
     } catch (err) {
-      if (stream.closed || (ac.signal.aborted && !d.shutdownSignal.aborted)) {
+      if (stream.closed || (stop.aborted && !d.shutdownSignal.aborted)) {
         d.log.debug("call", { procedure, code: "canceled", reason: "client went away", ms: d.now() - start });
         done("canceled");
         return;
@@ -75,7 +68,7 @@ export function serveStream(
       d.shutdownSignal.removeEventListener("abort", abort);
     }
   };
-  d.tracing.rpc(`${SERVICE}/${procedure}`, req.headers, run).catch((err: unknown) => {
+  d.tracing.rpc(`${SERVICE}/${procedure}`, call.headers, run).catch((err: unknown) => {
     // Writing the end failed (the stream broke meanwhile): nothing left to tell the client.
     d.log.debug("call", { procedure, code: "canceled", reason: String((err as Error)?.message ?? err) });
     stream.destroy();
@@ -96,7 +89,7 @@ export class RequestMessages<D extends DescMessage> implements AsyncIterable<Mes
   private waiter: (() => void) | undefined;
 
   constructor(
-    private readonly req: http2.Http2ServerRequest,
+    private readonly req: http2.ServerHttp2Stream,
     private readonly schema: D,
     private readonly maxBytes: number,
     private readonly wire: Wire,

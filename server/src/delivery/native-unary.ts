@@ -14,8 +14,8 @@ import type { Metrics } from "../observability/metrics.js";
 import type { Tracing } from "../observability/tracing.js";
 import { failedCall } from "../interceptors.js";
 import { storeDisconnected } from "../nats/store-errors.js";
-import { envelope, headersSetOn } from "../wire-frames.js";
-import { decodeMessage, grpcStatus, grpcWebTrailerFrame, readBody, singleEnvelope, tooLarge, withTrailers, type Wire } from "./native-wire.js";
+import { envelope } from "../wire-frames.js";
+import { decodeMessage, grpcStatus, grpcWebTrailerFrame, readBody, singleEnvelope, tooLarge, withTrailers, type NativeCall, type Wire } from "./native-wire.js";
 
 export interface UnaryCallDeps {
   log: Logger;
@@ -35,26 +35,18 @@ export interface UnaryMethod<I extends DescMessage, O extends DescMessage> {
   output: O;
   /** Largest request message accepted (as connect-node's readMaxBytes for the method). */
   readMaxBytes: number;
-  handle(request: MessageShape<I>, call: http2.Http2ServerRequest): Promise<MessageShape<O>>;
+  handle(request: MessageShape<I>, call: NativeCall): Promise<MessageShape<O>>;
 }
 
-export function serveUnary<I extends DescMessage, O extends DescMessage>(
-  m: UnaryMethod<I, O>,
-  wire: Wire,
-  req: http2.Http2ServerRequest,
-  res: http2.Http2ServerResponse,
-  d: UnaryCallDeps,
-): void {
+export function serveUnary<I extends DescMessage, O extends DescMessage>(m: UnaryMethod<I, O>, call: NativeCall, d: UnaryCallDeps): void {
   const start = d.now();
-  const stream = res.stream;
-  const contentType = String(req.headers["content-type"]).split(";")[0];
-  const extra = headersSetOn(res);
+  const { stream, wire, contentType, extra } = call;
   const run = async () => {
     let answer: Uint8Array;
     try {
       if (!d.storeUp()) throw storeDisconnected();
-      const request = await readRequest(m, wire, req, d.log);
-      answer = toBinary(m.output, await m.handle(request, req));
+      const request = await readRequest(m, wire, stream, d.log);
+      answer = toBinary(m.output, await m.handle(request, call));
     } catch (err) {
       const e = failedCall(err, m.procedure, d.log, d.now() - start);
       d.metrics.call(m.procedure, wire, stream.closed || stream.destroyed ? "canceled" : codeToString(e.code), (d.now() - start) / 1000);
@@ -67,7 +59,7 @@ export function serveUnary<I extends DescMessage, O extends DescMessage>(
     d.log.debug("call", { procedure: m.procedure, code: "ok", ms: d.now() - start });
     respondOk(wire, stream, contentType, extra, answer);
   };
-  d.tracing.rpc(m.method, req.headers, run).catch((err: unknown) => {
+  d.tracing.rpc(m.method, call.headers, run).catch((err: unknown) => {
     // Responding failed (the stream broke meanwhile): nothing left to tell the client.
     d.log.debug("call", { procedure: m.procedure, code: "canceled", reason: String((err as Error)?.message ?? err) });
     stream.destroy();
@@ -77,7 +69,7 @@ export function serveUnary<I extends DescMessage, O extends DescMessage>(
 async function readRequest<I extends DescMessage>(
   m: UnaryMethod<I, DescMessage>,
   wire: Wire,
-  req: http2.Http2ServerRequest,
+  req: http2.ServerHttp2Stream,
   log: Logger,
 ): Promise<MessageShape<I>> {
   if (wire === "connect") return decodeMessage(m.input, 0, await readBody(req, m.readMaxBytes), wire, m.method, log);

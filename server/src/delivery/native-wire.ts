@@ -5,15 +5,15 @@
  * connect-es's own encoders, so both paths answer byte-for-byte alike.
  *
  * Taken natively: HTTP/2 POSTs in the binary codecs (Connect, gRPC, gRPC-Web), without
- * request compression and without a deadline header. Everything else (HTTP/1.1, JSON,
- * compressed requests, deadlines, Connect GET) goes on to connect-node.
+ * request compression, a deadline header or an Expect header. Everything else (HTTP/1.1,
+ * JSON, compressed requests, deadlines, Connect GET) goes on to connect-node.
  */
 import type * as http2 from "node:http2";
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import type { RequestHandler } from "../one-port.js";
+import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { Logger } from "../logger.js";
 import { reportDecodeFailure } from "../parse-errors.js";
 import { envelope } from "../wire-frames.js";
@@ -23,10 +23,22 @@ export type Wire = "connect" | "grpc" | "grpc-web";
 /** The service every natively served call belongs to. */
 export const SERVICE = "sealpost.delivery.v1.DeliveryService";
 
-/** The protocol of a request to `path` the native path can serve, or undefined (connect-node takes it). */
-export function nativeWire(req: Parameters<RequestHandler>[0], path: string, kind: "unary" | "stream"): Wire | undefined {
-  if (req.method !== "POST" || req.url !== path || !("stream" in req)) return undefined;
-  const h = req.headers;
+/** A call served on its HTTP/2 stream: the stream, the request headers, what the answer needs. */
+export interface NativeCall {
+  stream: http2.ServerHttp2Stream;
+  headers: http2.IncomingHttpHeaders;
+  wire: Wire;
+  /** The request's content type without parameters (the answer's, as connect-es echoes it). */
+  contentType: string;
+  /** Headers on every answer of the call (CORS). */
+  extra: Record<string, string>;
+  /** The device of the call's bearer token, checked before anything else (undefined for SendSealed). */
+  token?: AuthenticatedDevice;
+}
+
+/** The protocol of an HTTP/2 request (its headers) the native path can serve, or undefined (connect-node takes it). */
+export function nativeWire(h: http2.IncomingHttpHeaders, kind: "unary" | "stream"): Wire | undefined {
+  if (h[":method"] !== "POST" || h.expect !== undefined) return undefined;
   if (h["connect-timeout-ms"] !== undefined || h["grpc-timeout"] !== undefined) return undefined;
   const encoding = kind === "unary" ? (h["content-encoding"] ?? h["grpc-encoding"]) : (h["connect-content-encoding"] ?? h["grpc-encoding"]);
   if (encoding !== undefined && encoding !== "identity") return undefined;
@@ -48,7 +60,7 @@ export function tooLarge(size: number, max: number): ConnectError {
 }
 
 /** The whole (small) request body, refused past `max` bytes before it is buffered further. */
-export function readBody(req: http2.Http2ServerRequest, max: number): Promise<Buffer> {
+export function readBody(req: http2.ServerHttp2Stream, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

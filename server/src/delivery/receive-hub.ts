@@ -1,6 +1,6 @@
 /**
  * The Receive streams open on this instance: one sweep timer for all of them (no per-stream
- * timers), the NATS-reconnect re-check, and the local lookup Ack uses to prove that a
+ * timers: the periodic check and the token's expiry), the NATS-reconnect re-check, and the local lookup Ack uses to prove that a
  * sequence belongs to the caller without a read.
  */
 import type { Nats } from "../nats/connection.js";
@@ -12,9 +12,14 @@ const SWEEP_MS = 1_000;
 /** Core-NATS subject on which an instance that reconnected asks every instance to re-check its streams. */
 export const RECHECK_SUBJECT = "sp.recheck";
 
+const NO_STREAMS: readonly ReceiveStream[] = Object.freeze([]);
+
 export class ReceiveHub {
-  /** account -> device -> streams (normally one). */
-  private readonly byAccount = new Map<string, Map<number, Set<ReceiveStream>>>();
+  /**
+   * account -> its devices' streams here (normally one per device, a few per account). An
+   * array, not maps of sets: each of those cost ~300 bytes per idle stream.
+   */
+  private readonly byAccount = new Map<string, ReceiveStream[]>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
@@ -52,36 +57,36 @@ export class ReceiveHub {
   }
 
   private *all(): Iterable<ReceiveStream> {
-    for (const devices of this.byAccount.values()) for (const set of devices.values()) yield* set;
+    for (const streams of this.byAccount.values()) yield* streams;
   }
 
   add(s: ReceiveStream): void {
-    let devices = this.byAccount.get(s.device.accountId);
-    if (!devices) this.byAccount.set(s.device.accountId, (devices = new Map()));
-    let set = devices.get(s.device.deviceId);
-    if (!set) devices.set(s.device.deviceId, (set = new Set()));
-    set.add(s);
+    const streams = this.byAccount.get(s.device.accountId);
+    if (!streams) this.byAccount.set(s.device.accountId, [s]);
+    else if (!streams.includes(s)) streams.push(s);
     // Spread checks over the interval so 10k streams do not all look at once.
     s.nextCheckAt = this.now() + this.checkIntervalMs * (0.5 + Math.random() / 2);
   }
 
   remove(s: ReceiveStream): void {
-    const devices = this.byAccount.get(s.device.accountId);
-    const set = devices?.get(s.device.deviceId);
-    if (!devices || !set) return;
-    set.delete(s);
-    if (!set.size) devices.delete(s.device.deviceId);
-    if (!devices.size) this.byAccount.delete(s.device.accountId);
+    const streams = this.byAccount.get(s.device.accountId);
+    const i = streams?.indexOf(s) ?? -1;
+    if (i < 0) return;
+    streams!.splice(i, 1);
+    if (!streams!.length) this.byAccount.delete(s.device.accountId);
   }
 
-  /** Streams of one device on this instance (normally at most one). */
-  streamsOf(accountId: string, deviceId: number): Iterable<ReceiveStream> {
-    return this.byAccount.get(accountId)?.get(deviceId) ?? [];
+  /** Streams of one device on this instance (normally at most one; no new array then: Send asks per message). */
+  streamsOf(accountId: string, deviceId: number): readonly ReceiveStream[] {
+    const streams = this.byAccount.get(accountId);
+    if (!streams) return NO_STREAMS;
+    if (streams.length === 1) return streams[0].device.deviceId === deviceId ? streams : NO_STREAMS;
+    return streams.filter((s) => s.device.deviceId === deviceId);
   }
 
-  /** Streams of any device of one account on this instance. */
-  *streamsOfAccount(accountId: string): Iterable<ReceiveStream> {
-    for (const set of this.byAccount.get(accountId)?.values() ?? []) yield* [...set];
+  /** Streams of any device of one account on this instance (a copy: callers may end them meanwhile). */
+  streamsOfAccount(accountId: string): ReceiveStream[] {
+    return [...(this.byAccount.get(accountId) ?? [])];
   }
 
   recheckAll(): void {
@@ -94,6 +99,7 @@ export class ReceiveHub {
   private sweep(): void {
     const t = this.now();
     for (const s of this.all()) {
+      if (s.expiresAtMs !== undefined && t >= s.expiresAtMs) s.end("expired");
       if (t < s.nextCheckAt) continue;
       s.nextCheckAt = t + this.checkIntervalMs;
       s.poke();

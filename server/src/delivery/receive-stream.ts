@@ -42,6 +42,7 @@ import { toMailboxMessage } from "./mailbox-message.js";
 import { MailboxReader } from "./mailbox-reader.js";
 import type { MailboxLocation, Mailboxes } from "./mailbox.js";
 import { addressKey, type DeviceRef } from "../device-address.js";
+import type { StopSignal } from "./call-stop.js";
 
 /** How long a stream keeps retrying an unreachable store before it ends with UNAVAILABLE. */
 const STORE_OUTAGE_MS = 30_000;
@@ -63,16 +64,26 @@ export interface ReceiveStreamDeps {
 export class ReceiveStream {
   readonly loc: MailboxLocation;
   /** Delivered and not known to be acked, ascending by construction. */
-  readonly inFlight = new Set<number>();
+  get inFlight(): ReadonlySet<number> {
+    return this.inFlightSet ?? NONE;
+  }
   /** When the hub's sweep should poke this stream next (ms). */
   nextCheckAt = 0;
+  /**
+   * When the token that opened the stream expires (ms): the hub's sweep ends the stream then
+   * (the client re-authenticates). Undefined: no expiry (a Session's own timer ends it).
+   */
+  expiresAtMs: number | undefined;
 
   private cursor: number;
   /** The after_sequence the stream was opened with: mail at or below it is skipped, not delivered. */
   private readonly floor: number;
   private lastSent = 0;
+  // The sets behind inFlight and pushed exist only while they hold something: an idle stream
+  // (most of them, most of the time) has neither.
+  private inFlightSet: Set<number> | undefined;
   /** Delivered by push above the cursor and not acked (a read skips them). */
-  private readonly pushed = new Set<number>();
+  private pushedSet: Set<number> | undefined;
   /** Highest sequence ever pushed: when a read finds nothing after the cursor, the cursor may jump here. */
   private pushHigh = 0;
   /**
@@ -155,10 +166,12 @@ export class ReceiveStream {
   acked(sequences: number[]): void {
     const wasFull = this.inFlight.size >= this.window;
     for (const s of sequences) {
-      this.inFlight.delete(s);
+      this.inFlightSet?.delete(s);
       // Acked mail is deleted before the ack is reported, so a read skips it anyway.
-      this.pushed.delete(s);
+      this.pushedSet?.delete(s);
     }
+    if (!this.inFlightSet?.size) this.inFlightSet = undefined;
+    if (!this.pushedSet?.size) this.pushedSet = undefined;
     // A batch read before the ack may still hold it.
     this.reader?.forget(sequences);
     if (wasFull && this.inFlight.size < this.window) this.wake();
@@ -301,7 +314,7 @@ export class ReceiveStream {
     if (this.inFlight.size || this.pushQueue.length) this.d.mailboxes.signal(this.device, { kind: "mail" });
   }
 
-  async *run(signal: AbortSignal): AsyncGenerator<ReceiveResponse> {
+  async *run(signal: StopSignal): AsyncGenerator<ReceiveResponse> {
     const onAbort = () => {
       this.wake();
       this.close();
@@ -362,7 +375,7 @@ export class ReceiveStream {
               "sealpost.delivery": p.record instanceof Uint8Array ? "live-push" : "fetched",
               "sealpost.bytes": data.length,
             });
-            this.pushed.add(p.seq);
+            (this.pushedSet ??= new Set()).add(p.seq);
             this.pushHigh = Math.max(this.pushHigh, p.seq);
             yield out;
             while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
@@ -385,11 +398,11 @@ export class ReceiveStream {
               caughtUp = true;
               // Nothing stored after the cursor: every pushed sequence above it was acked.
               this.cursor = Math.max(this.cursor, this.pushHigh);
-              this.pushed.clear();
+              this.pushedSet = undefined;
               break;
             }
             this.cursor = m.seq;
-            if (this.pushed.delete(m.seq) || this.inFlight.has(m.seq)) {
+            if (this.pushedSet?.delete(m.seq) || this.inFlight.has(m.seq)) {
               // Sent by push already (or in flight from before a reconnect of hints): skip.
               reader.prefetch();
               continue;
@@ -446,7 +459,7 @@ export class ReceiveStream {
     // A body shares the mail's 30-day max_age but was stored just before it; if it
     // is gone the mail is about to expire too: deliver it with an empty body.
     const body = rec.body ?? (await this.d.mailboxes.getBody(rec.bodyKey!)) ?? new Uint8Array(0);
-    this.inFlight.add(seq);
+    (this.inFlightSet ??= new Set()).add(seq);
     this.lastSent = Math.max(this.lastSent, seq);
     // Store-to-stream time of mail that arrived while the stream was open (not catch-up of old mail).
     if (live) this.d.metrics?.liveDeliveryLag((this.d.now() - rec.timestampMs) / 1000);
@@ -462,9 +475,12 @@ export class ReceiveStream {
     const lowest = Math.min(...this.inFlight);
     const m = await this.d.mailboxes.next(this.loc, lowest - 1);
     const limit = m ? m.seq : Infinity;
-    for (const s of this.inFlight) if (s < limit) this.inFlight.delete(s);
+    for (const s of this.inFlight) if (s < limit) this.inFlightSet?.delete(s);
+    if (!this.inFlightSet?.size) this.inFlightSet = undefined;
   }
 }
+
+const NONE: ReadonlySet<number> = new Set();
 
 function isRecord(b: Uint8Array): boolean {
   try {
@@ -480,7 +496,7 @@ function ephemeralResponse(record: Uint8Array): ReceiveResponse {
   return create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, 0, rec.body ?? new Uint8Array(0)) } });
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: StopSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(done, ms);
     function done() {

@@ -28,13 +28,14 @@ import type { AckResponse, SendResponse, SendRequest, AckRequest } from "@sealpo
 import { atTokenExpiry, type AuthenticatedDevice } from "../auth/authenticator.js";
 import { isTransientStoreError } from "../nats/store-errors.js";
 import { RETRY_AFTER_HEADER } from "./send.js";
+import { CallStop, type StopSignal } from "./call-stop.js";
 import type { Metrics } from "../observability/metrics.js";
 
 export interface SessionDeps {
   send(device: AuthenticatedDevice, req: SendRequest): Promise<SendResponse>;
   ack(device: AuthenticatedDevice, req: AckRequest): Promise<AckResponse>;
   /** The mailbox as Receive serves it (validates the request, throws ConnectError). */
-  receive(device: AuthenticatedDevice, req: ReceiveRequest, signal: AbortSignal): AsyncGenerator<ReceiveResponse>;
+  receive(device: AuthenticatedDevice, req: ReceiveRequest, signal: StopSignal): AsyncGenerator<ReceiveResponse>;
   /** Sends and acks processed at once per stream. */
   maxInFlight: number;
   now: () => number;
@@ -48,10 +49,13 @@ export async function* runSession(
   d: SessionDeps,
   device: AuthenticatedDevice,
   requests: AsyncIterable<SessionRequest>,
-  callSignal: AbortSignal,
+  callSignal: StopSignal,
 ): AsyncGenerator<SessionResponse> {
-  const abort = new AbortController();
-  const signal = AbortSignal.any([callSignal, abort.signal]);
+  // Ends with the call, or earlier when the session fails.
+  const signal = new CallStop();
+  const stopWithCall = () => signal.abort();
+  callSignal.addEventListener("abort", stopWithCall, { once: true });
+  if (callSignal.aborted) signal.abort();
   d.metrics?.sessions(1);
   const out: SessionResponse[] = [];
   let failure: ConnectError | undefined;
@@ -70,7 +74,7 @@ export async function* runSession(
   };
   const fail = (err: ConnectError) => {
     failure ??= err;
-    abort.abort();
+    signal.abort();
     notify();
   };
 
@@ -188,7 +192,8 @@ export async function* runSession(
   } finally {
     d.metrics?.sessions(-1);
     cancelExpiry();
-    abort.abort();
+    callSignal.removeEventListener("abort", stopWithCall);
+    signal.abort();
     wakeMailbox?.();
     const w = wakeReader;
     wakeReader = undefined;

@@ -23,7 +23,10 @@ export interface StoredDeviceList extends ParsedDeviceList {
 }
 
 export function decodeStored(bytes: Uint8Array): ParsedDeviceList {
-  const signed = fromBinary(SignedDeviceListSchema, bytes);
+  // Copied (Buffer's slice() would not copy): decoded bytes fields are views into their input,
+  // and a KV value is a view into the NATS client's read buffer (up to 64 KiB), which a list
+  // kept in the cache would pin.
+  const signed = fromBinary(SignedDeviceListSchema, new Uint8Array(bytes));
   return { signed, list: fromBinary(DeviceListSchema, signed.deviceList) };
 }
 
