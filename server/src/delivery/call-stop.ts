@@ -32,7 +32,7 @@ export class CallStop implements StopSignal {
     }
   }
 
-  addEventListener(_type: "abort", listener: () => void): void {
+  addEventListener(_type: "abort", listener: () => void, _options?: { once?: boolean }): void {
     // Like an AbortSignal's: a listener added after the abort never runs.
     if (this.aborted) return;
     if (this.listeners) this.listeners.push(listener);

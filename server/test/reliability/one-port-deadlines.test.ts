@@ -18,12 +18,24 @@ beforeAll(async () => {
     port: 0,
     requestBodyTimeoutMs: DEADLINE_MS,
     headersTimeoutMs: DEADLINE_MS,
-    streamingRequest: (path) => path === "/stream",
+    streamingRequest: (path) => path === "/stream" || path === "/native-stream",
     // Reads the whole body, then answers with its length.
     handler: (req, res) => {
       let n = 0;
       req.on("data", (c: Buffer) => (n += c.length));
       req.on("end", () => res.end(String(n)));
+    },
+    // The same on the HTTP/2 stream itself, for paths under /native.
+    native: (stream, headers) => {
+      if (!String(headers[":path"]).startsWith("/native")) return false;
+      let n = 0;
+      stream.on("data", (c: Buffer) => (n += c.length));
+      stream.on("end", () => {
+        if (stream.destroyed) return; // reset by the client
+        stream.respond({ ":status": 200 });
+        stream.end(`native ${n}`);
+      });
+      return true;
     },
   });
 });
@@ -73,6 +85,29 @@ describe("one-port request deadlines", () => {
       req.end("12345");
     });
     expect(answer).toBe("5");
+    session.close();
+  });
+
+  it("applies the same to streams the native handler takes, and survives their resets", async () => {
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    session.on("error", () => {});
+    expect(await h2Hold(session, "/native-unary", 20 * DEADLINE_MS)).toBe("reset");
+    expect(await h2Hold(session, "/native-stream", 5 * DEADLINE_MS)).toBe("open");
+    // A client reset in the middle of a body leaves the server serving the connection.
+    const reset = session.request({ ":method": "POST", ":path": "/native-unary" });
+    reset.on("error", () => {});
+    reset.write("partial");
+    await new Promise((r) => setTimeout(r, 50));
+    reset.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    await new Promise((r) => reset.once("close", r));
+    const answer = await new Promise<string>((resolve) => {
+      const req = session.request({ ":method": "POST", ":path": "/native-unary" });
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => resolve(body));
+      req.end("12345");
+    });
+    expect(answer).toBe("native 5");
     session.close();
   });
 
