@@ -219,7 +219,8 @@ function closeWhenIdle(session: http2.Http2Session, idleMs: number): void {
   session.once("close", disarm);
   session.on("stream", (stream: http2.ServerHttp2Stream) => {
     if (open++ === 0) disarm();
-    stream.once("close", () => {
+    // on, not once (close comes once): a once wrapper is two more objects per open stream.
+    stream.on("close", () => {
       if (--open === 0) arm();
     });
   });

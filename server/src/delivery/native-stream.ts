@@ -38,8 +38,11 @@ export function serveStream(procedure: string, call: NativeCall, d: StreamCallDe
   const out = new ResponseWriter(wire, stream, call.contentType, call.extra);
   const stop = new CallStop();
   const abort = () => stop.abort();
-  stream.once("close", abort);
-  d.shutdownSignal.addEventListener("abort", abort, { once: true });
+  // on, not once: close comes once, and a once wrapper is two more objects per stream.
+  stream.on("close", abort);
+  const open = openStops(d.shutdownSignal);
+  open.add(stop);
+  if (d.shutdownSignal.aborted) stop.abort();
   const done = (code: string) => d.metrics.call(procedure, wire, code, (d.now() - start) / 1000);
   const run = async () => {
     try {
@@ -65,7 +68,7 @@ export function serveStream(procedure: string, call: NativeCall, d: StreamCallDe
       out.end(e);
     } finally {
       stream.off("close", abort);
-      d.shutdownSignal.removeEventListener("abort", abort);
+      open.delete(stop);
     }
   };
   d.tracing.rpc(`${SERVICE}/${procedure}`, call.headers, run).catch((err: unknown) => {
@@ -73,6 +76,24 @@ export function serveStream(procedure: string, call: NativeCall, d: StreamCallDe
     d.log.debug("call", { procedure, code: "canceled", reason: String((err as Error)?.message ?? err) });
     stream.destroy();
   });
+}
+
+/**
+ * The open streams' stops, per shutdown signal, all aborted by one listener on it: a listener
+ * per stream would cost ~100 bytes each, and an EventTarget finds the one to remove by
+ * walking its list (10k streams closing would each walk it).
+ */
+const stopsBySignal = new WeakMap<AbortSignal, Set<CallStop>>();
+function openStops(shutdown: AbortSignal): Set<CallStop> {
+  let stops = stopsBySignal.get(shutdown);
+  if (!stops) {
+    const all = (stops = new Set());
+    stopsBySignal.set(shutdown, all);
+    shutdown.addEventListener("abort", () => {
+      for (const s of all) s.abort();
+    });
+  }
+  return stops;
 }
 
 /**
