@@ -14,7 +14,8 @@ import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address
 import { createTestAccount, deliveryClient, envelope, startTestNats, startTestServer, type TestAccount, type TestNats } from "@sealpost/test-support";
 import type { RunningServer } from "../src/server.js";
 import { revokeDeviceChange } from "@sealpost/client/directory";
-import { waitUntil } from "./delivery-helpers.js";
+import { Code } from "@connectrpc/connect";
+import { Inbox, waitUntil } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -188,5 +189,19 @@ describe("Receive on the native stream answers as connect-node does", () => {
     const lean = await receive("grpc", request(), gone.headers, false);
     expect({ code: lean.code, trailersOnly: lean.trailersOnly }).toEqual({ code: "16", trailersOnly: true });
     expect(lean.message).toMatch(/revoked/);
+  });
+});
+
+describe("instance shutdown", () => {
+  it("ends every open Receive stream UNAVAILABLE so its client goes to another instance, and nothing stays open", async () => {
+    const leaving = await startTestServer(nats.url);
+    const dave = await createTestAccount(leaving.url, "lean-dave", { devices: 3 });
+    const inboxes = dave.devices.map((d) => new Inbox(deliveryClient(d, leaving.url)));
+    await Promise.all(inboxes.map((i) => i.waitDrained()));
+    await leaving.close();
+    for (const inbox of inboxes) {
+      const err = await inbox.done;
+      expect({ code: err?.code, message: err?.rawMessage }).toEqual({ code: Code.Unavailable, message: "server shutting down; reconnect" });
+    }
   });
 });
