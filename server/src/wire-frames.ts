@@ -1,7 +1,8 @@
 /**
  * What the server writes by hand outside connect-node (the pre-auth gate, the native delivery
  * path, the decode-failure rewrite): Connect/gRPC/gRPC-Web envelopes, and the headers other
- * layers (CORS) set on a compat response, for a native `stream.respond()`.
+ * layers (CORS) set on a compat response, for a `stream.respond()` under it (the gate's
+ * trailers-only refusal).
  */
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
@@ -15,7 +16,7 @@ export function envelope(flags: number, payload: Uint8Array): Buffer {
   return b;
 }
 
-/** Headers already set on the compat response (CORS), carried over to a native respond(). */
+/** Headers already set on the compat response (CORS), carried over to a respond() on its stream. */
 export function headersSetOn(res: http.ServerResponse | http2.Http2ServerResponse): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of res.getHeaderNames()) out[name] = String(res.getHeader(name));

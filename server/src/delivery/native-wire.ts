@@ -144,9 +144,8 @@ export function connectEndStream(error: ConnectError | undefined): Buffer {
   return envelope(0x02, Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined))));
 }
 
-/** Sends `trailers` when the stream asks for them (ours only: the compat response listens too and would send empty ones). */
+/** Sends `trailers` when the stream asks for them. */
 export function withTrailers(stream: http2.ServerHttp2Stream, trailers: Record<string, string> | (() => Record<string, string>)): void {
-  stream.removeAllListeners("wantTrailers");
   stream.once("wantTrailers", () => {
     try {
       stream.sendTrailers(typeof trailers === "function" ? trailers() : trailers);
