@@ -306,6 +306,7 @@ async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ la
   const total = Math.floor((rate * ms) / 1000);
   const cpu0 = serverSideCpu(rig);
   const server0 = cpuSeconds(rig.server.pid);
+  const gen0 = process.cpuUsage();
   const t0 = performance.now();
   let issued = 0;
   while (issued < total) {
@@ -332,8 +333,9 @@ async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ la
   if (process.env.BENCH_CPU_SPLIT) {
     const serverCpu = cpuSeconds(rig.server.pid) - server0;
     const natsCpu = serverSideCpu(rig) - cpu0 - serverCpu;
+    const gen = process.cpuUsage(gen0);
     log(
-      `${rig.label}: ${total} sends at ${rate}/s: server ${((serverCpu * 1e6) / total).toFixed(0)} us + nats-server ${((natsCpu * 1e6) / total).toFixed(0)} us CPU per message`,
+      `${rig.label}: ${total} sends at ${rate}/s: server ${((serverCpu * 1e6) / total).toFixed(0)} us + nats-server ${((natsCpu * 1e6) / total).toFixed(0)} us CPU per message; load generator ${((gen.user + gen.system) / total).toFixed(0)} us`,
     );
   }
   rig.receivers.listener = undefined;
