@@ -1,7 +1,7 @@
 /**
  * The Receive streams open on this instance: one sweep timer for all of them (no per-stream
- * timers: the periodic check and the token's expiry), the NATS-reconnect re-check, and the local lookup Ack uses to prove that a
- * sequence belongs to the caller without a read.
+ * timers: the periodic check and the token's expiry), the NATS-reconnect re-check, and the
+ * local lookup Ack uses to prove that a sequence belongs to the caller without a read.
  */
 import type { Nats } from "../nats/connection.js";
 import type { ReceiveStream } from "./receive-stream.js";

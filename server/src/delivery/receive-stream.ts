@@ -79,8 +79,8 @@ export class ReceiveStream {
   /** The after_sequence the stream was opened with: mail at or below it is skipped, not delivered. */
   private readonly floor: number;
   private lastSent = 0;
-  // The sets behind inFlight and pushed exist only while they hold something: an idle stream
-  // (most of them, most of the time) has neither.
+  // The sets behind inFlight and pushed are made on first use: a stream that never had mail
+  // (most idle streams) has neither; once made they stay (no new set per message).
   private inFlightSet: Set<number> | undefined;
   /** Delivered by push above the cursor and not acked (a read skips them). */
   private pushedSet: Set<number> | undefined;
@@ -170,8 +170,6 @@ export class ReceiveStream {
       // Acked mail is deleted before the ack is reported, so a read skips it anyway.
       this.pushedSet?.delete(s);
     }
-    if (!this.inFlightSet?.size) this.inFlightSet = undefined;
-    if (!this.pushedSet?.size) this.pushedSet = undefined;
     // A batch read before the ack may still hold it.
     this.reader?.forget(sequences);
     if (wasFull && this.inFlight.size < this.window) this.wake();
@@ -398,7 +396,7 @@ export class ReceiveStream {
               caughtUp = true;
               // Nothing stored after the cursor: every pushed sequence above it was acked.
               this.cursor = Math.max(this.cursor, this.pushHigh);
-              this.pushedSet = undefined;
+              this.pushedSet?.clear();
               break;
             }
             this.cursor = m.seq;
@@ -476,7 +474,6 @@ export class ReceiveStream {
     const m = await this.d.mailboxes.next(this.loc, lowest - 1);
     const limit = m ? m.seq : Infinity;
     for (const s of this.inFlight) if (s < limit) this.inFlightSet?.delete(s);
-    if (!this.inFlightSet?.size) this.inFlightSet = undefined;
   }
 }
 
