@@ -268,7 +268,7 @@ export class ReceiveStream {
     if (this.claimTried && this.highestTakeover > 0) return;
     this.claimTried = true;
     try {
-      const value = new TextEncoder().encode(this.streamId);
+      const value = Buffer.from(this.streamId);
       const order = await (this.d.claim ? this.d.claim(this.key, value) : this.d.receivers.put(this.key, value));
       // Closed while the write was in flight (the client gave up and may have opened a newer
       // stream elsewhere, which claimed first): a takeover now would end that live stream.
