@@ -125,7 +125,11 @@ export function nativeDelivery(d: NativeDeliveryDeps): NativeStreamHandler {
         call.token = d.token(typeof authorization === "string" ? authorization : undefined);
       } catch (err) {
         // No work before authentication: answered from the headers, the body dropped unread.
-        refuseStream(stream, call.contentType, call.extra, err instanceof ConnectError ? err.rawMessage : "invalid authorization");
+        try {
+          refuseStream(stream, call.contentType, call.extra, err instanceof ConnectError ? err.rawMessage : "invalid authorization");
+        } catch {
+          stream.destroy(); // reset meanwhile: nobody to answer (and no throw out of the stream event)
+        }
         return true;
       }
     }
