@@ -35,10 +35,14 @@ const OPEN_METHODS = new Set([
 const OPEN_SERVICES = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/"];
 const GATED_SERVICES = ["/sealpost.directory.v1.DirectoryService/", "/sealpost.delivery.v1.DeliveryService/"];
 
+/** Whether a call (a POST) to `path` needs a bearer token; also the native delivery front's rule. */
+export function needsToken(path: string): boolean {
+  return !OPEN_METHODS.has(path) && !OPEN_SERVICES.some((s) => path.startsWith(s)) && GATED_SERVICES.some((s) => path.startsWith(s));
+}
+
 export function withPreAuthGate(handler: RequestHandler, tokens: TokenSigner): RequestHandler {
   return (req, res) => {
-    const path = (req.url ?? "").split("?")[0];
-    if (req.method !== "POST" || OPEN_METHODS.has(path) || OPEN_SERVICES.some((s) => path.startsWith(s)) || !GATED_SERVICES.some((s) => path.startsWith(s))) {
+    if (req.method !== "POST" || !needsToken((req.url ?? "").split("?")[0])) {
       handler(req, res);
       return;
     }

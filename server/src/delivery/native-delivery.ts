@@ -32,7 +32,7 @@ import {
 import { ConnectError } from "@connectrpc/connect";
 import type { NativeStreamHandler } from "../one-port.js";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
-import { refuseStream } from "../auth/pre-auth-gate.js";
+import { needsToken, refuseStream } from "../auth/pre-auth-gate.js";
 import { corsHeaders } from "../cors.js";
 import { decodeMessage, nativeWire, readBody, singleEnvelope, type NativeCall, type Wire } from "./native-wire.js";
 import { RequestMessages, serveStream, type StreamCallDeps } from "./native-stream.js";
@@ -70,8 +70,6 @@ export interface NativeDeliveryDeps extends StreamCallDeps {
 
 interface Route {
   kind: "unary" | "stream";
-  /** Needs a bearer token (everything but SendSealed), checked before the body is read, as the pre-auth gate does. */
-  gated: boolean;
   serve(call: NativeCall): void;
 }
 
@@ -102,14 +100,15 @@ export function nativeDelivery(d: NativeDeliveryDeps): NativeStreamHandler {
     handle: (req, call) => d.sendSealed(req, call.stream.session?.socket?.remoteAddress ?? "unknown"),
   };
   const routes = new Map<string, Route>([
-    [SEND_PATH, { kind: "unary", gated: true, serve: (call) => serveUnary(send, call, d) }],
-    [SEND_SEALED_PATH, { kind: "unary", gated: false, serve: (call) => serveUnary(sendSealed, call, d) }],
-    [ACK_PATH, { kind: "unary", gated: true, serve: (call) => serveUnary(ack, call, d) }],
-    [RECEIVE_PATH, { kind: "stream", gated: true, serve: (call) => serveReceive(call, d) }],
-    [SESSION_PATH, { kind: "stream", gated: true, serve: (call) => serveSession(call, d) }],
+    [SEND_PATH, { kind: "unary", serve: (call) => serveUnary(send, call, d) }],
+    [SEND_SEALED_PATH, { kind: "unary", serve: (call) => serveUnary(sendSealed, call, d) }],
+    [ACK_PATH, { kind: "unary", serve: (call) => serveUnary(ack, call, d) }],
+    [RECEIVE_PATH, { kind: "stream", serve: (call) => serveReceive(call, d) }],
+    [SESSION_PATH, { kind: "stream", serve: (call) => serveSession(call, d) }],
   ]);
   return (stream, headers) => {
-    const route = routes.get(String(headers[":path"]));
+    const path = String(headers[":path"]);
+    const route = routes.get(path);
     const wire = route && nativeWire(headers, route.kind);
     if (!route || !wire) return false;
     const call: NativeCall = {
@@ -119,7 +118,8 @@ export function nativeDelivery(d: NativeDeliveryDeps): NativeStreamHandler {
       contentType: String(headers["content-type"]).split(";")[0],
       extra: corsHeaders(headers.origin),
     };
-    if (route.gated) {
+    // The pre-auth gate's rule (everything but SendSealed), checked before the body is read.
+    if (needsToken(path)) {
       const authorization = headers.authorization;
       try {
         call.token = d.token(typeof authorization === "string" ? authorization : undefined);

@@ -110,7 +110,7 @@ export class RequestMessages<D extends DescMessage> implements AsyncIterable<Mes
   private waiter: (() => void) | undefined;
 
   constructor(
-    private readonly req: http2.ServerHttp2Stream,
+    private readonly stream: http2.ServerHttp2Stream,
     private readonly schema: D,
     private readonly maxBytes: number,
     private readonly wire: Wire,
@@ -118,14 +118,14 @@ export class RequestMessages<D extends DescMessage> implements AsyncIterable<Mes
     private readonly log: Logger,
     private readonly highWater = 256,
   ) {
-    req.on("data", (c: Buffer) => this.onData(c));
-    req.once("end", () => {
+    stream.on("data", (c: Buffer) => this.onData(c));
+    stream.once("end", () => {
       if (this.pending?.length)
         this.fail(new ConnectError(`protocol error: incomplete envelope (${this.pending.length} bytes) at the end of the request`, Code.InvalidArgument));
       this.done = true;
       this.wake();
     });
-    req.once("error", (e) => this.fail(e));
+    stream.once("error", (e) => this.fail(e));
   }
 
   private onData(chunk: Buffer): void {
@@ -148,13 +148,13 @@ export class RequestMessages<D extends DescMessage> implements AsyncIterable<Mes
       b = b.subarray(5 + len);
     }
     if (b.length) this.pending = Buffer.from(b); // Copied: the chunk's memory is not ours to keep.
-    if (this.queue.length - this.head >= this.highWater) this.req.pause();
+    if (this.queue.length - this.head >= this.highWater) this.stream.pause();
     this.wake();
   }
 
   private fail(e: unknown): void {
     this.failure ??= e;
-    this.req.resume(); // Discard the rest; the call ends with the failure.
+    this.stream.resume(); // Discard the rest; the call ends with the failure.
     this.wake();
   }
 
@@ -171,7 +171,7 @@ export class RequestMessages<D extends DescMessage> implements AsyncIterable<Mes
         this.queue[this.head++] = undefined as never;
         if (this.head === this.queue.length) {
           this.queue.length = this.head = 0;
-          if (this.req.isPaused()) this.req.resume();
+          if (this.stream.isPaused()) this.stream.resume();
         }
         yield m;
         continue;

@@ -69,12 +69,12 @@ export function serveUnary<I extends DescMessage, O extends DescMessage>(m: Unar
 async function readRequest<I extends DescMessage>(
   m: UnaryMethod<I, DescMessage>,
   wire: Wire,
-  req: http2.ServerHttp2Stream,
+  stream: http2.ServerHttp2Stream,
   log: Logger,
 ): Promise<MessageShape<I>> {
-  if (wire === "connect") return decodeMessage(m.input, 0, await readBody(req, m.readMaxBytes), wire, m.method, log);
+  if (wire === "connect") return decodeMessage(m.input, 0, await readBody(stream, m.readMaxBytes), wire, m.method, log);
   // Enveloped: the limit is on the message, the body holds 5 bytes more.
-  const { flags, payload } = singleEnvelope(await readBody(req, m.readMaxBytes + 5), "unary");
+  const { flags, payload } = singleEnvelope(await readBody(stream, m.readMaxBytes + 5), "unary");
   if (payload.length > m.readMaxBytes) throw tooLarge(payload.length, m.readMaxBytes);
   return decodeMessage(m.input, flags, payload, wire, m.method, log);
 }

@@ -60,7 +60,7 @@ export function tooLarge(size: number, max: number): ConnectError {
 }
 
 /** The whole (small) request body, refused past `max` bytes before it is buffered further. */
-export function readBody(req: http2.ServerHttp2Stream, max: number): Promise<Buffer> {
+export function readBody(stream: http2.ServerHttp2Stream, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -68,7 +68,7 @@ export function readBody(req: http2.ServerHttp2Stream, max: number): Promise<Buf
       size += c.length;
       if (size > max) {
         cleanup();
-        req.resume();
+        stream.resume();
         reject(tooLarge(size, max));
         return;
       }
@@ -83,13 +83,13 @@ export function readBody(req: http2.ServerHttp2Stream, max: number): Promise<Buf
       reject(e);
     };
     const cleanup = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("error", onError);
     };
-    req.on("data", onData);
-    req.once("end", onEnd);
-    req.once("error", onError);
+    stream.on("data", onData);
+    stream.once("end", onEnd);
+    stream.once("error", onError);
   });
 }
 
