@@ -51,7 +51,16 @@ import { startTestNats, type TestNats } from "@sealpost/test-support";
 import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js";
 import { catchUp, MessageIds, Receivers, send, sendRequest, sendSealed } from "./server/delivery-load.js";
 import { allowSealedMail } from "./server/bench-accounts.js";
-import { openRawJetStream, rawCatchUp, rawFill, rawPublishLatencies, rawPublishRate, type RawJetStream } from "./server/raw-jetstream.js";
+import {
+  fillBackgroundMail,
+  openRawJetStream,
+  purgeBackgroundMail,
+  rawCatchUp,
+  rawFill,
+  rawPublishLatencies,
+  rawPublishRate,
+  type RawJetStream,
+} from "./server/raw-jetstream.js";
 import { startBenchServer, type BenchServer, type ServerMemory } from "./server/server-process.js";
 import { RawUnaryPool } from "./server/raw-unary.js";
 import { Http2Pool } from "./server/raw-http2.js";
@@ -62,9 +71,39 @@ import { cpuSeconds } from "./proc-cpu.js";
 
 const mode = benchMode();
 const P = {
-  smoke: { sampleMs: 300, samples: 1, latencyMs: 400, rates: [1000], catchupDevices: 20, catchupBatches: 1, idleStreams: 200, scaleMs: 200 },
-  quick: { sampleMs: 800, samples: 3, latencyMs: 1500, rates: [200, 1000, 5000], catchupDevices: 240, catchupBatches: 3, idleStreams: 1000, scaleMs: 500 },
-  full: { sampleMs: 2500, samples: 5, latencyMs: 8000, rates: [200, 1000, 5000], catchupDevices: 2000, catchupBatches: 4, idleStreams: 10000, scaleMs: 2000 },
+  smoke: {
+    sampleMs: 300,
+    samples: 1,
+    latencyMs: 400,
+    rates: [1000],
+    catchupDevices: 20,
+    catchupBatches: 1,
+    spreadBackground: 500,
+    idleStreams: 200,
+    scaleMs: 200,
+  },
+  quick: {
+    sampleMs: 800,
+    samples: 3,
+    latencyMs: 1500,
+    rates: [200, 1000, 5000],
+    catchupDevices: 240,
+    catchupBatches: 3,
+    spreadBackground: 10_000,
+    idleStreams: 1000,
+    scaleMs: 500,
+  },
+  full: {
+    sampleMs: 2500,
+    samples: 5,
+    latencyMs: 8000,
+    rates: [200, 1000, 5000],
+    catchupDevices: 2000,
+    catchupBatches: 4,
+    spreadBackground: 100_000,
+    idleStreams: 10000,
+    scaleMs: 2000,
+  },
 }[mode];
 /** Raw publishes in flight (JetStream's best here). */
 const IN_FLIGHT = 256;
@@ -746,16 +785,40 @@ async function latency({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
 }
 
 /** 3. Reconnect with catch-up, batches interleaved with the raw equivalent. */
-async function reconnectCatchup({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
-  log("reconnect_catchup: filling mailboxes");
-  for (const r of rigs) await fillCatchup(r);
-  await rawFill(raw, 0, P.catchupDevices, PENDING);
+/**
+ * Fills every catch-up device's mailbox the way mail reaches an offline device in a live
+ * deployment: one message per device per round and, before each round, a share of
+ * `background` messages of other devices that never connect. Each device's messages then lie
+ * spread over its partition's stream instead of side by side (fillCatchup's order).
+ */
+async function fillSpread(rigs: Rig[], raw: RawJetStream, background: number): Promise<void> {
+  const body = new Uint8Array(1024).fill(9);
+  const share = Math.ceil(background / PENDING);
+  for (let round = 0; round < PENDING; round++) {
+    await fillBackgroundMail(raw, round * share, share);
+    for (const r of rigs) {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 128 }, async () => {
+          for (let i = next++; i < r.catchup.length; i = next++)
+            await send(r.raw, r.senders[i % SENDERS], sendRequest(r.ids.make(r.ids.next++), body, [r.catchup[i]]));
+        }),
+      );
+    }
+  }
+}
+
+/** Catch-up samples of every rig over the catch-up devices in P.catchupBatches batches (raw reference optional). */
+async function catchUpSamples(
+  rigs: Rig[],
+  rawSample?: (b: number, per: number) => Promise<number>,
+): Promise<{ cu: Map<Rig, number[]>; raw: number[]; delivered: number }> {
   const per = Math.floor(P.catchupDevices / P.catchupBatches);
-  const rawCu: number[] = [];
   const cu = new Map<Rig, number[]>(rigs.map((r) => [r, []]));
+  const rawSamples: number[] = [];
   let delivered = 0;
   for (let b = 0; b < P.catchupBatches; b++) {
-    rawCu.push((await rawCatchUp(raw, b * per, per, CATCHUP_CONCURRENCY)).perSec);
+    if (rawSample) rawSamples.push(await rawSample(b, per));
     for (const r of rigs) {
       const m = await routedCatchUp(r, r.catchup.slice(b * per, (b + 1) * per));
       delivered += m.messages;
@@ -763,6 +826,15 @@ async function reconnectCatchup({ rigs, raw, figures, impl }: BenchRun): Promise
     }
     await settle();
   }
+  return { cu, raw: rawSamples, delivered };
+}
+
+async function reconnectCatchup({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
+  log("reconnect_catchup: filling mailboxes");
+  for (const r of rigs) await fillCatchup(r);
+  await rawFill(raw, 0, P.catchupDevices, PENDING);
+  const per = Math.floor(P.catchupDevices / P.catchupBatches);
+  const { cu, raw: rawCu, delivered } = await catchUpSamples(rigs, async (b) => (await rawCatchUp(raw, b * per, per, CATCHUP_CONCURRENCY)).perSec);
   await raw.purge();
   for (const r of rigs) {
     const v = median(cu.get(r)!);
@@ -786,6 +858,45 @@ async function reconnectCatchup({ rigs, raw, figures, impl }: BenchRun): Promise
       note: `open Receive (existing token), read until Drained, one Ack of all, close; ${delivered} messages read in total (all rigs)`,
     });
     log(`${r.label}: catch-up ${round(v)} devices/s (raw ${round(median(rawCu))})`);
+  }
+
+  // The same devices again, their mail spread among other devices' mail as in a live
+  // deployment: what a reconnect costs when its mailbox is not side by side in the stream.
+  log(`reconnect_catchup_spread: filling mailboxes among ${P.spreadBackground} messages of other devices`);
+  await fillSpread(rigs, raw, P.spreadBackground);
+  const stored = await raw.mailboxMessages();
+  const spread = await catchUpSamples(rigs);
+  await purgeBackgroundMail(raw);
+  for (const r of rigs) {
+    const v = median(spread.cu.get(r)!);
+    const side = median(cu.get(r)!);
+    figures.push({
+      name: "reconnect_catchup_spread",
+      implementation: impl(r),
+      value: round(v),
+      unit: "devices/s",
+      samples: spread.cu.get(r)!.length,
+      sampleValues: spread.cu.get(r)!.map((x) => round(x)),
+      reference: {
+        name: "the same server and devices, mail side by side (reconnect_catchup)",
+        value: round(side),
+        unit: "devices/s",
+        samples: cu.get(r)!.length,
+      },
+      ratio: ratio(v, side),
+      params: {
+        pending_each: PENDING,
+        devices_per_sample: per,
+        concurrent_devices: CATCHUP_CONCURRENCY,
+        background_messages: P.spreadBackground,
+        mailbox_partitions: stored.partitions,
+        stored_messages_at_start: stored.messages,
+      },
+      note: "each device's 10 messages arrive one per round, between rounds other (never connecting) devices' mail: spread over the partition's stream as mail for an offline device is",
+    });
+    log(
+      `${r.label}: catch-up, mail spread ${round(v)} devices/s (side by side ${round(side)}; ${stored.messages} messages in ${stored.partitions} mailbox streams)`,
+    );
   }
 }
 

@@ -16,6 +16,10 @@ export interface RawJetStream {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
+  /** How many mailbox streams (partitions) the deployment has. */
+  partitions: number;
+  /** Messages stored in all mailbox streams together. */
+  mailboxMessages(): Promise<{ partitions: number; messages: number }>;
   purge(): Promise<void>;
   close(): Promise<void>;
 }
@@ -29,10 +33,24 @@ export async function openRawJetStream(natsUrl: string): Promise<RawJetStream> {
   const template = (await jsm.streams.info(mailboxStreamName(0))).config;
   const { name: _n, subjects: _s, ...rest } = template;
   await jsm.streams.add({ ...rest, name: RAW_STREAM, subjects: ["bench.raw.>"] });
+  let partitions = 0;
+  while (
+    await jsm.streams.info(mailboxStreamName(partitions)).then(
+      () => true,
+      () => false,
+    )
+  )
+    partitions++;
   return {
     nc,
     js,
     jsm,
+    partitions,
+    mailboxMessages: async () => {
+      let messages = 0;
+      for (let p = 0; p < partitions; p++) messages += (await jsm.streams.info(mailboxStreamName(p))).state.messages;
+      return { partitions, messages };
+    },
     purge: async () => {
       await jsm.streams.purge(RAW_STREAM);
     },
@@ -131,4 +149,26 @@ export async function rawCatchUp(raw: RawJetStream, firstDevice: number, devices
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return { perSec: (devices * 1000) / (performance.now() - start), messages };
+}
+
+/** Mail of devices that never connect (`sp.mbox.<p>.benchbg.<n>`), straight into the mailbox streams. */
+const backgroundSubject = (partition: number, n: number) => `sp.mbox.${partition}.benchbg.${n}`;
+
+/** Stores `count` 1 KiB messages of other devices, spread over every mailbox stream. */
+export async function fillBackgroundMail(raw: RawJetStream, first: number, count: number): Promise<void> {
+  const data = new Uint8Array(1024).fill(5);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 256 }, async () => {
+      for (let i = next++; i < count; i = next++) {
+        const n = first + i;
+        await raw.js.publish(backgroundSubject(n % raw.partitions, n), data);
+      }
+    }),
+  );
+}
+
+/** Removes what fillBackgroundMail stored. */
+export async function purgeBackgroundMail(raw: RawJetStream): Promise<void> {
+  for (let p = 0; p < raw.partitions; p++) await raw.jsm.streams.purge(mailboxStreamName(p), { filter: `sp.mbox.${p}.benchbg.*` });
 }
