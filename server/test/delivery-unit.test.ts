@@ -125,6 +125,10 @@ describe("service over an in-memory transport", () => {
   let client: (accountId: string, deviceId: number) => DeliveryClient;
   let mailboxes: Mailboxes;
   let layoutBuckets: () => Awaited<ReturnType<typeof ensureLayout>>["buckets"];
+  /** Another delivery service on the same NATS and layout, with other options (its Ack and Receive through a client of its own). */
+  let otherDelivery: (
+    options: Parameters<typeof createDelivery>[3],
+  ) => Promise<{ client: (accountId: string, deviceId: number) => DeliveryClient; close(): Promise<void> }>;
   const lists = new Map<string, CurrentDeviceList>([
     ["ualice", { version: 1n, deviceIds: [1], nextDeviceId: 2 }],
     ["ubob", { version: 3n, deviceIds: [1, 2], nextDeviceId: 3 }],
@@ -150,21 +154,29 @@ describe("service over an in-memory transport", () => {
       tracing: noTracing,
     };
     const auth = new Authenticator(tokens, { isActive: async (a, d) => !!lists.get(a)?.deviceIds.includes(d) });
-    delivery = await createDelivery(ctx, auth, {} as Directory, {
-      deviceLists: { currentDeviceList: async (a) => lists.get(a) },
+    const options = {
+      deviceLists: { currentDeviceList: async (a: string) => lists.get(a) },
       checkIntervalMs: 150,
       limits: { sendsPerMinute: 20, attachmentsPerMinute: 3 },
-    });
-    const transport = createRouterTransport(({ service }) => service(DeliveryService, delivery.impl));
-    client = (accountId, deviceId) => {
-      const { token } = tokens.issue(accountId, deviceId, 60_000);
-      const c = createClient(DeliveryService, transport);
-      return new Proxy(c, {
-        get:
-          (target, prop) =>
-          (req: unknown, opts: { headers?: Record<string, string> } = {}) =>
-            (target as any)[prop](req, { ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } }),
-      }) as DeliveryClient;
+    };
+    const clientOf = (d: Delivery) => {
+      const transport = createRouterTransport(({ service }) => service(DeliveryService, d.impl));
+      return (accountId: string, deviceId: number) => {
+        const { token } = tokens.issue(accountId, deviceId, 60_000);
+        const c = createClient(DeliveryService, transport);
+        return new Proxy(c, {
+          get:
+            (target, prop) =>
+            (req: unknown, opts: { headers?: Record<string, string> } = {}) =>
+              (target as any)[prop](req, { ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } }),
+        }) as DeliveryClient;
+      };
+    };
+    delivery = await createDelivery(ctx, auth, {} as Directory, options);
+    client = clientOf(delivery);
+    otherDelivery = async (more) => {
+      const d = await createDelivery(ctx, auth, {} as Directory, { ...options, ...more });
+      return { client: clientOf(d), close: () => d.close() };
     };
     mailboxes = new Mailboxes(conn, 2);
   });
@@ -354,6 +366,45 @@ describe("service over an in-memory transport", () => {
     expect(await mailboxSequences(conn, 2, erin)).toEqual([Number(skipped)]);
     await fromCursor.close();
     purges.mockRestore();
+  });
+
+  it("deletes each message instead of purging when the acked sequences lie far apart (a purge would pass over every block between)", async () => {
+    lists.set("uspread", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("uspreader", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("ubystander", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const device = { accountId: "uspread", deviceId: 1 };
+    // Hashed onto the same mailbox stream as uspread (of 2), so its mail lies between.
+    const other = { accountId: "ubystander", deviceId: 1 };
+    expect(mailboxes.locate(other).stream).toBe(mailboxes.locate(device).stream);
+    // Spans wider than 3 sequences go as deletes.
+    const narrow = await otherDelivery({ purgeMaxSpan: 3 });
+    onTestFinished(() => narrow.close());
+    const sender = narrow.client("uspreader", 1);
+    const sendTo = async (to: typeof device, tag: string) =>
+      storedOf(await sender.send({ messageId: newMessageId(), sharedBody: bytes(tag), entries: entriesFor([to]) })).entries[0].sequence;
+    const purges = vi.spyOn(Mailboxes.prototype, "purgeBelow");
+    onTestFinished(() => purges.mockRestore());
+    // Three messages side by side (span 2), then three with other mail between them (span > 3).
+    const close: bigint[] = [];
+    for (let i = 0; i < 3; i++) close.push(await sendTo(device, `close${i}`));
+    const spread: bigint[] = [];
+    for (let i = 0; i < 3; i++) {
+      await sendTo(other, `between${i}a`);
+      await sendTo(other, `between${i}b`);
+      spread.push(await sendTo(device, `spread${i}`));
+    }
+    const inbox = new Inbox(narrow.client("uspread", 1));
+    await inbox.waitForMessages(6);
+    await inbox.waitDrained();
+    expect((await narrow.client("uspread", 1).ack({ sequences: close })).deleted).toBe(3);
+    expect(purges).toHaveBeenCalledTimes(1);
+    expect(await mailboxSequences(conn, 2, device)).toEqual(spread.map(Number));
+    // The spread ones: one delete each, no purge, all gone; the other device's mail stays.
+    expect((await narrow.client("uspread", 1).ack({ sequences: spread })).deleted).toBe(3);
+    expect(purges).toHaveBeenCalledTimes(1);
+    expect(await mailboxSequences(conn, 2, device)).toEqual([]);
+    expect((await mailboxSequences(conn, 2, other)).length).toBeGreaterThanOrEqual(6);
+    await inbox.close();
   });
 
   it("purges a batch of live-pushed mail after checking the mailbox holds exactly what was delivered; never past mail it has not delivered", async () => {

@@ -20,12 +20,23 @@ import { invalid } from "./validation.js";
 /** A count check plus a purge is two requests: worth it from this many sequences on. */
 const COUNT_CHECK_MIN_BATCH = 3;
 
+/**
+ * A purge of one device's subject costs nats-server (2.9.10) a pass over every filestore
+ * block that holds its messages: cheap when the acked mail lies close together (live mail, a
+ * backlog that arrived in a burst), up to ~10x the cost of deleting each message when a
+ * catch-up's backlog lies spread over a large stream (bench/ANALYSIS.md, `npm run
+ * probe:spread`). A batch whose sequences span more than this goes as deletes: about half a
+ * block of 1 KiB mail.
+ */
+export const PURGE_MAX_SPAN = 4096;
+
 export class Acker {
   constructor(
     private readonly mailboxes: Mailboxes,
     private readonly hub: ReceiveHub,
     private readonly limits: DeliveryLimits,
     private readonly metrics?: Metrics,
+    private readonly purgeMaxSpan = PURGE_MAX_SPAN,
   ) {}
 
   async ack(device: AuthenticatedDevice, sequences: bigint[]): Promise<AckResponse> {
@@ -60,9 +71,9 @@ export class Acker {
       ),
     );
 
-    // Phase 2: delete. An acknowledged prefix of the mailbox goes in one purge (one request
-    // for a whole batch); otherwise one pipelined delete per sequence.
-    const plan = owned.length === seqs.size ? local.map((s) => s.purgePlan(seqs)).find((p) => p !== undefined) : undefined;
+    // Phase 2: delete. An acknowledged prefix of the mailbox lying close together goes in one
+    // purge (one request for a whole batch); otherwise one pipelined delete per sequence.
+    const plan = owned.length === seqs.size && this.closeTogether(seqs) ? local.map((s) => s.purgePlan(seqs)).find((p) => p !== undefined) : undefined;
     let purge = plan?.verified ?? false;
     if (plan && !purge && seqs.size >= COUNT_CHECK_MIN_BATCH) {
       // Live-pushed mail: purge only if the mailbox holds exactly what the stream has in
@@ -88,5 +99,16 @@ export class Acker {
     for (const s of local) s.acked(acked);
     if (!deliveredHere) this.mailboxes.signal(device, { kind: "acked", sequences: acked });
     return create(AckResponseSchema, { deleted });
+  }
+
+  /** The sequences span at most purgeMaxSpan (see PURGE_MAX_SPAN). */
+  private closeTogether(seqs: Set<number>): boolean {
+    let low = Number.MAX_SAFE_INTEGER;
+    let high = 0;
+    for (const q of seqs) {
+      if (q < low) low = q;
+      if (q > high) high = q;
+    }
+    return high - low <= this.purgeMaxSpan;
   }
 }

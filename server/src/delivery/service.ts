@@ -65,6 +65,8 @@ export interface DeliveryOptions {
   checkIntervalMs?: number;
   /** Admission control: stores in flight before Sends are shed (send.ts MAX_STORES_IN_FLIGHT). */
   maxStoresInFlight?: number;
+  /** Widest span of sequences one Ack purges instead of deleting each (ack.ts PURGE_MAX_SPAN). */
+  purgeMaxSpan?: number;
 }
 
 export async function createDelivery(ctx: ServerContext, auth: Authenticator, directory: Directory, options: DeliveryOptions = {}): Promise<Delivery> {
@@ -105,7 +107,7 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
     },
   });
   const sealedGate = new SealedSendGate({ limits, lists, access: directory.sealedAccess, sender, metrics: ctx.metrics, now: ctx.now });
-  const acker = new Acker(mailboxes, hub, limits, ctx.metrics);
+  const acker = new Acker(mailboxes, hub, limits, ctx.metrics, options.purgeMaxSpan);
   const attachments = new Attachments({
     nats: ctx.nats,
     reads: new StreamReads(ctx.nats.jsm, ctx.layout.replicas > 1),
