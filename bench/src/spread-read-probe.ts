@@ -5,13 +5,16 @@
  * pull consumer (nats/batch-reads.ts), and direct gets by sequence (what a reader that knew
  * the sequences could do). nats-server CPU per device from /proc, 64 devices at a time.
  *
- *   npm run probe:spread [-- background-messages]
+ *   npm run probe:spread [-- background-messages [background-subjects]]
  *
- * On the 2-core box (nats-server 2.9.10, 3,000 devices x 10 messages among 150k others,
- * ~205 MB in one stream): next_by_subj 1.7-2.3 ms per device (~190 us a hop), a batch
- * 1.7 ms, by sequence 0.09-0.18 ms. A next_by_subj hop that lands in a filestore block other
- * than the last loads that block and drops it again, so each hop over spread mail pays a
- * block load; a get by sequence leaves the block cached for the next reader.
+ * The background is other devices' mail: by default one subject per message (many devices
+ * with little mail each, as in a mailbox partition); a second argument puts it on that many
+ * subjects instead. On the 2-core box (nats-server 2.9.10, 3,000 devices x 10 messages among
+ * 150k others, ~200 MB in one stream): next_by_subj 1.6-2.6 ms per device (~190 us a hop), a
+ * batch 1.7-1.9 ms, by sequence 0.08-0.18 ms. With the background on 20 subjects the hops
+ * cost ~45 us each: a lookup's work grows with the distinct subjects in the blocks it passes.
+ * Reading the device's messages by sequence first (so their blocks are cached) did not make
+ * the hops cheaper.
  */
 import { startTestNats } from "@sealpost/test-support";
 import { BatchReads, connectNats } from "@sealpost/server/nats";
@@ -21,6 +24,8 @@ const DEVICES = 3000;
 const PENDING = 10;
 const CONCURRENCY = 64;
 const background = Number(process.argv[2] ?? 150_000);
+/** 0: one subject per background message. */
+const backgroundSubjects = Number(process.argv[3] ?? 0);
 
 const nats = await startTestNats({ forceOwn: true });
 const n = await connectNats(nats.url, "spread-read-probe");
@@ -41,14 +46,18 @@ async function each(count: number, job: (i: number) => Promise<void>, workers = 
 
 // One message per device per round, a share of the background before each round.
 for (let round = 0; round < PENDING; round++) {
-  await each(background / PENDING, (i) => n.publisher.publish(`probe.other.${round}.${i}`, data).then(() => {}));
+  await each(background / PENDING, (i) =>
+    n.publisher.publish(backgroundSubjects ? `probe.other.${i % backgroundSubjects}` : `probe.other.${round}.${i}`, data).then(() => {}),
+  );
   await each(DEVICES, async (d) => {
     const ack = await n.publisher.publish(`probe.d${d}`, data);
     (sequences.get(d) ?? sequences.set(d, []).get(d)!).push(ack.seq);
   });
 }
 const state = (await n.jsm.streams.info("PROBE")).state;
-console.log(`stream: ${state.messages} messages, ${(state.bytes / 1e6).toFixed(0)} MB; ${DEVICES} devices x ${PENDING} spread over it`);
+console.log(
+  `stream: ${state.messages} messages on ${state.num_subjects} subjects, ${(state.bytes / 1e6).toFixed(0)} MB; ${DEVICES} devices x ${PENDING} spread over it`,
+);
 
 async function perDevice(name: string, first: number, count: number, read: (d: number) => Promise<number>): Promise<void> {
   const cpu0 = cpuSeconds(nats.pid);

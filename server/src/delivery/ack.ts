@@ -21,12 +21,11 @@ import { invalid } from "./validation.js";
 const COUNT_CHECK_MIN_BATCH = 3;
 
 /**
- * A purge of one device's subject costs nats-server (2.9.10) a pass over every filestore
- * block that holds its messages: cheap when the acked mail lies close together (live mail, a
- * backlog that arrived in a burst), up to ~10x the cost of deleting each message when a
- * catch-up's backlog lies spread over a large stream (bench/ANALYSIS.md, `npm run
- * probe:spread`). A batch whose sequences span more than this goes as deletes: about half a
- * block of 1 KiB mail.
+ * A purge of one device's subject costs nats-server (2.9.10) work that grows with the stretch
+ * of stream it passes: cheap when the acked mail lies close together (live mail, a backlog
+ * that arrived in a burst), up to ~10x the cost of deleting each message when a catch-up's
+ * backlog lies spread over a large stream (bench/ANALYSIS.md). A batch whose sequences span
+ * more than this goes as deletes.
  */
 export const PURGE_MAX_SPAN = 4096;
 
