@@ -18,7 +18,10 @@ export interface ServerConfig {
   natsServerBin: string;
   /** JetStream replicas for streams and buckets (1 standalone, 3 in a cluster). */
   replicas: number;
-  /** Number of mailbox streams a device is hashed onto. Fixed for the life of a deployment. */
+  /**
+   * Number of mailbox streams a device is hashed onto, fixed for the life of a deployment;
+   * 0: the deployment's count as stored in NATS (NEW_DEPLOYMENT_PARTITIONS for a new one).
+   */
   mailboxPartitions: number;
   /** Secret (>= 32 chars) for signing bearer tokens; empty: one shared via NATS KV. */
   tokenSecret: string;
@@ -89,8 +92,8 @@ const options: OptionSpec[] = [
     flag: "mailbox-partitions",
     env: "SEALPOST_MAILBOX_PARTITIONS",
     type: "number",
-    default: 4,
-    help: "mailbox streams devices are hashed onto (fixed per deployment)",
+    default: 0,
+    help: "mailbox streams devices are hashed onto (1-256, fixed per deployment); 0: the deployment's count, 4 for a new one",
   },
   {
     key: "tokenSecret",
@@ -220,7 +223,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     throw new ConfigError(`--log-level must be debug, info, warn or error, got ${JSON.stringify(c.logLevel)}`);
   if (c.port > 65535) throw new ConfigError(`--port must be at most 65535, got ${c.port}`);
   if (c.replicas < 1 || c.replicas > 5) throw new ConfigError(`--replicas must be 1 to 5, got ${c.replicas}`);
-  if (c.mailboxPartitions < 1 || c.mailboxPartitions > 256) throw new ConfigError(`--mailbox-partitions must be 1 to 256, got ${c.mailboxPartitions}`);
+  if (c.mailboxPartitions > 256) throw new ConfigError(`--mailbox-partitions must be 1 to 256 (or 0: the deployment's count), got ${c.mailboxPartitions}`);
   if (c.tokenSecret && c.tokenSecret.length < 32) throw new ConfigError("--token-secret must be at least 32 characters");
   if (!Number.isInteger(c.certificateKeyVersion) || c.certificateKeyVersion < 1) throw new ConfigError("--certificate-key-version must be a positive integer");
   if (Boolean(c.tlsCert) !== Boolean(c.tlsKey)) throw new ConfigError("--tls-cert and --tls-key go together");

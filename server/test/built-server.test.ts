@@ -36,6 +36,17 @@ describe("the built server (npm start)", () => {
     expect(r.stderr).toMatch(/^sealpost-server: .*port/m);
   });
 
+  it("refuses to join a deployment configured with another mailbox partition count: exit code 1 and both counts named", () => {
+    // This deployment's first instance (beforeAll) named no count and stored the default 4.
+    const r = spawnSync(process.execPath, [builtServer()], {
+      encoding: "utf8",
+      timeout: 60_000,
+      env: { ...process.env, NATS_URL: nats.url, SEALPOST_TOKEN_SECRET: TOKEN_SECRET, SEALPOST_PORT: "0", SEALPOST_MAILBOX_PARTITIONS: "16" },
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^sealpost-server: mailbox partition count mismatch: this instance is configured with --mailbox-partitions 16, but .* uses 4;/m);
+  });
+
   it("serves the directory and delivery on one port: an account is created and a message sent and received", async () => {
     const directory = createClient(DirectoryService, plainTransport(server.url));
     expect((await directory.getTreeHead({})).logKey.length).toBe(32);

@@ -22,12 +22,20 @@ describe("configuration", () => {
     [["--port", "abc"], /--port .* non-negative integer/],
     [["--port", "70000"], /at most 65535/],
     [["--replicas", "0"], /--replicas must be 1 to 5/],
+    [["--mailbox-partitions", "257"], /--mailbox-partitions must be 1 to 256 \(or 0: the deployment's count\)/],
+    [["--mailbox-partitions=-1"], /--mailbox-partitions .* non-negative integer/],
     [["--log-level", "loud"], /--log-level/],
     [["--token-secret", "short"], /at least 32/],
     [["--tls-cert", "a.pem"], /go together/],
   ])("rejects %j", (argv, message) => {
     expect(() => loadConfig(argv as string[], {})).toThrow(ConfigError);
     expect(() => loadConfig(argv as string[], {})).toThrow(message);
+  });
+
+  it("leaves the mailbox partition count to the deployment unless one is named", () => {
+    expect(loadConfig([], {}) as { mailboxPartitions: number }).toMatchObject({ mailboxPartitions: 0 });
+    expect(loadConfig(["--mailbox-partitions", "64"], {})).toMatchObject({ mailboxPartitions: 64 });
+    expect(loadConfig([], { SEALPOST_MAILBOX_PARTITIONS: "16" })).toMatchObject({ mailboxPartitions: 16 });
   });
 
   it("rejects unknown flags", () => {

@@ -5,7 +5,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
 import { connectNats, type Nats } from "../src/nats/connection.js";
-import { createBucket, ensureLayout, ensureStreams, mailboxPartition, mailboxStreamName, mailboxSubject, MAILBOX_RETENTION_MS } from "../src/nats/layout.js";
+import {
+  agreeOnPartitions,
+  createBucket,
+  ensureLayout,
+  ensureStreams,
+  mailboxPartition,
+  mailboxStreamName,
+  mailboxSubject,
+  MAILBOX_RETENTION_MS,
+  NEW_DEPLOYMENT_PARTITIONS,
+} from "../src/nats/layout.js";
 import type { Kvm, KvOptions } from "@nats-io/kv";
 
 let nats: TestNats;
@@ -94,6 +104,26 @@ describe("JetStream layout", () => {
     await expect(conn.jsm.streams.info(mailboxStreamName(4))).rejects.toThrow(/not found/);
     await expect(startTestServer(nats.url, { mailboxPartitions: 5 })).rejects.toThrow(mismatch);
     await ensureLayout(conn.jsm, conn.kvm, 4, 1);
+  });
+
+  it("an instance that names no partition count takes the deployment's; the first one of a new deployment stores NEW_DEPLOYMENT_PARTITIONS", async () => {
+    // Joining: this deployment stored 4 (first test).
+    expect((await ensureLayout(conn.jsm, conn.kvm, 0, 1)).partitions).toBe(4);
+    const server = await startTestServer(nats.url, { mailboxPartitions: 0 });
+    await server.close();
+    // New deployments, each its own config bucket: one that names none, one that names 16.
+    const fresh = await conn.kvm.create("cfg_auto_new", { history: 1 });
+    expect(await agreeOnPartitions(fresh, 0)).toBe(NEW_DEPLOYMENT_PARTITIONS);
+    expect(await agreeOnPartitions(fresh, 0)).toBe(NEW_DEPLOYMENT_PARTITIONS);
+    expect(new TextDecoder().decode((await fresh.get("mailbox-partitions"))!.value)).toBe(String(NEW_DEPLOYMENT_PARTITIONS));
+    const named = await conn.kvm.create("cfg_auto_named", { history: 1 });
+    expect(await agreeOnPartitions(named, 16)).toBe(16);
+    expect(await agreeOnPartitions(named, 0)).toBe(16);
+    await expect(agreeOnPartitions(named, 4)).rejects.toThrow(/configured with --mailbox-partitions 4, but .* uses 16/);
+    // A stored value that is not a count stops the start instead of hashing devices by it.
+    const broken = await conn.kvm.create("cfg_auto_broken", { history: 1 });
+    await broken.put("mailbox-partitions", new TextEncoder().encode("four"));
+    await expect(agreeOnPartitions(broken, 0)).rejects.toThrow(/unreadable: "four"/);
   });
 
   it("hashes a device onto a stable partition", () => {

@@ -15,6 +15,7 @@
  *   partition count K); sends (idempotency records); instances (live server instances, for
  *   the device-list barrier); sealed access (who may send an account sealed mail, per device).
  */
+import { ConfigError } from "../config.js";
 import { leaderReadsFor } from "./stream-reads.js";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { Kvm, KV, KvOptions } from "@nats-io/kv";
@@ -190,7 +191,11 @@ function isNotFound(err: unknown): boolean {
   return /not found/i.test(String((err as Error)?.message ?? err));
 }
 
-export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, partitions: number, replicas: number): Promise<Layout> {
+/**
+ * @param partitions the mailbox partition count this instance is configured with; 0 takes
+ *   the deployment's (NEW_DEPLOYMENT_PARTITIONS when this is the first instance).
+ */
+export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, requested: number, replicas: number): Promise<Layout> {
   const buckets = {} as Record<BucketName, KV>;
   for (const name of Object.keys(bucketNames) as BucketName[]) {
     // Replicated buckets are read from their leader: a revoked device, a claimed device or a
@@ -198,36 +203,46 @@ export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, partitions: 
     buckets[name] = leaderReadsFor(await createBucket(kvm, bucketNames[name], bucketOptions(name, replicas)), replicas > 1);
   }
   // Before any stream: an instance with another K must not even create its partitions.
-  await agreeOnPartitions(buckets.config, partitions);
+  const partitions = await agreeOnPartitions(buckets.config, requested);
   await ensureStreams(jsm, streamConfigs(partitions, replicas));
   return { partitions, replicas, buckets };
 }
 
 const PARTITIONS_KEY = "mailbox-partitions";
 
+/** The partition count a new deployment gets when its first instance does not name one. */
+export const NEW_DEPLOYMENT_PARTITIONS = 4;
+
 /**
  * The mailbox partition count K is fixed per deployment: instances that disagree hash devices
  * onto different streams, so one writes mail where another never reads it. The first instance
  * stores K in sp_config (kv.create: concurrent first starts agree on one value); every later
- * start compares and refuses to run on a mismatch.
+ * start that names a count compares and refuses to run on a mismatch, one that names none
+ * (`requested` 0) takes the stored count. Returns the deployment's K.
  */
-export async function agreeOnPartitions(config: KV, partitions: number): Promise<void> {
+export async function agreeOnPartitions(config: KV, requested: number): Promise<number> {
   // Read first: every start after the first would otherwise propose a create that fails,
   // and failed proposals are what older nats-server replicas count inconsistently.
   let e = await config.get(PARTITIONS_KEY);
   if (e?.operation !== "PUT") {
+    const proposed = requested || NEW_DEPLOYMENT_PARTITIONS;
     try {
-      await config.create(PARTITIONS_KEY, new TextEncoder().encode(String(partitions)));
-      return;
+      await config.create(PARTITIONS_KEY, new TextEncoder().encode(String(proposed)));
+      return proposed;
     } catch (err) {
       if (!/wrong last sequence/i.test(String((err as Error)?.message ?? err))) throw err;
     }
     e = await config.get(PARTITIONS_KEY);
   }
   const stored = e && e.operation === "PUT" ? new TextDecoder().decode(e.value) : "(missing)";
-  if (stored !== String(partitions)) {
-    throw new Error(
-      `mailbox partition count mismatch: this instance is configured with --mailbox-partitions ${partitions}, but the deployment's NATS (sp_config "${PARTITIONS_KEY}") uses ${stored}; every instance must use the same count, fixed for the life of the deployment (docs/OPERATIONS.md)`,
+  const count = Number(stored);
+  if (!Number.isInteger(count) || count < 1 || count > 256) {
+    throw new ConfigError(`the deployment's mailbox partition count in NATS (sp_config "${PARTITIONS_KEY}") is unreadable: ${JSON.stringify(stored)}`);
+  }
+  if (requested && count !== requested) {
+    throw new ConfigError(
+      `mailbox partition count mismatch: this instance is configured with --mailbox-partitions ${requested}, but the deployment's NATS (sp_config "${PARTITIONS_KEY}") uses ${stored}; every instance must use the same count, fixed for the life of the deployment (leave the option unset to take the deployment's; docs/OPERATIONS.md)`,
     );
   }
+  return count;
 }
