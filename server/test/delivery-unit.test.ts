@@ -368,30 +368,30 @@ describe("service over an in-memory transport", () => {
     purges.mockRestore();
   });
 
-  it("deletes each message instead of purging when the acked sequences lie far apart (a purge would pass over every block between)", async () => {
+  it("deletes each message instead of purging when the acked sequences lie far apart (a purge's cost grows with the stretch of stream it passes)", async () => {
     lists.set("uspread", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
     lists.set("uspreader", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("ufiller", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
     lists.set("ubystander", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
     const device = { accountId: "uspread", deviceId: 1 };
     // Hashed onto the same mailbox stream as uspread (of 2), so its mail lies between.
     const other = { accountId: "ubystander", deviceId: 1 };
     expect(mailboxes.locate(other).stream).toBe(mailboxes.locate(device).stream);
-    // Spans wider than 3 sequences go as deletes.
-    const narrow = await otherDelivery({ purgeMaxSpan: 3 });
+    // Spans wider than 5 sequences go as deletes.
+    const narrow = await otherDelivery({ purgeMaxSpan: 5 });
     onTestFinished(() => narrow.close());
-    const sender = narrow.client("uspreader", 1);
-    const sendTo = async (to: typeof device, tag: string) =>
-      storedOf(await sender.send({ messageId: newMessageId(), sharedBody: bytes(tag), entries: entriesFor([to]) })).entries[0].sequence;
+    const sendTo = async (from: string, to: typeof device, tag: string) =>
+      storedOf(await narrow.client(from, 1).send({ messageId: newMessageId(), sharedBody: bytes(tag), entries: entriesFor([to]) })).entries[0].sequence;
     const purges = vi.spyOn(Mailboxes.prototype, "purgeBelow");
     onTestFinished(() => purges.mockRestore());
-    // Three messages side by side (span 2), then three with other mail between them (span > 3).
+    // Three messages side by side (span 2), then three with six of other mail before each
+    // (spans of 7 and more).
     const close: bigint[] = [];
-    for (let i = 0; i < 3; i++) close.push(await sendTo(device, `close${i}`));
+    for (let i = 0; i < 3; i++) close.push(await sendTo("uspreader", device, `close${i}`));
     const spread: bigint[] = [];
     for (let i = 0; i < 3; i++) {
-      await sendTo(other, `between${i}a`);
-      await sendTo(other, `between${i}b`);
-      spread.push(await sendTo(device, `spread${i}`));
+      for (let k = 0; k < 6; k++) await sendTo("ufiller", other, `between${i}.${k}`);
+      spread.push(await sendTo("uspreader", device, `spread${i}`));
     }
     const inbox = new Inbox(narrow.client("uspread", 1));
     await inbox.waitForMessages(6);
@@ -403,7 +403,7 @@ describe("service over an in-memory transport", () => {
     expect((await narrow.client("uspread", 1).ack({ sequences: spread })).deleted).toBe(3);
     expect(purges).toHaveBeenCalledTimes(1);
     expect(await mailboxSequences(conn, 2, device)).toEqual([]);
-    expect((await mailboxSequences(conn, 2, other)).length).toBeGreaterThanOrEqual(6);
+    expect((await mailboxSequences(conn, 2, other)).length).toBeGreaterThanOrEqual(18);
     await inbox.close();
   });
 
