@@ -117,6 +117,8 @@ const RECEIVERS = 64;
 const SENDERS = 8;
 const PENDING = 10;
 const CATCHUP_CONCURRENCY = 64;
+/** Catch-up devices per sample (P.catchupBatches samples per figure). */
+const CATCHUP_PER_SAMPLE = Math.floor(P.catchupDevices / P.catchupBatches);
 const MAX_OUTSTANDING = 20_000;
 const SIZES = [256, 1024, 16 * 1024, 256 * 1024];
 const DEVICES_PER_SEND = [1, 8, 64];
@@ -384,13 +386,19 @@ async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ la
 
 /** Fills every catch-up device's mailbox with PENDING messages. */
 async function fillCatchup(rig: Rig): Promise<void> {
+  await sendOneEach(
+    rig,
+    rig.catchup.flatMap((d) => Array.from({ length: PENDING }, () => d)),
+  );
+}
+
+/** One 1 KiB message to each of `to` (a device as often as it is listed), 128 Sends in flight. */
+async function sendOneEach(rig: Rig, to: BenchDevice[]): Promise<void> {
   const body = new Uint8Array(1024).fill(9);
-  const jobs: BenchDevice[] = rig.catchup.flatMap((d) => Array.from({ length: PENDING }, () => d));
   let next = 0;
   await Promise.all(
     Array.from({ length: 128 }, async () => {
-      for (let i = next++; i < jobs.length; i = next++)
-        await send(rig.raw, rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, [jobs[i]]));
+      for (let i = next++; i < to.length; i = next++) await send(rig.raw, rig.senders[i % SENDERS], sendRequest(rig.ids.make(rig.ids.next++), body, [to[i]]));
     }),
   );
 }
@@ -792,33 +800,27 @@ async function latency({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
  * spread over its partition's stream instead of side by side (fillCatchup's order).
  */
 async function fillSpread(rigs: Rig[], raw: RawJetStream, background: number): Promise<void> {
-  const body = new Uint8Array(1024).fill(9);
   const share = Math.ceil(background / PENDING);
   for (let round = 0; round < PENDING; round++) {
     await fillBackgroundMail(raw, round * share, share);
-    for (const r of rigs) {
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: 128 }, async () => {
-          for (let i = next++; i < r.catchup.length; i = next++)
-            await send(r.raw, r.senders[i % SENDERS], sendRequest(r.ids.make(r.ids.next++), body, [r.catchup[i]]));
-        }),
-      );
-    }
+    for (const r of rigs) await sendOneEach(r, r.catchup);
   }
 }
 
-/** Catch-up samples of every rig over the catch-up devices in P.catchupBatches batches (raw reference optional). */
+/**
+ * Catch-up samples of every rig over the catch-up devices in P.catchupBatches batches; the
+ * optional raw reference is sampled over the same batch (its first device and count).
+ */
 async function catchUpSamples(
   rigs: Rig[],
-  rawSample?: (b: number, per: number) => Promise<number>,
+  rawSample?: (first: number, count: number) => Promise<number>,
 ): Promise<{ cu: Map<Rig, number[]>; raw: number[]; delivered: number }> {
-  const per = Math.floor(P.catchupDevices / P.catchupBatches);
+  const per = CATCHUP_PER_SAMPLE;
   const cu = new Map<Rig, number[]>(rigs.map((r) => [r, []]));
   const rawSamples: number[] = [];
   let delivered = 0;
   for (let b = 0; b < P.catchupBatches; b++) {
-    if (rawSample) rawSamples.push(await rawSample(b, per));
+    if (rawSample) rawSamples.push(await rawSample(b * per, per));
     for (const r of rigs) {
       const m = await routedCatchUp(r, r.catchup.slice(b * per, (b + 1) * per));
       delivered += m.messages;
@@ -833,8 +835,8 @@ async function reconnectCatchup({ rigs, raw, figures, impl }: BenchRun): Promise
   log("reconnect_catchup: filling mailboxes");
   for (const r of rigs) await fillCatchup(r);
   await rawFill(raw, 0, P.catchupDevices, PENDING);
-  const per = Math.floor(P.catchupDevices / P.catchupBatches);
-  const { cu, raw: rawCu, delivered } = await catchUpSamples(rigs, async (b) => (await rawCatchUp(raw, b * per, per, CATCHUP_CONCURRENCY)).perSec);
+  const per = CATCHUP_PER_SAMPLE;
+  const { cu, raw: rawCu, delivered } = await catchUpSamples(rigs, async (first, count) => (await rawCatchUp(raw, first, count, CATCHUP_CONCURRENCY)).perSec);
   await raw.purge();
   for (const r of rigs) {
     const v = median(cu.get(r)!);
