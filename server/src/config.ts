@@ -50,6 +50,11 @@ export interface ServerConfig {
   workers: number;
 }
 
+/** Mailbox partitions a deployment may have. */
+export const MAX_MAILBOX_PARTITIONS = 256;
+/** The partition count a new deployment gets when its first instance does not name one. */
+export const NEW_DEPLOYMENT_PARTITIONS = 4;
+
 interface OptionSpec {
   key: keyof ServerConfig;
   flag: string;
@@ -93,7 +98,7 @@ const options: OptionSpec[] = [
     env: "SEALPOST_MAILBOX_PARTITIONS",
     type: "number",
     default: 0,
-    help: "mailbox streams devices are hashed onto (1-256, fixed per deployment); 0: the deployment's count, 4 for a new one",
+    help: `mailbox streams devices are hashed onto (1-${MAX_MAILBOX_PARTITIONS}, fixed per deployment); 0: the deployment's count, ${NEW_DEPLOYMENT_PARTITIONS} for a new one`,
   },
   {
     key: "tokenSecret",
@@ -223,7 +228,8 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     throw new ConfigError(`--log-level must be debug, info, warn or error, got ${JSON.stringify(c.logLevel)}`);
   if (c.port > 65535) throw new ConfigError(`--port must be at most 65535, got ${c.port}`);
   if (c.replicas < 1 || c.replicas > 5) throw new ConfigError(`--replicas must be 1 to 5, got ${c.replicas}`);
-  if (c.mailboxPartitions > 256) throw new ConfigError(`--mailbox-partitions must be 1 to 256 (or 0: the deployment's count), got ${c.mailboxPartitions}`);
+  if (c.mailboxPartitions > MAX_MAILBOX_PARTITIONS)
+    throw new ConfigError(`--mailbox-partitions must be 1 to ${MAX_MAILBOX_PARTITIONS} (or 0: the deployment's count), got ${c.mailboxPartitions}`);
   if (c.tokenSecret && c.tokenSecret.length < 32) throw new ConfigError("--token-secret must be at least 32 characters");
   if (!Number.isInteger(c.certificateKeyVersion) || c.certificateKeyVersion < 1) throw new ConfigError("--certificate-key-version must be a positive integer");
   if (Boolean(c.tlsCert) !== Boolean(c.tlsKey)) throw new ConfigError("--tls-cert and --tls-key go together");

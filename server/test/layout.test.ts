@@ -14,8 +14,8 @@ import {
   mailboxStreamName,
   mailboxSubject,
   MAILBOX_RETENTION_MS,
-  NEW_DEPLOYMENT_PARTITIONS,
 } from "../src/nats/layout.js";
+import { NEW_DEPLOYMENT_PARTITIONS } from "../src/config.js";
 import type { Kvm, KvOptions } from "@nats-io/kv";
 
 let nats: TestNats;

@@ -71,7 +71,7 @@ export class ReceiveStream {
   nextCheckAt = 0;
   /**
    * When the token that opened the stream expires (ms): the hub's sweep ends the stream then
-   * (the client re-authenticates). Undefined: no expiry (a Session's own timer ends it).
+   * (the client re-authenticates). Undefined: the token carries no expiry.
    */
   expiresAtMs: number | undefined;
 

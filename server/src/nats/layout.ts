@@ -15,7 +15,7 @@
  *   partition count K); sends (idempotency records); instances (live server instances, for
  *   the device-list barrier); sealed access (who may send an account sealed mail, per device).
  */
-import { ConfigError } from "../config.js";
+import { ConfigError, MAX_MAILBOX_PARTITIONS, NEW_DEPLOYMENT_PARTITIONS } from "../config.js";
 import { leaderReadsFor } from "./stream-reads.js";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { Kvm, KV, KvOptions } from "@nats-io/kv";
@@ -192,7 +192,7 @@ function isNotFound(err: unknown): boolean {
 }
 
 /**
- * @param partitions the mailbox partition count this instance is configured with; 0 takes
+ * @param requested the mailbox partition count this instance is configured with; 0 takes
  *   the deployment's (NEW_DEPLOYMENT_PARTITIONS when this is the first instance).
  */
 export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, requested: number, replicas: number): Promise<Layout> {
@@ -209,9 +209,6 @@ export async function ensureLayout(jsm: JetStreamManager, kvm: Kvm, requested: n
 }
 
 const PARTITIONS_KEY = "mailbox-partitions";
-
-/** The partition count a new deployment gets when its first instance does not name one. */
-export const NEW_DEPLOYMENT_PARTITIONS = 4;
 
 /**
  * The mailbox partition count K is fixed per deployment: instances that disagree hash devices
@@ -236,7 +233,7 @@ export async function agreeOnPartitions(config: KV, requested: number): Promise<
   }
   const stored = e && e.operation === "PUT" ? new TextDecoder().decode(e.value) : "(missing)";
   const count = Number(stored);
-  if (!Number.isInteger(count) || count < 1 || count > 256) {
+  if (!Number.isInteger(count) || count < 1 || count > MAX_MAILBOX_PARTITIONS) {
     throw new ConfigError(`the deployment's mailbox partition count in NATS (sp_config "${PARTITIONS_KEY}") is unreadable: ${JSON.stringify(stored)}`);
   }
   if (requested && count !== requested) {
