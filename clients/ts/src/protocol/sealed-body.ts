@@ -7,11 +7,12 @@
  *   ciphertext = AES-256-GCM(key, nonce, pad(serialized Content), ad)
  */
 import { fromBinary } from "@bufbuild/protobuf";
-import { SharedBodySchema } from "@sealpost/gen/sealpost/envelope/v1/shared_body_pb.js";
+import { type SharedBody, SharedBodySchema } from "@sealpost/gen/sealpost/envelope/v1/shared_body_pb.js";
 import { concatBytes, wipe } from "../crypto/bytes.js";
 import { BodyMismatchError, InvalidMessageError, UnsupportedVersionError } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { PROTOCOL_VERSION, SEALED_BODY_LABEL } from "./labels.js";
+import { decodeCanonicalSealedBody } from "./canonical-decoding.js";
 import { pad, unpad } from "./padding.js";
 import { encodeSealedSharedBody } from "./wire.js";
 
@@ -48,7 +49,9 @@ export function openSealedBody(
 }
 
 /** Parses a serialized SharedBody; InvalidMessageError when it does not parse. */
-export function parseSharedBody(bytes: Uint8Array) {
+export function parseSharedBody(bytes: Uint8Array): SharedBody {
+  const sealed = decodeCanonicalSealedBody(bytes);
+  if (sealed) return { $typeName: "sealpost.envelope.v1.SharedBody", kind: { case: "sealed", value: sealed } };
   try {
     return fromBinary(SharedBodySchema, bytes);
   } catch {

@@ -14,13 +14,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
 import type { KeyBundle } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { ContentSchema, type Content } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
-import {
-  DeviceEnvelopeSchema,
-  EntryPayloadSchema,
-  type EntryPayload,
-  type PrekeyMessage,
-  type RatchetMessage,
-} from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
+import { DeviceEnvelopeSchema, EntryPayloadSchema, type EntryPayload } from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
 import { bytesEqual, constantTimeEqual, wipe } from "../crypto/bytes.js";
 import {
   AddressMismatchError,
@@ -36,6 +30,13 @@ import {
 import type { CryptoProvider } from "../crypto/provider.js";
 import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES } from "../crypto/provider.js";
 import { addressKey } from "./address.js";
+import {
+  decodeCanonicalDeviceEnvelope,
+  decodeCanonicalEntryPayload,
+  type DeviceEnvelopeFields,
+  type PrekeyMessageFields,
+  type RatchetMessageFields,
+} from "./canonical-decoding.js";
 import type { ProtocolStores } from "./stores.js";
 import { copyChannelState, emptyChannelState, observeSequence, type ChannelReport } from "./channel.js";
 import type { LocalIdentity } from "./identity.js";
@@ -103,7 +104,7 @@ function sameAddress(a: DeviceAddress | undefined, b: DeviceRef): boolean {
 }
 
 /** The header of a RatchetMessage, its fields checked (sizes, and KEM fields in version 2 only). */
-function header(m: RatchetMessage): RatchetHeader & { version: 1 | 2 } {
+function header(m: RatchetMessageFields): RatchetHeader & { version: 1 | 2 } {
   if (m.version !== PROTOCOL_VERSION && m.version !== PQ_RATCHET_VERSION) throw new UnsupportedVersionError(`ratchet message version ${m.version}`);
   if (m.ratchetKey.length !== 32) throw new InvalidMessageError("ratchet key must be 32 bytes");
   const h: RatchetHeader & { version: 1 | 2 } = { version: m.version, ratchetKey: m.ratchetKey, previousCounter: m.previousChainLength, counter: m.counter };
@@ -373,18 +374,11 @@ export class SessionCipher {
   }
 
   /** Opens and checks an entry without changing anything (run under the address lock). */
-  private async plan(
-    envelope: ReturnType<typeof parseDeviceEnvelope>,
-    sharedBody: Uint8Array,
-    sender: DeviceRef,
-    key: string,
-    local: LocalIdentity,
-  ): Promise<Planned> {
+  private async plan(envelope: DeviceEnvelopeFields, sharedBody: Uint8Array, sender: DeviceRef, key: string, local: LocalIdentity): Promise<Planned> {
     const record = (await this.stores.sessions.load(key)) ?? { previous: [] };
     let opened: Opened;
-    if (envelope.kind.case === "ratchet") opened = this.openRatchet(record, envelope.kind.value);
-    else if (envelope.kind.case === "prekey") opened = await this.openPrekey(record, envelope.kind.value, key, local);
-    else throw new InvalidMessageError("device envelope is empty");
+    if (envelope.case === "ratchet") opened = this.openRatchet(record, envelope.value);
+    else opened = await this.openPrekey(record, envelope.value, key, local);
     try {
       return { record, opened, result: this.checkPayload(opened.plan.plaintext, sharedBody, sender) };
     } catch (e) {
@@ -406,7 +400,7 @@ export class SessionCipher {
   }
 
   /** Tries the current state, then the previous ones (simultaneous initiation, late mail). */
-  private openRatchet(record: SessionRecord, message: RatchetMessage): Opened {
+  private openRatchet(record: SessionRecord, message: RatchetMessageFields): Opened {
     const h = header(message);
     const states = record.current ? [record.current, ...record.previous] : record.previous;
     if (states.length === 0) throw new NoSessionError("no session with the sender");
@@ -423,9 +417,8 @@ export class SessionCipher {
     throw first;
   }
 
-  private async openPrekey(record: SessionRecord, m: PrekeyMessage, key: string, local: LocalIdentity): Promise<Opened> {
+  private async openPrekey(record: SessionRecord, m: PrekeyMessageFields, key: string, local: LocalIdentity): Promise<Opened> {
     if (m.version !== PROTOCOL_VERSION && m.version !== PQ_RATCHET_VERSION) throw new UnsupportedVersionError(`prekey message version ${m.version}`);
-    if (!m.message) throw new InvalidMessageError("prekey message lacks its ratchet message");
     if (m.message.version !== m.version)
       throw new InvalidMessageError(`a version ${m.version} prekey message around a version ${m.message.version} ratchet message`);
     if (m.identityDhKey.length !== 32 || m.baseKey.length !== 32) throw new InvalidMessageError("prekey message keys must be 32 bytes");
@@ -472,11 +465,13 @@ export class SessionCipher {
   }
 
   private checkPayload(plaintext: Uint8Array, sharedBody: Uint8Array, sender: DeviceRef): Omit<DecryptedMessage, "channel" | "newSession"> {
-    let payload: EntryPayload;
-    try {
-      payload = fromBinary(EntryPayloadSchema, plaintext);
-    } catch {
-      throw new InvalidMessageError("entry payload does not parse");
+    let payload = decodeCanonicalEntryPayload(plaintext);
+    if (!payload) {
+      try {
+        payload = fromBinary(EntryPayloadSchema, plaintext);
+      } catch {
+        throw new InvalidMessageError("entry payload does not parse");
+      }
     }
     if (!sameAddress(payload.sender, sender)) throw new AddressMismatchError("entry was sent by a different device than the transport reported");
     if (!sameAddress(payload.recipient, this.localAddress)) throw new AddressMismatchError("entry is addressed to a different device");
@@ -505,21 +500,20 @@ export class SessionCipher {
 
 /**
  * Parses a DeviceEnvelope and insists on its canonical encoding (the bytes our encoder would
- * write: fields in number order, defaults omitted, nothing unknown). protobuf parsers accept
- * re-encodings (e.g. a message field as a group); refusing them makes entries unmalleable.
+ * write: fields in number order, defaults omitted, nothing unknown, a prekey message with its
+ * ratchet message). protobuf parsers accept re-encodings (e.g. a message field as a group);
+ * refusing them makes entries unmalleable.
  */
-function parseDeviceEnvelope(entry: Uint8Array) {
-  let envelope: ReturnType<typeof fromBinary<typeof DeviceEnvelopeSchema>>;
+function parseDeviceEnvelope(entry: Uint8Array): DeviceEnvelopeFields {
+  const envelope = decodeCanonicalDeviceEnvelope(entry);
+  if (envelope) return envelope;
+  // Only the error message needs to know whether the bytes are protobuf at all.
   try {
-    envelope = fromBinary(DeviceEnvelopeSchema, entry);
+    fromBinary(DeviceEnvelopeSchema, entry);
   } catch {
     throw new InvalidMessageError("device envelope does not parse");
   }
-  let canonical: Uint8Array | undefined;
-  if (envelope.kind.case === "ratchet") canonical = encodeDeviceEnvelope(envelope.kind.value);
-  else if (envelope.kind.case === "prekey" && envelope.kind.value.message) canonical = encodeDeviceEnvelope(envelope.kind.value.message, envelope.kind.value);
-  if (canonical === undefined || !bytesEqual(canonical, entry)) throw new InvalidMessageError("device envelope is not canonically encoded");
-  return envelope;
+  throw new InvalidMessageError("device envelope is not canonically encoded");
 }
 
 /**

@@ -3,8 +3,8 @@
  * EntryPayload, SharedBody with a SealedBody or a SenderKeyMessage, and a text Content). They write exactly the bytes protobuf-es `toBinary` writes
  * (fields in number order, proto3 defaults omitted; tested against it in
  * clients/ts/test/wire.test.ts) at a fraction of the cost: one exact-size allocation, no
- * message objects. Decoding stays with protobuf-es `fromBinary`, which accepts every valid
- * encoding.
+ * message objects. Their decoders are in canonical-decoding.ts (canonical bytes only; the
+ * rest goes to protobuf-es `fromBinary`, which accepts every valid encoding).
  */
 import { toBinary } from "@bufbuild/protobuf";
 import { type Content, ContentSchema, ConversationSchema, TextSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";

@@ -22,12 +22,17 @@ export class KeyedLock {
         run = Promise.reject(e);
       }
     }
-    const release = () => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    };
-    const tail: Promise<unknown> = run.then(release, release);
+    // Anonymous callbacks: a named closure per run costs a defineProperty under tsx (keepNames).
+    const tail: Promise<unknown> = run.then(
+      () => this.release(key, tail),
+      () => this.release(key, tail),
+    );
     this.tails.set(key, tail);
     return run;
+  }
+
+  private release(key: string, tail: Promise<unknown>): void {
+    if (this.tails.get(key) === tail) this.tails.delete(key);
   }
 
   /** Keys with a run in flight or queued. */
