@@ -5,6 +5,10 @@
  *   web_bundle_page     the chat page (clients/web, Vite build: JS + CSS), gzip
  *   session_setup       bundle -> first message -> decrypt, in Chromium (@noble) vs Node (node:crypto)
  *   steady_1to1         encrypt + decrypt of 1 KiB in a session, in Chromium vs Node
+ *   pair_primitives     the bare primitives of one such pair: WebCrypto vs @noble in Chromium
+ *                       (and node:crypto vs Node's WebCrypto in extra): what a WebCrypto provider
+ *                       would change
+ *   ratchet_key         a new X25519 key pair and one agreement, the same four ways
  *
  * The crypto figures run the same workload code (sealpost-workload.ts) in both places, samples
  * interleaved (browser, Node, browser, ...). Node's @noble figure is kept in `extra`, so the
@@ -23,6 +27,7 @@ import { createNobleProvider, createNodeProvider } from "@sealpost/client/crypto
 import { chromiumInstalled, launchChromium, serveStatic } from "@sealpost/test-support/chromium";
 import { benchMode, machineInfo, median, ratio, repoRoot, round, sampling, writeResult, type Figure } from "./result.js";
 import { coreSetups, timedOps, type Runner } from "./sealpost-workload.js";
+import { providerPair, providerRatchetKey, webCryptoPair, webCryptoRatchetKey } from "./web/pair-primitives.js";
 
 const MODE = benchMode();
 const { samples: SAMPLES, sampleMs: SAMPLE_MS, warmupMs: WARMUP_MS } = sampling(MODE);
@@ -125,6 +130,61 @@ async function main(): Promise<void> {
           ratio: ratio(value, reference),
         });
         extra[`${name}_node_noble`] = { value: Math.round(median(samples.noble)), unit: "ops/s", sampleValues: samples.noble.map(Math.round) };
+      }
+      // What a WebCrypto provider would spend, beside @noble's primitives, in the page and in Node.
+      const nodeProvider = createNodeProvider();
+      const random = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+      const primitives = {
+        pair_primitives: {
+          unit: "pairs/s",
+          node: { op: providerPair(nodeProvider) },
+          nodeWebCrypto: { op: webCryptoPair(crypto.subtle, random) },
+        },
+        ratchet_key: {
+          unit: "keys/s",
+          node: { op: providerRatchetKey(nodeProvider) },
+          nodeWebCrypto: { op: webCryptoRatchetKey(crypto.subtle, nodeProvider) },
+        },
+      };
+      for (const [name, p] of Object.entries(primitives)) {
+        const page = name === "pair_primitives" ? "pair" : "ratchet_key";
+        const samples: Record<"webcrypto" | "noble" | "node" | "nodeWebCrypto", number[]> = { webcrypto: [], noble: [], node: [], nodeWebCrypto: [] };
+        const one = async (): Promise<[number, number, number, number]> => [
+          await inBrowser(`${page}_webcrypto`, SAMPLE_MS),
+          await inBrowser(`${page}_noble`, SAMPLE_MS),
+          await timedOps(p.node, SAMPLE_MS),
+          await timedOps(p.nodeWebCrypto, SAMPLE_MS),
+        ];
+        await one();
+        for (let i = 0; i < SAMPLES; i++) {
+          const [w, n, nd, nw] = await one();
+          samples.webcrypto.push(w);
+          samples.noble.push(n);
+          samples.node.push(nd);
+          samples.nodeWebCrypto.push(nw);
+        }
+        const value = Math.round(median(samples.webcrypto));
+        const reference = Math.round(median(samples.noble));
+        figures.push({
+          name,
+          implementation: "browser WebCrypto (Chromium, async, keys imported from raw bytes)",
+          value,
+          unit: p.unit,
+          samples: SAMPLES,
+          sampleValues: samples.webcrypto.map(Math.round),
+          reference: { name: "browser @noble (the SDK's provider)", value: reference, samples: SAMPLES, sampleValues: samples.noble.map(Math.round) },
+          ratio: ratio(value, reference),
+          note:
+            name === "pair_primitives"
+              ? "the primitives of one steady 1:1 pair alone (4 HMAC-SHA256, 4 AES-256-GCM, 2 SHA-256); bench/src/web/pair-primitives.ts"
+              : "a new X25519 key pair and one agreement; WebCrypto also exports both halves (header and stored state)",
+        });
+        extra[`${name}_node`] = { value: Math.round(median(samples.node)), unit: p.unit, sampleValues: samples.node.map(Math.round) };
+        extra[`${name}_node_webcrypto`] = {
+          value: Math.round(median(samples.nodeWebCrypto)),
+          unit: p.unit,
+          sampleValues: samples.nodeWebCrypto.map(Math.round),
+        };
       }
       extra.chromium = browser.context.browser()?.version() ?? (await tab.evaluate(() => navigator.userAgent));
     } finally {

@@ -1,21 +1,31 @@
 /**
  * In a Chromium page (web-bench.ts): the same session_setup and steady_1to1 workloads as on
- * Node, with the provider the SDK uses in browsers (@noble). window.measure(figure, ms) runs one
- * timed sample and returns ops/s; window.warm(figure, ms) runs an untimed one.
+ * Node, with the provider the SDK uses in browsers (@noble), and the bare primitives of a pair
+ * and of a ratchet key through @noble and through WebCrypto (pair-primitives.ts).
+ * window.measure(figure, ms) runs one timed sample and returns ops/s.
  */
 import { createNobleProvider } from "@sealpost/client/web";
 import { coreSetups, timedOps, type Runner } from "../sealpost-workload.js";
+import { providerPair, providerRatchetKey, webCryptoPair, webCryptoRatchetKey } from "./pair-primitives.js";
 
-type FigureName = "session_setup" | "steady_1to1";
-const setups = coreSetups(createNobleProvider());
-const runners = new Map<FigureName, Runner>();
+export type PageFigure = "session_setup" | "steady_1to1" | "pair_noble" | "pair_webcrypto" | "ratchet_key_noble" | "ratchet_key_webcrypto";
+const noble = createNobleProvider();
+const random = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+const setups: Record<PageFigure, () => Promise<Runner>> = {
+  ...coreSetups(noble),
+  pair_noble: async () => ({ op: providerPair(noble) }),
+  pair_webcrypto: async () => ({ op: webCryptoPair(crypto.subtle, random) }),
+  ratchet_key_noble: async () => ({ op: providerRatchetKey(noble) }),
+  ratchet_key_webcrypto: async () => ({ op: webCryptoRatchetKey(crypto.subtle, noble) }),
+};
+const runners = new Map<PageFigure, Runner>();
 
-async function runner(name: FigureName): Promise<Runner> {
+async function runner(name: PageFigure): Promise<Runner> {
   let r = runners.get(name);
   if (!r) runners.set(name, (r = await setups[name]()));
   return r;
 }
 
 const g = globalThis as Record<string, unknown>;
-g.measure = async (name: FigureName, ms: number) => timedOps(await runner(name), ms);
+g.measure = async (name: PageFigure, ms: number) => timedOps(await runner(name), ms);
 g.ready = true;

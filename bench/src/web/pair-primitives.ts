@@ -1,0 +1,97 @@
+/**
+ * The crypto primitives of one steady 1:1 pair (a 1 KiB text encrypted and decrypted in an
+ * established session), alone: what a provider spends on a pair before any protocol code.
+ * Per side: one chain step (two HMAC-SHA256 with one key), AES-256-GCM over the padded body
+ * (1,088 bytes) and over the entry payload (~100 bytes), SHA-256 of the sealed body.
+ *
+ * Two forms: through a CryptoProvider (synchronous: @noble, node:crypto), and through
+ * WebCrypto (`crypto.subtle`, asynchronous: every call a promise, every raw key an import),
+ * which is what a WebCrypto provider would have to do per pair. Also one X25519 agreement from
+ * raw keys, the operation a session setup and every DH ratchet step repeat. Runs in Node and
+ * in a browser page alike (web-bench.ts).
+ */
+import type { CryptoProvider } from "@sealpost/client/crypto";
+
+const BODY = new Uint8Array(1088).fill(0x78);
+const ENTRY = new Uint8Array(100).fill(0x2a);
+const BODY_AD = new Uint8Array(40).fill(1);
+const ENTRY_AD = new Uint8Array(132).fill(2);
+const NONCE = new Uint8Array(12);
+const ONE = new Uint8Array([1]);
+const TWO = new Uint8Array([2]);
+
+/** One pair through a synchronous provider; the chain key moves on every call. */
+export function providerPair(p: CryptoProvider): () => Promise<void> {
+  let sending: Uint8Array = p.random(32);
+  let receiving: Uint8Array = sending.slice();
+  return async () => {
+    const mk = p.hmacSha256(sending, ONE);
+    sending = p.hmacSha256(sending, TWO);
+    const contentKey = p.random(32);
+    const body = p.aesGcmSeal(contentKey, NONCE, BODY, BODY_AD);
+    const hash = p.sha256(body);
+    const entry = p.aesGcmSeal(mk, NONCE, ENTRY, ENTRY_AD);
+
+    const rk = p.hmacSha256(receiving, ONE);
+    receiving = p.hmacSha256(receiving, TWO);
+    if (p.aesGcmOpen(rk, NONCE, entry, ENTRY_AD) === undefined) throw new Error("entry did not open");
+    if (p.sha256(body)[0] !== hash[0]) throw new Error("hash differs");
+    if (p.aesGcmOpen(contentKey, NONCE, body, BODY_AD) === undefined) throw new Error("body did not open");
+  };
+}
+
+const HMAC = { name: "HMAC", hash: "SHA-256" } as const;
+const gcm = (additionalData: Uint8Array) => ({ name: "AES-GCM", iv: NONCE, additionalData });
+
+/** The same pair through WebCrypto, keys imported from raw bytes as the protocol holds them. */
+export function webCryptoPair(subtle: SubtleCrypto, random: (n: number) => Uint8Array<ArrayBuffer>): () => Promise<void> {
+  let sending = random(32);
+  let receiving = sending.slice();
+  const chainStep = async (ck: Uint8Array<ArrayBuffer>): Promise<[Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>]> => {
+    const key = await subtle.importKey("raw", ck, HMAC, false, ["sign"]);
+    return [new Uint8Array(await subtle.sign("HMAC", key, ONE)), new Uint8Array(await subtle.sign("HMAC", key, TWO))];
+  };
+  const aes = (raw: Uint8Array<ArrayBuffer>, use: "encrypt" | "decrypt") => subtle.importKey("raw", raw, "AES-GCM", false, [use]);
+  return async () => {
+    const [mk, nextSending] = await chainStep(sending);
+    sending = nextSending;
+    const contentKey = random(32);
+    const body = new Uint8Array(await subtle.encrypt(gcm(BODY_AD), await aes(contentKey, "encrypt"), BODY));
+    const hash = new Uint8Array(await subtle.digest("SHA-256", body));
+    const entry = new Uint8Array(await subtle.encrypt(gcm(ENTRY_AD), await aes(mk, "encrypt"), ENTRY));
+
+    const [rk, nextReceiving] = await chainStep(receiving);
+    receiving = nextReceiving;
+    await subtle.decrypt(gcm(ENTRY_AD), await aes(rk, "decrypt"), entry);
+    if (new Uint8Array(await subtle.digest("SHA-256", body))[0] !== hash[0]) throw new Error("hash differs");
+    await subtle.decrypt(gcm(BODY_AD), await aes(contentKey, "decrypt"), body);
+  };
+}
+
+/**
+ * A DH ratchet key through a provider: a new X25519 key pair and one agreement with the
+ * peer's raw public key (what a sending DH ratchet step and, halved, a receiving one cost).
+ */
+export function providerRatchetKey(p: CryptoProvider): () => Promise<void> {
+  const peer = p.x25519PublicKey(p.random(32));
+  return async () => {
+    const priv = p.random(32);
+    p.x25519PublicKey(priv);
+    p.x25519(priv, peer);
+  };
+}
+
+/**
+ * The same through WebCrypto: generate the pair, export its public half (the header carries
+ * it) and its private half (session state is stored as bytes), import the peer's key, agree.
+ */
+export function webCryptoRatchetKey(subtle: SubtleCrypto, p: CryptoProvider): () => Promise<void> {
+  const peerRaw = new Uint8Array(p.x25519PublicKey(p.random(32)));
+  return async () => {
+    const pair = (await subtle.generateKey({ name: "X25519" }, true, ["deriveBits"])) as CryptoKeyPair;
+    await subtle.exportKey("raw", pair.publicKey);
+    await subtle.exportKey("jwk", pair.privateKey);
+    const peer = await subtle.importKey("raw", peerRaw, { name: "X25519" }, false, []);
+    await subtle.deriveBits({ name: "X25519", public: peer }, pair.privateKey, 256);
+  };
+}
