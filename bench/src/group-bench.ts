@@ -181,7 +181,7 @@ async function pairwiseFanout(p: CryptoProvider) {
     const stores = createMemoryStores();
     const { identity } = await createDeviceIdentity(p, stores, m.deviceId, "bench", Date.now());
     await generatePrekeyBatch(p, stores, { signedPrekeyId: 1, kemPrekeyId: 1, nowMs: Date.now() });
-    const [otp] = generateOneTimePrekeys(p, 1, 1, Date.now());
+    const [otp] = await generateOneTimePrekeys(p, 1, 1, Date.now());
     await senderStores.identity.saveRemoteIdentity(addressKey(m), { signingKey: identity.signingKey, dhKey: identity.dhKey });
     const bundle = create(KeyBundleSchema, {
       identity: toDeviceIdentity(identity, "bench", 0n),

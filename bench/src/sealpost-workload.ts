@@ -61,7 +61,7 @@ export class SealpostDevice {
 
   /** A bundle with a fresh one-time prekey (generated here, outside the timed part). */
   async bundle(): Promise<KeyBundle> {
-    const [otp] = generateOneTimePrekeys(this.provider, this.nextOneTime++, 1, Date.now());
+    const [otp] = await generateOneTimePrekeys(this.provider, this.nextOneTime++, 1, Date.now());
     await this.stores.oneTimePrekeys.save(otp.keyId, otp);
     return create(KeyBundleSchema, {
       identity: toDeviceIdentity(this.identity, "bench", 0n),

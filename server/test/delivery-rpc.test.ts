@@ -159,7 +159,7 @@ describe("Send and Receive across instances", () => {
     const [alice, bob] = await accounts([2, 3]);
     // Revoke bob's third device: its id becomes stale.
     const bob3 = bob.devices[2];
-    const revoked = revokeDeviceChange(
+    const revoked = await revokeDeviceChange(
       bob.provider,
       bob.deviceList,
       { deviceId: bob.devices[0].address.deviceId, signingSeed: bob.devices[0].keys.signingSeed },
@@ -204,7 +204,7 @@ describe("Send and Receive across instances", () => {
     expect(await mailboxSequences(probe, partitions(), bob2.address)).toHaveLength(3);
     const live = new Inbox(deliveryOf(bob2, b.url));
     await live.waitDrained();
-    const revoked = revokeDeviceChange(
+    const revoked = await revokeDeviceChange(
       bob.provider,
       bob.deviceList,
       { deviceId: bob.devices[0].address.deviceId, signingSeed: bob.devices[0].keys.signingSeed },

@@ -58,49 +58,49 @@ async function unchanged(acct: TestAccount, code: Code, message: string | RegExp
 describe("CreateAccount", () => {
   it("rejects a taken account id without touching the existing account", async () => {
     const alice = await createTestAccount(server.url, "bad-taken", { oneTimePrekeys: 4 });
-    const keys = generateDeviceKeys(alice.provider, "impostor");
-    const deviceList = createFirstDeviceList(alice.provider, { accountId: "bad-taken", device: keys, nowMs: Date.now() });
-    const pre = prekeyMessages(generateTestPrekeys(alice.provider, keys, 5, 900));
+    const keys = await generateDeviceKeys(alice.provider, "impostor");
+    const deviceList = await createFirstDeviceList(alice.provider, { accountId: "bad-taken", device: keys, nowMs: Date.now() });
+    const pre = prekeyMessages(await generateTestPrekeys(alice.provider, keys, 5, 900));
     await unchanged(alice, Code.AlreadyExists, "account bad-taken already exists", () => open().createAccount({ deviceList, ...pre }));
   });
 
   it("rejects malformed registrations and stores nothing", async () => {
     const p = (await createTestAccount(server.url, "bad-helper")).provider;
-    const keys = generateDeviceKeys(p, "d");
-    const pk = prekeyMessages(generateTestPrekeys(p, keys, 2));
+    const keys = await generateDeviceKeys(p, "d");
+    const pk = prekeyMessages(await generateTestPrekeys(p, keys, 2));
     const list = (accountId: string, k = keys) => createFirstDeviceList(p, { accountId, device: k, nowMs: Date.now() });
     const cases: [string, Code, string, Parameters<ReturnType<typeof open>["createAccount"]>[0]][] = [
       [
         "bad-id",
         Code.InvalidArgument,
         'device list account_id "Bad.Id" is invalid: 3 to 64 characters of [a-z0-9_-], starting with a letter or digit',
-        { deviceList: list("Bad.Id"), ...pk },
+        { deviceList: await list("Bad.Id"), ...pk },
       ],
       [
         "short-key",
         Code.InvalidArgument,
         "device 1: signing_key must be 32 bytes, got 31",
-        { deviceList: list("bad-short", { ...keys, signingKey: keys.signingKey.slice(1) }), ...pk },
+        { deviceList: await list("bad-short", { ...keys, signingKey: keys.signingKey.slice(1) }), ...pk },
       ],
       [
         "kem-len",
         Code.InvalidArgument,
         "kem_prekey.public_key must be 1184 bytes (ML-KEM-768), got 1183",
-        { deviceList: list("bad-kem"), ...pk, kemPrekey: { ...pk.kemPrekey, publicKey: pk.kemPrekey.publicKey.slice(1) } },
+        { deviceList: await list("bad-kem"), ...pk, kemPrekey: { ...pk.kemPrekey, publicKey: pk.kemPrekey.publicKey.slice(1) } },
       ],
       [
         "spk-sig",
         Code.InvalidArgument,
         "signed_prekey.signature does not verify under device 1's signing key",
-        { deviceList: list("bad-spk"), ...pk, signedPrekey: create(SignedPrekeySchema, { ...pk.signedPrekey, keyId: 2 }) },
+        { deviceList: await list("bad-spk"), ...pk, signedPrekey: create(SignedPrekeySchema, { ...pk.signedPrekey, keyId: 2 }) },
       ],
-      ["no-kem", Code.InvalidArgument, "kem_prekey is required", { deviceList: list("bad-nokem"), signedPrekey: pk.signedPrekey }],
+      ["no-kem", Code.InvalidArgument, "kem_prekey is required", { deviceList: await list("bad-nokem"), signedPrekey: pk.signedPrekey }],
       [
         "batch",
         Code.ResourceExhausted,
         "at most 100 one-time prekeys per request, got 101",
         {
-          deviceList: list("bad-batch"),
+          deviceList: await list("bad-batch"),
           ...pk,
           oneTimePrekeys: Array.from({ length: 101 }, (_, i) => create(OneTimePrekeySchema, { keyId: i + 1, publicKey: new Uint8Array(32) })),
         },
@@ -109,7 +109,7 @@ describe("CreateAccount", () => {
         "self-sig",
         Code.PermissionDenied,
         "device list signature by device 1 does not verify",
-        { deviceList: { ...list("bad-selfsig"), signature: new Uint8Array(64) }, ...pk },
+        { deviceList: { ...(await list("bad-selfsig")), signature: new Uint8Array(64) }, ...pk },
       ],
     ];
     for (const [name, code, message, req] of cases) {
@@ -149,8 +149,8 @@ describe("authentication", () => {
     );
 
     const { nonce } = await open().getAuthChallenge({ device: d.address });
-    const good = alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, nonce));
-    const other = alice.provider.ed25519Sign(generateDeviceKeys(alice.provider, "x").signingSeed, authSignedBytes("auth-alice", 1, nonce));
+    const good = await alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, nonce));
+    const other = await alice.provider.ed25519Sign(await (await generateDeviceKeys(alice.provider, "x")).signingSeed, authSignedBytes("auth-alice", 1, nonce));
     await expectConnectError(
       open().authenticate({ device: d.address, nonce, signature: other }),
       Code.Unauthenticated,
@@ -179,7 +179,7 @@ describe("authentication", () => {
     for (const i of [0, 12, 31]) {
       const forged = fresh.slice();
       forged[i] ^= 1;
-      const sig = alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, forged));
+      const sig = await alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, forged));
       await expectConnectError(
         open().authenticate({ device: d.address, nonce: forged, signature: sig }),
         Code.Unauthenticated,
@@ -187,7 +187,7 @@ describe("authentication", () => {
       );
     }
     // Stateless challenges stay single-use across instances: two racing Authenticates, one token.
-    const sig = alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, fresh));
+    const sig = await alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, fresh));
     const raced = await Promise.allSettled(
       [server, limited, server, limited].map((s) =>
         createClient(DirectoryService, plainTransport(s.url)).authenticate({ device: d.address, nonce: fresh, signature: sig }),
@@ -214,7 +214,7 @@ describe("UploadPrekeys and ClaimKeyBundles", () => {
   it("rejects bad prekeys, duplicates and excess one-time prekeys without storing any", async () => {
     const alice = await createTestAccount(server.url, "up-alice", { oneTimePrekeys: 10 });
     const d = alice.devices[0];
-    const fresh = prekeyMessages(generateTestPrekeys(alice.provider, d.keys, 100, 100));
+    const fresh = prekeyMessages(await generateTestPrekeys(alice.provider, d.keys, 100, 100));
     const otp = (keyId: number, len = 32) => create(OneTimePrekeySchema, { keyId, publicKey: new Uint8Array(len).fill(1) });
     await unchanged(alice, Code.InvalidArgument, "nothing to upload: set signed_prekey, kem_prekey and/or one_time_prekeys", () =>
       d.directory.uploadPrekeys({}),

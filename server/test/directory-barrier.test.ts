@@ -70,7 +70,7 @@ describe("device lists in memory, with a barrier on change", () => {
       const victim = round === 0 ? gone : alsoGone;
       // Warm every instance's cache with the list that still holds the victim.
       for (const s of servers) for (let i = 0; i < 3; i++) expect(await authedCall(victim, s.url)).toBe("ok");
-      const change = revokeDeviceChange(
+      const change = await revokeDeviceChange(
         alice.provider,
         alice.deviceList,
         { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed },
@@ -102,7 +102,7 @@ describe("device lists in memory, with a barrier on change", () => {
     const phantom = servers[0].context.layout.buckets.instances;
     await phantom.put("phantom-instance", new TextEncoder().encode("0"));
     for (const s of servers) expect(await authedCall(gone, s.url)).toBe("ok");
-    const change = revokeDeviceChange(
+    const change = await revokeDeviceChange(
       dave.provider,
       dave.deviceList,
       { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed },

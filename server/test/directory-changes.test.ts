@@ -31,9 +31,14 @@ afterAll(async () => {
 const signerOf = (acct: TestAccount, i = 0): DeviceSigner => ({ deviceId: acct.devices[i].address.deviceId, signingSeed: acct.devices[i].keys.signingSeed });
 
 /** Re-signs `signed` after editing its list. */
-function edit(acct: TestAccount, signed: SignedDeviceList, change: (l: DeviceList) => void, signer = signerOf(acct)): SignedDeviceList {
+async function edit(
+  acct: TestAccount,
+  signed: SignedDeviceList,
+  change: (l: DeviceList) => void | Promise<void>,
+  signer = signerOf(acct),
+): Promise<SignedDeviceList> {
   const list = parseDeviceList(signed);
-  change(list);
+  await change(list);
   return signDeviceList(acct.provider, list, signer);
 }
 
@@ -46,7 +51,7 @@ async function rejects(acct: TestAccount, call: () => Promise<unknown>, code: Co
 describe("forged and replayed device-list changes", () => {
   it("rejects a change with a bad signature", async () => {
     const alice = await createTestAccount(server.url, "chg-badsig", { devices: 2, oneTimePrekeys: 2 });
-    const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), generateDeviceKeys(alice.provider, "x"), Date.now());
+    const { deviceList } = await linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), await generateDeviceKeys(alice.provider, "x"), Date.now());
     const forged = create(SignedDeviceListSchema, { ...deviceList, signature: deviceList.signature.map((b, i) => (i === 0 ? b ^ 1 : b)) });
     await rejects(
       alice,
@@ -58,8 +63,8 @@ describe("forged and replayed device-list changes", () => {
 
   it("rejects a change signed by a key that is not the claimed signer's", async () => {
     const alice = await createTestAccount(server.url, "chg-wrongkey", { devices: 2 });
-    const intruder = generateDeviceKeys(alice.provider, "intruder");
-    const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, { deviceId: 1, signingSeed: intruder.signingSeed }, intruder, Date.now());
+    const intruder = await generateDeviceKeys(alice.provider, "intruder");
+    const { deviceList } = await linkDeviceChange(alice.provider, alice.deviceList, { deviceId: 1, signingSeed: intruder.signingSeed }, intruder, Date.now());
     await rejects(
       alice,
       () => alice.devices[1].directory.linkDevice({ deviceList }),
@@ -70,8 +75,8 @@ describe("forged and replayed device-list changes", () => {
 
   it("rejects a change whose signer is not in the current list (e.g. the new device signing itself in)", async () => {
     const alice = await createTestAccount(server.url, "chg-selfsign", { devices: 1 });
-    const ghost = generateDeviceKeys(alice.provider, "ghost");
-    const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, { deviceId: 2, signingSeed: ghost.signingSeed }, ghost, Date.now());
+    const ghost = await generateDeviceKeys(alice.provider, "ghost");
+    const { deviceList } = await linkDeviceChange(alice.provider, alice.deviceList, { deviceId: 2, signingSeed: ghost.signingSeed }, ghost, Date.now());
     await rejects(
       alice,
       () => alice.devices[0].directory.linkDevice({ deviceList }),
@@ -82,14 +87,14 @@ describe("forged and replayed device-list changes", () => {
 
   it("rejects a change signed by a revoked device", async () => {
     const alice = await createTestAccount(server.url, "chg-revoked", { devices: 3 });
-    const v3 = revokeDeviceChange(alice.provider, alice.deviceList, signerOf(alice), 3, Date.now());
+    const v3 = await revokeDeviceChange(alice.provider, alice.deviceList, signerOf(alice), 3, Date.now());
     await alice.devices[0].directory.revokeDevice({ deviceList: v3 });
     const revoked3 = alice.devices.splice(2, 1)[0];
-    const { deviceList } = linkDeviceChange(
+    const { deviceList } = await linkDeviceChange(
       alice.provider,
       v3,
       { deviceId: 3, signingSeed: revoked3.keys.signingSeed },
-      generateDeviceKeys(alice.provider, "evil"),
+      await generateDeviceKeys(alice.provider, "evil"),
       Date.now(),
     );
     await rejects(
@@ -102,7 +107,7 @@ describe("forged and replayed device-list changes", () => {
 
   it("rejects a replayed change (its version is no longer next)", async () => {
     const alice = await createTestAccount(server.url, "chg-replay", { devices: 2 });
-    const v4 = revokeDeviceChange(alice.provider, alice.deviceList, signerOf(alice), 2, Date.now());
+    const v4 = await revokeDeviceChange(alice.provider, alice.deviceList, signerOf(alice), 2, Date.now());
     await alice.devices[0].directory.revokeDevice({ deviceList: v4 });
     alice.devices.splice(1, 1);
     // Replaying the exact LinkDevice that made version 2.
@@ -123,15 +128,15 @@ describe("forged and replayed device-list changes", () => {
 
   it("rejects a version that skips ahead and a wrong previous_hash", async () => {
     const alice = await createTestAccount(server.url, "chg-chain", { devices: 1 });
-    const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), generateDeviceKeys(alice.provider, "x"), Date.now());
-    const skip = edit(alice, deviceList, (l) => void (l.version = 5n));
+    const { deviceList } = await linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), await generateDeviceKeys(alice.provider, "x"), Date.now());
+    const skip = await edit(alice, deviceList, (l) => void (l.version = 5n));
     await rejects(
       alice,
       () => alice.devices[0].directory.linkDevice({ deviceList: skip }),
       Code.FailedPrecondition,
       "device list version 5 skips ahead: the next version must be 2",
     );
-    const badHash = edit(alice, deviceList, (l) => void (l.previousHash = new Uint8Array(32).fill(7)));
+    const badHash = await edit(alice, deviceList, (l) => void (l.previousHash = new Uint8Array(32).fill(7)));
     await rejects(
       alice,
       () => alice.devices[0].directory.linkDevice({ deviceList: badHash }),
@@ -143,7 +148,7 @@ describe("forged and replayed device-list changes", () => {
   it("rejects a change for another account", async () => {
     const alice = await createTestAccount(server.url, "chg-alice", { devices: 1 });
     const mallory = await createTestAccount(server.url, "chg-mallory", { devices: 1 });
-    const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), generateDeviceKeys(alice.provider, "x"), Date.now());
+    const { deviceList } = await linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), await generateDeviceKeys(alice.provider, "x"), Date.now());
     await rejects(
       alice,
       () => mallory.devices[0].directory.linkDevice({ deviceList }),
@@ -154,11 +159,11 @@ describe("forged and replayed device-list changes", () => {
 
   it("rejects reusing a device id, rewriting an entry, and the wrong kind of change", async () => {
     const alice = await createTestAccount(server.url, "chg-shape", { devices: 2 });
-    const v3 = revokeDeviceChange(alice.provider, alice.deviceList, signerOf(alice), 2, Date.now());
+    const v3 = await revokeDeviceChange(alice.provider, alice.deviceList, signerOf(alice), 2, Date.now());
     await alice.devices[0].directory.revokeDevice({ deviceList: v3 });
     alice.devices.splice(1, 1);
-    const { deviceList } = linkDeviceChange(alice.provider, v3, signerOf(alice), generateDeviceKeys(alice.provider, "x"), Date.now());
-    const reuse = edit(alice, deviceList, (l) => {
+    const { deviceList } = await linkDeviceChange(alice.provider, v3, signerOf(alice), await generateDeviceKeys(alice.provider, "x"), Date.now());
+    const reuse = await edit(alice, deviceList, (l) => {
       l.devices[1].deviceId = 2;
       l.nextDeviceId = 3;
     });
@@ -168,7 +173,7 @@ describe("forged and replayed device-list changes", () => {
       Code.InvalidArgument,
       "device id 2 was already allocated; ids are never reused (next is 3)",
     );
-    const rekey = edit(alice, deviceList, (l) => void (l.devices[0].dhKey = generateDeviceKeys(alice.provider, "y").dhKey));
+    const rekey = await edit(alice, deviceList, async (l) => void (l.devices[0].dhKey = await (await generateDeviceKeys(alice.provider, "y")).dhKey));
     await rejects(
       alice,
       () => alice.devices[0].directory.linkDevice({ deviceList: rekey }),
@@ -181,14 +186,14 @@ describe("forged and replayed device-list changes", () => {
       Code.InvalidArgument,
       "RevokeDevice must remove exactly one device and add none (removes 0, adds 1)",
     );
-    const last = revokeDeviceChange(alice.provider, v3, signerOf(alice), 1, Date.now());
+    const last = await revokeDeviceChange(alice.provider, v3, signerOf(alice), 1, Date.now());
     await rejects(
       alice,
       () => alice.devices[0].directory.revokeDevice({ deviceList: last }),
       Code.InvalidArgument,
       "device list must hold at least one device",
     );
-    const badDh = edit(alice, deviceList, (l) => void (l.devices[1].dhKeySignature = new Uint8Array(64)));
+    const badDh = await edit(alice, deviceList, (l) => void (l.devices[1].dhKeySignature = new Uint8Array(64)));
     await rejects(
       alice,
       () => alice.devices[0].directory.linkDevice({ deviceList: badDh }),
@@ -213,7 +218,13 @@ describe("forged and replayed device-list changes", () => {
 
   it("enforces the device limit", async () => {
     const alice = await createTestAccount(other.url, "chg-limit", { devices: 3 });
-    const { deviceList } = linkDeviceChange(alice.provider, alice.deviceList, signerOf(alice), generateDeviceKeys(alice.provider, "fourth"), Date.now());
+    const { deviceList } = await linkDeviceChange(
+      alice.provider,
+      alice.deviceList,
+      signerOf(alice),
+      await generateDeviceKeys(alice.provider, "fourth"),
+      Date.now(),
+    );
     await rejects(
       alice,
       () => alice.devices[0].directory.linkDevice({ deviceList }),
@@ -225,8 +236,8 @@ describe("forged and replayed device-list changes", () => {
   it("lets exactly one of two concurrent changes through two instances win", async () => {
     const alice = await createTestAccount(server.url, "chg-race", { devices: 1 });
     const p = alice.provider;
-    const c1 = linkDeviceChange(p, alice.deviceList, signerOf(alice), generateDeviceKeys(p, "one"), Date.now()).deviceList;
-    const c2 = linkDeviceChange(p, alice.deviceList, signerOf(alice), generateDeviceKeys(p, "two"), Date.now() + 1).deviceList;
+    const c1 = await (await linkDeviceChange(p, alice.deviceList, signerOf(alice), await generateDeviceKeys(p, "one"), Date.now())).deviceList;
+    const c2 = await (await linkDeviceChange(p, alice.deviceList, signerOf(alice), await generateDeviceKeys(p, "two"), Date.now() + 1)).deviceList;
     const auth: Interceptor = (next) => (req) => (req.header.set("authorization", `Bearer ${alice.devices[0].token}`), next(req));
     const onOther = createClient(DirectoryService, plainTransport(other.url, "connect", [auth]));
     const results = await Promise.allSettled([alice.devices[0].directory.linkDevice({ deviceList: c1 }), onOther.linkDevice({ deviceList: c2 })]);

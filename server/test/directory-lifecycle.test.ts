@@ -25,8 +25,8 @@ describe("account lifecycle across two instances", () => {
     const signer1 = { deviceId: 1, signingSeed: alice.devices[0].keys.signingSeed };
 
     // Link device 2 with a change signed by device 1, sent through instance B.
-    const phone = generateDeviceKeys(p, "phone");
-    const link = linkDeviceChange(p, alice.deviceList, signer1, phone, Date.now());
+    const phone = await generateDeviceKeys(p, "phone");
+    const link = await linkDeviceChange(p, alice.deviceList, signer1, phone, Date.now());
     const onB = createClient(
       DirectoryService,
       plainTransport(servers.b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${alice.devices[0].token}`), next(req))]),
@@ -41,7 +41,7 @@ describe("account lifecycle across two instances", () => {
       DirectoryService,
       plainTransport(servers.a.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))]),
     );
-    const phoneKeys = generateTestPrekeys(p, phone, 2, 500);
+    const phoneKeys = await generateTestPrekeys(p, phone, 2, 500);
     expect((await phoneClient.uploadPrekeys(prekeyMessages(phoneKeys))).oneTimePrekeyCount).toBe(2);
 
     // History: both versions, chained, oldest first.
@@ -50,7 +50,7 @@ describe("account lifecycle across two instances", () => {
     expect(hex(full.history[0].deviceList)).toEqual(hex(alice.deviceList.deviceList));
     expect(hex(full.deviceList!.deviceList)).toEqual(hex(link.deviceList.deviceList));
     // What the server serves verifies with the client SDK's chain check.
-    expect(verifyDeviceListChain(p, { accountId: "life-alice", history: full.history, current: full.deviceList! }).list.version).toBe(2n);
+    expect(await (await verifyDeviceListChain(p, { accountId: "life-alice", history: full.history, current: full.deviceList! })).list.version).toBe(2n);
     expect((await openB.getDeviceList({ accountId: "life-alice", historyAfterVersion: 1n })).history).toHaveLength(1);
     expect((await openB.getDeviceList({ accountId: "life-alice" })).history).toHaveLength(0);
 
@@ -63,7 +63,7 @@ describe("account lifecycle across two instances", () => {
     expect(hex(bundles.bundles[1].kemPrekey!.publicKey)).toEqual(hex(phoneKeys.kem.publicKey));
 
     // Device 2 revokes itself through B; its token stops working on A at once.
-    const revoke = revokeDeviceChange(p, link.deviceList, { deviceId: 2, signingSeed: phone.signingSeed }, 2, Date.now());
+    const revoke = await revokeDeviceChange(p, link.deviceList, { deviceId: 2, signingSeed: phone.signingSeed }, 2, Date.now());
     const revoked = await createClient(
       DirectoryService,
       plainTransport(servers.b.url, "connect", [(next) => (req) => (req.header.set("authorization", `Bearer ${phoneToken.token}`), next(req))]),
@@ -86,7 +86,7 @@ describe("account lifecycle across two instances", () => {
     expect(keys).toEqual([]);
     expect(await servers.a.context.layout.buckets.prekeys.get("life-alice.2")).toBeNull();
     // The remaining device still works; device ids are never reused.
-    const again = linkDeviceChange(p, revoke, signer1, generateDeviceKeys(p, "tablet"), Date.now());
+    const again = await linkDeviceChange(p, revoke, signer1, await generateDeviceKeys(p, "tablet"), Date.now());
     expect(again.deviceId).toBe(3);
     expect((await alice.devices[0].directory.linkDevice({ deviceList: again.deviceList })).device?.deviceId).toBe(3);
   });
@@ -103,19 +103,19 @@ describe("account lifecycle across two instances", () => {
         ["watch-alice", DirectoryChangeKind.SNAPSHOT, 0],
         ["watch-bob", DirectoryChangeKind.SNAPSHOT, 0],
       ]);
-      const laptop = generateDeviceKeys(p, "laptop");
-      const link = linkDeviceChange(p, alice.deviceList, { deviceId: 1, signingSeed: alice.devices[0].keys.signingSeed }, laptop, Date.now());
+      const laptop = await generateDeviceKeys(p, "laptop");
+      const link = await linkDeviceChange(p, alice.deviceList, { deviceId: 1, signingSeed: alice.devices[0].keys.signingSeed }, laptop, Date.now());
       await alice.devices[0].directory.linkDevice({ deviceList: link.deviceList });
       const added = (await stream.next()).value;
       expect([added.accountId, added.kind, added.deviceId]).toEqual(["watch-alice", DirectoryChangeKind.DEVICE_ADDED, 2]);
       expect(hex(added.deviceList.deviceList)).toEqual(hex(link.deviceList.deviceList));
 
-      const rotated = generateTestPrekeys(p, alice.devices[0].keys, 0);
+      const rotated = await generateTestPrekeys(p, alice.devices[0].keys, 0);
       await alice.devices[0].directory.uploadPrekeys({ signedPrekey: prekeyMessages(rotated).signedPrekey });
       const rot = (await stream.next()).value;
       expect([rot.accountId, rot.kind, rot.deviceId]).toEqual(["watch-alice", DirectoryChangeKind.PREKEYS_ROTATED, 1]);
 
-      const revoke = revokeDeviceChange(p, link.deviceList, { deviceId: 1, signingSeed: alice.devices[0].keys.signingSeed }, 2, Date.now());
+      const revoke = await revokeDeviceChange(p, link.deviceList, { deviceId: 1, signingSeed: alice.devices[0].keys.signingSeed }, 2, Date.now());
       await alice.devices[0].directory.revokeDevice({ deviceList: revoke });
       const removed = (await stream.next()).value;
       expect([removed.accountId, removed.kind, removed.deviceId]).toEqual(["watch-alice", DirectoryChangeKind.DEVICE_REMOVED, 2]);
@@ -146,7 +146,7 @@ describe("account lifecycle across two instances", () => {
         router: { interceptors: [] },
       });
       const client = createClient(DirectoryService, transport);
-      const revoke = revokeDeviceChange(dave.provider, dave.deviceList, { deviceId: 1, signingSeed: dave.devices[0].keys.signingSeed }, 2, Date.now());
+      const revoke = await revokeDeviceChange(dave.provider, dave.deviceList, { deviceId: 1, signingSeed: dave.devices[0].keys.signingSeed }, 2, Date.now());
       await client.revokeDevice({ deviceList: revoke }, { headers: dave.devices[0].headers });
       expect(calls).toEqual(["listen-dave/2"]);
       expect(await directory.currentDeviceList("listen-dave")).toEqual({ version: 3n, deviceIds: [1], nextDeviceId: 3 });

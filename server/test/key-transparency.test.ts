@@ -19,7 +19,7 @@ const servers = useTwoInstances();
 const p = createNodeProvider();
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
-function signedBy(logKey: Uint8Array, h: SignedTreeHead): boolean {
+function signedBy(logKey: Uint8Array, h: SignedTreeHead): Promise<boolean> {
   return p.ed25519Verify(logKey, treeHeadSignedBytes(h.treeSize, h.rootHash, h.timestampMs), h.signature);
 }
 
@@ -34,7 +34,7 @@ describe("key transparency log", () => {
     for (const client of [a, b]) {
       const res = await client.getDeviceList({ accountId: alice.accountId });
       const kt = res.transparency!;
-      expect(signedBy(logKey, kt.treeHead!)).toBe(true);
+      expect(await signedBy(logKey, kt.treeHead!)).toBe(true);
       const leaf = encodeLeaf({ accountIndex: accountIndex(alice.accountId), version: 2n, listHash: listHash(res.deviceList!.deviceList) });
       expect(verifyInclusion(p, leafHash(p, leaf), Number(kt.leafIndex), Number(kt.treeHead!.treeSize), kt.auditPath, kt.treeHead!.rootHash)).toBe(true);
       // A different version or list does not verify with that path.

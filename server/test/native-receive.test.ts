@@ -178,7 +178,7 @@ describe("Receive on the native stream answers as connect-node does", () => {
   it("a revoked token's device is refused with the handler's message (the gate passes valid tokens on)", async () => {
     const carol = await createTestAccount(server.url, "lean-carol", { devices: 2 });
     const gone = carol.devices[1];
-    const change = revokeDeviceChange(
+    const change = await revokeDeviceChange(
       carol.provider,
       carol.deviceList,
       { deviceId: carol.devices[0].address.deviceId, signingSeed: carol.devices[0].keys.signingSeed },

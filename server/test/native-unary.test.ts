@@ -276,7 +276,7 @@ describe("Send and Ack on the native stream answer as connect-node does", () => 
   it("a revoked device's Send and Ack are refused with the handler's message", async () => {
     const carol = await createTestAccount(server.url, "unary-carol", { devices: 2 });
     const gone = carol.devices[1];
-    const change = revokeDeviceChange(
+    const change = await revokeDeviceChange(
       carol.provider,
       carol.deviceList,
       { deviceId: carol.devices[0].address.deviceId, signingSeed: carol.devices[0].keys.signingSeed },

@@ -40,7 +40,7 @@ describe("Send from a revoked device", () => {
     // Listed: stored.
     expect(storedOf(await deliveryOf(gone, b.url).send({ messageId: retried, sharedBody: bytes("before"), entries: toBob() })).entries).toHaveLength(2);
 
-    const change = revokeDeviceChange(
+    const change = await revokeDeviceChange(
       alice.provider,
       alice.deviceList,
       { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed },

@@ -27,7 +27,7 @@ describe("GetSenderCertificate / GetCertificateKeys", () => {
     expect(keys.map((k) => k.keyId)).toEqual([1]);
     const before = Date.now();
     const { certificate } = await d.directory.getSenderCertificate({});
-    const v = verifySenderCertificate(provider, certificate!, keys, Date.now(), { accountId: a.accountId, deviceId: 1, identityKey: d.keys.signingKey });
+    const v = await verifySenderCertificate(provider, certificate!, keys, Date.now(), { accountId: a.accountId, deviceId: 1, identityKey: d.keys.signingKey });
     expect(v.expiresAtMs).toBeGreaterThanOrEqual(before + SENDER_CERTIFICATE_TTL_MS);
     expect(v.keyId).toBe(1);
   });
@@ -43,14 +43,14 @@ describe("GetSenderCertificate / GetCertificateKeys", () => {
   it("a revoked device gets no certificate", async () => {
     const a = await createTestAccount(server.url, `certs-revoked-${run}`, { devices: 2 });
     const [first, second] = a.devices;
-    const change = revokeDeviceChange(provider, a.deviceList, { deviceId: 1, signingSeed: first.keys.signingSeed }, 2, Date.now());
+    const change = await revokeDeviceChange(provider, a.deviceList, { deviceId: 1, signingSeed: first.keys.signingSeed }, 2, Date.now());
     await first.directory.revokeDevice({ deviceList: change });
     expect(await second.directory.getSenderCertificate({}).then(() => "ok", codeOf)).toBe(Code.Unauthenticated);
   });
 });
 
 describe("certificate key rotation", () => {
-  it("version 2 publishes its key and version 1's; a certificate from before the rotation still verifies", () => {
+  it("version 2 publishes its key and version 1's; a certificate from before the rotation still verifies", async () => {
     const tokens = new TokenSigner(new Uint8Array(32).fill(9), () => 0);
     const now = () => 1_000;
     const v1 = new SenderCertificates(tokens, 1, now);
@@ -59,8 +59,8 @@ describe("certificate key rotation", () => {
     expect(v2.keys()[1].publicKey).toEqual(v1.keys()[0].publicKey);
     const identityKey = new Uint8Array(32).fill(1);
     const old = v1.issue("alice", 1, identityKey);
-    expect(verifySenderCertificate(provider, old, v2.keys(), 2_000).keyId).toBe(1);
-    expect(verifySenderCertificate(provider, v2.issue("alice", 1, identityKey), v2.keys(), 2_000).keyId).toBe(2);
-    expect(() => verifySenderCertificate(provider, old, new SenderCertificates(tokens, 3, now).keys(), 2_000)).toThrow(/not one of the server's/);
+    expect(await (await verifySenderCertificate(provider, old, v2.keys(), 2000)).keyId).toBe(1);
+    expect(await (await verifySenderCertificate(provider, v2.issue("alice", 1, identityKey), v2.keys(), 2000)).keyId).toBe(2);
+    await expect(verifySenderCertificate(provider, old, new SenderCertificates(tokens, 3, now).keys(), 2_000)).rejects.toThrow(/not one of the server's/);
   });
 });

@@ -15,6 +15,7 @@ import type { SignedDeviceList } from "@sealpost/gen/sealpost/directory/v1/devic
 import { KemPrekeySchema, OneTimePrekeySchema, SignedPrekeySchema, type OneTimePrekey } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { concatBytes, createNodeProvider, u32be, utf8, type CryptoProvider } from "@sealpost/client/crypto";
 import { authSignedBytes, createFirstDeviceList, generateDeviceKeys, linkDeviceChange, type GeneratedDeviceKeys } from "@sealpost/client/directory";
+import { mapInOrder } from "@sealpost/client/util";
 
 export interface TestPrekeys {
   signed: { keyId: number; privateKey: Uint8Array; publicKey: Uint8Array; signature: Uint8Array };
@@ -78,32 +79,32 @@ export async function authenticateDevice(
 ): Promise<{ token: string; expiresAtMs: number }> {
   const client = createClient(DirectoryService, plainTransport(baseUrl));
   const { nonce } = await client.getAuthChallenge({ device: address });
-  const signature = provider.ed25519Sign(signingSeed, authSignedBytes(address.accountId, address.deviceId, nonce));
+  const signature = await provider.ed25519Sign(signingSeed, authSignedBytes(address.accountId, address.deviceId, nonce));
   const res = await client.authenticate({ device: address, nonce, signature });
   return { token: res.token, expiresAtMs: Number(res.expiresAtMs) };
 }
 
 /** Signed prekey, ML-KEM prekey and `count` one-time prekeys (ids firstOneTimeId, ...). */
-export function generateTestPrekeys(provider: CryptoProvider, keys: GeneratedDeviceKeys, count: number, firstOneTimeId = 1): TestPrekeys {
+export async function generateTestPrekeys(provider: CryptoProvider, keys: GeneratedDeviceKeys, count: number, firstOneTimeId = 1): Promise<TestPrekeys> {
   const spPriv = provider.random(32);
-  const spPub = provider.x25519PublicKey(spPriv);
+  const spPub = await provider.x25519PublicKey(spPriv);
   const kemPair = provider.mlKemKeygen(provider.random(64));
   return {
     signed: {
       keyId: 1,
       privateKey: spPriv,
       publicKey: spPub,
-      signature: provider.ed25519Sign(keys.signingSeed, concatBytes(SIGNED_PREKEY_LABEL, u32be(1), spPub)),
+      signature: await provider.ed25519Sign(keys.signingSeed, concatBytes(SIGNED_PREKEY_LABEL, u32be(1), spPub)),
     },
     kem: {
       keyId: 1,
       secretKey: kemPair.secretKey,
       publicKey: kemPair.publicKey,
-      signature: provider.ed25519Sign(keys.signingSeed, concatBytes(KEM_PREKEY_LABEL, u32be(1), kemPair.publicKey)),
+      signature: await provider.ed25519Sign(keys.signingSeed, concatBytes(KEM_PREKEY_LABEL, u32be(1), kemPair.publicKey)),
     },
-    oneTime: Array.from({ length: count }, (_, i) => {
+    oneTime: await mapInOrder(Array.from({ length: count }), async (_, i) => {
       const privateKey = provider.random(32);
-      return { keyId: firstOneTimeId + i, privateKey, publicKey: provider.x25519PublicKey(privateKey) };
+      return { keyId: firstOneTimeId + i, privateKey, publicKey: await provider.x25519PublicKey(privateKey) };
     }),
   };
 }
@@ -166,19 +167,19 @@ export async function createTestAccount(baseUrl: string, accountId: string, opts
   const now = Date.now();
   const open = createClient(DirectoryService, plainTransport(baseUrl, protocol));
 
-  const firstKeys = generateDeviceKeys(provider, "device-1");
-  const firstPrekeys = generateTestPrekeys(provider, firstKeys, otpCount);
-  let deviceList = createFirstDeviceList(provider, { accountId, device: firstKeys, nowMs: now });
+  const firstKeys = await generateDeviceKeys(provider, "device-1");
+  const firstPrekeys = await generateTestPrekeys(provider, firstKeys, otpCount);
+  let deviceList = await createFirstDeviceList(provider, { accountId, device: firstKeys, nowMs: now });
   const created = await open.createAccount({ deviceList, ...prekeyMessages(firstPrekeys) });
   const first = await deviceFor(baseUrl, accountId, created.device!.deviceId, firstKeys, firstPrekeys, provider, protocol);
   const devices = [first];
 
   for (let i = 1; i < count; i++) {
-    const keys = generateDeviceKeys(provider, `device-${i + 1}`);
-    const change = linkDeviceChange(provider, deviceList, { deviceId: first.address.deviceId, signingSeed: firstKeys.signingSeed }, keys, now);
+    const keys = await generateDeviceKeys(provider, `device-${i + 1}`);
+    const change = await linkDeviceChange(provider, deviceList, { deviceId: first.address.deviceId, signingSeed: firstKeys.signingSeed }, keys, now);
     await first.directory.linkDevice({ deviceList: change.deviceList });
     deviceList = change.deviceList;
-    const prekeys = generateTestPrekeys(provider, keys, otpCount);
+    const prekeys = await generateTestPrekeys(provider, keys, otpCount);
     const device = await deviceFor(baseUrl, accountId, change.deviceId, keys, prekeys, provider, protocol);
     await device.directory.uploadPrekeys(prekeyMessages(prekeys));
     devices.push(device);

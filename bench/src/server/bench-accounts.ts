@@ -32,21 +32,21 @@ export async function createBenchDevices(provider: CryptoProvider, baseUrl: stri
     for (let i = next++; i < count; i = next++) {
       const dir = pool.next();
       const accountId = `${prefix}-${i}`;
-      const keys = generateDeviceKeys(provider, "bench");
+      const keys = await generateDeviceKeys(provider, "bench");
       const spPriv = provider.random(32);
-      const spPub = provider.x25519PublicKey(spPriv);
-      const deviceList = createFirstDeviceList(provider, { accountId, device: keys, nowMs: Date.now() });
+      const spPub = await provider.x25519PublicKey(spPriv);
+      const deviceList = await createFirstDeviceList(provider, { accountId, device: keys, nowMs: Date.now() });
       const res = await dir.createAccount({
         deviceList,
         signedPrekey: create(SignedPrekeySchema, {
           keyId: 1,
           publicKey: spPub,
-          signature: provider.ed25519Sign(keys.signingSeed, concatBytes(SIGNED_PREKEY_LABEL, u32be(1), spPub)),
+          signature: await provider.ed25519Sign(keys.signingSeed, concatBytes(SIGNED_PREKEY_LABEL, u32be(1), spPub)),
         }),
         kemPrekey: create(KemPrekeySchema, {
           keyId: 1,
           publicKey: kem.publicKey,
-          signature: provider.ed25519Sign(keys.signingSeed, concatBytes(KEM_PREKEY_LABEL, u32be(1), kem.publicKey)),
+          signature: await provider.ed25519Sign(keys.signingSeed, concatBytes(KEM_PREKEY_LABEL, u32be(1), kem.publicKey)),
         }),
       });
       const device = { accountId, deviceId: res.device!.deviceId };
@@ -54,7 +54,7 @@ export async function createBenchDevices(provider: CryptoProvider, baseUrl: stri
       const auth = await dir.authenticate({
         device,
         nonce,
-        signature: provider.ed25519Sign(keys.signingSeed, authSignedBytes(accountId, device.deviceId, nonce)),
+        signature: await provider.ed25519Sign(keys.signingSeed, authSignedBytes(accountId, device.deviceId, nonce)),
       });
       out[i] = { ...device, headers: { authorization: `Bearer ${auth.token}` } };
     }

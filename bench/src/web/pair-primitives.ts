@@ -25,18 +25,18 @@ export function providerPair(p: CryptoProvider): () => Promise<void> {
   let sending: Uint8Array = p.random(32);
   let receiving: Uint8Array = sending.slice();
   return async () => {
-    const mk = p.hmacSha256(sending, ONE);
-    sending = p.hmacSha256(sending, TWO);
+    const mk = await p.hmacSha256(sending, ONE);
+    sending = await p.hmacSha256(sending, TWO);
     const contentKey = p.random(32);
-    const body = p.aesGcmSeal(contentKey, NONCE, BODY, BODY_AD);
+    const body = await p.aesGcmSeal(contentKey, NONCE, BODY, BODY_AD);
     const hash = p.sha256(body);
-    const entry = p.aesGcmSeal(mk, NONCE, ENTRY, ENTRY_AD);
+    const entry = await p.aesGcmSeal(mk, NONCE, ENTRY, ENTRY_AD);
 
-    const rk = p.hmacSha256(receiving, ONE);
-    receiving = p.hmacSha256(receiving, TWO);
-    if (p.aesGcmOpen(rk, NONCE, entry, ENTRY_AD) === undefined) throw new Error("entry did not open");
+    const rk = await p.hmacSha256(receiving, ONE);
+    receiving = await p.hmacSha256(receiving, TWO);
+    if ((await p.aesGcmOpen(rk, NONCE, entry, ENTRY_AD)) === undefined) throw new Error("entry did not open");
     if (p.sha256(body)[0] !== hash[0]) throw new Error("hash differs");
-    if (p.aesGcmOpen(contentKey, NONCE, body, BODY_AD) === undefined) throw new Error("body did not open");
+    if ((await p.aesGcmOpen(contentKey, NONCE, body, BODY_AD)) === undefined) throw new Error("body did not open");
   };
 }
 
@@ -72,12 +72,12 @@ export function webCryptoPair(subtle: SubtleCrypto, random: (n: number) => Uint8
  * A DH ratchet key through a provider: a new X25519 key pair and one agreement with the
  * peer's raw public key (what a sending DH ratchet step and, halved, a receiving one cost).
  */
-export function providerRatchetKey(p: CryptoProvider): () => Promise<void> {
-  const peer = p.x25519PublicKey(p.random(32));
+export async function providerRatchetKey(p: CryptoProvider): Promise<() => Promise<void>> {
+  const peer = await p.x25519PublicKey(p.random(32));
   return async () => {
     const priv = p.random(32);
-    p.x25519PublicKey(priv);
-    p.x25519(priv, peer);
+    await p.x25519PublicKey(priv);
+    await p.x25519(priv, peer);
   };
 }
 
@@ -85,8 +85,8 @@ export function providerRatchetKey(p: CryptoProvider): () => Promise<void> {
  * The same through WebCrypto: generate the pair, export its public half (the header carries
  * it) and its private half (session state is stored as bytes), import the peer's key, agree.
  */
-export function webCryptoRatchetKey(subtle: SubtleCrypto, p: CryptoProvider): () => Promise<void> {
-  const peerRaw = new Uint8Array(p.x25519PublicKey(p.random(32)));
+export async function webCryptoRatchetKey(subtle: SubtleCrypto, p: CryptoProvider): Promise<() => Promise<void>> {
+  const peerRaw = new Uint8Array(await p.x25519PublicKey(p.random(32)));
   return async () => {
     const pair = (await subtle.generateKey({ name: "X25519" }, true, ["deriveBits"])) as CryptoKeyPair;
     await subtle.exportKey("raw", pair.publicKey);

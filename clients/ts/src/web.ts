@@ -1,6 +1,6 @@
 /**
  * The SDK for browsers: the same Messenger, groups and protocol as on Node, with the browser's
- * platform parts (Connect over fetch; the portable @noble provider) and stores that need no
+ * platform parts (Connect over fetch; the WebCrypto provider, @noble where WebCrypto lacks a primitive) and stores that need no
  * file system (IndexedDB, or memory). Bundlers pick the browser parts through the package's `#platform`
  * import (the "browser" condition); nothing here imports a Node module.
  */
@@ -38,5 +38,6 @@ export { createMemoryGroupStores } from "./store/group-memory-store.js";
 export { openIndexedDbStores, type IndexedDbStores } from "./store/indexeddb-stores.js";
 export type { IndexedDbOptions } from "./store/indexeddb-space.js";
 export { createNobleProvider } from "./crypto/noble-provider.js";
+export { createWebCryptoProvider } from "./crypto/webcrypto-provider.js";
 export type { CryptoProvider } from "./crypto/provider.js";
 export { platformName } from "#platform";

@@ -200,7 +200,7 @@ describe("canonical decoders", () => {
     const key = addressKey(b.address);
     const record = (await a.stores.sessions.load(key))!;
     const state = record.current as SessionState;
-    const { header, ciphertext } = ratchetEncrypt(provider, state, reversed);
+    const { header, ciphertext } = await ratchetEncrypt(provider, state, reversed);
     await a.stores.sessions.save(key, record);
     const entry = encodeDeviceEnvelope({
       version: state.version,

@@ -227,8 +227,8 @@ describe("link codes link once and expire", () => {
     expect(fromRevoked.stdout).not.toMatch(/sent/);
 
     const p = createNodeProvider();
-    const keys = generateDeviceKeys(p, "old");
-    const expired = makeLinkCode(p, keys, acct("alice"), "old", Date.now() - LINK_CODE_TTL_MS - 1000);
+    const keys = await generateDeviceKeys(p, "old");
+    const expired = await makeLinkCode(p, keys, acct("alice"), "old", Date.now() - LINK_CODE_TTL_MS - 1000);
     const late = await cli("alice", ["link", "--code", expired]);
     expect(late.code).toBe(1);
     expect(late.stderr).toMatch(/link code expired/);

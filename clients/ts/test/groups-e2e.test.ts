@@ -193,7 +193,7 @@ describe("groups end to end", () => {
     const v1signed = decodeSignedGroupState(stored.signedState);
     const v1 = { signed: v1signed, state: parseSignedGroupState(v1signed), hash: bob.m.provider.sha256(v1signed.state) };
     const seed = (await bob.m.protocol.identity.getLocalIdentity())!.signingSeed;
-    const forged = signGroupState(bob.m.provider, applyGroupChange(v1, { promote: [bob.m.accountId], add: ["mallory-x"] }), bob.m.address, seed);
+    const forged = await signGroupState(bob.m.provider, applyGroupChange(v1, { promote: [bob.m.accountId], add: ["mallory-x"] }), bob.m.address, seed);
     const content = create(ContentSchema, {
       conversation: { kind: { case: "groupId", value: fromHex(g) } },
       body: { case: "groupControl", value: create(GroupControlSchema, { kind: { case: "update", value: forged } }) },

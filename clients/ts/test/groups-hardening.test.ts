@@ -19,9 +19,9 @@ import { FakeNetwork } from "./groups-network.js";
 
 /** alice (admin), bob and carol settled into one group. */
 async function threePeople(net = new FakeNetwork(createNodeProvider())) {
-  const a1 = net.add("alice", 1);
-  const b1 = net.add("bob", 1);
-  const c1 = net.add("carol", 1);
+  const a1 = await net.add("alice", 1);
+  const b1 = await net.add("bob", 1);
+  const c1 = await net.add("carol", 1);
   const g = (await a1.manager.createGroup("trip", ["bob", "carol"])).groupId;
   await net.settle();
   return { net, a1, b1, c1, g };
@@ -33,8 +33,8 @@ describe("group layer hardening", () => {
     try {
       const provider = createNodeProvider();
       const net = new FakeNetwork(provider);
-      const a1 = net.add("alice", 1, createFileGroupStores(path.join(dir, "alice"), { fsync: false }));
-      const b1 = net.add("bob", 1, createFileGroupStores(path.join(dir, "bob"), { fsync: false }));
+      const a1 = await net.add("alice", 1, createFileGroupStores(path.join(dir, "alice"), { fsync: false }));
+      const b1 = await net.add("bob", 1, createFileGroupStores(path.join(dir, "bob"), { fsync: false }));
       const g = await a1.manager.createGroup("trip", ["bob"]);
       await net.settle();
       await a1.manager.sendText(g.groupId, "hello");
@@ -109,7 +109,7 @@ describe("group layer hardening", () => {
   async function flooded() {
     const provider = createNodeProvider();
     const net = new FakeNetwork(provider, { maxPendingTotal: 10, maxPendingBytes: 40_000 });
-    const a1 = net.add("alice", 1);
+    const a1 = await net.add("alice", 1);
     const writes: number[] = [];
     const removes: number[] = [];
     const writesPerBody: number[] = [];
@@ -124,7 +124,7 @@ describe("group layer hardening", () => {
       }
     }
     const stores = { ...createMemoryGroupStores(), pending: new CountingPending() };
-    const b1 = net.add("bob", 1, stores);
+    const b1 = await net.add("bob", 1, stores);
     for (let i = 0; i < 25; i++) {
       const body = encodeSenderKeySharedBody(provider.random(16), 1, 0, provider.random(100), provider.random(64));
       await b1.manager.handleGroupBody(a1.self, provider.random(16), body, net.clock);

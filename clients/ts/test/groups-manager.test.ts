@@ -16,11 +16,11 @@ import { FakeNetwork, type FakeDevice, type Mail } from "./groups-network.js";
 /** alice (2 devices, admin), bob (2 devices), carol (1 device), all settled into one group. */
 async function threePeople() {
   const net = new FakeNetwork(createNodeProvider());
-  const a1 = net.add("alice", 1);
-  const a2 = net.add("alice", 2);
-  const b1 = net.add("bob", 1);
-  const b2 = net.add("bob", 2);
-  const c1 = net.add("carol", 1);
+  const a1 = await net.add("alice", 1);
+  const a2 = await net.add("alice", 2);
+  const b1 = await net.add("bob", 1);
+  const b2 = await net.add("bob", 2);
+  const c1 = await net.add("carol", 1);
   const g = await a1.manager.createGroup("trip", ["bob", "carol"]);
   await net.settle();
   return { net, a1, a2, b1, b2, c1, g: g.groupId, all: [a1, a2, b1, b2, c1] };
@@ -62,7 +62,7 @@ describe("GroupManager over an in-memory network", () => {
     const p = createNodeProvider();
     const v1 = { signed: signed1, state: parseSignedGroupState(signed1), hash: p.sha256(signed1.state) };
     for (const change of [{ add: ["mallory"] }, { promote: ["bob"] }, { remove: ["alice"], promote: ["bob"] }, { title: "pwned" }]) {
-      const forged = signGroupState(p, applyGroupChange(v1, change), b1.self, b1.identity.signingSeed);
+      const forged = await signGroupState(p, applyGroupChange(v1, change), b1.self, b1.identity.signingSeed);
       const content = create(ContentSchema, {
         conversation: { kind: { case: "groupId", value: fromHex(g) } },
         body: { case: "groupControl", value: create(GroupControlSchema, { kind: { case: "update", value: forged } }) },
@@ -177,7 +177,7 @@ describe("GroupManager over an in-memory network", () => {
 
   it("a new member cannot read earlier messages, and reads later ones", async () => {
     const { net, a1, b1, g } = await threePeople();
-    const d1 = net.add("dave", 1);
+    const d1 = await net.add("dave", 1);
     await a1.manager.sendText(g, "early alice");
     await b1.manager.sendText(g, "early bob");
     await net.settle();
@@ -195,7 +195,7 @@ describe("GroupManager over an in-memory network", () => {
     const { net, a1, b1, c1, g } = await threePeople();
     await a1.manager.sendText(g, "before the new device");
     await net.settle();
-    const b3 = net.add("bob", 3);
+    const b3 = await net.add("bob", 3);
     await a1.manager.sendText(g, "after the new device");
     await c1.manager.sendText(g, "carol too");
     await net.settle();
@@ -287,8 +287,8 @@ describe("GroupManager over an in-memory network", () => {
     // The losing admin re-applied its change on top of the winner: version 4, same everywhere.
     expect(infos[0]?.version).toBe(4);
     // Concurrent membership changes: both end up applied.
-    net.add("dave", 1);
-    net.add("erin", 1);
+    await net.add("dave", 1);
+    await net.add("erin", 1);
     await a1.manager.addMembers(g, ["dave"]);
     await b1.manager.addMembers(g, ["erin"]);
     await net.settle();
@@ -315,8 +315,8 @@ describe("GroupManager over an in-memory network", () => {
     try {
       const net = new FakeNetwork(createNodeProvider());
       const stores = (who: string) => createFileGroupStores(path.join(dir, who), { fsync: false });
-      const a1 = net.add("alice", 1, stores("a1"));
-      const b1 = net.add("bob", 1, stores("b1"));
+      const a1 = await net.add("alice", 1, stores("a1"));
+      const b1 = await net.add("bob", 1, stores("b1"));
       const g = (await a1.manager.createGroup("durable", ["bob"])).groupId;
       await net.settle();
       await a1.manager.sendText(g, "before restart");

@@ -37,10 +37,10 @@ describe("groups: randomized membership model", () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 25 }), async (ops) => {
         const net = new FakeNetwork(provider);
-        const alice = net.add("alice", 1);
+        const alice = await net.add("alice", 1);
         const nextDeviceId = new Map<string, number>([["alice", 2]]);
         for (const a of POOL) {
-          net.add(a, 1);
+          await net.add(a, 1);
           nextDeviceId.set(a, 2);
         }
         const members = new Set(["alice", "bob", "carol"]);
@@ -88,7 +88,7 @@ describe("groups: randomized membership model", () => {
             const a = POOL[op.account];
             const id = nextDeviceId.get(a)!;
             nextDeviceId.set(a, id + 1);
-            net.add(a, id);
+            await net.add(a, id);
           } else {
             const devices = net.devicesOf(POOL[op.account]);
             if (devices.length > 1) net.revoke(devices.at(-1)!);

@@ -38,9 +38,10 @@ export class FakeDevice implements GroupPort {
     readonly net: FakeNetwork,
     readonly self: DeviceRef,
     private readonly provider: CryptoProvider,
+    identity: LocalIdentity,
     readonly stores: GroupStores = createMemoryGroupStores(),
   ) {
-    this.identity = generateLocalIdentity(provider, self.deviceId);
+    this.identity = identity;
     this.manager = new GroupManager({ provider, stores, port: this, now: () => net.clock, ...net.managerOptions });
   }
   /** A new GroupManager over `stores` (a restart, for durable stores). */
@@ -120,8 +121,8 @@ export class FakeNetwork {
     /** Extra options of every device's GroupManager. */
     readonly managerOptions: Partial<GroupManagerOptions> = {},
   ) {}
-  add(accountId: string, deviceId: number, stores?: GroupStores): FakeDevice {
-    const d = new FakeDevice(this, { accountId, deviceId }, this.provider, stores);
+  async add(accountId: string, deviceId: number, stores?: GroupStores): Promise<FakeDevice> {
+    const d = new FakeDevice(this, { accountId, deviceId }, this.provider, await generateLocalIdentity(this.provider, deviceId), stores);
     this.all.push(d);
     return d;
   }

@@ -76,8 +76,8 @@ describe("sender keys: wire", () => {
     const out: string[] = [];
     for (const [, make] of PROVIDERS) {
       const p = make("sender-keys-agreement");
-      const own = createOwnSenderKey(p, GROUP, 0);
-      const bodies = [0, 1, 2].map((i) => toHex(senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, `m${i}`)))));
+      const own = await createOwnSenderKey(p, GROUP, 0);
+      const bodies = [0, 1, 2].map(async (i) => toHex(await senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, `m${i}`)))));
       out.push(bodies.join(","));
     }
     expect(out[0]).toBe(out[1]);
@@ -137,45 +137,45 @@ describe.each(PROVIDERS)("sender keys (%s)", (_name, makeProvider) => {
 
   it("accepts a jump of exactly the limit, rejects one beyond it without changing state", async () => {
     const p = makeProvider();
-    const own = createOwnSenderKey(p, GROUP, 0);
+    const own = await createOwnSenderKey(p, GROUP, 0);
     const record = processSenderKeyDistribution(undefined, senderKeyDistribution(own), 0);
     const snapshot = cloneSenderKeyRecord(record);
     // Advance the sender far ahead without delivering.
     const bodies: Uint8Array[] = [];
-    for (let i = 0; i <= MAX_SENDER_KEY_FORWARD_JUMP + 1; i++) bodies.push(senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, `m${i}`))));
-    expect(() => planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[MAX_SENDER_KEY_FORWARD_JUMP + 1])!)).toThrow(TooFarAheadError);
+    for (let i = 0; i <= MAX_SENDER_KEY_FORWARD_JUMP + 1; i++) bodies.push(await senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, `m${i}`))));
+    await expect(planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[MAX_SENDER_KEY_FORWARD_JUMP + 1])!)).rejects.toThrow(TooFarAheadError);
     expect(record).toEqual(snapshot);
-    const plan = planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[MAX_SENDER_KEY_FORWARD_JUMP])!);
+    const plan = await planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[MAX_SENDER_KEY_FORWARD_JUMP])!);
     plan.commit();
     expect(record.chains[0].iteration).toBe(MAX_SENDER_KEY_FORWARD_JUMP + 1);
     expect(record.chains[0].skipped).toHaveLength(Math.min(MAX_SENDER_KEY_FORWARD_JUMP, MAX_SENDER_KEY_SKIPPED));
     // A skipped one still decrypts, once.
-    const late = planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[17])!);
+    const late = await planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[17])!);
     late.commit();
-    expect(() => planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[17])!)).toThrow(DuplicateMessageError);
+    await expect(planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[17])!)).rejects.toThrow(DuplicateMessageError);
     // The next one in order decrypts.
-    planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[MAX_SENDER_KEY_FORWARD_JUMP + 1])!).commit();
+    await (await planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[MAX_SENDER_KEY_FORWARD_JUMP + 1])!)).commit();
   });
 
   it("keeps at most MAX_SENDER_KEY_SKIPPED skipped keys; the oldest expire", async () => {
     const p = makeProvider();
-    const own = createOwnSenderKey(p, GROUP, 0);
+    const own = await createOwnSenderKey(p, GROUP, 0);
     const record = processSenderKeyDistribution(undefined, senderKeyDistribution(own), 0);
     const bodies: Uint8Array[] = [];
     const total = MAX_SENDER_KEY_SKIPPED + 10;
-    for (let i = 0; i < total; i++) bodies.push(senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, `m${i}`))));
-    planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[1000])!).commit();
-    planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[total - 1])!).commit();
+    for (let i = 0; i < total; i++) bodies.push(await senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, `m${i}`))));
+    await (await planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[1000])!)).commit();
+    await (await planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[total - 1])!)).commit();
     expect(record.chains[0].skipped.length).toBe(MAX_SENDER_KEY_SKIPPED);
-    expect(() => planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[0])!)).toThrow(DuplicateMessageError);
-    planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[total - 2])!).commit();
+    await expect(planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[0])!)).rejects.toThrow(DuplicateMessageError);
+    await (await planSenderKeyDecrypt(p, record, parseSenderKeyBody(bodies[total - 2])!)).commit();
   });
 
   it("rejects tampering with any field and leaves the record unchanged", async () => {
     const p = makeProvider();
-    const own = createOwnSenderKey(p, GROUP, 0);
+    const own = await createOwnSenderKey(p, GROUP, 0);
     const record = processSenderKeyDistribution(undefined, senderKeyDistribution(own), 0);
-    const body = senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, "tamper me")));
+    const body = await senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, "tamper me")));
     const m = parseSenderKeyBody(body)!;
     const snapshot = cloneSenderKeyRecord(record);
     const variants = [
@@ -183,42 +183,42 @@ describe.each(PROVIDERS)("sender keys (%s)", (_name, makeProvider) => {
       { ...m, ciphertext: Uint8Array.from(m.ciphertext, (b, i) => (i === 3 ? b ^ 1 : b)) },
       { ...m, signature: Uint8Array.from(m.signature, (b, i) => (i === 0 ? b ^ 1 : b)) },
     ];
-    for (const v of variants) expect(() => planSenderKeyDecrypt(p, record, v)).toThrow(InvalidSignatureError);
-    expect(() => planSenderKeyDecrypt(p, record, { ...m, chainId: (m.chainId + 1) >>> 0 })).toThrow(NoSessionError);
-    expect(() => planSenderKeyDecrypt(p, record, { ...m, version: 2 })).toThrow(/version/);
-    expect(() => planSenderKeyDecrypt(p, record, { ...m, distributionId: new Uint8Array(16) })).toThrow(InvalidMessageError);
+    for (const v of variants) await expect(planSenderKeyDecrypt(p, record, v)).rejects.toThrow(InvalidSignatureError);
+    await expect(planSenderKeyDecrypt(p, record, { ...m, chainId: (m.chainId + 1) >>> 0 })).rejects.toThrow(NoSessionError);
+    await expect(planSenderKeyDecrypt(p, record, { ...m, version: 2 })).rejects.toThrow(/version/);
+    await expect(planSenderKeyDecrypt(p, record, { ...m, distributionId: new Uint8Array(16) })).rejects.toThrow(InvalidMessageError);
     expect(record).toEqual(snapshot);
-    planSenderKeyDecrypt(p, record, m).commit();
+    await (await planSenderKeyDecrypt(p, record, m)).commit();
   });
 
   it("a member who knows the chain key cannot forge the sender's messages", async () => {
     const p = makeProvider();
-    const own = createOwnSenderKey(p, GROUP, 0);
+    const own = await createOwnSenderKey(p, GROUP, 0);
     const dist = senderKeyDistribution(own);
     const victim = processSenderKeyDistribution(undefined, dist, 0);
     // Mallory (a member) holds the same distribution, so she can derive message keys...
-    const step = kdfChain(p, dist.chainKey);
+    const step = await kdfChain(p, dist.chainKey);
     const header = senderKeyHeader(GROUP, dist.distributionId, dist.chainId, 0);
-    const ct = p.aesGcmSeal(step.messageKey, ZERO_NONCE, pad(toBinary(ContentSchema, msg(GROUP, "forged"))), header);
+    const ct = await p.aesGcmSeal(step.messageKey, ZERO_NONCE, pad(toBinary(ContentSchema, msg(GROUP, "forged"))), header);
     // ...but not sign: her own key's signature does not verify.
     const malloryKey = p.random(32);
-    const sig = p.ed25519Sign(malloryKey, concatBytes(header, ct));
+    const sig = await p.ed25519Sign(malloryKey, concatBytes(header, ct));
     const forged = parseSenderKeyBody(encodeSenderKeySharedBody(dist.distributionId, dist.chainId, 0, ct, sig))!;
-    expect(() => planSenderKeyDecrypt(p, victim, forged)).toThrow(InvalidSignatureError);
+    await expect(planSenderKeyDecrypt(p, victim, forged)).rejects.toThrow(InvalidSignatureError);
     // And a well-signed message under a wrong key fails the AEAD.
-    const wrongCt = p.aesGcmSeal(new Uint8Array(32), ZERO_NONCE, pad(new Uint8Array(3)), header);
-    const goodSig = p.ed25519Sign(own.signingSeed, concatBytes(header, wrongCt));
-    expect(() =>
+    const wrongCt = await p.aesGcmSeal(new Uint8Array(32), ZERO_NONCE, pad(new Uint8Array(3)), header);
+    const goodSig = await p.ed25519Sign(own.signingSeed, concatBytes(header, wrongCt));
+    await expect(
       planSenderKeyDecrypt(p, victim, parseSenderKeyBody(encodeSenderKeySharedBody(dist.distributionId, dist.chainId, 0, wrongCt, goodSig))!),
-    ).toThrow(DecryptionError);
+    ).rejects.toThrow(DecryptionError);
   });
 
   it("binds content to the group: a body claiming another conversation is refused", async () => {
     const p = makeProvider();
-    const own = createOwnSenderKey(p, GROUP, 0);
+    const own = await createOwnSenderKey(p, GROUP, 0);
     const receiver = new GroupCipher(p, createMemoryGroupStores().senderKeys);
     await receiver.processDistribution(ALICE, senderKeyDistribution(own));
-    const body = senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(OTHER_GROUP, "wrong group")));
+    const body = await senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(OTHER_GROUP, "wrong group")));
     await expect(receiver.decrypt(ALICE, body)).rejects.toBeInstanceOf(InvalidMessageError);
     // The same iteration is still available (nothing committed).
     const sender = new GroupCipher(p, createMemoryGroupStores().senderKeys);
@@ -227,15 +227,17 @@ describe.each(PROVIDERS)("sender keys (%s)", (_name, makeProvider) => {
 
   it("ignores a re-sent distribution of a chain it holds; refuses a conflicting signing key", async () => {
     const p = makeProvider();
-    const own = createOwnSenderKey(p, GROUP, 0);
+    const own = await createOwnSenderKey(p, GROUP, 0);
     const d0 = senderKeyDistribution(own);
     const record = processSenderKeyDistribution(undefined, d0, 0);
-    const b0 = senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, "zero")));
-    planSenderKeyDecrypt(p, record, parseSenderKeyBody(b0)!).commit();
+    const b0 = await senderKeyEncrypt(p, own, toBinary(ContentSchema, msg(GROUP, "zero")));
+    await (await planSenderKeyDecrypt(p, record, parseSenderKeyBody(b0)!)).commit();
     // Replaying the old distribution must not revive iteration 0.
     processSenderKeyDistribution(record, d0, 0);
-    expect(() => planSenderKeyDecrypt(p, record, parseSenderKeyBody(b0)!)).toThrow(DuplicateMessageError);
-    expect(() => processSenderKeyDistribution(record, { ...d0, signingKey: p.ed25519PublicKey(p.random(32)) }, 0)).toThrow(InvalidMessageError);
+    await expect(planSenderKeyDecrypt(p, record, parseSenderKeyBody(b0)!)).rejects.toThrow(DuplicateMessageError);
+    await expect((async () => processSenderKeyDistribution(record, { ...d0, signingKey: await p.ed25519PublicKey(p.random(32)) }, 0))()).rejects.toThrow(
+      InvalidMessageError,
+    );
     expect(() => processSenderKeyDistribution(undefined, { ...d0, chainKey: new Uint8Array(31) }, 0)).toThrow(InvalidMessageError);
   });
 
@@ -318,10 +320,10 @@ describe("sender keys: file store", () => {
   it("noble and node decrypt each other's group messages", async () => {
     const a = createNobleProvider({ random: createDeterministicRandom("x") });
     const b = createNodeProvider();
-    const own = createOwnSenderKey(a, GROUP, 0);
+    const own = await createOwnSenderKey(a, GROUP, 0);
     const rec = processSenderKeyDistribution(undefined, senderKeyDistribution(own), 0);
-    const body = senderKeyEncrypt(a, own, toBinary(ContentSchema, msg(GROUP, "cross")));
-    const plan = planSenderKeyDecrypt(b, rec, parseSenderKeyBody(body)!);
+    const body = await senderKeyEncrypt(a, own, toBinary(ContentSchema, msg(GROUP, "cross")));
+    const plan = await planSenderKeyDecrypt(b, rec, parseSenderKeyBody(body)!);
     expect(textOf(fromBinary(ContentSchema, plan.plaintext))).toBe("cross");
   });
 });

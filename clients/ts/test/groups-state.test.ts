@@ -1,5 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { GroupRole, GroupStateSchema, GroupMemberSchema } from "@sealpost/gen/sealpost/envelope/v1/group_pb.js";
+import { mapInOrder } from "../src/util/in-order.js";
 import { describe, expect, it } from "vitest";
 import { toHex } from "../src/crypto/bytes.js";
 import { createDeterministicRandom } from "../src/crypto/deterministic-random.js";
@@ -30,16 +31,16 @@ const GROUP = new Uint8Array(16).fill(3);
 function world(p: CryptoProvider) {
   const ids = new Map<string, LocalIdentity>();
   const revoked = new Set<string>();
-  const dev = (accountId: string, deviceId: number) => {
+  const dev = async (accountId: string, deviceId: number) => {
     const key = `${accountId}.${deviceId}`;
-    if (!ids.has(key)) ids.set(key, generateLocalIdentity(p, deviceId));
+    if (!ids.has(key)) ids.set(key, await generateLocalIdentity(p, deviceId));
     return { address: { accountId, deviceId } as GroupDevice, identity: ids.get(key)! };
   };
   const lookup: SigningKeyLookup = (d) => (revoked.has(`${d.accountId}.${d.deviceId}`) ? undefined : ids.get(`${d.accountId}.${d.deviceId}`)?.signingKey);
   return { dev, lookup, revoke: (a: string, d: number) => revoked.add(`${a}.${d}`) };
 }
 
-function genesis(p: CryptoProvider, w: ReturnType<typeof world>) {
+async function genesis(p: CryptoProvider, w: ReturnType<typeof world>) {
   const state = encodeGroupState({
     groupId: GROUP,
     version: 1n,
@@ -52,18 +53,24 @@ function genesis(p: CryptoProvider, w: ReturnType<typeof world>) {
     previousHash: new Uint8Array(0),
     adminsOnlyMessages: false,
   });
-  const a = w.dev("alice", 1);
-  return verifyGenesis(p, signGroupState(p, state, a.address, a.identity.signingSeed), w.lookup);
+  const a = await w.dev("alice", 1);
+  return verifyGenesis(p, await signGroupState(p, state, a.address, a.identity.signingSeed), w.lookup);
 }
 
-function change(p: CryptoProvider, w: ReturnType<typeof world>, cur: VerifiedGroupState, by: [string, number], c: Parameters<typeof applyGroupChange>[1]) {
-  const d = w.dev(by[0], by[1]);
+async function change(
+  p: CryptoProvider,
+  w: ReturnType<typeof world>,
+  cur: VerifiedGroupState,
+  by: [string, number],
+  c: Parameters<typeof applyGroupChange>[1],
+) {
+  const d = await w.dev(by[0], by[1]);
   return signGroupState(p, applyGroupChange(cur, c), d.address, d.identity.signingSeed);
 }
 
-function problem(fn: () => unknown): string | undefined {
+async function problem(fn: () => unknown): Promise<string | undefined> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     if (e instanceof GroupStateError) return e.problem;
     throw e;
@@ -72,13 +79,13 @@ function problem(fn: () => unknown): string | undefined {
 }
 
 describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
-  it("creates a canonical version 1 and verifies a chain of admin changes", () => {
+  it("creates a canonical version 1 and verifies a chain of admin changes", async () => {
     const p = makeProvider();
     const w = world(p);
-    const v1 = genesis(p, w);
+    const v1 = await genesis(p, w);
     expect(v1.state.members.map((m) => m.accountId)).toEqual(["alice", "bob", "carol"]);
-    const s2 = change(p, w, v1, ["alice", 2], { add: ["dave"], promote: ["bob"] });
-    const v2 = verifyGroupStateUpdate(p, v1, s2, w.lookup);
+    const s2 = await change(p, w, v1, ["alice", 2], { add: ["dave"], promote: ["bob"] });
+    const v2 = await verifyGroupStateUpdate(p, v1, s2, w.lookup);
     expect(v2.state.version).toBe(2n);
     expect(diffGroupStates(v1.state, v2.state)).toEqual({
       added: ["dave"],
@@ -89,18 +96,18 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
       settingsChanged: false,
     });
     // Bob, now an admin, removes carol and changes settings.
-    const s3 = change(p, w, v2, ["bob", 1], { remove: ["carol"], title: "trip 2", adminsOnlyMessages: true });
-    const v3 = verifyGroupStateUpdate(p, v2, s3, w.lookup);
+    const s3 = await change(p, w, v2, ["bob", 1], { remove: ["carol"], title: "trip 2", adminsOnlyMessages: true });
+    const v3 = await verifyGroupStateUpdate(p, v2, s3, w.lookup);
     expect(diffGroupStates(v2.state, v3.state).removed).toEqual(["carol"]);
     expect(v3.state.adminsOnlyMessages).toBe(true);
-    const chainEnd = verifyGroupStateChain(p, [v1.signed, s2, s3], w.lookup);
+    const chainEnd = await verifyGroupStateChain(p, [v1.signed, s2, s3], w.lookup);
     expect(toHex(chainEnd.hash)).toBe(toHex(v3.hash));
   });
 
-  it("rejects a non-admin's correctly signed change (every kind of change)", () => {
+  it("rejects a non-admin's correctly signed change (every kind of change)", async () => {
     const p = makeProvider();
     const w = world(p);
-    const v1 = genesis(p, w);
+    const v1 = await genesis(p, w);
     const forged = [
       { add: ["mallory"] },
       { remove: ["alice"], promote: ["bob"] },
@@ -110,38 +117,40 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
       { title: "pwned" },
       { adminsOnlyMessages: true },
     ];
-    for (const c of forged) expect(problem(() => verifyGroupStateUpdate(p, v1, change(p, w, v1, ["bob", 1], c), w.lookup))).toBe("not-admin");
+    for (const c of forged) expect(await problem(async () => verifyGroupStateUpdate(p, v1, await change(p, w, v1, ["bob", 1], c), w.lookup))).toBe("not-admin");
   });
 
-  it("rejects bad signatures, unknown or revoked signers, forks, gaps, replays and other groups", () => {
+  it("rejects bad signatures, unknown or revoked signers, forks, gaps, replays and other groups", async () => {
     const p = makeProvider();
     const w = world(p);
-    const v1 = genesis(p, w);
-    const s2 = change(p, w, v1, ["alice", 1], { add: ["dave"] });
-    expect(problem(() => verifyGroupStateUpdate(p, v1, { ...s2, signature: s2.signature.map((b, i) => (i === 5 ? b ^ 1 : b)) }, w.lookup))).toBe(
+    const v1 = await genesis(p, w);
+    const s2 = await change(p, w, v1, ["alice", 1], { add: ["dave"] });
+    expect(await problem(() => verifyGroupStateUpdate(p, v1, { ...s2, signature: s2.signature.map((b, i) => (i === 5 ? b ^ 1 : b)) }, w.lookup))).toBe(
       "bad-signature",
     );
     // Claims to be alice.1 but signed by bob.1's key.
-    const bob = w.dev("bob", 1);
+    const bob = await w.dev("bob", 1);
     expect(
-      problem(() => verifyGroupStateUpdate(p, v1, signGroupState(p, s2.state, { accountId: "alice", deviceId: 1 }, bob.identity.signingSeed), w.lookup)),
+      await problem(async () =>
+        verifyGroupStateUpdate(p, v1, await signGroupState(p, s2.state, { accountId: "alice", deviceId: 1 }, bob.identity.signingSeed), w.lookup),
+      ),
     ).toBe("bad-signature");
     expect(
-      problem(() =>
+      await problem(() =>
         verifyGroupStateUpdate(p, v1, { ...s2, signer: { $typeName: "sealpost.directory.v1.DeviceAddress", accountId: "alice", deviceId: 9 } }, w.lookup),
       ),
     ).toBe("unknown-signer");
     w.revoke("alice", 1);
-    expect(problem(() => verifyGroupStateUpdate(p, v1, s2, w.lookup))).toBe("unknown-signer");
-    const v2 = verifyGroupStateUpdate(p, v1, change(p, w, v1, ["alice", 2], { add: ["dave"] }), w.lookup);
-    expect(problem(() => verifyGroupStateUpdate(p, v2, v1.signed, w.lookup))).toBe("stale");
-    expect(problem(() => verifyGroupStateUpdate(p, v2, v2.signed, w.lookup))).toBe("stale");
-    const s3 = change(p, w, v2, ["alice", 2], { title: "x" });
-    const s4 = change(p, w, verifyGroupStateUpdate(p, v2, s3, w.lookup), ["alice", 2], { title: "y" });
-    expect(problem(() => verifyGroupStateUpdate(p, v2, s4, w.lookup))).toBe("gap");
+    expect(await problem(() => verifyGroupStateUpdate(p, v1, s2, w.lookup))).toBe("unknown-signer");
+    const v2 = await verifyGroupStateUpdate(p, v1, await change(p, w, v1, ["alice", 2], { add: ["dave"] }), w.lookup);
+    expect(await problem(() => verifyGroupStateUpdate(p, v2, v1.signed, w.lookup))).toBe("stale");
+    expect(await problem(() => verifyGroupStateUpdate(p, v2, v2.signed, w.lookup))).toBe("stale");
+    const s3 = await change(p, w, v2, ["alice", 2], { title: "x" });
+    const s4 = await change(p, w, await verifyGroupStateUpdate(p, v2, s3, w.lookup), ["alice", 2], { title: "y" });
+    expect(await problem(() => verifyGroupStateUpdate(p, v2, s4, w.lookup))).toBe("gap");
     // A version 3 built on a different version 2 (fork).
-    const other2 = verifyGroupStateUpdate(p, v1, change(p, w, v1, ["alice", 2], { add: ["erin"] }), w.lookup);
-    expect(problem(() => verifyGroupStateUpdate(p, v2, change(p, w, other2, ["alice", 2], { title: "z" }), w.lookup))).toBe("fork");
+    const other2 = await verifyGroupStateUpdate(p, v1, await change(p, w, v1, ["alice", 2], { add: ["erin"] }), w.lookup);
+    expect(await problem(async () => verifyGroupStateUpdate(p, v2, await change(p, w, other2, ["alice", 2], { title: "z" }), w.lookup))).toBe("fork");
     // Another group's state.
     const foreign = encodeGroupState({
       groupId: new Uint8Array(16).fill(9),
@@ -152,15 +161,22 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
       adminsOnlyMessages: false,
     });
     expect(
-      problem(() => verifyGroupStateUpdate(p, v2, signGroupState(p, foreign, w.dev("alice", 2).address, w.dev("alice", 2).identity.signingSeed), w.lookup)),
+      await problem(async () =>
+        verifyGroupStateUpdate(
+          p,
+          v2,
+          await signGroupState(p, foreign, await (await w.dev("alice", 2)).address, await (await w.dev("alice", 2)).identity.signingSeed),
+          w.lookup,
+        ),
+      ),
     ).toBe("wrong-group");
   });
 
-  it("rejects invalid and non-canonical states even when an admin signs them", () => {
+  it("rejects invalid and non-canonical states even when an admin signs them", async () => {
     const p = makeProvider();
     const w = world(p);
-    const v1 = genesis(p, w);
-    const a = w.dev("alice", 1);
+    const v1 = await genesis(p, w);
+    const a = await w.dev("alice", 1);
     const sign = (bytes: Uint8Array) => signGroupState(p, bytes, a.address, a.identity.signingSeed);
     const raw = (members: [string, GroupRole][], extra: Partial<{ title: string; previousHash: Uint8Array; version: bigint }> = {}) =>
       toBinary(
@@ -198,14 +214,14 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
       raw([["alice", GroupRole.ADMIN]], { previousHash: new Uint8Array(5) }),
       raw([]),
     ];
-    for (const c of cases) expect(problem(() => verifyGroupStateUpdate(p, v1, sign(c), w.lookup))).toBe("invalid-state");
+    for (const c of cases) expect(await problem(async () => verifyGroupStateUpdate(p, v1, await sign(c), w.lookup))).toBe("invalid-state");
     // Same fields, non-canonical bytes (an unknown field appended).
     const extra = new Uint8Array([...raw([["alice", GroupRole.ADMIN]]), 0x78, 0x01]);
-    expect(problem(() => verifyGroupStateUpdate(p, v1, sign(extra), w.lookup))).toBe("non-canonical");
-    expect(problem(() => verifyGroupStateUpdate(p, v1, sign(new Uint8Array([0xff, 0xff])), w.lookup))).toBe("malformed");
+    expect(await problem(async () => verifyGroupStateUpdate(p, v1, await sign(extra), w.lookup))).toBe("non-canonical");
+    expect(await problem(async () => verifyGroupStateUpdate(p, v1, await sign(new Uint8Array([0xff, 0xff])), w.lookup))).toBe("malformed");
   });
 
-  it("version 1 must be signed by an admin it lists; a joiner's first-seen state by an admin of it", () => {
+  it("version 1 must be signed by an admin it lists; a joiner's first-seen state by an admin of it", async () => {
     const p = makeProvider();
     const w = world(p);
     const state = encodeGroupState({
@@ -219,49 +235,49 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
       previousHash: new Uint8Array(0),
       adminsOnlyMessages: false,
     });
-    const bob = w.dev("bob", 1);
-    expect(problem(() => verifyGenesis(p, signGroupState(p, state, bob.address, bob.identity.signingSeed), w.lookup))).toBe("not-admin");
-    const v1 = genesis(p, w);
-    const s2 = change(p, w, v1, ["alice", 1], { add: ["dave"] });
-    expect(problem(() => verifyGenesis(p, s2, w.lookup))).toBe("bad-first-version");
-    expect(verifyFirstSeen(p, s2, w.lookup, "dave").state.version).toBe(2n);
-    expect(problem(() => verifyFirstSeen(p, s2, w.lookup, "erin"))).toBe("not-a-member");
-    const forged = signGroupState(p, s2.state, bob.address, bob.identity.signingSeed);
-    expect(problem(() => verifyFirstSeen(p, forged, w.lookup, "dave"))).toBe("not-admin");
+    const bob = await w.dev("bob", 1);
+    expect(await problem(async () => verifyGenesis(p, await signGroupState(p, state, bob.address, bob.identity.signingSeed), w.lookup))).toBe("not-admin");
+    const v1 = await genesis(p, w);
+    const s2 = await change(p, w, v1, ["alice", 1], { add: ["dave"] });
+    expect(await problem(() => verifyGenesis(p, s2, w.lookup))).toBe("bad-first-version");
+    expect(await (await verifyFirstSeen(p, s2, w.lookup, "dave")).state.version).toBe(2n);
+    expect(await problem(() => verifyFirstSeen(p, s2, w.lookup, "erin"))).toBe("not-a-member");
+    const forged = await signGroupState(p, s2.state, bob.address, bob.identity.signingSeed);
+    expect(await problem(() => verifyFirstSeen(p, forged, w.lookup, "dave"))).toBe("not-admin");
   });
 
-  it("identical concurrent changes sign identical state bytes; forks are ordered by hash", () => {
+  it("identical concurrent changes sign identical state bytes; forks are ordered by hash", async () => {
     const p = makeProvider();
     const w = world(p);
-    let v1 = genesis(p, w);
-    const s2 = change(p, w, v1, ["alice", 1], { remove: ["carol"] });
+    let v1 = await genesis(p, w);
+    const s2 = await change(p, w, v1, ["alice", 1], { remove: ["carol"] });
     v1 = { ...v1 };
-    const s2b = change(p, w, v1, ["alice", 2], { remove: ["carol"] });
+    const s2b = await change(p, w, v1, ["alice", 2], { remove: ["carol"] });
     expect(toHex(s2.state)).toBe(toHex(s2b.state));
-    const a = verifyGroupStateUpdate(p, v1, s2, w.lookup);
-    const b = verifyGroupStateUpdate(p, v1, change(p, w, v1, ["alice", 1], { title: "other" }), w.lookup);
+    const a = await verifyGroupStateUpdate(p, v1, s2, w.lookup);
+    const b = await verifyGroupStateUpdate(p, v1, await change(p, w, v1, ["alice", 1], { title: "other" }), w.lookup);
     expect(Math.sign(compareForks(a, b))).toBe(-Math.sign(compareForks(b, a)));
     expect(compareForks(a, a)).toBe(0);
   });
 
-  it("refuses changes that do not apply or leave no admin", () => {
+  it("refuses changes that do not apply or leave no admin", async () => {
     const p = makeProvider();
     const w = world(p);
-    const v1 = genesis(p, w);
+    const v1 = await genesis(p, w);
     expect(() => applyGroupChange(v1, { add: ["bob"] })).toThrow(GroupChangeError);
     expect(() => applyGroupChange(v1, { remove: ["zed"] })).toThrow(GroupChangeError);
     expect(() => applyGroupChange(v1, { promote: ["zed"] })).toThrow(GroupChangeError);
-    expect(problem(() => applyGroupChange(v1, { demote: ["alice"] }))).toBe("invalid-state");
-    expect(problem(() => applyGroupChange(v1, { remove: ["alice"] }))).toBe("invalid-state");
+    expect(await problem(() => applyGroupChange(v1, { demote: ["alice"] }))).toBe("invalid-state");
+    expect(await problem(() => applyGroupChange(v1, { remove: ["alice"] }))).toBe("invalid-state");
     expect(() => applyGroupChange(v1, { demote: ["alice"], promote: ["bob"] })).not.toThrow();
   });
 });
 
 describe("group state: determinism", () => {
-  it("same inputs, same signed bytes", () => {
-    const out = [0, 1].map(() => {
+  it("same inputs, same signed bytes", async () => {
+    const out = await mapInOrder([0, 1], async () => {
       const p = createNodeProvider({ random: createDeterministicRandom("group-state-determinism") });
-      const v1 = genesis(p, world(p));
+      const v1 = await genesis(p, world(p));
       return toHex(toBinary(GroupStateSchema, v1.state)) + toHex(v1.signed.signature);
     });
     expect(out[0]).toBe(out[1]);

@@ -6,6 +6,7 @@ import { ContentSchema, TextSchema, type Content } from "@sealpost/gen/sealpost/
 import type { CryptoProvider } from "../src/crypto/provider.js";
 import { createNobleProvider } from "../src/crypto/noble-provider.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
+import { createWebCryptoProvider } from "../src/crypto/webcrypto-provider.js";
 import { createDeterministicRandom } from "../src/crypto/deterministic-random.js";
 import { createDeviceIdentity, generatePrekeyBatch } from "../src/protocol/device-keys.js";
 import { SessionCipher } from "../src/protocol/session-cipher.js";
@@ -18,6 +19,8 @@ import { createMemoryStores } from "../src/store/memory-store.js";
 export const PROVIDERS: [string, (seed?: string) => CryptoProvider][] = [
   ["noble", (seed) => createNobleProvider(seed ? { random: createDeterministicRandom(seed) } : {})],
   ["node", (seed) => createNodeProvider(seed ? { random: createDeterministicRandom(seed) } : {})],
+  // WebCrypto as Node ships it: the browser provider's code, checked against the others here.
+  ["webcrypto", (seed) => createWebCryptoProvider(seed ? { random: createDeterministicRandom(seed) } : {})],
 ];
 
 export interface TestDevice {

@@ -89,7 +89,7 @@ describe("KeyTransparency", () => {
   it("a log key other than the first one seen is an attack", async () => {
     const { store, res, problem } = await setup();
     await store.setTransparency({
-      logKey: p.ed25519PublicKey(new Uint8Array(32).fill(1)),
+      logKey: await p.ed25519PublicKey(new Uint8Array(32).fill(1)),
       treeSize: 1,
       rootHash: new Uint8Array(32),
       timestampMs: 1,

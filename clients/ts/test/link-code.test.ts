@@ -21,33 +21,33 @@ describe.each([
   ["node", createNodeProvider()],
   ["noble", createNobleProvider()],
 ] as const)("link codes (%s provider)", (_name, p) => {
-  it("the vector's code verifies until it expires, with the recorded signed bytes", () => {
-    const link = readLinkCode(p, v.code_base64, v.account_id, v.expires_at_ms - 1);
+  it("the vector's code verifies until it expires, with the recorded signed bytes", async () => {
+    const link = await readLinkCode(p, v.code_base64, v.account_id, v.expires_at_ms - 1);
     expect(hex(linkCodeSignedBytes(link))).toBe(v.signed_bytes);
     expect(hex(link.signature)).toBe(v.signature);
-    expect(() => readLinkCode(p, v.code_base64, v.account_id, v.expires_at_ms)).toThrow(/expired/);
-    expect(() => readLinkCode(p, v.code_base64, "bob", v.expires_at_ms - 1)).toThrow(/for account alice, not bob/);
-    expect(() => readLinkCode(p, v.code_base64, v.account_id, v.expires_at_ms - MAX_LINK_CODE_TTL_MS - 1)).toThrow(/more than an hour/);
+    await expect(readLinkCode(p, v.code_base64, v.account_id, v.expires_at_ms)).rejects.toThrow(/expired/);
+    await expect(readLinkCode(p, v.code_base64, "bob", v.expires_at_ms - 1)).rejects.toThrow(/for account alice, not bob/);
+    await expect(readLinkCode(p, v.code_base64, v.account_id, v.expires_at_ms - MAX_LINK_CODE_TTL_MS - 1)).rejects.toThrow(/more than an hour/);
   });
 
-  it("a moved expiry, or none, is refused", () => {
+  it("a moved expiry, or none, is refused", async () => {
     const link = fromBinary(LinkCodeSchema, Buffer.from(v.code_base64, "base64"));
     const moved = Buffer.from(toBinary(LinkCodeSchema, create(LinkCodeSchema, { ...link, expiresAtMs: link.expiresAtMs + 3_600_000n }))).toString("base64");
-    expect(() => readLinkCode(p, moved, v.account_id, v.expires_at_ms - 1)).toThrow(/signature does not verify/);
+    await expect(readLinkCode(p, moved, v.account_id, v.expires_at_ms - 1)).rejects.toThrow(/signature does not verify/);
     const none = Buffer.from(toBinary(LinkCodeSchema, create(LinkCodeSchema, { ...link, expiresAtMs: 0n, signature: new Uint8Array() }))).toString("base64");
-    expect(() => readLinkCode(p, none, v.account_id, v.expires_at_ms - 1)).toThrow(/no expiry/);
+    await expect(readLinkCode(p, none, v.account_id, v.expires_at_ms - 1)).rejects.toThrow(/no expiry/);
   });
 });
 
 describe("a code links once", () => {
-  it("keys the chain lists are 'already used'; keys it listed before a revocation are refused for good", () => {
+  it("keys the chain lists are 'already used'; keys it listed before a revocation are refused for good", async () => {
     const p = createNodeProvider();
-    const first = generateDeviceKeys(p, "phone");
-    let list = createFirstDeviceList(p, { accountId: "alice", device: first, nowMs: 1 });
+    const first = await generateDeviceKeys(p, "phone");
+    let list = await createFirstDeviceList(p, { accountId: "alice", device: first, nowMs: 1 });
     const history = [list];
-    const laptop = generateDeviceKeys(p, "laptop");
+    const laptop = await generateDeviceKeys(p, "laptop");
     const signer = { deviceId: 1, signingSeed: first.signingSeed };
-    const linked = linkDeviceChange(
+    const linked = await linkDeviceChange(
       p,
       list,
       signer,
@@ -57,9 +57,9 @@ describe("a code links once", () => {
     history.push((list = linked.deviceList));
     const code = { signingKey: laptop.signingKey, dhKey: laptop.dhKey } as Parameters<typeof checkNeverLinked>[1];
     expect(() => checkNeverLinked(history, code)).toThrow(/already used: its keys are device 2/);
-    history.push((list = revokeDeviceChange(p, list, signer, 2, 3)));
+    history.push((list = await revokeDeviceChange(p, list, signer, 2, 3)));
     expect(() => checkNeverLinked(history, code)).toThrow(/device 2, which was revoked/);
-    const fresh = generateDeviceKeys(p, "new laptop");
+    const fresh = await generateDeviceKeys(p, "new laptop");
     expect(() => checkNeverLinked(history, { signingKey: fresh.signingKey, dhKey: fresh.dhKey } as Parameters<typeof checkNeverLinked>[1])).not.toThrow();
   });
 });

@@ -20,45 +20,45 @@ import { SessionCipher } from "../src/protocol/session-cipher.js";
 const NOW = 1_700_000_000_000;
 const FAST = { messages: 2, ms: Number.POSITIVE_INFINITY };
 
-function pair(pa: CryptoProvider, pb: CryptoProvider, version: 1 | 2 = 2): { a: SessionState; b: SessionState } {
+async function pair(pa: CryptoProvider, pb: CryptoProvider, version: 1 | 2 = 2): Promise<{ a: SessionState; b: SessionState }> {
   const sk = pa.random(32);
   const spkPriv = pb.random(32);
-  const spkPub = pb.x25519PublicKey(spkPriv);
-  const aIk = pa.x25519PublicKey(pa.random(32));
-  const bIk = pb.x25519PublicKey(pb.random(32));
+  const spkPub = await pb.x25519PublicKey(spkPriv);
+  const aIk = await pa.x25519PublicKey(pa.random(32));
+  const bIk = await pb.x25519PublicKey(pb.random(32));
   const baseKey = pa.random(32);
   return {
-    a: initInitiator(pa, sk.slice(), aIk, bIk, spkPub, baseKey, NOW, version),
+    a: await initInitiator(pa, sk.slice(), aIk, bIk, spkPub, baseKey, NOW, version),
     b: initResponder(sk.slice(), bIk, aIk, spkPriv, spkPub, baseKey, NOW, version),
   };
 }
 
 type Sent = { header: RatchetHeader; ciphertext: Uint8Array; plaintext: Uint8Array };
 
-function send(p: CryptoProvider, s: SessionState, body: string, schedule = FAST): Sent {
+async function send(p: CryptoProvider, s: SessionState, body: string, schedule = FAST): Promise<Sent> {
   const plaintext = utf8(body);
-  return { ...ratchetEncrypt(p, s, plaintext, { nowMs: NOW, pqSchedule: schedule }), plaintext };
+  return { ...(await ratchetEncrypt(p, s, plaintext, { nowMs: NOW, pqSchedule: schedule })), plaintext };
 }
 
-function deliver(p: CryptoProvider, s: SessionState, m: Sent): string {
-  const plan = planDecrypt(p, s, m.header, m.ciphertext, NOW);
+async function deliver(p: CryptoProvider, s: SessionState, m: Sent): Promise<string> {
+  const plan = await planDecrypt(p, s, m.header, m.ciphertext, NOW);
   plan.commit();
   return new TextDecoder().decode(plan.plaintext);
 }
 
 describe.each(PROVIDERS)("post-quantum ratchet (%s)", (_name, make) => {
-  it("steps on schedule: adverts on chain starts, a ciphertext on every message of the chain that used one, same root keys", () => {
+  it("steps on schedule: adverts on chain starts, a ciphertext on every message of the chain that used one, same root keys", async () => {
     const pa = make("pq/alice");
     const pb = make("pq/bob");
-    const { a, b } = pair(pa, pb);
+    const { a, b } = await pair(pa, pb);
     const kinds: string[] = [];
     const describe = (m: Sent) =>
       `${m.header.kemPublicKey ? `K${m.header.kemPublicKey.id}` : "-"}/${m.header.kemCiphertext ? `C${m.header.kemCiphertext.keyId}` : "-"}`;
     for (let round = 0; round < 6; round++) {
-      const fromA = [send(pa, a, `a${round}.0`), send(pa, a, `a${round}.1`)];
-      for (const m of fromA) expect(deliver(pb, b, m)).toBe(new TextDecoder().decode(m.plaintext));
-      const fromB = [send(pb, b, `b${round}.0`), send(pb, b, `b${round}.1`)];
-      for (const m of fromB) expect(deliver(pa, a, m)).toBe(new TextDecoder().decode(m.plaintext));
+      const fromA = [await send(pa, a, `a${round}.0`), await send(pa, a, `a${round}.1`)];
+      for (const m of fromA) expect(await deliver(pb, b, m)).toBe(new TextDecoder().decode(m.plaintext));
+      const fromB = [await send(pb, b, `b${round}.0`), await send(pb, b, `b${round}.1`)];
+      for (const m of fromB) expect(await deliver(pa, a, m)).toBe(new TextDecoder().decode(m.plaintext));
       kinds.push(`A ${fromA.map(describe).join(" ")} | B ${fromB.map(describe).join(" ")}`);
       expect(toHex(a.rootKey)).toBe(toHex(b.rootKey));
     }
@@ -76,50 +76,50 @@ describe.each(PROVIDERS)("post-quantum ratchet (%s)", (_name, make) => {
     expect(b.pq?.remoteUsedId).toBe(3);
   });
 
-  it("a chain's later message does the receiving step when its first is late; the late one still opens", () => {
+  it("a chain's later message does the receiving step when its first is late; the late one still opens", async () => {
     const pa = make("pq-late/alice");
     const pb = make("pq-late/bob");
-    const { a, b } = pair(pa, pb);
-    for (const body of ["a0", "a1", "a2"]) deliver(pb, b, send(pa, a, body));
-    deliver(pa, a, send(pb, b, "b0")); // Bob's chain advertises nothing yet; Alice's next one does
-    const advert = send(pa, a, "with advert");
-    deliver(pb, b, advert);
-    const first = send(pb, b, "first of the KEM chain");
-    const second = send(pb, b, "second of the KEM chain");
+    const { a, b } = await pair(pa, pb);
+    for (const body of ["a0", "a1", "a2"]) await deliver(pb, b, await send(pa, a, body));
+    await deliver(pa, a, await send(pb, b, "b0")); // Bob's chain advertises nothing yet; Alice's next one does
+    const advert = await send(pa, a, "with advert");
+    await deliver(pb, b, advert);
+    const first = await send(pb, b, "first of the KEM chain");
+    const second = await send(pb, b, "second of the KEM chain");
     expect(first.header.kemCiphertext && second.header.kemCiphertext).toBeTruthy();
-    expect(deliver(pa, a, second)).toBe("second of the KEM chain");
-    expect(deliver(pa, a, first)).toBe("first of the KEM chain");
+    expect(await deliver(pa, a, second)).toBe("second of the KEM chain");
+    expect(await deliver(pa, a, first)).toBe("first of the KEM chain");
     expect(toHex(a.rootKey)).toBe(toHex(b.rootKey));
-    expect(deliver(pb, b, send(pa, a, "after"))).toBe("after");
+    expect(await deliver(pb, b, await send(pa, a, "after"))).toBe("after");
   });
 
-  it("a state written to the store as JSON and read back keeps stepping", () => {
+  it("a state written to the store as JSON and read back keeps stepping", async () => {
     const pa = make("pq-json/alice");
     const pb = make("pq-json/bob");
-    let { a, b } = pair(pa, pb);
+    let { a, b } = await pair(pa, pb);
     for (let i = 0; i < 5; i++) {
-      deliver(pb, b, send(pa, a, `a${i}`));
+      await deliver(pb, b, await send(pa, a, `a${i}`));
       a = decodeRecord<SessionState>(encodeRecord(a));
-      deliver(pa, a, send(pb, b, `b${i}`));
+      await deliver(pa, a, await send(pb, b, `b${i}`));
       b = decodeRecord<SessionState>(encodeRecord(b));
     }
     expect(a.pq?.nextLocalId).toBeGreaterThan(1);
     expect(toHex(a.rootKey)).toBe(toHex(b.rootKey));
   });
 
-  it("a ciphertext for a key the receiver does not hold fails the message and changes nothing", () => {
+  it("a ciphertext for a key the receiver does not hold fails the message and changes nothing", async () => {
     const pa = make("pq-bad/alice");
     const pb = make("pq-bad/bob");
-    const { a, b } = pair(pa, pb);
-    for (const body of ["a0", "a1"]) deliver(pb, b, send(pa, a, body));
-    deliver(pa, a, send(pb, b, "b0"));
-    deliver(pb, b, send(pa, a, "advert"));
-    const m = send(pb, b, "kem step");
+    const { a, b } = await pair(pa, pb);
+    for (const body of ["a0", "a1"]) await deliver(pb, b, await send(pa, a, body));
+    await deliver(pa, a, await send(pb, b, "b0"));
+    await deliver(pb, b, await send(pa, a, "advert"));
+    const m = await send(pb, b, "kem step");
     const before = JSON.stringify(encodeRecord(a));
     const forged = { ...m, header: { ...m.header, kemCiphertext: { keyId: 99, ciphertext: m.header.kemCiphertext!.ciphertext } } };
-    expect(() => planDecrypt(pa, a, forged.header, forged.ciphertext, NOW)).toThrow(/does not hold/);
+    await expect(planDecrypt(pa, a, forged.header, forged.ciphertext, NOW)).rejects.toThrow(/does not hold/);
     expect(JSON.stringify(encodeRecord(a))).toBe(before);
-    expect(deliver(pa, a, m)).toBe("kem step");
+    expect(await deliver(pa, a, m)).toBe("kem step");
   });
 });
 
@@ -161,32 +161,32 @@ function quantumAttacker(alice: CryptoProvider): { provider: CryptoProvider; ali
 describe("post-compromise security against a quantum adversary", () => {
   const base = createNodeProvider({ random: createDeterministicRandom("pq-compromise") });
 
-  function conversation(version: 1 | 2) {
+  async function conversation(version: 1 | 2) {
     const { provider: attackerP, aliceProvider: pa, steal } = quantumAttacker(base);
     const pb = createNodeProvider({ random: createDeterministicRandom("pq-compromise/bob") });
-    const { a, b } = pair(pa, pb, version);
+    const { a, b } = await pair(pa, pb, version);
     // Before the theft no KEM step is due (the default schedule), so none is under way.
     for (let i = 0; i < 3; i++) {
-      deliver(pb, b, send(pa, a, `before ${i}`, DEFAULT_PQ_SCHEDULE));
-      deliver(pa, a, send(pb, b, `before ${i}`, DEFAULT_PQ_SCHEDULE));
+      await deliver(pb, b, await send(pa, a, `before ${i}`, DEFAULT_PQ_SCHEDULE));
+      await deliver(pa, a, await send(pb, b, `before ${i}`, DEFAULT_PQ_SCHEDULE));
     }
     // The theft. From here the attacker mirrors Alice's every step.
     const stolen = cloneState(a);
     steal();
     const readable: boolean[] = [];
     for (let i = 0; i < 12; i++) {
-      const chainStart = send(pa, a, `after ${i}`);
-      const fromAlice = send(pa, a, `after ${i}`);
-      ratchetEncrypt(attackerP, stolen, utf8("?"), { nowMs: NOW, pqSchedule: FAST });
-      ratchetEncrypt(attackerP, stolen, utf8("?"), { nowMs: NOW, pqSchedule: FAST });
+      const chainStart = await send(pa, a, `after ${i}`);
+      const fromAlice = await send(pa, a, `after ${i}`);
+      await ratchetEncrypt(attackerP, stolen, utf8("?"), { nowMs: NOW, pqSchedule: FAST });
+      await ratchetEncrypt(attackerP, stolen, utf8("?"), { nowMs: NOW, pqSchedule: FAST });
       // The attacker reads Alice's messages if its copy holds her sending chain key.
       readable.push(bytesEqual(stolen.sendingChainKey!, a.sendingChainKey!));
-      deliver(pb, b, chainStart);
-      deliver(pb, b, fromAlice);
-      const fromBob = send(pb, b, `reply ${i}`);
-      deliver(pa, a, fromBob);
+      await deliver(pb, b, chainStart);
+      await deliver(pb, b, fromAlice);
+      const fromBob = await send(pb, b, `reply ${i}`);
+      await deliver(pa, a, fromBob);
       try {
-        const plan = planDecrypt(attackerP, stolen, fromBob.header, fromBob.ciphertext, NOW);
+        const plan = await planDecrypt(attackerP, stolen, fromBob.header, fromBob.ciphertext, NOW);
         plan.commit();
         readable.push(true);
       } catch {
@@ -197,12 +197,12 @@ describe("post-compromise security against a quantum adversary", () => {
     return readable;
   }
 
-  it("version 1 (classical): the stolen state reads every later message", () => {
-    expect(conversation(1).every(Boolean)).toBe(true);
+  it("version 1 (classical): the stolen state reads every later message", async () => {
+    expect(await (await conversation(1)).every(Boolean)).toBe(true);
   });
 
-  it("version 2: the stolen state reads the next messages, then none once a KEM key made after the theft is used", () => {
-    const readable = conversation(2);
+  it("version 2: the stolen state reads the next messages, then none once a KEM key made after the theft is used", async () => {
+    const readable = await conversation(2);
     const lost = readable.indexOf(false);
     // It worked at first (the simulation is a real attack), and was shut out within a bound:
     // Alice's first chain after the theft advertises a new KEM key (her schedule is due), and

@@ -198,7 +198,7 @@ describe("sealed sender", () => {
     const bobIdentity = (await bob.stores.protocol.identity.getLocalIdentity())!;
     const p = createNodeProvider();
     const forged = create(SenderCertificateSchema, { body: new Uint8Array([10, 5, 0x61, 0x6c, 0x69, 0x63, 0x65]), signature: new Uint8Array(64) });
-    const entry = sealEntry(p, newSealingKey(p), bobIdentity.dhKey, forged, new Uint8Array([18, 1, 0]));
+    const entry = await sealEntry(p, await newSealingKey(p), bobIdentity.dhKey, forged, new Uint8Array([18, 1, 0]));
     const anonymous = createClient(DeliveryService, plainTransport(server.url));
     await anonymous.sendSealed({
       accountId: bob.m.accountId,

@@ -22,25 +22,25 @@ describe.each([
   ["node", createNodeProvider()],
   ["noble", createNobleProvider()],
 ])("verifySenderCertificate (%s)", (_name, p) => {
-  const refused = (problem: SenderCertificateProblem, f: () => unknown) => expect(f).toThrow(expect.objectContaining({ problem }));
+  const refused = (problem: SenderCertificateProblem, f: () => Promise<unknown>) => expect(f()).rejects.toThrow(expect.objectContaining({ problem }));
 
-  it("accepts the vector's certificate, for its device and identity key", () => {
-    expect(p.ed25519PublicKey(fromHex(v.server_key_seed))).toEqual(keys[0].publicKey);
-    const got = verifySenderCertificate(p, cert, keys, before, { accountId: "alice", deviceId: 1, identityKey: fromHex(v.identity_key) });
+  it("accepts the vector's certificate, for its device and identity key", async () => {
+    expect(await p.ed25519PublicKey(fromHex(v.server_key_seed))).toEqual(keys[0].publicKey);
+    const got = await verifySenderCertificate(p, cert, keys, before, { accountId: "alice", deviceId: 1, identityKey: fromHex(v.identity_key) });
     expect(got).toEqual({ accountId: "alice", deviceId: 1, identityKey: fromHex(v.identity_key), expiresAtMs: v.expires_at_ms, keyId: 1 });
   });
 
-  it("refuses it from its expiry on", () => {
-    refused("expired", () => verifySenderCertificate(p, cert, keys, v.expires_at_ms));
+  it("refuses it from its expiry on", async () => {
+    await refused("expired", () => verifySenderCertificate(p, cert, keys, v.expires_at_ms));
   });
 
-  it("refuses a forged signature, a changed body and a key the server does not publish", () => {
+  it("refuses a forged signature, a changed body and a key the server does not publish", async () => {
     const sig = cert.signature.slice();
     sig[10] ^= 1;
-    refused("bad-signature", () => verifySenderCertificate(p, create(SenderCertificateSchema, { body: cert.body, signature: sig }), keys, before));
+    await refused("bad-signature", () => verifySenderCertificate(p, create(SenderCertificateSchema, { body: cert.body, signature: sig }), keys, before));
     const body = fromBinary(SenderCertificate_BodySchema, cert.body);
     body.deviceId = 2; // the same signature over another device
-    refused("bad-signature", () =>
+    await refused("bad-signature", () =>
       verifySenderCertificate(
         p,
         create(SenderCertificateSchema, { body: toBinary(SenderCertificate_BodySchema, body), signature: cert.signature }),
@@ -48,26 +48,28 @@ describe.each([
         before,
       ),
     );
-    refused("unknown-key", () => verifySenderCertificate(p, cert, [{ ...keys[0], keyId: 2 }], before));
-    refused("bad-signature", () => verifySenderCertificate(p, cert, [{ ...keys[0], publicKey: p.ed25519PublicKey(new Uint8Array(32)) }], before));
+    await refused("unknown-key", () => verifySenderCertificate(p, cert, [{ ...keys[0], keyId: 2 }], before));
+    await refused("bad-signature", async () =>
+      verifySenderCertificate(p, cert, [{ ...keys[0], publicKey: await p.ed25519PublicKey(new Uint8Array(32)) }], before),
+    );
   });
 
-  it("refuses a certificate naming another account, device or identity key than the session's", () => {
-    refused("mismatched", () => verifySenderCertificate(p, cert, keys, before, { accountId: "mallory" }));
-    refused("mismatched", () => verifySenderCertificate(p, cert, keys, before, { deviceId: 2 }));
-    refused("mismatched", () => verifySenderCertificate(p, cert, keys, before, { identityKey: new Uint8Array(32) }));
+  it("refuses a certificate naming another account, device or identity key than the session's", async () => {
+    await refused("mismatched", () => verifySenderCertificate(p, cert, keys, before, { accountId: "mallory" }));
+    await refused("mismatched", () => verifySenderCertificate(p, cert, keys, before, { deviceId: 2 }));
+    await refused("mismatched", () => verifySenderCertificate(p, cert, keys, before, { identityKey: new Uint8Array(32) }));
   });
 
-  it("refuses malformed certificates", () => {
-    refused("malformed", () =>
+  it("refuses malformed certificates", async () => {
+    await refused("malformed", () =>
       verifySenderCertificate(p, create(SenderCertificateSchema, { body: new Uint8Array([0xff, 0xff]), signature: cert.signature }), keys, before),
     );
-    refused("malformed", () =>
+    await refused("malformed", () =>
       verifySenderCertificate(p, create(SenderCertificateSchema, { body: cert.body, signature: cert.signature.slice(0, 63) }), keys, before),
     );
     const noKey = fromBinary(SenderCertificate_BodySchema, cert.body);
     noKey.identityKey = new Uint8Array(0);
-    refused("malformed", () =>
+    await refused("malformed", () =>
       verifySenderCertificate(
         p,
         create(SenderCertificateSchema, { body: toBinary(SenderCertificate_BodySchema, noKey), signature: cert.signature }),

@@ -1,4 +1,4 @@
-/** Both providers reproduce conformance/vectors byte for byte, and recorded ciphertexts replay. */
+/** Every provider reproduces conformance/vectors byte for byte, and recorded ciphertexts replay. */
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { fromHex, toHex } from "../src/crypto/bytes.js";
 import { createNobleProvider } from "../src/crypto/noble-provider.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
+import { createWebCryptoProvider } from "../src/crypto/webcrypto-provider.js";
 import { initResponder, planDecrypt } from "../src/protocol/ratchet.js";
 import { accountIndex } from "../src/directory/key-transparency.js";
 import { transparencyLeaf, treeHeadSignedBytes } from "../src/directory/labels.js";
@@ -18,6 +19,7 @@ const load = (name: string) => JSON.parse(readFileSync(path.join(dir, name), "ut
 const FACTORIES: [string, ProviderFactory][] = [
   ["noble", (random) => createNobleProvider({ random })],
   ["node", (random) => createNodeProvider({ random })],
+  ["webcrypto", (random) => createWebCryptoProvider({ random })],
 ];
 
 describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
@@ -29,18 +31,19 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
     }
   });
 
-  it("primitives: recomputes each recorded output from its inputs", () => {
+  it("primitives: recomputes each recorded output from its inputs", async () => {
     const v = load("primitives.json");
     const p = make(() => {
       throw new Error("no randomness needed");
     });
     for (const x of v.x25519) {
-      expect(toHex(p.x25519PublicKey(fromHex(x.private_a)))).toBe(x.public_a);
-      expect(toHex(p.x25519(fromHex(x.private_b), fromHex(x.public_a)))).toBe(x.shared);
+      expect(toHex(await p.x25519PublicKey(fromHex(x.private_a)))).toBe(x.public_a);
+      expect(toHex(await p.x25519(fromHex(x.private_b), fromHex(x.public_a)))).toBe(x.shared);
     }
-    for (const e of v.ed25519) expect(p.ed25519Verify(fromHex(e.public_key), fromHex(e.message), fromHex(e.signature))).toBe(true);
-    for (const h of v.hkdf_sha256) expect(toHex(p.hkdf(fromHex(h.ikm), fromHex(h.salt), fromHex(h.info), h.length))).toBe(h.okm);
-    for (const g of v.aes_256_gcm) expect(toHex(p.aesGcmOpen(fromHex(g.key), fromHex(g.nonce), fromHex(g.ciphertext), fromHex(g.aad))!)).toBe(g.plaintext);
+    for (const e of v.ed25519) expect(await p.ed25519Verify(fromHex(e.public_key), fromHex(e.message), fromHex(e.signature))).toBe(true);
+    for (const h of v.hkdf_sha256) expect(toHex(await p.hkdf(fromHex(h.ikm), fromHex(h.salt), fromHex(h.info), h.length))).toBe(h.okm);
+    for (const g of v.aes_256_gcm)
+      expect(toHex((await p.aesGcmOpen(fromHex(g.key), fromHex(g.nonce), fromHex(g.ciphertext), fromHex(g.aad)))!)).toBe(g.plaintext);
     for (const k of v.ml_kem_768) {
       const kp = p.mlKemKeygen(fromHex(k.seed));
       expect(toHex(kp.publicKey)).toBe(k.public_key);
@@ -48,16 +51,16 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
     }
   });
 
-  it("key signatures verify over the recorded signed bytes", () => {
+  it("key signatures verify over the recorded signed bytes", async () => {
     const v = load("key-signatures.json");
     const p = make(() => new Uint8Array(0));
-    expect(p.ed25519Verify(fromHex(v.identity.signing_key), fromHex(v.identity.signed_bytes), fromHex(v.identity.dh_key_signature))).toBe(true);
-    expect(p.ed25519Verify(fromHex(v.identity.signing_key), fromHex(v.signed_prekey.signed_bytes), fromHex(v.signed_prekey.signature))).toBe(true);
+    expect(await p.ed25519Verify(fromHex(v.identity.signing_key), fromHex(v.identity.signed_bytes), fromHex(v.identity.dh_key_signature))).toBe(true);
+    expect(await p.ed25519Verify(fromHex(v.identity.signing_key), fromHex(v.signed_prekey.signed_bytes), fromHex(v.signed_prekey.signature))).toBe(true);
     const kemBytes = new Uint8Array([...fromHex(v.kem_prekey.signed_bytes_prefix), ...fromHex(v.kem_prekey.public_key)]);
-    expect(p.ed25519Verify(fromHex(v.identity.signing_key), kemBytes, fromHex(v.kem_prekey.signature))).toBe(true);
+    expect(await p.ed25519Verify(fromHex(v.identity.signing_key), kemBytes, fromHex(v.kem_prekey.signature))).toBe(true);
   });
 
-  it("transparency: leaves, roots, every inclusion and consistency proof and the tree head verify", () => {
+  it("transparency: leaves, roots, every inclusion and consistency proof and the tree head verify", async () => {
     const v = load("transparency.json");
     const p = make(() => new Uint8Array(0));
     for (const l of v.leaves) {
@@ -74,7 +77,7 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
       expect(verifyConsistency(p, x.first_size, x.second_size, root(x.first_size), root(x.second_size), x.proof.map(fromHex))).toBe(true);
     const h = v.tree_head;
     expect(toHex(treeHeadSignedBytes(BigInt(h.tree_size), fromHex(h.root_hash), BigInt(h.timestamp_ms)))).toBe(h.signed_bytes);
-    expect(p.ed25519Verify(fromHex(h.log_key), fromHex(h.signed_bytes), fromHex(h.signature))).toBe(true);
+    expect(await p.ed25519Verify(fromHex(h.log_key), fromHex(h.signed_bytes), fromHex(h.signature))).toBe(true);
   });
 
   it("pq-ratchet: KEM fields where the schedule puts them, every delivery opens, both root keys end equal", () => {
@@ -94,7 +97,7 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
     expect(last.root_key_after).toBe(byName.get(last.name)!.root_key_after);
   });
 
-  it("ratchet: a fresh responder replays Alice's first chain out of order from the recorded keys", () => {
+  it("ratchet: a fresh responder replays Alice's first chain out of order from the recorded keys", async () => {
     const v = load("ratchet.json");
     const p = make(() => {
       throw new Error("a receiver that does not send draws no randomness");
@@ -114,7 +117,7 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
     );
     for (const name of ["a2", "a0", "a1"]) {
       const m = byName.get(name)!;
-      const plan = planDecrypt(
+      const plan = await planDecrypt(
         p,
         bob,
         { ratchetKey: fromHex(m.ratchet_key), previousCounter: m.previous_chain_length, counter: m.counter },

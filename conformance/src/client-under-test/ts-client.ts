@@ -71,7 +71,7 @@ function input(req: PrimitiveRequest, name: string): Uint8Array {
   return v;
 }
 
-function primitive(p: CryptoProvider, req: PrimitiveRequest): Record<string, Uint8Array> {
+async function primitive(p: CryptoProvider, req: PrimitiveRequest): Promise<Record<string, Uint8Array>> {
   const i = (n: string) => input(req, n);
   switch (req.operation) {
     case "sha256":
@@ -79,26 +79,26 @@ function primitive(p: CryptoProvider, req: PrimitiveRequest): Record<string, Uin
     case "sha512":
       return { digest: p.sha512(i("data")) };
     case "hmac-sha256":
-      return { mac: p.hmacSha256(i("key"), i("data")) };
+      return { mac: await p.hmacSha256(i("key"), i("data")) };
     case "hkdf-sha256":
-      return { okm: p.hkdf(i("ikm"), req.inputs.salt ?? new Uint8Array(), req.inputs.info ?? new Uint8Array(), req.length) };
+      return { okm: await p.hkdf(i("ikm"), req.inputs.salt ?? new Uint8Array(), req.inputs.info ?? new Uint8Array(), req.length) };
     case "aes-256-gcm-seal":
-      return { sealed: p.aesGcmSeal(i("key"), i("nonce"), i("plaintext"), req.inputs.aad ?? new Uint8Array()) };
+      return { sealed: await p.aesGcmSeal(i("key"), i("nonce"), i("plaintext"), req.inputs.aad ?? new Uint8Array()) };
     case "aes-256-gcm-open": {
-      const pt = p.aesGcmOpen(i("key"), i("nonce"), i("sealed"), req.inputs.aad ?? new Uint8Array());
+      const pt = await p.aesGcmOpen(i("key"), i("nonce"), i("sealed"), req.inputs.aad ?? new Uint8Array());
       if (!pt) throw new Rejected("authentication tag does not verify");
       return { plaintext: pt };
     }
     case "x25519-public-key":
-      return { public_key: p.x25519PublicKey(i("private_key")) };
+      return { public_key: await p.x25519PublicKey(i("private_key")) };
     case "x25519":
-      return { shared: p.x25519(i("private_key"), i("public_key")) };
+      return { shared: await p.x25519(i("private_key"), i("public_key")) };
     case "ed25519-public-key":
-      return { public_key: p.ed25519PublicKey(i("seed")) };
+      return { public_key: await p.ed25519PublicKey(i("seed")) };
     case "ed25519-sign":
-      return { signature: p.ed25519Sign(i("seed"), i("message")) };
+      return { signature: await p.ed25519Sign(i("seed"), i("message")) };
     case "ed25519-verify":
-      return { valid: new Uint8Array([p.ed25519Verify(i("public_key"), i("message"), i("signature")) ? 1 : 0]) };
+      return { valid: new Uint8Array([(await p.ed25519Verify(i("public_key"), i("message"), i("signature"))) ? 1 : 0]) };
     case "ml-kem-768-keygen": {
       const k = p.mlKemKeygen(i("seed"));
       return { public_key: k.publicKey, secret_key: k.secretKey };
@@ -110,9 +110,9 @@ function primitive(p: CryptoProvider, req: PrimitiveRequest): Record<string, Uin
     case "ml-kem-768-decapsulate":
       return { shared_secret: p.mlKemDecapsulate(i("ciphertext"), i("secret_key")) };
     case "open-sealed-entry": {
-      let opened: ReturnType<typeof openSealedEntry>;
+      let opened: Awaited<ReturnType<typeof openSealedEntry>>;
       try {
-        opened = openSealedEntry(p, { dhPrivateKey: i("dh_private_key"), dhPublicKey: i("dh_key") }, i("entry"));
+        opened = await openSealedEntry(p, { dhPrivateKey: i("dh_private_key"), dhPublicKey: i("dh_key") }, i("entry"));
       } catch (err) {
         throw new Rejected(err instanceof Error ? err.message : String(err));
       }
@@ -130,7 +130,7 @@ function primitive(p: CryptoProvider, req: PrimitiveRequest): Record<string, Uin
       try {
         const cert = fromBinary(SenderCertificateSchema, i("certificate"));
         const keys = fromBinary(GetCertificateKeysResponseSchema, i("keys")).keys;
-        verifySenderCertificate(p, cert, keys, Number(be(i("now_ms")).getBigUint64(0)), expected);
+        await verifySenderCertificate(p, cert, keys, Number(be(i("now_ms")).getBigUint64(0)), expected);
       } catch (err) {
         if (!(err instanceof SenderCertificateError)) throw err;
         problem = err.problem;
@@ -141,7 +141,8 @@ function primitive(p: CryptoProvider, req: PrimitiveRequest): Record<string, Uin
       const u64 = (n: string) => new DataView(i(n).buffer, i(n).byteOffset, 8).getBigUint64(0);
       const accountId = new TextDecoder().decode(i("account_id"));
       let problem = "";
-      if (!p.ed25519Verify(i("log_key"), treeHeadSignedBytes(u64("tree_size"), i("root_hash"), u64("timestamp_ms")), i("signature"))) problem = "bad-tree-head";
+      if (!(await p.ed25519Verify(i("log_key"), treeHeadSignedBytes(u64("tree_size"), i("root_hash"), u64("timestamp_ms")), i("signature"))))
+        problem = "bad-tree-head";
       else {
         const path = Array.from({ length: i("audit_path").length / 32 }, (_, k) => i("audit_path").subarray(k * 32, k * 32 + 32));
         const leaf = leafHash(p, transparencyLeaf(accountIndex(p, accountId), u64("version"), p.sha256(i("device_list"))));
@@ -195,7 +196,7 @@ export class TsHarness {
           value: create(GetInfoResponseSchema, { implementation: "sealpost-ts (clients/ts, node:crypto provider)", primitives: tsPrimitives }),
         };
       case "primitive":
-        return { case: "primitive", value: create(PrimitiveResponseSchema, { outputs: primitive(this.#provider, k.value) }) };
+        return { case: "primitive", value: create(PrimitiveResponseSchema, { outputs: await primitive(this.#provider, k.value) }) };
       case "createDevice": {
         const r = k.value;
         if (this.#devices.has(r.handle)) throw new Error(`device handle "${r.handle}" exists`);
@@ -240,7 +241,7 @@ export class TsHarness {
         const d = this.#device(r.handle);
         const sender = { accountId: r.sender?.accountId ?? "", deviceId: r.sender?.deviceId ?? 0 };
         // What a Messenger does after verifying the sender's device list: record its identity.
-        if (r.senderIdentity) await d.stores.identity.saveRemoteIdentity(addressKey(sender), assertDeviceIdentity(this.#provider, r.senderIdentity));
+        if (r.senderIdentity) await d.stores.identity.saveRemoteIdentity(addressKey(sender), await assertDeviceIdentity(this.#provider, r.senderIdentity));
         const m = await d.cipher.decrypt(r.entry, r.sharedBody, sender);
         if (!m.content) throw new Unsupported("sender-key group bodies are not part of the harness");
         return {

@@ -156,11 +156,11 @@ describe("mailbox isolation", () => {
     const [alice, mallory] = await Promise.all([account("alice2"), account("mallory2")]);
     const before = (await alice.devices[0].directory.getDeviceList({ accountId: alice.accountId })).deviceList!;
     const m = mallory.devices[0];
-    const evil = generateDeviceKeys(provider, "ghost");
+    const evil = await generateDeviceKeys(provider, "ghost");
     // 1. Alice's next version, signed by Mallory's key under Alice's device id, sent with Mallory's token.
-    const forged = linkDeviceChange(provider, before, { deviceId: alice.devices[0].address.deviceId, signingSeed: m.keys.signingSeed }, evil, clock);
+    const forged = await linkDeviceChange(provider, before, { deviceId: alice.devices[0].address.deviceId, signingSeed: m.keys.signingSeed }, evil, clock);
     // 2. A correct-looking revoke of Alice's device, signed by Mallory.
-    const revoke = revokeDeviceChange(
+    const revoke = await revokeDeviceChange(
       provider,
       before,
       { deviceId: alice.devices[0].address.deviceId, signingSeed: m.keys.signingSeed },
@@ -215,14 +215,16 @@ describe("tokens and challenges", () => {
     const sign = (seed: Uint8Array, nonce: Uint8Array) => provider.ed25519Sign(seed, authSignedBytes(device.accountId, device.deviceId, nonce));
     // Never issued.
     const madeUp = randomBytes(32);
-    expect(await codeOf(open.authenticate({ device, nonce: madeUp, signature: sign(alice.devices[0].keys.signingSeed, madeUp) }))).toBe("Unauthenticated");
+    expect(await codeOf(open.authenticate({ device, nonce: madeUp, signature: await sign(alice.devices[0].keys.signingSeed, madeUp) }))).toBe(
+      "Unauthenticated",
+    );
     // Signed by Mallory's key for Alice's device.
     const c1 = await open.getAuthChallenge({ device });
-    expect(await codeOf(open.authenticate({ device, nonce: c1.nonce, signature: sign(mallory.devices[0].keys.signingSeed, c1.nonce) }))).toBe(
+    expect(await codeOf(open.authenticate({ device, nonce: c1.nonce, signature: await sign(mallory.devices[0].keys.signingSeed, c1.nonce) }))).toBe(
       "Unauthenticated",
     );
     // The real signature works once (on instance b), a replay fails on both instances.
-    const sig = sign(alice.devices[0].keys.signingSeed, c1.nonce);
+    const sig = await sign(alice.devices[0].keys.signingSeed, c1.nonce);
     expect(await codeOf(open.authenticate({ device, nonce: c1.nonce, signature: sig }))).toBe("ok");
     expect(await codeOf(open.authenticate({ device, nonce: c1.nonce, signature: sig }))).toBe("Unauthenticated");
     expect(await codeOf(createClient(DirectoryService, plainTransport(a.url)).authenticate({ device, nonce: c1.nonce, signature: sig }))).toBe(
@@ -231,13 +233,13 @@ describe("tokens and challenges", () => {
     // A nonce issued for Alice cannot authenticate Mallory.
     const c2 = await open.getAuthChallenge({ device });
     const mAddr = mallory.devices[0].address;
-    const mSig = provider.ed25519Sign(mallory.devices[0].keys.signingSeed, authSignedBytes(mAddr.accountId, mAddr.deviceId, c2.nonce));
+    const mSig = await provider.ed25519Sign(mallory.devices[0].keys.signingSeed, authSignedBytes(mAddr.accountId, mAddr.deviceId, c2.nonce));
     expect(await codeOf(open.authenticate({ device: mAddr, nonce: c2.nonce, signature: mSig }))).toBe("Unauthenticated");
     // Expired: the servers' clock moves past the challenge's 5 minutes.
     const c3 = await open.getAuthChallenge({ device });
     clock += 6 * 60_000;
     try {
-      expect(await codeOf(open.authenticate({ device, nonce: c3.nonce, signature: sign(alice.devices[0].keys.signingSeed, c3.nonce) }))).toBe(
+      expect(await codeOf(open.authenticate({ device, nonce: c3.nonce, signature: await sign(alice.devices[0].keys.signingSeed, c3.nonce) }))).toBe(
         "Unauthenticated",
       );
     } finally {
@@ -263,7 +265,7 @@ describe("revocation", () => {
     })();
     while (!events.includes("drained")) await new Promise((r) => setTimeout(r, 20));
     await sendTo(alice.devices[0], keep, a.url).catch(() => 0n); // mismatch (gone missing) or stored: either is fine
-    const revoke = revokeDeviceChange(
+    const revoke = await revokeDeviceChange(
       provider,
       bob.deviceList,
       { deviceId: keep.address.deviceId, signingSeed: keep.keys.signingSeed },

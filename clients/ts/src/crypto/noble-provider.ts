@@ -27,13 +27,13 @@ export function createNobleProvider(options: ProviderOptions = {}): CryptoProvid
     random,
     sha256: (data) => sha256(data),
     sha512: (data) => sha512(data),
-    hmacSha256: (key, data) => hmac(sha256, key, data),
-    hkdf: (ikm, salt, info, length) => hkdf(sha256, ikm, salt.length === 0 ? undefined : salt, info, length),
-    aesGcmSeal(key, nonce, plaintext, aad) {
+    hmacSha256: async (key, data) => hmac(sha256, key, data),
+    hkdf: async (ikm, salt, info, length) => hkdf(sha256, ikm, salt.length === 0 ? undefined : salt, info, length),
+    async aesGcmSeal(key, nonce, plaintext, aad) {
       checkLength(key, KEY_BYTES, "AES-256-GCM key");
       return gcm(key, nonce, aad).encrypt(plaintext);
     },
-    aesGcmOpen(key, nonce, sealed, aad) {
+    async aesGcmOpen(key, nonce, sealed, aad) {
       checkLength(key, KEY_BYTES, "AES-256-GCM key");
       if (sealed.length < GCM_TAG_BYTES) return undefined;
       try {
@@ -42,11 +42,11 @@ export function createNobleProvider(options: ProviderOptions = {}): CryptoProvid
         return undefined;
       }
     },
-    x25519PublicKey(privateKey) {
+    async x25519PublicKey(privateKey) {
       checkLength(privateKey, KEY_BYTES, "X25519 private key");
       return x25519.getPublicKey(privateKey);
     },
-    x25519(privateKey, publicKey) {
+    async x25519(privateKey, publicKey) {
       checkLength(privateKey, KEY_BYTES, "X25519 private key");
       checkLength(publicKey, KEY_BYTES, "X25519 public key");
       let shared: Uint8Array;
@@ -59,15 +59,15 @@ export function createNobleProvider(options: ProviderOptions = {}): CryptoProvid
       if (isAllZero(shared)) throw new InvalidKeyError("X25519 public key is invalid or of low order");
       return shared;
     },
-    ed25519PublicKey(seed) {
+    async ed25519PublicKey(seed) {
       checkLength(seed, KEY_BYTES, "Ed25519 seed");
       return ed25519.getPublicKey(seed);
     },
-    ed25519Sign(seed, message) {
+    async ed25519Sign(seed, message) {
       checkLength(seed, KEY_BYTES, "Ed25519 seed");
       return ed25519.sign(message, seed);
     },
-    ed25519Verify(publicKey, message, signature) {
+    async ed25519Verify(publicKey, message, signature) {
       if (publicKey.length !== 32 || signature.length !== 64) return false;
       try {
         // zip215: false = strict RFC 8032 / FIPS 186-5, the same acceptance set as OpenSSL.

@@ -104,9 +104,9 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
     // a 1 KiB body); the fixed-length hashes all go through it.
     sha256: (data) => view(nodeCrypto.hash("sha256", data, "buffer")),
     sha512: (data) => view(nodeCrypto.hash("sha512", data, "buffer")),
-    hmacSha256: (key, data) => view(nodeCrypto.createHmac("sha256", key).update(data).digest()),
-    hkdf: (ikm, salt, info, length) => view(nodeCrypto.hkdfSync("sha256", ikm, salt, info, length)),
-    aesGcmSeal(key, nonce, plaintext, aad) {
+    hmacSha256: async (key, data) => view(nodeCrypto.createHmac("sha256", key).update(data).digest()),
+    hkdf: async (ikm, salt, info, length) => view(nodeCrypto.hkdfSync("sha256", ikm, salt, info, length)),
+    async aesGcmSeal(key, nonce, plaintext, aad) {
       checkLength(key, KEY_BYTES, "AES-256-GCM key");
       const cipher = nodeCrypto.createCipheriv("aes-256-gcm", key, nonce);
       cipher.setAAD(aad);
@@ -118,7 +118,7 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
       out.set(cipher.getAuthTag(), body.length + fin.length);
       return out;
     },
-    aesGcmOpen(key, nonce, sealed, aad) {
+    async aesGcmOpen(key, nonce, sealed, aad) {
       checkLength(key, KEY_BYTES, "AES-256-GCM key");
       if (sealed.length < GCM_TAG_BYTES) return undefined;
       const split = sealed.length - GCM_TAG_BYTES;
@@ -134,11 +134,11 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
       }
       return view(body);
     },
-    x25519PublicKey(privateKey) {
+    async x25519PublicKey(privateKey) {
       checkLength(privateKey, KEY_BYTES, "X25519 private key");
       return rawPublic(privateKeyObject("X25519", privateKey));
     },
-    x25519(privateKey, publicKey) {
+    async x25519(privateKey, publicKey) {
       checkLength(privateKey, KEY_BYTES, "X25519 private key");
       checkLength(publicKey, KEY_BYTES, "X25519 public key");
       let shared: Uint8Array;
@@ -156,15 +156,15 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
       if (isAllZero(shared)) throw new InvalidKeyError("X25519 public key is invalid or of low order");
       return shared;
     },
-    ed25519PublicKey(seed) {
+    async ed25519PublicKey(seed) {
       checkLength(seed, KEY_BYTES, "Ed25519 seed");
       return rawPublic(privateKeyObject("Ed25519", seed));
     },
-    ed25519Sign(seed, message) {
+    async ed25519Sign(seed, message) {
       checkLength(seed, KEY_BYTES, "Ed25519 seed");
       return view(nodeCrypto.sign(null, message, privateKeyObject("Ed25519", seed)));
     },
-    ed25519Verify(publicKey, message, signature) {
+    async ed25519Verify(publicKey, message, signature) {
       if (publicKey.length !== 32 || signature.length !== 64) return false;
       try {
         return nodeCrypto.verify(null, message, publicKeyObject("Ed25519", publicKey), signature);

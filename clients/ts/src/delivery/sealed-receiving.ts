@@ -36,14 +36,14 @@ export class SealedReceiving {
 
   /** Opens and verifies; throws InvalidMessageError / SenderCertificateError (the mail is dropped) or a transient error. */
   async open(entry: Uint8Array): Promise<OpenedSealedMail> {
-    const { certificate, deviceEnvelope } = openSealedEntry(this.d.provider, await this.identityKeys(), entry);
+    const { certificate, deviceEnvelope } = await openSealedEntry(this.d.provider, await this.identityKeys(), entry);
     const now = this.d.now();
     try {
-      return { certificate: verifySenderCertificate(this.d.provider, certificate, await this.certificateKeys(false), now), deviceEnvelope };
+      return { certificate: await verifySenderCertificate(this.d.provider, certificate, await this.certificateKeys(false), now), deviceEnvelope };
     } catch (err) {
       if (!(err instanceof SenderCertificateError && err.problem === "unknown-key")) throw err;
       // A rotation since the keys were fetched?
-      return { certificate: verifySenderCertificate(this.d.provider, certificate, await this.certificateKeys(true), now), deviceEnvelope };
+      return { certificate: await verifySenderCertificate(this.d.provider, certificate, await this.certificateKeys(true), now), deviceEnvelope };
     }
   }
 

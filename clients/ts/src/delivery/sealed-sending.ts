@@ -20,6 +20,7 @@ import { bytesEqual, wipe } from "../crypto/bytes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import type { ContactDirectory } from "../directory/contact-directory.js";
 import { newSealingKey, sealEntry } from "../protocol/sealed-entry.js";
+import { mapInOrder } from "../util/in-order.js";
 import type { ConversationStore } from "../store/conversation-store.js";
 
 export const ACCESS_KEY_BYTES = 16;
@@ -83,15 +84,16 @@ export class SealedSending {
     if (!req.entries.some((e) => e.device?.accountId === accountId)) return undefined;
     const certificate = await this.d.certificate();
     const list = await this.d.directory.devices(accountId);
-    const sealing = newSealingKey(this.d.provider);
+    const sealing = await newSealingKey(this.d.provider);
     try {
-      const entries = req.entries
-        .filter((e) => e.device?.accountId === accountId)
-        .map((e) => {
+      const entries = await mapInOrder(
+        req.entries.filter((e) => e.device?.accountId === accountId),
+        async (e) => {
           const device = list.devices.find((d) => d.deviceId === e.device?.deviceId);
           if (!device) throw new Error(`no verified identity key for ${accountId}/${e.device?.deviceId}`);
-          return create(SendEntrySchema, { device: e.device, entry: sealEntry(this.d.provider, sealing, device.dhKey, certificate, e.entry) });
-        });
+          return create(SendEntrySchema, { device: e.device, entry: await sealEntry(this.d.provider, sealing, device.dhKey, certificate, e.entry) });
+        },
+      );
       const versions = req.versions.filter((v) => v.accountId === accountId).map((v) => create(AccountVersionSchema, v));
       return create(SendSealedRequestSchema, {
         accountId,

@@ -102,7 +102,7 @@ export class ContactDirectory {
     if (!res.deviceList) throw new MessengerError("directory_untrusted", `GetDeviceList for ${accountId} returned no list`);
     let verified: VerifiedDeviceList;
     try {
-      verified = verifyDeviceListChain(this.d.provider, { accountId, trusted: before?.verified.signed, history: res.history, current: res.deviceList });
+      verified = await verifyDeviceListChain(this.d.provider, { accountId, trusted: before?.verified.signed, history: res.history, current: res.deviceList });
       await this.d.transparency.verify(accountId, verified.list.version, res.deviceList.deviceList, res.transparency);
     } catch (err) {
       if (err instanceof DeviceListVerificationError || err instanceof TransparencyError) {

@@ -62,17 +62,21 @@ function parse(signed: SignedDeviceList, what: string): DeviceList {
   }
 }
 
-function checkIdentities(provider: CryptoProvider, list: DeviceList, only?: Set<number>): void {
+async function checkIdentities(provider: CryptoProvider, list: DeviceList, only?: Set<number>): Promise<void> {
   for (const d of list.devices) {
     if (only && !only.has(d.deviceId)) continue;
-    if (d.signingKey.length !== 32 || d.dhKey.length !== 32 || !provider.ed25519Verify(d.signingKey, concatBytes(IDENTITY_LABEL, d.dhKey), d.dhKeySignature)) {
+    if (
+      d.signingKey.length !== 32 ||
+      d.dhKey.length !== 32 ||
+      !(await provider.ed25519Verify(d.signingKey, concatBytes(IDENTITY_LABEL, d.dhKey), d.dhKeySignature))
+    ) {
       throw new DeviceListVerificationError("bad-signature", `version ${list.version}: device ${d.deviceId}'s dh_key_signature does not verify`);
     }
   }
 }
 
-function checkSignature(provider: CryptoProvider, signed: SignedDeviceList, signer: DeviceIdentity, version: bigint): void {
-  if (!provider.ed25519Verify(signer.signingKey, deviceListSignedBytes(signed.deviceList), signed.signature)) {
+async function checkSignature(provider: CryptoProvider, signed: SignedDeviceList, signer: DeviceIdentity, version: bigint): Promise<void> {
+  if (!(await provider.ed25519Verify(signer.signingKey, deviceListSignedBytes(signed.deviceList), signed.signature))) {
     throw new DeviceListVerificationError("bad-signature", `version ${version}: signature by device ${signer.deviceId} does not verify`);
   }
 }
@@ -100,7 +104,7 @@ function checkOrder(list: DeviceList): void {
 }
 
 /** Checks version 1 of an account. */
-export function verifyFirstVersion(provider: CryptoProvider, accountId: string, signed: SignedDeviceList): VerifiedDeviceList {
+export async function verifyFirstVersion(provider: CryptoProvider, accountId: string, signed: SignedDeviceList): Promise<VerifiedDeviceList> {
   const list = parse(signed, "version 1");
   if (list.accountId !== accountId) throw new DeviceListVerificationError("wrong-account", `list is for account ${list.accountId}, expected ${accountId}`);
   if (list.version !== 1n || list.devices.length !== 1 || list.previousHash.length !== 0) {
@@ -112,13 +116,13 @@ export function verifyFirstVersion(provider: CryptoProvider, accountId: string, 
   const first = list.devices[0];
   if (signed.signerDeviceId !== first.deviceId)
     throw new DeviceListVerificationError("unknown-signer", `version 1 must be signed by its device ${first.deviceId}`);
-  checkIdentities(provider, list);
-  checkSignature(provider, signed, first, 1n);
+  await checkIdentities(provider, list);
+  await checkSignature(provider, signed, first, 1n);
   return { signed, list };
 }
 
 /** Checks that `signed` is a valid successor of the trusted `prev`. */
-export function verifySuccessor(provider: CryptoProvider, prev: VerifiedDeviceList, signed: SignedDeviceList): VerifiedDeviceList {
+export async function verifySuccessor(provider: CryptoProvider, prev: VerifiedDeviceList, signed: SignedDeviceList): Promise<VerifiedDeviceList> {
   const p = prev.list;
   const list = parse(signed, `version after ${p.version}`);
   const v = list.version;
@@ -130,7 +134,7 @@ export function verifySuccessor(provider: CryptoProvider, prev: VerifiedDeviceLi
   }
   const signer = p.devices.find((d) => d.deviceId === signed.signerDeviceId);
   if (!signer) throw new DeviceListVerificationError("unknown-signer", `version ${v}: signer device ${signed.signerDeviceId} is not in version ${p.version}`);
-  checkSignature(provider, signed, signer, v);
+  await checkSignature(provider, signed, signer, v);
   checkOrder(list);
   const before = new Map(p.devices.map((d) => [d.deviceId, d]));
   const added = new Set<number>();
@@ -154,12 +158,12 @@ export function verifySuccessor(provider: CryptoProvider, prev: VerifiedDeviceLi
   if (list.nextDeviceId < p.nextDeviceId || list.devices.some((d) => d.deviceId >= list.nextDeviceId)) {
     throw new DeviceListVerificationError("illegal-change", `version ${v}: next_device_id ${list.nextDeviceId} is inconsistent`);
   }
-  checkIdentities(provider, list, added);
+  await checkIdentities(provider, list, added);
   return { signed, list };
 }
 
 /** Verifies `current` through `history` from `trusted` (or from version 1). Throws DeviceListVerificationError. */
-export function verifyDeviceListChain(provider: CryptoProvider, input: ChainInput): VerifiedDeviceList {
+export async function verifyDeviceListChain(provider: CryptoProvider, input: ChainInput): Promise<VerifiedDeviceList> {
   const currentList = parse(input.current, "current");
   let at: VerifiedDeviceList | undefined;
   let rest = input.history;
@@ -171,10 +175,10 @@ export function verifyDeviceListChain(provider: CryptoProvider, input: ChainInpu
     }
   } else {
     if (rest.length === 0) throw new DeviceListVerificationError("bad-first-version", "first contact needs the whole history (history_after_version = 0)");
-    at = verifyFirstVersion(provider, input.accountId, rest[0]);
+    at = await verifyFirstVersion(provider, input.accountId, rest[0]);
     rest = rest.slice(1);
   }
-  for (const signed of rest) at = verifySuccessor(provider, at, signed);
+  for (const signed of rest) at = await verifySuccessor(provider, at, signed);
   if (!bytesEqual(at.signed.deviceList, input.current.deviceList)) {
     const problem = parse(at.signed, "chain end").version === currentList.version ? "fork" : "broken-chain";
     throw new DeviceListVerificationError(

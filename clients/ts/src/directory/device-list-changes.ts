@@ -42,18 +42,18 @@ export interface GeneratedDeviceKeys extends NewDeviceKeys {
  * Draws a signing seed and an X25519 key, and binds them with dh_key_signature
  * (generateLocalIdentity, before the device has an id).
  */
-export function generateDeviceKeys(provider: CryptoProvider, name: string): GeneratedDeviceKeys {
-  const { signingSeed, dhPrivateKey, signingKey, dhKey, dhKeySignature } = generateLocalIdentity(provider, 0);
+export async function generateDeviceKeys(provider: CryptoProvider, name: string): Promise<GeneratedDeviceKeys> {
+  const { signingSeed, dhPrivateKey, signingKey, dhKey, dhKeySignature } = await generateLocalIdentity(provider, 0);
   return { signingSeed, dhPrivateKey, signingKey, dhKey, dhKeySignature, name };
 }
 
 /** Serializes and signs a list; the signed bytes are exactly what is stored and verified. */
-export function signDeviceList(provider: CryptoProvider, list: DeviceList, signer: DeviceSigner): SignedDeviceList {
+export async function signDeviceList(provider: CryptoProvider, list: DeviceList, signer: DeviceSigner): Promise<SignedDeviceList> {
   const deviceList = toBinary(DeviceListSchema, list);
   return create(SignedDeviceListSchema, {
     deviceList,
     signerDeviceId: signer.deviceId,
-    signature: provider.ed25519Sign(signer.signingSeed, deviceListSignedBytes(deviceList)),
+    signature: await provider.ed25519Sign(signer.signingSeed, deviceListSignedBytes(deviceList)),
   });
 }
 
@@ -74,10 +74,10 @@ function identity(deviceId: number, keys: NewDeviceKeys, addedAtMs: number): Dev
 }
 
 /** Version 1 of a new account: the first device (id `deviceId`, default 1) signs itself. */
-export function createFirstDeviceList(
+export async function createFirstDeviceList(
   provider: CryptoProvider,
   opts: { accountId: string; device: GeneratedDeviceKeys; deviceId?: number; nowMs: number },
-): SignedDeviceList {
+): Promise<SignedDeviceList> {
   const deviceId = opts.deviceId ?? 1;
   const list = create(DeviceListSchema, {
     accountId: opts.accountId,
@@ -106,27 +106,27 @@ function nextVersion(provider: CryptoProvider, current: SignedDeviceList, device
  * The change that links a new device, signed by `signer` (a device of `current`). The new
  * device gets the next unused id.
  */
-export function linkDeviceChange(
+export async function linkDeviceChange(
   provider: CryptoProvider,
   current: SignedDeviceList,
   signer: DeviceSigner,
   newDevice: NewDeviceKeys,
   nowMs: number,
-): { deviceList: SignedDeviceList; deviceId: number } {
+): Promise<{ deviceList: SignedDeviceList; deviceId: number }> {
   const cur = parseDeviceList(current);
   const deviceId = cur.nextDeviceId;
   const list = nextVersion(provider, current, [...cur.devices, identity(deviceId, newDevice, nowMs)], deviceId + 1, nowMs);
-  return { deviceList: signDeviceList(provider, list, signer), deviceId };
+  return { deviceList: await signDeviceList(provider, list, signer), deviceId };
 }
 
 /** The change that removes `deviceId`, signed by `signer` (a device of `current`, possibly the one removed). */
-export function revokeDeviceChange(
+export async function revokeDeviceChange(
   provider: CryptoProvider,
   current: SignedDeviceList,
   signer: DeviceSigner,
   deviceId: number,
   nowMs: number,
-): SignedDeviceList {
+): Promise<SignedDeviceList> {
   const cur = parseDeviceList(current);
   if (!cur.devices.some((d) => d.deviceId === deviceId)) throw new RangeError(`device ${deviceId} is not in version ${cur.version}`);
   const list = nextVersion(

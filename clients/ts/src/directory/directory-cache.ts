@@ -79,15 +79,15 @@ export class DirectoryCache {
    * whole history) instead of from the cached version, for when the user accepts a list that
    * does not continue the cached chain; the changes then show which keys differ.
    */
-  update(
+  async update(
     accountId: string,
     response: { deviceList?: SignedDeviceList; history: SignedDeviceList[] },
     opts: { verifyFromStart?: boolean } = {},
-  ): { list: CachedDeviceList; changes: KeyChange[] } {
+  ): Promise<{ list: CachedDeviceList; changes: KeyChange[] }> {
     if (!response.deviceList) throw new TypeError("GetDeviceList response has no device_list");
     const cached = this.entries.get(accountId);
     const trusted = opts.verifyFromStart ? undefined : cached?.signed;
-    const verified = verifyDeviceListChain(this.provider, { accountId, trusted, history: response.history, current: response.deviceList });
+    const verified = await verifyDeviceListChain(this.provider, { accountId, trusted, history: response.history, current: response.deviceList });
     const entry: CachedDeviceList = { ...verified, fetchedAtMs: this.now() };
     this.entries.set(accountId, entry);
     return { list: entry, changes: compareDeviceLists(cached?.list, verified.list) };

@@ -79,7 +79,7 @@ export class KeyTransparency {
     return this.serialized(async () => {
       const known = await this.store.getTransparency();
       if (!known) return; // Nothing to compare with yet: this device has not verified a head.
-      if (!this.provider.ed25519Verify(known.logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) {
+      if (!(await this.provider.ed25519Verify(known.logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature))) {
         throw new TransparencyError(
           "log-key-changed",
           "a contact's tree head is not signed by the log key this device trusts: the server shows the two of you different logs",
@@ -161,7 +161,7 @@ export class KeyTransparency {
    * log-key-changed; otherwise the head is forged: bad-tree-head.
    */
   private async requireSigned(head: SignedTreeHead, logKey: Uint8Array, known: TransparencyRecord | undefined, served?: Uint8Array): Promise<void> {
-    if (this.provider.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) return;
+    if (await this.provider.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) return;
     if (known) {
       const current = served ?? (await this.api.open.getTreeHead({})).logKey;
       if (!bytesEqual(current, known.logKey))

@@ -43,9 +43,9 @@ export interface NewDeviceKeys {
 }
 
 /** The base64 code a new device shows. */
-export function makeLinkCode(provider: CryptoProvider, keys: NewDeviceKeys, accountId: string, name: string, nowMs: number): string {
+export async function makeLinkCode(provider: CryptoProvider, keys: NewDeviceKeys, accountId: string, name: string, nowMs: number): Promise<string> {
   const expiresAtMs = BigInt(nowMs + LINK_CODE_TTL_MS);
-  const signature = provider.ed25519Sign(keys.signingSeed, linkCodeSignedBytes({ accountId, dhKey: keys.dhKey, name, expiresAtMs }));
+  const signature = await provider.ed25519Sign(keys.signingSeed, linkCodeSignedBytes({ accountId, dhKey: keys.dhKey, name, expiresAtMs }));
   const code = create(LinkCodeSchema, {
     accountId,
     signingKey: keys.signingKey,
@@ -61,7 +61,7 @@ export function makeLinkCode(provider: CryptoProvider, keys: NewDeviceKeys, acco
 const invalid = (message: string) => new MessengerError("link_code_invalid", message);
 
 /** Parses and checks a code for `accountId` at `nowMs`: signatures, expiry. */
-export function readLinkCode(provider: CryptoProvider, code: string, accountId: string, nowMs: number): LinkCode {
+export async function readLinkCode(provider: CryptoProvider, code: string, accountId: string, nowMs: number): Promise<LinkCode> {
   let link: LinkCode;
   try {
     link = fromBinary(LinkCodeSchema, fromBase64(code.trim()));
@@ -69,10 +69,10 @@ export function readLinkCode(provider: CryptoProvider, code: string, accountId: 
     throw new MessengerError("link_code_invalid", "link code does not parse", { cause: err });
   }
   if (link.accountId !== accountId) throw invalid(`link code is for account ${link.accountId}, not ${accountId}`);
-  if (!verifyDhKeySignature(provider, link.signingKey, link.dhKey, link.dhKeySignature)) throw invalid("link code's dh_key_signature does not verify");
+  if (!(await verifyDhKeySignature(provider, link.signingKey, link.dhKey, link.dhKeySignature))) throw invalid("link code's dh_key_signature does not verify");
   if (link.expiresAtMs === 0n || link.signature.length === 0)
     throw invalid("link code has no expiry (made by an older client?); make a new code on the new device");
-  if (!provider.ed25519Verify(link.signingKey, linkCodeSignedBytes(link), link.signature)) throw invalid("link code's signature does not verify");
+  if (!(await provider.ed25519Verify(link.signingKey, linkCodeSignedBytes(link), link.signature))) throw invalid("link code's signature does not verify");
   const exp = Number(link.expiresAtMs);
   if (exp <= nowMs) throw invalid(`link code expired ${new Date(exp).toISOString()}; make a new code on the new device`);
   if (exp - nowMs > MAX_LINK_CODE_TTL_MS) throw invalid("link code claims to be valid for more than an hour; make a new code on the new device");

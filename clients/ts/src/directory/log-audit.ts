@@ -36,7 +36,7 @@ export async function auditLog(api: ServerApi, p: CryptoProvider, opts: AuditOpt
   const logKey = opts.logKey ?? served;
   const problems: string[] = [];
   if (opts.logKey && !bytesEqual(opts.logKey, served)) problems.push(`the server names log key ${toHex(served)}, not the expected ${toHex(opts.logKey)}`);
-  if (!p.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature)) {
+  if (!(await p.ed25519Verify(logKey, treeHeadSignedBytes(head.treeSize, head.rootHash, head.timestampMs), head.signature))) {
     problems.push("the newest tree head does not carry the log key's signature");
   }
   const size = Number(head.treeSize);

@@ -13,7 +13,7 @@ export async function monitorOwnAccount(api: ServerApi, provider: CryptoProvider
   const res = await api.open.getDeviceList({ accountId, historyAfterVersion: 0n });
   if (!res.deviceList) return;
   // The whole chain from version 1, verified: its versions are the ones the account made.
-  verifyDeviceListChain(provider, { accountId, history: res.history, current: res.deviceList });
+  await verifyDeviceListChain(provider, { accountId, history: res.history, current: res.deviceList });
   const versions = new Map<bigint, Uint8Array>();
   for (const signed of [...res.history, res.deviceList]) versions.set(parseDeviceList(signed).version, provider.sha256(signed.deviceList));
   await kt.monitor(accountId, versions);

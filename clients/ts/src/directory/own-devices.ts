@@ -46,18 +46,18 @@ export class OwnDevices {
   /** Links a new device from its code (run on an existing device). Returns its address. */
   async link(code: string): Promise<DeviceRef> {
     const { self, provider, api, directory } = this.d;
-    const link = readLinkCode(provider, code, self.accountId, this.d.now());
+    const link = await readLinkCode(provider, code, self.accountId, this.d.now());
     // Used once: keys the account's verified chain holds or held are refused (a revoked
     // device never comes back with its old keys).
     const chain = await api.open.getDeviceList({ accountId: self.accountId, historyAfterVersion: 0n });
     if (!chain.deviceList) throw new MessengerError("link_code_invalid", `account ${self.accountId} has no device list`);
-    verifyDeviceListChain(provider, { accountId: self.accountId, history: chain.history, current: chain.deviceList });
+    await verifyDeviceListChain(provider, { accountId: self.accountId, history: chain.history, current: chain.deviceList });
     checkNeverLinked(chain.history, link);
     const signer = await this.signer();
     for (let attempt = 0; ; attempt++) {
       await directory.refresh(self.accountId);
       const current = (await this.trustedSigned())!;
-      const change = linkDeviceChange(
+      const change = await linkDeviceChange(
         provider,
         current,
         signer,
@@ -83,7 +83,7 @@ export class OwnDevices {
     for (let attempt = 0; ; attempt++) {
       await directory.refresh(self.accountId);
       const current = (await this.trustedSigned())!;
-      const change = revokeDeviceChange(provider, current, signer, deviceId, this.d.now());
+      const change = await revokeDeviceChange(provider, current, signer, deviceId, this.d.now());
       try {
         await api.directory.revokeDevice({ deviceList: change });
         break;

@@ -39,13 +39,13 @@ export function senderCertificateSignedBytes(body: Uint8Array): Uint8Array {
 }
 
 /** Verifies `cert` against the server's `keys` at `nowMs`; throws SenderCertificateError naming the problem. */
-export function verifySenderCertificate(
+export async function verifySenderCertificate(
   provider: CryptoProvider,
   cert: SenderCertificate,
   keys: CertificateKey[],
   nowMs: number,
   expected: { accountId?: string; deviceId?: number; identityKey?: Uint8Array } = {},
-): VerifiedSenderCertificate {
+): Promise<VerifiedSenderCertificate> {
   let body: ReturnType<typeof fromBinary<typeof SenderCertificate_BodySchema>>;
   try {
     body = fromBinary(SenderCertificate_BodySchema, cert.body);
@@ -57,7 +57,7 @@ export function verifySenderCertificate(
   }
   const key = keys.find((k) => k.keyId === body.keyId);
   if (key?.publicKey.length !== 32) throw new SenderCertificateError("unknown-key", `certificate key ${body.keyId} is not one of the server's`);
-  if (!provider.ed25519Verify(key.publicKey, senderCertificateSignedBytes(cert.body), cert.signature)) {
+  if (!(await provider.ed25519Verify(key.publicKey, senderCertificateSignedBytes(cert.body), cert.signature))) {
     throw new SenderCertificateError("bad-signature", `certificate signature does not verify with key ${body.keyId}`);
   }
   const expiresAtMs = Number(body.expiresAtMs);

@@ -159,8 +159,8 @@ export class GroupManager {
     } catch (e) {
       throw new GroupError("invalid_change", e instanceof Error ? e.message : String(e), { cause: e });
     }
-    const signed = signGroupState(this.provider, bytes, this.self, await this.port.signingSeed());
-    const verified = verifyGenesis(this.provider, signed, await this.sync.lookupFor([me]));
+    const signed = await signGroupState(this.provider, bytes, this.self, await this.port.signingSeed());
+    const verified = await verifyGenesis(this.provider, signed, await this.sync.lookupFor([me]));
     const record: GroupRecord = {
       groupId,
       signedState: encodeSignedGroupState(signed),
@@ -222,8 +222,8 @@ export class GroupManager {
         if (e instanceof GroupChangeError || e instanceof GroupStateError) throw new GroupError("invalid_change", e.message, { cause: e });
         throw e;
       }
-      const signed = signGroupState(this.provider, bytes, this.self, await this.port.signingSeed());
-      const next = verifyGroupStateUpdate(this.provider, current, signed, await this.sync.lookupFor([this.self.accountId]));
+      const signed = await signGroupState(this.provider, bytes, this.self, await this.port.signingSeed());
+      const next = await verifyGroupStateUpdate(this.provider, current, signed, await this.sync.lookupFor([this.self.accountId]));
       await this.sync.accept(record, current, next, this.self);
       this.sync.recordOwnChange(id, next.hash, change);
       const all = new Set([...current.state.members, ...next.state.members].map((m) => m.accountId));

@@ -145,7 +145,7 @@ export class GroupStateSync {
       if (roleOf(parseSignedGroupState(signed), this.d.port.self.accountId) === undefined) {
         // Not ours any more: keep the chain current when it follows on, quietly otherwise.
         try {
-          const verifiedNext = verifyGroupStateUpdate(this.d.provider, current, signed, lookup);
+          const verifiedNext = await verifyGroupStateUpdate(this.d.provider, current, signed, lookup);
           await this.accept(record, current, verifiedNext, signerOf(verifiedNext));
         } catch (e) {
           if (!(e instanceof GroupStateError)) throw e;
@@ -167,8 +167,8 @@ export class GroupStateSync {
     try {
       v =
         parseSignedGroupState(signed).version === 1n
-          ? verifyGenesis(this.d.provider, signed, lookup)
-          : verifyFirstSeen(this.d.provider, signed, lookup, this.d.port.self.accountId);
+          ? await verifyGenesis(this.d.provider, signed, lookup)
+          : await verifyFirstSeen(this.d.provider, signed, lookup, this.d.port.self.accountId);
       if (roleOf(v.state, this.d.port.self.accountId) === undefined) throw new GroupStateError("not-a-member", "this account is not a member of that state");
     } catch (e) {
       this.rejectState(groupId, from, e);
@@ -200,7 +200,7 @@ export class GroupStateSync {
     const current = currentOf(this.d.provider, record);
     let next: VerifiedGroupState;
     try {
-      next = verifyGroupStateUpdate(this.d.provider, current, signed, lookup);
+      next = await verifyGroupStateUpdate(this.d.provider, current, signed, lookup);
     } catch (e) {
       if (e instanceof GroupStateError && e.problem === "stale") {
         if (bytesEqual(this.d.provider.sha256(signed.state), current.hash)) return; // the same version again
@@ -222,7 +222,7 @@ export class GroupStateSync {
     const previous = verifiedFromBytes(this.d.provider, record.previousSignedState);
     let candidate: VerifiedGroupState;
     try {
-      candidate = verifyGroupStateUpdate(this.d.provider, previous, signed, lookup);
+      candidate = await verifyGroupStateUpdate(this.d.provider, previous, signed, lookup);
     } catch {
       return false;
     }

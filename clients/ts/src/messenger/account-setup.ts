@@ -73,8 +73,8 @@ export async function registerAccount(
   const r = resolve(opts);
   const nowMs = r.now();
   const policy = { ...defaultPrekeyPolicy, ...opts.prekeyPolicy };
-  const keys = generateDeviceKeys(r.provider, opts.deviceName);
-  const signed = createFirstDeviceList(r.provider, { accountId: opts.accountId, device: keys, nowMs });
+  const keys = await generateDeviceKeys(r.provider, opts.deviceName);
+  const signed = await createFirstDeviceList(r.provider, { accountId: opts.accountId, device: keys, nowMs });
   await opts.protocol.identity.setLocalIdentity(localIdentityOf(keys, 1));
   const prekeys = await initialPrekeys(r.provider, opts.protocol, policy, nowMs);
   const res = await r.api.open.createAccount({
@@ -86,7 +86,7 @@ export async function registerAccount(
   const deviceId = res.device?.deviceId ?? 1;
   const account = newAccountRecord(opts.accountId, deviceId, opts.deviceName, opts.serverUrl, nowMs, policy);
   await opts.store.setAccount(account);
-  const trusted = verifyDeviceListChain(r.provider, { accountId: opts.accountId, history: [signed], current: signed });
+  const trusted = await verifyDeviceListChain(r.provider, { accountId: opts.accountId, history: [signed], current: signed });
   return { account, resolved: r, signingSeed: keys.signingSeed, trusted };
 }
 
@@ -115,8 +115,8 @@ export interface Linking {
 export async function startLinking(opts: MessengerOptions & { accountId: string; deviceName: string }): Promise<Linking> {
   if (await opts.store.getAccount()) throw new MessengerError("already_initialized", "this store already holds an account");
   const r = resolve(opts);
-  const keys = generateDeviceKeys(r.provider, opts.deviceName);
-  const code = makeLinkCode(r.provider, keys, opts.accountId, opts.deviceName, r.now());
+  const keys = await generateDeviceKeys(r.provider, opts.deviceName);
+  const code = await makeLinkCode(r.provider, keys, opts.accountId, opts.deviceName, r.now());
   const linked: Linking["linked"] = async (c = {}) => {
     const deadline = Date.now() + (c.timeoutMs ?? 120_000);
     for (;;) {
@@ -126,7 +126,7 @@ export async function startLinking(opts: MessengerOptions & { accountId: string;
       });
       if (res?.deviceList) {
         // First contact with our own account: verify the whole chain from version 1.
-        const trusted = verifyDeviceListChain(r.provider, { accountId: opts.accountId, history: res.history, current: res.deviceList });
+        const trusted = await verifyDeviceListChain(r.provider, { accountId: opts.accountId, history: res.history, current: res.deviceList });
         const mine = trusted.list.devices.find((d) => bytesEqual(d.signingKey, keys.signingKey));
         if (mine) {
           const nowMs = r.now();

@@ -601,7 +601,7 @@ export class Messenger {
     if (!certificate) throw new MessengerError("certificate_invalid", "the server answered without a certificate");
     const identityKey = (await this.protocol.identity.getLocalIdentity())?.signingKey;
     try {
-      const v = verifySenderCertificate(this.provider, certificate, keys, now, { ...this.address, identityKey });
+      const v = await verifySenderCertificate(this.provider, certificate, keys, now, { ...this.address, identityKey });
       this.certificate = { certificate, expiresAtMs: v.expiresAtMs };
       return certificate;
     } catch (err) {

@@ -1,18 +1,19 @@
 /**
  * The platform parts in a browser (the "browser" condition of the package's `#platform`
- * import): the portable @noble provider, and Connect over fetch, which has no bidirectional
+ * import): the WebCrypto provider (@noble where WebCrypto lacks a primitive), and Connect over fetch, which has no bidirectional
  * streams, so Send and Ack are unary calls and mail arrives on a server-streaming Receive.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { createNobleProvider, type ProviderOptions } from "../crypto/noble-provider.js";
+import type { ProviderOptions } from "../crypto/noble-provider.js";
 import type { CryptoProvider } from "../crypto/provider.js";
+import { createWebCryptoProvider } from "../crypto/webcrypto-provider.js";
 import type { TransportFactory } from "../transport/server-api.js";
 
 export const platformName = "browser";
 
 export function defaultProvider(opts: ProviderOptions = {}): CryptoProvider {
-  return createNobleProvider(opts);
+  return createWebCryptoProvider(opts);
 }
 
 /**

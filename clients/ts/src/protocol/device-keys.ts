@@ -19,7 +19,7 @@ export async function createDeviceIdentity(
   name: string,
   nowMs: number,
 ): Promise<{ identity: LocalIdentity; publicIdentity: DeviceIdentity }> {
-  const identity = generateLocalIdentity(provider, deviceId);
+  const identity = await generateLocalIdentity(provider, deviceId);
   await stores.identity.setLocalIdentity(identity);
   return { identity, publicIdentity: toDeviceIdentity(identity, name, BigInt(nowMs)) };
 }
@@ -44,17 +44,17 @@ export async function generatePrekeyBatch(provider: CryptoProvider, stores: Prot
   if (!identity) throw new NoSessionError("no local identity in the identity store");
   const request = create(UploadPrekeysRequestSchema, {});
   if (options.signedPrekeyId !== undefined) {
-    const spk = generateSignedPrekey(provider, identity, options.signedPrekeyId, options.nowMs);
+    const spk = await generateSignedPrekey(provider, identity, options.signedPrekeyId, options.nowMs);
     await stores.signedPrekeys.save(spk.keyId, spk);
     request.signedPrekey = toSignedPrekey(spk);
   }
   if (options.kemPrekeyId !== undefined) {
-    const kem = generateKemPrekey(provider, identity, options.kemPrekeyId, options.nowMs);
+    const kem = await generateKemPrekey(provider, identity, options.kemPrekeyId, options.nowMs);
     await stores.kemPrekeys.save(kem.keyId, kem);
     request.kemPrekey = toKemPrekey(kem);
   }
   if (options.oneTimeCount && options.oneTimeCount > 0) {
-    const otps = generateOneTimePrekeys(provider, options.oneTimeFirstId ?? 1, options.oneTimeCount, options.nowMs);
+    const otps = await generateOneTimePrekeys(provider, options.oneTimeFirstId ?? 1, options.oneTimeCount, options.nowMs);
     for (const k of otps) await stores.oneTimePrekeys.save(k.keyId, k);
     request.oneTimePrekeys = otps.map(toOneTimePrekey);
   }

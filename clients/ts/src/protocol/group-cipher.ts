@@ -87,7 +87,7 @@ export class GroupCipher {
     const id = toHex(groupId);
     let own = this.own.get(id) ?? (await this.store.loadOwn(id));
     if (!own) {
-      own = createOwnSenderKey(this.provider, groupId, this.now());
+      own = await createOwnSenderKey(this.provider, groupId, this.now());
       await this.store.saveOwn(id, own);
     }
     this.own.set(id, own);
@@ -113,7 +113,7 @@ export class GroupCipher {
     return this.withLock(`own/${toHex(groupId)}`, async () => {
       const id = toHex(groupId);
       const old = this.own.get(id) ?? (await this.store.loadOwn(id));
-      const own = createOwnSenderKey(this.provider, groupId, this.now());
+      const own = await createOwnSenderKey(this.provider, groupId, this.now());
       await this.store.saveOwn(id, own);
       this.own.set(id, own);
       if (old) wipe(old.chainKey, old.signingSeed);
@@ -143,7 +143,7 @@ export class GroupCipher {
     return this.withLock(`own/${toHex(groupId)}`, async () => {
       const own = await this.ownKeyLocked(groupId);
       const iteration = own.iteration;
-      const sharedBody = senderKeyEncrypt(this.provider, own, plain);
+      const sharedBody = await senderKeyEncrypt(this.provider, own, plain);
       wipe(plain);
       await this.store.saveOwn(toHex(groupId), own);
       return { sharedBody, distributionId: toHex(own.distributionId), iteration };
@@ -249,7 +249,7 @@ export class GroupCipher {
   private async plan(who: string, dist: string, message: SenderKeyMessage): Promise<PlannedGroupDecrypt> {
     const record = await this.store.load(who, dist);
     if (!record) throw new NoSessionError("no sender key of that distribution from this device");
-    const plan = planSenderKeyDecrypt(this.provider, record, message);
+    const plan = await planSenderKeyDecrypt(this.provider, record, message);
     let content: Content;
     try {
       content = fromBinary(ContentSchema, plan.plaintext);

@@ -132,11 +132,11 @@ export function encodeGroupState(fields: {
 }
 
 /** Signs serialized state bytes with a device's identity signing seed. */
-export function signGroupState(provider: CryptoProvider, state: Uint8Array, signer: GroupDevice, signingSeed: Uint8Array): SignedGroupState {
+export async function signGroupState(provider: CryptoProvider, state: Uint8Array, signer: GroupDevice, signingSeed: Uint8Array): Promise<SignedGroupState> {
   return create(SignedGroupStateSchema, {
     state,
     signer: create(DeviceAddressSchema, { accountId: signer.accountId, deviceId: signer.deviceId }),
-    signature: provider.ed25519Sign(signingSeed, concatBytes(GROUP_STATE_LABEL, state)),
+    signature: await provider.ed25519Sign(signingSeed, concatBytes(GROUP_STATE_LABEL, state)),
   });
 }
 
@@ -154,12 +154,12 @@ export function parseSignedGroupState(signed: SignedGroupState): GroupState {
   return state;
 }
 
-function checkSignature(provider: CryptoProvider, signed: SignedGroupState, lookup: SigningKeyLookup): GroupDevice {
+async function checkSignature(provider: CryptoProvider, signed: SignedGroupState, lookup: SigningKeyLookup): Promise<GroupDevice> {
   const s = signed.signer;
   if (!s || !ACCOUNT_ID.test(s.accountId) || s.deviceId < 1) throw new GroupStateError("malformed", "signer missing or malformed");
   const key = lookup({ accountId: s.accountId, deviceId: s.deviceId });
   if (!key) throw new GroupStateError("unknown-signer", `signer ${s.accountId}.${s.deviceId} is not a current device of its account`);
-  if (signed.signature.length !== 64 || !provider.ed25519Verify(key, concatBytes(GROUP_STATE_LABEL, signed.state), signed.signature)) {
+  if (signed.signature.length !== 64 || !(await provider.ed25519Verify(key, concatBytes(GROUP_STATE_LABEL, signed.state), signed.signature))) {
     throw new GroupStateError("bad-signature", "group state signature does not verify");
   }
   return { accountId: s.accountId, deviceId: s.deviceId };
@@ -170,10 +170,10 @@ function verified(provider: CryptoProvider, signed: SignedGroupState, state: Gro
 }
 
 /** Verifies version 1 of a group (the creator's state). */
-export function verifyGenesis(provider: CryptoProvider, signed: SignedGroupState, lookup: SigningKeyLookup): VerifiedGroupState {
+export async function verifyGenesis(provider: CryptoProvider, signed: SignedGroupState, lookup: SigningKeyLookup): Promise<VerifiedGroupState> {
   const state = parseSignedGroupState(signed);
   if (state.version !== 1n) throw new GroupStateError("bad-first-version", "the first version of a group is 1");
-  const signer = checkSignature(provider, signed, lookup);
+  const signer = await checkSignature(provider, signed, lookup);
   if (!isAdmin(state, signer.accountId)) throw new GroupStateError("not-admin", "version 1 must be signed by an admin it lists (the creator)");
   return verified(provider, signed, state);
 }
@@ -186,9 +186,14 @@ export function verifyGenesis(provider: CryptoProvider, signed: SignedGroupState
  * as a joiner of a Signal group trusts the group state it is given; every later change is
  * verified against it in full.
  */
-export function verifyFirstSeen(provider: CryptoProvider, signed: SignedGroupState, lookup: SigningKeyLookup, selfAccountId: string): VerifiedGroupState {
+export async function verifyFirstSeen(
+  provider: CryptoProvider,
+  signed: SignedGroupState,
+  lookup: SigningKeyLookup,
+  selfAccountId: string,
+): Promise<VerifiedGroupState> {
   const state = parseSignedGroupState(signed);
-  const signer = checkSignature(provider, signed, lookup);
+  const signer = await checkSignature(provider, signed, lookup);
   if (!isAdmin(state, signer.accountId)) throw new GroupStateError("not-admin", "signer is not an admin of the state");
   if (roleOf(state, selfAccountId) === undefined) throw new GroupStateError("not-a-member", "this account is not a member of that state");
   return verified(provider, signed, state);
@@ -200,18 +205,18 @@ export function verifyFirstSeen(provider: CryptoProvider, signed: SignedGroupSta
  * "unknown-signer", "bad-signature", "not-admin" (signer's account is not an admin of N),
  * "invalid-state"/"non-canonical"/"malformed".
  */
-export function verifyGroupStateUpdate(
+export async function verifyGroupStateUpdate(
   provider: CryptoProvider,
   current: VerifiedGroupState,
   next: SignedGroupState,
   lookup: SigningKeyLookup,
-): VerifiedGroupState {
+): Promise<VerifiedGroupState> {
   const state = parseSignedGroupState(next);
   if (!bytesEqual(state.groupId, current.state.groupId)) throw new GroupStateError("wrong-group", "state belongs to another group");
   if (state.version <= current.state.version) throw new GroupStateError("stale", `version ${state.version} is not newer than ${current.state.version}`);
   if (state.version !== current.state.version + 1n) throw new GroupStateError("gap", `version ${state.version} does not follow ${current.state.version}`);
   if (!bytesEqual(state.previousHash, current.hash)) throw new GroupStateError("fork", "previous_hash is not the hash of the current version");
-  const signer = checkSignature(provider, next, lookup);
+  const signer = await checkSignature(provider, next, lookup);
   // Admin-only: every change, including removing oneself, is signed by an admin of N.
   if (!isAdmin(current.state, signer.accountId))
     throw new GroupStateError("not-admin", `${signer.accountId} is not an admin of version ${current.state.version}`);
@@ -219,10 +224,10 @@ export function verifyGroupStateUpdate(
 }
 
 /** Verifies a whole chain from version 1, oldest first; returns the last version. */
-export function verifyGroupStateChain(provider: CryptoProvider, chain: SignedGroupState[], lookup: SigningKeyLookup): VerifiedGroupState {
+export async function verifyGroupStateChain(provider: CryptoProvider, chain: SignedGroupState[], lookup: SigningKeyLookup): Promise<VerifiedGroupState> {
   if (chain.length === 0) throw new GroupStateError("malformed", "empty chain");
-  let v = verifyGenesis(provider, chain[0], lookup);
-  for (let i = 1; i < chain.length; i++) v = verifyGroupStateUpdate(provider, v, chain[i], lookup);
+  let v = await verifyGenesis(provider, chain[0], lookup);
+  for (let i = 1; i < chain.length; i++) v = await verifyGroupStateUpdate(provider, v, chain[i], lookup);
   return v;
 }
 

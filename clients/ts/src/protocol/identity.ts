@@ -31,12 +31,12 @@ export interface RemoteIdentity {
 }
 
 /** Draws a new identity: 32 random bytes for the Ed25519 seed, then 32 for the X25519 key. */
-export function generateLocalIdentity(provider: CryptoProvider, deviceId: number): LocalIdentity {
+export async function generateLocalIdentity(provider: CryptoProvider, deviceId: number): Promise<LocalIdentity> {
   const signingSeed = provider.random(32);
   const dhPrivateKey = provider.random(32);
-  const signingKey = provider.ed25519PublicKey(signingSeed);
-  const dhKey = provider.x25519PublicKey(dhPrivateKey);
-  const dhKeySignature = provider.ed25519Sign(signingSeed, concatBytes(IDENTITY_LABEL, dhKey));
+  const signingKey = await provider.ed25519PublicKey(signingSeed);
+  const dhKey = await provider.x25519PublicKey(dhPrivateKey);
+  const dhKeySignature = await provider.ed25519Sign(signingSeed, concatBytes(IDENTITY_LABEL, dhKey));
   return { deviceId, signingSeed, signingKey, dhPrivateKey, dhKey, dhKeySignature };
 }
 
@@ -53,14 +53,14 @@ export function toDeviceIdentity(identity: LocalIdentity, name: string, addedAtM
 }
 
 /** True when dh_key_signature binds dh_key to signing_key. */
-export function verifyDhKeySignature(provider: CryptoProvider, signingKey: Uint8Array, dhKey: Uint8Array, signature: Uint8Array): boolean {
+export async function verifyDhKeySignature(provider: CryptoProvider, signingKey: Uint8Array, dhKey: Uint8Array, signature: Uint8Array): Promise<boolean> {
   if (dhKey.length !== 32) return false;
-  return provider.ed25519Verify(signingKey, concatBytes(IDENTITY_LABEL, dhKey), signature);
+  return await provider.ed25519Verify(signingKey, concatBytes(IDENTITY_LABEL, dhKey), signature);
 }
 
 /** Throws InvalidSignatureError unless the DeviceIdentity is self-consistent. */
-export function assertDeviceIdentity(provider: CryptoProvider, identity: DeviceIdentity): RemoteIdentity {
-  if (!verifyDhKeySignature(provider, identity.signingKey, identity.dhKey, identity.dhKeySignature)) {
+export async function assertDeviceIdentity(provider: CryptoProvider, identity: DeviceIdentity): Promise<RemoteIdentity> {
+  if (!(await verifyDhKeySignature(provider, identity.signingKey, identity.dhKey, identity.dhKeySignature))) {
     throw new InvalidSignatureError(`device ${identity.deviceId}: dh_key_signature does not verify`);
   }
   return { signingKey: identity.signingKey, dhKey: identity.dhKey };

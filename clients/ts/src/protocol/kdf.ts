@@ -10,8 +10,8 @@ const MESSAGE_KEY_SEED = new Uint8Array([0x01]);
 const CHAIN_KEY_SEED = new Uint8Array([0x02]);
 
 /** KDF_RK: HKDF(salt = root key, ikm = DH output, info = "sealpost.ratchet.root.v1", 64) -> (root key, chain key). */
-export function kdfRoot(provider: CryptoProvider, rootKey: Uint8Array, dhOutput: Uint8Array): { rootKey: Uint8Array; chainKey: Uint8Array } {
-  const out = provider.hkdf(dhOutput, rootKey, RATCHET_ROOT_LABEL, 64);
+export async function kdfRoot(provider: CryptoProvider, rootKey: Uint8Array, dhOutput: Uint8Array): Promise<{ rootKey: Uint8Array; chainKey: Uint8Array }> {
+  const out = await provider.hkdf(dhOutput, rootKey, RATCHET_ROOT_LABEL, 64);
   return { rootKey: out.slice(0, 32), chainKey: out.slice(32, 64) };
 }
 
@@ -19,23 +19,24 @@ export function kdfRoot(provider: CryptoProvider, rootKey: Uint8Array, dhOutput:
  * KDF_RK with the PQ ratchet's KEM shared secret (version 2 steps that carry a ciphertext):
  * HKDF(salt = root key, ikm = DH output || KEM shared secret, info = "sealpost.ratchet.pq-root.v1", 64).
  */
-export function kdfPqRoot(
+export async function kdfPqRoot(
   provider: CryptoProvider,
   rootKey: Uint8Array,
   dhOutput: Uint8Array,
   kemSecret: Uint8Array,
-): { rootKey: Uint8Array; chainKey: Uint8Array } {
+): Promise<{ rootKey: Uint8Array; chainKey: Uint8Array }> {
   const ikm = new Uint8Array(dhOutput.length + kemSecret.length);
   ikm.set(dhOutput);
   ikm.set(kemSecret, dhOutput.length);
-  const out = provider.hkdf(ikm, rootKey, RATCHET_PQ_ROOT_LABEL, 64);
+  const out = await provider.hkdf(ikm, rootKey, RATCHET_PQ_ROOT_LABEL, 64);
   wipe(ikm);
   return { rootKey: out.slice(0, 32), chainKey: out.slice(32, 64) };
 }
 
 /** KDF_CK: message key = HMAC(ck, 0x01), next chain key = HMAC(ck, 0x02) (as in Signal). */
-export function kdfChain(provider: CryptoProvider, chainKey: Uint8Array): { messageKey: Uint8Array; chainKey: Uint8Array } {
-  return { messageKey: provider.hmacSha256(chainKey, MESSAGE_KEY_SEED), chainKey: provider.hmacSha256(chainKey, CHAIN_KEY_SEED) };
+export async function kdfChain(provider: CryptoProvider, chainKey: Uint8Array): Promise<{ messageKey: Uint8Array; chainKey: Uint8Array }> {
+  const [messageKey, next] = await Promise.all([provider.hmacSha256(chainKey, MESSAGE_KEY_SEED), provider.hmacSha256(chainKey, CHAIN_KEY_SEED)]);
+  return { messageKey, chainKey: next };
 }
 
 /**
@@ -43,9 +44,9 @@ export function kdfChain(provider: CryptoProvider, chainKey: Uint8Array): { mess
  * keys alike): the key is wiped afterwards either way, and when opening fails `discard` (which
  * wipes what the decrypt plan derived) runs before the error is rethrown, so nothing is kept.
  */
-export function openWithStepKey(messageKey: Uint8Array, open: (messageKey: Uint8Array) => Uint8Array, discard: () => void): Uint8Array {
+export async function openWithStepKey(messageKey: Uint8Array, open: (messageKey: Uint8Array) => Promise<Uint8Array>, discard: () => void): Promise<Uint8Array> {
   try {
-    return open(messageKey);
+    return await open(messageKey);
   } catch (e) {
     discard();
     throw e;

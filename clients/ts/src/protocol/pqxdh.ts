@@ -31,15 +31,15 @@ export interface PqxdhInitiation {
 }
 
 /** The session secret from the DH outputs and the KEM secret (wipes its inputs). */
-export function deriveSessionSecret(
+export async function deriveSessionSecret(
   provider: CryptoProvider,
   dhOutputs: Uint8Array[],
   kemSecret: Uint8Array,
   initiatorIdentityDh: Uint8Array,
   responderIdentityDh: Uint8Array,
-): Uint8Array {
+): Promise<Uint8Array> {
   const ikm = concatBytes(F, ...dhOutputs, kemSecret);
-  const sk = provider.hkdf(ikm, EMPTY, concatBytes(PQXDH_LABEL, initiatorIdentityDh, responderIdentityDh), 32);
+  const sk = await provider.hkdf(ikm, EMPTY, concatBytes(PQXDH_LABEL, initiatorIdentityDh, responderIdentityDh), 32);
   wipe(ikm, kemSecret, ...dhOutputs);
   return sk;
 }
@@ -49,20 +49,21 @@ export function deriveSessionSecret(
  * ML-KEM encapsulation randomness m. Returns the base key's private half for nobody: it is
  * wiped here.
  */
-export function pqxdhInitiate(provider: CryptoProvider, local: LocalIdentity, bundle: VerifiedBundle): PqxdhInitiation {
+export async function pqxdhInitiate(provider: CryptoProvider, local: LocalIdentity, bundle: VerifiedBundle): Promise<PqxdhInitiation> {
   const ekPrivate = provider.random(32);
   const m = provider.random(32);
-  const baseKey = provider.x25519PublicKey(ekPrivate);
-  const dhs = [
+  const baseKey = await provider.x25519PublicKey(ekPrivate);
+  const agreements = [
     provider.x25519(local.dhPrivateKey, bundle.signedPrekey.publicKey),
     provider.x25519(ekPrivate, bundle.identity.dhKey),
     provider.x25519(ekPrivate, bundle.signedPrekey.publicKey),
   ];
-  if (bundle.oneTimePrekey) dhs.push(provider.x25519(ekPrivate, bundle.oneTimePrekey.publicKey));
+  if (bundle.oneTimePrekey) agreements.push(provider.x25519(ekPrivate, bundle.oneTimePrekey.publicKey));
+  const dhs = await Promise.all(agreements);
   const { ciphertext, sharedSecret: ss } = provider.mlKemEncapsulate(bundle.kemPrekey.publicKey, m);
   wipe(ekPrivate, m);
   return {
-    sharedSecret: deriveSessionSecret(provider, dhs, ss, local.dhKey, bundle.identity.dhKey),
+    sharedSecret: await deriveSessionSecret(provider, dhs, ss, local.dhKey, bundle.identity.dhKey),
     baseKey,
     kemCiphertext: ciphertext,
     signedPrekeyId: bundle.signedPrekey.keyId,
@@ -72,7 +73,7 @@ export function pqxdhInitiate(provider: CryptoProvider, local: LocalIdentity, bu
 }
 
 /** Responder side: the same SK from the private halves named by the PrekeyMessage. */
-export function pqxdhRespond(
+export async function pqxdhRespond(
   provider: CryptoProvider,
   local: LocalIdentity,
   initiatorIdentityDh: Uint8Array,
@@ -81,13 +82,14 @@ export function pqxdhRespond(
   oneTimePrekeyPrivate: Uint8Array | undefined,
   kemSecretKey: Uint8Array,
   kemCiphertext: Uint8Array,
-): Uint8Array {
-  const dhs = [
+): Promise<Uint8Array> {
+  const agreements = [
     provider.x25519(signedPrekeyPrivate, initiatorIdentityDh),
     provider.x25519(local.dhPrivateKey, baseKey),
     provider.x25519(signedPrekeyPrivate, baseKey),
   ];
-  if (oneTimePrekeyPrivate) dhs.push(provider.x25519(oneTimePrekeyPrivate, baseKey));
+  if (oneTimePrekeyPrivate) agreements.push(provider.x25519(oneTimePrekeyPrivate, baseKey));
+  const dhs = await Promise.all(agreements);
   const ss = provider.mlKemDecapsulate(kemCiphertext, kemSecretKey);
   return deriveSessionSecret(provider, dhs, ss, initiatorIdentityDh, local.dhKey);
 }

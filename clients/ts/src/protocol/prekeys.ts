@@ -44,28 +44,28 @@ export function prekeySignedBytes(label: Uint8Array, keyId: number, publicKey: U
 }
 
 /** A signed prekey: 32 random bytes for the private key. */
-export function generateSignedPrekey(provider: CryptoProvider, identity: LocalIdentity, keyId: number, nowMs: number): X25519PrekeyRecord {
+export async function generateSignedPrekey(provider: CryptoProvider, identity: LocalIdentity, keyId: number, nowMs: number): Promise<X25519PrekeyRecord> {
   const privateKey = provider.random(32);
-  const publicKey = provider.x25519PublicKey(privateKey);
-  const signature = provider.ed25519Sign(identity.signingSeed, prekeySignedBytes(SIGNED_PREKEY_LABEL, keyId, publicKey));
+  const publicKey = await provider.x25519PublicKey(privateKey);
+  const signature = await provider.ed25519Sign(identity.signingSeed, prekeySignedBytes(SIGNED_PREKEY_LABEL, keyId, publicKey));
   return { keyId, privateKey, publicKey, signature, createdAtMs: nowMs };
 }
 
 /** A signed ML-KEM-768 prekey: 64 random bytes (d || z) for FIPS 203 key generation. */
-export function generateKemPrekey(provider: CryptoProvider, identity: LocalIdentity, keyId: number, nowMs: number): KemPrekeyRecord {
+export async function generateKemPrekey(provider: CryptoProvider, identity: LocalIdentity, keyId: number, nowMs: number): Promise<KemPrekeyRecord> {
   const seed = provider.random(64);
   const { publicKey, secretKey } = provider.mlKemKeygen(seed);
   seed.fill(0);
-  const signature = provider.ed25519Sign(identity.signingSeed, prekeySignedBytes(KEM_PREKEY_LABEL, keyId, publicKey));
+  const signature = await provider.ed25519Sign(identity.signingSeed, prekeySignedBytes(KEM_PREKEY_LABEL, keyId, publicKey));
   return { keyId, secretKey, publicKey, signature, createdAtMs: nowMs };
 }
 
 /** `count` one-time prekeys with ids firstId, firstId+1, ... (32 random bytes each). */
-export function generateOneTimePrekeys(provider: CryptoProvider, firstId: number, count: number, nowMs: number): X25519PrekeyRecord[] {
+export async function generateOneTimePrekeys(provider: CryptoProvider, firstId: number, count: number, nowMs: number): Promise<X25519PrekeyRecord[]> {
   const out: X25519PrekeyRecord[] = [];
   for (let i = 0; i < count; i++) {
     const privateKey = provider.random(32);
-    out.push({ keyId: firstId + i, privateKey, publicKey: provider.x25519PublicKey(privateKey), createdAtMs: nowMs });
+    out.push({ keyId: firstId + i, privateKey, publicKey: await provider.x25519PublicKey(privateKey), createdAtMs: nowMs });
   }
   return out;
 }
@@ -96,7 +96,7 @@ export interface VerifiedBundle {
  * result. When `trusted` (an identity recorded from a verified device list) equals the
  * bundle's identity, dh_key_signature was already verified and is not checked again.
  */
-export function verifyKeyBundle(provider: CryptoProvider, bundle: KeyBundle, trusted?: RemoteIdentity): VerifiedBundle {
+export async function verifyKeyBundle(provider: CryptoProvider, bundle: KeyBundle, trusted?: RemoteIdentity): Promise<VerifiedBundle> {
   const id = bundle.identity;
   const spk = bundle.signedPrekey;
   const kem = bundle.kemPrekey;
@@ -105,13 +105,13 @@ export function verifyKeyBundle(provider: CryptoProvider, bundle: KeyBundle, tru
   if (spk.publicKey.length !== 32) throw new InvalidKeyError("signed prekey must be 32 bytes");
   if (kem.publicKey.length !== MLKEM768_PUBLIC_KEY_BYTES) throw new InvalidKeyError("KEM prekey must be 1184 bytes");
   const known = trusted !== undefined && bytesEqual(trusted.signingKey, id.signingKey) && bytesEqual(trusted.dhKey, id.dhKey);
-  if (!known && !verifyDhKeySignature(provider, id.signingKey, id.dhKey, id.dhKeySignature)) {
+  if (!known && !(await verifyDhKeySignature(provider, id.signingKey, id.dhKey, id.dhKeySignature))) {
     throw new InvalidSignatureError("bundle identity: dh_key_signature does not verify");
   }
-  if (!provider.ed25519Verify(id.signingKey, prekeySignedBytes(SIGNED_PREKEY_LABEL, spk.keyId, spk.publicKey), spk.signature)) {
+  if (!(await provider.ed25519Verify(id.signingKey, prekeySignedBytes(SIGNED_PREKEY_LABEL, spk.keyId, spk.publicKey), spk.signature))) {
     throw new InvalidSignatureError("bundle signed prekey: signature does not verify");
   }
-  if (!provider.ed25519Verify(id.signingKey, prekeySignedBytes(KEM_PREKEY_LABEL, kem.keyId, kem.publicKey), kem.signature)) {
+  if (!(await provider.ed25519Verify(id.signingKey, prekeySignedBytes(KEM_PREKEY_LABEL, kem.keyId, kem.publicKey), kem.signature))) {
     throw new InvalidSignatureError("bundle KEM prekey: signature does not verify");
   }
   const otp = bundle.oneTimePrekey;

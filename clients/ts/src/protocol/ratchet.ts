@@ -80,7 +80,7 @@ export interface EncryptOptions {
 }
 
 /** RatchetInitAlice: the initiator's state from SK and the responder's signed prekey. Draws 32 random bytes. */
-export function initInitiator(
+export async function initInitiator(
   provider: CryptoProvider,
   sharedSecret: Uint8Array,
   localIdentityKey: Uint8Array,
@@ -89,11 +89,11 @@ export function initInitiator(
   baseKey: Uint8Array,
   nowMs: number,
   version: 1 | 2,
-): SessionState {
+): Promise<SessionState> {
   const sendingRatchetPrivate = provider.random(32);
-  const sendingRatchetKey = provider.x25519PublicKey(sendingRatchetPrivate);
-  const dh = provider.x25519(sendingRatchetPrivate, remoteSignedPrekey);
-  const { rootKey, chainKey } = kdfRoot(provider, sharedSecret, dh);
+  const sendingRatchetKey = await provider.x25519PublicKey(sendingRatchetPrivate);
+  const dh = await provider.x25519(sendingRatchetPrivate, remoteSignedPrekey);
+  const { rootKey, chainKey } = await kdfRoot(provider, sharedSecret, dh);
   wipe(dh, sharedSecret);
   return {
     version,
@@ -160,19 +160,19 @@ export function canSend(state: SessionState): boolean {
  * happened since the last send, first does the sending half of the DH ratchet, drawing 32
  * random bytes for the new ratchet key (then, version 2, the PQ ratchet's draws: pq-ratchet.ts).
  */
-export function ratchetEncrypt(
+export async function ratchetEncrypt(
   provider: CryptoProvider,
   state: SessionState,
   plaintext: Uint8Array,
   opts: EncryptOptions = {},
-): { header: RatchetHeader; ciphertext: Uint8Array } {
+): Promise<{ header: RatchetHeader; ciphertext: Uint8Array }> {
   if (state.sendingChainKey === undefined) {
     if (state.receivingRatchetKey === undefined) throw new InvalidKeyError("session cannot send before it has received");
     const priv = provider.random(32);
-    const pub = provider.x25519PublicKey(priv);
-    const dh = provider.x25519(priv, state.receivingRatchetKey);
+    const pub = await provider.x25519PublicKey(priv);
+    const dh = await provider.x25519(priv, state.receivingRatchetKey);
     const kemSecret = state.pq ? sendingStep(provider, state.pq, opts.nowMs, opts.pqSchedule ?? DEFAULT_PQ_SCHEDULE) : undefined;
-    const next = kemSecret ? kdfPqRoot(provider, state.rootKey, dh, kemSecret) : kdfRoot(provider, state.rootKey, dh);
+    const next = kemSecret ? await kdfPqRoot(provider, state.rootKey, dh, kemSecret) : await kdfRoot(provider, state.rootKey, dh);
     wipe(dh, state.rootKey, state.sendingRatchetPrivate);
     if (kemSecret) wipe(kemSecret);
     state.previousCounter = state.sendingCounter;
@@ -182,7 +182,7 @@ export function ratchetEncrypt(
     state.rootKey = next.rootKey;
     state.sendingChainKey = next.chainKey;
   }
-  const step = kdfChain(provider, state.sendingChainKey);
+  const step = await kdfChain(provider, state.sendingChainKey);
   const header: RatchetHeader = {
     ratchetKey: state.sendingRatchetKey,
     previousCounter: state.previousCounter,
@@ -191,7 +191,7 @@ export function ratchetEncrypt(
   };
   const { key, nonce } = messageKeyMaterial(step.messageKey);
   const ad = ratchetAssociatedData(state.localIdentityKey, state.remoteIdentityKey, header, state.version);
-  const ciphertext = provider.aesGcmSeal(key, nonce, plaintext, ad);
+  const ciphertext = await provider.aesGcmSeal(key, nonce, plaintext, ad);
   wipe(step.messageKey, state.sendingChainKey);
   state.sendingChainKey = step.chainKey;
   state.sendingCounter++;
@@ -216,19 +216,26 @@ function findSkipped(state: SessionState, ratchetKey: Uint8Array, counter: numbe
   return -1;
 }
 
-function open(provider: CryptoProvider, state: SessionState, header: RatchetHeader, messageKey: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+async function open(provider: CryptoProvider, state: SessionState, header: RatchetHeader, messageKey: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
   const { key, nonce } = messageKeyMaterial(messageKey);
   const ad = ratchetAssociatedData(state.remoteIdentityKey, state.localIdentityKey, header, state.version);
-  const plaintext = provider.aesGcmOpen(key, nonce, ciphertext, ad);
+  const plaintext = await provider.aesGcmOpen(key, nonce, ciphertext, ad);
   if (plaintext === undefined) throw new DecryptionError("message authentication failed");
   return plaintext;
 }
 
 /** Derives the keys of messages [from, to) of a chain; returns them and the chain key at `to`. */
-function skipKeys(provider: CryptoProvider, ratchetKey: Uint8Array, chainKey: Uint8Array, from: number, to: number, out: SkippedKey[]): Uint8Array {
+async function skipKeys(
+  provider: CryptoProvider,
+  ratchetKey: Uint8Array,
+  chainKey: Uint8Array,
+  from: number,
+  to: number,
+  out: SkippedKey[],
+): Promise<Uint8Array> {
   let ck = chainKey;
   for (let n = from; n < to; n++) {
-    const step = kdfChain(provider, ck);
+    const step = await kdfChain(provider, ck);
     out.push({ ratchetKey, counter: n, messageKey: step.messageKey });
     if (ck !== chainKey) wipe(ck);
     ck = step.chainKey;
@@ -247,14 +254,20 @@ function storeSkipped(state: SessionState, added: SkippedKey[]): void {
  * RatchetDecrypt, planned: throws DuplicateMessageError, TooFarAheadError, DecryptionError or
  * InvalidKeyError without touching `state`; on success returns the plaintext and a commit.
  */
-export function planDecrypt(provider: CryptoProvider, state: SessionState, header: RatchetHeader, ciphertext: Uint8Array, nowMs?: number): DecryptPlan {
+export async function planDecrypt(
+  provider: CryptoProvider,
+  state: SessionState,
+  header: RatchetHeader,
+  ciphertext: Uint8Array,
+  nowMs?: number,
+): Promise<DecryptPlan> {
   if (!state.pq && (header.kemPublicKey || header.kemCiphertext)) throw new DecryptionError("KEM fields in a message of a version 1 session");
   const pq = state.pq;
   // 1. A key skipped earlier.
   const idx = findSkipped(state, header.ratchetKey, header.counter);
   if (idx >= 0) {
     const entry = state.skipped[idx];
-    const plaintext = open(provider, state, header, entry.messageKey, ciphertext);
+    const plaintext = await open(provider, state, header, entry.messageKey, ciphertext);
     return {
       plaintext,
       commit() {
@@ -273,14 +286,14 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
     if (header.counter < state.receivingCounter) throw new DuplicateMessageError("message key already used");
     if (header.counter - state.receivingCounter > MAX_FORWARD_JUMP) throw new TooFarAheadError("message too far ahead in its chain");
     const added: SkippedKey[] = [];
-    const ck = skipKeys(provider, header.ratchetKey, state.receivingChainKey, state.receivingCounter, header.counter, added);
-    const step = kdfChain(provider, ck);
+    const ck = await skipKeys(provider, header.ratchetKey, state.receivingChainKey, state.receivingCounter, header.counter, added);
+    const step = await kdfChain(provider, ck);
     if (ck !== state.receivingChainKey) wipe(ck);
     const discard = () => {
       wipe(step.chainKey);
       for (const k of added) wipe(k.messageKey);
     };
-    const plaintext = openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), discard);
+    const plaintext = await openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), discard);
     return {
       plaintext,
       commit() {
@@ -305,12 +318,12 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
   const added: SkippedKey[] = [];
   if (state.receivingChainKey !== undefined && state.receivingRatchetKey !== undefined) {
     if (header.previousCounter - state.receivingCounter > MAX_FORWARD_JUMP) throw new TooFarAheadError("previous chain too long");
-    const end = skipKeys(provider, state.receivingRatchetKey, state.receivingChainKey, state.receivingCounter, header.previousCounter, added);
+    const end = await skipKeys(provider, state.receivingRatchetKey, state.receivingChainKey, state.receivingCounter, header.previousCounter, added);
     if (end !== state.receivingChainKey) wipe(end);
   }
   let dh: Uint8Array;
   try {
-    dh = provider.x25519(state.sendingRatchetPrivate, header.ratchetKey);
+    dh = await provider.x25519(state.sendingRatchetPrivate, header.ratchetKey);
   } catch (e) {
     for (const k of added) wipe(k.messageKey);
     throw e instanceof InvalidKeyError ? new DecryptionError("invalid ratchet key") : e;
@@ -323,18 +336,18 @@ export function planDecrypt(provider: CryptoProvider, state: SessionState, heade
     for (const k of added) wipe(k.messageKey);
     throw e;
   }
-  const root = kemSecret ? kdfPqRoot(provider, state.rootKey, dh, kemSecret) : kdfRoot(provider, state.rootKey, dh);
+  const root = kemSecret ? await kdfPqRoot(provider, state.rootKey, dh, kemSecret) : await kdfRoot(provider, state.rootKey, dh);
   wipe(dh);
   if (kemSecret) wipe(kemSecret);
   const ratchetKey = header.ratchetKey.slice();
-  const ck = skipKeys(provider, ratchetKey, root.chainKey, 0, header.counter, added);
-  const step = kdfChain(provider, ck);
+  const ck = await skipKeys(provider, ratchetKey, root.chainKey, 0, header.counter, added);
+  const step = await kdfChain(provider, ck);
   if (ck !== root.chainKey) wipe(ck);
   const discard = () => {
     wipe(step.chainKey, root.rootKey, root.chainKey);
     for (const k of added) wipe(k.messageKey);
   };
-  const plaintext = openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), discard);
+  const plaintext = await openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), discard);
   return {
     plaintext,
     commit() {

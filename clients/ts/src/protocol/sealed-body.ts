@@ -23,23 +23,23 @@ function bodyAssociatedData(messageId: Uint8Array): Uint8Array {
 }
 
 /** Pads and seals serialized Content; returns the serialized SharedBody. */
-export function sealBody(provider: CryptoProvider, contentKey: Uint8Array, messageId: Uint8Array, content: Uint8Array): Uint8Array {
+export async function sealBody(provider: CryptoProvider, contentKey: Uint8Array, messageId: Uint8Array, content: Uint8Array): Promise<Uint8Array> {
   const padded = pad(content);
-  const ciphertext = provider.aesGcmSeal(contentKey, ZERO_NONCE, padded, bodyAssociatedData(messageId));
+  const ciphertext = await provider.aesGcmSeal(contentKey, ZERO_NONCE, padded, bodyAssociatedData(messageId));
   wipe(padded);
   return encodeSealedSharedBody(PROTOCOL_VERSION, ciphertext);
 }
 
 /** Opens a SealedBody; returns the serialized Content (padding removed). */
-export function openSealedBody(
+export async function openSealedBody(
   provider: CryptoProvider,
   contentKey: Uint8Array,
   messageId: Uint8Array,
   sealed: { version: number; ciphertext: Uint8Array },
-): Uint8Array {
+): Promise<Uint8Array> {
   if (sealed.version !== PROTOCOL_VERSION) throw new UnsupportedVersionError(`sealed body version ${sealed.version}`);
   if (contentKey.length !== 32) throw new InvalidMessageError("content key must be 32 bytes");
-  const padded = provider.aesGcmOpen(contentKey, ZERO_NONCE, sealed.ciphertext, bodyAssociatedData(messageId));
+  const padded = await provider.aesGcmOpen(contentKey, ZERO_NONCE, sealed.ciphertext, bodyAssociatedData(messageId));
   if (!padded) throw new BodyMismatchError("shared body does not authenticate under the entry's content key");
   try {
     return unpad(padded);

@@ -25,28 +25,28 @@ export interface SealingKey {
   publicKey: Uint8Array;
 }
 
-export function newSealingKey(provider: CryptoProvider): SealingKey {
+export async function newSealingKey(provider: CryptoProvider): Promise<SealingKey> {
   const privateKey = provider.random(32);
-  return { privateKey, publicKey: provider.x25519PublicKey(privateKey) };
+  return { privateKey, publicKey: await provider.x25519PublicKey(privateKey) };
 }
 
-function entryKeys(provider: CryptoProvider, shared: Uint8Array, ephemeral: Uint8Array, recipient: Uint8Array) {
-  const okm = provider.hkdf(shared, concatBytes(ephemeral, recipient), SEALED_ENTRY_LABEL, 44);
+async function entryKeys(provider: CryptoProvider, shared: Uint8Array, ephemeral: Uint8Array, recipient: Uint8Array) {
+  const okm = await provider.hkdf(shared, concatBytes(ephemeral, recipient), SEALED_ENTRY_LABEL, 44);
   wipe(shared);
   return { key: okm.subarray(0, 32), nonce: okm.subarray(32, 44), ad: concatBytes(SEALED_ENTRY_LABEL, ephemeral, recipient), okm };
 }
 
 /** Seals a serialized DeviceEnvelope and the sender's certificate to the device whose X25519 identity key is `recipientDhKey`. */
-export function sealEntry(
+export async function sealEntry(
   provider: CryptoProvider,
   sealing: SealingKey,
   recipientDhKey: Uint8Array,
   certificate: SenderCertificate,
   deviceEnvelope: Uint8Array,
-): Uint8Array {
-  const k = entryKeys(provider, provider.x25519(sealing.privateKey, recipientDhKey), sealing.publicKey, recipientDhKey);
+): Promise<Uint8Array> {
+  const k = await entryKeys(provider, await provider.x25519(sealing.privateKey, recipientDhKey), sealing.publicKey, recipientDhKey);
   const plaintext = toBinary(SealedEntryContentSchema, create(SealedEntryContentSchema, { certificate, deviceEnvelope }));
-  const ciphertext = provider.aesGcmSeal(k.key, k.nonce, plaintext, k.ad);
+  const ciphertext = await provider.aesGcmSeal(k.key, k.nonce, plaintext, k.ad);
   wipe(k.okm);
   return toBinary(SealedEntrySchema, create(SealedEntrySchema, { version: PROTOCOL_VERSION, ephemeralKey: sealing.publicKey, ciphertext }));
 }
@@ -56,11 +56,11 @@ export function sealEntry(
  * verified) and the DeviceEnvelope bytes. InvalidMessageError when it does not parse or
  * authenticate, UnsupportedVersionError for another version.
  */
-export function openSealedEntry(
+export async function openSealedEntry(
   provider: CryptoProvider,
   identity: { dhPrivateKey: Uint8Array; dhPublicKey: Uint8Array },
   entry: Uint8Array,
-): { certificate: SenderCertificate; deviceEnvelope: Uint8Array } {
+): Promise<{ certificate: SenderCertificate; deviceEnvelope: Uint8Array }> {
   let sealed: ReturnType<typeof fromBinary<typeof SealedEntrySchema>>;
   try {
     sealed = fromBinary(SealedEntrySchema, entry, { readUnknownFields: false });
@@ -71,12 +71,12 @@ export function openSealedEntry(
   if (sealed.ephemeralKey.length !== 32) throw new InvalidMessageError(`sealed entry ephemeral key is ${sealed.ephemeralKey.length} bytes, not 32`);
   let shared: Uint8Array;
   try {
-    shared = provider.x25519(identity.dhPrivateKey, sealed.ephemeralKey);
+    shared = await provider.x25519(identity.dhPrivateKey, sealed.ephemeralKey);
   } catch {
     throw new InvalidMessageError("sealed entry ephemeral key is not a usable X25519 key");
   }
-  const k = entryKeys(provider, shared, sealed.ephemeralKey, identity.dhPublicKey);
-  const plaintext = provider.aesGcmOpen(k.key, k.nonce, sealed.ciphertext, k.ad);
+  const k = await entryKeys(provider, shared, sealed.ephemeralKey, identity.dhPublicKey);
+  const plaintext = await provider.aesGcmOpen(k.key, k.nonce, sealed.ciphertext, k.ad);
   wipe(k.okm);
   if (!plaintext) throw new InvalidMessageError("sealed entry does not authenticate for this device");
   let content: ReturnType<typeof fromBinary<typeof SealedEntryContentSchema>>;

@@ -102,7 +102,7 @@ export interface SenderKeyRecord {
  * Random bytes are drawn in this order: distribution id (16), chain id (4), chain key (32),
  * signing seed (32).
  */
-export function createOwnSenderKey(provider: CryptoProvider, groupId: Uint8Array, nowMs: number): OwnSenderKey {
+export async function createOwnSenderKey(provider: CryptoProvider, groupId: Uint8Array, nowMs: number): Promise<OwnSenderKey> {
   if (groupId.length !== GROUP_ID_BYTES) throw new InvalidMessageError("group_id must be 16 bytes");
   const distributionId = provider.random(DISTRIBUTION_ID_BYTES);
   const c = provider.random(4);
@@ -116,7 +116,7 @@ export function createOwnSenderKey(provider: CryptoProvider, groupId: Uint8Array
     iteration: 0,
     chainKey,
     signingSeed,
-    signingKey: provider.ed25519PublicKey(signingSeed),
+    signingKey: await provider.ed25519PublicKey(signingSeed),
     createdAtMs: nowMs,
   };
 }
@@ -155,14 +155,14 @@ export function senderKeyHeader(groupId: Uint8Array, distributionId: Uint8Array,
  * (`sender_key` case). Advances `own` by one iteration: the caller must save it before the
  * ciphertext leaves the device, so an iteration is never used twice.
  */
-export function senderKeyEncrypt(provider: CryptoProvider, own: OwnSenderKey, content: Uint8Array): Uint8Array {
+export async function senderKeyEncrypt(provider: CryptoProvider, own: OwnSenderKey, content: Uint8Array): Promise<Uint8Array> {
   if (own.iteration >= MAX_ITERATION) throw new InvalidMessageError("sender key chain exhausted; rotate");
-  const step = kdfChain(provider, own.chainKey);
+  const step = await kdfChain(provider, own.chainKey);
   const header = senderKeyHeader(own.groupId, own.distributionId, own.chainId, own.iteration);
   const padded = pad(content);
-  const ciphertext = provider.aesGcmSeal(step.messageKey, ZERO_NONCE, padded, header);
+  const ciphertext = await provider.aesGcmSeal(step.messageKey, ZERO_NONCE, padded, header);
   wipe(padded, step.messageKey);
-  const signature = provider.ed25519Sign(own.signingSeed, concatBytes(header, ciphertext));
+  const signature = await provider.ed25519Sign(own.signingSeed, concatBytes(header, ciphertext));
   const body = encodeSenderKeySharedBody(own.distributionId, own.chainId, own.iteration, ciphertext, signature);
   wipe(own.chainKey);
   own.chainKey = step.chainKey;
@@ -234,8 +234,8 @@ export interface SenderKeyDecryptPlan {
   discard(): void;
 }
 
-function openWith(provider: CryptoProvider, messageKey: Uint8Array, header: Uint8Array, ciphertext: Uint8Array): Uint8Array {
-  const padded = provider.aesGcmOpen(messageKey, ZERO_NONCE, ciphertext, header);
+async function openWith(provider: CryptoProvider, messageKey: Uint8Array, header: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
+  const padded = await provider.aesGcmOpen(messageKey, ZERO_NONCE, ciphertext, header);
   if (padded === undefined) throw new DecryptionError("group message authentication failed");
   try {
     return unpad(padded);
@@ -251,7 +251,7 @@ function openWith(provider: CryptoProvider, messageKey: Uint8Array, header: Uint
  * DuplicateMessageError (already decrypted, or its key expired), TooFarAheadError,
  * DecryptionError.
  */
-export function planSenderKeyDecrypt(provider: CryptoProvider, record: SenderKeyRecord, m: SenderKeyMessage): SenderKeyDecryptPlan {
+export async function planSenderKeyDecrypt(provider: CryptoProvider, record: SenderKeyRecord, m: SenderKeyMessage): Promise<SenderKeyDecryptPlan> {
   if (m.version !== SENDER_KEY_VERSION) throw new UnsupportedVersionError(`sender key message version ${m.version}`);
   if (m.distributionId.length !== DISTRIBUTION_ID_BYTES || !bytesEqual(m.distributionId, record.distributionId)) {
     throw new InvalidMessageError("sender key message names another distribution");
@@ -261,7 +261,7 @@ export function planSenderKeyDecrypt(provider: CryptoProvider, record: SenderKey
   if (!chain) throw new NoSessionError("no sender key chain with that id; a distribution is needed");
   const header = senderKeyHeader(record.groupId, record.distributionId, m.chainId, m.iteration);
   // The signature first: a member knows the chain key, only the sender knows the signing key.
-  if (!provider.ed25519Verify(chain.signingKey, concatBytes(header, m.ciphertext), m.signature)) {
+  if (!(await provider.ed25519Verify(chain.signingKey, concatBytes(header, m.ciphertext), m.signature))) {
     throw new InvalidSignatureError("group message signature does not verify");
   }
 
@@ -269,7 +269,7 @@ export function planSenderKeyDecrypt(provider: CryptoProvider, record: SenderKey
     const at = chain.skipped.findIndex((k) => k.iteration === m.iteration);
     if (at < 0) throw new DuplicateMessageError("group message key already used or expired");
     const entry = chain.skipped[at];
-    const plaintext = openWith(provider, entry.messageKey, header, m.ciphertext);
+    const plaintext = await openWith(provider, entry.messageKey, header, m.ciphertext);
     return {
       plaintext,
       chainId: m.chainId,
@@ -287,18 +287,18 @@ export function planSenderKeyDecrypt(provider: CryptoProvider, record: SenderKey
   const added: SkippedSenderKey[] = [];
   let ck = chain.chainKey;
   for (let i = chain.iteration; i < m.iteration; i++) {
-    const s = kdfChain(provider, ck);
+    const s = await kdfChain(provider, ck);
     added.push({ iteration: i, messageKey: s.messageKey });
     if (ck !== chain.chainKey) wipe(ck);
     ck = s.chainKey;
   }
-  const step = kdfChain(provider, ck);
+  const step = await kdfChain(provider, ck);
   if (ck !== chain.chainKey) wipe(ck);
   const discard = () => {
     wipe(step.chainKey);
     for (const k of added) wipe(k.messageKey);
   };
-  const plaintext = openWithStepKey(step.messageKey, (mk) => openWith(provider, mk, header, m.ciphertext), discard);
+  const plaintext = await openWithStepKey(step.messageKey, (mk) => openWith(provider, mk, header, m.ciphertext), discard);
   return {
     plaintext,
     chainId: m.chainId,

@@ -162,7 +162,7 @@ export class SessionCipher {
   /** Verifies a bundle (signatures, sizes, identity trust) without changing anything. */
   private async checkBundle(address: DeviceRef, bundle: KeyBundle): Promise<VerifiedBundle> {
     const known = await this.stores.identity.getRemoteIdentity(addressKey(address));
-    const verified = verifyKeyBundle(this.provider, bundle, known);
+    const verified = await verifyKeyBundle(this.provider, bundle, known);
     if (known) {
       if (!bytesEqual(known.signingKey, verified.identity.signingKey) || !bytesEqual(known.dhKey, verified.identity.dhKey)) {
         throw new UntrustedIdentityError(`bundle identity of ${addressKey(address)} differs from the recorded one`);
@@ -177,8 +177,8 @@ export class SessionCipher {
     const key = addressKey(address);
     const local = await this.localIdentity();
     if (!(await this.stores.identity.getRemoteIdentity(key))) await this.stores.identity.saveRemoteIdentity(key, verified.identity);
-    const init = pqxdhInitiate(this.provider, local, verified);
-    const state = initInitiator(
+    const init = await pqxdhInitiate(this.provider, local, verified);
+    const state = await initInitiator(
       this.provider,
       init.sharedSecret,
       local.dhKey,
@@ -241,7 +241,7 @@ export class SessionCipher {
     const messageId = options.messageId ?? this.provider.random(16);
     if (messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
     const contentKey = this.provider.random(32);
-    const sharedBody = sealBody(this.provider, contentKey, messageId, serializeContent(content, messageId));
+    const sharedBody = await sealBody(this.provider, contentKey, messageId, serializeContent(content, messageId));
     const bodySha256 = this.provider.sha256(sharedBody);
 
     const entries: EncryptedMessage["entries"] = [];
@@ -258,7 +258,7 @@ export class SessionCipher {
           const state = record.current as SessionState;
           const sequence = (await this.stores.channels.loadSent(key)) + 1;
           const plain = encodeEntryPayload({ sender: this.localAddress, recipient: r.address, channelSequence: sequence, contentKey, bodySha256, messageId });
-          const { header: h, ciphertext } = ratchetEncrypt(this.provider, state, plain, { nowMs: this.now(), pqSchedule: this.options.pqSchedule });
+          const { header: h, ciphertext } = await ratchetEncrypt(this.provider, state, plain, { nowMs: this.now(), pqSchedule: this.options.pqSchedule });
           wipe(plain);
           const message = {
             version: state.version,
@@ -377,10 +377,10 @@ export class SessionCipher {
   private async plan(envelope: DeviceEnvelopeFields, sharedBody: Uint8Array, sender: DeviceRef, key: string, local: LocalIdentity): Promise<Planned> {
     const record = (await this.stores.sessions.load(key)) ?? { previous: [] };
     let opened: Opened;
-    if (envelope.case === "ratchet") opened = this.openRatchet(record, envelope.value);
+    if (envelope.case === "ratchet") opened = await this.openRatchet(record, envelope.value);
     else opened = await this.openPrekey(record, envelope.value, key, local);
     try {
-      return { record, opened, result: this.checkPayload(opened.plan.plaintext, sharedBody, sender) };
+      return { record, opened, result: await this.checkPayload(opened.plan.plaintext, sharedBody, sender) };
     } catch (e) {
       opened.plan.discard();
       throw e;
@@ -400,7 +400,7 @@ export class SessionCipher {
   }
 
   /** Tries the current state, then the previous ones (simultaneous initiation, late mail). */
-  private openRatchet(record: SessionRecord, message: RatchetMessageFields): Opened {
+  private async openRatchet(record: SessionRecord, message: RatchetMessageFields): Promise<Opened> {
     const h = header(message);
     const states = record.current ? [record.current, ...record.previous] : record.previous;
     if (states.length === 0) throw new NoSessionError("no session with the sender");
@@ -408,7 +408,7 @@ export class SessionCipher {
     for (const state of states) {
       try {
         if (state.version !== h.version) throw new DecryptionError(`a version ${h.version} message for a version ${state.version} session`);
-        return { plan: planDecrypt(this.provider, state, h, message.ciphertext, this.now()), state, newSession: false };
+        return { plan: await planDecrypt(this.provider, state, h, message.ciphertext, this.now()), state, newSession: false };
       } catch (e) {
         if (!(e instanceof SealpostCryptoError)) throw e;
         first ??= e;
@@ -445,9 +445,9 @@ export class SessionCipher {
       if (!otp) throw new MissingPrekeyError(`one-time prekey ${m.oneTimePrekeyId} not found (already used?)`);
       otpPrivate = otp.privateKey;
     }
-    const sk = pqxdhRespond(this.provider, local, m.identityDhKey, m.baseKey, spk.privateKey, otpPrivate, kem.secretKey, m.kemCiphertext);
+    const sk = await pqxdhRespond(this.provider, local, m.identityDhKey, m.baseKey, spk.privateKey, otpPrivate, kem.secretKey, m.kemCiphertext);
     const state = initResponder(sk, local.dhKey, m.identityDhKey, spk.privateKey, spk.publicKey, m.baseKey.slice(), this.now(), h.version);
-    const plan = planDecrypt(this.provider, state, h, m.message.ciphertext, this.now());
+    const plan = await planDecrypt(this.provider, state, h, m.message.ciphertext, this.now());
     const commit = plan.commit;
     return {
       plan: {
@@ -464,7 +464,7 @@ export class SessionCipher {
     };
   }
 
-  private checkPayload(plaintext: Uint8Array, sharedBody: Uint8Array, sender: DeviceRef): Omit<DecryptedMessage, "channel" | "newSession"> {
+  private async checkPayload(plaintext: Uint8Array, sharedBody: Uint8Array, sender: DeviceRef): Promise<Omit<DecryptedMessage, "channel" | "newSession">> {
     let payload = decodeCanonicalEntryPayload(plaintext);
     if (!payload) {
       try {
@@ -482,7 +482,7 @@ export class SessionCipher {
     const body = parseSharedBody(sharedBody);
     let content: Content | undefined;
     if (body.kind.case === "sealed") {
-      const bytes = openSealedBody(this.provider, payload.contentKey, payload.messageId, body.kind.value);
+      const bytes = await openSealedBody(this.provider, payload.contentKey, payload.messageId, body.kind.value);
       try {
         content = fromBinary(ContentSchema, bytes);
       } catch {

@@ -9,7 +9,4 @@ import { createNobleProvider } from "../crypto/noble-provider.js";
 import { buildGroupVectors } from "./group-vector-builders.js";
 import { writeVectorFiles } from "./vector-files.js";
 
-writeVectorFiles(
-  buildGroupVectors((random) => createNobleProvider({ random })),
-  "group vectors",
-);
+writeVectorFiles(await buildGroupVectors((random) => createNobleProvider({ random })), "group vectors");

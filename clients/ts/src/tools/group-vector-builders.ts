@@ -10,6 +10,7 @@ import { addressKey, type DeviceRef } from "../protocol/address.js";
 import { concatBytes, fromHex, toHex } from "../crypto/bytes.js";
 import { createDeterministicRandom } from "../crypto/deterministic-random.js";
 import { SealpostCryptoError } from "../crypto/errors.js";
+import { mapInOrder } from "../util/in-order.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { GROUP_STATE_LABEL } from "../protocol/group-labels.js";
 import {
@@ -22,6 +23,7 @@ import {
   type GroupChange,
   type VerifiedGroupState,
 } from "../protocol/group-state.js";
+import type { SignedGroupState } from "@sealpost/gen/sealpost/envelope/v1/group_pb.js";
 import { generateLocalIdentity, type LocalIdentity } from "../protocol/identity.js";
 import { kdfChain } from "../protocol/kdf.js";
 import { pad } from "../protocol/padding.js";
@@ -54,12 +56,12 @@ function groupText(groupId: Uint8Array, messageId: Uint8Array, body: string): Ui
   );
 }
 
-function encryptRecorded(p: CryptoProvider, own: OwnSenderKey, content: Uint8Array) {
+async function encryptRecorded(p: CryptoProvider, own: OwnSenderKey, content: Uint8Array) {
   const chainKey = own.chainKey.slice();
   const iteration = own.iteration;
-  const mk = kdfChain(p, chainKey).messageKey;
+  const mk = (await kdfChain(p, chainKey)).messageKey;
   const header = senderKeyHeader(own.groupId, own.distributionId, own.chainId, iteration);
-  const sharedBody = senderKeyEncrypt(p, own, content);
+  const sharedBody = await senderKeyEncrypt(p, own, content);
   const m = parseSenderKeyBody(sharedBody)!;
   return {
     iteration,
@@ -75,9 +77,9 @@ function encryptRecorded(p: CryptoProvider, own: OwnSenderKey, content: Uint8Arr
   };
 }
 
-function code(fn: () => unknown): string {
+async function code(fn: () => Promise<unknown>): Promise<string> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     if (e instanceof SealpostCryptoError) return e.code;
     if (e instanceof GroupStateError) return e.problem;
@@ -86,22 +88,22 @@ function code(fn: () => unknown): string {
   return "ok";
 }
 
-export function senderKeyVectors(make: ProviderFactory) {
+export async function senderKeyVectors(make: ProviderFactory) {
   const p = make(createDeterministicRandom("sender-keys"));
   const groupId = p.random(16);
-  const own = createOwnSenderKey(p, groupId, 0);
+  const own = await createOwnSenderKey(p, groupId, 0);
   const distribution = senderKeyDistribution(own);
-  const messages = [0, 1, 2, 3, 4].map((i) => encryptRecorded(p, own, groupText(groupId, p.random(16), `group message ${i}`)));
+  const messages = await mapInOrder([0, 1, 2, 3, 4], (i) => encryptRecorded(p, own, groupText(groupId, p.random(16), `group message ${i}`)));
 
   // A receiver that got the distribution at iteration 0, fed out of order with a duplicate.
   const order = [2, 0, 4, 2, 1, 3];
   let record = processSenderKeyDistribution(undefined, distribution, 0);
-  const deliveries = order.map((i) => {
+  const deliveries = await mapInOrder(order, async (i) => {
     const m = parseSenderKeyBody(fromHex(messages[i].shared_body))!;
     let outcome = "ok";
     let plaintext = "";
     try {
-      const plan = planSenderKeyDecrypt(p, record, m);
+      const plan = await planSenderKeyDecrypt(p, record, m);
       plaintext = hex(plan.plaintext);
       plan.commit();
     } catch (e) {
@@ -116,7 +118,7 @@ export function senderKeyVectors(make: ProviderFactory) {
   record = processSenderKeyDistribution(undefined, distribution, 0);
   const m0 = parseSenderKeyBody(fromHex(messages[0].shared_body))!;
   const forgedKey = p.random(32);
-  const rejections = [
+  const forgeries = [
     {
       case: "ciphertext bit flipped",
       body: encodeSenderKeySharedBody(
@@ -135,16 +137,21 @@ export function senderKeyVectors(make: ProviderFactory) {
         m0.chainId,
         0,
         m0.ciphertext,
-        p.ed25519Sign(forgedKey, concatBytes(fromHex(messages[0].header), m0.ciphertext)),
+        await p.ed25519Sign(forgedKey, concatBytes(fromHex(messages[0].header), m0.ciphertext)),
       ),
     },
     { case: "unknown chain id", body: encodeSenderKeySharedBody(m0.distributionId, (m0.chainId + 1) >>> 0, 0, m0.ciphertext, m0.signature) },
-  ].map((r) => ({ case: r.case, shared_body: hex(r.body), error: code(() => planSenderKeyDecrypt(p, record, parseSenderKeyBody(r.body)!)) }));
+  ];
+  const rejections = await mapInOrder(forgeries, async (r) => ({
+    case: r.case,
+    shared_body: hex(r.body),
+    error: await code(() => planSenderKeyDecrypt(p, record, parseSenderKeyBody(r.body)!)),
+  }));
 
   // Rotation: a new key; its first message.
-  const rotated = createOwnSenderKey(p, groupId, 0);
+  const rotated = await createOwnSenderKey(p, groupId, 0);
   const rotatedDistribution = senderKeyDistribution(rotated);
-  const rotatedMessage = encryptRecorded(p, rotated, groupText(groupId, p.random(16), "after rotation"));
+  const rotatedMessage = await encryptRecorded(p, rotated, groupText(groupId, p.random(16), "after rotation"));
 
   const dist = (d: typeof distribution) => ({
     group_id: hex(d.groupId),
@@ -169,7 +176,7 @@ export function senderKeyVectors(make: ProviderFactory) {
   };
 }
 
-export function groupStateVectors(make: ProviderFactory) {
+export async function groupStateVectors(make: ProviderFactory) {
   const p = make(createDeterministicRandom("group-state"));
   const names: [string, number][] = [
     ["alice", 1],
@@ -178,7 +185,7 @@ export function groupStateVectors(make: ProviderFactory) {
     ["alice", 2],
   ];
   const ids = new Map<string, LocalIdentity>();
-  for (const [a, d] of names) ids.set(`${a}.${d}`, generateLocalIdentity(p, d));
+  for (const [a, d] of names) ids.set(`${a}.${d}`, await generateLocalIdentity(p, d));
   const lookup = (d: DeviceRef) => ids.get(addressKey(d))?.signingKey;
   const groupId = p.random(16);
   const sign = (bytes: Uint8Array, who: string) => {
@@ -193,9 +200,9 @@ export function groupStateVectors(make: ProviderFactory) {
     signature: hex(v.signed.signature),
     hash: hex(v.hash),
   });
-  const v1 = verifyGenesis(
+  const v1 = await verifyGenesis(
     p,
-    sign(
+    await sign(
       encodeGroupState({
         groupId,
         version: 1n,
@@ -212,32 +219,35 @@ export function groupStateVectors(make: ProviderFactory) {
     ),
     lookup,
   );
-  const step = (cur: VerifiedGroupState, c: GroupChange, who: string) => verifyGroupStateUpdate(p, cur, sign(applyGroupChange(cur, c), who), lookup);
-  const v2 = step(v1, { add: ["dave"], promote: ["bob"] }, "alice.2");
-  const v3 = step(v2, { remove: ["carol"], title: "sealpost vectors 2", adminsOnlyMessages: true }, "bob.1");
-  const bad = (label: string, against: VerifiedGroupState, s: ReturnType<typeof sign>) => ({
+  const step = async (cur: VerifiedGroupState, c: GroupChange, who: string) =>
+    verifyGroupStateUpdate(p, cur, await sign(applyGroupChange(cur, c), who), lookup);
+  const v2 = await step(v1, { add: ["dave"], promote: ["bob"] }, "alice.2");
+  const v3 = await step(v2, { remove: ["carol"], title: "sealpost vectors 2", adminsOnlyMessages: true }, "bob.1");
+  const bad = async (label: string, against: VerifiedGroupState, s: SignedGroupState) => ({
     case: label,
     against_version: Number(against.state.version),
     state: hex(s.state),
     signer: `${s.signer!.accountId}.${s.signer!.deviceId}`,
     signature: hex(s.signature),
-    problem: code(() => verifyGroupStateUpdate(p, against, s, lookup)),
+    problem: await code(() => verifyGroupStateUpdate(p, against, s, lookup)),
   });
-  const carolForged = sign(applyGroupChange(v1, { add: ["mallory"] }), "carol.1");
-  const carolSelf = sign(applyGroupChange(v1, { remove: ["carol"] }), "carol.1");
-  const badSig = sign(applyGroupChange(v1, { add: ["erin"] }), "alice.1");
+  const carolForged = await sign(applyGroupChange(v1, { add: ["mallory"] }), "carol.1");
+  const carolSelf = await sign(applyGroupChange(v1, { remove: ["carol"] }), "carol.1");
+  const badSig = await sign(applyGroupChange(v1, { add: ["erin"] }), "alice.1");
   badSig.signature = badSig.signature.map((b, i) => (i === 0 ? b ^ 1 : b));
-  const otherV2 = step(v1, { title: "fork" }, "alice.1");
-  const fork = sign(applyGroupChange(otherV2, { title: "fork 3" }), "alice.1");
+  const otherV2 = await step(v1, { title: "fork" }, "alice.1");
+  const fork = await sign(applyGroupChange(otherV2, { title: "fork 3" }), "alice.1");
+  const unknownSigner = { ...(await sign(applyGroupChange(v1, { add: ["erin"] }), "alice.1")), signer: { ...v1.signed.signer!, deviceId: 9 } };
+  const carolAfterRemoval = await sign(applyGroupChange(v3, { add: ["carol"] }), "carol.1");
   const rejected = [
-    bad("non-admin adds a member", v1, carolForged),
-    bad("non-admin removes itself (leave is GroupLeave + an admin's state)", v1, carolSelf),
-    bad("signature bit flipped", v1, badSig),
-    bad("unknown signer device", v1, { ...sign(applyGroupChange(v1, { add: ["erin"] }), "alice.1"), signer: { ...v1.signed.signer!, deviceId: 9 } }),
-    bad("fork: a version 3 built on another version 2", v2, fork),
-    bad("gap: version 3 against version 1", v1, v3.signed),
-    bad("replay: version 2 against version 3", v3, v2.signed),
-    bad("carol (removed at 3) cannot sign version 4", v3, sign(applyGroupChange(v3, { add: ["carol"] }), "carol.1")),
+    await bad("non-admin adds a member", v1, carolForged),
+    await bad("non-admin removes itself (leave is GroupLeave + an admin's state)", v1, carolSelf),
+    await bad("signature bit flipped", v1, badSig),
+    await bad("unknown signer device", v1, unknownSigner),
+    await bad("fork: a version 3 built on another version 2", v2, fork),
+    await bad("gap: version 3 against version 1", v1, v3.signed),
+    await bad("replay: version 2 against version 3", v3, v2.signed),
+    await bad("carol (removed at 3) cannot sign version 4", v3, carolAfterRemoval),
   ];
   return {
     description:
@@ -255,6 +265,6 @@ export function groupStateVectors(make: ProviderFactory) {
   };
 }
 
-export function buildGroupVectors(make: ProviderFactory): Record<string, unknown> {
-  return { "sender-keys.json": senderKeyVectors(make), "group-state.json": groupStateVectors(make) };
+export async function buildGroupVectors(make: ProviderFactory): Promise<Record<string, unknown>> {
+  return { "sender-keys.json": await senderKeyVectors(make), "group-state.json": await groupStateVectors(make) };
 }

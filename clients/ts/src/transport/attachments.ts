@@ -40,7 +40,7 @@ function again<T>(fn: () => Promise<T>): Promise<T> {
 export async function uploadAttachment(api: ServerApi, provider: CryptoProvider, data: Uint8Array, meta: AttachmentMeta): Promise<AttachmentInfo> {
   const key = provider.random(32);
   const nonce = provider.random(NONCE_BYTES);
-  const ciphertext = concatBytes(nonce, provider.aesGcmSeal(key, nonce, data, AD));
+  const ciphertext = concatBytes(nonce, await provider.aesGcmSeal(key, nonce, data, AD));
   const digest = provider.sha256(ciphertext);
   const res = await api.delivery.createAttachment({ size: BigInt(ciphertext.length), sha256: digest });
   for (let i = 0; i < res.chunkCount; i++) {
@@ -112,7 +112,7 @@ export async function downloadAttachment(api: ServerApi, provider: CryptoProvide
     throw new MessengerError("attachment_corrupt", `attachment ${info.attachmentId}: SHA-256 of the download does not match the message`);
   }
   if (ciphertext.length < NONCE_BYTES + 16) throw new MessengerError("attachment_corrupt", "attachment too short");
-  const plain = provider.aesGcmOpen(info.key, ciphertext.subarray(0, NONCE_BYTES), ciphertext.subarray(NONCE_BYTES), AD);
+  const plain = await provider.aesGcmOpen(info.key, ciphertext.subarray(0, NONCE_BYTES), ciphertext.subarray(NONCE_BYTES), AD);
   if (!plain || plain.length !== info.size) throw new MessengerError("attachment_corrupt", `attachment ${info.attachmentId} does not decrypt`);
   return plain;
 }

@@ -103,7 +103,7 @@ export class ServerApi {
     if (!device || !seed) throw new MessengerError("not_initialized", "no device to authenticate as");
     try {
       const { nonce } = await this.open.getAuthChallenge({ device });
-      const signature = this.opts.provider.ed25519Sign(seed, authSignedBytes(device.accountId, device.deviceId, nonce));
+      const signature = await this.opts.provider.ed25519Sign(seed, authSignedBytes(device.accountId, device.deviceId, nonce));
       const res = await this.open.authenticate({ device, nonce, signature });
       this.current = { token: res.token, expiresAtMs: Number(res.expiresAtMs) };
       return res.token;

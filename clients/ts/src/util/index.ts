@@ -2,3 +2,4 @@
 export { Pushable } from "./pushable.js";
 export { Backoff, retry } from "./backoff.js";
 export { KeyedLock } from "./keyed-lock.js";
+export { mapInOrder } from "./in-order.js";
