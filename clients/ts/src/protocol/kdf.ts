@@ -35,8 +35,7 @@ export async function kdfPqRoot(
 
 /** KDF_CK: message key = HMAC(ck, 0x01), next chain key = HMAC(ck, 0x02) (as in Signal). */
 export async function kdfChain(provider: CryptoProvider, chainKey: Uint8Array): Promise<{ messageKey: Uint8Array; chainKey: Uint8Array }> {
-  const [messageKey, next] = await Promise.all([provider.hmacSha256(chainKey, MESSAGE_KEY_SEED), provider.hmacSha256(chainKey, CHAIN_KEY_SEED)]);
-  return { messageKey, chainKey: next };
+  return { messageKey: await provider.hmacSha256(chainKey, MESSAGE_KEY_SEED), chainKey: await provider.hmacSha256(chainKey, CHAIN_KEY_SEED) };
 }
 
 /**
