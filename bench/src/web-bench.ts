@@ -185,7 +185,12 @@ async function main(): Promise<void> {
           unit: p.unit,
           samples: SAMPLES,
           sampleValues: samples.webcrypto.map(Math.round),
-          reference: { name: "browser @noble (the SDK's provider)", value: reference, samples: SAMPLES, sampleValues: samples.noble.map(Math.round) },
+          reference: {
+            name: "browser @noble (the SDK's browser provider before WebCrypto)",
+            value: reference,
+            samples: SAMPLES,
+            sampleValues: samples.noble.map(Math.round),
+          },
           ratio: ratio(value, reference),
           note:
             name === "pair_primitives"
