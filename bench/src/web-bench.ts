@@ -10,6 +10,8 @@
  *                       (and node:crypto vs Node's WebCrypto in extra): what a WebCrypto provider
  *                       would change
  *   ratchet_key         a new X25519 key pair and one agreement, the same four ways
+ *   body_digest         SHA-256 of a sealed 1 KiB body, the same four ways (the provider keeps it synchronous)
+ *   ed25519_verify      one Ed25519 verification, the same four ways (the provider keeps @noble's)
  *
  * The crypto figures run the same workload code (sealpost-workload.ts) in both places, samples
  * interleaved (browser, Node, browser, ...). Node's @noble figure is kept in `extra`, so the
@@ -28,7 +30,16 @@ import { createNobleProvider, createNodeProvider } from "@sealpost/client/crypto
 import { chromiumInstalled, launchChromium, serveStatic } from "@sealpost/test-support/chromium";
 import { benchMode, machineInfo, median, ratio, repoRoot, round, sampling, writeResult, type Figure } from "./result.js";
 import { coreSetups, timedOps, type Runner } from "./sealpost-workload.js";
-import { providerPair, providerRatchetKey, webCryptoPair, webCryptoRatchetKey } from "./web/pair-primitives.js";
+import {
+  providerBodyDigest,
+  providerPair,
+  providerRatchetKey,
+  providerVerify,
+  webCryptoBodyDigest,
+  webCryptoPair,
+  webCryptoRatchetKey,
+  webCryptoVerify,
+} from "./web/pair-primitives.js";
 
 const MODE = benchMode();
 const { samples: SAMPLES, sampleMs: SAMPLE_MS, warmupMs: WARMUP_MS } = sampling(MODE);
@@ -158,9 +169,25 @@ async function main(): Promise<void> {
           node: { op: await providerRatchetKey(nodeProvider) },
           nodeWebCrypto: { op: await webCryptoRatchetKey(crypto.subtle, nodeProvider) },
         },
+        body_digest: {
+          unit: "digests/s",
+          node: { op: providerBodyDigest(nodeProvider) },
+          nodeWebCrypto: { op: webCryptoBodyDigest(crypto.subtle) },
+        },
+        ed25519_verify: {
+          unit: "verifications/s",
+          node: { op: await providerVerify(nodeProvider) },
+          nodeWebCrypto: { op: await webCryptoVerify(crypto.subtle, nodeProvider) },
+        },
+      };
+      const notes: Record<string, string> = {
+        pair_primitives: "the primitives of one steady 1:1 pair alone (4 HMAC-SHA256, 4 AES-256-GCM, 2 SHA-256); bench/src/web/pair-primitives.ts",
+        ratchet_key: "a new X25519 key pair and one agreement; WebCrypto also exports both halves (header and stored state)",
+        body_digest: "SHA-256 of a sealed 1 KiB body (1,112 bytes): the provider keeps it synchronous (@noble in browsers)",
+        ed25519_verify: "one signature over 200 bytes, the key imported each time: the provider keeps @noble's strict verification",
       };
       for (const [name, p] of Object.entries(primitives)) {
-        const page = name === "pair_primitives" ? "pair" : "ratchet_key";
+        const page = name === "pair_primitives" ? "pair" : name;
         const samples: Record<"webcrypto" | "noble" | "node" | "nodeWebCrypto", number[]> = { webcrypto: [], noble: [], node: [], nodeWebCrypto: [] };
         const one = async (): Promise<[number, number, number, number]> => [
           await inBrowser(`${page}_webcrypto`, SAMPLE_MS),
@@ -192,10 +219,7 @@ async function main(): Promise<void> {
             sampleValues: samples.noble.map(Math.round),
           },
           ratio: ratio(value, reference),
-          note:
-            name === "pair_primitives"
-              ? "the primitives of one steady 1:1 pair alone (4 HMAC-SHA256, 4 AES-256-GCM, 2 SHA-256); bench/src/web/pair-primitives.ts"
-              : "a new X25519 key pair and one agreement; WebCrypto also exports both halves (header and stored state)",
+          note: notes[name],
         });
         extra[`${name}_node`] = { value: Math.round(median(samples.node)), unit: p.unit, sampleValues: samples.node.map(Math.round) };
         extra[`${name}_node_webcrypto`] = {

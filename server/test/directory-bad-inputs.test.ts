@@ -150,7 +150,7 @@ describe("authentication", () => {
 
     const { nonce } = await open().getAuthChallenge({ device: d.address });
     const good = await alice.provider.ed25519Sign(d.keys.signingSeed, authSignedBytes("auth-alice", 1, nonce));
-    const other = await alice.provider.ed25519Sign(await (await generateDeviceKeys(alice.provider, "x")).signingSeed, authSignedBytes("auth-alice", 1, nonce));
+    const other = await alice.provider.ed25519Sign((await generateDeviceKeys(alice.provider, "x")).signingSeed, authSignedBytes("auth-alice", 1, nonce));
     await expectConnectError(
       open().authenticate({ device: d.address, nonce, signature: other }),
       Code.Unauthenticated,

@@ -173,7 +173,7 @@ describe("forged and replayed device-list changes", () => {
       Code.InvalidArgument,
       "device id 2 was already allocated; ids are never reused (next is 3)",
     );
-    const rekey = await edit(alice, deviceList, async (l) => void (l.devices[0].dhKey = await (await generateDeviceKeys(alice.provider, "y")).dhKey));
+    const rekey = await edit(alice, deviceList, async (l) => void (l.devices[0].dhKey = (await generateDeviceKeys(alice.provider, "y")).dhKey));
     await rejects(
       alice,
       () => alice.devices[0].directory.linkDevice({ deviceList: rekey }),
@@ -236,8 +236,8 @@ describe("forged and replayed device-list changes", () => {
   it("lets exactly one of two concurrent changes through two instances win", async () => {
     const alice = await createTestAccount(server.url, "chg-race", { devices: 1 });
     const p = alice.provider;
-    const c1 = await (await linkDeviceChange(p, alice.deviceList, signerOf(alice), await generateDeviceKeys(p, "one"), Date.now())).deviceList;
-    const c2 = await (await linkDeviceChange(p, alice.deviceList, signerOf(alice), await generateDeviceKeys(p, "two"), Date.now() + 1)).deviceList;
+    const c1 = (await linkDeviceChange(p, alice.deviceList, signerOf(alice), await generateDeviceKeys(p, "one"), Date.now())).deviceList;
+    const c2 = (await linkDeviceChange(p, alice.deviceList, signerOf(alice), await generateDeviceKeys(p, "two"), Date.now() + 1)).deviceList;
     const auth: Interceptor = (next) => (req) => (req.header.set("authorization", `Bearer ${alice.devices[0].token}`), next(req));
     const onOther = createClient(DirectoryService, plainTransport(other.url, "connect", [auth]));
     const results = await Promise.allSettled([alice.devices[0].directory.linkDevice({ deviceList: c1 }), onOther.linkDevice({ deviceList: c2 })]);

@@ -16,7 +16,7 @@ describe("concurrent one-time prekey claims", () => {
     const KEYS = 400;
     const CLAIMS = 480;
     const alice = await createTestAccount(servers.a.url, "claim-alice", { oneTimePrekeys: 0 });
-    const uploaded = await (await generateTestPrekeys(alice.provider, alice.devices[0].keys, KEYS, 1000)).oneTime;
+    const uploaded = (await generateTestPrekeys(alice.provider, alice.devices[0].keys, KEYS, 1000)).oneTime;
     for (let i = 0; i < KEYS; i += 100) {
       await alice.devices[0].directory.uploadPrekeys({
         oneTimePrekeys: prekeyMessages({ ...(await generateTestPrekeys(alice.provider, alice.devices[0].keys, 0)), oneTime: uploaded.slice(i, i + 100) })

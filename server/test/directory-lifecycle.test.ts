@@ -50,7 +50,7 @@ describe("account lifecycle across two instances", () => {
     expect(hex(full.history[0].deviceList)).toEqual(hex(alice.deviceList.deviceList));
     expect(hex(full.deviceList!.deviceList)).toEqual(hex(link.deviceList.deviceList));
     // What the server serves verifies with the client SDK's chain check.
-    expect(await (await verifyDeviceListChain(p, { accountId: "life-alice", history: full.history, current: full.deviceList! })).list.version).toBe(2n);
+    expect((await verifyDeviceListChain(p, { accountId: "life-alice", history: full.history, current: full.deviceList! })).list.version).toBe(2n);
     expect((await openB.getDeviceList({ accountId: "life-alice", historyAfterVersion: 1n })).history).toHaveLength(1);
     expect((await openB.getDeviceList({ accountId: "life-alice" })).history).toHaveLength(0);
 

@@ -59,8 +59,8 @@ describe("certificate key rotation", () => {
     expect(v2.keys()[1].publicKey).toEqual(v1.keys()[0].publicKey);
     const identityKey = new Uint8Array(32).fill(1);
     const old = v1.issue("alice", 1, identityKey);
-    expect(await (await verifySenderCertificate(provider, old, v2.keys(), 2000)).keyId).toBe(1);
-    expect(await (await verifySenderCertificate(provider, v2.issue("alice", 1, identityKey), v2.keys(), 2000)).keyId).toBe(2);
+    expect((await verifySenderCertificate(provider, old, v2.keys(), 2000)).keyId).toBe(1);
+    expect((await verifySenderCertificate(provider, v2.issue("alice", 1, identityKey), v2.keys(), 2000)).keyId).toBe(2);
     await expect(verifySenderCertificate(provider, old, new SenderCertificates(tokens, 3, now).keys(), 2_000)).rejects.toThrow(/not one of the server's/);
   });
 });

@@ -6,7 +6,16 @@
  */
 import { createNobleProvider, createWebCryptoProvider } from "@sealpost/client/web";
 import { coreSetups, timedOps, type Runner } from "../sealpost-workload.js";
-import { providerPair, providerRatchetKey, webCryptoPair, webCryptoRatchetKey } from "./pair-primitives.js";
+import {
+  providerBodyDigest,
+  providerPair,
+  providerRatchetKey,
+  providerVerify,
+  webCryptoBodyDigest,
+  webCryptoPair,
+  webCryptoRatchetKey,
+  webCryptoVerify,
+} from "./pair-primitives.js";
 
 export type PageFigure =
   | "session_setup"
@@ -16,7 +25,11 @@ export type PageFigure =
   | "pair_noble"
   | "pair_webcrypto"
   | "ratchet_key_noble"
-  | "ratchet_key_webcrypto";
+  | "ratchet_key_webcrypto"
+  | "body_digest_noble"
+  | "body_digest_webcrypto"
+  | "ed25519_verify_noble"
+  | "ed25519_verify_webcrypto";
 const noble = createNobleProvider();
 const webCrypto = coreSetups(createWebCryptoProvider());
 const random = (n: number) => crypto.getRandomValues(new Uint8Array(n));
@@ -28,6 +41,10 @@ const setups: Record<PageFigure, () => Promise<Runner>> = {
   pair_webcrypto: async () => ({ op: webCryptoPair(crypto.subtle, random) }),
   ratchet_key_noble: async () => ({ op: await providerRatchetKey(noble) }),
   ratchet_key_webcrypto: async () => ({ op: await webCryptoRatchetKey(crypto.subtle, noble) }),
+  body_digest_noble: async () => ({ op: providerBodyDigest(noble) }),
+  body_digest_webcrypto: async () => ({ op: webCryptoBodyDigest(crypto.subtle) }),
+  ed25519_verify_noble: async () => ({ op: await providerVerify(noble) }),
+  ed25519_verify_webcrypto: async () => ({ op: await webCryptoVerify(crypto.subtle, noble) }),
 };
 const runners = new Map<PageFigure, Runner>();
 

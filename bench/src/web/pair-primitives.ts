@@ -95,3 +95,41 @@ export async function webCryptoRatchetKey(subtle: SubtleCrypto, p: CryptoProvide
     await subtle.deriveBits({ name: "X25519", public: peer }, pair.privateKey, 256);
   };
 }
+
+/** SHA-256 of a sealed 1 KiB body (1,112 bytes), through a provider (synchronous). */
+export function providerBodyDigest(p: CryptoProvider): () => Promise<void> {
+  const body = new Uint8Array(1112).fill(0x5a);
+  return async () => {
+    p.sha256(body);
+  };
+}
+
+/** The same through WebCrypto's digest. */
+export function webCryptoBodyDigest(subtle: SubtleCrypto): () => Promise<void> {
+  const body = new Uint8Array(1112).fill(0x5a);
+  return async () => {
+    await subtle.digest("SHA-256", body);
+  };
+}
+
+/** One Ed25519 verification (a group message's signature, 200 signed bytes), through a provider. */
+export async function providerVerify(p: CryptoProvider): Promise<() => Promise<void>> {
+  const seed = p.random(32);
+  const message = new Uint8Array(200).fill(1);
+  const [publicKey, signature] = [await p.ed25519PublicKey(seed), await p.ed25519Sign(seed, message)];
+  return async () => {
+    if (!(await p.ed25519Verify(publicKey, message, signature))) throw new Error("signature did not verify");
+  };
+}
+
+/** The same through WebCrypto, the public key imported from raw bytes each time. */
+export async function webCryptoVerify(subtle: SubtleCrypto, p: CryptoProvider): Promise<() => Promise<void>> {
+  const seed = p.random(32);
+  const message = new Uint8Array(200).fill(1);
+  const publicKey = new Uint8Array(await p.ed25519PublicKey(seed));
+  const signature = new Uint8Array(await p.ed25519Sign(seed, message));
+  return async () => {
+    const key = await subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
+    if (!(await subtle.verify("Ed25519", key, signature, message))) throw new Error("signature did not verify");
+  };
+}

@@ -29,8 +29,8 @@ async function chain(provider = createNodeProvider()) {
   const k3 = await generateDeviceKeys(provider, "tablet");
   const s1: DeviceSigner = { deviceId: 1, signingSeed: k1.signingSeed };
   const v1 = await createFirstDeviceList(provider, { accountId: "alice", device: k1, nowMs: T });
-  const v2 = await (await linkDeviceChange(provider, v1, s1, k2, T + 1)).deviceList;
-  const v3 = await (await linkDeviceChange(provider, v2, { deviceId: 2, signingSeed: k2.signingSeed }, k3, T + 2)).deviceList;
+  const v2 = (await linkDeviceChange(provider, v1, s1, k2, T + 1)).deviceList;
+  const v3 = (await linkDeviceChange(provider, v2, { deviceId: 2, signingSeed: k2.signingSeed }, k3, T + 2)).deviceList;
   const v4 = await revokeDeviceChange(provider, v3, s1, 2, T + 3);
   return { provider, k1, k2, k3, s1, v1, v2, v3, v4 };
 }
@@ -52,10 +52,8 @@ describe("verifyDeviceListChain", () => {
       const v = await verifyDeviceListChain(c.provider, { accountId: "alice", history: [c.v1, c.v2, c.v3, c.v4], current: c.v4 });
       expect(v.list.version).toBe(4n);
       expect(v.list.devices.map((d) => d.deviceId)).toEqual([1, 3]);
-      expect(await (await verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v2, history: [c.v3, c.v4], current: c.v4 })).list.version).toBe(
-        4n,
-      );
-      expect(await (await verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [], current: c.v4 })).list.version).toBe(4n);
+      expect((await verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v2, history: [c.v3, c.v4], current: c.v4 })).list.version).toBe(4n);
+      expect((await verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [], current: c.v4 })).list.version).toBe(4n);
     });
   }
 
@@ -63,16 +61,16 @@ describe("verifyDeviceListChain", () => {
     const c = await chain();
     const ghost = await generateDeviceKeys(c.provider, "ghost");
     // Signed by the ghost itself, claiming to be device 1, or by a device not in v4.
-    const byGhost = await (await linkDeviceChange(c.provider, c.v4, { deviceId: 1, signingSeed: ghost.signingSeed }, ghost, T)).deviceList;
+    const byGhost = (await linkDeviceChange(c.provider, c.v4, { deviceId: 1, signingSeed: ghost.signingSeed }, ghost, T)).deviceList;
     expect(await problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [byGhost], current: byGhost }))).toBe(
       "bad-signature",
     );
-    const selfSigned = await (await linkDeviceChange(c.provider, c.v4, { deviceId: 4, signingSeed: ghost.signingSeed }, ghost, T)).deviceList;
+    const selfSigned = (await linkDeviceChange(c.provider, c.v4, { deviceId: 4, signingSeed: ghost.signingSeed }, ghost, T)).deviceList;
     expect(await problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [selfSigned], current: selfSigned }))).toBe(
       "unknown-signer",
     );
     // The revoked device 2 signing after its revocation.
-    const byRevoked = await (await linkDeviceChange(c.provider, c.v4, { deviceId: 2, signingSeed: c.k2.signingSeed }, ghost, T)).deviceList;
+    const byRevoked = (await linkDeviceChange(c.provider, c.v4, { deviceId: 2, signingSeed: c.k2.signingSeed }, ghost, T)).deviceList;
     expect(await problem(() => verifyDeviceListChain(c.provider, { accountId: "alice", trusted: c.v4, history: [byRevoked], current: byRevoked }))).toBe(
       "unknown-signer",
     );
@@ -172,7 +170,7 @@ describe("DirectoryCache", () => {
     let now = 0;
     const cache = new DirectoryCache(c.provider, { ttlMs: 1000, now: () => now });
     expect(cache.refreshRequest("alice")).toEqual({ accountId: "alice", historyAfterVersion: 0n });
-    expect(await (await cache.update("alice", { deviceList: c.v2, history: [c.v1, c.v2] })).changes).toEqual([]);
+    expect((await cache.update("alice", { deviceList: c.v2, history: [c.v1, c.v2] })).changes).toEqual([]);
     expect(cache.refreshRequest("alice").historyAfterVersion).toBe(2n);
     const r3 = await cache.update("alice", { deviceList: c.v3, history: [c.v3] });
     expect(r3.changes.map((x) => [x.kind, x.deviceId])).toEqual([["device-added", 3]]);

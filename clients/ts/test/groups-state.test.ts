@@ -165,7 +165,7 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
         verifyGroupStateUpdate(
           p,
           v2,
-          await signGroupState(p, foreign, await (await w.dev("alice", 2)).address, await (await w.dev("alice", 2)).identity.signingSeed),
+          await signGroupState(p, foreign, (await w.dev("alice", 2)).address, (await w.dev("alice", 2)).identity.signingSeed),
           w.lookup,
         ),
       ),
@@ -240,7 +240,7 @@ describe.each(PROVIDERS)("group state (%s)", (_name, makeProvider) => {
     const v1 = await genesis(p, w);
     const s2 = await change(p, w, v1, ["alice", 1], { add: ["dave"] });
     expect(await problem(() => verifyGenesis(p, s2, w.lookup))).toBe("bad-first-version");
-    expect(await (await verifyFirstSeen(p, s2, w.lookup, "dave")).state.version).toBe(2n);
+    expect((await verifyFirstSeen(p, s2, w.lookup, "dave")).state.version).toBe(2n);
     expect(await problem(() => verifyFirstSeen(p, s2, w.lookup, "erin"))).toBe("not-a-member");
     const forged = await signGroupState(p, s2.state, bob.address, bob.identity.signingSeed);
     expect(await problem(() => verifyFirstSeen(p, forged, w.lookup, "dave"))).toBe("not-admin");

@@ -71,9 +71,7 @@ describe("Messenger 1:1", () => {
     expect(await alice.m.senderCertificate()).toBe(first); // cached
     const keys = (await alice.m.api.open.getCertificateKeys({})).keys;
     const identityKey = (await alice.m.protocol.identity.getLocalIdentity())!.signingKey;
-    expect(await (await verifySenderCertificate(alice.m.provider, first, keys, Date.now(), { ...alice.m.address, identityKey })).accountId).toBe(
-      alice.m.accountId,
-    );
+    expect((await verifySenderCertificate(alice.m.provider, first, keys, Date.now(), { ...alice.m.address, identityKey })).accountId).toBe(alice.m.accountId);
     await alice.m.close();
   });
 });

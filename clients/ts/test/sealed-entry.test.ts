@@ -80,6 +80,6 @@ describe.each([
     const e1 = await sealEntry(p, a, r1.publicKey, cert, envelope);
     const e2 = await sealEntry(p, a, r2.publicKey, cert, envelope);
     expect(toHex(fromBinary(SealedEntrySchema, e1).ciphertext)).not.toBe(toHex(fromBinary(SealedEntrySchema, e2).ciphertext));
-    expect(await (await openSealedEntry(p, { dhPrivateKey: r2.privateKey, dhPublicKey: r2.publicKey }, e2)).deviceEnvelope).toEqual(envelope);
+    expect((await openSealedEntry(p, { dhPrivateKey: r2.privateKey, dhPublicKey: r2.publicKey }, e2)).deviceEnvelope).toEqual(envelope);
   });
 });

@@ -4,11 +4,14 @@
  * run ~3x faster than @noble's, a DH ratchet key ~3.6x (bench/src/web-bench.ts); on Node the
  * node:crypto provider is the fast one (Node's WebCrypto runs each call on its thread pool).
  *
- * Stays with @noble, and why:
- *  - SHA-256 / SHA-512: the interface is synchronous (Merkle proofs and hashes of bodies are
- *    computed inline), and a 1 KiB digest is cheaper in JavaScript than a promise round trip.
- *  - Ed25519 verification: the protocol needs strict RFC 8032 rules that every implementation
- *    applies alike (canonical encodings only); WebCrypto leaves edge cases to the engine.
+ * Stays with @noble, and why (each measured in the same bench):
+ *  - SHA-256 / SHA-512: the interface keeps them synchronous (Merkle proofs and body digests
+ *    are computed inline), although WebCrypto's digest of a 1 KiB body is ~3.9x faster in
+ *    Chromium; an asynchronous body digest would save ~25 us of a ~180 us pair there.
+ *  - Ed25519 verification: ~3.9x faster through WebCrypto, but the protocol needs strict
+ *    RFC 8032 rules that every implementation applies alike (canonical encodings only); a
+ *    device list one engine accepts and another refuses would split an account's view, and
+ *    WebCrypto leaves those edge cases to the engine.
  *  - ML-KEM-768: no browser ships it in WebCrypto yet.
  * A primitive the browser does not support (an older engine without X25519 or Ed25519) falls
  * back to @noble for the rest of the provider's life. Byte-identical to the other providers
