@@ -65,6 +65,8 @@ describe.each(OTHERS)("provider agreement (noble vs %s)", (_name, node) => {
     await fc.assert(
       fc.asyncProperty(bytes, bytes, bytes, fc.integer({ min: 1, max: 255 }), async (ikm, salt, info, len) => {
         expect(toHex(node.sha256(ikm))).toBe(toHex(noble.sha256(ikm)));
+        expect(toHex(await node.sha256Async(ikm))).toBe(toHex(noble.sha256(ikm)));
+        expect(toHex(await noble.sha256Async(ikm))).toBe(toHex(noble.sha256(ikm)));
         expect(toHex(node.sha512(ikm))).toBe(toHex(noble.sha512(ikm)));
         expect(toHex(await node.hmacSha256(salt, info))).toBe(toHex(await noble.hmacSha256(salt, info)));
         expect(toHex(await node.hkdf(ikm, salt, info, len))).toBe(toHex(await noble.hkdf(ikm, salt, info, len)));

@@ -27,6 +27,7 @@ export function createNobleProvider(options: ProviderOptions = {}): CryptoProvid
     random,
     sha256: (data) => sha256(data),
     sha512: (data) => sha512(data),
+    sha256Async: async (data) => sha256(data),
     hmacSha256: async (key, data) => hmac(sha256, key, data),
     hkdf: async (ikm, salt, info, length) => hkdf(sha256, ikm, salt.length === 0 ? undefined : salt, info, length),
     async aesGcmSeal(key, nonce, plaintext, aad) {

@@ -104,6 +104,7 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
     // a 1 KiB body); the fixed-length hashes all go through it.
     sha256: (data) => view(nodeCrypto.hash("sha256", data, "buffer")),
     sha512: (data) => view(nodeCrypto.hash("sha512", data, "buffer")),
+    sha256Async: async (data) => view(nodeCrypto.hash("sha256", data, "buffer")),
     hmacSha256: async (key, data) => view(nodeCrypto.createHmac("sha256", key).update(data).digest()),
     hkdf: async (ikm, salt, info, length) => view(nodeCrypto.hkdfSync("sha256", ikm, salt, info, length)),
     async aesGcmSeal(key, nonce, plaintext, aad) {

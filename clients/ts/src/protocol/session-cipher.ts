@@ -242,7 +242,7 @@ export class SessionCipher {
     if (messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
     const contentKey = this.provider.random(32);
     const sharedBody = await sealBody(this.provider, contentKey, messageId, serializeContent(content, messageId));
-    const bodySha256 = this.provider.sha256(sharedBody);
+    const bodySha256 = await this.provider.sha256Async(sharedBody);
 
     const entries: EncryptedMessage["entries"] = [];
     try {
@@ -478,7 +478,8 @@ export class SessionCipher {
     if (payload.messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
     if (payload.channelSequence < 1n || payload.channelSequence > BigInt(Number.MAX_SAFE_INTEGER))
       throw new InvalidMessageError("channel_sequence out of range");
-    if (!constantTimeEqual(this.provider.sha256(sharedBody), payload.bodySha256)) throw new BodyMismatchError("shared body does not match body_sha256");
+    if (!constantTimeEqual(await this.provider.sha256Async(sharedBody), payload.bodySha256))
+      throw new BodyMismatchError("shared body does not match body_sha256");
     const body = parseSharedBody(sharedBody);
     let content: Content | undefined;
     if (body.kind.case === "sealed") {

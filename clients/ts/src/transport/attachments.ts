@@ -41,7 +41,7 @@ export async function uploadAttachment(api: ServerApi, provider: CryptoProvider,
   const key = provider.random(32);
   const nonce = provider.random(NONCE_BYTES);
   const ciphertext = concatBytes(nonce, await provider.aesGcmSeal(key, nonce, data, AD));
-  const digest = provider.sha256(ciphertext);
+  const digest = await provider.sha256Async(ciphertext);
   const res = await api.delivery.createAttachment({ size: BigInt(ciphertext.length), sha256: digest });
   for (let i = 0; i < res.chunkCount; i++) {
     const chunk = ciphertext.subarray(i * res.chunkBytes, Math.min(ciphertext.length, (i + 1) * res.chunkBytes));
@@ -108,7 +108,7 @@ export async function downloadAttachment(api: ServerApi, provider: CryptoProvide
     }
   }
   const ciphertext = concatBytes(...chunks);
-  if (!constantTimeEqual(provider.sha256(ciphertext), info.digest)) {
+  if (!constantTimeEqual(await provider.sha256Async(ciphertext), info.digest)) {
     throw new MessengerError("attachment_corrupt", `attachment ${info.attachmentId}: SHA-256 of the download does not match the message`);
   }
   if (ciphertext.length < NONCE_BYTES + 16) throw new MessengerError("attachment_corrupt", "attachment too short");
