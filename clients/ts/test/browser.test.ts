@@ -1,7 +1,8 @@
 /**
  * The SDK in a browser: the browser entry bundles without any Node module, the protocol code
- * rebuilds every conformance vector byte for byte inside real Chromium, and a browser
- * Messenger (Connect over fetch, @noble, memory stores) exchanges messages with a Node
+ * rebuilds every conformance vector byte for byte inside real Chromium (WebCrypto and @noble
+ * providers), the WebCrypto provider agrees with @noble there, and a browser
+ * Messenger (Connect over fetch, WebCrypto, memory stores) exchanges messages with a Node
  * Messenger through a real server (CORS, server-streaming Receive, unary Send), and one on
  * IndexedDB keeps its history, session and outbox across a reload.
  */
@@ -74,6 +75,22 @@ describe.runIf(chromiumInstalled)("in Chromium", () => {
       },
       120_000,
     );
+  });
+
+  describe("the WebCrypto provider", () => {
+    let agreement: BrowserPage;
+    beforeAll(async () => {
+      agreement = await openPage((await bundleForBrowser(path.join(here, "browser/vectors-page.ts"))).code);
+    }, 60_000);
+    afterAll(() => agreement?.close());
+
+    it("agrees with @noble in Chromium on random inputs and on the edge cases engines could treat differently", async () => {
+      const mismatches = await agreement.page.evaluate(
+        (runs) => (globalThis as unknown as { checkAgreement(n: number): Promise<string[]> }).checkAgreement(runs),
+        200,
+      );
+      expect(mismatches).toEqual([]);
+    }, 120_000);
   });
 
   describe("a browser Messenger", () => {

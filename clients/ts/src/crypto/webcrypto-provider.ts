@@ -1,14 +1,15 @@
 /**
  * The browser provider: WebCrypto (`crypto.subtle`) for HMAC, HKDF, AES-256-GCM, X25519,
- * Ed25519 signing and SHA-256 of bodies and files, @noble for the rest. In Chromium the WebCrypto primitives of a 1:1 message
- * run ~3x faster than @noble's, a DH ratchet key ~3.6x (bench/src/web-bench.ts); on Node the
- * node:crypto provider is the fast one (Node's WebCrypto runs each call on its thread pool).
+ * Ed25519 signing and SHA-256 of bodies and files, @noble for the rest. In Chromium the
+ * WebCrypto primitives of a 1:1 message run ~3x faster than @noble's, a DH ratchet key ~3.6x
+ * (bench/src/web-bench.ts); on Node the node:crypto provider is the fast one (Node's
+ * WebCrypto runs each call on its thread pool).
  *
  * Stays with @noble, and why (each measured in the same bench):
  *  - the synchronous SHA-256 / SHA-512 (Merkle proofs, list hashes, short inputs computed
  *    inline); message bodies and files go through sha256Async, WebCrypto's digest here
  *    (~3.9x @noble's speed for a 1 KiB body in Chromium).
- *  - Ed25519 verification: ~3.9x faster through WebCrypto, but the protocol needs strict
+ *  - Ed25519 verification: ~4-6x faster through WebCrypto, but the protocol needs strict
  *    RFC 8032 rules that every implementation applies alike (canonical encodings only); a
  *    device list one engine accepts and another refuses would split an account's view, and
  *    WebCrypto leaves those edge cases to the engine.

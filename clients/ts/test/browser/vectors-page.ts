@@ -3,6 +3,7 @@ import { createNobleProvider } from "../../src/crypto/noble-provider.js";
 import { createWebCryptoProvider } from "../../src/crypto/webcrypto-provider.js";
 import { buildGroupVectors } from "../../src/tools/group-vector-builders.js";
 import { buildAllVectors } from "../../src/tools/vector-builders.js";
+import "./provider-agreement-page.js";
 
 const g = globalThis as Record<string, unknown>;
 g.buildVectors = async (provider: "webcrypto" | "noble") => {
