@@ -31,6 +31,13 @@ describe("client mode", () => {
       "client/vectors/transparency/included pass",
       "client/vectors/transparency/refused pass",
     ]);
+    expect(results.filter((r) => r.name.startsWith("client/vectors/ed25519-rule/")).map((r) => `${r.name} ${r.status}`)).toEqual([
+      "client/vectors/ed25519-rule/valid pass",
+      "client/vectors/ed25519-rule/small-order-key pass",
+      "client/vectors/ed25519-rule/mixed-order-R pass",
+      "client/vectors/ed25519-rule/S-not-reduced pass",
+      "client/vectors/ed25519-rule/non-canonical-key pass",
+    ]);
     expect(results[0].target).toBe("client:sealpost-ts");
   });
 
@@ -45,6 +52,9 @@ describe("client mode", () => {
     expect(status("client/vectors/sender-certificate/valid")).toBe("pass");
     expect(status("client/vectors/transparency/refused")).toBe("fail");
     expect(status("client/vectors/transparency/included")).toBe("pass");
+    expect(status("client/vectors/ed25519-rule/valid")).toBe("pass");
+    expect(status("client/vectors/ed25519-rule/small-order-key")).toBe("fail");
+    expect(status("client/vectors/ed25519-rule/mixed-order-R")).toBe("fail");
   });
 
   it("a client that exits is reported as failing, not waited for", { timeout: 30_000 }, async () => {

@@ -16,7 +16,9 @@ import {
   concat,
   ed25519Verify,
   prekeySignedBytes,
+  SMALL_ORDER_KEYS,
 } from "../src/directory/signatures.js";
+import { SMALL_ORDER_KEYS as CLIENT_SMALL_ORDER_KEYS } from "@sealpost/client/crypto";
 import { certificateKeyFromSeed, signCertificateBody } from "../src/directory/sender-certificates.js";
 
 const v = JSON.parse(readFileSync(new URL("../../conformance/vectors/key-signatures.json", import.meta.url), "utf8"));
@@ -68,5 +70,17 @@ describe("server signatures match the shared vectors", () => {
     expect(Buffer.from(signCertificateBody(key, b(c.body))).toString("hex")).toBe(c.signature);
     expect(ed25519Verify(key.publicKey, b(c.signed_bytes), b(c.signature))).toBe(true);
     expect(ed25519Verify(key.publicKey, flip(b(c.signed_bytes)), b(c.signature))).toBe(false);
+  });
+});
+
+describe("the protocol's Ed25519 rule on the server", () => {
+  const rule = JSON.parse(readFileSync(new URL("../../conformance/vectors/ed25519-rule.json", import.meta.url), "utf8"));
+
+  it("accepts exactly the cases of ed25519-rule.json (OpenSSL alone would accept the small-order key)", () => {
+    for (const c of rule.cases) expect(ed25519Verify(b(c.public_key), b(rule.message), b(c.signature)), c.name).toBe(c.valid);
+  });
+
+  it("refuses the same small-order keys as the client", () => {
+    expect(SMALL_ORDER_KEYS.map((k) => Buffer.from(k).toString("hex"))).toEqual(CLIENT_SMALL_ORDER_KEYS.map((k) => Buffer.from(k).toString("hex")));
   });
 });

@@ -58,6 +58,7 @@ describe.runIf(chromiumInstalled)("in Chromium", () => {
           provider,
         );
         expect(Object.keys(files).sort()).toEqual([
+          "ed25519-rule.json",
           "envelope.json",
           "group-state.json",
           "key-signatures.json",

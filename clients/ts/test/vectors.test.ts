@@ -25,10 +25,18 @@ const FACTORIES: [string, ProviderFactory][] = [
 describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
   it("rebuilds every vector file byte-identically", async () => {
     const files = await buildAllVectors(make);
-    expect(Object.keys(files).length).toBe(10);
+    expect(Object.keys(files).length).toBe(11);
     for (const [name, value] of Object.entries(files)) {
       expect(JSON.stringify(value, null, 2) + "\n", name).toBe(readFileSync(path.join(dir, name), "utf8"));
     }
+  });
+
+  it("ed25519-rule: verification accepts exactly the cases the protocol's rule accepts", async () => {
+    const v = load("ed25519-rule.json");
+    const p = make(() => {
+      throw new Error("no randomness needed");
+    });
+    for (const c of v.cases) expect(await p.ed25519Verify(fromHex(c.public_key), fromHex(v.message), fromHex(c.signature)), c.name).toBe(c.valid);
   });
 
   it("primitives: recomputes each recorded output from its inputs", async () => {

@@ -93,16 +93,20 @@ def _decompress(b):
 
 
 def ed25519_verify(public_key, msg, sig):
-    """RFC 8032 5.1.7 (cofactorless: [S]B == R + [k]A, compared compressed)."""
+    """The protocol's rule (docs/PROTOCOL.md, Notation): S < L, a canonical key not of small
+    order, and the cofactorless equation with R compared as bytes: encode([S]B - [k]A) == R."""
     if len(public_key) != 32 or len(sig) != 64:
         return False
     A = _decompress(public_key)
-    R = _decompress(sig[:32])
     s = int.from_bytes(sig[32:], "little")
-    if A is None or R is None or s >= L:
+    if A is None or s >= L or _compress(A) != public_key:
+        return False
+    if _compress(_mul(8, A)) == _compress(_mul(0, A)):  # [8]A is the identity: small order
         return False
     k = _modl(sig[:32] + public_key + msg)
-    return _compress(_mul(s, _G)) == _compress(_add(R, _mul(k, A)))
+    kA = _mul(k, A)
+    minus_kA = ((-kA[0]) % p, kA[1], kA[2], (-kA[3]) % p)
+    return _compress(_add(_mul(s, _G), minus_kA)) == sig[:32]
 
 
 def x25519(k, u):

@@ -365,6 +365,20 @@ function transparencyCases(v: Json | undefined, file: string): ClientCase[] {
 const concatHex = (hashes: string[]) => fromHex(hashes.join(""));
 
 /** Every vector case whose file exists in dir. */
+/** ed25519-rule.json: the client's verification accepts exactly what the protocol's rule accepts. */
+function ed25519RuleCases(v: Json | undefined, file: string): ClientCase[] {
+  if (!v) return [];
+  return (v.cases as Json[]).map((c) => ({
+    name: `client/vectors/ed25519-rule/${c.name.replace(/ /g, "-")}`,
+    checks: `Ed25519 verification ${c.valid ? "accepts" : "refuses"} this signature: ${c.why} (docs/PROTOCOL.md, Notation).`,
+    file,
+    async run({ sut }) {
+      const out = await primitive(sut, "ed25519-verify", { public_key: fromHex(c.public_key), message: fromHex(v.message), signature: fromHex(c.signature) });
+      expectBytes("verify", out.valid, c.valid ? "01" : "00");
+    },
+  }));
+}
+
 export function vectorCases(dir: string): ClientCase[] {
   const cases: ClientCase[] = [];
   const read = (f: string) => (existsSync(join(dir, f)) ? (JSON.parse(readFileSync(join(dir, f), "utf8")) as Json) : undefined);
@@ -376,6 +390,7 @@ export function vectorCases(dir: string): ClientCase[] {
   if (env) cases.push(...envelopeCases(env, join(dir, "envelope.json")));
   cases.push(...sealedSendingCases(read("sealed-entry.json"), ks, dir));
   cases.push(...transparencyCases(read("transparency.json"), join(dir, "transparency.json")));
+  cases.push(...ed25519RuleCases(read("ed25519-rule.json"), join(dir, "ed25519-rule.json")));
   void hex;
   return cases;
 }

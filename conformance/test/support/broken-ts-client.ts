@@ -1,7 +1,8 @@
 /**
  * A deliberately wrong client under test: the TypeScript client behind the harness, but its
- * Ed25519 signatures have one bit flipped, every decrypted text is altered, and it accepts
- * every sender certificate and every key transparency proof. Client mode must report each.
+ * Ed25519 signatures have one bit flipped, it accepts every Ed25519 signature, every decrypted
+ * text is altered, and it accepts every sender certificate and every key transparency proof.
+ * Client mode must report each.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { HarnessRequestSchema, HarnessResponseSchema } from "@sealpost/gen/sealpost/conformance/v1/client_harness_pb.js";
@@ -15,6 +16,7 @@ for await (const frame of readFrames(process.stdin)) {
   const res = await harness.handle(req);
   if (res.kind.case === "primitive" && res.kind.value.outputs.signature) res.kind.value.outputs.signature[0] ^= 1;
   if (res.kind.case === "primitive" && res.kind.value.outputs.problem) res.kind.value.outputs.problem = new Uint8Array(0);
+  if (res.kind.case === "primitive" && res.kind.value.outputs.valid) res.kind.value.outputs.valid = new Uint8Array([1]);
   if (res.kind.case === "decrypt") {
     const c = fromBinary(ContentSchema, res.kind.value.content);
     if (c.body.case === "text") c.body.value.body += "!";

@@ -8,6 +8,7 @@ import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { randomBytes } from "@noble/hashes/utils.js";
+import { verifyEd25519 } from "./ed25519-rule.js";
 import { checkLength, isAllZero } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
 import { mlKemDecapsulate, mlKemEncapsulate, mlKemKeygen } from "./ml-kem.js";
@@ -68,15 +69,9 @@ export function createNobleProvider(options: ProviderOptions = {}): CryptoProvid
       checkLength(seed, KEY_BYTES, "Ed25519 seed");
       return ed25519.sign(message, seed);
     },
-    async ed25519Verify(publicKey, message, signature) {
-      if (publicKey.length !== 32 || signature.length !== 64) return false;
-      try {
-        // zip215: false = strict RFC 8032 / FIPS 186-5, the same acceptance set as OpenSSL.
-        return ed25519.verify(signature, message, publicKey, { zip215: false });
-      } catch {
-        return false;
-      }
-    },
+    // The protocol's rule (ed25519-rule.ts), not @noble's own verify: that one checks the
+    // cofactored equation, which OpenSSL and the server do not.
+    ed25519Verify: async (publicKey, message, signature) => verifyEd25519(publicKey, message, signature),
     mlKemKeygen,
     mlKemEncapsulate,
     mlKemDecapsulate,

@@ -7,6 +7,7 @@
  */
 import * as nodeCrypto from "node:crypto";
 import { checkLength, isAllZero } from "./bytes.js";
+import { isStrictEd25519Key } from "./ed25519-rule.js";
 import { InvalidKeyError } from "./errors.js";
 import { type Keccak, createMlKem768 } from "./ml-kem-768.js";
 import type { CryptoProvider } from "./provider.js";
@@ -166,7 +167,9 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
       return view(nodeCrypto.sign(null, message, privateKeyObject("Ed25519", seed)));
     },
     async ed25519Verify(publicKey, message, signature) {
-      if (publicKey.length !== 32 || signature.length !== 64) return false;
+      // OpenSSL applies the rule's S < L and cofactorless equation; the key check is ours
+      // (OpenSSL accepts small-order keys): ed25519-rule.ts.
+      if (!isStrictEd25519Key(publicKey) || signature.length !== 64) return false;
       try {
         return nodeCrypto.verify(null, message, publicKeyObject("Ed25519", publicKey), signature);
       } catch {

@@ -48,7 +48,7 @@ export interface CryptoProvider {
   ed25519PublicKey(seed: Uint8Array): Promise<Uint8Array>;
   /** Ed25519 signature (64 bytes, deterministic). */
   ed25519Sign(seed: Uint8Array, message: Uint8Array): Promise<Uint8Array>;
-  /** Strict RFC 8032 verification (canonical encodings only); false on any malformed input. */
+  /** The protocol's Ed25519 rule (ed25519-rule.ts: S < L, a canonical key not of small order, the cofactorless equation); false on any malformed input. */
   ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean>;
 
   /** ML-KEM-768 key generation from a 64-byte seed d || z (FIPS 203 ML-KEM.KeyGen_internal). */

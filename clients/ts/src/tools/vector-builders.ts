@@ -12,6 +12,8 @@ import { accountIndex } from "../directory/key-transparency.js";
 import { transparencyLeaf, treeHeadSignedBytes } from "../directory/labels.js";
 import { consistencyProofOf, inclusionPathOf, leafHash, rootOf } from "../directory/merkle-proofs.js";
 import { createDeterministicRandom } from "../crypto/deterministic-random.js";
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { sha512 } from "@noble/hashes/sha2.js";
 import { mapInOrder } from "../util/in-order.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { generateLocalIdentity, toDeviceIdentity, type LocalIdentity } from "../protocol/identity.js";
@@ -753,6 +755,83 @@ export async function buildAllVectors(make: ProviderFactory): Promise<Record<str
     "safety-number.json": await safetyNumberVectors(make),
     "sealed-entry.json": await sealedEntryVectors(make),
     "transparency.json": await transparencyVectors(make),
+    "ed25519-rule.json": await ed25519RuleVectors(make),
+  };
+}
+
+/**
+ * The protocol's Ed25519 verification rule at its edges (clients/ts/src/crypto/ed25519-rule.ts):
+ * signatures one widespread verifier or another accepts that the rule refuses. Built with
+ * @noble's curve arithmetic from fixed scalars; the cofactorless checks need the signer's
+ * scalar, which only these constructions know.
+ */
+export async function ed25519RuleVectors(make: ProviderFactory) {
+  const p = seeded(make, "ed25519-rule");
+  const Point = ed25519.Point;
+  const L = Point.Fn.ORDER;
+  const scalarLE = (n: bigint) => {
+    const out = new Uint8Array(32);
+    for (let i = 0; i < 32; i++) out[i] = Number((n >> BigInt(8 * i)) & 0xffn);
+    return out;
+  };
+  const fromLE = (b: Uint8Array) => b.reduceRight((n, x) => (n << 8n) | BigInt(x), 0n);
+  const challenge = (r: Uint8Array, a: Uint8Array, m: Uint8Array) => fromLE(sha512(concatBytes(r, a, m))) % L;
+  const seed = p.random(32);
+  const message = utf8("sealpost.device-list.v1 (a device list)");
+  const publicKey = await p.ed25519PublicKey(seed);
+  const signature = await p.ed25519Sign(seed, message);
+  const { scalar: a } = ed25519.utils.getExtendedPublicKey(seed);
+  const r = fromLE(p.random(32)) % L;
+  // R with a small-order component: valid under the cofactored equation only.
+  const order2 = Point.fromBytes(fromHexBytes("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"));
+  const mixedR = Point.BASE.multiply(r).add(order2).toBytes();
+  const mixedS = (r + challenge(mixedR, publicKey, message) * a) % L;
+  // The identity as the key: R = [r]B, S = r satisfies [S]B - [k]A = R for every message.
+  const identity = fromHexBytes("0100000000000000000000000000000000000000000000000000000000000000");
+  const identityR = Point.BASE.multiply(r).toBytes();
+  const s = fromLE(signature.subarray(32));
+  const cases = [
+    { name: "valid", public_key: publicKey, signature, valid: true, why: "an ordinary signature" },
+    {
+      name: "small-order key",
+      public_key: identity,
+      signature: concatBytes(identityR, scalarLE(r)),
+      valid: false,
+      why: "the key is the identity point: [S]B - [k]A = R holds for any message and anyone (OpenSSL accepts it)",
+    },
+    {
+      name: "mixed-order R",
+      public_key: publicKey,
+      signature: concatBytes(mixedR, scalarLE(mixedS)),
+      valid: false,
+      why: "R = [r]B + T with T of order 2: the cofactored equation holds, the cofactorless one does not (@noble's strict verify accepts it)",
+    },
+    {
+      name: "S not reduced",
+      public_key: publicKey,
+      signature: concatBytes(signature.subarray(0, 32), scalarLE(s + L)),
+      valid: false,
+      why: "S + L: the same scalar, not reduced (S < L is required)",
+    },
+    {
+      name: "non-canonical key",
+      public_key: (() => {
+        const k = identity.slice();
+        k[31] |= 0x80;
+        return k;
+      })(),
+      signature,
+      valid: false,
+      why: "x = 0 with the sign bit set",
+    },
+  ];
+  return {
+    description:
+      "Ed25519 verification as the protocol defines it (docs/PROTOCOL.md, Notation): valid iff S < L, the key is a canonical encoding of a point not of small order, and the encoding of [S]B - [k]A equals R (k = SHA-512(R || A || M) mod L). Draws: signing seed (32), then r (32 bytes, read little-endian mod L).",
+    provenance: PROVENANCE,
+    seed: "ed25519-rule",
+    message: hex(message),
+    cases: cases.map((c) => ({ name: c.name, public_key: hex(c.public_key), signature: hex(c.signature), valid: c.valid, why: c.why })),
   };
 }
 
