@@ -80,3 +80,19 @@ describe.skipIf(missing !== undefined)("Python client (grpcio) against the sealp
     expect(readFileSync(join(work, "junit.xml"), "utf8")).toContain('<testsuite name="python-grpcio/grpc"');
   });
 });
+
+describe("the Python runner's Ed25519 verifier", () => {
+  it("applies the protocol's rule: accepts exactly the cases of ed25519-rule.json", () => {
+    const script = [
+      "import json, sys",
+      "from sealpost_conformance.curves import ed25519_verify",
+      "v = json.load(open(sys.argv[1]))",
+      "m = bytes.fromhex(v['message'])",
+      "print(json.dumps({c['name']: ed25519_verify(bytes.fromhex(c['public_key']), m, bytes.fromhex(c['signature'])) for c in v['cases']}))",
+    ].join("\n");
+    const vectors = join(packageDir, "vectors", "ed25519-rule.json");
+    const got = JSON.parse(execFileSync(PYTHON, ["-c", script, vectors], { cwd: join(packageDir, "python"), encoding: "utf8" }));
+    const want = JSON.parse(readFileSync(vectors, "utf8")).cases.map((c: { name: string; valid: boolean }) => [c.name, c.valid]);
+    expect(Object.entries(got)).toEqual(want);
+  });
+});
