@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { toHex } from "../src/crypto/bytes.js";
 import { createNobleProvider } from "../src/crypto/noble-provider.js";
 import { createWebCryptoProvider } from "../src/crypto/webcrypto-provider.js";
+import { defaultProvider } from "../src/platform/web.js";
 
 /** crypto.subtle, except that the named algorithms are unknown to it (as in an older engine). */
 function subtleWithout(missing: string[], calls: string[]): SubtleCrypto {
@@ -78,5 +79,10 @@ describe("WebCrypto provider", () => {
   it("answers an empty HMAC key as RFC 2104 does (WebCrypto refuses one)", async () => {
     const p = createWebCryptoProvider();
     expect(toHex(await p.hmacSha256(new Uint8Array(0), message))).toBe(toHex(await noble.hmacSha256(new Uint8Array(0), message)));
+  });
+
+  it("the browser platform uses it where crypto.subtle exists, and @noble alone where it does not (plain HTTP)", () => {
+    expect(defaultProvider({}, globalThis.crypto.subtle).name).toBe("webcrypto");
+    expect(defaultProvider({}, null).name).toBe("noble");
   });
 });

@@ -51,7 +51,8 @@ function fromBase64Url(s: string): Uint8Array {
 /** Creates the WebCrypto provider (browsers; also runs on Node for tests). */
 export function createWebCryptoProvider(options: WebCryptoProviderOptions = {}): CryptoProvider {
   const noble = createNobleProvider(options);
-  const subtle = options.subtle ?? globalThis.crypto.subtle;
+  const subtle = options.subtle ?? globalThis.crypto?.subtle;
+  if (!subtle) throw new Error("WebCrypto is not available here (crypto.subtle exists only in secure contexts); use createNobleProvider");
   // Curves this engine lacks (NotSupportedError on first use): @noble from then on.
   const unsupported = new Set<string>();
   const supported = async <T>(curve: string, viaWebCrypto: () => Promise<T>, viaNoble: () => Promise<T>): Promise<T> => {

@@ -5,15 +5,19 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import type { ProviderOptions } from "../crypto/noble-provider.js";
+import { createNobleProvider, type ProviderOptions } from "../crypto/noble-provider.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { createWebCryptoProvider } from "../crypto/webcrypto-provider.js";
 import type { TransportFactory } from "../transport/server-api.js";
 
 export const platformName = "browser";
 
-export function defaultProvider(opts: ProviderOptions = {}): CryptoProvider {
-  return createWebCryptoProvider(opts);
+/**
+ * WebCrypto where the page has it; @noble alone where it does not (`crypto.subtle` exists only
+ * in secure contexts: a page served over plain HTTP from another machine has none).
+ */
+export function defaultProvider(opts: ProviderOptions = {}, subtle: SubtleCrypto | null = globalThis.crypto?.subtle ?? null): CryptoProvider {
+  return subtle ? createWebCryptoProvider({ ...opts, subtle }) : createNobleProvider(opts);
 }
 
 /**
