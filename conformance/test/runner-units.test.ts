@@ -5,7 +5,10 @@ import { KnownFailing, globMatch } from "../src/cases/known-failing.js";
 import { CaseFormatError, loadCases, parseCaseFile } from "../src/cases/load-cases.js";
 import { evaluate } from "../src/runner/values.js";
 import { junitXml } from "../src/report/junit-xml.js";
-import { defaultCasesDir } from "../src/runner/paths.js";
+import { defaultCasesDir, defaultVectorsDir } from "../src/runner/paths.js";
+import { verifyEd25519 } from "../src/runner/ed25519-rule.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 
 const naming = { accountId: (n: string) => `t-${n}` };
 
@@ -81,5 +84,13 @@ describe("junit", () => {
     expect(xml).toContain("a/&lt;b&gt;");
     expect(xml).toContain("x &quot;y&quot; &amp; z");
     expect(xml).toContain("<skipped");
+  });
+});
+
+describe("the runner's Ed25519 verification (servers' tree heads and certificates)", () => {
+  it("applies the protocol's rule: accepts exactly the cases of ed25519-rule.json", () => {
+    const v = JSON.parse(readFileSync(join(defaultVectorsDir, "ed25519-rule.json"), "utf8"));
+    const b = (h: string) => new Uint8Array(Buffer.from(h, "hex"));
+    for (const c of v.cases) expect(verifyEd25519(b(c.signature), b(v.message), b(c.public_key)), c.name).toBe(c.valid);
   });
 });

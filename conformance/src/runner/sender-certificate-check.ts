@@ -4,7 +4,7 @@
  * third-party recipient would do with the server's answer.
  */
 import { fromBinary } from "@bufbuild/protobuf";
-import { ed25519 } from "@noble/curves/ed25519.js";
+import { verifyEd25519 } from "./ed25519-rule.js";
 import { SenderCertificate_BodySchema } from "@sealpost/gen/sealpost/directory/v1/sender_certificate_pb.js";
 import { asBytes, concat, utf8 } from "./bytes.js";
 
@@ -28,8 +28,7 @@ export function senderCertificateProblem(
   }
   const key = (Array.isArray(keys) ? keys : []).find((k: { key_id?: unknown }) => Number(k.key_id) === parsed.keyId) as { public_key?: unknown } | undefined;
   if (!key?.public_key) return `key_id ${parsed.keyId} is not among the published keys`;
-  if (signature.length !== 64 || !ed25519.verify(signature, concat(LABEL, body), asBytes(key.public_key, "keys[].public_key")))
-    return "the signature does not verify over label || body";
+  if (!verifyEd25519(signature, concat(LABEL, body), asBytes(key.public_key, "keys[].public_key"))) return "the signature does not verify over label || body";
   if (Number(parsed.expiresAtMs) <= expected.nowMs) return `expired at ${parsed.expiresAtMs}`;
   if (parsed.accountId !== expected.accountId || parsed.deviceId !== expected.deviceId)
     return `names ${parsed.accountId}/${parsed.deviceId}, not ${expected.accountId}/${expected.deviceId}`;

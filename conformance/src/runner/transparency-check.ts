@@ -4,7 +4,7 @@
  * third-party client or auditor does with the server's answers.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { ed25519 } from "@noble/curves/ed25519.js";
+import { verifyEd25519 } from "./ed25519-rule.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { DeviceListSchema } from "@sealpost/gen/sealpost/directory/v1/device_list_pb.js";
 import { asBytes, concat, utf8 } from "./bytes.js";
@@ -35,7 +35,7 @@ export function treeHeadProblem(head: unknown, logKey: unknown): string | undefi
     asBytes(h.root_hash, "root_hash"),
     u64(BigInt(String(h.timestamp_ms ?? 0))),
   );
-  return ed25519.verify(asBytes(h.signature, "signature"), signed, asBytes(logKey, "log_key"))
+  return verifyEd25519(asBytes(h.signature, "signature"), signed, asBytes(logKey, "log_key"))
     ? undefined
     : "the tree head's signature does not verify with the log key";
 }
