@@ -6,11 +6,11 @@
  * the rule does not accept.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
+import { bytesToNumberLE as le } from "@noble/curves/utils.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { concat } from "./bytes.js";
 
 const L = ed25519.Point.Fn.ORDER;
-const le = (b: Uint8Array) => b.reduceRight((n, x) => (n << 8n) | BigInt(x), 0n);
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 export function verifyEd25519(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {

@@ -14,6 +14,7 @@
  * device list, a group message), which splits what members see.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
+import { bytesToNumberLE } from "@noble/curves/utils.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { bytesEqual, concatBytes, fromHex } from "./bytes.js";
 
@@ -58,17 +59,11 @@ export function isStrictEd25519Key(publicKey: Uint8Array): boolean {
 
 const L = ed25519.Point.Fn.ORDER;
 
-function littleEndian(b: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]);
-  return n;
-}
-
 /** The whole rule on @noble's curve arithmetic (the noble and WebCrypto providers). */
 export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (signature.length !== 64 || !isStrictEd25519Key(publicKey)) return false;
   const r = signature.subarray(0, 32);
-  const s = littleEndian(signature.subarray(32));
+  const s = bytesToNumberLE(signature.subarray(32));
   if (s >= L) return false;
   let A: InstanceType<typeof ed25519.Point>;
   try {
@@ -77,7 +72,7 @@ export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signat
     return false;
   }
   const digest = sha512(concatBytes(r, publicKey, message));
-  const k = littleEndian(digest) % L;
+  const k = bytesToNumberLE(digest) % L;
   const check = ed25519.Point.BASE.multiplyUnsafe(s).subtract(A.multiplyUnsafe(k));
   return bytesEqual(check.toBytes(), r);
 }

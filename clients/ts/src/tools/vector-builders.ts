@@ -13,7 +13,9 @@ import { transparencyLeaf, treeHeadSignedBytes } from "../directory/labels.js";
 import { consistencyProofOf, inclusionPathOf, leafHash, rootOf } from "../directory/merkle-proofs.js";
 import { createDeterministicRandom } from "../crypto/deterministic-random.js";
 import { ed25519 } from "@noble/curves/ed25519.js";
+import { bytesToNumberLE, numberToBytesLE } from "@noble/curves/utils.js";
 import { sha512 } from "@noble/hashes/sha2.js";
+import { SMALL_ORDER_KEYS } from "../crypto/ed25519-rule.js";
 import { mapInOrder } from "../util/in-order.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { generateLocalIdentity, toDeviceIdentity, type LocalIdentity } from "../protocol/identity.js";
@@ -769,27 +771,22 @@ export async function ed25519RuleVectors(make: ProviderFactory) {
   const p = seeded(make, "ed25519-rule");
   const Point = ed25519.Point;
   const L = Point.Fn.ORDER;
-  const scalarLE = (n: bigint) => {
-    const out = new Uint8Array(32);
-    for (let i = 0; i < 32; i++) out[i] = Number((n >> BigInt(8 * i)) & 0xffn);
-    return out;
-  };
-  const fromLE = (b: Uint8Array) => b.reduceRight((n, x) => (n << 8n) | BigInt(x), 0n);
-  const challenge = (r: Uint8Array, a: Uint8Array, m: Uint8Array) => fromLE(sha512(concatBytes(r, a, m))) % L;
+  const scalarLE = (n: bigint) => numberToBytesLE(n, 32);
+  const challenge = (r: Uint8Array, a: Uint8Array, m: Uint8Array) => bytesToNumberLE(sha512(concatBytes(r, a, m))) % L;
   const seed = p.random(32);
   const message = utf8("sealpost.device-list.v1 (a device list)");
   const publicKey = await p.ed25519PublicKey(seed);
   const signature = await p.ed25519Sign(seed, message);
   const { scalar: a } = ed25519.utils.getExtendedPublicKey(seed);
-  const r = fromLE(p.random(32)) % L;
+  const r = bytesToNumberLE(p.random(32)) % L;
   // R with a small-order component: valid under the cofactored equation only.
-  const order2 = Point.fromBytes(fromHexBytes("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"));
+  const order2 = Point.fromBytes(SMALL_ORDER_KEYS[1]); // (0, -1)
   const mixedR = Point.BASE.multiply(r).add(order2).toBytes();
   const mixedS = (r + challenge(mixedR, publicKey, message) * a) % L;
   // The identity as the key: R = [r]B, S = r satisfies [S]B - [k]A = R for every message.
-  const identity = fromHexBytes("0100000000000000000000000000000000000000000000000000000000000000");
+  const identity = SMALL_ORDER_KEYS[0];
   const identityR = Point.BASE.multiply(r).toBytes();
-  const s = fromLE(signature.subarray(32));
+  const s = bytesToNumberLE(signature.subarray(32));
   const cases = [
     { name: "valid", public_key: publicKey, signature, valid: true, why: "an ordinary signature" },
     {
