@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import {
   AUTH_LABEL,
   DEVICE_LIST_LABEL,
@@ -15,10 +16,11 @@ import {
   authSignedBytes,
   concat,
   ed25519Verify,
+  isStrictEd25519Key,
   prekeySignedBytes,
   SMALL_ORDER_KEYS,
 } from "../src/directory/signatures.js";
-import { SMALL_ORDER_KEYS as CLIENT_SMALL_ORDER_KEYS } from "@sealpost/client/crypto";
+import { SMALL_ORDER_KEYS as CLIENT_SMALL_ORDER_KEYS, isStrictEd25519Key as clientIsStrictKey } from "@sealpost/client/crypto";
 import { certificateKeyFromSeed, signCertificateBody } from "../src/directory/sender-certificates.js";
 
 const v = JSON.parse(readFileSync(new URL("../../conformance/vectors/key-signatures.json", import.meta.url), "utf8"));
@@ -82,5 +84,22 @@ describe("the protocol's Ed25519 rule on the server", () => {
 
   it("refuses the same small-order keys as the client", () => {
     expect(SMALL_ORDER_KEYS.map((k) => Buffer.from(k).toString("hex"))).toEqual(CLIENT_SMALL_ORDER_KEYS.map((k) => Buffer.from(k).toString("hex")));
+  });
+
+  it("judges keys as the client does, around p and the small-order encodings (two implementations of one rule)", () => {
+    const p = (1n << 255n) - 19n;
+    const le = (n: bigint, sign = false) => {
+      const out = Buffer.alloc(32);
+      for (let i = 0; i < 32; i++) out[i] = Number((n >> BigInt(8 * i)) & 0xffn);
+      if (sign) out[31] |= 0x80;
+      return out;
+    };
+    const keys = [
+      ...[0n, 1n, 2n, p - 2n, p - 1n, p, p + 1n, p + 18n, (1n << 255n) - 1n].flatMap((y) => [le(y), le(y, true)]),
+      ...CLIENT_SMALL_ORDER_KEYS.map((k) => Buffer.from(k)),
+      ...Array.from({ length: 200 }, (_, i) => Buffer.from(createHash("sha256").update(`key ${i}`).digest())),
+    ];
+    for (const k of keys) expect(isStrictEd25519Key(k), k.toString("hex")).toBe(clientIsStrictKey(k));
+    expect(keys.filter((k) => isStrictEd25519Key(k)).length).toBeGreaterThan(150);
   });
 });

@@ -4,11 +4,11 @@
  * Per side: one chain step (two HMAC-SHA256 with one key), AES-256-GCM over the padded body
  * (1,088 bytes) and over the entry payload (~100 bytes), SHA-256 of the sealed body.
  *
- * Two forms: through a CryptoProvider (synchronous: @noble, node:crypto), and through
- * WebCrypto (`crypto.subtle`, asynchronous: every call a promise, every raw key an import),
- * which is what a WebCrypto provider would have to do per pair. Also one X25519 agreement from
- * raw keys, the operation a session setup and every DH ratchet step repeat. Runs in Node and
- * in a browser page alike (web-bench.ts).
+ * Two forms: through a CryptoProvider (@noble, node:crypto: work done in the call itself), and
+ * through WebCrypto (`crypto.subtle`: every call a round trip to the engine, every raw key an
+ * import), which is what the WebCrypto provider does per pair. Also, the same two ways: a DH
+ * ratchet key (what a session setup and every DH ratchet step repeat), the SHA-256 of a body
+ * and one Ed25519 verification. Runs in Node and in a browser page alike (web-bench.ts).
  */
 import type { CryptoProvider } from "@sealpost/client/crypto";
 
@@ -20,7 +20,7 @@ const NONCE = new Uint8Array(12);
 const ONE = new Uint8Array([1]);
 const TWO = new Uint8Array([2]);
 
-/** One pair through a synchronous provider; the chain key moves on every call. */
+/** One pair through a provider; the chain key moves on every call. */
 export function providerPair(p: CryptoProvider): () => Promise<void> {
   let sending: Uint8Array = p.random(32);
   let receiving: Uint8Array = sending.slice();
