@@ -10,7 +10,7 @@
  *                       (and node:crypto vs Node's WebCrypto in extra): what a WebCrypto provider
  *                       would change
  *   ratchet_key         a new X25519 key pair and one agreement, the same four ways
- *   body_digest         SHA-256 of a sealed 1 KiB body, the same four ways (the provider keeps it synchronous)
+ *   body_digest         SHA-256 of a sealed 1 KiB body, the same four ways (the provider's sha256Async)
  *   ed25519_verify      one Ed25519 verification, the same four ways (the provider keeps @noble's)
  *
  * The crypto figures run the same workload code (sealpost-workload.ts) in both places, samples
@@ -70,6 +70,18 @@ async function pageBuild(): Promise<{ dir: string; gzip: number }> {
   return { dir, gzip };
 }
 
+/**
+ * Samples of several measurements taken in turn (A B C A B C ...) after one untimed warm-up
+ * each, so load on the shared machine falls on all of them alike: per measurement, its ops/s.
+ */
+async function interleaved<K extends string>(measure: Record<K, (ms: number) => Promise<number>>): Promise<Record<K, number[]>> {
+  const names = Object.keys(measure) as K[];
+  const samples = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+  for (const n of names) await measure[n](WARMUP_MS);
+  for (let i = 0; i < SAMPLES; i++) for (const n of names) samples[n].push(await measure[n](SAMPLE_MS));
+  return samples;
+}
+
 async function main(): Promise<void> {
   const figures: Figure[] = [];
   const sdk = await sdkBundleGzip();
@@ -120,17 +132,12 @@ async function main(): Promise<void> {
       const nobleInNode = coreSetups(createNobleProvider());
       for (const name of ["session_setup", "steady_1to1"] as const) {
         const runners: Record<string, Runner> = { node: await node[name](), noble: await nobleInNode[name]() };
-        const samples: Record<"browser" | "browserNoble" | "node" | "noble", number[]> = { browser: [], browserNoble: [], node: [], noble: [] };
-        await inBrowser(`${name}_webcrypto`, WARMUP_MS);
-        await inBrowser(name, WARMUP_MS);
-        await timedOps(runners.node, WARMUP_MS);
-        await timedOps(runners.noble, WARMUP_MS);
-        for (let i = 0; i < SAMPLES; i++) {
-          samples.browser.push(await inBrowser(`${name}_webcrypto`, SAMPLE_MS));
-          samples.browserNoble.push(await inBrowser(name, SAMPLE_MS));
-          samples.node.push(await timedOps(runners.node, SAMPLE_MS));
-          samples.noble.push(await timedOps(runners.noble, SAMPLE_MS));
-        }
+        const samples = await interleaved({
+          browser: (ms) => inBrowser(`${name}_webcrypto`, ms),
+          browserNoble: (ms) => inBrowser(name, ms),
+          node: (ms) => timedOps(runners.node, ms),
+          noble: (ms) => timedOps(runners.noble, ms),
+        });
         const reference = {
           name: "sealpost/node (node:crypto)",
           value: Math.round(median(samples.node)),
@@ -183,26 +190,17 @@ async function main(): Promise<void> {
       const notes: Record<string, string> = {
         pair_primitives: "the primitives of one steady 1:1 pair alone (4 HMAC-SHA256, 4 AES-256-GCM, 2 SHA-256); bench/src/web/pair-primitives.ts",
         ratchet_key: "a new X25519 key pair and one agreement; WebCrypto also exports both halves (header and stored state)",
-        body_digest: "SHA-256 of a sealed 1 KiB body (1,112 bytes): the provider keeps it synchronous (@noble in browsers)",
+        body_digest: "SHA-256 of a sealed 1 KiB body (1,112 bytes): the provider's sha256Async (WebCrypto's digest in browsers)",
         ed25519_verify: "one signature over 200 bytes, the key imported each time: the provider keeps @noble's strict verification",
       };
       for (const [name, p] of Object.entries(primitives)) {
         const page = name === "pair_primitives" ? "pair" : name;
-        const samples: Record<"webcrypto" | "noble" | "node" | "nodeWebCrypto", number[]> = { webcrypto: [], noble: [], node: [], nodeWebCrypto: [] };
-        const one = async (): Promise<[number, number, number, number]> => [
-          await inBrowser(`${page}_webcrypto`, SAMPLE_MS),
-          await inBrowser(`${page}_noble`, SAMPLE_MS),
-          await timedOps(p.node, SAMPLE_MS),
-          await timedOps(p.nodeWebCrypto, SAMPLE_MS),
-        ];
-        await one();
-        for (let i = 0; i < SAMPLES; i++) {
-          const [w, n, nd, nw] = await one();
-          samples.webcrypto.push(w);
-          samples.noble.push(n);
-          samples.node.push(nd);
-          samples.nodeWebCrypto.push(nw);
-        }
+        const samples = await interleaved({
+          webcrypto: (ms) => inBrowser(`${page}_webcrypto`, ms),
+          noble: (ms) => inBrowser(`${page}_noble`, ms),
+          node: (ms) => timedOps(p.node, ms),
+          nodeWebCrypto: (ms) => timedOps(p.nodeWebCrypto, ms),
+        });
         const value = Math.round(median(samples.webcrypto));
         const reference = Math.round(median(samples.noble));
         figures.push({
