@@ -15,7 +15,7 @@ import type { SignedDeviceList } from "@sealpost/gen/sealpost/directory/v1/devic
 import { KemPrekeySchema, OneTimePrekeySchema, SignedPrekeySchema, type OneTimePrekey } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.js";
 import { concatBytes, createNodeProvider, u32be, utf8, type CryptoProvider } from "@sealpost/client/crypto";
 import { authSignedBytes, createFirstDeviceList, generateDeviceKeys, linkDeviceChange, type GeneratedDeviceKeys } from "@sealpost/client/directory";
-import { mapInOrder } from "@sealpost/client/util";
+import { generateOneTimePrekeys } from "@sealpost/client/protocol";
 
 export interface TestPrekeys {
   signed: { keyId: number; privateKey: Uint8Array; publicKey: Uint8Array; signature: Uint8Array };
@@ -102,10 +102,7 @@ export async function generateTestPrekeys(provider: CryptoProvider, keys: Genera
       publicKey: kemPair.publicKey,
       signature: await provider.ed25519Sign(keys.signingSeed, concatBytes(KEM_PREKEY_LABEL, u32be(1), kemPair.publicKey)),
     },
-    oneTime: await mapInOrder(Array.from({ length: count }), async (_, i) => {
-      const privateKey = provider.random(32);
-      return { keyId: firstOneTimeId + i, privateKey, publicKey: await provider.x25519PublicKey(privateKey) };
-    }),
+    oneTime: await generateOneTimePrekeys(provider, firstOneTimeId, count, Date.now()),
   };
 }
 
