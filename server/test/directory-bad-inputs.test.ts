@@ -4,6 +4,7 @@
  * wrongly signed auth challenges, oversize batches, duplicate and excess one-time prekeys,
  * rate limits. Each gets its precise code and message and leaves stored state unchanged.
  */
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient, type Interceptor } from "@connectrpc/connect";
@@ -129,6 +130,27 @@ describe("CreateAccount", () => {
             )[name];
       await expectConnectError(open().getDeviceList({ accountId: id }), Code.NotFound, `account ${id} not found`);
     }
+  });
+
+  it("refuses an account whose signing key is of small order: its universal signature proves nothing", async () => {
+    // With the identity point as signing key, R = [r]B, S = r verifies any message under the
+    // cofactorless equation alone (ed25519-rule.json's "small-order key" case): anyone could
+    // sign for such a device. OpenSSL accepts it; the protocol's rule does not.
+    const rule = JSON.parse(readFileSync(new URL("../../conformance/vectors/ed25519-rule.json", import.meta.url), "utf8"));
+    const smallOrder = rule.cases.find((c: { name: string }) => c.name === "small-order key");
+    const forged = new Uint8Array(Buffer.from(smallOrder.signature, "hex"));
+    const p = (await createTestAccount(server.url, "bad-forger-helper")).provider;
+    const keys = { ...(await generateDeviceKeys(p, "forger")), signingKey: new Uint8Array(Buffer.from(smallOrder.public_key, "hex")), dhKeySignature: forged };
+    const deviceList = { ...(await createFirstDeviceList(p, { accountId: "bad-forger", device: keys, nowMs: Date.now() })), signature: forged };
+    const pk = prekeyMessages(await generateTestPrekeys(p, keys, 2));
+    pk.signedPrekey = create(SignedPrekeySchema, { ...pk.signedPrekey, signature: forged });
+    pk.kemPrekey = { ...pk.kemPrekey, signature: forged };
+    await expectConnectError(
+      open().createAccount({ deviceList, ...pk }),
+      Code.PermissionDenied,
+      "device 1: dh_key_signature does not verify under its signing_key",
+    );
+    await expectConnectError(open().getDeviceList({ accountId: "bad-forger" }), Code.NotFound, "account bad-forger not found");
   });
 });
 
