@@ -9,7 +9,7 @@ import { startTestNats, startTestServer, createTestAccount, type TestNats } from
 import type { RunningServer } from "../src/server.js";
 import { connectNats, type Nats } from "../src/nats/connection.js";
 import { RETRY_AFTER_HEADER } from "../src/delivery/send.js";
-import { bytes, deliveryOf, entriesFor, mailboxSequences, newMessageId, storedOf } from "./delivery-helpers.js";
+import { bytes, deliveryOf, entriesFor, mailboxSequences, newMessageId, storedOf, WAIT } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -34,7 +34,7 @@ describe("admission control", () => {
     // One Send first, so the device lists involved are in the instance's memory.
     const warm = storedOf(await out.send({ messageId: newMessageId(), sharedBody: bytes("warm"), entries: entriesFor(bob.devices) })).entries[0].sequence;
     // Nothing of the warm-up left in flight (its outcome record is written without waiting).
-    await vi.waitFor(() => expect(server.context.nats.publisher.inFlight).toBe(0));
+    await vi.waitFor(() => expect(server.context.nats.publisher.inFlight).toBe(0), WAIT);
     // NATS frozen: the first Sends' stores stay in flight, so the instance is at its limit.
     nats.pause!();
     const pending = reqs.map((r) =>

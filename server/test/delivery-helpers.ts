@@ -43,6 +43,9 @@ export function storedOf(res: SendResponse) {
   return res.outcome.value;
 }
 
+/** vi.waitFor's options: its 1 s default is too short on a loaded 2-core CI machine (a wait, not a timing assertion). */
+export const WAIT = { timeout: 15_000, interval: 20 };
+
 export const text = (b: Uint8Array) => new TextDecoder().decode(b);
 export const bytes = (s: string) => new TextEncoder().encode(s);
 

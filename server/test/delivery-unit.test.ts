@@ -23,7 +23,7 @@ import { decodeSignal, encodeSignal } from "../src/delivery/device-signal.js";
 import { RateLimiter } from "../src/rate-limit.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
 import type { CurrentDeviceList } from "../src/delivery/device-lists.js";
-import { bytes, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, text, waitUntil, type DeliveryClient } from "./delivery-helpers.js";
+import { bytes, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, text, WAIT, waitUntil, type DeliveryClient } from "./delivery-helpers.js";
 
 describe("codecs", () => {
   it("round-trips a mailbox record with an inline body and with a body reference", () => {
@@ -259,7 +259,7 @@ describe("service over an in-memory transport", () => {
     const first = storedOf(await alice.send({ messageId: marked, sharedBody: bytes("r"), entries: entriesFor([d1]) }));
     const key = `ualice.1.${Buffer.from(marked).toString("hex")}`;
     // The record is written without the Send waiting for it.
-    await vi.waitFor(async () => expect((await layoutBuckets().sends.get(key))?.value.length).toBeGreaterThan(0));
+    await vi.waitFor(async () => expect((await layoutBuckets().sends.get(key))?.value.length).toBeGreaterThan(0), WAIT);
     // Entries that the duplicate window alone would store (d2 is new): a marked retry answers
     // the record instead and stores nothing.
     lists.set("udan", { version: 2n, deviceIds: [1, 2], nextDeviceId: 3 });
@@ -312,17 +312,17 @@ describe("service over an in-memory transport", () => {
         // Closed by the test.
       }
     })();
-    await vi.waitFor(() => expect(drained).toBe(true));
+    await vi.waitFor(() => expect(drained).toBe(true), WAIT);
     readsFindNothing = true;
     for (let i = 0; i < 20; i++) await alice.send({ messageId: newMessageId(), sharedBody: bytes(`live${i}`), entries: entriesFor([fay]) });
     // Pushed, not read: every message arrives although no read of the stream returns one.
-    await vi.waitFor(() => expect(arrived).toHaveLength(20));
+    await vi.waitFor(() => expect(arrived).toHaveLength(20), WAIT);
     expect(arrived.filter((a) => a.byRead)).toEqual([]);
     readsFindNothing = false;
     // A hint without a record (as after a lost hint) makes the stream read: it skips the pushed mail.
     const before = reads.mock.calls.length;
     mailboxes.signal(fay, { kind: "mail" });
-    await vi.waitFor(() => expect(reads.mock.calls.length).toBeGreaterThan(before));
+    await vi.waitFor(() => expect(reads.mock.calls.length).toBeGreaterThan(before), WAIT);
     await new Promise((r) => setTimeout(r, 100));
     expect(arrived.map((a) => a.body)).toEqual(Array.from({ length: 20 }, (_, i) => `live${i}`));
     reads.mockRestore();
@@ -437,14 +437,14 @@ describe("service over an in-memory transport", () => {
       "hidden-1",
     );
     const live = [await sendOne("q0"), await sendOne("q1"), await sendOne("q2")];
-    await vi.waitFor(() => expect(inbox.messages.map((m) => m.sequence)).toEqual(expect.arrayContaining(live)));
+    await vi.waitFor(() => expect(inbox.messages.map((m) => m.sequence)).toEqual(expect.arrayContaining(live)), WAIT);
     purges.mockClear();
     // The count (4 stored) differs from what the stream has in flight (3): one delete each, the hidden mail stays.
     expect((await client("ugwen", 1).ack({ sequences: live })).deleted).toBe(3);
     expect(purges).not.toHaveBeenCalled();
     expect(await mailboxSequences(conn, 2, gwen)).toContain(hidden.seq);
     // ... and arrives with the stream's next check.
-    await vi.waitFor(() => expect(inbox.messages.map((m) => text(m.sharedBody))).toContain("hidden"));
+    await vi.waitFor(() => expect(inbox.messages.map((m) => text(m.sharedBody))).toContain("hidden"), WAIT);
     purges.mockRestore();
     await inbox.close();
   });

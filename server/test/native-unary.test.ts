@@ -22,6 +22,7 @@ import { createTestAccount, envelope, startTestNats, startTestServer, type TestA
 import type { RunningServer } from "../src/server.js";
 import { revokeDeviceChange } from "@sealpost/client/directory";
 import { READ_MAX_BYTES } from "../src/server.js";
+import { WAIT } from "./delivery-helpers.js";
 
 type Wire = "connect" | "grpc" | "grpc-web";
 const WIRES: Wire[] = ["connect", "grpc", "grpc-web"];
@@ -212,7 +213,7 @@ describe("Send and Ack on the native stream answer as connect-node does", () => 
         let admitted: Promise<Answer> | undefined;
         try {
           admitted = send(via);
-          await vi.waitFor(() => expect(tight.context.nats.publisher.inFlight).toBeGreaterThan(0));
+          await vi.waitFor(() => expect(tight.context.nats.publisher.inFlight).toBeGreaterThan(0), WAIT);
           return await send(via);
         } finally {
           nats.resume!();
