@@ -11,3 +11,4 @@ export * from "./server-process.js";
 export * from "./nats-cluster.js";
 export * from "./ledger.js";
 export * from "./arbitrary-message.js";
+export * from "./delaying-proxy.js";

@@ -184,6 +184,7 @@ export class Sender {
     }
     const idPrefix = `${about.join("/")}/`;
     const traceparent = this.d.traceparent?.();
+    let hinted = false;
     const results = await Promise.allSettled(
       targets.map(async (t) => {
         const rec: MailboxRecord = inline ? { ...base, entry: t.entry, body: req.sharedBody } : { ...base, entry: t.entry, bodyKey };
@@ -198,7 +199,10 @@ export class Sender {
         // a newer one replaces it, this one hints the device as it ends with unacked mail
         // (ReceiveStream.close). A hint costs nats-server a message and this instance a
         // wake-up for its own echo.
-        if (!this.d.pushLocal?.(t.device, r.seq, record, traceparent)) this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
+        if (!this.d.pushLocal?.(t.device, r.seq, record, traceparent)) {
+          this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
+          hinted = true;
+        }
         return r;
       }),
     );
@@ -222,8 +226,11 @@ export class Sender {
     // duplicate window still dedupe; a second writer (concurrent retry) fails the create
     // harmlessly. It is on the connection before the answer (flushed below).
     this.d.publisher.publishUnconfirmed(`$KV.${SENDS_BUCKET}.${key}`, encodeStored(outcome), KV_CREATE);
-    // The hints go out before the answer (see JetStreamPublisher.flushed).
-    await this.d.publisher.flushed();
+    // The hints reach nats-server before the answer: the sender's next message, through
+    // any instance, is stored after them and cannot be pushed ahead of them (per-sender
+    // order across instances; JetStreamPublisher.processed). Without hints (every
+    // recipient's stream is here) handing the record to the connection is enough.
+    await (hinted ? this.d.publisher.processed() : this.d.publisher.flushed());
     outcome.duplicate = acks.every((a) => a.duplicate);
     return create(SendResponseSchema, { outcome: { case: "stored", value: outcome } });
   }

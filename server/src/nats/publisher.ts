@@ -44,6 +44,8 @@ const SWEEP_MS = 250;
 const utf8 = new TextEncoder();
 /** Reads answer in well under a millisecond; one lost in a NATS reconnect is retried after this. */
 export const READ_TIMEOUT_MS = 2_000;
+/** How long a Send waits for nats-server to confirm its hints before answering anyway. */
+const PROCESSED_TIMEOUT_MS = 1_000;
 
 type Reply = Record<string, unknown> & { error?: { code?: number; err_code?: number; description?: string } };
 
@@ -158,6 +160,37 @@ export class JetStreamPublisher {
     return (this.flushedPromise ??= new Promise((r) => (this.resolveFlushed = r)));
   }
 
+  /**
+   * Resolves once nats-server has processed everything this connection sent so far (one
+   * PING/PONG after this turn's publishes, shared by every caller that needs the same point).
+   * `flushed` only puts a hint on the socket; another instance's later publish can still
+   * reach nats-server first (its own connection, its own read loop), so a record stored there
+   * and pushed at once overtakes the hint. After this, it cannot: nats-server has queued the
+   * hint to its subscribers before it reads anything the answer to our caller causes.
+   * Never rejects, and gives up after `timeoutMs` (NATS unreachable): hints are best effort,
+   * a lost one is found by the stream's periodic check.
+   */
+  async processed(timeoutMs = PROCESSED_TIMEOUT_MS): Promise<void> {
+    await this.flushed();
+    const mark = this.writes;
+    if (!this.ping || this.ping.covers < mark) {
+      let timer: NodeJS.Timeout | undefined;
+      const done = Promise.race([
+        this.nc.flush().catch(() => {}),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, timeoutMs);
+          timer.unref();
+        }),
+      ]).finally(() => clearTimeout(timer));
+      this.ping = { covers: mark, done };
+    }
+    return this.ping.done;
+  }
+
+  /** Turns of queued publishes handed to the connection (a ping covers those before it). */
+  private writes = 0;
+  private ping: { covers: number; done: Promise<void> } | undefined;
+
   private queued: (() => void)[] = [];
   private flushedPromise: Promise<void> | undefined;
   private resolveFlushed: (() => void) | undefined;
@@ -167,6 +200,7 @@ export class JetStreamPublisher {
   private flushQueued(): void {
     const q = this.queued;
     this.queued = [];
+    this.writes++;
     const resolve = this.resolveFlushed;
     this.flushedPromise = this.resolveFlushed = undefined;
     queueMicrotask(() => resolve?.());

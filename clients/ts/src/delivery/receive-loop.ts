@@ -4,7 +4,9 @@
  * expiry), until stopped.
  *
  * Durability order per message: process (decrypt, store locally) -> save cursor + pending ack
- * -> Ack. A crash before the save redelivers the message on the next stream; processing
+ * -> Ack. The cursor is the highest sequence of the backlog (before Drained): live mail can
+ * come out of sequence order, so resuming after its sequences could skip mail; acked mail is
+ * deleted, so resuming from the backlog's end costs nothing but unacked mail again. A crash before the save redelivers the message on the next stream; processing
  * dedupes by message_id. Acks not confirmed yet are kept with the cursor and sent again on
  * the next connect, so nothing processed lingers in the server's mailbox. A processing
  * failure that may be transient (e.g. the directory was unreachable) ends the stream without
@@ -108,6 +110,9 @@ export class ReceiveLoop {
           { signal: abort.signal },
         );
         let online = false;
+        // Mail after Drained may arrive out of sequence order (stored at the same time through
+        // different server instances): the cursor advances with backlog mail only.
+        let live = false;
         for await (const res of stream) {
           if (!online) {
             online = true;
@@ -115,8 +120,9 @@ export class ReceiveLoop {
             this.d.emit({ type: "connection", state: "online" });
           }
           const ev = res.event;
-          if (ev.case === "message") await this.handle(ev.value);
+          if (ev.case === "message") await this.handle(ev.value, live);
           else if (ev.case === "drained") {
+            live = true;
             this.d.emit({ type: "drained", lastSequence: Number(ev.value.lastSequence) });
             this.drainedOnce = true;
             for (const w of this.drainedWaiters.splice(0)) w();
@@ -150,7 +156,7 @@ export class ReceiveLoop {
   received = 0;
   lastLagMs: number | undefined;
 
-  private async handle(m: MailboxMessage): Promise<void> {
+  private async handle(m: MailboxMessage, live: boolean): Promise<void> {
     const seq = Number(m.sequence);
     try {
       await this.d.process(m);
@@ -175,7 +181,9 @@ export class ReceiveLoop {
     }
     if (m.ephemeral) return;
     const state = this.state!;
-    if (seq > state.cursor) state.cursor = seq;
+    // A live message's sequence may be above mail not delivered yet: resuming after it would
+    // skip that mail. Backlog mail comes in sequence order with nothing left out below it.
+    if (!live && seq > state.cursor) state.cursor = seq;
     state.pendingAcks.push(seq);
     await this.save();
     this.kickAcks();

@@ -432,7 +432,9 @@ export const SendSealedResponseSchema: GenMessage<SendSealedResponse> = /*@__PUR
 export type ReceiveRequest = Message<"sealpost.delivery.v1.ReceiveRequest"> & {
   /**
    * Deliver only messages with a greater sequence; 0 means from the oldest unacked message.
-   * Unacked messages at or below the cursor are not deleted, only skipped.
+   * Unacked messages at or below the cursor are not deleted, only skipped. Use at most the
+   * last sequence received before a stream's Drained: live mail can arrive out of sequence
+   * order, so a live message's sequence may lie above mail not delivered yet.
    *
    * @generated from field: uint64 after_sequence = 1;
    */
