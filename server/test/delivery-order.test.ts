@@ -22,7 +22,7 @@ import {
 } from "@sealpost/test-support";
 import type { RunningServer } from "../src/server.js";
 import { connectNats, type Nats } from "../src/nats/connection.js";
-import { bytes, deliveryOf, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, text, waitUntil } from "./delivery-helpers.js";
+import { bytes, deliveryOf, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, text } from "./delivery-helpers.js";
 
 const SECRET = "delivery-order-secret-delivery-order-secret!";
 const DELAY_MS = 150;
