@@ -67,7 +67,8 @@ function listen(store: string): { lines: () => string; ready: () => Promise<void
   };
 }
 
-async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
+// Generous: a CLI process under a loaded 2-core CI machine can take tens of seconds to start (tsx) and make its keys.
+async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
