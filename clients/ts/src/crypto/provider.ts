@@ -12,7 +12,9 @@
  * Contract: for the same inputs every provider returns identical bytes (cross-tested in
  * clients/ts/test/provider-agreement.test.ts and against conformance/vectors). Randomness is
  * never drawn inside a primitive; key generation takes its secret bytes from `random`, which
- * tests and vectors replace with a deterministic source.
+ * tests and vectors replace with a deterministic source. Outputs are views: read them through
+ * byteOffset/byteLength, never through `.buffer` alone (node:crypto's results, like Node's
+ * Buffers, may share a larger ArrayBuffer).
  */
 export interface CryptoProvider {
   /** "noble", "node" or "webcrypto", for reports and benchmarks. */

@@ -14,6 +14,7 @@
  * powers of two would cost up to 100%. docs/PROTOCOL.md, "Padding".
  */
 import { InvalidMessageError } from "../crypto/errors.js";
+import { transientBytes } from "../util/transient-bytes.js";
 
 export const MIN_BUCKET = 256;
 
@@ -32,10 +33,22 @@ export function paddedLength(length: number): number {
   return needed <= MIN_BUCKET ? MIN_BUCKET : padme(needed);
 }
 
+/** The padded plaintext (transient, as paddedBuffer). */
 export function pad(plaintext: Uint8Array): Uint8Array {
-  const out = new Uint8Array(paddedLength(plaintext.length));
+  const out = paddedBuffer(plaintext.length);
   out.set(plaintext, 0);
-  out[plaintext.length] = 0x80;
+  return out;
+}
+
+/**
+ * A padded buffer for a plaintext of `length` bytes, padding in place: the caller writes the
+ * plaintext into bytes [0, length) (an encoder writing its output there directly saves the
+ * copy and the allocation pad() makes). Transient (util/transient-bytes.ts): seal it and
+ * wipe it; never keep it.
+ */
+export function paddedBuffer(length: number): Uint8Array {
+  const out = transientBytes(paddedLength(length));
+  out[length] = 0x80;
   return out;
 }
 

@@ -11,6 +11,7 @@ import { DecryptionError, DuplicateMessageError, InvalidKeyError, TooFarAheadErr
 import type { CryptoProvider } from "../crypto/provider.js";
 import { kdfChain, kdfPqRoot, kdfRoot, messageKeyMaterial, openWithStepKey } from "./kdf.js";
 import { RATCHET_AD_LABEL } from "./labels.js";
+import { transientBytes } from "../util/transient-bytes.js";
 import { MAX_FORWARD_JUMP, MAX_OLD_RATCHET_KEYS, MAX_SKIPPED_KEYS } from "./limits.js";
 import type { SessionState, SkippedKey } from "./ratchet-state.js";
 import {
@@ -43,7 +44,8 @@ const AD_LENGTH = RATCHET_AD_LABEL.length + 1 + 32 + 32 + 32 + 4 + 4;
 export function ratchetAssociatedData(senderIdentity: Uint8Array, recipientIdentity: Uint8Array, header: RatchetHeader, version: 1 | 2 = 1): Uint8Array {
   const pub = header.kemPublicKey?.key ?? EMPTY;
   const ct = header.kemCiphertext?.ciphertext ?? EMPTY;
-  const ad = new Uint8Array(AD_LENGTH + (version === 2 ? 16 + pub.length + ct.length : 0));
+  // Transient: it only goes into the AEAD (util/transient-bytes.ts).
+  const ad = transientBytes(AD_LENGTH + (version === 2 ? 16 + pub.length + ct.length : 0));
   let o = 0;
   ad.set(RATCHET_AD_LABEL, o);
   o += RATCHET_AD_LABEL.length;
@@ -54,7 +56,7 @@ export function ratchetAssociatedData(senderIdentity: Uint8Array, recipientIdent
   o += 32;
   ad.set(header.ratchetKey, o);
   o += 32;
-  const dv = new DataView(ad.buffer);
+  const dv = new DataView(ad.buffer, ad.byteOffset, ad.byteLength);
   dv.setUint32(o, header.previousCounter >>> 0, false);
   dv.setUint32(o + 4, header.counter >>> 0, false);
   o += 8;

@@ -13,7 +13,7 @@ import { BodyMismatchError, InvalidMessageError, UnsupportedVersionError } from 
 import type { CryptoProvider } from "../crypto/provider.js";
 import { PROTOCOL_VERSION, SEALED_BODY_LABEL } from "./labels.js";
 import { decodeCanonicalSealedBody } from "./canonical-decoding.js";
-import { pad, unpad } from "./padding.js";
+import { unpad } from "./padding.js";
 import { encodeSealedSharedBody } from "./wire.js";
 
 const ZERO_NONCE = new Uint8Array(12);
@@ -22,9 +22,11 @@ function bodyAssociatedData(messageId: Uint8Array): Uint8Array {
   return concatBytes(SEALED_BODY_LABEL, new Uint8Array([PROTOCOL_VERSION]), messageId);
 }
 
-/** Pads and seals serialized Content; returns the serialized SharedBody. */
-export async function sealBody(provider: CryptoProvider, contentKey: Uint8Array, messageId: Uint8Array, content: Uint8Array): Promise<Uint8Array> {
-  const padded = pad(content);
+/**
+ * Seals serialized Content already padded (padding.ts: pad, or an encoder writing into
+ * paddedBuffer); returns the serialized SharedBody. The padded plaintext is wiped.
+ */
+export async function sealBody(provider: CryptoProvider, contentKey: Uint8Array, messageId: Uint8Array, padded: Uint8Array): Promise<Uint8Array> {
   const ciphertext = await provider.aesGcmSeal(contentKey, ZERO_NONCE, padded, bodyAssociatedData(messageId));
   wipe(padded);
   return encodeSealedSharedBody(PROTOCOL_VERSION, ciphertext);

@@ -48,6 +48,7 @@ import { verifyKeyBundle, type VerifiedBundle } from "./prekeys.js";
 import { canSend, initInitiator, initResponder, planDecrypt, ratchetEncrypt, type DecryptPlan, type RatchetHeader } from "./ratchet.js";
 import type { SessionRecord, SessionState } from "./ratchet-state.js";
 import { openSealedBody, parseSharedBody, sealBody } from "./sealed-body.js";
+import { pad, paddedBuffer } from "./padding.js";
 import { encodeTextContent, encodeDeviceEnvelope, encodeEntryPayload } from "./wire.js";
 import { KeyedLock } from "../util/keyed-lock.js";
 
@@ -241,7 +242,7 @@ export class SessionCipher {
     const messageId = options.messageId ?? this.provider.random(16);
     if (messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
     const contentKey = this.provider.random(32);
-    const sharedBody = await sealBody(this.provider, contentKey, messageId, serializeContent(content, messageId));
+    const sharedBody = await sealBody(this.provider, contentKey, messageId, serializePaddedContent(content, messageId));
     const bodySha256 = await this.provider.sha256Async(sharedBody);
 
     const entries: EncryptedMessage["entries"] = [];
@@ -518,16 +519,16 @@ function parseDeviceEnvelope(entry: Uint8Array): DeviceEnvelopeFields {
 }
 
 /**
- * Serialized Content with message_id set. When it is empty, prepending field 1 to protobuf-es's
- * canonical encoding gives exactly the canonical encoding with the field set (field 1 comes
- * first), without copying the message.
+ * Serialized Content with message_id set, padded (padding.ts). When message_id is empty,
+ * prepending field 1 to protobuf-es's canonical encoding gives exactly the canonical
+ * encoding with the field set (field 1 comes first), without copying the message.
  */
-function serializeContent(content: Content, messageId: Uint8Array): Uint8Array {
-  const text = encodeTextContent(content, messageId);
+function serializePaddedContent(content: Content, messageId: Uint8Array): Uint8Array {
+  const text = encodeTextContent(content, messageId, true);
   if (text) return text;
   const bytes = toBinary(ContentSchema, content);
-  if (content.messageId.length > 0) return bytes;
-  const out = new Uint8Array(2 + messageId.length + bytes.length);
+  if (content.messageId.length > 0) return pad(bytes);
+  const out = paddedBuffer(2 + messageId.length + bytes.length);
   out[0] = 0x0a; // field 1, length-delimited
   out[1] = messageId.length;
   out.set(messageId, 2);
