@@ -6,8 +6,9 @@
  * Durability order per message: process (decrypt, store locally) -> save cursor + pending ack
  * -> Ack. The cursor is the highest sequence of the backlog (before Drained): live mail can
  * come out of sequence order, so resuming after its sequences could skip mail; acked mail is
- * deleted, so resuming from the backlog's end costs nothing but unacked mail again. A crash before the save redelivers the message on the next stream; processing
- * dedupes by message_id. Acks not confirmed yet are kept with the cursor and sent again on
+ * deleted, so resuming from the backlog's end costs nothing but unacked mail again. A crash
+ * before the save redelivers the message on the next stream; processing dedupes by
+ * message_id. Acks not confirmed yet are kept with the cursor and sent again on
  * the next connect, so nothing processed lingers in the server's mailbox. A processing
  * failure that may be transient (e.g. the directory was unreachable) ends the stream without
  * advancing the cursor, so the message comes again.
