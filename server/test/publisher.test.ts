@@ -1,10 +1,12 @@
 /**
  * The core-publish JetStream publisher against a real nats-server: every PubAck is matched
  * to its publish, dedupe by Nats-Msg-Id, stream mismatch and no-stream errors keep the names
- * store-errors.ts classifies, and a lost ack times out.
+ * store-errors.ts classifies, and a lost ack times out. processed() orders a core publish
+ * before anything another connection publishes after it, and neither hangs nor rejects when
+ * NATS is frozen or the connection closed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type TestNats } from "@sealpost/test-support";
+import { startDelayingProxy, startTestNats, type TestNats } from "@sealpost/test-support";
 import { connectNats, type Nats } from "../src/nats/connection.js";
 import { JetStreamPublisher } from "../src/nats/publisher.js";
 import { isTransientStoreError } from "../src/nats/store-errors.js";
@@ -88,5 +90,48 @@ describe("JetStreamPublisher", () => {
     expect(pub.inFlight).toBe(0);
     sub.unsubscribe();
     pub.close();
+  });
+
+  it("processed(): a core publish reaches subscribers before what another connection publishes after it", async () => {
+    // The publisher's link to nats-server holds its bytes for 150 ms.
+    const proxy = await startDelayingProxy(nats.url, 150);
+    const slow = await connectNats(proxy.url, "slow-publisher");
+    const probe = await connectNats(nats.url, "order-probe");
+    try {
+      const seen: string[] = [];
+      probe.nc.subscribe("order.*", {
+        callback: (_e, m) => {
+          seen.push(m.subject);
+        },
+      });
+      await probe.nc.flush();
+      for (const wait of ["flushed", "processed"] as const) {
+        seen.length = 0;
+        slow.publisher.publishCore(`order.${wait}-first`);
+        await (wait === "flushed" ? slow.publisher.flushed() : slow.publisher.processed());
+        conn.nc.publish(`order.${wait}-second`);
+        await conn.nc.flush();
+        while (seen.length < 2) await new Promise((r) => setTimeout(r, 10));
+        // Handing the publish to the socket is not enough; nats-server's PONG is.
+        expect(seen).toEqual(wait === "flushed" ? [`order.${wait}-second`, `order.${wait}-first`] : [`order.${wait}-first`, `order.${wait}-second`]);
+      }
+    } finally {
+      await Promise.all([slow.nc.close(), probe.nc.close()]);
+      await proxy.close();
+    }
+  });
+
+  it("processed() neither hangs nor rejects: NATS frozen (gives up after its bound), connection closed", async () => {
+    const other = await connectNats(nats.url, "processed-closing");
+    other.publisher.publishCore("order.frozen");
+    nats.pause!();
+    try {
+      await expect(other.publisher.processed(300)).resolves.toBeUndefined();
+    } finally {
+      nats.resume!();
+    }
+    await other.nc.close();
+    other.publisher.publishCore("order.closed");
+    await expect(other.publisher.processed(300)).resolves.toBeUndefined();
   });
 });
