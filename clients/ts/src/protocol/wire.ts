@@ -167,10 +167,26 @@ export interface EntryFields {
   messageId: Uint8Array;
 }
 
+/** Account ids an entry names, as UTF-8 (read only: the Writer copies them). */
+const ACCOUNT_BYTES_CACHE = 1024;
+const accountBytesCache = new Map<string, Uint8Array>();
+/**
+ * TextEncoder.encode costs ~1 us even for a short string in Node (a new ArrayBuffer), and a
+ * device writes to the same few accounts again and again.
+ */
+function accountBytes(accountId: string): Uint8Array {
+  let b = accountBytesCache.get(accountId);
+  if (!b) {
+    if (accountBytesCache.size >= ACCOUNT_BYTES_CACHE) accountBytesCache.clear();
+    accountBytesCache.set(accountId, (b = utf8(accountId)));
+  }
+  return b;
+}
+
 /** A serialized EntryPayload (transient, util/transient-bytes.ts: encrypt it, wipe it). */
 export function encodeEntryPayload(e: EntryFields): Uint8Array {
-  const senderAccount = utf8(e.sender.accountId);
-  const recipientAccount = utf8(e.recipient.accountId);
+  const senderAccount = accountBytes(e.sender.accountId);
+  const recipientAccount = accountBytes(e.recipient.accountId);
   const senderSize = bytesSize(senderAccount.length) + uintSize(e.sender.deviceId);
   const recipientSize = bytesSize(recipientAccount.length) + uintSize(e.recipient.deviceId);
   const size =
