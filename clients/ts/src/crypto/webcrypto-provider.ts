@@ -18,7 +18,7 @@
  * back to @noble for the rest of the provider's life. Byte-identical to the other providers
  * on every vector (clients/ts/test/vectors.test.ts, and in Chromium clients/ts/test/browser.test.ts).
  */
-import { checkLength, concatBytes, isAllZero } from "./bytes.js";
+import { checkLength, concatBytes, isAllZero, wipe } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
 import { createNobleProvider, type ProviderOptions } from "./noble-provider.js";
 import type { CryptoProvider } from "./provider.js";
@@ -36,9 +36,13 @@ const ED25519_PKCS8 = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 
 
 const HMAC = { name: "HMAC", hash: "SHA-256" } as const;
 
-/** A copy backed by a plain ArrayBuffer, as WebCrypto's typings ask for. */
+/**
+ * The bytes as a view on a plain ArrayBuffer, as WebCrypto's typings ask for: the same view
+ * when it is one (WebCrypto copies what it reads when it is called, so no copy of a key or
+ * plaintext is left behind here), a copy otherwise (a SharedArrayBuffer).
+ */
 function buf(b: Uint8Array): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(b);
+  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
 }
 
 function fromBase64Url(s: string): Uint8Array {
@@ -65,8 +69,15 @@ export function createWebCryptoProvider(options: WebCryptoProviderOptions = {}):
       return viaNoble();
     }
   };
-  const privateKey = (curve: "X25519" | "Ed25519", raw: Uint8Array, extractable: boolean, usages: KeyUsage[]) =>
-    subtle.importKey("pkcs8", buf(concatBytes(curve === "X25519" ? X25519_PKCS8 : ED25519_PKCS8, raw)), { name: curve }, extractable, usages);
+  const privateKey = async (curve: "X25519" | "Ed25519", raw: Uint8Array, extractable: boolean, usages: KeyUsage[]) => {
+    const pkcs8 = concatBytes(curve === "X25519" ? X25519_PKCS8 : ED25519_PKCS8, raw);
+    try {
+      return await subtle.importKey("pkcs8", buf(pkcs8), { name: curve }, extractable, usages);
+    } finally {
+      // The wrapped private key is not left behind in this copy.
+      wipe(pkcs8);
+    }
+  };
   const publicOf = async (curve: "X25519" | "Ed25519", raw: Uint8Array) => {
     const jwk = await subtle.exportKey("jwk", await privateKey(curve, raw, true, curve === "X25519" ? ["deriveBits"] : ["sign"]));
     return fromBase64Url(jwk.x as string);
