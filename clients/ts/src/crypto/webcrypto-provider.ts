@@ -18,7 +18,7 @@
  * back to @noble for the rest of the provider's life. Byte-identical to the other providers
  * on every vector (clients/ts/test/vectors.test.ts, and in Chromium clients/ts/test/browser.test.ts).
  */
-import { checkLength, concatBytes, isAllZero, wipe } from "./bytes.js";
+import { checkLength, concatBytes, fromBase64, isAllZero, wipe } from "./bytes.js";
 import { InvalidKeyError } from "./errors.js";
 import { createNobleProvider, type ProviderOptions } from "./noble-provider.js";
 import type { CryptoProvider } from "./provider.js";
@@ -43,13 +43,6 @@ const HMAC = { name: "HMAC", hash: "SHA-256" } as const;
  */
 function buf(b: Uint8Array): Uint8Array<ArrayBuffer> {
   return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
-}
-
-function fromBase64Url(s: string): Uint8Array {
-  const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
 }
 
 /** Creates the WebCrypto provider (browsers; also runs on Node for tests). */
@@ -80,7 +73,7 @@ export function createWebCryptoProvider(options: WebCryptoProviderOptions = {}):
   };
   const publicOf = async (curve: "X25519" | "Ed25519", raw: Uint8Array) => {
     const jwk = await subtle.exportKey("jwk", await privateKey(curve, raw, true, curve === "X25519" ? ["deriveBits"] : ["sign"]));
-    return fromBase64Url(jwk.x as string);
+    return fromBase64(jwk.x as string);
   };
 
   return {

@@ -10,7 +10,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { type Content, ContentSchema, ConversationSchema, type Text, TextSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { SignedTreeHeadSchema } from "@sealpost/gen/sealpost/directory/v1/transparency_pb.js";
 import type { DeviceRef } from "./address.js";
-import { utf8 } from "../crypto/bytes.js";
+import { utf8, withUtf8 } from "../crypto/bytes.js";
 import { paddedBuffer } from "./padding.js";
 import { transientBytes } from "../util/transient-bytes.js";
 import { SENDER_KEY_VERSION } from "./group-labels.js";
@@ -30,9 +30,9 @@ function varintSize(n: number): number {
 class Writer {
   readonly buf: Uint8Array;
   pos = 0;
-  /** A buffer of `size` bytes, or `into` (written from its start). */
-  constructor(size: number, into?: Uint8Array) {
-    this.buf = into ?? new Uint8Array(size);
+  /** Writes from the start of `alloc(size)` (a plain new buffer unless the caller says otherwise). */
+  constructor(size: number, alloc: (size: number) => Uint8Array = (n) => new Uint8Array(n)) {
+    this.buf = alloc(size);
   }
   varint(n: number): void {
     while (n >= 128) {
@@ -197,7 +197,7 @@ export function encodeEntryPayload(e: EntryFields): Uint8Array {
     bytesSize(e.bodySha256.length) +
     bytesSize(e.messageId.length);
   // Transient plaintext (it carries the content key): encrypted, then wiped.
-  const w = new Writer(size, transientBytes(size));
+  const w = new Writer(size, transientBytes);
   w.message(1, senderSize);
   w.bytes(1, senderAccount);
   w.uint(2, e.sender.deviceId);
@@ -258,27 +258,6 @@ const fieldNumbers = (schema: { fields: { number: number }[] }) => schema.fields
 export const TEXT_CONTENT_SCHEMA_KNOWN =
   fieldNumbers(ContentSchema) === "1,2,3,4,5,6,7,8,9,10,11,12" && fieldNumbers(TextSchema) === "1,2" && fieldNumbers(ConversationSchema) === "1,2";
 
-const encoder = new TextEncoder();
-/** Texts up to this many UTF-16 units are encoded in `scratch` (larger ones allocate). */
-const SCRATCH_UNITS = 16_384;
-let scratch = new Uint8Array(0);
-
-/**
- * Runs `use` on the UTF-8 bytes of `s`, encoded into a reused buffer that is zeroed again
- * afterwards (`use` must not keep them). TextEncoder.encode allocates a new ArrayBuffer per
- * call, ~3 us for 1 KiB of text in Node; encodeInto a buffer that exists costs ~0.1 us.
- */
-function withUtf8<T>(s: string, use: (bytes: Uint8Array) => T): T {
-  if (s.length > SCRATCH_UNITS) return use(utf8(s));
-  if (scratch.length < 3 * s.length) scratch = new Uint8Array(Math.min(3 * SCRATCH_UNITS, Math.max(3 * s.length, 1024)));
-  const { written } = encoder.encodeInto(s, scratch);
-  try {
-    return use(scratch.subarray(0, written));
-  } finally {
-    scratch.fill(0, 0, written);
-  }
-}
-
 /**
  * A serialized text Content with message_id set to `messageId` when it is empty, or
  * undefined when `content` is anything else (another body, unknown fields, a negative or
@@ -312,7 +291,7 @@ function writeTextContent(content: Content, messageId: Uint8Array, body: Uint8Ar
     messageSize(textSize) +
     bytesSize(content.senderAccessKey.length) +
     (logHead ? messageSize(logHead.length) : 0);
-  const w = new Writer(size, padded ? paddedBuffer(size) : undefined);
+  const w = new Writer(size, padded ? paddedBuffer : undefined);
   w.bytes(1, id);
   w.uint(2, sentAtMs);
   if (conversation) {
