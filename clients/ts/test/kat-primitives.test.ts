@@ -100,6 +100,37 @@ describe.each(PROVIDERS)("known answers (%s)", (_name, makeProvider) => {
     );
   });
 
+  it("HMAC-SHA256, RFC 4231 test cases 1, 3, 4, 6 and 7 (keys shorter and longer than a block, data longer than a block), in any order", async () => {
+    const cases: [Uint8Array, Uint8Array, string][] = [
+      [fromHex("0b".repeat(20)), utf8("Hi There"), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"],
+      [fromHex("aa".repeat(20)), fromHex("dd".repeat(50)), "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"],
+      [
+        fromHex("0102030405060708090a0b0c0d0e0f10111213141516171819"),
+        fromHex("cd".repeat(50)),
+        "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+      ],
+      [
+        fromHex("aa".repeat(131)),
+        utf8("Test Using Larger Than Block-Size Key - Hash Key First"),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+      ],
+      [
+        fromHex("aa".repeat(131)),
+        utf8(
+          "This is a test using a larger than block-size key and a larger than block-size data. The key needs to be hashed before being used by the HMAC algorithm.",
+        ),
+        "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+      ],
+    ];
+    // Forwards, backwards and concurrently: an implementation that reuses buffers between
+    // calls must not carry one call's key or output into the next.
+    for (const order of [cases, [...cases].reverse()]) {
+      for (const [key, data, mac] of order) expect(toHex(await p.hmacSha256(key, data))).toBe(mac);
+    }
+    const macs = await Promise.all(cases.map(([key, data]) => p.hmacSha256(key, data)));
+    expect(macs.map(toHex)).toEqual(cases.map(([, , mac]) => mac));
+  });
+
   const key15 = "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308";
   const p15 = "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255";
   const c15 = "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad";

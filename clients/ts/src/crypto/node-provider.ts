@@ -95,6 +95,33 @@ export const opensslKeccak: Keccak = {
 };
 const mlKem768 = createMlKem768(opensslKeccak);
 
+// HMAC-SHA256 (RFC 2104) as two one-shot hashes over a reused scratch buffer for the short
+// keys and inputs of the ratchet's chain steps: an Hmac object costs ~2.1 us in Node, two
+// crypto.hash calls ~1.6 us. Longer keys or inputs take the Hmac object.
+const HMAC_BLOCK = 64;
+const HMAC_MAX_DATA = 256;
+const hmacInner = Buffer.alloc(HMAC_BLOCK + HMAC_MAX_DATA);
+const hmacOuter = Buffer.alloc(HMAC_BLOCK + 32);
+
+function hmacSha256(key: Uint8Array, data: Uint8Array): Buffer {
+  if (key.length > HMAC_BLOCK || data.length > HMAC_MAX_DATA) return nodeCrypto.createHmac("sha256", key).update(data).digest();
+  for (let i = 0; i < key.length; i++) {
+    hmacInner[i] = key[i] ^ 0x36;
+    hmacOuter[i] = key[i] ^ 0x5c;
+  }
+  hmacInner.fill(0x36, key.length, HMAC_BLOCK);
+  hmacOuter.fill(0x5c, key.length, HMAC_BLOCK);
+  hmacInner.set(data, HMAC_BLOCK);
+  const inner = nodeCrypto.hash("sha256", hmacInner.subarray(0, HMAC_BLOCK + data.length), "buffer");
+  hmacOuter.set(inner, HMAC_BLOCK);
+  const out = nodeCrypto.hash("sha256", hmacOuter, "buffer");
+  // The padded keys and the inner hash are key material.
+  inner.fill(0);
+  hmacInner.fill(0, 0, HMAC_BLOCK + data.length);
+  hmacOuter.fill(0);
+  return out;
+}
+
 /** Creates the `node:crypto` provider. */
 export function createNodeProvider(options: ProviderOptions = {}): CryptoProvider {
   const random = options.random ?? pooledRandom();
@@ -106,7 +133,7 @@ export function createNodeProvider(options: ProviderOptions = {}): CryptoProvide
     sha256: (data) => view(nodeCrypto.hash("sha256", data, "buffer")),
     sha512: (data) => view(nodeCrypto.hash("sha512", data, "buffer")),
     sha256Async: async (data) => view(nodeCrypto.hash("sha256", data, "buffer")),
-    hmacSha256: async (key, data) => view(nodeCrypto.createHmac("sha256", key).update(data).digest()),
+    hmacSha256: async (key, data) => view(hmacSha256(key, data)),
     hkdf: async (ikm, salt, info, length) => view(nodeCrypto.hkdfSync("sha256", ikm, salt, info, length)),
     async aesGcmSeal(key, nonce, plaintext, aad) {
       checkLength(key, KEY_BYTES, "AES-256-GCM key");
