@@ -56,6 +56,32 @@ describe("JetStreamPublisher", () => {
     expect(isTransientStoreError(err)).toBe(false);
   });
 
+  it("writes every JetStream header it is given: the stored message carries them, and an expected last sequence is enforced", async () => {
+    const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const a = await conn.publisher.publish("pubtest.h", Uint8Array.of(1), { msgId: "h-1", expectStream: "PUBTEST", traceparent: tp, expectLastSubjectSeq: 0 });
+    const stored = await conn.jsm.streams.getMessage("PUBTEST", { seq: a.seq });
+    expect([stored!.header.get("Nats-Msg-Id"), stored!.header.get("traceparent")]).toEqual(["h-1", tp]);
+    // A second "create" of the same subject: its last sequence is no longer 0.
+    const err = await conn.publisher.publish("pubtest.h", Uint8Array.of(2), { msgId: "h-2", expectLastSubjectSeq: 0 }).catch((e) => e);
+    expect(err.name).toBe("JetStreamApiError");
+    expect(String(err.message)).toMatch(/wrong last sequence/i);
+    expect((await conn.publisher.publish("pubtest.h", Uint8Array.of(3), { msgId: "h-3", expectLastSubjectSeq: a.seq })).duplicate).toBe(false);
+    // The unconfirmed publish writes the same headers (no PubAck to check: read it back).
+    conn.publisher.publishUnconfirmed("pubtest.u", Uint8Array.of(4), { msgId: "u-1", traceparent: tp });
+    await conn.publisher.processed();
+    const u = await conn.jsm.streams.getMessage("PUBTEST", { last_by_subj: "pubtest.u" });
+    expect([u!.header.get("Nats-Msg-Id"), u!.header.get("traceparent")]).toEqual(["u-1", tp]);
+  });
+
+  it("refuses a header value that would break the header block (a bug, never sent)", async () => {
+    for (const msgId of ["a\r\nNats-Expected-Stream: OTHER", "a\nb", " leading", "é"]) {
+      const err = await conn.publisher.publish("pubtest.bad", Uint8Array.of(1), { msgId }).catch((e) => e);
+      expect(err).toBeInstanceOf(TypeError);
+    }
+    expect(() => conn.publisher.publishUnconfirmed("pubtest.bad", Uint8Array.of(1), { msgId: "x\ry" })).toThrow(TypeError);
+    expect((await conn.jsm.streams.info("PUBTEST", { subjects_filter: "pubtest.bad" })).state.subjects ?? {}).toEqual({});
+  });
+
   it("answers NoResponders for a subject no stream stores", async () => {
     const err = await conn.publisher.publish("nostream.x", Uint8Array.of(1)).catch((e) => e);
     expect(err.name).toBe("NoResponders");

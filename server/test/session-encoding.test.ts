@@ -33,7 +33,7 @@ function messages(): MailboxMessage[] {
     const sealed = r() < 0.3;
     out.push(
       create(MailboxMessageSchema, {
-        sequence: [0n, 1n, 127n, 128n, 2n ** 53n - 1n, big(1e12)][i % 6],
+        sequence: [0n, 1n, 127n, 128n, 2n ** 53n - 1n, big(1e12), 2n ** 53n, 2n ** 64n - 1n][i % 8],
         messageId: r() < 0.9 ? bytes(16) : new Uint8Array(0),
         sender: sealed ? undefined : { accountId: [`acct-${i}-é`, `acct_${i}`, ""][i % 3], deviceId: [0, 1, 127, 128, 2 ** 31 - 1][i % 5] },
         serverTimestampMs: [0n, 1765000000000n, -1n, big(2 ** 40)][i % 4],

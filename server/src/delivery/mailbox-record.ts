@@ -50,7 +50,9 @@ export function encodeRecord(r: MailboxRecord): Uint8Array {
   out[o++] = (r.ephemeral ? FLAG_EPHEMERAL : 0) | (r.bodyKey !== undefined ? FLAG_BODY_REF : 0) | (r.sealed ? FLAG_SEALED : 0);
   out.set(r.messageId, o);
   o += 16;
-  out.writeBigUInt64BE(BigInt(r.timestampMs), o);
+  // Two u32 halves: the same bytes as a u64 without a BigInt (times are below 2^53).
+  out.writeUInt32BE(Math.floor(r.timestampMs / 0x100000000), o);
+  out.writeUInt32BE(r.timestampMs >>> 0, o + 4);
   o += 8;
   out[o++] = account.length;
   o = writeAscii(out, account, o);

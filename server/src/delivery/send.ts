@@ -23,14 +23,13 @@ import {
   AccountMismatchSchema,
   MismatchedDevicesSchema,
   SendResponseSchema,
-  StoredEntrySchema,
   StoredSchema,
   type AccountMismatch,
   type SendRequest,
   type SendResponse,
   type Stored,
+  type StoredEntry,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
-import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
 import { revoked, type AuthenticatedDevice } from "../auth/authenticator.js";
 import type { Logger } from "../logger.js";
 import type { CurrentDeviceList, DeviceLists } from "./device-lists.js";
@@ -43,6 +42,7 @@ import { storeOp, unavailable } from "../nats/store-errors.js";
 import { bucketNames } from "../nats/layout.js";
 import { checkAccountId, checkDeviceId, exhausted, hex, invalid } from "./validation.js";
 import { encodeStored } from "./session-encoding.js";
+import { listsAgree } from "./list-agreement.js";
 
 /**
  * Bodies are inlined into each mailbox record while the duplicated bytes stay small (always
@@ -65,6 +65,9 @@ export const MAX_STORES_IN_FLIGHT = 4096;
 /** Told to shed clients (header `sealpost-retry-after-ms`): about the time a full queue drains. */
 export const OVERLOAD_RETRY_AFTER_MS = 200;
 export const RETRY_AFTER_HEADER = "sealpost-retry-after-ms";
+
+/** Sends with more entries than this take the general device-list check (listsAgree compares pairwise). */
+const QUICK_CHECK_MAX_ENTRIES = 32;
 
 export interface SenderDeps {
   mailboxes: Mailboxes;
@@ -124,20 +127,13 @@ export class Sender {
   private async store(origin: Origin, req: SendRequest, opts: { checkSenderListed?: boolean; known?: CurrentDeviceList }): Promise<SendResponse> {
     const sender = origin.device;
     const targets = this.validate(origin, req);
-    // Each account's current list is read at most once per Send.
-    const reads = new Map<string, Promise<CurrentDeviceList | undefined>>();
-    if (opts.known && origin.sealedTo !== undefined) reads.set(origin.sealedTo, Promise.resolve(opts.known));
-    const read = (account: string) => {
-      let r = reads.get(account);
-      if (!r) {
-        const cached = this.d.deviceLists.cachedDeviceList?.(account);
-        reads.set(account, (r = cached ? Promise.resolve(cached) : storeOp("the device-list lookup", () => this.d.deviceLists.currentDeviceList(account))));
-        r.catch(() => {});
-      }
-      return r;
-    };
+    // The common Send (no retry, every list in memory and agreeing) reads and awaits nothing
+    // before its stores; anything else takes the general check, which reads what it lacks.
+    const listOf = (account: string) => (opts.known && account === origin.sealedTo ? opts.known : this.d.deviceLists.cachedDeviceList?.(account));
+    const quick = !req.retry && targets.length <= QUICK_CHECK_MAX_ENTRIES;
+    const read = quick && listsAgree(sender ?? origin.sealedTo, targets, listOf, !!opts.checkSenderListed) ? undefined : this.listReader(origin, opts);
     const listed =
-      sender && opts.checkSenderListed
+      read && sender && opts.checkSenderListed
         ? read(sender.accountId).then((l) => {
             if (!l?.deviceIds.includes(sender.deviceId)) throw revoked(sender);
           })
@@ -160,21 +156,22 @@ export class Sender {
     }
     // Who the idempotency key and the Msg-Ids are about: the sending device, or for a sealed
     // Send "_sealed" and the account (no account id starts with "_").
-    const about = [...(sender ? [sender.accountId, String(sender.deviceId)] : ["_sealed", origin.sealedTo]), hex(req.messageId)];
-    const key = about.join(".");
-    // All reads at once: the idempotency record (retries only) wins over whatever the lists say now.
-    const listCheck = this.checkDeviceLists(origin, targets, read);
-    listCheck.catch(() => {});
-    const earlier = req.retry ? await storeOp("the idempotency lookup", () => this.d.sends.get(key)) : null;
-    await listed;
-    if (earlier && earlier.operation === "PUT" && earlier.value.length > 0) return stored(earlier.value, true);
+    const id = hex(req.messageId);
+    const key = sender ? `${sender.accountId}.${sender.deviceId}.${id}` : `_sealed.${origin.sealedTo}.${id}`;
+    if (read) {
+      // All reads at once: the idempotency record (retries only) wins over whatever the lists say now.
+      const listCheck = this.checkDeviceLists(origin, targets, read);
+      listCheck.catch(() => {});
+      const earlier = req.retry ? await storeOp("the idempotency lookup", () => this.d.sends.get(key)) : null;
+      await listed;
+      if (earlier && earlier.operation === "PUT" && earlier.value.length > 0) return stored(earlier.value, true);
 
-    const mismatch = await listCheck;
-    if (mismatch) return mismatch;
+      const mismatch = await listCheck;
+      if (mismatch) return mismatch;
+    }
 
     this.d.metrics?.sendFanout(targets.length);
     const ts = this.d.now();
-    const base = { messageId: req.messageId, ...recordSender(origin), timestampMs: ts, ephemeral: false };
     const inline = req.sharedBody.length * (targets.length - 1) <= INLINE_DUPLICATE_BYTES;
     let bodyKey: string | undefined;
     if (!inline) {
@@ -182,46 +179,56 @@ export class Sender {
       bodyKey = createHash("sha256").update(`${key}/`).update(req.sharedBody).digest("base64url");
       await storeOp("storing the body", () => this.d.mailboxes.putBody(bodyKey!, req.sharedBody));
     }
-    const idPrefix = `${about.join("/")}/`;
+    const idPrefix = sender ? `${sender.accountId}/${sender.deviceId}/${id}/` : `_sealed/${origin.sealedTo}/${id}/`;
     const traceparent = this.d.traceparent?.();
     let hinted = false;
-    const results = await Promise.allSettled(
-      targets.map(async (t) => {
-        const rec: MailboxRecord = inline ? { ...base, entry: t.entry, body: req.sharedBody } : { ...base, entry: t.entry, bodyKey };
-        const loc = this.d.mailboxes.locate(t.device);
-        const msgId = hash("sha256", `${idPrefix}${t.device.accountId}/${t.device.deviceId}`, "base64url").slice(0, 22);
-        const record = encodeRecord(rec);
-        const r = await this.d.mailboxes.append(loc, record, msgId, traceparent);
-        // Live push: this instance's streams of the device get the record in memory; streams
-        // on other instances get the sequence and fetch exactly that message. The record is
-        // not put on the wire twice (bytes to NATS are the server's largest cost). When the
-        // device's current stream is here, no hint: a device has one current stream, and if
-        // a newer one replaces it, this one hints the device as it ends with unacked mail
-        // (ReceiveStream.close). A hint costs nats-server a message and this instance a
-        // wake-up for its own echo.
-        if (!this.d.pushLocal?.(t.device, r.seq, record, traceparent)) {
-          this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
-          hinted = true;
-        }
-        return r;
-      }),
-    );
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) {
-      // Some entries may be stored: the client retries with the same message_id, which
-      // completes the rest and gets the stored ones' original sequences back.
-      throw unavailable("storing the entries", (failed as PromiseRejectedResult).reason);
+    const storeEntry = async (t: Target) => {
+      const record = encodeRecord({
+        messageId: req.messageId,
+        senderAccountId: sender ? sender.accountId : "",
+        senderDeviceId: sender ? sender.deviceId : 0,
+        sealed: !sender,
+        timestampMs: ts,
+        ephemeral: false,
+        entry: t.entry,
+        body: inline ? req.sharedBody : undefined,
+        bodyKey,
+      });
+      const loc = this.d.mailboxes.locate(t.device);
+      const msgId = hash("sha256", `${idPrefix}${t.device.accountId}/${t.device.deviceId}`, "base64url").slice(0, 22);
+      const r = await this.d.mailboxes.append(loc, record, msgId, traceparent);
+      // Live push: this instance's streams of the device get the record in memory; streams
+      // on other instances get the sequence and fetch exactly that message. The record is
+      // not put on the wire twice (bytes to NATS are the server's largest cost). When the
+      // device's current stream is here, no hint: a device has one current stream, and if
+      // a newer one replaces it, this one hints the device as it ends with unacked mail
+      // (ReceiveStream.close). A hint costs nats-server a message and this instance a
+      // wake-up for its own echo.
+      if (!this.d.pushLocal?.(t.device, r.seq, record, traceparent)) {
+        this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
+        hinted = true;
+      }
+      return r;
+    };
+    // Some entries may be stored when one fails: the client retries with the same
+    // message_id, which completes the rest and gets the stored ones' original sequences back.
+    let acks: { seq: number; duplicate: boolean }[];
+    if (targets.length === 1) {
+      acks = [await storeEntry(targets[0]).catch((e) => Promise.reject(unavailable("storing the entries", e)))];
+    } else {
+      const results = await Promise.allSettled(targets.map(storeEntry));
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) throw unavailable("storing the entries", (failed as PromiseRejectedResult).reason);
+      acks = results.map((r) => (r as PromiseFulfilledResult<{ seq: number; duplicate: boolean }>).value);
     }
-    const acks = results.map((r) => (r as PromiseFulfilledResult<{ seq: number; duplicate: boolean }>).value);
-    this.d.metrics?.appended(acks.reduce((n, a) => n + (a.duplicate ? 0 : 1), 0));
+    let appended = 0;
+    for (const a of acks) if (!a.duplicate) appended++;
+    this.d.metrics?.appended(appended);
     // A retry inside the duplicate window answers the original server time (read from the
     // first copy: one read, on retries only).
-    const dup = acks.findIndex((a) => a.duplicate);
+    const dup = appended === acks.length ? -1 : acks.findIndex((a) => a.duplicate);
     const originalTs = dup < 0 ? ts : await this.originalTimestamp(targets[dup].device, acks[dup].seq, ts);
-    const outcome = create(StoredSchema, {
-      serverTimestampMs: BigInt(originalTs),
-      entries: targets.map((t, i) => create(StoredEntrySchema, { device: create(DeviceAddressSchema, t.device), sequence: BigInt(acks[i].seq) })),
-    });
+    const outcome = storedOutcome(originalTs, targets, (i) => acks[i].seq);
     // The record for late retries, unconfirmed (no PubAck): if it is lost, retries inside the
     // duplicate window still dedupe; a second writer (concurrent retry) fails the create
     // harmlessly. It is on the connection before the answer (flushed below).
@@ -231,8 +238,8 @@ export class Sender {
     // order across instances; JetStreamPublisher.processed). Without hints (every
     // recipient's stream is here) handing the record to the connection is enough.
     await (hinted ? this.d.publisher.processed() : this.d.publisher.flushed());
-    outcome.duplicate = acks.every((a) => a.duplicate);
-    return create(SendResponseSchema, { outcome: { case: "stored", value: outcome } });
+    outcome.duplicate = appended === 0;
+    return storedResponse(outcome);
   }
 
   private async originalTimestamp(device: DeviceRef, seq: number, fallback: number): Promise<number> {
@@ -301,11 +308,22 @@ export class Sender {
       });
       this.d.mailboxes.signal(t.device, { kind: "ephemeral", record });
     }
-    const outcome = create(StoredSchema, {
-      serverTimestampMs: BigInt(ts),
-      entries: targets.map((t) => create(StoredEntrySchema, { device: create(DeviceAddressSchema, t.device), sequence: 0n })),
-    });
-    return create(SendResponseSchema, { outcome: { case: "stored", value: outcome } });
+    return storedResponse(storedOutcome(ts, targets, () => 0));
+  }
+
+  /** Reads each account's current list at most once per Send (from memory when it is there). */
+  private listReader(origin: Origin, opts: { known?: CurrentDeviceList }): (account: string) => Promise<CurrentDeviceList | undefined> {
+    const reads = new Map<string, Promise<CurrentDeviceList | undefined>>();
+    if (opts.known && origin.sealedTo !== undefined) reads.set(origin.sealedTo, Promise.resolve(opts.known));
+    return (account) => {
+      let r = reads.get(account);
+      if (!r) {
+        const cached = this.d.deviceLists.cachedDeviceList?.(account);
+        reads.set(account, (r = cached ? Promise.resolve(cached) : storeOp("the device-list lookup", () => this.d.deviceLists.currentDeviceList(account))));
+        r.catch(() => {});
+      }
+      return r;
+    };
   }
 
   /**
@@ -388,5 +406,27 @@ function recordSender(origin: Origin): Pick<MailboxRecord, "senderAccountId" | "
 function stored(bytes: Uint8Array, duplicate: boolean): SendResponse {
   const s: Stored = fromBinary(StoredSchema, bytes);
   s.duplicate = duplicate;
-  return create(SendResponseSchema, { outcome: { case: "stored", value: s } });
+  return storedResponse(s);
+}
+
+// Every routed message answers these. Written as the plain objects protobuf-es messages are
+// ($typeName and every field): its create() fills them by reflection, ~1 KiB of garbage and a
+// few microseconds per Send.
+
+/** The Stored outcome: the server time and each entry's device and mailbox sequence (0: not stored). */
+function storedOutcome(timestampMs: number, targets: Target[], sequence: (i: number) => number): Stored {
+  const entries: StoredEntry[] = new Array(targets.length);
+  for (let i = 0; i < targets.length; i++) {
+    const { accountId, deviceId } = targets[i].device;
+    entries[i] = {
+      $typeName: "sealpost.delivery.v1.StoredEntry",
+      device: { $typeName: "sealpost.directory.v1.DeviceAddress", accountId, deviceId },
+      sequence: BigInt(sequence(i)),
+    };
+  }
+  return { $typeName: "sealpost.delivery.v1.Stored", serverTimestampMs: BigInt(timestampMs), entries, duplicate: false };
+}
+
+function storedResponse(value: Stored): SendResponse {
+  return { $typeName: "sealpost.delivery.v1.SendResponse", outcome: { case: "stored", value } };
 }

@@ -148,7 +148,12 @@ const lenField = (len: number) => 1 + varintSize(len) + len;
 /** A bytes or string field, left out when empty (proto3 default). */
 const bytesField = (len: number) => (len ? lenField(len) : 0);
 
+// Sequences and timestamps are bigints in the generated types but far below 2^53: as numbers
+// they encode without a BigInt allocation per step.
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 function varintSize(v: number | bigint): number {
+  if (typeof v === "bigint" && v >= 0n && v <= MAX_SAFE) v = Number(v);
   if (typeof v === "bigint") {
     if (v < 0n) return 10; // two's complement over 64 bits
     let n = 1;
@@ -191,6 +196,7 @@ class Writer {
   }
 
   varint(v: number | bigint): this {
+    if (typeof v === "bigint" && v >= 0n && v <= MAX_SAFE) v = Number(v);
     if (typeof v === "bigint") {
       let x = BigInt.asUintN(64, v);
       while (x >= 0x80n) {
