@@ -7,8 +7,7 @@
  * Ownership is proven by this instance's own stream (the sequence is in flight to this
  * device here) or by reading the message's subject (one get).
  */
-import { create } from "@bufbuild/protobuf";
-import { AckResponseSchema, type AckResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { AckResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { DeliveryLimits } from "./limits.js";
 import type { Mailboxes } from "./mailbox.js";
@@ -97,7 +96,7 @@ export class Acker {
     const deliveredHere = acked.every((q) => local.some((s) => s.owner && s.inFlight.has(q)));
     for (const s of local) s.acked(acked);
     if (!deliveredHere) this.mailboxes.signal(device, { kind: "acked", sequences: acked });
-    return create(AckResponseSchema, { deleted });
+    return { $typeName: "sealpost.delivery.v1.AckResponse", deleted };
   }
 
   /** The sequences span at most purgeMaxSpan (see PURGE_MAX_SPAN). */

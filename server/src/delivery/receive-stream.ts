@@ -30,6 +30,7 @@ import type { Subscription } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
 import type { StreamMsg } from "../nats/stream-reads.js";
 import { DrainedSchema, ReceiveResponseSchema, ReplacedSchema, type ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import type { Nats } from "../nats/connection.js";
 import { notifySubject } from "../nats/layout.js";
 import { unavailable } from "../nats/store-errors.js";
@@ -461,7 +462,7 @@ export class ReceiveStream {
     this.lastSent = Math.max(this.lastSent, seq);
     // Store-to-stream time of mail that arrived while the stream was open (not catch-up of old mail).
     if (live) this.d.metrics?.liveDeliveryLag((this.d.now() - rec.timestampMs) / 1000);
-    return create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, seq, body) } });
+    return messageEvent(toMailboxMessage(rec, seq, body));
   }
 
   /**
@@ -490,7 +491,7 @@ function isRecord(b: Uint8Array): boolean {
 
 function ephemeralResponse(record: Uint8Array): ReceiveResponse {
   const rec = decodeRecord(record);
-  return create(ReceiveResponseSchema, { event: { case: "message", value: toMailboxMessage(rec, 0, rec.body ?? new Uint8Array(0)) } });
+  return messageEvent(toMailboxMessage(rec, 0, rec.body ?? new Uint8Array(0)));
 }
 
 function sleep(ms: number, signal: StopSignal): Promise<void> {
@@ -503,4 +504,9 @@ function sleep(ms: number, signal: StopSignal): Promise<void> {
     }
     signal.addEventListener("abort", done, { once: true });
   });
+}
+
+/** A ReceiveResponse carrying one message (a plain protobuf-es object: one per delivered message). */
+function messageEvent(value: MailboxMessage): ReceiveResponse {
+  return { $typeName: "sealpost.delivery.v1.ReceiveResponse", event: { case: "message", value } };
 }

@@ -12,10 +12,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
-  SessionAckResultSchema,
   SessionErrorSchema,
-  SessionResponseSchema,
-  SessionSendResultSchema,
   type ReceiveRequest,
   type ReceiveResponse,
   type SessionAckResult,
@@ -100,7 +97,7 @@ export async function* runSession(
     try {
       // No expiry timer of the mailbox's own: the session's ends both (one timer, one message).
       for await (const ev of d.receive({ ...device, expiresAtMs: undefined }, req, signal)) {
-        push(create(SessionResponseSchema, { kind: { case: "mailbox", value: ev } }));
+        push({ $typeName: "sealpost.delivery.v1.SessionResponse", kind: { case: "mailbox", value: ev } });
         if (ev.event.case === "replaced") {
           finished = true;
           notify();
@@ -214,12 +211,19 @@ function toSessionError(e: ConnectError): SessionError {
   return create(SessionErrorSchema, { code: codeName(e.code), message: e.rawMessage, retryAfterMs: Number.isFinite(retry) ? retry : 0 });
 }
 
+// One of these per message in each direction: plain protobuf-es objects, not create() (see send.ts, storedOutcome).
 function sendResult(id: bigint, result: SessionSendResult["result"]): SessionResponse {
-  return create(SessionResponseSchema, { kind: { case: "sendResult", value: create(SessionSendResultSchema, { id, result }) } });
+  return {
+    $typeName: "sealpost.delivery.v1.SessionResponse",
+    kind: { case: "sendResult", value: { $typeName: "sealpost.delivery.v1.SessionSendResult", id, result } },
+  };
 }
 
 function ackResult(id: bigint, result: SessionAckResult["result"]): SessionResponse {
-  return create(SessionResponseSchema, { kind: { case: "ackResult", value: create(SessionAckResultSchema, { id, result }) } });
+  return {
+    $typeName: "sealpost.delivery.v1.SessionResponse",
+    kind: { case: "ackResult", value: { $typeName: "sealpost.delivery.v1.SessionAckResult", id, result } },
+  };
 }
 
 const sendError = (id: bigint, e: ConnectError) => sendResult(id, { case: "error", value: toSessionError(e) });
