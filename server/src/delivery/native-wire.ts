@@ -17,6 +17,7 @@ import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { Logger } from "../logger.js";
 import { reportDecodeFailure } from "../parse-errors.js";
 import { envelope } from "../wire-frames.js";
+import { quickDecoders } from "./send-request-decoding.js";
 
 export type Wire = "connect" | "grpc" | "grpc-web";
 
@@ -116,6 +117,8 @@ export function decodeMessage<D extends DescMessage>(schema: D, flags: number, p
     throw new ConnectError(reason, Code.InvalidArgument);
   }
   if (flags !== 0) throw new ConnectError(`protocol error: unexpected envelope flags ${flags} in a request`, Code.InvalidArgument);
+  const quick = quickDecoders.get(schema)?.(payload);
+  if (quick) return quick as MessageShape<D>;
   try {
     return fromBinary(schema, payload);
   } catch (e) {
