@@ -5,17 +5,23 @@
  * anything they accept decodes the same with protobuf-es). Entries whose payload another
  * implementation encoded differently still decrypt, through protobuf-es.
  */
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { DeviceEnvelopeSchema, EntryPayloadSchema } from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
 import { SharedBodySchema } from "@sealpost/gen/sealpost/envelope/v1/shared_body_pb.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import { addressKey } from "../src/protocol/address.js";
-import { decodeCanonicalDeviceEnvelope, decodeCanonicalEntryPayload, decodeCanonicalSealedBody } from "../src/protocol/canonical-decoding.js";
+import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import {
+  decodeCanonicalDeviceEnvelope,
+  decodeCanonicalEntryPayload,
+  decodeCanonicalSealedBody,
+  decodeCanonicalTextContent,
+} from "../src/protocol/canonical-decoding.js";
 import { ratchetEncrypt } from "../src/protocol/ratchet.js";
 import type { SessionState } from "../src/protocol/ratchet-state.js";
-import { encodeDeviceEnvelope, encodeEntryPayload, encodeSealedSharedBody } from "../src/protocol/wire.js";
+import { encodeDeviceEnvelope, encodeEntryPayload, encodeSealedSharedBody, encodeTextContent } from "../src/protocol/wire.js";
 import { sealpostPair, sealpostRoundTrip, sealpostSend } from "../../../bench/src/sealpost-workload.js";
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
@@ -180,6 +186,63 @@ describe("canonical decoders", () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it("read text Contents as protobuf-es does (every shape our encoder writes), and nothing it would read otherwise", () => {
+    const text = fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom("", "\uFEFFbom first", "é中文🙂", "x".repeat(3000)));
+    const contentArb = fc
+      .record({
+        messageId: bytes(20),
+        sentAtMs: fc.oneof(fc.constant(0n), fc.bigInt({ min: 0n, max: 2n ** 53n }), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),
+        conversation: fc.option(
+          fc.oneof(
+            fc.record({ case: fc.constant("accountId" as const), value: fc.oneof(account, fc.string({ maxLength: 8 })) }),
+            fc.record({ case: fc.constant("groupId" as const), value: bytes(16) }),
+            fc.constant({ case: undefined }),
+          ),
+          { nil: undefined },
+        ),
+        body: text,
+        quote: bytes(16),
+        senderAccessKey: bytes(16),
+        withLogHead: fc.boolean(),
+      })
+      .map(({ conversation, body, quote, withLogHead, ...rest }) =>
+        create(ContentSchema, {
+          ...rest,
+          conversation: conversation && { kind: conversation },
+          body: { case: "text", value: { body, quoteMessageId: quote } },
+          logHead: withLogHead ? { treeSize: 3n } : undefined,
+        }),
+      );
+    const encoded = contentArb.map((c) => toBinary(ContentSchema, c));
+    let decoded = 0;
+    fc.assert(
+      fc.property(fc.oneof(encoded, mutated(encoded)), (bytes) => {
+        const quick = decodeCanonicalTextContent(bytes);
+        const reference = parses(() => fromBinary(ContentSchema, bytes));
+        if (!quick) return;
+        decoded++;
+        expect(quick).toEqual(reference);
+      }),
+      { numRuns: 2000 },
+    );
+    expect(decoded).toBeGreaterThan(200);
+    // Every Content our encoder writes for a text (no log head) takes the quick path.
+    fc.assert(
+      fc.property(contentArb, fc.uint8Array({ minLength: 16, maxLength: 16 }), (content, id) => {
+        if (content.logHead || content.sentAtMs < 0n) return;
+        const b = encodeTextContent(content, id);
+        if (!b) return;
+        expect(decodeCanonicalTextContent(b)).toEqual(fromBinary(ContentSchema, b));
+      }),
+      { numRuns: 300 },
+    );
+    // Another kind of body, or invalid UTF-8 in the text, is left to protobuf-es (which refuses the latter).
+    expect(decodeCanonicalTextContent(toBinary(ContentSchema, create(ContentSchema, { body: { case: "typing", value: {} } })))).toBeUndefined();
+    const bad = Uint8Array.of(0x22, 0x03, 0x0a, 0x01, 0xff);
+    expect(decodeCanonicalTextContent(bad)).toBeUndefined();
+    expect(() => fromBinary(ContentSchema, bad)).toThrow();
   });
 
   it("an entry whose payload another encoder wrote in another field order still decrypts (through protobuf-es)", async () => {

@@ -8,6 +8,7 @@
  * `fromBinary` yields (property-tested in clients/ts/test/canonical-decoding.test.ts), at a
  * fraction of the cost: no reflection, no re-encoding to check canonicity.
  */
+import type { Content, Conversation } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import type { EntryPayload } from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
 import type { SealedBody } from "@sealpost/gen/sealpost/envelope/v1/shared_body_pb.js";
 
@@ -15,6 +16,8 @@ import type { SealedBody } from "@sealpost/gen/sealpost/envelope/v1/shared_body_
 const NOT_CANONICAL = new Error("not canonical");
 
 const WIRE_VARINT = 0;
+// As protobuf-es decodes proto3 strings: invalid UTF-8 refused, a leading U+FEFF kept as text.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const WIRE_LEN = 2;
 
 class CanonicalReader {
@@ -92,10 +95,13 @@ class CanonicalReader {
     return [start, this.pos];
   }
 
-  /** A bytes field (a view into the input, as protobuf-es returns); never empty when written. */
-  bytes(): Uint8Array<ArrayBuffer> {
+  /**
+   * A bytes field (a view into the input, as protobuf-es returns); never empty when written,
+   * unless it has presence (`present`: a oneof member, written even when empty).
+   */
+  bytes(present = false): Uint8Array<ArrayBuffer> {
     const [start, end] = this.span();
-    if (start === end) throw NOT_CANONICAL;
+    if (start === end && !present) throw NOT_CANONICAL;
     return this.buf.subarray(start, end);
   }
 
@@ -110,6 +116,17 @@ class CanonicalReader {
       s += String.fromCharCode(c);
     }
     return s;
+  }
+
+  /** A string field of any text: valid UTF-8 (as protobuf-es's proto3 check); empty as bytes() says. */
+  utf8(present = false): string {
+    const [start, end] = this.span();
+    if (start === end && !present) throw NOT_CANONICAL;
+    try {
+      return strictUtf8.decode(this.buf.subarray(start, end));
+    } catch {
+      throw NOT_CANONICAL; // protobuf-es refuses it with its own message
+    }
   }
 
   /** An embedded message (present even when empty). */
@@ -281,4 +298,56 @@ export function decodeCanonicalSealedBody(bytes: Uint8Array): SealedBody | undef
     if (e === NOT_CANONICAL) return undefined;
     throw e;
   }
+}
+
+/**
+ * A text Content in its canonical encoding (what wire.ts encodeTextContent writes: message id,
+ * time, conversation, text, access key), or undefined for any other Content or encoding (a
+ * log head, another kind of body, a negative time): then decode it with protobuf-es.
+ */
+export function decodeCanonicalTextContent(bytes: Uint8Array): Content | undefined {
+  try {
+    const r = new CanonicalReader(bytes, 0, bytes.length);
+    const content: Content = {
+      $typeName: "sealpost.envelope.v1.Content",
+      messageId: EMPTY,
+      sentAtMs: 0n,
+      conversation: undefined,
+      body: { case: undefined },
+      senderAccessKey: EMPTY,
+      logHead: undefined,
+    };
+    for (let f = r.next(); f !== 0; f = r.next()) {
+      if (f === 1) content.messageId = r.bytes();
+      else if (f === 2) content.sentAtMs = r.uint64();
+      else if (f === 3) content.conversation = readConversation(r.message());
+      else if (f === 4) {
+        const t = r.message();
+        const text = { $typeName: "sealpost.envelope.v1.Text" as const, body: "", quoteMessageId: EMPTY };
+        for (let g = t.next(); g !== 0; g = t.next()) {
+          if (g === 1) text.body = t.utf8();
+          else if (g === 2) text.quoteMessageId = t.bytes();
+          else throw NOT_CANONICAL;
+        }
+        content.body = { case: "text", value: text };
+      } else if (f === 11) content.senderAccessKey = r.bytes();
+      else throw NOT_CANONICAL;
+    }
+    if (content.body.case !== "text") throw NOT_CANONICAL;
+    return content;
+  } catch (e) {
+    if (e === NOT_CANONICAL) return undefined;
+    throw e;
+  }
+}
+
+function readConversation(r: CanonicalReader): Conversation {
+  const f = r.next();
+  let kind: Conversation["kind"];
+  if (f === 1) kind = { case: "accountId", value: r.utf8(true) };
+  else if (f === 2) kind = { case: "groupId", value: r.bytes(true) };
+  else if (f === 0) kind = { case: undefined };
+  else throw NOT_CANONICAL;
+  if (f !== 0 && r.next() !== 0) throw NOT_CANONICAL;
+  return { $typeName: "sealpost.envelope.v1.Conversation", kind };
 }

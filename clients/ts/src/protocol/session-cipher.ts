@@ -33,6 +33,7 @@ import { addressKey } from "./address.js";
 import {
   decodeCanonicalDeviceEnvelope,
   decodeCanonicalEntryPayload,
+  decodeCanonicalTextContent,
   type DeviceEnvelopeFields,
   type PrekeyMessageFields,
   type RatchetMessageFields,
@@ -485,10 +486,13 @@ export class SessionCipher {
     let content: Content | undefined;
     if (body.kind.case === "sealed") {
       const bytes = await openSealedBody(this.provider, payload.contentKey, payload.messageId, body.kind.value);
-      try {
-        content = fromBinary(ContentSchema, bytes);
-      } catch {
-        throw new InvalidMessageError("content does not parse");
+      content = decodeCanonicalTextContent(bytes);
+      if (!content) {
+        try {
+          content = fromBinary(ContentSchema, bytes);
+        } catch {
+          throw new InvalidMessageError("content does not parse");
+        }
       }
       if (content.messageId.length > 0 && !bytesEqual(content.messageId, payload.messageId)) {
         throw new BodyMismatchError("content message_id differs from the entry's");
