@@ -14,6 +14,7 @@ import {
   type ReceiveResponse,
   type SessionResponse,
   type Stored,
+  type StoredEntry,
 } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import type { DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_pb.js";
@@ -24,10 +25,11 @@ const utf8 = new TextEncoder();
 /** A ReceiveResponse as one stream envelope (flags 0, u32 length, the message): written as is, no second copy. */
 export function receiveResponseFrame(ev: ReceiveResponse): Uint8Array {
   if (ev.event.case !== "message") return envelope(0, toBinary(ReceiveResponseSchema, ev));
-  const m = prepareMessage(ev.event.value);
-  const w = new Writer(lenField(m.size), true);
-  w.tag(1, 2).varint(m.size);
-  m.write(w);
+  const m = ev.event.value;
+  const size = messageSize(m);
+  const w = new Writer(lenField(size), true);
+  w.tag(1, 2).varint(size);
+  writeMessage(w, m);
   return w.done();
 }
 
@@ -35,23 +37,25 @@ export function receiveResponseFrame(ev: ReceiveResponse): Uint8Array {
 export function sessionResponseFrame(r: SessionResponse): Uint8Array {
   const k = r.kind;
   if (k.case === "mailbox" && k.value.event.case === "message") {
-    const m = prepareMessage(k.value.event.value);
-    const receive = lenField(m.size);
+    const m = k.value.event.value;
+    const size = messageSize(m);
+    const receive = lenField(size);
     const w = new Writer(lenField(receive), true);
-    w.tag(3, 2).varint(receive).tag(1, 2).varint(m.size);
-    m.write(w);
+    w.tag(3, 2).varint(receive).tag(1, 2).varint(size);
+    writeMessage(w, m);
     return w.done();
   }
   if (k.case === "sendResult" && k.value.result.case === "response" && k.value.result.value.outcome.case === "stored") {
     const id = k.value.id;
-    const stored = prepareStored(k.value.result.value.outcome.value);
-    const response = lenField(stored.size);
+    const stored = k.value.result.value.outcome.value;
+    const size = storedSize(stored);
+    const response = lenField(size);
     const result = (id !== 0n ? 1 + varintSize(id) : 0) + lenField(response);
     const w = new Writer(lenField(result), true);
     w.tag(1, 2).varint(result);
     if (id !== 0n) w.tag(1, 0).varint(id);
-    w.tag(2, 2).varint(response).tag(1, 2).varint(stored.size);
-    stored.write(w);
+    w.tag(2, 2).varint(response).tag(1, 2).varint(size);
+    writeStored(w, stored);
     return w.done();
   }
   return envelope(0, toBinary(SessionResponseSchema, r));
@@ -59,59 +63,54 @@ export function sessionResponseFrame(r: SessionResponse): Uint8Array {
 
 /** Stored bytes (the 24 h outcome record each Send writes). */
 export function encodeStored(s: Stored): Uint8Array {
-  const stored = prepareStored(s);
-  const w = new Writer(stored.size);
-  stored.write(w);
+  const w = new Writer(storedSize(s));
+  writeStored(w, s);
   return w.done();
 }
 
-interface Prepared {
-  size: number;
-  write(w: Writer): void;
-}
+// Each message has a size function and a write function: sizes are recomputed (a few
+// additions) rather than kept in closures, which cost an object and a context per field
+// per routed message.
 
-function prepareMessage(m: MailboxMessage): Prepared {
-  const sender = m.sender && prepareAddress(m.sender);
-  const size =
+function messageSize(m: MailboxMessage): number {
+  return (
     (m.sequence !== 0n ? 1 + varintSize(m.sequence) : 0) +
     bytesField(m.messageId.length) +
-    (sender ? lenField(sender.size) : 0) +
+    (m.sender ? lenField(addressSize(m.sender)) : 0) +
     (m.serverTimestampMs !== 0n ? 1 + varintSize(m.serverTimestampMs) : 0) +
     bytesField(m.sharedBody.length) +
     bytesField(m.entry.length) +
     (m.ephemeral ? 2 : 0) +
-    (m.sealed ? 2 : 0);
-  return {
-    size,
-    write(w) {
-      if (m.sequence !== 0n) w.tag(1, 0).varint(m.sequence);
-      w.bytesField(2, m.messageId);
-      if (sender) {
-        w.tag(3, 2).varint(sender.size);
-        sender.write(w);
-      }
-      if (m.serverTimestampMs !== 0n) w.tag(4, 0).varint(m.serverTimestampMs);
-      w.bytesField(5, m.sharedBody);
-      w.bytesField(6, m.entry);
-      if (m.ephemeral) w.tag(7, 0).varint(1);
-      if (m.sealed) w.tag(8, 0).varint(1);
-    },
-  };
+    (m.sealed ? 2 : 0)
+  );
 }
 
-function prepareAddress(a: DeviceAddress): Prepared {
-  // Account ids are ASCII (validated where they enter): their length is their UTF-8 size,
-  // written a char code each. Anything else goes through the encoder.
+function writeMessage(w: Writer, m: MailboxMessage): void {
+  if (m.sequence !== 0n) w.tag(1, 0).varint(m.sequence);
+  w.bytesField(2, m.messageId);
+  if (m.sender) {
+    w.tag(3, 2).varint(addressSize(m.sender));
+    writeAddress(w, m.sender);
+  }
+  if (m.serverTimestampMs !== 0n) w.tag(4, 0).varint(m.serverTimestampMs);
+  w.bytesField(5, m.sharedBody);
+  w.bytesField(6, m.entry);
+  if (m.ephemeral) w.tag(7, 0).varint(1);
+  if (m.sealed) w.tag(8, 0).varint(1);
+}
+
+// Account ids are ASCII (validated where they enter): their length is their UTF-8 size,
+// written a char code each. Anything else goes through the encoder.
+function addressSize(a: DeviceAddress): number {
   const id = a.accountId;
-  const account = isAscii(id) ? id : utf8.encode(id);
-  return {
-    size: bytesField(account.length) + (a.deviceId !== 0 ? 1 + varintSize(a.deviceId) : 0),
-    write(w) {
-      if (typeof account === "string") w.asciiField(1, account);
-      else w.bytesField(1, account);
-      if (a.deviceId !== 0) w.tag(2, 0).varint(a.deviceId);
-    },
-  };
+  return bytesField(isAscii(id) ? id.length : utf8.encode(id).length) + (a.deviceId !== 0 ? 1 + varintSize(a.deviceId) : 0);
+}
+
+function writeAddress(w: Writer, a: DeviceAddress): void {
+  const id = a.accountId;
+  if (isAscii(id)) w.asciiField(1, id);
+  else w.bytesField(1, utf8.encode(id));
+  if (a.deviceId !== 0) w.tag(2, 0).varint(a.deviceId);
 }
 
 function isAscii(s: string): boolean {
@@ -119,28 +118,27 @@ function isAscii(s: string): boolean {
   return true;
 }
 
-function prepareStored(s: Stored): Prepared {
-  const entries = s.entries.map((e) => {
-    const device = e.device && prepareAddress(e.device);
-    return { device, sequence: e.sequence, size: (device ? lenField(device.size) : 0) + (e.sequence !== 0n ? 1 + varintSize(e.sequence) : 0) };
-  });
-  const size =
-    entries.reduce((n, e) => n + lenField(e.size), 0) + (s.serverTimestampMs !== 0n ? 1 + varintSize(s.serverTimestampMs) : 0) + (s.duplicate ? 2 : 0);
-  return {
-    size,
-    write(w) {
-      for (const e of entries) {
-        w.tag(1, 2).varint(e.size);
-        if (e.device) {
-          w.tag(1, 2).varint(e.device.size);
-          e.device.write(w);
-        }
-        if (e.sequence !== 0n) w.tag(2, 0).varint(e.sequence);
-      }
-      if (s.serverTimestampMs !== 0n) w.tag(2, 0).varint(s.serverTimestampMs);
-      if (s.duplicate) w.tag(3, 0).varint(1);
-    },
-  };
+function storedEntrySize(e: StoredEntry): number {
+  return (e.device ? lenField(addressSize(e.device)) : 0) + (e.sequence !== 0n ? 1 + varintSize(e.sequence) : 0);
+}
+
+function storedSize(s: Stored): number {
+  let size = (s.serverTimestampMs !== 0n ? 1 + varintSize(s.serverTimestampMs) : 0) + (s.duplicate ? 2 : 0);
+  for (const e of s.entries) size += lenField(storedEntrySize(e));
+  return size;
+}
+
+function writeStored(w: Writer, s: Stored): void {
+  for (const e of s.entries) {
+    w.tag(1, 2).varint(storedEntrySize(e));
+    if (e.device) {
+      w.tag(1, 2).varint(addressSize(e.device));
+      writeAddress(w, e.device);
+    }
+    if (e.sequence !== 0n) w.tag(2, 0).varint(e.sequence);
+  }
+  if (s.serverTimestampMs !== 0n) w.tag(2, 0).varint(s.serverTimestampMs);
+  if (s.duplicate) w.tag(3, 0).varint(1);
 }
 
 /** A length-delimited field of `len` bytes: its tag (one byte for fields 1-15), length and payload. */

@@ -80,9 +80,17 @@ export async function* runSession(
   const cancelExpiry = atTokenExpiry(device, d.now, () => fail(expired()));
 
   let pending = 0;
-  const slot = async () => {
-    while (pending >= d.maxInFlight && !signal.aborted) await new Promise<void>((r) => (wakeReader = r));
-    pending++;
+  // Takes an in-flight slot: at once while one is free (no promise, no turn: every request
+  // passes here), else once one frees.
+  const slot = (): Promise<void> | undefined => {
+    if (pending < d.maxInFlight || signal.aborted) {
+      pending++;
+      return undefined;
+    }
+    return (async () => {
+      while (pending >= d.maxInFlight && !signal.aborted) await new Promise<void>((r) => (wakeReader = r));
+      pending++;
+    })();
   };
   const release = () => {
     pending--;
@@ -121,7 +129,8 @@ export async function* runSession(
               push(sendError(id, new ConnectError("send.request is required", Code.InvalidArgument)));
               break;
             }
-            await slot();
+            const waited = slot();
+            if (waited) await waited;
             d.send(device, request)
               .then(
                 (response) => push(sendResult(id, { case: "response", value: response })),
@@ -141,7 +150,8 @@ export async function* runSession(
               push(ackError(id, new ConnectError("ack.request is required", Code.InvalidArgument)));
               break;
             }
-            await slot();
+            const waited = slot();
+            if (waited) await waited;
             d.ack(device, request)
               .then(
                 (response) => push(ackResult(id, { case: "response", value: response })),
