@@ -22,6 +22,8 @@ import type { DeviceAddress } from "@sealpost/gen/sealpost/directory/v1/address_
 
 const VARINT = 0;
 const LEN = 2;
+/** Shared by every field left empty: protobuf-es gives each message its own, but nothing writes into them. */
+const EMPTY: Uint8Array = new Uint8Array(0);
 
 /** A cursor over one message's bytes; every read returns undefined (give up) instead of throwing. */
 class Cursor {
@@ -236,6 +238,3 @@ export const quickDecoders = new Map<DescMessage, (b: Uint8Array) => unknown>([
   [SendRequestSchema, decodeSendRequest],
   [SessionRequestSchema, decodeSessionSend],
 ]);
-
-/** Shared by every field left empty: protobuf-es gives each message its own, but nothing writes into them. */
-const EMPTY: Uint8Array = new Uint8Array(0);

@@ -131,7 +131,7 @@ export class Sender {
     // before its stores; anything else takes the general check, which reads what it lacks.
     const listOf = (account: string) => (opts.known && account === origin.sealedTo ? opts.known : this.d.deviceLists.cachedDeviceList?.(account));
     const quick = !req.retry && targets.length <= QUICK_CHECK_MAX_ENTRIES;
-    const read = quick && listsAgree(sender ?? origin.sealedTo, targets, listOf, !!opts.checkSenderListed) ? undefined : this.listReader(origin, opts);
+    const read = quick && listsAgree(sender ?? origin.sealedTo, targets, listOf, !!opts.checkSenderListed) ? undefined : this.listReader(listOf);
     const listed =
       read && sender && opts.checkSenderListed
         ? read(sender.accountId).then((l) => {
@@ -181,13 +181,12 @@ export class Sender {
     }
     const idPrefix = sender ? `${sender.accountId}/${sender.deviceId}/${id}/` : `_sealed/${origin.sealedTo}/${id}/`;
     const traceparent = this.d.traceparent?.();
+    const from = recordSender(origin);
     let hinted = false;
     const storeEntry = async (t: Target) => {
       const record = encodeRecord({
         messageId: req.messageId,
-        senderAccountId: sender ? sender.accountId : "",
-        senderDeviceId: sender ? sender.deviceId : 0,
-        sealed: !sender,
+        ...from,
         timestampMs: ts,
         ephemeral: false,
         entry: t.entry,
@@ -212,21 +211,16 @@ export class Sender {
     };
     // Some entries may be stored when one fails: the client retries with the same
     // message_id, which completes the rest and gets the stored ones' original sequences back.
-    let acks: { seq: number; duplicate: boolean }[];
-    if (targets.length === 1) {
-      acks = [await storeEntry(targets[0]).catch((e) => Promise.reject(unavailable("storing the entries", e)))];
-    } else {
-      const results = await Promise.allSettled(targets.map(storeEntry));
-      const failed = results.find((r) => r.status === "rejected");
-      if (failed) throw unavailable("storing the entries", (failed as PromiseRejectedResult).reason);
-      acks = results.map((r) => (r as PromiseFulfilledResult<{ seq: number; duplicate: boolean }>).value);
-    }
+    const results = await Promise.allSettled(targets.map(storeEntry));
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw unavailable("storing the entries", (failed as PromiseRejectedResult).reason);
+    const acks = results.map((r) => (r as PromiseFulfilledResult<{ seq: number; duplicate: boolean }>).value);
     let appended = 0;
     for (const a of acks) if (!a.duplicate) appended++;
     this.d.metrics?.appended(appended);
     // A retry inside the duplicate window answers the original server time (read from the
     // first copy: one read, on retries only).
-    const dup = appended === acks.length ? -1 : acks.findIndex((a) => a.duplicate);
+    const dup = acks.findIndex((a) => a.duplicate);
     const originalTs = dup < 0 ? ts : await this.originalTimestamp(targets[dup].device, acks[dup].seq, ts);
     const outcome = storedOutcome(originalTs, targets, (i) => acks[i].seq);
     // The record for late retries, unconfirmed (no PubAck): if it is lost, retries inside the
@@ -311,14 +305,13 @@ export class Sender {
     return storedResponse(storedOutcome(ts, targets, () => 0));
   }
 
-  /** Reads each account's current list at most once per Send (from memory when it is there). */
-  private listReader(origin: Origin, opts: { known?: CurrentDeviceList }): (account: string) => Promise<CurrentDeviceList | undefined> {
+  /** Reads each account's current list at most once per Send (`inMemory` when it has it). */
+  private listReader(inMemory: (account: string) => CurrentDeviceList | undefined): (account: string) => Promise<CurrentDeviceList | undefined> {
     const reads = new Map<string, Promise<CurrentDeviceList | undefined>>();
-    if (opts.known && origin.sealedTo !== undefined) reads.set(origin.sealedTo, Promise.resolve(opts.known));
     return (account) => {
       let r = reads.get(account);
       if (!r) {
-        const cached = this.d.deviceLists.cachedDeviceList?.(account);
+        const cached = inMemory(account);
         reads.set(account, (r = cached ? Promise.resolve(cached) : storeOp("the device-list lookup", () => this.d.deviceLists.currentDeviceList(account))));
         r.catch(() => {});
       }

@@ -16,9 +16,9 @@ import type { SealedBody } from "@sealpost/gen/sealpost/envelope/v1/shared_body_
 const NOT_CANONICAL = new Error("not canonical");
 
 const WIRE_VARINT = 0;
+const WIRE_LEN = 2;
 // As protobuf-es decodes proto3 strings: invalid UTF-8 refused, a leading U+FEFF kept as text.
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const WIRE_LEN = 2;
 
 class CanonicalReader {
   pos: number;
