@@ -1,9 +1,10 @@
 /**
  * Helpers for the delivery tests: per-instance clients of a test device, Send shorthands, an
- * Inbox that records one Receive stream, and a direct look into a device's mailbox in NATS.
+ * Inbox that records one Receive stream, a direct look into a device's mailbox in NATS, and
+ * the context and clients of a delivery service built inside the test process.
  */
 import { create } from "@bufbuild/protobuf";
-import { ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, createClient, createRouterTransport, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
 import { DeliveryService, SendEntrySchema, type ReceiveResponse, type SendResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
@@ -12,6 +13,14 @@ import { DeviceAddressSchema } from "@sealpost/gen/sealpost/directory/v1/address
 import type { KV } from "@nats-io/kv";
 import type { TestDevice } from "@sealpost/test-support";
 import type { Nats } from "../src/nats/connection.js";
+import type { Layout } from "../src/nats/layout.js";
+import type { TokenSigner } from "../src/auth/tokens.js";
+import { defaultConfig } from "../src/config.js";
+import { silentLogger } from "../src/logger.js";
+import { noMetrics } from "../src/observability/metrics.js";
+import { noTracing } from "../src/observability/tracing.js";
+import type { ServerContext } from "../src/server-context.js";
+import type { Delivery } from "../src/delivery/service.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
 
 export type DeliveryClient = Client<typeof DeliveryService>;
@@ -139,4 +148,35 @@ export function heldPuts(kv: KV): { kv: KV; release: () => void; started: Promis
     },
   });
   return { kv: wrapped, release, started: startedP };
+}
+
+/** The context of a delivery service built in the test process on `nats` (defaults, no metrics, no tracing). */
+export function inProcessContext(nats: Nats, layout: Layout, tokens: TokenSigner, mailboxPartitions: number): ServerContext {
+  return {
+    config: defaultConfig({ mailboxPartitions }),
+    log: silentLogger,
+    nats,
+    layout,
+    tokens,
+    now: Date.now,
+    random: (n) => crypto.getRandomValues(new Uint8Array(n)),
+    shutdownSignal: new AbortController().signal,
+    metrics: noMetrics,
+    tracing: noTracing,
+  };
+}
+
+/** Clients of `d` over an in-memory router transport, each calling as a device with a fresh token. */
+export function routerClients(d: Delivery, tokens: TokenSigner): (accountId: string, deviceId: number) => DeliveryClient {
+  const transport = createRouterTransport(({ service }) => service(DeliveryService, d.impl));
+  return (accountId, deviceId) => {
+    const { token } = tokens.issue(accountId, deviceId, 60_000);
+    const c = createClient(DeliveryService, transport);
+    return new Proxy(c, {
+      get:
+        (target, prop) =>
+        (req: unknown, opts: { headers?: Record<string, string> } = {}) =>
+          (target as any)[prop](req, { ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } }),
+    }) as DeliveryClient;
+  };
 }

@@ -4,18 +4,12 @@
  * lists, to reach paths the RPC tests cannot (lost hints, rate limits, tiny intervals).
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
-import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
-import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { startTestNats, type TestNats } from "@sealpost/test-support";
 import { connectNats, type Nats } from "../src/nats/connection.js";
 import { ensureLayout } from "../src/nats/layout.js";
 import { TokenSigner } from "../src/auth/tokens.js";
 import { Authenticator } from "../src/auth/authenticator.js";
-import { silentLogger } from "../src/logger.js";
-import { defaultConfig } from "../src/config.js";
-import { noMetrics } from "../src/observability/metrics.js";
-import { noTracing } from "../src/observability/tracing.js";
-import type { ServerContext } from "../src/server-context.js";
 import type { Directory } from "../src/directory/service.js";
 import { createDelivery, type Delivery } from "../src/delivery/service.js";
 import { decodeRecord, encodeRecord } from "../src/delivery/mailbox-record.js";
@@ -23,7 +17,20 @@ import { decodeSignal, encodeSignal } from "../src/delivery/device-signal.js";
 import { RateLimiter } from "../src/rate-limit.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
 import type { CurrentDeviceList } from "../src/delivery/device-lists.js";
-import { bytes, entriesFor, Inbox, mailboxSequences, newMessageId, storedOf, text, WAIT, waitUntil, type DeliveryClient } from "./delivery-helpers.js";
+import {
+  bytes,
+  entriesFor,
+  Inbox,
+  inProcessContext,
+  mailboxSequences,
+  newMessageId,
+  routerClients,
+  storedOf,
+  text,
+  WAIT,
+  waitUntil,
+  type DeliveryClient,
+} from "./delivery-helpers.js";
 
 describe("codecs", () => {
   it("round-trips a mailbox record with an inline body and with a body reference", () => {
@@ -140,43 +147,18 @@ describe("service over an in-memory transport", () => {
     const layout = await ensureLayout(conn.jsm, conn.kvm, 2, 1);
     layoutBuckets = () => layout.buckets;
     tokens = new TokenSigner(bytes("unit-secret-unit-secret-unit-secret!"));
-    const shutdown = new AbortController();
-    const ctx: ServerContext = {
-      config: defaultConfig({ mailboxPartitions: 2 }),
-      log: silentLogger,
-      nats: conn,
-      layout,
-      tokens,
-      now: Date.now,
-      random: (n) => crypto.getRandomValues(new Uint8Array(n)),
-      shutdownSignal: shutdown.signal,
-      metrics: noMetrics,
-      tracing: noTracing,
-    };
+    const ctx = inProcessContext(conn, layout, tokens, 2);
     const auth = new Authenticator(tokens, { isActive: async (a, d) => !!lists.get(a)?.deviceIds.includes(d) });
     const options = {
       deviceLists: { currentDeviceList: async (a: string) => lists.get(a) },
       checkIntervalMs: 150,
       limits: { sendsPerMinute: 20, attachmentsPerMinute: 3 },
     };
-    const clientOf = (d: Delivery) => {
-      const transport = createRouterTransport(({ service }) => service(DeliveryService, d.impl));
-      return (accountId: string, deviceId: number) => {
-        const { token } = tokens.issue(accountId, deviceId, 60_000);
-        const c = createClient(DeliveryService, transport);
-        return new Proxy(c, {
-          get:
-            (target, prop) =>
-            (req: unknown, opts: { headers?: Record<string, string> } = {}) =>
-              (target as any)[prop](req, { ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } }),
-        }) as DeliveryClient;
-      };
-    };
     delivery = await createDelivery(ctx, auth, {} as Directory, options);
-    client = clientOf(delivery);
+    client = routerClients(delivery, tokens);
     otherDelivery = async (more) => {
       const d = await createDelivery(ctx, auth, {} as Directory, { ...options, ...more });
-      return { client: clientOf(d), close: () => d.close() };
+      return { client: routerClients(d, tokens), close: () => d.close() };
     };
     mailboxes = new Mailboxes(conn, 2);
   });

@@ -8,23 +8,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { createClient, createRouterTransport, ConnectError } from "@connectrpc/connect";
-import { DeliveryService, type SendResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { ConnectError } from "@connectrpc/connect";
+import type { SendResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { startTestNats, type TestNats } from "@sealpost/test-support";
 import { connectNats, type Nats } from "../src/nats/connection.js";
 import { ensureLayout } from "../src/nats/layout.js";
 import { TokenSigner } from "../src/auth/tokens.js";
 import { Authenticator } from "../src/auth/authenticator.js";
-import { silentLogger } from "../src/logger.js";
-import { defaultConfig } from "../src/config.js";
-import { noMetrics } from "../src/observability/metrics.js";
-import { noTracing } from "../src/observability/tracing.js";
-import type { ServerContext } from "../src/server-context.js";
 import type { Directory } from "../src/directory/service.js";
 import { createDelivery, type Delivery } from "../src/delivery/service.js";
 import type { CurrentDeviceList, DeviceLists } from "../src/delivery/device-lists.js";
 import { listsAgree } from "../src/delivery/list-agreement.js";
-import { bytes, entriesFor, newMessageId, type DeliveryClient } from "./delivery-helpers.js";
+import { bytes, entriesFor, inProcessContext, newMessageId, routerClients, type DeliveryClient } from "./delivery-helpers.js";
 
 const RUNS = process.env.SEALPOST_LONG ? 400 : 60;
 const ACCOUNTS = ["lc-a", "lc-b", "lc-c"];
@@ -44,32 +39,14 @@ beforeAll(async () => {
   conn = await connectNats(nats.url, "send-list-check");
   const layout = await ensureLayout(conn.jsm, conn.kvm, 2, 1);
   const tokens = new TokenSigner(bytes("list-check-secret-list-check-secret!"));
-  const ctx: ServerContext = {
-    config: defaultConfig({ mailboxPartitions: 2 }),
-    log: silentLogger,
-    nats: conn,
-    layout,
-    tokens,
-    now: Date.now,
-    random: (n) => crypto.getRandomValues(new Uint8Array(n)),
-    shutdownSignal: new AbortController().signal,
-    metrics: noMetrics,
-    tracing: noTracing,
-  };
+  const ctx = inProcessContext(conn, layout, tokens, 2);
   // Tokens are checked against the lists at the call (not the Send's own check).
   const auth = new Authenticator(tokens, { isActive: async () => true });
   const devicesWithoutPrekeys = async (a: string, ids: number[]) => ids.filter((id) => withoutPrekeys.has(`${a}/${id}`));
   const instance = async (deviceLists: DeviceLists) => {
     const d = await createDelivery(ctx, auth, {} as Directory, { deviceLists, limits: { sendsPerMinute: 100_000 } });
     deliveries.push(d);
-    const transport = createRouterTransport(({ service }) => service(DeliveryService, d.impl));
-    return (accountId: string, deviceId: number) => {
-      const { token } = tokens.issue(accountId, deviceId, 60_000);
-      const c = createClient(DeliveryService, transport);
-      return {
-        send: (req, opts = {}) => c.send(req, { ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } }),
-      } as DeliveryClient;
-    };
+    return routerClients(d, tokens);
   };
   quick = await instance({
     currentDeviceList: async (a) => (reads.quick++, lists.get(a)),
