@@ -1,6 +1,7 @@
 /**
  * Bad requests get a precise code and message, and never change stored mail.
  */
+import * as http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -143,6 +144,42 @@ describe("Send rejects bad input and stores nothing", () => {
     const res = await out.send({ messageId: newMessageId(), sharedBody: bytes("x"), entries: [...entriesFor(bob.devices), entry("bad-bob", 9)] });
     expect(res.outcome.case).toBe("mismatchedDevices");
     expect(res.outcome.value).toMatchObject({ accounts: [{ accountId: "bad-bob", extraDeviceIds: [9], missingDeviceIds: [], staleDeviceIds: [] }] });
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it("answers malformed protobuf over HTTP/2 (the native path's hand decoder gives up) as protobuf-es does: INVALID_ARGUMENT, nothing stored", async () => {
+    const before = await snapshot();
+    // A raw Connect unary POST over HTTP/2, as any other client stack could send it.
+    const post = (body: Uint8Array) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const session = http2.connect(server.url);
+        session.on("error", reject);
+        const req = session.request({
+          ":method": "POST",
+          ":path": "/sealpost.delivery.v1.DeliveryService/Send",
+          "content-type": "application/proto",
+          "connect-protocol-version": "1",
+          authorization: `Bearer ${alice.devices[0].token}`,
+        });
+        let status = 0;
+        const chunks: Buffer[] = [];
+        req.on("response", (h) => (status = Number(h[":status"])));
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on("end", () => {
+          session.close();
+          resolve({ status, body: Buffer.concat(chunks).toString("utf8") });
+        });
+        req.on("error", reject);
+        req.end(body);
+      });
+    // A message id whose length runs past the end; an entry's device whose account id is not UTF-8.
+    const truncated = await post(Uint8Array.of(0x0a, 0x10, 0x01));
+    expect(truncated.status).toBe(400);
+    expect(JSON.parse(truncated.body)).toEqual({ code: "invalid_argument", message: "parse binary: premature EOF" });
+    const notUtf8 = await post(Uint8Array.of(0x1a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff));
+    expect(notUtf8.status).toBe(400);
+    expect(JSON.parse(notUtf8.body).code).toBe("invalid_argument");
+    expect(JSON.parse(notUtf8.body).message).toMatch(/^parse binary: /);
     expect(await snapshot()).toEqual(before);
   });
 
