@@ -1,12 +1,14 @@
 /**
  * The embedded default: a nats-server child that starts on a free port with JetStream and
- * our store dir, stops cleanly, and a clear error when the binary is missing.
+ * our store dir, stops cleanly, and a clear error when the binary is missing or the port taken.
  */
 import { describe, expect, it } from "vitest";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer, type AddressInfo } from "node:net";
+import { once } from "node:events";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { NatsServerMissingError, replicasDedupeConsistently, startEmbeddedNats, supportsSyncAlways } from "../src/nats/embedded-server.js";
@@ -40,6 +42,20 @@ describe("embedded nats-server", () => {
     expect(err).toBeInstanceOf(NatsServerMissingError);
     expect(err.message).toMatch(/apt-get install -y nats-server/);
     expect(err.message).not.toContain("\n");
+  });
+
+  it("a port already taken: the error says what nats-server said", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "sealpost-embedded-"));
+    const held = createServer().listen(0, "127.0.0.1");
+    await once(held, "listening");
+    try {
+      const port = (held.address() as AddressInfo).port;
+      const err = await startEmbeddedNats({ dataDir: dir, port }).catch((e) => e);
+      expect(err.message).toMatch(/^nats-server exited with code 1 before it was ready; see .*; it said: .*address already in use/);
+    } finally {
+      held.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("knows which versions support sync_interval", () => {

@@ -81,22 +81,27 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startNatsCluster(opts: { size?: number; name?: string } = {}): Promise<NatsCluster> {
+export async function startNatsCluster(opts: { size?: number; name?: string; freePort?: () => Promise<number> } = {}): Promise<NatsCluster> {
+  const portFor = opts.freePort ?? freePort;
   const size = opts.size ?? 3;
   const clusterName = opts.name ?? "sealpost-test";
   const root = await mkdtemp(join(tmpdir(), "sealpost-cluster-"));
   const nodes: NatsClusterNode[] = [];
-  for (let i = 0; i < size; i++) {
-    const clientPort = await freePort();
-    const routePort = await freePort();
-    const monitorPort = await freePort();
-    nodes.push({ name: `n${i + 1}`, clientPort, routePort, monitorPort, dataDir: join(root, `n${i + 1}`), url: `nats://127.0.0.1:${clientPort}` });
-  }
-  const routes = nodes.map((n) => `nats-route://127.0.0.1:${n.routePort}`);
+  /** Ports for every node, free a moment ago (the first start checks they still were). */
+  const pickPorts = async () => {
+    nodes.length = 0;
+    for (let i = 0; i < size; i++) {
+      const clientPort = await portFor();
+      const routePort = await portFor();
+      const monitorPort = await portFor();
+      nodes.push({ name: `n${i + 1}`, clientPort, routePort, monitorPort, dataDir: join(root, `n${i + 1}`), url: `nats://127.0.0.1:${clientPort}` });
+    }
+  };
 
   const start = async (i: number) => {
     const n = nodes[i];
     if (n.running) return;
+    const routes = nodes.map((m) => `nats-route://127.0.0.1:${m.routePort}`);
     n.running = await startEmbeddedNats({
       dataDir: n.dataDir,
       port: n.clientPort,
@@ -217,14 +222,24 @@ export async function startNatsCluster(opts: { size?: number; name?: string } = 
     return i;
   };
 
-  try {
-    // Start all at once: a JetStream node waits for its peers before it serves.
-    await Promise.all(nodes.map((_, i) => start(i)));
-    await waitReady();
-  } catch (err) {
-    await Promise.all(nodes.map((_, i) => stop(i)));
-    await rm(root, { recursive: true, force: true });
-    throw err;
+  for (let attempt = 1; ; attempt++) {
+    await pickPorts();
+    try {
+      // Start all at once: a JetStream node waits for its peers before it serves.
+      await Promise.all(nodes.map((_, i) => start(i)));
+      await waitReady();
+      break;
+    } catch (err) {
+      await Promise.all(nodes.map((_, i) => stop(i)));
+      // Another process (tests run in parallel) can take a port between freePort() and the
+      // node's bind: start the whole cluster again on new ports, with empty stores.
+      if (attempt < 3 && /address already in use/i.test(String(err))) {
+        await Promise.all(nodes.map((n) => rm(n.dataDir, { recursive: true, force: true })));
+        continue;
+      }
+      await rm(root, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   return {

@@ -125,7 +125,10 @@ export async function startEmbeddedNats(opts: EmbeddedNatsOptions): Promise<Embe
   const port = await new Promise<number>((resolveReady, rejectReady) => {
     let clientPort = 0;
     let buffer = "";
-    const onExit = (code: number | null) => rejectReady(new Error(`nats-server exited with code ${code} before it was ready; see ${confPath}`));
+    // Its last words name the cause (a port in use, a bad store directory): the error carries them.
+    const said: string[] = [];
+    const onExit = (code: number | null) =>
+      rejectReady(new Error(`nats-server exited with code ${code} before it was ready; see ${confPath}${said.length ? `; it said: ${said.join(" | ")}` : ""}`));
     child.once("exit", onExit);
     child.once("error", (err) => rejectReady((err as NodeJS.ErrnoException).code === "ENOENT" ? new NatsServerMissingError(bin) : err));
     child.stderr!.setEncoding("utf8");
@@ -136,6 +139,8 @@ export async function startEmbeddedNats(opts: EmbeddedNatsOptions): Promise<Embe
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
         opts.onLog?.(line);
+        said.push(line);
+        if (said.length > 5) said.shift();
         const m = /Listening for client connections on [^:]+:(\d+)/.exec(line);
         if (m) clientPort = Number(m[1]);
         if (/Server is ready/.test(line) && clientPort) {
