@@ -3,7 +3,8 @@
  * our store dir, stops cleanly, and a clear error when the binary is missing or the port taken.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,6 +58,31 @@ describe("embedded nats-server", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("a nats-server that exits while its pid file is written: the start fails with its cause, never hangs", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "sealpost-embedded-"));
+    const held = createServer().listen(0, "127.0.0.1");
+    await once(held, "listening");
+    // A FIFO as the pid file holds each open until the other side opens: the start's write
+    // of its child's pid waits until this test reads it, long after the child has failed.
+    const pidFile = join(dir, "nats-server.pid");
+    execFileSync("mkfifo", [pidFile]);
+    try {
+      const port = (held.address() as AddressInfo).port;
+      const outcome = startEmbeddedNats({ dataDir: dir, port }).then(
+        () => "ready",
+        (e: Error) => e.message,
+      );
+      await writeFile(pidFile, "0"); // what the stale-child check reads first: no earlier child
+      await new Promise((r) => setTimeout(r, 1000)); // the child exits within milliseconds
+      await readFile(pidFile, "utf8"); // lets the start's pid write finish
+      const hung = new Promise((r) => setTimeout(() => r("still starting after 10 s"), 10_000));
+      expect(await Promise.race([outcome, hung])).toMatch(/^nats-server exited with code 1 before it was ready; .*address already in use/);
+    } finally {
+      held.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 
   it("knows which versions support sync_interval", () => {
     expect(supportsSyncAlways("2.9.10")).toBe(false);

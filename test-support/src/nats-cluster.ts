@@ -225,8 +225,12 @@ export async function startNatsCluster(opts: { size?: number; name?: string; fre
   for (let attempt = 1; ; attempt++) {
     await pickPorts();
     try {
-      // Start all at once: a JetStream node waits for its peers before it serves.
-      await Promise.all(nodes.map((_, i) => start(i)));
+      // Start all at once: a JetStream node waits for its peers before it serves. Every start
+      // settles before a failure is handled, so no node is still starting (and writing to its
+      // store) when the cleanup below stops the others and deletes the stores.
+      const started = await Promise.allSettled(nodes.map((_, i) => start(i)));
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
       await waitReady();
       break;
     } catch (err) {

@@ -120,16 +120,18 @@ export async function startEmbeddedNats(opts: EmbeddedNatsOptions): Promise<Embe
   const child = spawn(bin, ["-c", confPath], { stdio: ["ignore", "ignore", "pipe"], detached: true });
   const killOnExit = () => child.kill("SIGKILL");
   process.once("exit", killOnExit);
-  await writeFile(join(dataDir, "nats-server.pid"), String(child.pid));
 
-  const port = await new Promise<number>((resolveReady, rejectReady) => {
+  // Listen before anything else is awaited: a child that fails at once (its port taken)
+  // can exit while the pid file is written, and a missed exit would leave the start hanging.
+  const ready = new Promise<number>((resolveReady, rejectReady) => {
     let clientPort = 0;
     let buffer = "";
     // Its last words name the cause (a port in use, a bad store directory): the error carries them.
     const said: string[] = [];
     const onExit = (code: number | null) =>
       rejectReady(new Error(`nats-server exited with code ${code} before it was ready; see ${confPath}${said.length ? `; it said: ${said.join(" | ")}` : ""}`));
-    child.once("exit", onExit);
+    // "close", not "exit": it comes after stderr is drained, so the last words are all there.
+    child.once("close", onExit);
     child.once("error", (err) => rejectReady((err as NodeJS.ErrnoException).code === "ENOENT" ? new NatsServerMissingError(bin) : err));
     child.stderr!.setEncoding("utf8");
     child.stderr!.on("data", (chunk: string) => {
@@ -144,12 +146,15 @@ export async function startEmbeddedNats(opts: EmbeddedNatsOptions): Promise<Embe
         const m = /Listening for client connections on [^:]+:(\d+)/.exec(line);
         if (m) clientPort = Number(m[1]);
         if (/Server is ready/.test(line) && clientPort) {
-          child.off("exit", onExit);
+          child.off("close", onExit);
           resolveReady(clientPort);
         }
       }
     });
   });
+  ready.catch(() => {}); // handled by the await below, after the pid file is written
+  await writeFile(join(dataDir, "nats-server.pid"), String(child.pid));
+  const port = await ready;
 
   let stopped: Promise<void> | undefined;
   const stop = () =>
