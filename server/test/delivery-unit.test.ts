@@ -350,6 +350,75 @@ describe("service over an in-memory transport", () => {
     purges.mockRestore();
   });
 
+  it("an ack that leaves a delivered sequence below its highest one unacked: the prefix below it goes in one purge, the rest one delete each", async () => {
+    lists.set("uhana", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("uhsender", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const hana = { accountId: "uhana", deviceId: 1 };
+    const sender = client("uhsender", 1);
+    const sendOne = async (i: number) =>
+      storedOf(await sender.send({ messageId: newMessageId(), sharedBody: bytes(`h${i}`), entries: entriesFor([hana]) })).entries[0].sequence;
+    const seqs: bigint[] = [];
+    for (let i = 0; i < 6; i++) seqs.push(await sendOne(i));
+    const purges = vi.spyOn(Mailboxes.prototype, "purgeBelow");
+    const deletes = vi.spyOn(Mailboxes.prototype, "delete");
+    onTestFinished(() => {
+      purges.mockRestore();
+      deletes.mockRestore();
+    });
+    const inbox = new Inbox(client("uhana", 1));
+    await inbox.waitForMessages(6);
+    await inbox.waitDrained();
+    // seqs[3] stays unacked: seqs[0..2] go in one purge below seqs[3], seqs[4] and seqs[5] one delete each.
+    const acked = [seqs[5], seqs[0], seqs[4], seqs[2], seqs[1]];
+    expect((await client("uhana", 1).ack({ sequences: acked })).deleted).toBe(5);
+    expect(purges).toHaveBeenCalledTimes(1);
+    expect(purges.mock.calls[0][1]).toBe(Number(seqs[2]) + 1);
+    expect(deletes.mock.calls.map((c) => c[1]).sort((a, b) => a - b)).toEqual([Number(seqs[4]), Number(seqs[5])]);
+    expect(await mailboxSequences(conn, 2, hana)).toEqual([Number(seqs[3])]);
+    // Acking it later empties the mailbox.
+    expect((await client("uhana", 1).ack({ sequences: [seqs[3]] })).deleted).toBe(1);
+    expect(await mailboxSequences(conn, 2, hana)).toEqual([]);
+    await inbox.close();
+  });
+
+  it("acks of one device that arrive while one runs wait for it and go together: one more purge, no delete each", async () => {
+    lists.set("uivy", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("uisender", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const ivy = { accountId: "uivy", deviceId: 1 };
+    const sender = client("uisender", 1);
+    const seqs: bigint[] = [];
+    for (let i = 0; i < 9; i++)
+      seqs.push(storedOf(await sender.send({ messageId: newMessageId(), sharedBody: bytes(`i${i}`), entries: entriesFor([ivy]) })).entries[0].sequence);
+    const inbox = new Inbox(client("uivy", 1));
+    await inbox.waitForMessages(9);
+    await inbox.waitDrained();
+    // The first purge is held until the two later Acks have reached the server.
+    const realPurge = Mailboxes.prototype.purgeBelow;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const purges = vi.spyOn(Mailboxes.prototype, "purgeBelow").mockImplementation(async function (this: Mailboxes, d, before) {
+      if (purges.mock.calls.length === 1) await held;
+      return realPurge.call(this, d, before);
+    });
+    const deletes = vi.spyOn(Mailboxes.prototype, "delete");
+    onTestFinished(() => {
+      purges.mockRestore();
+      deletes.mockRestore();
+    });
+    const ivyClient = client("uivy", 1);
+    const first = ivyClient.ack({ sequences: seqs.slice(0, 3) });
+    await vi.waitFor(() => expect(purges).toHaveBeenCalledTimes(1), WAIT);
+    const later = [ivyClient.ack({ sequences: seqs.slice(3, 6) }), ivyClient.ack({ sequences: seqs.slice(6, 9) })];
+    await new Promise((r) => setTimeout(r, 200)); // both arrive and wait
+    release();
+    const answers = await Promise.all([first, ...later]);
+    expect(answers.map((a) => a.deleted)).toEqual([3, 3, 3]);
+    expect(purges).toHaveBeenCalledTimes(2);
+    expect(deletes).not.toHaveBeenCalled();
+    expect(await mailboxSequences(conn, 2, ivy)).toEqual([]);
+    await inbox.close();
+  });
+
   it("deletes each message instead of purging when the acked sequences lie far apart (a purge's cost grows with the stretch of stream it passes)", async () => {
     lists.set("uspread", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
     lists.set("uspreader", { version: 1n, deviceIds: [1], nextDeviceId: 2 });

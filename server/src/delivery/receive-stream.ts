@@ -177,21 +177,31 @@ export class ReceiveStream {
   }
 
   /**
-   * Whether an Ack of `sequences` may delete with one purge below its highest sequence
-   * instead of one delete each. Undefined when something delivered at or below that bound
-   * stays unacked. `verified`: reads covered the bound (at or below the cursor, from the start
-   * of the mailbox), so every stored message at or below it was delivered. Otherwise (live
-   * push leaves the cursor behind) it is safe only if the mailbox stores exactly the `known`
-   * messages this stream has in flight: the Acker checks that count first.
+   * The part of an Ack of `sequences` that may go in one purge instead of one delete each:
+   * the acked sequences below the lowest one this stream delivered and has not seen acked
+   * (live push and concurrent Sends deliver out of sequence order, so an Ack often leaves a
+   * few delivered sequences below its highest one for the next Ack). `bound` is the highest
+   * acked sequence in that prefix, `covered` how many acked sequences it holds (the rest are
+   * deleted one by one); undefined when none. `verified`: reads covered the bound (at or
+   * below the cursor, from the start of the mailbox), so every stored message at or below it
+   * was delivered. Otherwise (live push leaves the cursor behind) it is safe only if the
+   * mailbox stores exactly the `known` messages this stream has in flight: the Acker checks
+   * that count first.
    */
-  purgePlan(sequences: Set<number>): { bound: number; verified: boolean; known: number } | undefined {
-    if (sequences.size === 0) return undefined;
+  purgePlan(sequences: Set<number>): { bound: number; covered: number; verified: boolean; known: number } | undefined {
+    let lowestUnacked = Number.MAX_SAFE_INTEGER;
+    for (const q of this.inFlight) if (q < lowestUnacked && !sequences.has(q)) lowestUnacked = q;
     let bound = 0;
-    for (const q of sequences) if (q > bound) bound = q;
-    for (const q of this.inFlight) if (q <= bound && !sequences.has(q)) return undefined;
+    let covered = 0;
+    for (const q of sequences) {
+      if (q >= lowestUnacked) continue;
+      covered++;
+      if (q > bound) bound = q;
+    }
+    if (covered === 0) return undefined;
     const verified = this.floor === 0 && bound <= this.cursor;
-    if (!verified) for (const q of sequences) if (!this.inFlight.has(q)) return undefined;
-    return { bound, verified, known: this.inFlight.size };
+    if (!verified) for (const q of sequences) if (q <= bound && !this.inFlight.has(q)) return undefined;
+    return { bound, covered, verified, known: this.inFlight.size };
   }
 
   /** A stored record of this device (live push); anything it cannot take now is read later. */
