@@ -500,6 +500,52 @@ describe("service over an in-memory transport", () => {
     await inbox.close();
   });
 
+  it("mail that becomes known while the ack's count is asked for does not hide mail the stream never saw", async () => {
+    lists.set("ujo", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("ujsender", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const jo = { accountId: "ujo", deviceId: 1 };
+    const sender = client("ujsender", 1);
+    const sendOne = async (tag: string) =>
+      storedOf(await sender.send({ messageId: newMessageId(), sharedBody: bytes(tag), entries: entriesFor([jo]) })).entries[0].sequence;
+    const inbox = new Inbox(client("ujo", 1));
+    await inbox.waitDrained();
+    // Stored without a hint (as by another instance whose hint is late): below the acked ones.
+    const hidden = await mailboxes.append(
+      mailboxes.locate(jo),
+      encodeRecord({
+        messageId: newMessageId(),
+        senderAccountId: "ujsender",
+        senderDeviceId: 1,
+        timestampMs: Date.now(),
+        entry: bytes("e"),
+        body: bytes("hidden"),
+        ephemeral: false,
+      }),
+      "hidden-jo",
+    );
+    const live = [await sendOne("j0"), await sendOne("j1"), await sendOne("j2")];
+    await vi.waitFor(() => expect(inbox.messages.map((m) => m.sequence)).toEqual(expect.arrayContaining(live)), WAIT);
+    // The count sees the hidden mail and the three; before it answers, one more arrives live.
+    // Counting that one too would make the numbers match and purge the hidden mail.
+    const realCount = Mailboxes.prototype.countStored;
+    const counts = vi.spyOn(Mailboxes.prototype, "countStored").mockImplementation(async function (this: Mailboxes, d) {
+      const n = await realCount.call(this, d);
+      const extra = await sendOne("j3");
+      await vi.waitFor(() => expect(inbox.messages.map((m) => m.sequence)).toContain(extra), WAIT);
+      return n;
+    });
+    const purges = vi.spyOn(Mailboxes.prototype, "purgeBelow");
+    onTestFinished(() => {
+      counts.mockRestore();
+      purges.mockRestore();
+    });
+    expect((await client("ujo", 1).ack({ sequences: live })).deleted).toBe(3);
+    expect(counts).toHaveBeenCalledTimes(1);
+    expect(purges).not.toHaveBeenCalled();
+    expect(await mailboxSequences(conn, 2, jo)).toContain(hidden.seq);
+    await inbox.close();
+  });
+
   it("keeps mail, bodies, attachments 30 days and idempotency records 24 hours", async () => {
     const day = 24 * 60 * 60 * 1e9;
     for (const name of ["SP_MAILBOX_0", "SP_MAILBOX_1", "SP_BODIES", "SP_ATTACHMENTS"]) {

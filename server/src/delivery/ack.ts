@@ -17,6 +17,7 @@ import type { AuthenticatedDevice } from "../auth/authenticator.js";
 import type { DeliveryLimits } from "./limits.js";
 import type { Mailboxes } from "./mailbox.js";
 import type { ReceiveHub } from "./receive-hub.js";
+import type { ReceiveStream } from "./receive-stream.js";
 import type { Metrics } from "../observability/metrics.js";
 import { storeOp } from "../nats/store-errors.js";
 import { invalid } from "./validation.js";
@@ -133,12 +134,23 @@ export class Acker {
     // Phase 2: delete. An acknowledged prefix of the mailbox lying close together goes in one
     // purge (each JetStream request costs nats-server ~30 us before its work, so one for a
     // whole batch); whatever the purge does not cover, one pipelined delete per sequence.
-    const plan = owned.length === seqs.size && this.closeTogether(seqs) ? local.map((s) => s.purgePlan(seqs)).find((p) => p !== undefined) : undefined;
+    let plan: ReturnType<ReceiveStream["purgePlan"]>;
+    let planner: ReceiveStream | undefined;
+    if (owned.length === seqs.size && this.closeTogether(seqs)) {
+      for (const s of local)
+        if ((plan = s.purgePlan(seqs))) {
+          planner = s;
+          break;
+        }
+    }
     let purge = plan?.verified ?? false;
-    if (plan && !purge && plan.covered >= COUNT_CHECK_MIN_BATCH) {
-      // Live-pushed mail: purge only if the mailbox holds exactly what the stream has in
-      // flight (then nothing undelivered can sit below the bound). New mail gets higher sequences.
-      purge = (await storeOp("the ack check", () => this.mailboxes.countStored(device))) === plan.known;
+    if (plan && planner && !purge && plan.covered >= COUNT_CHECK_MIN_BATCH) {
+      // Live-pushed mail: purge only if the mailbox stores nothing the stream does not know
+      // (then nothing undelivered can sit below the bound). Everything known at or below
+      // knownHigh was stored before the count was asked for; new mail gets higher sequences.
+      const high = plan.knownHigh;
+      const stored = await storeOp("the ack check", () => this.mailboxes.countStored(device));
+      purge = stored === planner.knownStoredUpTo(high);
     }
     const deleted = new Set<number>();
     let rest = owned;

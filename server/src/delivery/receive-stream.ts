@@ -185,10 +185,10 @@ export class ReceiveStream {
    * deleted one by one); undefined when none. `verified`: reads covered the bound (at or
    * below the cursor, from the start of the mailbox), so every stored message at or below it
    * was delivered. Otherwise (live push leaves the cursor behind) it is safe only if the
-   * mailbox stores exactly the `known` messages this stream has in flight: the Acker checks
-   * that count first.
+   * mailbox stores no message this stream does not know: the Acker checks a count first
+   * (knownStoredUpTo, from `knownHigh`).
    */
-  purgePlan(sequences: Set<number>): { bound: number; covered: number; verified: boolean; known: number } | undefined {
+  purgePlan(sequences: Set<number>): { bound: number; covered: number; verified: boolean; knownHigh: number } | undefined {
     let lowestUnacked = Number.MAX_SAFE_INTEGER;
     for (const q of this.inFlight) if (q < lowestUnacked && !sequences.has(q)) lowestUnacked = q;
     let bound = 0;
@@ -201,7 +201,32 @@ export class ReceiveStream {
     if (covered === 0) return undefined;
     const verified = this.floor === 0 && bound <= this.cursor;
     if (!verified) for (const q of sequences) if (q <= bound && !this.inFlight.has(q)) return undefined;
-    return { bound, covered, verified, known: this.inFlight.size };
+    let knownHigh = 0;
+    this.forEachKnownStored((q) => {
+      if (q > knownHigh) knownHigh = q;
+    });
+    return { bound, covered, verified, knownHigh };
+  }
+
+  /**
+   * How many messages this stream knows to be stored at or below `high`: in flight, or from
+   * this instance's own Sends queued for push (their PubAck came back). The Acker compares it
+   * with a count of the mailbox, taken after the plan and counted after that count's answer:
+   * mail at or below the plan's highest known sequence was stored before the count was asked
+   * for (a stream's sequences follow its stores), so whatever became known meanwhile counts
+   * only if the count saw it too.
+   */
+  knownStoredUpTo(high: number): number {
+    let n = 0;
+    this.forEachKnownStored((q) => {
+      if (q <= high) n++;
+    });
+    return n;
+  }
+
+  private forEachKnownStored(f: (seq: number) => void): void {
+    for (const q of this.inFlight) f(q);
+    for (const p of this.pushQueue) if (p.record instanceof Uint8Array && p.seq > this.cursor && !this.inFlight.has(p.seq)) f(p.seq);
   }
 
   /** A stored record of this device (live push); anything it cannot take now is read later. */
