@@ -381,18 +381,21 @@ describe("service over an in-memory transport", () => {
     await inbox.close();
   });
 
-  it("acks of one device that arrive while one runs wait for it and go together: one more purge, no delete each", async () => {
-    lists.set("uivy", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
-    lists.set("uisender", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
-    const ivy = { accountId: "uivy", deviceId: 1 };
-    const sender = client("uisender", 1);
+  /**
+   * Nine messages to a device, then three Acks of three: the first Ack's purge is held until
+   * the two later Acks have reached the server. Returns how many purges and deletes it took.
+   */
+  const heldAcks = async (clientOf: (accountId: string, deviceId: number) => DeliveryClient, account: string) => {
+    lists.set(account, { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set(`${account}s`, { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const device = { accountId: account, deviceId: 1 };
+    const sender = clientOf(`${account}s`, 1);
     const seqs: bigint[] = [];
     for (let i = 0; i < 9; i++)
-      seqs.push(storedOf(await sender.send({ messageId: newMessageId(), sharedBody: bytes(`i${i}`), entries: entriesFor([ivy]) })).entries[0].sequence);
-    const inbox = new Inbox(client("uivy", 1));
+      seqs.push(storedOf(await sender.send({ messageId: newMessageId(), sharedBody: bytes(`i${i}`), entries: entriesFor([device]) })).entries[0].sequence);
+    const inbox = new Inbox(clientOf(account, 1));
     await inbox.waitForMessages(9);
     await inbox.waitDrained();
-    // The first purge is held until the two later Acks have reached the server.
     const realPurge = Mailboxes.prototype.purgeBelow;
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
@@ -401,22 +404,32 @@ describe("service over an in-memory transport", () => {
       return realPurge.call(this, d, before);
     });
     const deletes = vi.spyOn(Mailboxes.prototype, "delete");
-    onTestFinished(() => {
+    try {
+      const acker = clientOf(account, 1);
+      const first = acker.ack({ sequences: seqs.slice(0, 3) });
+      await vi.waitFor(() => expect(purges).toHaveBeenCalledTimes(1), WAIT);
+      const later = [acker.ack({ sequences: seqs.slice(3, 6) }), acker.ack({ sequences: seqs.slice(6, 9) })];
+      await new Promise((r) => setTimeout(r, 200)); // both arrive and wait
+      release();
+      const answers = await Promise.all([first, ...later]);
+      expect(answers.map((a) => a.deleted)).toEqual([3, 3, 3]);
+      expect(await mailboxSequences(conn, 2, device)).toEqual([]);
+      return { purges: purges.mock.calls.length, deletes: deletes.mock.calls.length };
+    } finally {
       purges.mockRestore();
       deletes.mockRestore();
-    });
-    const ivyClient = client("uivy", 1);
-    const first = ivyClient.ack({ sequences: seqs.slice(0, 3) });
-    await vi.waitFor(() => expect(purges).toHaveBeenCalledTimes(1), WAIT);
-    const later = [ivyClient.ack({ sequences: seqs.slice(3, 6) }), ivyClient.ack({ sequences: seqs.slice(6, 9) })];
-    await new Promise((r) => setTimeout(r, 200)); // both arrive and wait
-    release();
-    const answers = await Promise.all([first, ...later]);
-    expect(answers.map((a) => a.deleted)).toEqual([3, 3, 3]);
-    expect(purges).toHaveBeenCalledTimes(2);
-    expect(deletes).not.toHaveBeenCalled();
-    expect(await mailboxSequences(conn, 2, ivy)).toEqual([]);
-    await inbox.close();
+      await inbox.close();
+    }
+  };
+
+  it("acks of one device that arrive while one runs wait for it and go together: one more purge, no delete each", async () => {
+    expect(await heldAcks(client, "uivy")).toEqual({ purges: 2, deletes: 0 });
+  });
+
+  it("a waiting batch of acks holds at most max_ack_sequences, as one Ack could", async () => {
+    const capped = await otherDelivery({ limits: { maxAckSequences: 4 } });
+    onTestFinished(() => capped.close());
+    expect(await heldAcks(capped.client, "uiris")).toEqual({ purges: 3, deletes: 0 });
   });
 
   it("deletes each message instead of purging when the acked sequences lie far apart (a purge's cost grows with the stretch of stream it passes)", async () => {

@@ -34,9 +34,12 @@ const COUNT_CHECK_MIN_BATCH = 3;
  */
 export const PURGE_MAX_SPAN = 4096;
 
-/** One device's Acks on this instance: a batch running, and the sequences of the Acks waiting for it. */
+/**
+ * One device's Acks on this instance: a batch running, and the batches of the Acks waiting
+ * for it (each at most max_ack_sequences, as one Ack could be).
+ */
 interface Lane {
-  next?: NextBatch;
+  waiting: NextBatch[];
 }
 
 interface NextBatch {
@@ -88,18 +91,18 @@ export class Acker {
     const key = `${device.accountId}/${device.deviceId}`;
     const lane = this.lanes.get(key);
     if (lane) {
-      lane.next ??= nextBatch();
-      for (const q of seqs) lane.next.seqs.add(q);
-      return lane.next.done;
+      let last = lane.waiting.at(-1);
+      if (!last || last.seqs.size + seqs.size > this.limits.maxAckSequences) lane.waiting.push((last = nextBatch()));
+      for (const q of seqs) last.seqs.add(q);
+      return last.done;
     }
-    const fresh: Lane = {};
+    const fresh: Lane = { waiting: [] };
     this.lanes.set(key, fresh);
     const run = async (batch: Set<number>): Promise<Set<number>> => {
       try {
         return await this.deleteAcked(device, batch);
       } finally {
-        const next = fresh.next;
-        fresh.next = undefined;
+        const next = fresh.waiting.shift();
         if (next) run(next.seqs).then(next.resolve, next.reject);
         else this.lanes.delete(key);
       }
