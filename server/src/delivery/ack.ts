@@ -148,12 +148,13 @@ export class Acker {
     }
     let purge = plan?.verified ?? false;
     if (plan && planner && !purge && plan.covered >= COUNT_CHECK_MIN_BATCH) {
-      // Live-pushed mail: purge only if the mailbox stores nothing the stream does not know
-      // (then nothing undelivered can sit below the bound). Everything known at or below
-      // knownHigh was stored before the count was asked for; new mail gets higher sequences.
-      const high = plan.knownHigh;
+      // Live-pushed mail: purge only if the mailbox stored nothing the stream does not know
+      // (then nothing undelivered can sit below the bound). What the stream knows at or below
+      // the answer's last sequence was stored when nats-server counted, so the count holds it;
+      // if it holds nothing more, no unknown mail was stored then, and later mail gets higher
+      // sequences than the bound.
       const stored = await storeOp("the ack check", () => this.mailboxes.countStored(device));
-      purge = stored === planner.knownStoredUpTo(high);
+      purge = stored.count === planner.knownStoredUpTo(stored.lastSeq);
     }
     const deleted = new Set<number>();
     let rest = owned;

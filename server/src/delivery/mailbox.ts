@@ -141,13 +141,19 @@ export class Mailboxes {
     }
   }
 
-  /** How many messages one device's mailbox holds (one stream info with a subject filter). */
-  async countStored(d: DeviceRef): Promise<number> {
+  /**
+   * How many messages one device's mailbox holds, and the stream's last sequence from the
+   * same answer (one stream info with a subject filter). nats-server takes the stream's
+   * state before it counts the subject, so every message at or below `lastSeq` is in
+   * `count` if it is the device's (server/test/stream-info-order.test.ts holds the
+   * nats-server in use to that).
+   */
+  async countStored(d: DeviceRef): Promise<{ count: number; lastSeq: number }> {
     const loc = this.locate(d);
-    const info = await this.nats.publisher.api<{ state?: { subjects?: Record<string, number> } }>(`$JS.API.STREAM.INFO.${loc.stream}`, {
+    const info = await this.nats.publisher.api<{ state?: { last_seq?: number; subjects?: Record<string, number> } }>(`$JS.API.STREAM.INFO.${loc.stream}`, {
       subjects_filter: loc.subject,
     });
-    return info.state?.subjects?.[loc.subject] ?? 0;
+    return { count: info.state?.subjects?.[loc.subject] ?? 0, lastSeq: info.state?.last_seq ?? 0 };
   }
 
   /**

@@ -186,9 +186,9 @@ export class ReceiveStream {
    * below the cursor, from the start of the mailbox), so every stored message at or below it
    * was delivered. Otherwise (live push leaves the cursor behind) it is safe only if the
    * mailbox stores no message this stream does not know: the Acker checks a count first
-   * (knownStoredUpTo, from `knownHigh`).
+   * (knownStoredUpTo).
    */
-  purgePlan(sequences: Set<number>): { bound: number; covered: number; verified: boolean; knownHigh: number } | undefined {
+  purgePlan(sequences: Set<number>): { bound: number; covered: number; verified: boolean } | undefined {
     let lowestUnacked = Number.MAX_SAFE_INTEGER;
     for (const q of this.inFlight) if (q < lowestUnacked && !sequences.has(q)) lowestUnacked = q;
     let bound = 0;
@@ -201,32 +201,20 @@ export class ReceiveStream {
     if (covered === 0) return undefined;
     const verified = this.floor === 0 && bound <= this.cursor;
     if (!verified) for (const q of sequences) if (q <= bound && !this.inFlight.has(q)) return undefined;
-    let knownHigh = 0;
-    this.forEachKnownStored((q) => {
-      if (q > knownHigh) knownHigh = q;
-    });
-    return { bound, covered, verified, knownHigh };
+    return { bound, covered, verified };
   }
 
   /**
    * How many messages this stream knows to be stored at or below `high`: in flight, or from
    * this instance's own Sends queued for push (their PubAck came back). The Acker compares it
-   * with a count of the mailbox, taken after the plan and counted after that count's answer:
-   * mail at or below the plan's highest known sequence was stored before the count was asked
-   * for (a stream's sequences follow its stores), so whatever became known meanwhile counts
-   * only if the count saw it too.
+   * with a count of the mailbox whose answer said the stream ended at `high`: mail known
+   * meanwhile above that was stored after the count and is not in it.
    */
   knownStoredUpTo(high: number): number {
     let n = 0;
-    this.forEachKnownStored((q) => {
-      if (q <= high) n++;
-    });
+    for (const q of this.inFlight) if (q <= high) n++;
+    for (const p of this.pushQueue) if (p.record instanceof Uint8Array && p.seq > this.cursor && p.seq <= high && !this.inFlight.has(p.seq)) n++;
     return n;
-  }
-
-  private forEachKnownStored(f: (seq: number) => void): void {
-    for (const q of this.inFlight) f(q);
-    for (const p of this.pushQueue) if (p.record instanceof Uint8Array && p.seq > this.cursor && !this.inFlight.has(p.seq)) f(p.seq);
   }
 
   /** A stored record of this device (live push); anything it cannot take now is read later. */
