@@ -559,6 +559,28 @@ describe("service over an in-memory transport", () => {
     await inbox.close();
   });
 
+  it("a Send stored again inside the dedupe window after its mail was delivered and acked: the open stream does not get it again", async () => {
+    lists.set("ukim", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    lists.set("uksender", { version: 1n, deviceIds: [1], nextDeviceId: 2 });
+    const kim = { accountId: "ukim", deviceId: 1 };
+    const inbox = new Inbox(client("ukim", 1));
+    await inbox.waitDrained();
+    const request = { messageId: newMessageId(), sharedBody: bytes("once"), entries: entriesFor([kim]) };
+    const first = storedOf(await client("uksender", 1).send(request));
+    await inbox.waitForMessages(1);
+    expect((await client("ukim", 1).ack({ sequences: [first.entries[0].sequence] })).deleted).toBe(1);
+    // As after an instance died between storing and answering: the sender sends it again
+    // (not marked as a retry, so it is stored again and JetStream answers the first sequence).
+    const again = storedOf(await client("uksender", 1).send(request));
+    expect(again.entries[0].sequence).toBe(first.entries[0].sequence);
+    expect(again.duplicate).toBe(true);
+    const marker = storedOf(await client("uksender", 1).send({ messageId: newMessageId(), sharedBody: bytes("after"), entries: entriesFor([kim]) }));
+    await vi.waitFor(() => expect(inbox.messages.map((m) => m.sequence)).toContain(marker.entries[0].sequence), WAIT);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(inbox.messages.map((m) => text(m.sharedBody))).toEqual(["once", "after"]);
+    await inbox.close();
+  });
+
   it("keeps mail, bodies, attachments 30 days and idempotency records 24 hours", async () => {
     const day = 24 * 60 * 60 * 1e9;
     for (const name of ["SP_MAILBOX_0", "SP_MAILBOX_1", "SP_BODIES", "SP_ATTACHMENTS"]) {

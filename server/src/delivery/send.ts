@@ -202,8 +202,10 @@ export class Sender {
       // device's current stream is here, no hint: a device has one current stream, and if
       // a newer one replaces it, this one hints the device as it ends with unacked mail
       // (ReceiveStream.close). A hint costs nats-server a message and this instance a
-      // wake-up for its own echo.
-      if (!this.d.pushLocal?.(t.device, r.seq, record, traceparent)) {
+      // wake-up for its own echo. A duplicate (a retry inside the dedupe window) may have been
+      // delivered and acked since: its record is not pushed again, the hint lets streams fetch
+      // it by sequence, and a fetch finds nothing once it is acked.
+      if (r.duplicate || !this.d.pushLocal?.(t.device, r.seq, record, traceparent)) {
         this.d.mailboxes.signal(t.device, { kind: "mail", seq: r.seq });
         hinted = true;
       }
