@@ -20,8 +20,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { bucketNames, connectNats, ensureLayout, mailboxSubject, mailboxStreamName, startEmbeddedNats } from "@sealpost/server/nats";
+import { bucketNames, connectNats, ensureLayout, mailboxPartition, mailboxSubject, mailboxStreamName, startEmbeddedNats } from "@sealpost/server/nats";
 import { cpuSeconds } from "./proc-cpu.js";
+import { median } from "./result.js";
 
 const { values } = parseArgs({
   options: {
@@ -49,7 +50,11 @@ try {
   const partitions = layout.partitions;
   const record = new Uint8Array(1024).fill(7);
   const outcome = new Uint8Array(40).fill(3);
-  const devices = Array.from({ length: DEVICES }, (_, i) => ({ account: `acct${i}`, device: 1 }));
+  // Each device's mailbox subject and stream, as the server locates them.
+  const devices = Array.from({ length: DEVICES }, (_, i) => ({
+    subject: mailboxSubject(`acct${i}`, 1, partitions),
+    stream: mailboxStreamName(mailboxPartition(`acct${i}`, 1, partitions)),
+  }));
   let serial = 0;
 
   const run = async (phase: Phase): Promise<{ serverUs: number; clientUs: number; msgPerS: number }> => {
@@ -65,8 +70,7 @@ try {
         const i = next++;
         const d = i % DEVICES;
         const id = `m${serial++}`;
-        const subject = mailboxSubject(devices[d].account, devices[d].device, partitions);
-        const stream = mailboxStreamName(Number(subject.split(".")[2]));
+        const { subject, stream } = devices[d];
         const ack = await conn.publisher.publish(subject, record, { msgId: id, expectStream: stream });
         if (withOutcome) conn.publisher.publishUnconfirmed(`$KV.${bucketNames.sends}.${id}`, outcome, { expectLastSubjectSeq: 0 });
         if (phase === "store+delete") await conn.publisher.api(`$JS.API.STREAM.MSG.DELETE.${stream}`, { seq: ack.seq, no_erase: true });
@@ -102,7 +106,6 @@ try {
       await conn.jsm.streams.purge(`KV_${bucketNames.sends}`);
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(`nats-server ${nats.version}, ${MESSAGES} messages x ${ROUNDS} rounds, ${DEVICES} devices, ${WINDOW} in flight, purge per ${ACK_BATCH} messages`);
   console.log("phase            nats-server us/msg  probe us/msg  msg/s");
   for (const phase of PHASES) {
