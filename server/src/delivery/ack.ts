@@ -137,24 +137,16 @@ export class Acker {
     // Phase 2: delete. An acknowledged prefix of the mailbox lying close together goes in one
     // purge (each JetStream request costs nats-server ~30 us before its work, so one for a
     // whole batch); whatever the purge does not cover, one pipelined delete per sequence.
-    let plan: ReturnType<ReceiveStream["purgePlan"]>;
-    let planner: ReceiveStream | undefined;
-    if (owned.length === seqs.size && this.closeTogether(seqs)) {
-      for (const s of local)
-        if ((plan = s.purgePlan(seqs))) {
-          planner = s;
-          break;
-        }
-    }
+    const plan = owned.length === seqs.size && this.closeTogether(seqs) ? purgePlanOf(local, seqs) : undefined;
     let purge = plan?.verified ?? false;
-    if (plan && planner && !purge && plan.covered >= COUNT_CHECK_MIN_BATCH) {
+    if (plan && !purge && plan.covered >= COUNT_CHECK_MIN_BATCH) {
       // Live-pushed mail: purge only if the mailbox stored nothing the stream does not know
       // (then nothing undelivered can sit below the bound). What the stream knows at or below
       // the answer's last sequence was stored when nats-server counted, so the count holds it;
       // if it holds nothing more, no unknown mail was stored then, and later mail gets higher
       // sequences than the bound.
       const stored = await storeOp("the ack check", () => this.mailboxes.countStored(device));
-      purge = stored.count === planner.knownStoredUpTo(stored.lastSeq);
+      purge = stored.count === plan.stream.knownStoredUpTo(stored.lastSeq);
     }
     const deleted = new Set<number>();
     let rest = owned;
@@ -192,4 +184,13 @@ export class Acker {
     }
     return high - low <= this.purgeMaxSpan;
   }
+}
+
+/** The first local stream's purge plan for `seqs`, with that stream (it answers the count check). */
+function purgePlanOf(local: ReceiveStream[], seqs: Set<number>): (NonNullable<ReturnType<ReceiveStream["purgePlan"]>> & { stream: ReceiveStream }) | undefined {
+  for (const stream of local) {
+    const plan = stream.purgePlan(seqs);
+    if (plan) return { ...plan, stream };
+  }
+  return undefined;
 }
