@@ -170,20 +170,27 @@ describe("service over an in-memory transport", () => {
 
   const bob1 = { accountId: "ubob", deviceId: 1 };
 
+  /** Mail stored straight into a device's mailbox with no hint (as after a lost or late one), from `sender`'s device 1. */
+  const storeWithoutHint = (to: { accountId: string; deviceId: number }, sender: string, body: string, msgId: string) =>
+    mailboxes.append(
+      mailboxes.locate(to),
+      encodeRecord({
+        messageId: newMessageId(),
+        senderAccountId: sender,
+        senderDeviceId: 1,
+        timestampMs: Date.now(),
+        entry: bytes("e"),
+        body: bytes(body),
+        ephemeral: false,
+      }),
+      msgId,
+    );
+
   it("finds mail whose notification was lost, by its periodic check", async () => {
     const inbox = new Inbox(client("ubob", 1));
     await inbox.waitDrained();
     // Store straight into the mailbox, with no hint at all.
-    const rec = encodeRecord({
-      messageId: newMessageId(),
-      senderAccountId: "ualice",
-      senderDeviceId: 1,
-      timestampMs: Date.now(),
-      entry: bytes("e"),
-      body: bytes("silent"),
-      ephemeral: false,
-    });
-    await mailboxes.append(mailboxes.locate(bob1), rec, "silent-1");
+    await storeWithoutHint(bob1, "ualice", "silent", "silent-1");
     await inbox.waitForMessages(1);
     expect(text(inbox.messages[0].sharedBody)).toBe("silent");
     await client("ubob", 1).ack({ sequences: [inbox.messages[0].sequence] });
@@ -487,19 +494,7 @@ describe("service over an in-memory transport", () => {
     expect(purges).toHaveBeenCalledTimes(1);
     expect(await mailboxSequences(conn, 2, gwen)).toEqual([]);
     // Mail stored without any hint (as after a lost one): the stream has not delivered it.
-    const hidden = await mailboxes.append(
-      mailboxes.locate(gwen),
-      encodeRecord({
-        messageId: newMessageId(),
-        senderAccountId: "ugsender",
-        senderDeviceId: 1,
-        timestampMs: Date.now(),
-        entry: bytes("e"),
-        body: bytes("hidden"),
-        ephemeral: false,
-      }),
-      "hidden-1",
-    );
+    const hidden = await storeWithoutHint(gwen, "ugsender", "hidden", "hidden-1");
     const live = [await sendOne("q0"), await sendOne("q1"), await sendOne("q2")];
     await vi.waitFor(() => expect(inbox.messages.map((m) => m.sequence)).toEqual(expect.arrayContaining(live)), WAIT);
     purges.mockClear();
@@ -523,19 +518,7 @@ describe("service over an in-memory transport", () => {
     const inbox = new Inbox(client("ujo", 1));
     await inbox.waitDrained();
     // Stored without a hint (as by another instance whose hint is late): below the acked ones.
-    const hidden = await mailboxes.append(
-      mailboxes.locate(jo),
-      encodeRecord({
-        messageId: newMessageId(),
-        senderAccountId: "ujsender",
-        senderDeviceId: 1,
-        timestampMs: Date.now(),
-        entry: bytes("e"),
-        body: bytes("hidden"),
-        ephemeral: false,
-      }),
-      "hidden-jo",
-    );
+    const hidden = await storeWithoutHint(jo, "ujsender", "hidden", "hidden-jo");
     const live = [await sendOne("j0"), await sendOne("j1"), await sendOne("j2")];
     await vi.waitFor(() => expect(inbox.messages.map((m) => m.sequence)).toEqual(expect.arrayContaining(live)), WAIT);
     // The count sees the hidden mail and the three; before it answers, one more arrives live.
