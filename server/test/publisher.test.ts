@@ -147,6 +147,57 @@ describe("JetStreamPublisher", () => {
     }
   });
 
+  it("subscribe(): interest is in place for what the same turn publishes after it; unsubscribe silences it at once", async () => {
+    const got: string[] = [];
+    const sub = conn.publisher.subscribe(
+      "turn.a",
+      (m) => got.push(new TextDecoder().decode(m.data)),
+      () => got.push("error"),
+    );
+    // Queued in the same turn as the SUB and written after it: nats-server delivers it back.
+    conn.publisher.publishCore("turn.a", new TextEncoder().encode("first"));
+    await conn.publisher.processed();
+    for (let i = 0; i < 100 && got.length < 1; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(got).toEqual(["first"]);
+    // Published before the UNSUB goes out, and after it: neither reaches the callback.
+    conn.publisher.publishCore("turn.a", new TextEncoder().encode("before-unsub"));
+    await conn.publisher.flushed();
+    sub.unsubscribe();
+    sub.unsubscribe(); // idempotent
+    conn.publisher.publishCore("turn.a", new TextEncoder().encode("after-unsub"));
+    await conn.publisher.processed();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toEqual(["first"]);
+  });
+
+  it("subscribe(): one unsubscribed in its own turn hears nothing; a closed connection throws or reports", async () => {
+    const other = await connectNats(nats.url, "turn-subscriptions");
+    const got: string[] = [];
+    const never = other.publisher.subscribe(
+      "turn.b",
+      () => got.push("never"),
+      () => got.push("never-error"),
+    );
+    never.unsubscribe();
+    other.publisher.publishCore("turn.b");
+    await other.publisher.processed();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toEqual([]);
+    // The connection closes before the subscription's turn comes: its onError hears of it.
+    const late = new Promise<Error>((resolve) => other.publisher.subscribe("turn.c", () => {}, resolve));
+    const closing = other.nc.close();
+    expect((await late).name).toMatch(/Closed|Drain/i);
+    await closing;
+    // Closed already: refused at once.
+    expect(() =>
+      other.publisher.subscribe(
+        "turn.d",
+        () => {},
+        () => {},
+      ),
+    ).toThrow(/closed/i);
+  });
+
   it("processed() neither hangs nor rejects: NATS frozen (gives up after its bound), connection closed", async () => {
     const other = await connectNats(nats.url, "processed-closing");
     other.publisher.publishCore("order.frozen");

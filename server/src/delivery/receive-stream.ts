@@ -26,12 +26,12 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Subscription } from "@nats-io/nats-core";
 import type { KV } from "@nats-io/kv";
 import type { StreamMsg } from "../nats/stream-reads.js";
 import { DrainedSchema, ReceiveResponseSchema, ReplacedSchema, type ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { MailboxMessage } from "@sealpost/gen/sealpost/delivery/v1/mailbox_pb.js";
 import type { Nats } from "../nats/connection.js";
+import type { TurnSubscription } from "../nats/publisher.js";
 import { notifySubject } from "../nats/layout.js";
 import { unavailable } from "../nats/store-errors.js";
 import type { Logger } from "../logger.js";
@@ -99,14 +99,15 @@ export class ReceiveStream {
   private needRead = true;
   private order: number | undefined;
   private highestTakeover = 0;
-  private ended: "replaced" | "revoked" | "expired" | undefined;
+  /** unavailable: the hint subscription could not be made (NATS closed under it). */
+  private ended: "replaced" | "revoked" | "expired" | "unavailable" | undefined;
   private dirty = true;
   private periodic = false;
   private waiter: (() => void) | undefined;
   /** The current read pass's reader (acks seen meanwhile drop their messages from its buffer). */
   private reader: MailboxReader | undefined;
   private ephemeral: Uint8Array[] = [];
-  private sub: Subscription | undefined;
+  private sub: TurnSubscription | undefined;
   private closed = false;
   private claimTried = false;
 
@@ -279,7 +280,7 @@ export class ReceiveStream {
     }
   }
 
-  end(reason: "replaced" | "revoked" | "expired"): void {
+  end(reason: "replaced" | "revoked" | "expired" | "unavailable"): void {
     this.ended ??= reason;
     this.wake();
   }
@@ -298,7 +299,10 @@ export class ReceiveStream {
       // stream elsewhere, which claimed first): a takeover now would end that live stream.
       if (this.closed) return;
       this.order = order;
-      this.d.nats.nc.publish(notifySubject(this.device.accountId, this.device.deviceId), encodeSignal({ kind: "takeover", order, streamId: this.streamId }));
+      this.d.nats.publisher.publishCore(
+        notifySubject(this.device.accountId, this.device.deviceId),
+        encodeSignal({ kind: "takeover", order, streamId: this.streamId }),
+      );
       if (this.highestTakeover > order) this.end("replaced");
     } catch {
       // Store unreachable: retried at the next poke; until then we simply are not the owner of record.
@@ -346,11 +350,11 @@ export class ReceiveStream {
     let outageSince = 0;
     try {
       try {
-        this.sub = this.d.nats.nc.subscribe(notifySubject(this.device.accountId, this.device.deviceId), {
-          callback: (err, msg) => {
-            if (!err) this.onSignal(decodeSignal(msg.data));
-          },
-        });
+        this.sub = this.d.nats.publisher.subscribe(
+          notifySubject(this.device.accountId, this.device.deviceId),
+          (msg) => this.onSignal(decodeSignal(msg.data)),
+          () => this.end("unavailable"),
+        );
       } catch (err) {
         // Connection closed or draining (instance shutting down): the client should go elsewhere.
         throw unavailable("subscribing to mail hints", err);
@@ -367,6 +371,7 @@ export class ReceiveStream {
           throw new ConnectError(`device ${this.device.accountId}/${this.device.deviceId} was revoked`, Code.Unauthenticated);
         }
         if (this.ended === "expired") throw new ConnectError("token expired; authenticate again and reopen the stream", Code.Unauthenticated);
+        if (this.ended === "unavailable") throw unavailable("subscribing to mail hints", new Error("NATS connection closed"));
         this.dirty = false;
         while (this.ephemeral.length) yield ephemeralResponse(this.ephemeral.shift()!);
         try {

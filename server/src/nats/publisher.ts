@@ -40,6 +40,12 @@ interface Pending {
 
 export type RoundTrip = "publish" | "api" | "get";
 
+/** A subscription made through the turn queue (JetStreamPublisher.subscribe). */
+export interface TurnSubscription {
+  /** Idempotent; a subscription whose SUB has not gone out yet is never made. */
+  unsubscribe(): void;
+}
+
 const SWEEP_MS = 250;
 const utf8Decoder = new TextDecoder();
 /** Reads answer in well under a millisecond; one lost in a NATS reconnect is retried after this. */
@@ -148,6 +154,39 @@ export class JetStreamPublisher {
    */
   publishCore(subject: string, data?: Uint8Array, reply?: string): void {
     this.later(() => this.nc.publish(subject, data, reply ? { reply } : undefined));
+  }
+
+  /**
+   * A core subscription whose SUB (and later UNSUB) goes out in this turn's write, before the
+   * reads and publishes queued after it: nats-server then has the interest in place before it
+   * answers them. nats.js would write each SUB and UNSUB on its own, and a Receive stream's
+   * open and close (one each per reconnecting device) cost two socket writes more than the
+   * stream's reads. Throws like nc.subscribe when the connection is closed or draining;
+   * `onError` hears of a subscribe that failed when its turn came (the connection closed
+   * meanwhile).
+   */
+  subscribe(subject: string, onMsg: (msg: Msg) => void, onError: (err: Error) => void): TurnSubscription {
+    if (this.nc.isClosed() || this.nc.isDraining()) throw named("ClosedConnectionError", "NATS connection closed or draining");
+    let sub: Subscription | undefined;
+    let cancelled = false;
+    this.later(() => {
+      if (cancelled) return;
+      try {
+        sub = this.nc.subscribe(subject, { callback: (err, msg) => (err || cancelled ? undefined : onMsg(msg)) });
+      } catch (err) {
+        onError(err as Error);
+      }
+    });
+    return {
+      unsubscribe: () => {
+        if (cancelled) return;
+        cancelled = true; // Also silences messages that arrive before the UNSUB goes out.
+        if (sub) {
+          const s = sub;
+          this.later(() => s.unsubscribe());
+        }
+      },
+    };
   }
 
   /**
