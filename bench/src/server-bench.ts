@@ -780,7 +780,7 @@ async function latency({ rigs, raw, figures, impl }: BenchRun): Promise<void> {
           f.note = `offered rate not sustained: the backlog arrived ${(m.drainMs / 1000).toFixed(1)} s after the load ended (percentiles measure a queue); send errors: ${m.sendErrors}`;
         }
         if (rate === 1000 && r.label === "current" && (q === "p50" || q === "p99")) {
-          const limit = q === "p50" ? 2 : 10;
+          const limit = q === "p50" ? 2 : 5;
           f.target = { row: "latency_1k", description: `${q} < ${limit} ms`, met: sp[q] < limit && !m.saturated };
         }
         figures.push(f);
