@@ -9,7 +9,7 @@ import { startTestNats, type TestNats } from "@sealpost/test-support";
 import { connectNats, type Nats } from "../src/nats/connection.js";
 import { BatchReads } from "../src/nats/batch-reads.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
-import { MailboxReader } from "../src/delivery/mailbox-reader.js";
+import { MailboxReader, SPREAD_GAP } from "../src/delivery/mailbox-reader.js";
 
 let nats: TestNats;
 let conn: Nats;
@@ -81,5 +81,32 @@ describe("MailboxReader", () => {
     const tail: string[] = [];
     for (let m = await mid.next(100); m; m = await mid.next(100)) tail.push(text(m.data));
     expect(tail).toEqual(Array.from({ length: 9 }, (_, i) => `a${i + 21}`));
+  });
+
+  it("reads mail spread among other devices' mail in a batch after its first two messages; mail side by side by single gets", async () => {
+    // batch.s: 6 messages, each after more than SPREAD_GAP messages of other subjects.
+    for (let i = 0; i < 6; i++) {
+      await Promise.all(Array.from({ length: SPREAD_GAP + 10 }, (_, j) => conn.publisher.publish(`batch.f.${i}.${j}`, Uint8Array.of(0))));
+      await conn.publisher.publish("batch.s", new TextEncoder().encode(`s${i}`));
+    }
+    const mailboxes = new Mailboxes(conn, 1, conn.jsm, false, conn.publisher);
+    const calls: string[] = [];
+    const next = mailboxes.next.bind(mailboxes);
+    const batch = mailboxes.batch.bind(mailboxes);
+    mailboxes.next = (...a) => (calls.push("get"), next(...a));
+    mailboxes.batch = (...a) => (calls.push("batch"), batch(...a));
+    const readAll = async (subject: string) => {
+      calls.length = 0;
+      const reader = new MailboxReader(mailboxes, { stream: "BATCH", subject }, 0);
+      const got: string[] = [];
+      for (let m = await reader.next(100); m; m = await reader.next(100)) got.push(text(m.data));
+      return got;
+    };
+    expect(await readAll("batch.s")).toEqual(["s0", "s1", "s2", "s3", "s4", "s5"]);
+    expect(calls).toEqual(["get", "get", "batch"]);
+    // batch.t's messages lie side by side: single gets until the long-backlog switch (12).
+    for (let i = 0; i < 14; i++) await conn.publisher.publish("batch.t", new TextEncoder().encode(`t${i}`));
+    expect(await readAll("batch.t")).toEqual(Array.from({ length: 14 }, (_, i) => `t${i}`));
+    expect(calls).toEqual([...Array.from({ length: 12 }, () => "get"), "batch"]);
   });
 });

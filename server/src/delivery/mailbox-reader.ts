@@ -1,8 +1,9 @@
 /**
  * Reads one device's mailbox forward from a cursor, for one read pass of a stream. The first
  * messages come by single direct gets, one read ahead of the writer (most reconnects find none
- * or one or two); a longer backlog comes in batches of up to the stream's free window, a few
- * requests per batch instead of one per message (nats/batch-reads.ts).
+ * or one or two); a longer backlog, or one spread among other devices' mail, comes in batches
+ * of up to the stream's free window, a few requests per batch instead of one per message
+ * (nats/batch-reads.ts).
  */
 import type { StreamMsg } from "../nats/stream-reads.js";
 import type { MailboxLocation, Mailboxes } from "./mailbox.js";
@@ -13,6 +14,13 @@ import type { MailboxLocation, Mailboxes } from "./mailbox.js";
  * passed single gets at about a dozen messages (bench/src/catchup-probe.ts).
  */
 const SINGLE_READS = 12;
+/**
+ * Two of the device's messages this far apart in the stream mean its mail is spread among
+ * other devices' (mail for an offline device, arriving over hours): every further get then
+ * crawls through as many other messages, and costs both sides a round trip each. A batch
+ * reads the rest in one pass of three requests.
+ */
+export const SPREAD_GAP = 256;
 
 export class MailboxReader {
   private buffered: StreamMsg[] = [];
@@ -20,6 +28,9 @@ export class MailboxReader {
   private singles = 0;
   /** The last batch found nothing after its last message. */
   private exhausted = false;
+  /** Sequence of the last message returned (0: none yet) and whether the mail looked spread. */
+  private last = 0;
+  private spread = false;
 
   constructor(
     private readonly mailboxes: Mailboxes,
@@ -61,11 +72,12 @@ export class MailboxReader {
   }
 
   private batching(): boolean {
-    return this.mailboxes.batches && this.singles >= SINGLE_READS;
+    return this.mailboxes.batches && (this.singles >= SINGLE_READS || this.spread);
   }
 
   private took(m: StreamMsg): StreamMsg {
-    this.cursor = m.seq;
+    if (this.last && m.seq - this.last > SPREAD_GAP) this.spread = true;
+    this.cursor = this.last = m.seq;
     return m;
   }
 }
