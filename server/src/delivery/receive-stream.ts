@@ -192,6 +192,11 @@ export class ReceiveStream {
   purgePlan(sequences: Set<number>): { bound: number; covered: number; verified: boolean } | undefined {
     let lowestUnacked = Number.MAX_SAFE_INTEGER;
     for (const q of this.inFlight) if (q < lowestUnacked && !sequences.has(q)) lowestUnacked = q;
+    // Mail queued for push is not delivered yet. It can sit below delivered mail (a fetch for
+    // mail stored by another instance went out first, and the stream waits for its client
+    // before the next push), and knownStoredUpTo counts this instance's queued records, so
+    // the count check would pass over it: a purge must stop below it.
+    for (const p of this.pushQueue) if (p.seq < lowestUnacked && !this.inFlight.has(p.seq) && !sequences.has(p.seq)) lowestUnacked = p.seq;
     let bound = 0;
     let covered = 0;
     for (const q of sequences) {
