@@ -146,7 +146,10 @@ export class Acker {
       // if it holds nothing more, no unknown mail was stored then, and later mail gets higher
       // sequences than the bound.
       const stored = await storeOp("the ack check", () => this.mailboxes.countStored(device));
-      purge = stored.count === plan.stream.knownStoredUpTo(stored.lastSeq);
+      // What the stream delivered or queued while the count was asked for may lie below the
+      // bound (a late message of this instance's, behind one fetched for another's hint): it
+      // is in the count and known, so the numbers would match. The plan must still hold.
+      purge = plan.stream.purgePlan(seqs)?.bound === plan.bound && stored.count === plan.stream.knownStoredUpTo(stored.lastSeq);
     }
     const deleted = new Set<number>();
     let rest = owned;
