@@ -13,15 +13,13 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "v
 import { randomBytes } from "node:crypto";
 import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
 import type { RunningServer } from "../src/server.js";
-import type { ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type { AuthenticatedDevice } from "../src/auth/authenticator.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
-import { encodeRecord } from "../src/delivery/mailbox-record.js";
 import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
 import { ReceiveHub } from "../src/delivery/receive-hub.js";
 import { Acker } from "../src/delivery/ack.js";
 import { defaultLimits } from "../src/delivery/limits.js";
-import { mailboxSequences } from "./delivery-helpers.js";
+import { mailboxSequences, nextEvent, senderRecord } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -34,14 +32,6 @@ afterAll(async () => {
   await server?.close();
   await nats?.stop();
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function next(it: AsyncGenerator<ReceiveResponse>, ms = 5000): Promise<ReceiveResponse> {
-  const r = await Promise.race([it.next(), sleep(ms).then(() => undefined)]);
-  if (!r || r.done) throw new Error("no event from the stream");
-  return r.value;
-}
 
 /**
  * A stream at the head of a fresh device's mailbox, driven by hand (it waits between
@@ -64,40 +54,31 @@ async function streamWithOwnMailPending() {
     await it.return(undefined);
     hub.close();
   });
-  expect((await next(it)).event.case).toBe("drained"); // at the head of an empty mailbox
+  expect((await nextEvent(it)).event.case).toBe("drained"); // at the head of an empty mailbox
 
   const loc = mailboxes.locate(device);
-  const record = (n: number) =>
-    encodeRecord({
-      messageId: randomBytes(16),
-      senderAccountId: "sender",
-      senderDeviceId: 1,
-      timestampMs: 1_700_000_000_000 + n,
-      entry: new Uint8Array([n]),
-      ephemeral: false,
-      body: new Uint8Array(0),
-    });
   const store = async (r: Uint8Array) => (await mailboxes.append(loc, r, randomBytes(11).toString("hex"))).seq;
-  const ownRecord = record(0);
+  const ownRecord = senderRecord(0);
   const own = await store(ownRecord);
-  const others = [await store(record(1)), await store(record(2)), await store(record(3))];
+  const others = [await store(senderRecord(1)), await store(senderRecord(2)), await store(senderRecord(3))];
   for (const seq of others) mailboxes.signal(device, { kind: "mail", seq });
   const delivered: number[] = [];
   for (let i = 0; i < 3; i++) {
-    const ev = await next(it);
+    const ev = await nextEvent(it);
     if (ev.event.case === "message") delivered.push(Number(ev.event.value.sequence));
   }
   expect(delivered).toEqual(others);
   const caller = { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice;
+  const acker = new Acker(mailboxes, hub, defaultLimits);
   return {
-    ack: (seqs: number[]) => new Acker(mailboxes, hub, defaultLimits).ack(caller, seqs.map(BigInt)),
+    ack: (seqs: number[]) => acker.ack(caller, seqs.map(BigInt)),
     /** This instance's PubAck for its own message arrives: the record is queued for push. */
     ownArrives: () => stream.offer(own, ownRecord),
     stored: () => mailboxSequences(ctx.nats, ctx.layout.partitions, device),
     own,
     others,
     nextSequence: async () => {
-      const ev = await next(it);
+      const ev = await nextEvent(it);
       return ev.event.case === "message" ? Number(ev.event.value.sequence) : undefined;
     },
   };

@@ -22,6 +22,7 @@ import { noTracing } from "../src/observability/tracing.js";
 import type { ServerContext } from "../src/server-context.js";
 import type { Delivery } from "../src/delivery/service.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
+import { encodeRecord } from "../src/delivery/mailbox-record.js";
 
 export type DeliveryClient = Client<typeof DeliveryService>;
 
@@ -179,4 +180,24 @@ export function routerClients(d: Delivery, tokens: TokenSigner): (accountId: str
           (target as any)[prop](req, { ...opts, headers: { ...opts.headers, authorization: `Bearer ${token}` } }),
     }) as DeliveryClient;
   };
+}
+
+/** The next event of a Receive stream's generator driven by hand (a stream that waits for its client between events); fails after `ms`. */
+export async function nextEvent(it: AsyncGenerator<ReceiveResponse>, ms = 5000): Promise<ReceiveResponse> {
+  const r = await Promise.race([it.next(), new Promise<undefined>((res) => setTimeout(res, ms))]);
+  if (!r || r.done) throw new Error("no event from the stream");
+  return r.value;
+}
+
+/** A mailbox record from device 1 of account "sender", entry [n] (for mail stored by hand). */
+export function senderRecord(n: number): Uint8Array {
+  return encodeRecord({
+    messageId: randomBytes(16),
+    senderAccountId: "sender",
+    senderDeviceId: 1,
+    timestampMs: 1_700_000_000_000 + n,
+    entry: new Uint8Array([n]),
+    ephemeral: false,
+    body: new Uint8Array(0),
+  });
 }

@@ -11,9 +11,8 @@ import { randomBytes } from "node:crypto";
 import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
 import type { RunningServer } from "../src/server.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
-import { encodeRecord } from "../src/delivery/mailbox-record.js";
 import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
-import type { ReceiveResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import { nextEvent, senderRecord } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -26,14 +25,6 @@ afterAll(async () => {
   await server?.close();
   await nats?.stop();
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function next(it: AsyncGenerator<ReceiveResponse>, ms = 5000): Promise<ReceiveResponse> {
-  const r = await Promise.race([it.next(), sleep(ms).then(() => undefined)]);
-  if (!r || r.done) throw new Error("no event from the stream");
-  return r.value;
-}
 
 describe("live push order", () => {
   it("a pushed record whose get fails is not overtaken by the next one: both go out in sequence order", async () => {
@@ -59,21 +50,10 @@ describe("live push order", () => {
     const abort = new AbortController();
     const it = stream.run(abort.signal);
     try {
-      expect((await next(it)).event.case).toBe("drained"); // at the head of an empty mailbox
+      expect((await nextEvent(it)).event.case).toBe("drained"); // at the head of an empty mailbox
 
       const loc = mailboxes.locate(device);
-      const store = async (n: number) => {
-        const record = encodeRecord({
-          messageId: randomBytes(16),
-          senderAccountId: "sender",
-          senderDeviceId: 1,
-          timestampMs: 1_700_000_000_000 + n,
-          entry: new Uint8Array([n]),
-          ephemeral: false,
-          body: new Uint8Array(0),
-        });
-        return (await mailboxes.append(loc, record, randomBytes(11).toString("hex"))).seq;
-      };
+      const store = async (n: number) => (await mailboxes.append(loc, senderRecord(n), randomBytes(11).toString("hex"))).seq;
       const first = await store(1);
       const second = await store(2);
       failing.add(first);
@@ -83,7 +63,7 @@ describe("live push order", () => {
 
       const got: bigint[] = [];
       for (let i = 0; i < 2; i++) {
-        const ev = await next(it);
+        const ev = await nextEvent(it);
         if (ev.event.case === "message") got.push(ev.event.value.sequence);
       }
       expect(got).toEqual([BigInt(first), BigInt(second)]);
