@@ -1,6 +1,7 @@
 /**
  * An Ack's purge never covers mail still queued for push, or delivered after the purge was
- * planned and not acked, on a real nats-server.
+ * planned and not acked, or mail the stream never saw while another instance deletes mail the
+ * stream counts as stored, on a real nats-server.
  *
  * Regression: a stream delivered mail another instance stored (fetched by sequence from its
  * hint) while this instance's own record of an earlier message waited in the push queue
@@ -8,6 +9,9 @@
  * mail planned a purge up to its highest sequence; the count check passed, since the queued
  * record is counted as known; and the purge deleted the queued message before it was
  * delivered, let alone acked. The same when the record arrived while the count was asked for.
+ * And an Ack served by another instance deleted delivered mail before this stream heard of it:
+ * the count (one message fewer) matched the stream's known mail plus one it never saw, which
+ * the purge then deleted.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import { randomBytes } from "node:crypto";
@@ -15,6 +19,8 @@ import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-su
 import type { RunningServer } from "../src/server.js";
 import type { AuthenticatedDevice } from "../src/auth/authenticator.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
+import type { DeviceSignal } from "../src/delivery/device-signal.js";
+import type { DeviceRef } from "../src/device-address.js";
 import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
 import { ReceiveHub } from "../src/delivery/receive-hub.js";
 import { Acker } from "../src/delivery/ack.js";
@@ -110,5 +116,60 @@ describe("Ack and the push queue", () => {
     expect(counts).toHaveBeenCalledTimes(1);
     expect(await s.stored()).toEqual([s.own]);
     expect(await s.nextSequence()).toBe(s.own);
+  });
+});
+
+describe("Ack on another instance", () => {
+  it("deleting mail this stream has in flight does not let its purge take mail it never saw", async () => {
+    const ctx = server.context;
+    const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions);
+    const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
+    const device = { accountId: `acct${randomBytes(6).toString("hex")}`, deviceId: 1 };
+    const hub = new ReceiveHub(ctx.nats, Date.now);
+    const stream = new ReceiveStream(deps, device, "stream-elsewhere", 0, 16);
+    hub.add(stream);
+    const abort = new AbortController();
+    const it = stream.run(abort.signal);
+    onTestFinished(async () => {
+      abort.abort();
+      await it.return(undefined);
+      hub.close();
+    });
+    expect((await nextEvent(it)).event.case).toBe("drained");
+    const loc = mailboxes.locate(device);
+    const store = async (n: number) => (await mailboxes.append(loc, senderRecord(n), randomBytes(11).toString("hex"))).seq;
+    // Stored with no hint reaching this stream (another instance's, still in transit).
+    const unseen = await store(0);
+    const live = [await store(1), await store(2), await store(3), await store(4)];
+    for (const seq of live) mailboxes.signal(device, { kind: "mail", seq });
+    for (const seq of live) {
+      const ev = await nextEvent(it);
+      expect(ev.event.case === "message" && Number(ev.event.value.sequence)).toBe(seq);
+    }
+    // The other instance: no stream of the device, and its "acked" hint is late (in transit
+    // until the end of the test); what it says before deleting goes out as usual.
+    const held: DeviceSignal[] = [];
+    const elsewhere = new Proxy(new Mailboxes(ctx.nats, ctx.layout.partitions), {
+      get(target, prop, receiver) {
+        if (prop === "signal") return (d: DeviceRef, s: DeviceSignal) => (s.kind === "acked" ? held.push(s) : target.signal(d, s));
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const other = new Acker(elsewhere, new ReceiveHub(ctx.nats, Date.now), defaultLimits);
+    const here = new Acker(mailboxes, hub, defaultLimits);
+    const caller = { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice;
+    // While this instance's Ack of the first three asks for its count, the client's Ack of the
+    // fourth (sent over another connection) is served by the other instance.
+    const realCount = Mailboxes.prototype.countStored;
+    const counts = vi.spyOn(Mailboxes.prototype, "countStored").mockImplementation(async function (this: Mailboxes, d) {
+      expect((await other.ack(caller, [BigInt(live[3])])).deleted).toBe(1);
+      return realCount.call(this, d);
+    });
+    onTestFinished(() => counts.mockRestore());
+    expect((await here.ack(caller, live.slice(0, 3).map(BigInt))).deleted).toBe(3);
+    expect(counts).toHaveBeenCalledTimes(1);
+    expect(held).toEqual([{ kind: "acked", sequences: [live[3]] }]);
+    expect(await mailboxSequences(ctx.nats, ctx.layout.partitions, device)).toEqual([unseen]);
   });
 });

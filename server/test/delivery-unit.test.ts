@@ -98,6 +98,7 @@ describe("codecs", () => {
       { kind: "mail" as const },
       { kind: "revoked" as const },
       { kind: "acked" as const, sequences: [1, 2 ** 40, 7] },
+      { kind: "acking" as const, sequences: [3, 2 ** 40 + 1] },
       { kind: "takeover" as const, order: 12345, streamId: "abc_-" },
     ]) {
       expect(decodeSignal(encodeSignal(s))).toEqual(s);

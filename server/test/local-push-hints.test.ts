@@ -83,7 +83,8 @@ describe("hints when the device's current stream is local", () => {
       await probe.nc.flush();
       expect(kinds(hints.seen)).toEqual([]);
 
-      // Instance b has no stream of bob's: its Send hints with the sequence, its Ack with the acked ones.
+      // Instance b has no stream of bob's: its Send hints with the sequence, its Ack with the
+      // acked ones, before its delete ("acking") and after it ("acked").
       const stored = storedOf(
         await deliveryOf(alice.devices[0], b.url).send({ messageId: newMessageId(), sharedBody: bytes("remote"), entries: entriesFor([bob.devices[0]]) }),
       );
@@ -94,6 +95,7 @@ describe("hints when the device's current stream is local", () => {
       await waitUntil("the acked hint", () => hints.seen.some((s) => s.kind === "acked"));
       expect(hints.seen.filter((s) => s.kind !== "takeover")).toEqual([
         { kind: "mail", seq },
+        { kind: "acking", sequences: [seq] },
         { kind: "acked", sequences: [seq] },
       ]);
     } finally {

@@ -134,6 +134,16 @@ export class Acker {
       ),
     );
 
+    // Streams of the device on other instances may count this mail as stored (in flight
+    // there) while their own Ack's purge checks a count: deleted under them before they
+    // know, it could let the count match over mail they never saw. They hear "acking" (in
+    // order before anything this instance asks nats-server next) before the first delete.
+    // No hint when the device's current stream is here and delivered every sequence: a
+    // stream elsewhere is an older one on its way out (a newer one would have replaced this).
+    const acked = [...seqs];
+    const deliveredHere = acked.every((q) => local.some((s) => s.owner && s.inFlight.has(q)));
+    if (!deliveredHere && owned.length) await this.mailboxes.signalFirst(device, { kind: "acking", sequences: owned });
+
     // Phase 2: delete. An acknowledged prefix of the mailbox lying close together goes in one
     // purge (each JetStream request costs nats-server ~30 us before its work, so one for a
     // whole batch); whatever the purge does not cover, one pipelined delete per sequence.
@@ -168,10 +178,6 @@ export class Acker {
 
     this.metrics?.acked(deleted.size);
     // Free the window of this device's stream, here directly and on other instances by hint.
-    // No hint when the device's current stream is here and delivered every sequence: a
-    // stream elsewhere is an older one on its way out (a newer one would have replaced this).
-    const acked = [...seqs];
-    const deliveredHere = acked.every((q) => local.some((s) => s.owner && s.inFlight.has(q)));
     for (const s of local) s.acked(acked);
     if (!deliveredHere) this.mailboxes.signal(device, { kind: "acked", sequences: acked });
     return deleted;

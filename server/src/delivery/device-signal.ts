@@ -9,11 +9,14 @@
  *   0x03 acked     u64 sequences that were acked (frees flow-control window)
  *   0x04 takeover  u64 order, then the new stream's id: older streams end with Replaced
  *   0x05 revoked   the device was revoked: streams end
+ *   0x06 acking    u64 sequences an Ack served on another instance is about to delete (sent,
+ *                  and seen by nats-server, before the delete; "acked" follows after it)
  */
 export type DeviceSignal =
   | { kind: "mail"; seq?: number }
   | { kind: "ephemeral"; record: Uint8Array }
   | { kind: "acked"; sequences: number[] }
+  | { kind: "acking"; sequences: number[] }
   | { kind: "takeover"; order: number; streamId: string }
   | { kind: "revoked" };
 
@@ -22,6 +25,7 @@ const EPHEMERAL = 2;
 const ACKED = 3;
 const TAKEOVER = 4;
 const REVOKED = 5;
+const ACKING = 6;
 
 const MAIL_BYTES = Uint8Array.of(MAIL);
 const REVOKED_BYTES = Uint8Array.of(REVOKED);
@@ -43,9 +47,10 @@ export function encodeSignal(s: DeviceSignal): Uint8Array {
       out.set(s.record, 1);
       return out;
     }
-    case "acked": {
+    case "acked":
+    case "acking": {
       const out = new Uint8Array(1 + 8 * s.sequences.length);
-      out[0] = ACKED;
+      out[0] = s.kind === "acked" ? ACKED : ACKING;
       const dv = new DataView(out.buffer);
       s.sequences.forEach((q, i) => dv.setBigUint64(1 + 8 * i, BigInt(q)));
       return out;
@@ -73,11 +78,12 @@ export function decodeSignal(b: Uint8Array): DeviceSignal | undefined {
       return { kind: "revoked" };
     case EPHEMERAL:
       return { kind: "ephemeral", record: b.subarray(1) };
-    case ACKED: {
+    case ACKED:
+    case ACKING: {
       const n = Math.floor((b.length - 1) / 8);
       const sequences = new Array<number>(n);
       for (let i = 0; i < n; i++) sequences[i] = Number(dv.getBigUint64(1 + 8 * i));
-      return { kind: "acked", sequences };
+      return { kind: b[0] === ACKED ? "acked" : "acking", sequences };
     }
     case TAKEOVER:
       if (b.length < 9) return undefined;

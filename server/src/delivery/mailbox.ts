@@ -192,4 +192,13 @@ export class Mailboxes {
   signal(d: DeviceRef, s: DeviceSignal): void {
     this.nats.publisher.publishCore(notifySubject(d.accountId, d.deviceId), encodeSignal(s));
   }
+
+  /**
+   * A hint that reaches the device's streams ahead of anything this instance asks nats-server
+   * after it resolves (JetStreamPublisher.processed: never rejects, gives up after its bound).
+   */
+  async signalFirst(d: DeviceRef, s: DeviceSignal): Promise<void> {
+    this.signal(d, s);
+    await this.nats.publisher.processed();
+  }
 }

@@ -85,6 +85,11 @@ export class ReceiveStream {
   private inFlightSet: Set<number> | undefined;
   /** Delivered by push above the cursor and not acked (a read skips them). */
   private pushedSet: Set<number> | undefined;
+  /**
+   * Named by an Ack served on another instance that is deleting them ("acking", before its
+   * deletes; "acked" after): possibly gone already, so not counted as known to be stored.
+   */
+  private ackingElsewhere: Set<number> | undefined;
   /** Highest sequence ever pushed: when a read finds nothing after the cursor, the cursor may jump here. */
   private pushHigh = 0;
   /**
@@ -171,6 +176,7 @@ export class ReceiveStream {
       this.inFlightSet?.delete(s);
       // Acked mail is deleted before the ack is reported, so a read skips it anyway.
       this.pushedSet?.delete(s);
+      this.ackingElsewhere?.delete(s);
     }
     // A batch read before the ack may still hold it.
     this.reader?.forget(sequences);
@@ -217,9 +223,11 @@ export class ReceiveStream {
    * meanwhile above that was stored after the count and is not in it.
    */
   knownStoredUpTo(high: number): number {
+    const gone = this.ackingElsewhere;
     let n = 0;
-    for (const q of this.inFlight) if (q <= high) n++;
-    for (const p of this.pushQueue) if (p.record instanceof Uint8Array && p.seq > this.cursor && p.seq <= high && !this.inFlight.has(p.seq)) n++;
+    for (const q of this.inFlight) if (q <= high && !gone?.has(q)) n++;
+    for (const p of this.pushQueue)
+      if (p.record instanceof Uint8Array && p.seq > this.cursor && p.seq <= high && !this.inFlight.has(p.seq) && !gone?.has(p.seq)) n++;
     return n;
   }
 
@@ -267,6 +275,9 @@ export class ReceiveStream {
         return;
       case "acked":
         this.acked(s.sequences);
+        return;
+      case "acking":
+        for (const q of s.sequences) if (this.inFlight.has(q) || this.pushQueue.some((p) => p.seq === q)) (this.ackingElsewhere ??= new Set()).add(q);
         return;
       case "ephemeral":
         if (!isRecord(s.record)) return;
