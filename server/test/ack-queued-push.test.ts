@@ -25,7 +25,7 @@ import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-s
 import { ReceiveHub } from "../src/delivery/receive-hub.js";
 import { Acker } from "../src/delivery/ack.js";
 import { defaultLimits } from "../src/delivery/limits.js";
-import { mailboxSequences, nextEvent, senderRecord } from "./delivery-helpers.js";
+import { mailboxSequences, nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -40,12 +40,10 @@ afterAll(async () => {
 });
 
 /**
- * A stream at the head of a fresh device's mailbox, driven by hand (it waits between
- * messages like a stream whose client has not asked for more), with this instance's own
- * record of one message stored first and three messages another instance stored after it,
- * already delivered from their hints.
+ * A stream at the head of a fresh device's (empty) mailbox on this instance, driven by hand:
+ * it waits between messages like a stream whose client has not asked for more.
  */
-async function streamWithOwnMailPending() {
+async function openDrainedStream() {
   const ctx = server.context;
   const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions);
   const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
@@ -60,10 +58,28 @@ async function streamWithOwnMailPending() {
     await it.return(undefined);
     hub.close();
   });
-  expect((await nextEvent(it)).event.case).toBe("drained"); // at the head of an empty mailbox
-
+  expect((await nextEvent(it)).event.case).toBe("drained");
   const loc = mailboxes.locate(device);
-  const store = async (r: Uint8Array) => (await mailboxes.append(loc, r, randomBytes(11).toString("hex"))).seq;
+  return {
+    ctx,
+    mailboxes,
+    device,
+    hub,
+    stream,
+    it,
+    caller: { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice,
+    /** Stores a record with no hint (mail whose hint has not reached this stream). */
+    store: async (r: Uint8Array) => (await mailboxes.append(loc, r, randomBytes(11).toString("hex"))).seq,
+    stored: () => mailboxSequences(ctx.nats, ctx.layout.partitions, device),
+  };
+}
+
+/**
+ * openDrainedStream with this instance's own record of one message stored first and three
+ * messages another instance stored after it, already delivered from their hints.
+ */
+async function streamWithOwnMailPending() {
+  const { mailboxes, device, hub, stream, it, caller, store, stored } = await openDrainedStream();
   const ownRecord = senderRecord(0);
   const own = await store(ownRecord);
   const others = [await store(senderRecord(1)), await store(senderRecord(2)), await store(senderRecord(3))];
@@ -74,13 +90,12 @@ async function streamWithOwnMailPending() {
     if (ev.event.case === "message") delivered.push(Number(ev.event.value.sequence));
   }
   expect(delivered).toEqual(others);
-  const caller = { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice;
   const acker = new Acker(mailboxes, hub, defaultLimits);
   return {
     ack: (seqs: number[]) => acker.ack(caller, seqs.map(BigInt)),
     /** This instance's PubAck for its own message arrives: the record is queued for push. */
     ownArrives: () => stream.offer(own, ownRecord),
-    stored: () => mailboxSequences(ctx.nats, ctx.layout.partitions, device),
+    stored,
     own,
     others,
     nextSequence: async () => {
@@ -121,26 +136,10 @@ describe("Ack and the push queue", () => {
 
 describe("Ack on another instance", () => {
   it("deleting mail this stream has in flight does not let its purge take mail it never saw", async () => {
-    const ctx = server.context;
-    const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions);
-    const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
-    const device = { accountId: `acct${randomBytes(6).toString("hex")}`, deviceId: 1 };
-    const hub = new ReceiveHub(ctx.nats, Date.now);
-    const stream = new ReceiveStream(deps, device, "stream-elsewhere", 0, 16);
-    hub.add(stream);
-    const abort = new AbortController();
-    const it = stream.run(abort.signal);
-    onTestFinished(async () => {
-      abort.abort();
-      await it.return(undefined);
-      hub.close();
-    });
-    expect((await nextEvent(it)).event.case).toBe("drained");
-    const loc = mailboxes.locate(device);
-    const store = async (n: number) => (await mailboxes.append(loc, senderRecord(n), randomBytes(11).toString("hex"))).seq;
+    const { ctx, mailboxes, device, hub, it, caller, store, stored } = await openDrainedStream();
     // Stored with no hint reaching this stream (another instance's, still in transit).
-    const unseen = await store(0);
-    const live = [await store(1), await store(2), await store(3), await store(4)];
+    const unseen = await store(senderRecord(0));
+    const live = [await store(senderRecord(1)), await store(senderRecord(2)), await store(senderRecord(3)), await store(senderRecord(4))];
     for (const seq of live) mailboxes.signal(device, { kind: "mail", seq });
     for (const seq of live) {
       const ev = await nextEvent(it);
@@ -149,16 +148,12 @@ describe("Ack on another instance", () => {
     // The other instance: no stream of the device, and its "acked" hint is late (in transit
     // until the end of the test); what it says before deleting goes out as usual.
     const held: DeviceSignal[] = [];
-    const elsewhere = new Proxy(new Mailboxes(ctx.nats, ctx.layout.partitions), {
-      get(target, prop, receiver) {
-        if (prop === "signal") return (d: DeviceRef, s: DeviceSignal) => (s.kind === "acked" ? held.push(s) : target.signal(d, s));
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === "function" ? v.bind(target) : v;
-      },
-    });
-    const other = new Acker(elsewhere, new ReceiveHub(ctx.nats, Date.now), defaultLimits);
+    const theirs = new Mailboxes(ctx.nats, ctx.layout.partitions);
+    const elsewhere = withMethod(theirs, "signal", (d: DeviceRef, sig: DeviceSignal) => (sig.kind === "acked" ? void held.push(sig) : theirs.signal(d, sig)));
+    const theirHub = new ReceiveHub(ctx.nats, Date.now);
+    onTestFinished(() => theirHub.close());
+    const other = new Acker(elsewhere, theirHub, defaultLimits);
     const here = new Acker(mailboxes, hub, defaultLimits);
-    const caller = { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice;
     // While this instance's Ack of the first three asks for its count, the client's Ack of the
     // fourth (sent over another connection) is served by the other instance.
     const realCount = Mailboxes.prototype.countStored;
@@ -170,6 +165,6 @@ describe("Ack on another instance", () => {
     expect((await here.ack(caller, live.slice(0, 3).map(BigInt))).deleted).toBe(3);
     expect(counts).toHaveBeenCalledTimes(1);
     expect(held).toEqual([{ kind: "acked", sequences: [live[3]] }]);
-    expect(await mailboxSequences(ctx.nats, ctx.layout.partitions, device)).toEqual([unseen]);
+    expect(await stored()).toEqual([unseen]);
   });
 });

@@ -129,24 +129,30 @@ export async function mailboxSequences(nats: Nats, partitions: number, device: A
   }
 }
 
+/**
+ * `target` with one method replaced and every other member the real object's (methods bound
+ * to it): for tests that make one call fail, wait or be counted.
+ */
+export function withMethod<T extends object, K extends keyof T>(target: T, name: K, method: T[K]): T {
+  return new Proxy(target, {
+    get(t, prop, receiver) {
+      if (prop === name) return method;
+      const v = Reflect.get(t, prop, receiver);
+      return typeof v === "function" ? v.bind(t) : v;
+    },
+  });
+}
+
 /** The receivers bucket with put() held until release() (a slow claim). */
 export function heldPuts(kv: KV): { kv: KV; release: () => void; started: Promise<void> } {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   let started!: () => void;
   const startedP = new Promise<void>((r) => (started = r));
-  const wrapped = new Proxy(kv, {
-    get(target, prop, receiver) {
-      if (prop === "put") {
-        return async (...args: Parameters<KV["put"]>) => {
-          started();
-          await gate;
-          return target.put(...args);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
+  const wrapped = withMethod(kv, "put", async (...args: Parameters<KV["put"]>) => {
+    started();
+    await gate;
+    return kv.put(...args);
   });
   return { kv: wrapped, release, started: startedP };
 }

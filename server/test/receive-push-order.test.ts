@@ -12,7 +12,7 @@ import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-su
 import type { RunningServer } from "../src/server.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
 import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
-import { nextEvent, senderRecord } from "./delivery-helpers.js";
+import { nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -32,18 +32,9 @@ describe("live push order", () => {
     const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions);
     const failing = new Set<number>();
     // Gets of the sequences in `failing` fail once, as during a nats-server restart.
-    const flaky = new Proxy(mailboxes, {
-      get(target, prop, receiver) {
-        if (prop === "bySeq") {
-          return (stream: string, seq: number) => {
-            if (failing.delete(seq)) return Promise.reject(new Error("TIMEOUT"));
-            return target.bySeq(stream, seq);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === "function" ? v.bind(target) : v;
-      },
-    });
+    const flaky = withMethod(mailboxes, "bySeq", (stream: string, seq: number) =>
+      failing.delete(seq) ? Promise.reject(new Error("TIMEOUT")) : mailboxes.bySeq(stream, seq),
+    );
     const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes: flaky, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
     const device = { accountId: `acct${randomBytes(6).toString("hex")}`, deviceId: 1 };
     const stream = new ReceiveStream(deps, device, "stream-order", 0, 8);

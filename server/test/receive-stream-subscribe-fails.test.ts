@@ -10,7 +10,7 @@ import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-su
 import type { RunningServer } from "../src/server.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
 import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
-import type { JetStreamPublisher } from "../src/nats/publisher.js";
+import { withMethod } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -29,17 +29,10 @@ describe("a Receive stream's hint subscription", () => {
     const ctx = server.context;
     const real = ctx.nats.publisher;
     // The subscription is accepted, then fails as the connection closes before its SUB goes out.
-    const publisher = new Proxy(real, {
-      get(target, prop, receiver) {
-        if (prop === "subscribe")
-          return (_subject: string, _onMsg: unknown, onError: (err: Error) => void) => {
-            setTimeout(() => onError(Object.assign(new Error("closed"), { name: "ClosedConnectionError" })), 20);
-            return { unsubscribe() {} };
-          };
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === "function" ? v.bind(target) : v;
-      },
-    }) as JetStreamPublisher;
+    const publisher = withMethod(real, "subscribe", (_subject, _onMsg, onError) => {
+      setTimeout(() => onError(Object.assign(new Error("closed"), { name: "ClosedConnectionError" })), 20);
+      return { unsubscribe() {} };
+    });
     const deps: ReceiveStreamDeps = {
       nats: { ...ctx.nats, publisher },
       mailboxes: new Mailboxes(ctx.nats, ctx.layout.partitions),
