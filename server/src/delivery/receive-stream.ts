@@ -375,6 +375,11 @@ export class ReceiveStream {
         // Connection closed or draining (instance shutting down): the client should go elsewhere.
         throw unavailable("subscribing to mail hints", err);
       }
+      // The SUB goes out with this turn's batched write; the first read must not go ahead of
+      // it. Reads of replicated streams are the NATS client's own requests, written at once:
+      // one that overtook the SUB missed mail stored before the SUB arrived, whose hint found
+      // no interest (the fault suite saw a sender's first message delivered 27 messages late).
+      await this.d.nats.publisher.flushed();
       // Claim in the background: catch-up does not wait for the bucket write.
       void this.claim();
       while (!signal.aborted) {

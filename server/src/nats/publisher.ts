@@ -161,7 +161,9 @@ export class JetStreamPublisher {
    * reads and publishes queued after it: nats-server then has the interest in place before it
    * answers them. nats.js would write each SUB and UNSUB on its own, and a Receive stream's
    * open and close (one each per reconnecting device) cost two socket writes more than the
-   * stream's reads. Throws like nc.subscribe when the connection is closed or draining;
+   * stream's reads. What goes out another way (the NATS client's own requests: reads of
+   * replicated streams) can overtake it: await flushed() before sending such a request that
+   * must find the interest in place. Throws like nc.subscribe when the connection is closed or draining;
    * `onError` hears of a subscribe that failed when its turn came (the connection closed
    * meanwhile).
    */
