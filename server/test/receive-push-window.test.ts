@@ -1,0 +1,139 @@
+/**
+ * Live push under load, on a real nats-server: a record this instance stored goes to the
+ * device's stream in memory even when the stream cannot send it at once, and never ahead of
+ * mail a read must send first.
+ *
+ * Before: a record offered while the window was full, or while a read pass was running, was
+ * dropped and read back from the stream later. Under steady load each such read pass saw new
+ * mail arrive and asked for another, so a busy stream stayed in reads: a quarter to a third
+ * of the Session bench's deliveries were reads (mailbox gets and batch consumers, nats-server
+ * work) instead of pushes.
+ */
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { randomBytes } from "node:crypto";
+import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
+import type { RunningServer } from "../src/server.js";
+import { Mailboxes, type MailboxLocation } from "../src/delivery/mailbox.js";
+import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
+import type { StreamMsg } from "../src/nats/stream-reads.js";
+import { nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
+
+let nats: TestNats;
+let server: RunningServer;
+
+beforeAll(async () => {
+  nats = await startTestNats({ forceOwn: true });
+  server = await startTestServer(nats.url, { tokenSecret: "test-secret-test-secret-test-secret!" });
+});
+afterAll(async () => {
+  await server?.close();
+  await nats?.stop();
+});
+
+/**
+ * A stream of a fresh device with the given window, driven by hand, at the head of its empty
+ * mailbox. Its reads of the mailbox are counted (`reads`), and `afterRead` runs after a
+ * read's answer came back and before the stream sees it.
+ */
+async function openStream(window: number) {
+  const ctx = server.context;
+  const real = new Mailboxes(ctx.nats, ctx.layout.partitions);
+  const counted = { reads: 0, afterRead: undefined as ((m: StreamMsg | null) => Promise<void>) | undefined };
+  const mailboxes = withMethod(real, "next", async (loc: MailboxLocation, after: number) => {
+    counted.reads++;
+    const m = await real.next(loc, after);
+    await counted.afterRead?.(m);
+    return m;
+  });
+  const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
+  const device = { accountId: `acct${randomBytes(6).toString("hex")}`, deviceId: 1 };
+  const stream = new ReceiveStream(deps, device, `stream-${randomBytes(4).toString("hex")}`, 0, window);
+  const abort = new AbortController();
+  const it = stream.run(abort.signal);
+  onTestFinished(async () => {
+    abort.abort();
+    await it.return(undefined);
+  });
+  expect((await nextEvent(it)).event.case).toBe("drained");
+  counted.reads = 0;
+  const loc = real.locate(device);
+  let n = 0;
+  return {
+    stream,
+    counted,
+    /** Stores a record; returns its sequence and the record (offer it for this instance's own Send). */
+    store: async () => {
+      const record = senderRecord(n++);
+      return { seq: (await real.append(loc, record, randomBytes(11).toString("hex"))).seq, record };
+    },
+    /** The client acks: the mail is deleted, then the stream hears of it (as the Ack RPC does). */
+    ack: async (seq: number) => {
+      await real.delete(loc.stream, seq);
+      stream.acked([seq]);
+    },
+    nextSequence: async () => {
+      const ev = await nextEvent(it);
+      return ev.event.case === "message" ? Number(ev.event.value.sequence) : undefined;
+    },
+  };
+}
+
+describe("live push under load", () => {
+  it("a record offered while the window is full waits in memory and goes out when an ack frees room: no read", async () => {
+    const s = await openStream(2);
+    const a = await s.store();
+    const b = await s.store();
+    s.stream.offer(a.seq, a.record);
+    s.stream.offer(b.seq, b.record);
+    expect(await s.nextSequence()).toBe(a.seq);
+    expect(await s.nextSequence()).toBe(b.seq);
+    // Window full (two delivered, none acked) when the third is stored.
+    const c = await s.store();
+    s.stream.offer(c.seq, c.record);
+    await s.ack(a.seq);
+    expect(await s.nextSequence()).toBe(c.seq);
+    expect(s.counted.reads).toBe(0);
+  });
+
+  it("a record offered during a read pass goes out by push when the pass ends at the head: no second pass", async () => {
+    const s = await openStream(16);
+    let offered = 0;
+    // The pass's read has found nothing after the cursor; before the stream sees that answer,
+    // a Send of this instance stores a message and offers it.
+    s.counted.afterRead = async () => {
+      s.counted.afterRead = undefined;
+      const m = await s.store();
+      offered = m.seq;
+      s.stream.offer(m.seq, m.record);
+    };
+    const next = s.nextSequence();
+    s.stream.wake(); // a hint without a sequence: read
+    expect(await next).toBe(offered);
+    expect(s.counted.reads).toBe(1);
+  });
+
+  it("mail offered during a read pass that stops at a full window is not pushed ahead of the mail the pass left unread", async () => {
+    const s = await openStream(2);
+    // Three messages whose hints never reached the stream, found by a read.
+    const unseen = [await s.store(), await s.store(), await s.store()];
+    let offered = 0;
+    s.counted.afterRead = async () => {
+      s.counted.afterRead = undefined;
+      const m = await s.store();
+      offered = m.seq;
+      s.stream.offer(m.seq, m.record);
+    };
+    const first = s.nextSequence();
+    s.stream.wake();
+    expect(await first).toBe(unseen[0].seq);
+    expect(await s.nextSequence()).toBe(unseen[1].seq);
+    // The client asks for more: the window is full, so the pass stops with the third unread
+    // (the offered one queued) and the stream waits for an ack.
+    const third = s.nextSequence();
+    await new Promise((r) => setImmediate(r));
+    await s.ack(unseen[0].seq);
+    expect(await third).toBe(unseen[2].seq);
+    await s.ack(unseen[1].seq);
+    expect(await s.nextSequence()).toBe(offered);
+  });
+});
