@@ -15,6 +15,10 @@ import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-su
 import type { RunningServer } from "../src/server.js";
 import { Mailboxes, type MailboxLocation } from "../src/delivery/mailbox.js";
 import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
+import { ReceiveHub } from "../src/delivery/receive-hub.js";
+import { Acker } from "../src/delivery/ack.js";
+import { defaultLimits } from "../src/delivery/limits.js";
+import type { AuthenticatedDevice } from "../src/auth/authenticator.js";
 import type { StreamMsg } from "../src/nats/stream-reads.js";
 import { nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
 
@@ -48,19 +52,34 @@ async function openStream(window: number) {
   const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
   const device = { accountId: `acct${randomBytes(6).toString("hex")}`, deviceId: 1 };
   const stream = new ReceiveStream(deps, device, `stream-${randomBytes(4).toString("hex")}`, 0, window);
+  const hub = new ReceiveHub(ctx.nats, Date.now);
+  hub.add(stream);
   const abort = new AbortController();
   const it = stream.run(abort.signal);
   onTestFinished(async () => {
     abort.abort();
     await it.return(undefined);
+    hub.close();
   });
   expect((await nextEvent(it)).event.case).toBe("drained");
   counted.reads = 0;
   const loc = real.locate(device);
   let n = 0;
+  // The Ack RPC served here, its deletes counted: one purge, or one delete per sequence.
+  const deletes = { purges: 0, singles: 0 };
+  const acking = withMethod(
+    withMethod(real, "purgeBelow", (d: typeof device, before: number) => (deletes.purges++, real.purgeBelow(d, before))),
+    "delete",
+    (stream: string, seq: number) => (deletes.singles++, real.delete(stream, seq)),
+  );
+  const acker = new Acker(acking, hub, defaultLimits);
+  const caller = { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice;
   return {
     stream,
     counted,
+    deletes,
+    /** The client's Ack, served by this instance. */
+    ackRpc: (seqs: number[]) => acker.ack(caller, seqs.map(BigInt)),
     /** Stores a record; returns its sequence and the record (offer it for this instance's own Send). */
     store: async () => {
       const record = senderRecord(n++);
@@ -135,5 +154,26 @@ describe("live push under load", () => {
     expect(await third).toBe(unseen[2].seq);
     await s.ack(unseen[1].seq);
     expect(await s.nextSequence()).toBe(offered);
+  });
+
+  it("an Ack during a read pass purges past records the pass delivered while they were also queued for push", async () => {
+    const s = await openStream(16);
+    // Mail whose first read answer comes back as this instance's own Sends are offered.
+    const mail = [await s.store(), await s.store(), await s.store()];
+    s.counted.afterRead = async () => {
+      s.counted.afterRead = undefined;
+      s.stream.offer(mail[0].seq, mail[0].record);
+      s.stream.offer(mail[1].seq, mail[1].record);
+    };
+    const first = s.nextSequence();
+    s.stream.wake();
+    expect(await first).toBe(mail[0].seq);
+    expect(await s.nextSequence()).toBe(mail[1].seq);
+    expect(await s.nextSequence()).toBe(mail[2].seq);
+    // The pass is still running (the stream waits for its client): the first two are still in
+    // its push queue, delivered by the read all the same.
+    expect((await s.ackRpc([mail[0].seq])).deleted).toBe(1);
+    expect((await s.ackRpc([mail[1].seq, mail[2].seq])).deleted).toBe(2);
+    expect(s.deletes).toEqual({ purges: 2, singles: 0 });
   });
 });

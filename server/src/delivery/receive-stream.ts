@@ -215,8 +215,11 @@ export class ReceiveStream {
     // Mail queued for push is not delivered yet. It can sit below delivered mail (a fetch for
     // mail stored by another instance went out first, and the stream waits for its client
     // before the next push), and knownStoredUpTo counts this instance's queued records, so
-    // the count check would pass over it: a purge must stop below it.
-    for (const p of this.pushQueue) if (p.seq < lowestUnacked && !this.inFlight.has(p.seq) && !sequences.has(p.seq)) lowestUnacked = p.seq;
+    // the count check would pass over it: a purge must stop below it. Entries at or below the
+    // cursor are not waiting: a read pass running meanwhile delivered them (the push loop
+    // skips them), and they may since be acked.
+    for (const p of this.pushQueue)
+      if (p.seq < lowestUnacked && p.seq > this.cursor && !this.inFlight.has(p.seq) && !sequences.has(p.seq)) lowestUnacked = p.seq;
     let bound = 0;
     let covered = 0;
     for (const q of sequences) {
