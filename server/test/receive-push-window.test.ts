@@ -176,4 +176,20 @@ describe("live push under load", () => {
     expect((await s.ackRpc([mail[1].seq, mail[2].seq])).deleted).toBe(2);
     expect(s.deletes).toEqual({ purges: 2, singles: 0 });
   });
+
+  it("while a lagging client's stream drops records it cannot queue, an Ack of delivered mail is still one purge", async () => {
+    const s = await openStream(4);
+    const mail = [];
+    for (let i = 0; i < 9; i++) mail.push(await s.store());
+    // Nine offered at once: four fit the push queue (a window's worth), five are dropped and
+    // read later. The first four are delivered and fill the window.
+    for (const m of mail) s.stream.offer(m.seq, m.record);
+    for (const m of mail.slice(0, 4)) expect(await s.nextSequence()).toBe(m.seq);
+    expect((await s.ackRpc(mail.slice(0, 4).map((m) => m.seq))).deleted).toBe(4);
+    expect(s.deletes).toEqual({ purges: 1, singles: 0 });
+    // The rest in order, once the window has room again.
+    for (const m of mail.slice(4, 8)) expect(await s.nextSequence()).toBe(m.seq);
+    await s.ackRpc(mail.slice(4, 8).map((m) => m.seq));
+    expect(await s.nextSequence()).toBe(mail[8].seq);
+  });
 });

@@ -47,6 +47,8 @@ import type { StopSignal } from "./call-stop.js";
 
 /** How long a stream keeps retrying an unreachable store before it ends with UNAVAILABLE. */
 const STORE_OUTAGE_MS = 30_000;
+/** Own records a stream remembers as stored but not delivered, per window slot (see droppedSet). */
+const DROPPED_PER_WINDOW = 4;
 /** Typing indicators queued for a stream that is busy (oldest dropped beyond this). */
 const MAX_EPHEMERAL_QUEUE = 64;
 
@@ -90,6 +92,15 @@ export class ReceiveStream {
    * deletes; "acked" after): possibly gone already, so not counted as known to be stored.
    */
   private ackingElsewhere: Set<number> | undefined;
+  /**
+   * This instance's own stored records of the device (their PubAck came back) that were offered
+   * and not queued, or dropped from the queue, and not delivered yet: a later read sends them.
+   * Known to be stored, so an Ack's count check still adds up while a lagging client's stream
+   * catches up; without them every Ack then fell back to one delete per sequence (a purge
+   * must stop below them, as below queued mail). At most DROPPED_TRACKED; past that the count
+   * check fails, which is safe.
+   */
+  private droppedSet: Set<number> | undefined;
   /** Highest sequence ever pushed: when a read finds nothing after the cursor, the cursor may jump here. */
   private pushHigh = 0;
   /**
@@ -175,7 +186,7 @@ export class ReceiveStream {
    */
   poke(): void {
     this.periodic = true;
-    this.pushQueue = [];
+    this.dropQueue();
     this.wake();
   }
 
@@ -187,6 +198,7 @@ export class ReceiveStream {
       // Acked mail is deleted before the ack is reported, so a read skips it anyway.
       this.pushedSet?.delete(s);
       this.ackingElsewhere?.delete(s);
+      this.droppedSet?.delete(s);
     }
     // A batch read before the ack may still hold it.
     this.reader?.forget(sequences);
@@ -220,6 +232,8 @@ export class ReceiveStream {
     // skips them), and they may since be acked.
     for (const p of this.pushQueue)
       if (p.seq < lowestUnacked && p.seq > this.cursor && !this.inFlight.has(p.seq) && !sequences.has(p.seq)) lowestUnacked = p.seq;
+    if (this.droppedSet)
+      for (const q of this.droppedSet) if (q < lowestUnacked && q > this.cursor && !this.inFlight.has(q) && !sequences.has(q)) lowestUnacked = q;
     let bound = 0;
     let covered = 0;
     for (const q of sequences) {
@@ -245,12 +259,27 @@ export class ReceiveStream {
     for (const q of this.inFlight) if (q <= high && !gone?.has(q)) n++;
     for (const p of this.pushQueue)
       if (p.record instanceof Uint8Array && p.seq > this.cursor && p.seq <= high && !this.inFlight.has(p.seq) && !gone?.has(p.seq)) n++;
+    if (this.droppedSet) for (const q of this.droppedSet) if (q > this.cursor && q <= high && !this.inFlight.has(q) && !gone?.has(q)) n++;
     return n;
+  }
+
+  /** Own records not taken for push now are still known to be stored (droppedSet). */
+  private dropped(seq: number): void {
+    const set = (this.droppedSet ??= new Set());
+    if (set.size < DROPPED_PER_WINDOW * this.window) set.add(seq);
+  }
+
+  /** Empties the push queue; a later read sends what it held. */
+  private dropQueue(): void {
+    for (const p of this.pushQueue) if (p.record instanceof Uint8Array && p.seq > this.cursor && !this.inFlight.has(p.seq)) this.dropped(p.seq);
+    this.pushQueue = [];
   }
 
   /** A stored record of this device (live push); anything it cannot take now is read later. */
   offer(seq: number, record: Uint8Array, traceparent?: string): void {
-    if (!this.known(seq) && !this.push(seq, record, traceparent)) this.wake();
+    if (this.known(seq) || this.push(seq, record, traceparent)) return;
+    this.dropped(seq);
+    this.wake();
   }
 
   /** Already sent or queued: nothing to do for this sequence. */
@@ -431,7 +460,7 @@ export class ReceiveStream {
             if (!data) {
               // Gone (acked elsewhere) or not visible yet: let a read decide, and drop the
               // later pushes too, so none of them overtakes this one (per-sender order).
-              this.pushQueue = [];
+              this.dropQueue();
               this.wake();
               break;
             }
@@ -461,7 +490,7 @@ export class ReceiveStream {
           }
           let caughtUp = false;
           // Anything queued was stored before this pass and is found by it, in order.
-          this.pushQueue = [];
+          this.dropQueue();
           const reader = (this.reader = new MailboxReader(this.d.mailboxes, this.loc, this.cursor));
           while (this.inFlight.size < this.window && !this.ended && !signal.aborted) {
             const m = await reader.next(this.window - this.inFlight.size);
@@ -498,7 +527,9 @@ export class ReceiveStream {
           // the pass lies above everything it read (stored after its last read, which found
           // nothing more); if the pass did not end at the head, a later pass reads it in order.
           if (caughtUp && !this.needRead) this.atHead = true;
-          else this.pushQueue = [];
+          else this.dropQueue();
+          // What the pass read past is delivered or gone.
+          if (this.droppedSet) for (const q of this.droppedSet) if (q <= this.cursor) this.droppedSet.delete(q);
           if (caughtUp && !drained) {
             drained = true;
             yield create(ReceiveResponseSchema, { event: { case: "drained", value: create(DrainedSchema, { lastSequence: BigInt(this.lastSent) }) } });
@@ -509,7 +540,7 @@ export class ReceiveStream {
           const now = this.d.now();
           outageSince ||= now;
           this.reader = undefined;
-          this.pushQueue = [];
+          this.dropQueue();
           if (now - outageSince > STORE_OUTAGE_MS) throw new ConnectError("message store unavailable; reconnect", Code.Unavailable);
           await sleep(250, signal);
           this.dirty = true;
