@@ -20,6 +20,7 @@ import { Acker } from "../src/delivery/ack.js";
 import { defaultLimits } from "../src/delivery/limits.js";
 import type { AuthenticatedDevice } from "../src/auth/authenticator.js";
 import type { StreamMsg } from "../src/nats/stream-reads.js";
+import { encodeRecord } from "../src/delivery/mailbox-record.js";
 import { nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
 
 let nats: TestNats;
@@ -80,9 +81,9 @@ async function openStream(window: number) {
     deletes,
     /** The client's Ack, served by this instance. */
     ackRpc: (seqs: number[]) => acker.ack(caller, seqs.map(BigInt)),
-    /** Stores a record; returns its sequence and the record (offer it for this instance's own Send). */
-    store: async () => {
-      const record = senderRecord(n++);
+    /** Stores a record (`bodyBytes` of body); returns its sequence and the record (offer it for this instance's own Send). */
+    store: async (bodyBytes = 0) => {
+      const record = bodyBytes ? bigRecord(n++, bodyBytes) : senderRecord(n++);
       return { seq: (await real.append(loc, record, randomBytes(11).toString("hex"))).seq, record };
     },
     /** The client acks: the mail is deleted, then the stream hears of it (as the Ack RPC does). */
@@ -95,6 +96,19 @@ async function openStream(window: number) {
       return ev.event.case === "message" ? Number(ev.event.value.sequence) : undefined;
     },
   };
+}
+
+/** senderRecord with a body of `bytes`. */
+function bigRecord(n: number, bytes: number): Uint8Array {
+  return encodeRecord({
+    messageId: randomBytes(16),
+    senderAccountId: "sender",
+    senderDeviceId: 1,
+    timestampMs: 1_700_000_000_000 + n,
+    entry: new Uint8Array([n]),
+    ephemeral: false,
+    body: new Uint8Array(bytes).fill(n),
+  });
 }
 
 describe("live push under load", () => {
@@ -191,5 +205,30 @@ describe("live push under load", () => {
     for (const m of mail.slice(4, 8)) expect(await s.nextSequence()).toBe(m.seq);
     await s.ackRpc(mail.slice(4, 8).map((m) => m.seq));
     expect(await s.nextSequence()).toBe(mail[8].seq);
+  });
+
+  it("the push queue holds at most 1 MiB of records: what does not fit is read later, in order", async () => {
+    const s = await openStream(2);
+    const mail = [];
+    for (let i = 0; i < 4; i++) mail.push(await s.store(300 * 1024));
+    // Three fit (900 KiB); the fourth would pass 1 MiB and is left to a read.
+    for (const m of mail) s.stream.offer(m.seq, m.record);
+    for (const m of mail) {
+      expect(await s.nextSequence()).toBe(m.seq);
+      await s.ackRpc([m.seq]);
+    }
+    expect(s.counted.reads).toBeGreaterThan(0);
+  });
+
+  it("the push queue holds four windows of records: a client that lags by that much still gets them by push", async () => {
+    const s = await openStream(2);
+    const mail = [];
+    for (let i = 0; i < 8; i++) mail.push(await s.store());
+    for (const m of mail) s.stream.offer(m.seq, m.record);
+    for (const m of mail) {
+      expect(await s.nextSequence()).toBe(m.seq);
+      await s.ackRpc([m.seq]);
+    }
+    expect(s.counted.reads).toBe(0);
   });
 });

@@ -47,6 +47,13 @@ import type { StopSignal } from "./call-stop.js";
 
 /** How long a stream keeps retrying an unreachable store before it ends with UNAVAILABLE. */
 const STORE_OUTAGE_MS = 30_000;
+/**
+ * Records a stream queues for push, in windows: a client that lags for a moment (a GC pause,
+ * a burst) finds its mail still in memory rather than read back from the stream. Bounded by
+ * bytes too: records can be 256 KiB.
+ */
+const QUEUE_WINDOWS = 4;
+const QUEUE_MAX_BYTES = 1024 * 1024;
 /** Own records a stream remembers as stored but not delivered, per window slot (see droppedSet). */
 const DROPPED_PER_WINDOW = 4;
 /** Typing indicators queued for a stream that is busy (oldest dropped beyond this). */
@@ -97,8 +104,8 @@ export class ReceiveStream {
    * and not queued, or dropped from the queue, and not delivered yet: a later read sends them.
    * Known to be stored, so an Ack's count check still adds up while a lagging client's stream
    * catches up; without them every Ack then fell back to one delete per sequence (a purge
-   * must stop below them, as below queued mail). At most DROPPED_TRACKED; past that the count
-   * check fails, which is safe.
+   * must stop below them, as below queued mail). At most DROPPED_PER_WINDOW windows' worth;
+   * past that the count check fails, which is safe.
    */
   private droppedSet: Set<number> | undefined;
   /** Highest sequence ever pushed: when a read finds nothing after the cursor, the cursor may jump here. */
@@ -109,6 +116,8 @@ export class ReceiveStream {
    * with fetches for mail stored by other instances).
    */
   private pushQueue: { seq: number; record: Uint8Array | Promise<StreamMsg | null>; traceparent?: string }[] = [];
+  /** Bytes of the records in pushQueue (fetched ones count once they are in memory: not here). */
+  private queuedBytes = 0;
   /** The last read found nothing after the cursor, and no read was asked for since. */
   private atHead = false;
   /**
@@ -273,6 +282,7 @@ export class ReceiveStream {
   private dropQueue(): void {
     for (const p of this.pushQueue) if (p.record instanceof Uint8Array && p.seq > this.cursor && !this.inFlight.has(p.seq)) this.dropped(p.seq);
     this.pushQueue = [];
+    this.queuedBytes = 0;
   }
 
   /** A stored record of this device (live push); anything it cannot take now is read later. */
@@ -303,13 +313,16 @@ export class ReceiveStream {
    * Queues a record this stream does not know yet (callers check known()) if the stream is
    * at the head of its mailbox (or a read pass may end there) and the queue has room. Queued
    * records wait for room in the window in memory: under load the window is often full for a
-   * moment, and dropping the record then meant reading it back from the stream (a third of
-   * the Session bench's deliveries were such reads). The queue holds at most a window of
-   * records, so a stream keeps no more in memory than before.
+   * moment, and dropping the record then meant reading it back from the stream (a quarter to
+   * a half of the Session bench's deliveries were such reads). At most QUEUE_WINDOWS windows
+   * of records and QUEUE_MAX_BYTES (one record always fits).
    */
   private push(seq: number, record: Uint8Array | Promise<StreamMsg | null>, traceparent?: string): boolean {
     if (!this.queuing || this.ended) return false;
-    if (this.pushQueue.length >= this.window) return false;
+    if (this.pushQueue.length >= QUEUE_WINDOWS * this.window) return false;
+    const bytes = record instanceof Uint8Array ? record.length : 0;
+    if (this.queuedBytes + bytes > QUEUE_MAX_BYTES && this.pushQueue.length) return false;
+    this.queuedBytes += bytes;
     // A record is the storing Send's own buffer, never written again: shared, not copied.
     this.pushQueue.push({ seq, record, traceparent });
     this.nudge();
@@ -448,6 +461,7 @@ export class ReceiveStream {
         try {
           while (this.pushQueue.length && this.inFlight.size < this.window && !this.ended && !signal.aborted) {
             const p = this.pushQueue.shift()!;
+            if (p.record instanceof Uint8Array) this.queuedBytes -= p.record.length;
             if (p.seq <= this.cursor || this.inFlight.has(p.seq)) continue;
             let data: Uint8Array | undefined;
             let traceparent = p.traceparent;
