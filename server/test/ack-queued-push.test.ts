@@ -167,4 +167,32 @@ describe("Ack on another instance", () => {
     expect(held).toEqual([{ kind: "acked", sequences: [live[3]] }]);
     expect(await stored()).toEqual([unseen]);
   });
+
+  it("deleting this instance's own record that the stream dropped (it could not queue it) does not let its purge take mail it never saw", async () => {
+    const { ctx, mailboxes, hub, stream, it, caller, store, stored } = await openDrainedStream();
+    // Three of this instance's own records pushed, and one stored between them whose hint has
+    // not reached this stream.
+    const own = [senderRecord(0), senderRecord(2), senderRecord(3)];
+    const a = await store(own[0]);
+    const unseen = await store(senderRecord(1));
+    const live = [a, await store(own[1]), await store(own[2])];
+    live.forEach((seq, i) => stream.offer(seq, own[i]));
+    for (const seq of live) expect((await nextEvent(it)).event.case === "message" && seq).toBe(seq);
+    // A fourth own record arrives while a read is due: not queued, remembered as stored.
+    const late = senderRecord(4);
+    const dropped = await store(late);
+    stream.wake();
+    stream.offer(dropped, late);
+    // The device's stream on another instance delivered it and its client acked it there; the
+    // "acked" hint that follows the delete is still in transit.
+    const held: DeviceSignal[] = [];
+    const theirs = new Mailboxes(ctx.nats, ctx.layout.partitions);
+    const elsewhere = withMethod(theirs, "signal", (d: DeviceRef, sig: DeviceSignal) => (sig.kind === "acked" ? void held.push(sig) : theirs.signal(d, sig)));
+    const theirHub = new ReceiveHub(ctx.nats, Date.now);
+    onTestFinished(() => theirHub.close());
+    expect((await new Acker(elsewhere, theirHub, defaultLimits).ack(caller, [BigInt(dropped)])).deleted).toBe(1);
+    expect((await new Acker(mailboxes, hub, defaultLimits).ack(caller, live.map(BigInt))).deleted).toBe(3);
+    expect(held).toEqual([{ kind: "acked", sequences: [dropped] }]);
+    expect(await stored()).toEqual([unseen]);
+  });
 });

@@ -340,7 +340,9 @@ export class ReceiveStream {
         this.acked(s.sequences);
         return;
       case "acking":
-        for (const q of s.sequences) if (this.inFlight.has(q) || this.pushQueue.some((p) => p.seq === q)) (this.ackingElsewhere ??= new Set()).add(q);
+        // Whatever knownStoredUpTo counts: in flight, queued, or dropped from the queue.
+        for (const q of s.sequences)
+          if (this.inFlight.has(q) || this.droppedSet?.has(q) || this.pushQueue.some((p) => p.seq === q)) (this.ackingElsewhere ??= new Set()).add(q);
         return;
       case "ephemeral":
         if (!isRecord(s.record)) return;
