@@ -195,8 +195,8 @@ export async function nextEvent(it: AsyncGenerator<ReceiveResponse>, ms = 5000):
   return r.value;
 }
 
-/** A mailbox record from device 1 of account "sender", entry [n] (for mail stored by hand). */
-export function senderRecord(n: number): Uint8Array {
+/** A mailbox record from device 1 of account "sender", entry [n], `bodyBytes` of body (for mail stored by hand). */
+export function senderRecord(n: number, bodyBytes = 0): Uint8Array {
   return encodeRecord({
     messageId: randomBytes(16),
     senderAccountId: "sender",
@@ -204,6 +204,6 @@ export function senderRecord(n: number): Uint8Array {
     timestampMs: 1_700_000_000_000 + n,
     entry: new Uint8Array([n]),
     ephemeral: false,
-    body: new Uint8Array(0),
+    body: new Uint8Array(bodyBytes).fill(n),
   });
 }

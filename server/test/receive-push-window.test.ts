@@ -20,7 +20,6 @@ import { Acker } from "../src/delivery/ack.js";
 import { defaultLimits } from "../src/delivery/limits.js";
 import type { AuthenticatedDevice } from "../src/auth/authenticator.js";
 import type { StreamMsg } from "../src/nats/stream-reads.js";
-import { encodeRecord } from "../src/delivery/mailbox-record.js";
 import { nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
 
 let nats: TestNats;
@@ -83,7 +82,7 @@ async function openStream(window: number) {
     ackRpc: (seqs: number[]) => acker.ack(caller, seqs.map(BigInt)),
     /** Stores a record (`bodyBytes` of body); returns its sequence and the record (offer it for this instance's own Send). */
     store: async (bodyBytes = 0) => {
-      const record = bodyBytes ? bigRecord(n++, bodyBytes) : senderRecord(n++);
+      const record = senderRecord(n++, bodyBytes);
       return { seq: (await real.append(loc, record, randomBytes(11).toString("hex"))).seq, record };
     },
     /** The client acks: the mail is deleted, then the stream hears of it (as the Ack RPC does). */
@@ -96,19 +95,6 @@ async function openStream(window: number) {
       return ev.event.case === "message" ? Number(ev.event.value.sequence) : undefined;
     },
   };
-}
-
-/** senderRecord with a body of `bytes`. */
-function bigRecord(n: number, bytes: number): Uint8Array {
-  return encodeRecord({
-    messageId: randomBytes(16),
-    senderAccountId: "sender",
-    senderDeviceId: 1,
-    timestampMs: 1_700_000_000_000 + n,
-    entry: new Uint8Array([n]),
-    ephemeral: false,
-    body: new Uint8Array(bytes).fill(n),
-  });
 }
 
 describe("live push under load", () => {
