@@ -59,6 +59,7 @@ describe.runIf(chromiumInstalled)("in Chromium", () => {
         );
         expect(Object.keys(files).sort()).toEqual([
           "ed25519-rule.json",
+          "envelope-inline.json",
           "envelope.json",
           "group-state.json",
           "key-signatures.json",

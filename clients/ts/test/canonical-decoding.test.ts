@@ -61,6 +61,7 @@ const payloadArb = fc
     contentKey: bytes(40),
     bodySha256: bytes(40),
     messageId: bytes(20),
+    content: fc.option(bytes(300), { nil: undefined }),
   })
   .map(encodeEntryPayload);
 

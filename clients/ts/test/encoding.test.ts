@@ -7,7 +7,15 @@ import { SharedBodySchema } from "@sealpost/gen/sealpost/envelope/v1/shared_body
 import { toHex } from "../src/crypto/bytes.js";
 import { pad, paddedLength, unpad } from "../src/protocol/padding.js";
 import { accountFingerprint, safetyNumber } from "../src/protocol/safety-number.js";
-import { TEXT_CONTENT_SCHEMA_KNOWN, encodeDeviceEnvelope, encodeEntryPayload, encodeSealedSharedBody, encodeTextContent } from "../src/protocol/wire.js";
+import {
+  TEXT_CONTENT_SCHEMA_KNOWN,
+  deviceEnvelopeSize,
+  encodeDeviceEnvelope,
+  encodeEntryPayload,
+  encodeSealedSharedBody,
+  encodeTextContent,
+  entryPayloadSize,
+} from "../src/protocol/wire.js";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
 import { PROVIDERS } from "./helpers.js";
 
@@ -103,6 +111,7 @@ describe("wire encoders match protobuf-es toBinary", () => {
             ? create(DeviceEnvelopeSchema, { kind: { case: "prekey", value: { ...prekey, message: ratchet } } })
             : create(DeviceEnvelopeSchema, { kind: { case: "ratchet", value: ratchet } });
           expect(toHex(encodeDeviceEnvelope(ratchet, prekey))).toBe(toHex(toBinary(DeviceEnvelopeSchema, expected)));
+          expect(deviceEnvelopeSize(ratchet, ct.length, prekey)).toBe(encodeDeviceEnvelope(ratchet, prekey).length);
         },
       ),
       { numRuns: 200 },
@@ -121,7 +130,8 @@ describe("wire encoders match protobuf-es toBinary", () => {
         bytes(40),
         bytes(20),
         bytes(3000),
-        (sa, sd, ra, rd, seq, k, h, id, ct) => {
+        fc.option(bytes(3000), { nil: undefined }),
+        (sa, sd, ra, rd, seq, k, h, id, ct, content) => {
           const e = {
             sender: { accountId: sa, deviceId: sd },
             recipient: { accountId: ra, deviceId: rd },
@@ -129,9 +139,11 @@ describe("wire encoders match protobuf-es toBinary", () => {
             contentKey: k,
             bodySha256: h,
             messageId: id,
+            content,
           };
           const expected = toBinary(EntryPayloadSchema, create(EntryPayloadSchema, { ...e, channelSequence: BigInt(seq) }));
           expect(toHex(encodeEntryPayload(e))).toBe(toHex(expected));
+          expect(entryPayloadSize(e)).toBe(expected.length);
           expect(toHex(encodeSealedSharedBody(1, ct))).toBe(
             toHex(toBinary(SharedBodySchema, create(SharedBodySchema, { kind: { case: "sealed", value: { version: 1, ciphertext: ct } } }))),
           );

@@ -10,16 +10,23 @@ import { KeyBundleSchema } from "@sealpost/gen/sealpost/directory/v1/prekeys_pb.
 import { SealpostCryptoError } from "../src/crypto/errors.js";
 import { PROVIDERS, bodyText, introduce, makeDevice, text, type TestDevice } from "./helpers.js";
 
-async function established(makeProvider: () => ReturnType<(typeof PROVIDERS)[0][1]>): Promise<[TestDevice, TestDevice]> {
+/** alice with sessions to bob's two devices: a message to one of them carries its content inline, to both a shared body. */
+async function established(makeProvider: () => ReturnType<(typeof PROVIDERS)[0][1]>): Promise<[TestDevice, TestDevice, TestDevice]> {
   const p = makeProvider();
   const alice = await makeDevice(p, "alice", 1);
   const bob = await makeDevice(p, "bob", 1);
-  await introduce(alice, bob);
-  const m = await alice.cipher.encryptForDevices(text("setup"), [{ address: bob.address, bundle: await bob.bundle() }]);
-  await bob.cipher.decrypt(m.entries[0].entry, m.sharedBody, alice.address);
-  const r = await bob.cipher.encryptForDevices(text("reply"), [{ address: alice.address }]);
-  await alice.cipher.decrypt(r.entries[0].entry, r.sharedBody, bob.address);
-  return [alice, bob];
+  const bob2 = await makeDevice(p, "bob", 2);
+  await introduce(alice, bob, bob2);
+  const m = await alice.cipher.encryptForDevices(text("setup"), [
+    { address: bob.address, bundle: await bob.bundle() },
+    { address: bob2.address, bundle: await bob2.bundle() },
+  ]);
+  for (const [i, d] of [bob, bob2].entries()) {
+    await d.cipher.decrypt(m.entries[i].entry, m.sharedBody, alice.address);
+    const r = await d.cipher.encryptForDevices(text("reply"), [{ address: alice.address }]);
+    await alice.cipher.decrypt(r.entries[0].entry, r.sharedBody, d.address);
+  }
+  return [alice, bob, bob2];
 }
 
 function flip(b: Uint8Array, i: number, bit = 1): Uint8Array {
@@ -30,12 +37,17 @@ function flip(b: Uint8Array, i: number, bit = 1): Uint8Array {
 
 describe.each(PROVIDERS)("tampering (%s)", (_name, makeProvider) => {
   it("any single bit flip in an entry or a body fails cleanly and leaves the session usable", async () => {
-    const [alice, bob] = await established(makeProvider);
+    const [alice, bob, bob2] = await established(makeProvider);
     await fc.assert(
-      fc.asyncProperty(fc.boolean(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (inEntry, where, bit) => {
-        const m = await alice.cipher.encryptForDevices(text("genuine"), [{ address: bob.address }]);
-        const entry = inEntry ? flip(m.entries[0].entry, where, 1 << bit) : m.entries[0].entry;
-        const body = inEntry ? m.sharedBody : flip(m.sharedBody, where, 1 << bit);
+      fc.asyncProperty(fc.boolean(), fc.boolean(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (inline, inEntry, where, bit) => {
+        // To bob alone the content rides in the entry (no body to flip); to both, in the shared body.
+        const m = await alice.cipher.encryptForDevices(
+          text("genuine"),
+          inline ? [{ address: bob.address }] : [{ address: bob.address }, { address: bob2.address }],
+        );
+        expect(m.sharedBody.length === 0).toBe(inline);
+        const entry = inEntry || inline ? flip(m.entries[0].entry, where, 1 << bit) : m.entries[0].entry;
+        const body = inEntry || inline ? m.sharedBody : flip(m.sharedBody, where, 1 << bit);
         await expect(bob.cipher.decrypt(entry, body, alice.address)).rejects.toBeInstanceOf(SealpostCryptoError);
         const ok = await bob.cipher.decrypt(m.entries[0].entry, m.sharedBody, alice.address);
         expect(bodyText(ok.content)).toBe("genuine");
@@ -84,14 +96,20 @@ describe.each(PROVIDERS)("tampering (%s)", (_name, makeProvider) => {
     expect(bodyText((await bob.cipher.decrypt(m.entries[0].entry, m.sharedBody, alice.address)).content)).toBe("genuine");
   });
 
-  it("a body swapped for another message's body, or a lying transport sender, is rejected", async () => {
-    const [alice, bob] = await established(makeProvider);
-    const m1 = await alice.cipher.encryptForDevices(text("one"), [{ address: bob.address }]);
-    const m2 = await alice.cipher.encryptForDevices(text("two"), [{ address: bob.address }]);
-    expect((await bob.cipher.decrypt(m1.entries[0].entry, m2.sharedBody, alice.address).catch((e) => e)).code).toBe("body_mismatch");
-    expect((await bob.cipher.decrypt(m1.entries[0].entry, m1.sharedBody, { accountId: "alice", deviceId: 2 }).catch((e) => e)).code).toBe("no_session");
+  it("a body swapped for another message's body, added to an inline entry or left out, or a lying transport sender, is rejected", async () => {
+    const [alice, bob, bob2] = await established(makeProvider);
+    const both = [{ address: bob.address }, { address: bob2.address }];
+    const m1 = await alice.cipher.encryptForDevices(text("one"), both);
+    const m2 = await alice.cipher.encryptForDevices(text("two"), both);
+    const m3 = await alice.cipher.encryptForDevices(text("three"), [{ address: bob.address }]);
+    const code = (entry: Uint8Array, body: Uint8Array, sender = alice.address) => bob.cipher.decrypt(entry, body, sender).catch((e) => e.code);
+    expect(await code(m1.entries[0].entry, m2.sharedBody)).toBe("body_mismatch");
+    expect(await code(m1.entries[0].entry, new Uint8Array(0))).toBe("body_mismatch");
+    expect(await code(m3.entries[0].entry, m2.sharedBody)).toBe("body_mismatch");
+    expect(await code(m1.entries[0].entry, m1.sharedBody, { accountId: "alice", deviceId: 2 })).toBe("no_session");
     expect(bodyText((await bob.cipher.decrypt(m1.entries[0].entry, m1.sharedBody, alice.address)).content)).toBe("one");
     expect(bodyText((await bob.cipher.decrypt(m2.entries[0].entry, m2.sharedBody, alice.address)).content)).toBe("two");
+    expect(bodyText((await bob.cipher.decrypt(m3.entries[0].entry, m3.sharedBody, alice.address)).content)).toBe("three");
   });
 
   it("an entry for another device is rejected with address_mismatch", async () => {

@@ -1,12 +1,16 @@
 /** Every provider reproduces conformance/vectors byte for byte, and recorded ciphertexts replay. */
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { fromBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
+import { EntryPayloadSchema } from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
 import { fromHex, toHex } from "../src/crypto/bytes.js";
 import { createNobleProvider } from "../src/crypto/noble-provider.js";
 import { createNodeProvider } from "../src/crypto/node-provider.js";
 import { createWebCryptoProvider } from "../src/crypto/webcrypto-provider.js";
+import { unpad } from "../src/protocol/padding.js";
 import { initResponder, planDecrypt } from "../src/protocol/ratchet.js";
 import { accountIndex } from "../src/directory/key-transparency.js";
 import { transparencyLeaf, treeHeadSignedBytes } from "../src/directory/labels.js";
@@ -25,7 +29,7 @@ const FACTORIES: [string, ProviderFactory][] = [
 describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
   it("rebuilds every vector file byte-identically", async () => {
     const files = await buildAllVectors(make);
-    expect(Object.keys(files).length).toBe(11);
+    expect(Object.keys(files).length).toBe(12);
     for (const [name, value] of Object.entries(files)) {
       expect(JSON.stringify(value, null, 2) + "\n", name).toBe(readFileSync(path.join(dir, name), "utf8"));
     }
@@ -103,6 +107,24 @@ describe.each(FACTORIES)("conformance vectors (%s)", (_name, make) => {
     for (const d of v.deliveries) expect(d.plaintext).toBe(byName.get(d.name)!.plaintext);
     const last = v.deliveries.at(-1);
     expect(last.root_key_after).toBe(byName.get(last.name)!.root_key_after);
+  });
+
+  it("envelope-inline: an inline entry's payload holds pad(content) and no body key; the large text takes a body", () => {
+    const v = load("envelope-inline.json");
+    expect(v.sends.map((s: { inline: boolean }) => s.inline)).toEqual([true, true, false]);
+    for (const s of v.sends) {
+      expect(s.entry.length / 2).toBeLessThanOrEqual(v.constants.max_entry_bytes);
+      expect(s.shared_body === "").toBe(s.inline);
+      const payload = fromBinary(EntryPayloadSchema, fromHex(s.entry_payload));
+      expect(toHex(payload.messageId)).toBe(s.message_id);
+      if (s.inline) {
+        expect(payload.contentKey.length + payload.bodySha256.length).toBe(0);
+        expect(toHex(unpad(payload.content))).toBe(s.content);
+      } else {
+        expect(payload.content).toHaveLength(0);
+        expect(toHex(payload.bodySha256)).toBe(toHex(createHash("sha256").update(fromHex(s.shared_body)).digest()));
+      }
+    }
   });
 
   it("ratchet: a fresh responder replays Alice's first chain out of order from the recorded keys", async () => {

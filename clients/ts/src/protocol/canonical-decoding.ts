@@ -260,6 +260,7 @@ export function decodeCanonicalEntryPayload(bytes: Uint8Array): EntryPayload | u
       contentKey: EMPTY,
       bodySha256: EMPTY,
       messageId: EMPTY,
+      content: EMPTY,
     };
     for (let f = r.next(); f !== 0; f = r.next()) {
       if (f === 1) payload.sender = readAddress(r.message());
@@ -268,6 +269,7 @@ export function decodeCanonicalEntryPayload(bytes: Uint8Array): EntryPayload | u
       else if (f === 4) payload.contentKey = r.bytes();
       else if (f === 5) payload.bodySha256 = r.bytes();
       else if (f === 6) payload.messageId = r.bytes();
+      else if (f === 7) payload.content = r.bytes();
       else throw NOT_CANONICAL;
     }
     return payload;

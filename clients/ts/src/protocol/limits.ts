@@ -13,3 +13,7 @@ export const MAX_PREVIOUS_SESSIONS = 5;
 export const MAX_OLD_RATCHET_KEYS = 5;
 /** Channel sequence numbers remembered as missing (gaps) per channel. */
 export const MAX_MISSING_SEQUENCES = 2000;
+/** A Send entry (a serialized DeviceEnvelope, or a SealedEntry) is at most this many bytes; the server refuses larger ones. */
+export const MAX_ENTRY_BYTES = 4096;
+/** AES-256-GCM's tag, appended to every ciphertext. */
+export const AEAD_TAG_BYTES = 16;

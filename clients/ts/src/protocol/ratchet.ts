@@ -165,7 +165,8 @@ export function canSend(state: SessionState): boolean {
 export async function ratchetEncrypt(
   provider: CryptoProvider,
   state: SessionState,
-  plaintext: Uint8Array,
+  /** The plaintext, or a function making it once the header is known (what it carries sets the room left in an entry). */
+  plaintext: Uint8Array | ((header: RatchetHeader) => Uint8Array | Promise<Uint8Array>),
   opts: EncryptOptions = {},
 ): Promise<{ header: RatchetHeader; ciphertext: Uint8Array }> {
   if (state.sendingChainKey === undefined) {
@@ -184,16 +185,17 @@ export async function ratchetEncrypt(
     state.rootKey = next.rootKey;
     state.sendingChainKey = next.chainKey;
   }
-  const step = await kdfChain(provider, state.sendingChainKey);
   const header: RatchetHeader = {
     ratchetKey: state.sendingRatchetKey,
     previousCounter: state.previousCounter,
     counter: state.sendingCounter,
     ...(state.pq ? headerFields(state.pq, state.sendingCounter) : {}),
   };
+  const plain = typeof plaintext === "function" ? await plaintext(header) : plaintext;
+  const step = await kdfChain(provider, state.sendingChainKey);
   const { key, nonce } = messageKeyMaterial(step.messageKey);
   const ad = ratchetAssociatedData(state.localIdentityKey, state.remoteIdentityKey, header, state.version);
-  const ciphertext = await provider.aesGcmSeal(key, nonce, plaintext, ad);
+  const ciphertext = await provider.aesGcmSeal(key, nonce, plain, ad);
   wipe(step.messageKey, state.sendingChainKey);
   state.sendingChainKey = step.chainKey;
   state.sendingCounter++;

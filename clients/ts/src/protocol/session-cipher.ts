@@ -43,15 +43,26 @@ import { copyChannelState, emptyChannelState, observeSequence, type ChannelRepor
 import type { LocalIdentity } from "./identity.js";
 import { PQ_RATCHET_VERSION, PROTOCOL_VERSION } from "./labels.js";
 import type { PqSchedule } from "./pq-ratchet.js";
-import { MAX_PREVIOUS_SESSIONS } from "./limits.js";
+import { AEAD_TAG_BYTES, MAX_ENTRY_BYTES, MAX_PREVIOUS_SESSIONS } from "./limits.js";
 import { pqxdhInitiate, pqxdhRespond } from "./pqxdh.js";
 import { verifyKeyBundle, type VerifiedBundle } from "./prekeys.js";
 import { canSend, initInitiator, initResponder, planDecrypt, ratchetEncrypt, type DecryptPlan, type RatchetHeader } from "./ratchet.js";
 import type { SessionRecord, SessionState } from "./ratchet-state.js";
 import { openSealedBody, parseSharedBody, sealBody } from "./sealed-body.js";
-import { pad, paddedBuffer } from "./padding.js";
-import { encodeTextContent, encodeDeviceEnvelope, encodeEntryPayload } from "./wire.js";
+import { pad, paddedBuffer, unpad } from "./padding.js";
+import {
+  deviceEnvelopeSize,
+  encodeDeviceEnvelope,
+  encodeEntryPayload,
+  encodeTextContent,
+  entryPayloadSize,
+  type EntryFields,
+  type PrekeyFields,
+  type RatchetFields,
+} from "./wire.js";
 import { KeyedLock } from "../util/keyed-lock.js";
+
+const EMPTY = new Uint8Array(0);
 
 /** One recipient device of a fan-out; `bundle` starts a session when there is none. */
 export interface Recipient {
@@ -242,12 +253,15 @@ export class SessionCipher {
 
     const messageId = options.messageId ?? this.provider.random(16);
     if (messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
-    const contentKey = this.provider.random(32);
-    const sharedBody = await sealBody(this.provider, contentKey, messageId, serializePaddedContent(content, messageId));
-    const bodySha256 = await this.provider.sha256Async(sharedBody);
+    const padded = serializePaddedContent(content, messageId);
+    // One entry: the content rides inside it when it fits (no body: one AEAD and no hash per
+    // side). Otherwise one body sealed under a fresh content key for every entry.
+    let body: SealedShared | undefined;
+    const sealOnce = async () => (body ??= await sealShared(this.provider, messageId, padded));
 
     const entries: EncryptedMessage["entries"] = [];
     try {
+      if (recipients.length !== 1) await sealOnce();
       for (const r of recipients) {
         const key = addressKey(r.address);
         const entry = await this.withLock(key, async () => {
@@ -259,33 +273,36 @@ export class SessionCipher {
           }
           const state = record.current as SessionState;
           const sequence = (await this.stores.channels.loadSent(key)) + 1;
-          const plain = encodeEntryPayload({ sender: this.localAddress, recipient: r.address, channelSequence: sequence, contentKey, bodySha256, messageId });
-          const { header: h, ciphertext } = await ratchetEncrypt(this.provider, state, plain, { nowMs: this.now(), pqSchedule: this.options.pqSchedule });
-          wipe(plain);
-          const message = {
-            version: state.version,
-            ratchetKey: h.ratchetKey,
-            previousChainLength: h.previousCounter,
-            counter: h.counter,
-            ciphertext,
-            kemPublicKey: h.kemPublicKey?.key,
-            kemPublicKeyId: h.kemPublicKey?.id,
-            kemCiphertext: h.kemCiphertext?.ciphertext,
-            kemCiphertextKeyId: h.kemCiphertext?.keyId,
-          };
           const p = state.pendingPrekey;
-          const envelope = encodeDeviceEnvelope(
-            message,
-            p && {
-              version: state.version,
-              identityDhKey: local.dhKey,
-              baseKey: p.baseKey,
-              signedPrekeyId: p.signedPrekeyId,
-              oneTimePrekeyId: p.oneTimePrekeyId,
-              kemPrekeyId: p.kemPrekeyId,
-              kemCiphertext: p.kemCiphertext,
-            },
-          );
+          const prekey: PrekeyFields | undefined = p && {
+            version: state.version,
+            identityDhKey: local.dhKey,
+            baseKey: p.baseKey,
+            signedPrekeyId: p.signedPrekeyId,
+            oneTimePrekeyId: p.oneTimePrekeyId,
+            kemPrekeyId: p.kemPrekeyId,
+            kemCiphertext: p.kemCiphertext,
+          };
+          const fields: EntryFields = {
+            sender: this.localAddress,
+            recipient: r.address,
+            channelSequence: sequence,
+            contentKey: EMPTY,
+            bodySha256: EMPTY,
+            messageId,
+          };
+          let plain: Uint8Array | undefined;
+          const makePlain = async (h: RatchetHeader) => {
+            const inline = { ...fields, content: padded };
+            if (!body && deviceEnvelopeSize(ratchetFields(state.version, h), entryPayloadSize(inline) + AEAD_TAG_BYTES, prekey) <= MAX_ENTRY_BYTES) {
+              return (plain = encodeEntryPayload(inline));
+            }
+            const b = await sealOnce();
+            return (plain = encodeEntryPayload({ ...fields, contentKey: b.contentKey, bodySha256: b.bodySha256 }));
+          };
+          const { header: h, ciphertext } = await ratchetEncrypt(this.provider, state, makePlain, { nowMs: this.now(), pqSchedule: this.options.pqSchedule });
+          if (plain) wipe(plain);
+          const envelope = encodeDeviceEnvelope({ ...ratchetFields(state.version, h), ciphertext }, prekey);
           await this.saveSession(key, record);
           await this.stores.channels.saveSent(key, sequence);
           return { address: r.address, entry: envelope, channelSequence: sequence };
@@ -293,9 +310,10 @@ export class SessionCipher {
         entries.push(entry);
       }
     } finally {
-      wipe(contentKey);
+      wipe(padded);
+      if (body) wipe(body.contentKey);
     }
-    return { messageId, sharedBody, entries };
+    return { messageId, sharedBody: body?.sharedBody ?? new Uint8Array(0), entries };
   }
 
   /**
@@ -480,28 +498,75 @@ export class SessionCipher {
     if (payload.messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
     if (payload.channelSequence < 1n || payload.channelSequence > BigInt(Number.MAX_SAFE_INTEGER))
       throw new InvalidMessageError("channel_sequence out of range");
-    if (!constantTimeEqual(await this.provider.sha256Async(sharedBody), payload.bodySha256))
-      throw new BodyMismatchError("shared body does not match body_sha256");
-    const body = parseSharedBody(sharedBody);
     let content: Content | undefined;
-    if (body.kind.case === "sealed") {
-      const bytes = await openSealedBody(this.provider, payload.contentKey, payload.messageId, body.kind.value);
-      content = decodeCanonicalTextContent(bytes);
-      if (!content) {
-        try {
-          content = fromBinary(ContentSchema, bytes);
-        } catch {
-          throw new InvalidMessageError("content does not parse");
-        }
+    if (payload.content.length > 0) {
+      // Inline content: the entry is the whole message.
+      if (payload.contentKey.length > 0 || payload.bodySha256.length > 0)
+        throw new InvalidMessageError("an entry with inline content carries no content key or body hash");
+      if (sharedBody.length > 0) throw new BodyMismatchError("an entry with inline content comes with an empty shared body");
+      let bytes: Uint8Array;
+      try {
+        bytes = unpad(payload.content);
+      } catch {
+        throw new InvalidMessageError("inline content padding is malformed");
       }
-      if (content.messageId.length > 0 && !bytesEqual(content.messageId, payload.messageId)) {
-        throw new BodyMismatchError("content message_id differs from the entry's");
+      content = parseContent(bytes, payload.messageId);
+    } else {
+      if (!constantTimeEqual(await this.provider.sha256Async(sharedBody), payload.bodySha256))
+        throw new BodyMismatchError("shared body does not match body_sha256");
+      const body = parseSharedBody(sharedBody);
+      if (body.kind.case === "sealed") {
+        content = parseContent(await openSealedBody(this.provider, payload.contentKey, payload.messageId, body.kind.value), payload.messageId);
+      } else if (body.kind.case !== "senderKey") {
+        throw new InvalidMessageError("shared body is empty");
       }
-    } else if (body.kind.case !== "senderKey") {
-      throw new InvalidMessageError("shared body is empty");
     }
     return { sender: { accountId: sender.accountId, deviceId: sender.deviceId }, messageId: payload.messageId, content, payload };
   }
+}
+
+/** Serialized Content (padding removed) whose message_id, if set, must be the entry's. */
+function parseContent(bytes: Uint8Array, messageId: Uint8Array): Content {
+  let content = decodeCanonicalTextContent(bytes);
+  if (!content) {
+    try {
+      content = fromBinary(ContentSchema, bytes);
+    } catch {
+      throw new InvalidMessageError("content does not parse");
+    }
+  }
+  if (content.messageId.length > 0 && !bytesEqual(content.messageId, messageId)) {
+    throw new BodyMismatchError("content message_id differs from the entry's");
+  }
+  return content;
+}
+
+/** A SharedBody sealed under a fresh content key, and what each entry needs to open it. */
+interface SealedShared {
+  sharedBody: Uint8Array;
+  contentKey: Uint8Array;
+  bodySha256: Uint8Array;
+}
+
+/** Seals the padded content (and wipes it). */
+async function sealShared(provider: CryptoProvider, messageId: Uint8Array, padded: Uint8Array): Promise<SealedShared> {
+  const contentKey = provider.random(32);
+  const sharedBody = await sealBody(provider, contentKey, messageId, padded);
+  return { sharedBody, contentKey, bodySha256: await provider.sha256Async(sharedBody) };
+}
+
+/** The RatchetMessage fields of a header, without the ciphertext. */
+function ratchetFields(version: 1 | 2, h: RatchetHeader): Omit<RatchetFields, "ciphertext"> {
+  return {
+    version,
+    ratchetKey: h.ratchetKey,
+    previousChainLength: h.previousCounter,
+    counter: h.counter,
+    kemPublicKey: h.kemPublicKey?.key,
+    kemPublicKeyId: h.kemPublicKey?.id,
+    kemCiphertext: h.kemCiphertext?.ciphertext,
+    kemCiphertextKeyId: h.kemCiphertext?.keyId,
+  };
 }
 
 /**

@@ -99,13 +99,13 @@ export interface PrekeyFields {
   kemCiphertext: Uint8Array;
 }
 
-function ratchetSize(m: RatchetFields): number {
+function ratchetSize(m: Omit<RatchetFields, "ciphertext">, ciphertextLength: number): number {
   return (
     uintSize(m.version) +
     bytesSize(m.ratchetKey.length) +
     uintSize(m.previousChainLength) +
     uintSize(m.counter) +
-    bytesSize(m.ciphertext.length) +
+    bytesSize(ciphertextLength) +
     bytesSize(m.kemPublicKey?.length ?? 0) +
     uintSize(m.kemPublicKeyId ?? 0) +
     bytesSize(m.kemCiphertext?.length ?? 0) +
@@ -125,16 +125,8 @@ function writeRatchet(w: Writer, m: RatchetFields): void {
   w.uint(9, m.kemCiphertextKeyId ?? 0);
 }
 
-/** A serialized DeviceEnvelope: `ratchet` alone, or `prekey` wrapping it. */
-export function encodeDeviceEnvelope(ratchet: RatchetFields, prekey?: PrekeyFields): Uint8Array {
-  const rSize = ratchetSize(ratchet);
-  if (!prekey) {
-    const w = new Writer(messageSize(rSize));
-    w.message(2, rSize);
-    writeRatchet(w, ratchet);
-    return w.buf;
-  }
-  const pSize =
+function prekeySize(prekey: PrekeyFields, rSize: number): number {
+  return (
     uintSize(prekey.version) +
     bytesSize(prekey.identityDhKey.length) +
     bytesSize(prekey.baseKey.length) +
@@ -142,7 +134,26 @@ export function encodeDeviceEnvelope(ratchet: RatchetFields, prekey?: PrekeyFiel
     (prekey.oneTimePrekeyId === undefined ? 0 : uintSize(prekey.oneTimePrekeyId, true)) +
     uintSize(prekey.kemPrekeyId) +
     bytesSize(prekey.kemCiphertext.length) +
-    messageSize(rSize);
+    messageSize(rSize)
+  );
+}
+
+/** The size of the DeviceEnvelope encodeDeviceEnvelope writes, before its ciphertext exists. */
+export function deviceEnvelopeSize(ratchet: Omit<RatchetFields, "ciphertext">, ciphertextLength: number, prekey?: PrekeyFields): number {
+  const rSize = ratchetSize(ratchet, ciphertextLength);
+  return messageSize(prekey ? prekeySize(prekey, rSize) : rSize);
+}
+
+/** A serialized DeviceEnvelope: `ratchet` alone, or `prekey` wrapping it. */
+export function encodeDeviceEnvelope(ratchet: RatchetFields, prekey?: PrekeyFields): Uint8Array {
+  const rSize = ratchetSize(ratchet, ratchet.ciphertext.length);
+  if (!prekey) {
+    const w = new Writer(messageSize(rSize));
+    w.message(2, rSize);
+    writeRatchet(w, ratchet);
+    return w.buf;
+  }
+  const pSize = prekeySize(prekey, rSize);
   const w = new Writer(messageSize(pSize));
   w.message(1, pSize);
   w.uint(1, prekey.version);
@@ -165,6 +176,8 @@ export interface EntryFields {
   contentKey: Uint8Array;
   bodySha256: Uint8Array;
   messageId: Uint8Array;
+  /** Inline content (padded serialized Content); then contentKey and bodySha256 are empty. */
+  content?: Uint8Array;
 }
 
 /** Account ids an entry names, as UTF-8 (read only: the Writer copies them). */
@@ -183,19 +196,30 @@ function accountBytes(accountId: string): Uint8Array {
   return b;
 }
 
+function addressSize(accountBytes: Uint8Array, deviceId: number): number {
+  return bytesSize(accountBytes.length) + uintSize(deviceId);
+}
+
+/** The size of the EntryPayload encodeEntryPayload writes. */
+export function entryPayloadSize(e: EntryFields): number {
+  return (
+    messageSize(addressSize(accountBytes(e.sender.accountId), e.sender.deviceId)) +
+    messageSize(addressSize(accountBytes(e.recipient.accountId), e.recipient.deviceId)) +
+    uintSize(e.channelSequence) +
+    bytesSize(e.contentKey.length) +
+    bytesSize(e.bodySha256.length) +
+    bytesSize(e.messageId.length) +
+    bytesSize(e.content?.length ?? 0)
+  );
+}
+
 /** A serialized EntryPayload (transient, util/transient-bytes.ts: encrypt it, wipe it). */
 export function encodeEntryPayload(e: EntryFields): Uint8Array {
   const senderAccount = accountBytes(e.sender.accountId);
   const recipientAccount = accountBytes(e.recipient.accountId);
-  const senderSize = bytesSize(senderAccount.length) + uintSize(e.sender.deviceId);
-  const recipientSize = bytesSize(recipientAccount.length) + uintSize(e.recipient.deviceId);
-  const size =
-    messageSize(senderSize) +
-    messageSize(recipientSize) +
-    uintSize(e.channelSequence) +
-    bytesSize(e.contentKey.length) +
-    bytesSize(e.bodySha256.length) +
-    bytesSize(e.messageId.length);
+  const senderSize = addressSize(senderAccount, e.sender.deviceId);
+  const recipientSize = addressSize(recipientAccount, e.recipient.deviceId);
+  const size = entryPayloadSize(e);
   // Transient plaintext (it carries the content key): encrypted, then wiped.
   const w = new Writer(size, transientBytes);
   w.message(1, senderSize);
@@ -208,6 +232,7 @@ export function encodeEntryPayload(e: EntryFields): Uint8Array {
   w.bytes(4, e.contentKey);
   w.bytes(5, e.bodySha256);
   w.bytes(6, e.messageId);
+  if (e.content) w.bytes(7, e.content);
   return w.buf;
 }
 

@@ -25,6 +25,7 @@ import { authSignedBytes, deviceListSignedBytes } from "../directory/labels.js";
 import { senderCertificateSignedBytes } from "../directory/sender-certificate.js";
 import { SenderCertificate_BodySchema, SenderCertificateSchema } from "@sealpost/gen/sealpost/directory/v1/sender_certificate_pb.js";
 import { SealedEntryContentSchema } from "@sealpost/gen/sealpost/envelope/v1/sealed_entry_pb.js";
+import { EntryPayloadSchema } from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
 import { newSealingKey, sealEntry } from "../protocol/sealed-entry.js";
 import { IDENTITY_LABEL, KEM_PREKEY_LABEL, SEALED_ENTRY_LABEL, SIGNED_PREKEY_LABEL } from "../protocol/labels.js";
 import { pad, paddedLength } from "../protocol/padding.js";
@@ -424,27 +425,30 @@ export async function ratchetVectors(make: ProviderFactory) {
   };
 }
 
+/** A device for the envelope vectors: keys and prekeys (id 1 each) from its own seed, version 1 sessions. */
+async function envelopeDevice(make: ProviderFactory, seed: string, accountId: string, deviceId: number) {
+  const p = seeded(make, seed);
+  const stores = createMemoryStores();
+  const identity = await generateLocalIdentity(p, deviceId);
+  await stores.identity.setLocalIdentity(identity);
+  const spk = await generateSignedPrekey(p, identity, 1, NOW);
+  const kem = await generateKemPrekey(p, identity, 1, NOW);
+  const [otp] = await generateOneTimePrekeys(p, 1, 1, NOW);
+  await stores.signedPrekeys.save(1, spk);
+  await stores.kemPrekeys.save(1, kem);
+  await stores.oneTimePrekeys.save(1, otp);
+  const address = { accountId, deviceId };
+  const bundle = create(KeyBundleSchema, {
+    identity: toDeviceIdentity(identity, "d", 0n),
+    signedPrekey: toSignedPrekey(spk),
+    kemPrekey: toKemPrekey(kem),
+    oneTimePrekey: toOneTimePrekey(otp),
+  });
+  return { p, stores, identity, address, bundle, cipher: new SessionCipher(p, stores, address, { now: () => NOW, sessionVersion: 1 }) };
+}
+
 export async function envelopeVectors(make: ProviderFactory) {
-  const mk = async (seed: string, accountId: string, deviceId: number) => {
-    const p = seeded(make, seed);
-    const stores = createMemoryStores();
-    const identity = await generateLocalIdentity(p, deviceId);
-    await stores.identity.setLocalIdentity(identity);
-    const spk = await generateSignedPrekey(p, identity, 1, NOW);
-    const kem = await generateKemPrekey(p, identity, 1, NOW);
-    const [otp] = await generateOneTimePrekeys(p, 1, 1, NOW);
-    await stores.signedPrekeys.save(1, spk);
-    await stores.kemPrekeys.save(1, kem);
-    await stores.oneTimePrekeys.save(1, otp);
-    const address = { accountId, deviceId };
-    const bundle = create(KeyBundleSchema, {
-      identity: toDeviceIdentity(identity, "d", 0n),
-      signedPrekey: toSignedPrekey(spk),
-      kemPrekey: toKemPrekey(kem),
-      oneTimePrekey: toOneTimePrekey(otp),
-    });
-    return { p, stores, identity, address, bundle, cipher: new SessionCipher(p, stores, address, { now: () => NOW, sessionVersion: 1 }) };
-  };
+  const mk = (seed: string, accountId: string, deviceId: number) => envelopeDevice(make, seed, accountId, deviceId);
   const alice = await mk("envelope/alice.1", "alice", 1);
   const recipients = [await mk("envelope/bob.1", "bob", 1), await mk("envelope/bob.2", "bob", 2), await mk("envelope/alice.2", "alice", 2)];
   for (const r of recipients) {
@@ -510,6 +514,54 @@ export async function envelopeVectors(make: ProviderFactory) {
     },
     sender: "alice.1",
     sends: out,
+  };
+}
+
+/**
+ * Inline content: 1:1 messages between single devices carry the padded content in the entry
+ * and no shared body; one too large for the entry's 4096 bytes takes a shared body.
+ */
+export async function inlineEnvelopeVectors(make: ProviderFactory) {
+  const alice = await envelopeDevice(make, "envelope-inline/alice.1", "alice", 1);
+  const bob = await envelopeDevice(make, "envelope-inline/bob.1", "bob", 1);
+  await alice.stores.identity.saveRemoteIdentity(addressKey(bob.address), { signingKey: bob.identity.signingKey, dhKey: bob.identity.dhKey });
+  await bob.stores.identity.saveRemoteIdentity(addressKey(alice.address), { signingKey: alice.identity.signingKey, dhKey: alice.identity.dhKey });
+  const say = (body: string, at: number) => create(ContentSchema, { sentAtMs: BigInt(at), body: { case: "text", value: create(TextSchema, { body }) } });
+  const turns = [
+    { from: alice, to: bob, content: say("Hello, Bob.", NOW), bundle: true },
+    { from: bob, to: alice, content: say("Hello, Alice.", NOW + 1), bundle: false },
+    { from: alice, to: bob, content: say("x".repeat(4000), NOW + 2), bundle: false },
+  ];
+  const sends = [];
+  for (const t of turns) {
+    const m = await t.from.cipher.encryptForDevices(t.content, [{ address: t.to.address, bundle: t.bundle ? t.to.bundle : undefined }]);
+    const d = await t.to.cipher.decrypt(m.entries[0].entry, m.sharedBody, t.from.address);
+    sends.push({
+      from: addressKey(t.from.address),
+      to: addressKey(t.to.address),
+      message_id: hex(m.messageId),
+      shared_body: hex(m.sharedBody),
+      entry: hex(m.entries[0].entry),
+      entry_payload: hex(toBinary(EntryPayloadSchema, d.payload)),
+      content: hex(toBinary(ContentSchema, d.content!)),
+      inline: m.sharedBody.length === 0,
+      new_session: d.newSession,
+    });
+  }
+  return {
+    description:
+      "Inline content (version 1 sessions): alice.1 sends bob.1 a short text (a PrekeyMessage, session from the bundle), bob.1 answers (a RatchetMessage with a new ratchet key), alice.1 sends a 4000-character text. A Send with one entry carries pad(Content) in EntryPayload.content with an empty shared body when the entry fits in 4096 bytes; the third does not fit and takes a SealedBody as a fan-out does. Each device draws from its own seed: identity (64), signed prekey (32), KEM seed (64), one-time prekey (32); per send the sender draws message_id (16), then for a new session EK (32), m (32), ratchet key (32), for a new sending chain its ratchet key (32), and last, only when the content goes in a shared body, the content key (32).",
+    provenance: PROVENANCE,
+    seeds: { "alice.1": "envelope-inline/alice.1", "bob.1": "envelope-inline/bob.1" },
+    constants: {
+      now_ms: NOW,
+      contents_sent_at_ms: [NOW, NOW + 1, NOW + 2],
+      signed_prekey_id: 1,
+      kem_prekey_id: 1,
+      one_time_prekey_id: 1,
+      max_entry_bytes: 4096,
+    },
+    sends,
   };
 }
 
@@ -753,6 +805,7 @@ export async function buildAllVectors(make: ProviderFactory): Promise<Record<str
     "ratchet.json": await ratchetVectors(make),
     "pq-ratchet.json": await pqRatchetVectors(make),
     "envelope.json": await envelopeVectors(make),
+    "envelope-inline.json": await inlineEnvelopeVectors(make),
     "padding.json": paddingVectors(),
     "safety-number.json": await safetyNumberVectors(make),
     "sealed-entry.json": await sealedEntryVectors(make),

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sealpost/envelope/v1/device_envelope.proto.
  */
 export const file_sealpost_envelope_v1_device_envelope: GenFile = /*@__PURE__*/
-  fileDesc("CipzZWFscG9zdC9lbnZlbG9wZS92MS9kZXZpY2VfZW52ZWxvcGUucHJvdG8SFHNlYWxwb3N0LmVudmVsb3BlLnYxIogBCg5EZXZpY2VFbnZlbG9wZRI1CgZwcmVrZXkYASABKAsyIy5zZWFscG9zdC5lbnZlbG9wZS52MS5QcmVrZXlNZXNzYWdlSAASNwoHcmF0Y2hldBgCIAEoCzIkLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJhdGNoZXRNZXNzYWdlSABCBgoEa2luZCLkAQoOUmF0Y2hldE1lc3NhZ2USDwoHdmVyc2lvbhgBIAEoDRITCgtyYXRjaGV0X2tleRgCIAEoDBIdChVwcmV2aW91c19jaGFpbl9sZW5ndGgYAyABKA0SDwoHY291bnRlchgEIAEoDRISCgpjaXBoZXJ0ZXh0GAUgASgMEhYKDmtlbV9wdWJsaWNfa2V5GAYgASgMEhkKEWtlbV9wdWJsaWNfa2V5X2lkGAcgASgNEhYKDmtlbV9jaXBoZXJ0ZXh0GAggASgMEh0KFWtlbV9jaXBoZXJ0ZXh0X2tleV9pZBgJIAEoDSKDAgoNUHJla2V5TWVzc2FnZRIPCgd2ZXJzaW9uGAEgASgNEhcKD2lkZW50aXR5X2RoX2tleRgCIAEoDBIQCghiYXNlX2tleRgDIAEoDBIYChBzaWduZWRfcHJla2V5X2lkGAQgASgNEh8KEm9uZV90aW1lX3ByZWtleV9pZBgFIAEoDUgAiAEBEhUKDWtlbV9wcmVrZXlfaWQYBiABKA0SFgoOa2VtX2NpcGhlcnRleHQYByABKAwSNQoHbWVzc2FnZRgIIAEoCzIkLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJhdGNoZXRNZXNzYWdlQhUKE19vbmVfdGltZV9wcmVrZXlfaWQi1QEKDEVudHJ5UGF5bG9hZBI0CgZzZW5kZXIYASABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxI3CglyZWNpcGllbnQYAiABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxIYChBjaGFubmVsX3NlcXVlbmNlGAMgASgEEhMKC2NvbnRlbnRfa2V5GAQgASgMEhMKC2JvZHlfc2hhMjU2GAUgASgMEhIKCm1lc3NhZ2VfaWQYBiABKAxiBnByb3RvMw", [file_sealpost_directory_v1_address]);
+  fileDesc("CipzZWFscG9zdC9lbnZlbG9wZS92MS9kZXZpY2VfZW52ZWxvcGUucHJvdG8SFHNlYWxwb3N0LmVudmVsb3BlLnYxIogBCg5EZXZpY2VFbnZlbG9wZRI1CgZwcmVrZXkYASABKAsyIy5zZWFscG9zdC5lbnZlbG9wZS52MS5QcmVrZXlNZXNzYWdlSAASNwoHcmF0Y2hldBgCIAEoCzIkLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJhdGNoZXRNZXNzYWdlSABCBgoEa2luZCLkAQoOUmF0Y2hldE1lc3NhZ2USDwoHdmVyc2lvbhgBIAEoDRITCgtyYXRjaGV0X2tleRgCIAEoDBIdChVwcmV2aW91c19jaGFpbl9sZW5ndGgYAyABKA0SDwoHY291bnRlchgEIAEoDRISCgpjaXBoZXJ0ZXh0GAUgASgMEhYKDmtlbV9wdWJsaWNfa2V5GAYgASgMEhkKEWtlbV9wdWJsaWNfa2V5X2lkGAcgASgNEhYKDmtlbV9jaXBoZXJ0ZXh0GAggASgMEh0KFWtlbV9jaXBoZXJ0ZXh0X2tleV9pZBgJIAEoDSKDAgoNUHJla2V5TWVzc2FnZRIPCgd2ZXJzaW9uGAEgASgNEhcKD2lkZW50aXR5X2RoX2tleRgCIAEoDBIQCghiYXNlX2tleRgDIAEoDBIYChBzaWduZWRfcHJla2V5X2lkGAQgASgNEh8KEm9uZV90aW1lX3ByZWtleV9pZBgFIAEoDUgAiAEBEhUKDWtlbV9wcmVrZXlfaWQYBiABKA0SFgoOa2VtX2NpcGhlcnRleHQYByABKAwSNQoHbWVzc2FnZRgIIAEoCzIkLnNlYWxwb3N0LmVudmVsb3BlLnYxLlJhdGNoZXRNZXNzYWdlQhUKE19vbmVfdGltZV9wcmVrZXlfaWQi5gEKDEVudHJ5UGF5bG9hZBI0CgZzZW5kZXIYASABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxI3CglyZWNpcGllbnQYAiABKAsyJC5zZWFscG9zdC5kaXJlY3RvcnkudjEuRGV2aWNlQWRkcmVzcxIYChBjaGFubmVsX3NlcXVlbmNlGAMgASgEEhMKC2NvbnRlbnRfa2V5GAQgASgMEhMKC2JvZHlfc2hhMjU2GAUgASgMEhIKCm1lc3NhZ2VfaWQYBiABKAwSDwoHY29udGVudBgHIAEoDGIGcHJvdG8z", [file_sealpost_directory_v1_address]);
 
 /**
  * The per-device entry of a Send (SendEntry.entry): the content key of one message,
@@ -205,7 +205,8 @@ export const PrekeyMessageSchema: GenMessage<PrekeyMessage> = /*@__PURE__*/
   messageDesc(file_sealpost_envelope_v1_device_envelope, 2);
 
 /**
- * The plaintext inside a device envelope. Binds the entry to its channel and to the body.
+ * The plaintext inside a device envelope. Binds the entry to its channel and to the body
+ * (or carries the content itself: field 7).
  *
  * @generated from message sealpost.envelope.v1.EntryPayload
  */
@@ -252,6 +253,15 @@ export type EntryPayload = Message<"sealpost.envelope.v1.EntryPayload"> & {
    * @generated from field: bytes message_id = 6;
    */
   messageId: Uint8Array;
+
+  /**
+   * Inline content: pad(serialized Content) carried in the entry itself, for a Send with
+   * exactly one entry (one AEAD and no body hash per side). When set, content_key and
+   * body_sha256 are empty and the Send's shared_body is empty. docs/PROTOCOL.md, Envelopes.
+   *
+   * @generated from field: bytes content = 7;
+   */
+  content: Uint8Array;
 };
 
 /**
