@@ -14,18 +14,15 @@
  * the purge then deleted.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
-import { randomBytes } from "node:crypto";
 import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
 import type { RunningServer } from "../src/server.js";
-import type { AuthenticatedDevice } from "../src/auth/authenticator.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
 import type { DeviceSignal } from "../src/delivery/device-signal.js";
 import type { DeviceRef } from "../src/device-address.js";
-import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
 import { ReceiveHub } from "../src/delivery/receive-hub.js";
 import { Acker } from "../src/delivery/ack.js";
 import { defaultLimits } from "../src/delivery/limits.js";
-import { mailboxSequences, nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
+import { nextEvent, openDrainedStreamOn, senderRecord, withMethod } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -39,40 +36,7 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-/**
- * A stream at the head of a fresh device's (empty) mailbox on this instance, driven by hand:
- * it waits between messages like a stream whose client has not asked for more.
- */
-async function openDrainedStream() {
-  const ctx = server.context;
-  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions);
-  const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
-  const device = { accountId: `acct${randomBytes(6).toString("hex")}`, deviceId: 1 };
-  const hub = new ReceiveHub(ctx.nats, Date.now);
-  const stream = new ReceiveStream(deps, device, `stream-${randomBytes(4).toString("hex")}`, 0, 16);
-  hub.add(stream);
-  const abort = new AbortController();
-  const it = stream.run(abort.signal);
-  onTestFinished(async () => {
-    abort.abort();
-    await it.return(undefined);
-    hub.close();
-  });
-  expect((await nextEvent(it)).event.case).toBe("drained");
-  const loc = mailboxes.locate(device);
-  return {
-    ctx,
-    mailboxes,
-    device,
-    hub,
-    stream,
-    it,
-    caller: { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice,
-    /** Stores a record with no hint (mail whose hint has not reached this stream). */
-    store: async (r: Uint8Array) => (await mailboxes.append(loc, r, randomBytes(11).toString("hex"))).seq,
-    stored: () => mailboxSequences(ctx.nats, ctx.layout.partitions, device),
-  };
-}
+const openDrainedStream = () => openDrainedStreamOn(server);
 
 /**
  * openDrainedStream with this instance's own record of one message stored first and three

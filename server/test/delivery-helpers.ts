@@ -23,6 +23,11 @@ import type { ServerContext } from "../src/server-context.js";
 import type { Delivery } from "../src/delivery/service.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
 import { encodeRecord } from "../src/delivery/mailbox-record.js";
+import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
+import { ReceiveHub } from "../src/delivery/receive-hub.js";
+import type { AuthenticatedDevice } from "../src/auth/authenticator.js";
+import type { RunningServer } from "../src/server.js";
+import { expect, onTestFinished } from "vitest";
 
 export type DeliveryClient = Client<typeof DeliveryService>;
 
@@ -206,4 +211,40 @@ export function senderRecord(n: number, bodyBytes = 0): Uint8Array {
     ephemeral: false,
     body: new Uint8Array(bodyBytes).fill(n),
   });
+}
+
+/**
+ * A stream at the head of a fresh device's (empty) mailbox on `server`'s instance, driven by
+ * hand: it waits between messages like a stream whose client has not asked for more. Ended
+ * when the test finishes.
+ */
+export async function openDrainedStreamOn(server: RunningServer, window = 16) {
+  const ctx = server.context;
+  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions);
+  const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
+  const device = { accountId: `acct${randomBytes(6).toString("hex")}`, deviceId: 1 };
+  const hub = new ReceiveHub(ctx.nats, Date.now);
+  const stream = new ReceiveStream(deps, device, `stream-${randomBytes(4).toString("hex")}`, 0, window);
+  hub.add(stream);
+  const abort = new AbortController();
+  const it = stream.run(abort.signal);
+  onTestFinished(async () => {
+    abort.abort();
+    await it.return(undefined);
+    hub.close();
+  });
+  expect((await nextEvent(it)).event.case).toBe("drained");
+  const loc = mailboxes.locate(device);
+  return {
+    ctx,
+    mailboxes,
+    device,
+    hub,
+    stream,
+    it,
+    caller: { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice,
+    /** Stores a record with no hint (mail whose hint has not reached this stream). */
+    store: async (r: Uint8Array) => (await mailboxes.append(loc, r, randomBytes(11).toString("hex"))).seq,
+    stored: () => mailboxSequences(ctx.nats, ctx.layout.partitions, device),
+  };
 }

@@ -26,6 +26,16 @@ import { invalid } from "./validation.js";
 const COUNT_CHECK_MIN_BATCH = 3;
 
 /**
+ * nats-server (2.9.10) answers the count check by passing over every subject of the
+ * partition's stream: measured ~300 us plus ~0.12 us a subject of nats-server CPU, against
+ * ~50-75 us a delete (bench/ANALYSIS.md). So with many devices' mail in one stream the count
+ * alone costs more than the deletes of a typical batch: it is asked for only when the batch
+ * has COUNT_CHECK_MIN_BATCH sequences plus one per this many subjects the stream held at its
+ * last count (Mailboxes.knownSubjects; unknown: the count is asked for, and tells).
+ */
+export const SUBJECTS_PER_DELETE = 400;
+
+/**
  * A purge of one device's subject costs nats-server (2.9.10) work that grows with the stretch
  * of stream it passes: cheap when the acked mail lies close together (live mail, a backlog
  * that arrived in a burst), up to ~10x the cost of deleting each message when a catch-up's
@@ -67,6 +77,7 @@ export class Acker {
     private readonly limits: DeliveryLimits,
     private readonly metrics?: Metrics,
     private readonly purgeMaxSpan = PURGE_MAX_SPAN,
+    private readonly subjectsPerDelete = SUBJECTS_PER_DELETE,
   ) {}
 
   async ack(device: AuthenticatedDevice, sequences: bigint[]): Promise<AckResponse> {
@@ -149,7 +160,7 @@ export class Acker {
     // whole batch); whatever the purge does not cover, one pipelined delete per sequence.
     const plan = owned.length === seqs.size && this.closeTogether(seqs) ? purgePlanOf(local, seqs) : undefined;
     let purge = plan?.verified ?? false;
-    if (plan && !purge && plan.covered >= COUNT_CHECK_MIN_BATCH) {
+    if (plan && !purge && plan.covered >= this.countCheckMinBatch(loc.stream)) {
       // Live-pushed mail: purge only if the mailbox stored nothing the stream does not know
       // (then nothing undelivered can sit below the bound). What the stream knows at or below
       // the answer's last sequence was stored when nats-server counted, so the count holds it;
@@ -181,6 +192,11 @@ export class Acker {
     for (const s of local) s.acked(acked);
     if (!deliveredHere) this.mailboxes.signal(device, { kind: "acked", sequences: acked });
     return deleted;
+  }
+
+  /** The fewest sequences a purge must cover to be worth its count check in `stream` (SUBJECTS_PER_DELETE). */
+  private countCheckMinBatch(stream: string): number {
+    return COUNT_CHECK_MIN_BATCH + Math.floor((this.mailboxes.knownSubjects(stream) ?? 0) / this.subjectsPerDelete);
   }
 
   /** The sequences span at most purgeMaxSpan (see PURGE_MAX_SPAN). */

@@ -52,6 +52,9 @@ class BodyCache {
   }
 }
 
+/** How long a stream's subject count (from a count's answer) is trusted: then the next count refreshes it. */
+export const SUBJECT_COUNT_TTL_MS = 60_000;
+
 /** Device locations remembered (oldest forgotten first): ~150 bytes each. */
 const MAX_REMEMBERED_LOCATIONS = 100_000;
 
@@ -61,6 +64,8 @@ export class Mailboxes {
 
   private readonly reads: StreamReads;
   private readonly batchReads: BatchReads | undefined;
+  /** Distinct subjects per mailbox stream, as the last count's answer said, and when. */
+  private readonly subjectCounts = new Map<string, { subjects: number; atMs: number }>();
 
   /**
    * @param reads a manager with a short timeout for reads: a read lost in a NATS reconnect
@@ -75,6 +80,7 @@ export class Mailboxes {
     reads: JetStreamManager = nats.jsm,
     replicated = false,
     coalesced?: JetStreamPublisher,
+    private readonly now: () => number = Date.now,
   ) {
     this.reads = new StreamReads(reads, replicated, coalesced);
     // Batches use a short-lived consumer: cheap on a single-replica stream; on a replicated
@@ -152,10 +158,22 @@ export class Mailboxes {
    */
   async countStored(d: DeviceRef): Promise<{ count: number; lastSeq: number }> {
     const loc = this.locate(d);
-    const info = await this.nats.publisher.api<{ state?: { last_seq?: number; subjects?: Record<string, number> } }>(`$JS.API.STREAM.INFO.${loc.stream}`, {
-      subjects_filter: `${loc.subject.slice(0, loc.subject.lastIndexOf("."))}.*`,
-    });
+    const info = await this.nats.publisher.api<{ state?: { last_seq?: number; num_subjects?: number; subjects?: Record<string, number> } }>(
+      `$JS.API.STREAM.INFO.${loc.stream}`,
+      { subjects_filter: `${loc.subject.slice(0, loc.subject.lastIndexOf("."))}.*` },
+    );
+    if (info.state?.num_subjects !== undefined) this.subjectCounts.set(loc.stream, { subjects: info.state.num_subjects, atMs: this.now() });
     return { count: info.state?.subjects?.[loc.subject] ?? 0, lastSeq: info.state?.last_seq ?? 0 };
+  }
+
+  /**
+   * How many distinct subjects (devices with mail) the mailbox stream held at its last count
+   * on this instance, if that was less than SUBJECT_COUNT_TTL_MS ago; else undefined. A count
+   * costs nats-server (2.9.10) a pass over every subject of the stream (ack.ts weighs it).
+   */
+  knownSubjects(stream: string): number | undefined {
+    const c = this.subjectCounts.get(stream);
+    return c && this.now() - c.atMs < SUBJECT_COUNT_TTL_MS ? c.subjects : undefined;
   }
 
   /**

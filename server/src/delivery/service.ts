@@ -73,7 +73,7 @@ export async function createDelivery(ctx: ServerContext, auth: Authenticator, di
   const limits: DeliveryLimits = { ...defaultLimits, ...options.limits };
   const lists: DeviceLists = options.deviceLists ?? directory;
   const reads = await jetstreamManager(ctx.nats.nc, { timeout: READ_TIMEOUT_MS, checkAPI: false });
-  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, reads, ctx.layout.replicas > 1, ctx.nats.publisher);
+  const mailboxes = new Mailboxes(ctx.nats, ctx.layout.partitions, reads, ctx.layout.replicas > 1, ctx.nats.publisher, ctx.now);
   const rate = new RateLimiter(limits.sendsPerMinute, ctx.now);
   const attachmentRate = new RateLimiter(limits.attachmentsPerMinute, ctx.now);
   const streamOpens = new RateLimiter(limits.streamOpensPerMinute, ctx.now);
