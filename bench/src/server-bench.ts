@@ -41,6 +41,8 @@
  * --baseline <ref> also runs the server of another commit (a git worktree) and measures the
  * throughput, latency and catch-up figures for both, interleaved (before/after in one run).
  * --profile runs the server with --cpu-prof (<tmpdir>/sealpost-bench-profiles/, read with profile-top.ts).
+ * DUMP_METRICS=1 prints each server's delivery counters after the Session samples (appends,
+ * live pushes, reads, acked messages, NATS requests by operation): what the load cost in operations.
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -599,6 +601,11 @@ async function sessionRouted({ rigs, raw, figures, impl }: BenchRun): Promise<vo
       x.perCore.push(m.perServerCore);
     }
   }
+  if (process.env.DUMP_METRICS)
+    for (const x of setups) {
+      const text = await (await fetch(`${x.rig.server.url}/metrics`)).text();
+      log(`${x.rig.label} metrics:\n${text.split("\n").filter((l) => /appends_total |live_pushes_total |reads_total |acked_messages_total |_count\{op=/.test(l)).join("\n")}`);
+    }
   // Latency at 1k msg/s over the same sessions, beside raw publish -> PubAck at that rate.
   const pair = setups[0].pair;
   const latRate = mode === "smoke" ? 200 : 1000;

@@ -9,7 +9,7 @@
  * of the Session bench's deliveries were reads (mailbox gets and batch consumers, nats-server
  * work) instead of pushes.
  */
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import { randomBytes } from "node:crypto";
 import { startTestNats, startTestServer, type TestNats } from "@sealpost/test-support";
 import type { RunningServer } from "../src/server.js";
@@ -42,13 +42,17 @@ afterAll(async () => {
 async function openStream(window: number) {
   const ctx = server.context;
   const real = new Mailboxes(ctx.nats, ctx.layout.partitions);
-  const counted = { reads: 0, afterRead: undefined as ((m: StreamMsg | null) => Promise<void>) | undefined };
-  const mailboxes = withMethod(real, "next", async (loc: MailboxLocation, after: number) => {
-    counted.reads++;
-    const m = await real.next(loc, after);
-    await counted.afterRead?.(m);
-    return m;
-  });
+  const counted = { reads: 0, gets: 0, afterRead: undefined as ((m: StreamMsg | null) => Promise<void>) | undefined };
+  const mailboxes = withMethod(
+    withMethod(real, "next", async (loc: MailboxLocation, after: number) => {
+      counted.reads++;
+      const m = await real.next(loc, after);
+      await counted.afterRead?.(m);
+      return m;
+    }),
+    "bySeq",
+    (stream: string, seq: number) => (counted.gets++, real.bySeq(stream, seq)),
+  );
   const deps: ReceiveStreamDeps = { nats: ctx.nats, mailboxes, receivers: ctx.layout.buckets.receivers, log: ctx.log, now: Date.now };
   const device = { accountId: `acct${randomBytes(6).toString("hex")}`, deviceId: 1 };
   const stream = new ReceiveStream(deps, device, `stream-${randomBytes(4).toString("hex")}`, 0, window);
@@ -85,6 +89,8 @@ async function openStream(window: number) {
       const record = senderRecord(n++, bodyBytes);
       return { seq: (await real.append(loc, record, randomBytes(11).toString("hex"))).seq, record };
     },
+    /** The hint another instance's Send publishes for mail it stored (the sequence only). */
+    hint: (seq: number) => real.signal(device, { kind: "mail", seq }),
     /** The client acks: the mail is deleted, then the stream hears of it (as the Ack RPC does). */
     ack: async (seq: number) => {
       await real.delete(loc.stream, seq);
@@ -204,6 +210,23 @@ describe("live push under load", () => {
       await s.ackRpc([m.seq]);
     }
     expect(s.counted.reads).toBeGreaterThan(0);
+  });
+
+  it("a hint for mail of another instance while the push queue is full costs no get: a read sends it, in order", async () => {
+    const s = await openStream(2);
+    const mail = [];
+    for (let i = 0; i < 8; i++) mail.push(await s.store());
+    // The client has not asked for more: all eight wait in the queue (four windows: full).
+    for (const m of mail) s.stream.offer(m.seq, m.record);
+    const woken = vi.spyOn(s.stream, "wake");
+    const elsewhere = await s.store();
+    s.hint(elsewhere.seq);
+    await vi.waitFor(() => expect(woken).toHaveBeenCalled(), { timeout: 5000 });
+    expect(s.counted.gets).toBe(0);
+    for (const m of [...mail, elsewhere]) {
+      expect(await s.nextSequence()).toBe(m.seq);
+      await s.ackRpc([m.seq]);
+    }
   });
 
   it("the push queue holds four windows of records: a client that lags by that much still gets them by push", async () => {

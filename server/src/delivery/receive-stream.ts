@@ -239,10 +239,8 @@ export class ReceiveStream {
     // the count check would pass over it: a purge must stop below it. Entries at or below the
     // cursor are not waiting: a read pass running meanwhile delivered them (the push loop
     // skips them), and they may since be acked.
-    for (const p of this.pushQueue)
-      if (p.seq < lowestUnacked && p.seq > this.cursor && !this.inFlight.has(p.seq) && !sequences.has(p.seq)) lowestUnacked = p.seq;
-    if (this.droppedSet)
-      for (const q of this.droppedSet) if (q < lowestUnacked && q > this.cursor && !this.inFlight.has(q) && !sequences.has(q)) lowestUnacked = q;
+    for (const p of this.pushQueue) if (p.seq < lowestUnacked && this.undelivered(p.seq) && !sequences.has(p.seq)) lowestUnacked = p.seq;
+    if (this.droppedSet) for (const q of this.droppedSet) if (q < lowestUnacked && this.undelivered(q) && !sequences.has(q)) lowestUnacked = q;
     let bound = 0;
     let covered = 0;
     for (const q of sequences) {
@@ -266,10 +264,14 @@ export class ReceiveStream {
     const gone = this.ackingElsewhere;
     let n = 0;
     for (const q of this.inFlight) if (q <= high && !gone?.has(q)) n++;
-    for (const p of this.pushQueue)
-      if (p.record instanceof Uint8Array && p.seq > this.cursor && p.seq <= high && !this.inFlight.has(p.seq) && !gone?.has(p.seq)) n++;
-    if (this.droppedSet) for (const q of this.droppedSet) if (q > this.cursor && q <= high && !this.inFlight.has(q) && !gone?.has(q)) n++;
+    for (const p of this.pushQueue) if (p.record instanceof Uint8Array && p.seq <= high && this.undelivered(p.seq) && !gone?.has(p.seq)) n++;
+    if (this.droppedSet) for (const q of this.droppedSet) if (q <= high && this.undelivered(q) && !gone?.has(q)) n++;
     return n;
+  }
+
+  /** Stored above what reads delivered and not sent by push: still to go out (a read sends it if the queue does not). */
+  private undelivered(seq: number): boolean {
+    return seq > this.cursor && !this.inFlight.has(seq);
   }
 
   /** Own records not taken for push now are still known to be stored (droppedSet). */
@@ -280,7 +282,7 @@ export class ReceiveStream {
 
   /** Empties the push queue; a later read sends what it held. */
   private dropQueue(): void {
-    for (const p of this.pushQueue) if (p.record instanceof Uint8Array && p.seq > this.cursor && !this.inFlight.has(p.seq)) this.dropped(p.seq);
+    for (const p of this.pushQueue) if (p.record instanceof Uint8Array && this.undelivered(p.seq)) this.dropped(p.seq);
     this.pushQueue = [];
     this.queuedBytes = 0;
   }
@@ -300,13 +302,19 @@ export class ReceiveStream {
   /** A hint with the sequence only (mail stored by another instance): fetch exactly that message. */
   private fetchAndPush(seq: number): void {
     if (this.known(seq)) return;
-    if (!this.queuing) {
+    // No room: a read finds it (and no get is spent on a record push would refuse).
+    if (!this.queuing || this.queueFull(0)) {
       this.wake();
       return;
     }
     const fetched = this.d.mailboxes.bySeq(this.loc.stream, seq);
     fetched.catch(() => {}); // Observed by the run loop.
     if (!this.push(seq, fetched)) this.wake();
+  }
+
+  /** The push queue cannot take a record of `bytes` more (one record always fits). */
+  private queueFull(bytes: number): boolean {
+    return this.pushQueue.length >= QUEUE_WINDOWS * this.window || (this.queuedBytes + bytes > QUEUE_MAX_BYTES && this.pushQueue.length > 0);
   }
 
   /**
@@ -319,9 +327,8 @@ export class ReceiveStream {
    */
   private push(seq: number, record: Uint8Array | Promise<StreamMsg | null>, traceparent?: string): boolean {
     if (!this.queuing || this.ended) return false;
-    if (this.pushQueue.length >= QUEUE_WINDOWS * this.window) return false;
     const bytes = record instanceof Uint8Array ? record.length : 0;
-    if (this.queuedBytes + bytes > QUEUE_MAX_BYTES && this.pushQueue.length) return false;
+    if (this.queueFull(bytes)) return false;
     this.queuedBytes += bytes;
     // A record is the storing Send's own buffer, never written again: shared, not copied.
     this.pushQueue.push({ seq, record, traceparent });
