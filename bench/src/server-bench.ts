@@ -604,7 +604,12 @@ async function sessionRouted({ rigs, raw, figures, impl }: BenchRun): Promise<vo
   if (process.env.DUMP_METRICS)
     for (const x of setups) {
       const text = await (await fetch(`${x.rig.server.url}/metrics`)).text();
-      log(`${x.rig.label} metrics:\n${text.split("\n").filter((l) => /appends_total |live_pushes_total |reads_total |acked_messages_total |_count\{op=/.test(l)).join("\n")}`);
+      log(
+        `${x.rig.label} metrics:\n${text
+          .split("\n")
+          .filter((l) => /appends_total |live_pushes_total |reads_total |acked_messages_total |_count\{op=/.test(l))
+          .join("\n")}`,
+      );
     }
   // Latency at 1k msg/s over the same sessions, beside raw publish -> PubAck at that rate.
   const pair = setups[0].pair;
