@@ -1,19 +1,21 @@
 /**
  * Inline content (docs/PROTOCOL.md, Envelopes): a message to exactly one device carries its
  * padded content inside the entry and sends no shared body, when the entry stays within
- * max_entry_bytes; larger content (or a header carrying a KEM key and ciphertext, or a
+ * max_entry_bytes with room to seal it for SendSealed; larger content (or a header carrying a KEM key and ciphertext, or a
  * PrekeyMessage, leaving less room) goes in a shared body as for a fan-out. Receivers accept
  * both forms and refuse an inline entry that also names a body key, comes with a body, or is
  * badly padded.
  */
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ContentSchema } from "@sealpost/gen/sealpost/envelope/v1/content_pb.js";
+import { SenderCertificate_BodySchema, SenderCertificateSchema } from "@sealpost/gen/sealpost/directory/v1/sender_certificate_pb.js";
 import { DeviceEnvelopeSchema, type RatchetMessage } from "@sealpost/gen/sealpost/envelope/v1/device_envelope_pb.js";
 import { addressKey } from "../src/protocol/address.js";
-import { MAX_ENTRY_BYTES } from "../src/protocol/limits.js";
+import { MAX_ENTRY_BYTES, MAX_INLINE_ENVELOPE_BYTES } from "../src/protocol/limits.js";
 import { pad, paddedLength } from "../src/protocol/padding.js";
 import { ratchetEncrypt } from "../src/protocol/ratchet.js";
+import { newSealingKey, sealEntry } from "../src/protocol/sealed-entry.js";
 import type { SessionState } from "../src/protocol/ratchet-state.js";
 import { SessionCipher } from "../src/protocol/session-cipher.js";
 import { encodeDeviceEnvelope, encodeEntryPayload, type EntryFields } from "../src/protocol/wire.js";
@@ -29,6 +31,21 @@ function ratchetOf(entry: Uint8Array): RatchetMessage {
   if (env.kind.case === "prekey" && env.kind.value.message) return env.kind.value.message;
   throw new Error("not an envelope");
 }
+
+/** A sender certificate as large as one can be: a 64-character account id, every number at its widest. */
+const LARGEST_CERTIFICATE = create(SenderCertificateSchema, {
+  body: toBinary(
+    SenderCertificate_BodySchema,
+    create(SenderCertificate_BodySchema, {
+      accountId: "a".repeat(64),
+      deviceId: 0xffffffff,
+      identityKey: new Uint8Array(32).fill(1),
+      expiresAtMs: 2n ** 64n - 1n,
+      keyId: 0xffffffff,
+    }),
+  ),
+  signature: new Uint8Array(64).fill(2),
+});
 
 /** Bytes of a length-delimited field holding `n` bytes. */
 const fieldBytes = (n: number) => 1 + (n < 128 ? 1 : n < 16384 ? 2 : 3) + n;
@@ -58,7 +75,7 @@ describe.each(PROVIDERS)("inline content (%s)", (_name, makeProvider) => {
     }
   });
 
-  it("an entry never exceeds max_entry_bytes: content goes in a body exactly when inline would not fit", async () => {
+  it("an entry never exceeds max_entry_bytes, sealed or not: content goes in a body exactly when inline would leave no room to seal it", async () => {
     const p = makeProvider();
     const alice = await makeDevice(p, "alice", 1);
     const bob = await makeDevice(p, "bob", 1);
@@ -73,19 +90,23 @@ describe.each(PROVIDERS)("inline content (%s)", (_name, makeProvider) => {
         const m = await from.cipher.encryptForDevices(text(words), [{ address: to.address, bundle: from === alice ? bundle : undefined }]);
         const entry = m.entries[0].entry;
         expect(entry.length).toBeLessThanOrEqual(MAX_ENTRY_BYTES);
+        // Sealed for SendSealed with the largest certificate there can be, it still fits.
+        expect((await sealEntry(p, await newSealingKey(p), to.identity.dhKey, LARGEST_CERTIFICATE, entry)).length).toBeLessThanOrEqual(MAX_ENTRY_BYTES);
         const r = ratchetOf(entry);
         const kem = r.kemPublicKey.length > 0 && r.kemCiphertext.length > 0;
         const got = await to.cipher.decrypt(entry, m.sharedBody, from.address);
         expect(bodyText(got.content)).toBe(words);
         if (m.sharedBody.length === 0) {
+          expect(entry.length).toBeLessThanOrEqual(MAX_INLINE_ENVELOPE_BYTES);
           seen.inline++;
           if (kem) seen.inlineWithKem++;
         } else {
           seen.body++;
           if (kem) seen.bodyForKem++;
-          // The same entry with the content instead of a content key and a body hash would not have fit.
+          // The same entry with the content instead of a content key and a body hash would not
+          // have left room to seal it.
           const padded = paddedLength(toBinary(ContentSchema, got.content!).length);
-          expect(entry.length - 2 * fieldBytes(32) + fieldBytes(padded)).toBeGreaterThan(MAX_ENTRY_BYTES);
+          expect(entry.length - 2 * fieldBytes(32) + fieldBytes(padded)).toBeGreaterThan(MAX_INLINE_ENVELOPE_BYTES);
         }
       }
       bundle = await bob.bundle();

@@ -15,5 +15,14 @@ export const MAX_OLD_RATCHET_KEYS = 5;
 export const MAX_MISSING_SEQUENCES = 2000;
 /** A Send entry (a serialized DeviceEnvelope, or a SealedEntry) is at most this many bytes; the server refuses larger ones. */
 export const MAX_ENTRY_BYTES = 4096;
+/**
+ * What sealing a DeviceEnvelope into a SealedEntry adds at most (sealed-entry.ts): the sender
+ * certificate (a 64-character account id, the identity key, expiry, key id, signature: 191
+ * bytes), the ephemeral key, the AEAD tag and the framing: 252 bytes for envelopes of 128 to
+ * 16383 bytes.
+ */
+export const SEALED_ENTRY_OVERHEAD = 256;
+/** An entry carries its content inline only if its DeviceEnvelope leaves room to seal it (SendSealed). */
+export const MAX_INLINE_ENVELOPE_BYTES = MAX_ENTRY_BYTES - SEALED_ENTRY_OVERHEAD;
 /** AES-256-GCM's tag, appended to every ciphertext. */
 export const AEAD_TAG_BYTES = 16;

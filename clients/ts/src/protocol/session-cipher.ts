@@ -43,7 +43,7 @@ import { copyChannelState, emptyChannelState, observeSequence, type ChannelRepor
 import type { LocalIdentity } from "./identity.js";
 import { PQ_RATCHET_VERSION, PROTOCOL_VERSION } from "./labels.js";
 import type { PqSchedule } from "./pq-ratchet.js";
-import { AEAD_TAG_BYTES, MAX_ENTRY_BYTES, MAX_PREVIOUS_SESSIONS } from "./limits.js";
+import { AEAD_TAG_BYTES, MAX_INLINE_ENVELOPE_BYTES, MAX_PREVIOUS_SESSIONS } from "./limits.js";
 import { pqxdhInitiate, pqxdhRespond } from "./pqxdh.js";
 import { verifyKeyBundle, type VerifiedBundle } from "./prekeys.js";
 import { canSend, initInitiator, initResponder, planDecrypt, ratchetEncrypt, type DecryptPlan, type RatchetHeader } from "./ratchet.js";
@@ -254,8 +254,9 @@ export class SessionCipher {
     const messageId = options.messageId ?? this.provider.random(16);
     if (messageId.length !== 16) throw new InvalidMessageError("message_id must be 16 bytes");
     const padded = serializePaddedContent(content, messageId);
-    // One entry: the content rides inside it when it fits (no body: one AEAD and no hash per
-    // side). Otherwise one body sealed under a fresh content key for every entry.
+    // One entry: the content rides inside it when it fits, with room to seal the entry for
+    // SendSealed (no body: one AEAD and no hash per side). Otherwise one body sealed under a
+    // fresh content key for every entry.
     let body: SealedShared | undefined;
     const sealOnce = async () => (body ??= await sealShared(this.provider, messageId, padded));
 
@@ -294,7 +295,7 @@ export class SessionCipher {
           let plain: Uint8Array | undefined;
           const makePlain = async (h: RatchetHeader) => {
             const inline = { ...fields, content: padded };
-            if (!body && deviceEnvelopeSize(ratchetFields(state.version, h), entryPayloadSize(inline) + AEAD_TAG_BYTES, prekey) <= MAX_ENTRY_BYTES) {
+            if (!body && deviceEnvelopeSize(ratchetFields(state.version, h), entryPayloadSize(inline) + AEAD_TAG_BYTES, prekey) <= MAX_INLINE_ENVELOPE_BYTES) {
               return (plain = encodeEntryPayload(inline));
             }
             const b = await sealOnce();

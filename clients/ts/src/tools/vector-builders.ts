@@ -519,7 +519,7 @@ export async function envelopeVectors(make: ProviderFactory) {
 
 /**
  * Inline content: 1:1 messages between single devices carry the padded content in the entry
- * and no shared body; one too large for the entry's 4096 bytes takes a shared body.
+ * and no shared body; one too large for an inline envelope (3840 bytes) takes a shared body.
  */
 export async function inlineEnvelopeVectors(make: ProviderFactory) {
   const alice = await envelopeDevice(make, "envelope-inline/alice.1", "alice", 1);
@@ -550,7 +550,7 @@ export async function inlineEnvelopeVectors(make: ProviderFactory) {
   }
   return {
     description:
-      "Inline content (version 1 sessions): alice.1 sends bob.1 a short text (a PrekeyMessage, session from the bundle), bob.1 answers (a RatchetMessage with a new ratchet key), alice.1 sends a 4000-character text. A Send with one entry carries pad(Content) in EntryPayload.content with an empty shared body when the entry fits in 4096 bytes; the third does not fit and takes a SealedBody as a fan-out does. Each device draws from its own seed: identity (64), signed prekey (32), KEM seed (64), one-time prekey (32); per send the sender draws message_id (16), then for a new session EK (32), m (32), ratchet key (32), for a new sending chain its ratchet key (32), and last, only when the content goes in a shared body, the content key (32).",
+      "Inline content (version 1 sessions): alice.1 sends bob.1 a short text (a PrekeyMessage, session from the bundle), bob.1 answers (a RatchetMessage with a new ratchet key), alice.1 sends a 4000-character text. A Send with one entry carries pad(Content) in EntryPayload.content with an empty shared body when its DeviceEnvelope is at most 3840 bytes (max_entry_bytes 4096 less 256 of room to seal it for SendSealed); the third does not fit and takes a SealedBody as a fan-out does. Each device draws from its own seed: identity (64), signed prekey (32), KEM seed (64), one-time prekey (32); per send the sender draws message_id (16), then for a new session EK (32), m (32), ratchet key (32), for a new sending chain its ratchet key (32), and last, only when the content goes in a shared body, the content key (32).",
     provenance: PROVENANCE,
     seeds: { "alice.1": "envelope-inline/alice.1", "bob.1": "envelope-inline/bob.1" },
     constants: {
@@ -560,6 +560,7 @@ export async function inlineEnvelopeVectors(make: ProviderFactory) {
       kem_prekey_id: 1,
       one_time_prekey_id: 1,
       max_entry_bytes: 4096,
+      max_inline_envelope_bytes: 3840,
     },
     sends,
   };
