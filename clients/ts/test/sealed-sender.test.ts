@@ -125,6 +125,23 @@ describe("sealed sender", () => {
     for (const d of [alice, bob, carol]) await d.m.close();
   });
 
+  it("a 1:1 text near the entry limit still goes sealed and arrives (an inline entry leaves room for the seal)", async () => {
+    const alice = await createDevice(server.url, uniqueId("alice"));
+    const bob = await createDevice(server.url, uniqueId("bob"));
+    await started(alice, bob);
+    await bob.m.sendText(alice.m.accountId, "hi alice");
+    await alice.log.wait("message", (e) => texts([e.message]).includes("hi alice"));
+    // Padded, these land on each side of the largest envelope that still carries its content.
+    for (const size of [3300, 3450, 3600, 3750, 3900]) {
+      const text = `${size} `.padEnd(size, "x");
+      const s = await alice.m.sendText(bob.m.accountId, text);
+      expect((await alice.log.wait("sent", (e) => e.messageId === s.id)).sealed).toBe(true);
+      const e = await bob.log.wait("message", (x) => texts([x.message]).includes(text));
+      expect(e.message.sealed).toBe(true);
+    }
+    for (const d of [alice, bob]) await d.m.close();
+  });
+
   it("the sender's other devices get their copies (with Send), the recipient's every device its sealed one", async () => {
     const alice = await createDevice(server.url, uniqueId("alice"));
     const alice2 = await linkDevice(alice.m, server.url, { name: "tablet" });
