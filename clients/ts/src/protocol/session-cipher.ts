@@ -293,17 +293,21 @@ export class SessionCipher {
             messageId,
           };
           let plain: Uint8Array | undefined;
+          let message: Omit<RatchetFields, "ciphertext"> | undefined;
           const makePlain = async (h: RatchetHeader) => {
-            const inline = { ...fields, content: padded };
-            if (!body && deviceEnvelopeSize(ratchetFields(state.version, h), entryPayloadSize(inline) + AEAD_TAG_BYTES, prekey) <= MAX_INLINE_ENVELOPE_BYTES) {
-              return (plain = encodeEntryPayload(inline));
+            message = ratchetFields(state.version, h);
+            if (!body) {
+              const inline = { ...fields, content: padded };
+              if (deviceEnvelopeSize(message, entryPayloadSize(inline) + AEAD_TAG_BYTES, prekey) <= MAX_INLINE_ENVELOPE_BYTES) {
+                return (plain = encodeEntryPayload(inline));
+              }
             }
             const b = await sealOnce();
             return (plain = encodeEntryPayload({ ...fields, contentKey: b.contentKey, bodySha256: b.bodySha256 }));
           };
-          const { header: h, ciphertext } = await ratchetEncrypt(this.provider, state, makePlain, { nowMs: this.now(), pqSchedule: this.options.pqSchedule });
+          const { ciphertext } = await ratchetEncrypt(this.provider, state, makePlain, { nowMs: this.now(), pqSchedule: this.options.pqSchedule });
           if (plain) wipe(plain);
-          const envelope = encodeDeviceEnvelope({ ...ratchetFields(state.version, h), ciphertext }, prekey);
+          const envelope = encodeDeviceEnvelope({ ...message!, ciphertext }, prekey);
           await this.saveSession(key, record);
           await this.stores.channels.saveSent(key, sequence);
           return { address: r.address, entry: envelope, channelSequence: sequence };

@@ -202,9 +202,17 @@ function addressSize(accountBytes: Uint8Array, deviceId: number): number {
 
 /** The size of the EntryPayload encodeEntryPayload writes. */
 export function entryPayloadSize(e: EntryFields): number {
+  return payloadSize(
+    e,
+    addressSize(accountBytes(e.sender.accountId), e.sender.deviceId),
+    addressSize(accountBytes(e.recipient.accountId), e.recipient.deviceId),
+  );
+}
+
+function payloadSize(e: EntryFields, senderSize: number, recipientSize: number): number {
   return (
-    messageSize(addressSize(accountBytes(e.sender.accountId), e.sender.deviceId)) +
-    messageSize(addressSize(accountBytes(e.recipient.accountId), e.recipient.deviceId)) +
+    messageSize(senderSize) +
+    messageSize(recipientSize) +
     uintSize(e.channelSequence) +
     bytesSize(e.contentKey.length) +
     bytesSize(e.bodySha256.length) +
@@ -219,7 +227,7 @@ export function encodeEntryPayload(e: EntryFields): Uint8Array {
   const recipientAccount = accountBytes(e.recipient.accountId);
   const senderSize = addressSize(senderAccount, e.sender.deviceId);
   const recipientSize = addressSize(recipientAccount, e.recipient.deviceId);
-  const size = entryPayloadSize(e);
+  const size = payloadSize(e, senderSize, recipientSize);
   // Transient plaintext (it carries the content key): encrypted, then wiped.
   const w = new Writer(size, transientBytes);
   w.message(1, senderSize);
