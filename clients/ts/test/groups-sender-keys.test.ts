@@ -197,7 +197,7 @@ describe.each(PROVIDERS)("sender keys (%s)", (_name, makeProvider) => {
     const dist = senderKeyDistribution(own);
     const victim = processSenderKeyDistribution(undefined, dist, 0);
     // Mallory (a member) holds the same distribution, so she can derive message keys...
-    const step = await kdfChain(p, dist.chainKey);
+    const step = kdfChain(dist.chainKey);
     const header = senderKeyHeader(GROUP, dist.distributionId, dist.chainId, 0);
     const ct = await p.aesGcmSeal(step.messageKey, ZERO_NONCE, pad(toBinary(ContentSchema, msg(GROUP, "forged"))), header);
     // ...but not sign: her own key's signature does not verify.

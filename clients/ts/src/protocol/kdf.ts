@@ -3,11 +3,9 @@
  * recommendations) instantiated with HKDF-SHA256 / HMAC-SHA256 and AES-256-GCM.
  */
 import { wipe } from "../crypto/bytes.js";
+import { hmacChainStep } from "../crypto/hmac-chain-step.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { RATCHET_PQ_ROOT_LABEL, RATCHET_ROOT_LABEL } from "./labels.js";
-
-const MESSAGE_KEY_SEED = new Uint8Array([0x01]);
-const CHAIN_KEY_SEED = new Uint8Array([0x02]);
 
 /** KDF_RK: HKDF(salt = root key, ikm = DH output, info = "sealpost.ratchet.root.v1", 64) -> (root key, chain key). */
 export async function kdfRoot(provider: CryptoProvider, rootKey: Uint8Array, dhOutput: Uint8Array): Promise<{ rootKey: Uint8Array; chainKey: Uint8Array }> {
@@ -33,9 +31,13 @@ export async function kdfPqRoot(
   return { rootKey: out.slice(0, 32), chainKey: out.slice(32, 64) };
 }
 
-/** KDF_CK: message key = HMAC(ck, 0x01), next chain key = HMAC(ck, 0x02) (as in Signal). */
-export async function kdfChain(provider: CryptoProvider, chainKey: Uint8Array): Promise<{ messageKey: Uint8Array; chainKey: Uint8Array }> {
-  return { messageKey: await provider.hmacSha256(chainKey, MESSAGE_KEY_SEED), chainKey: await provider.hmacSha256(chainKey, CHAIN_KEY_SEED) };
+/**
+ * KDF_CK: message key = HMAC(ck, 0x01), next chain key = HMAC(ck, 0x02) (as in Signal). The
+ * same for every provider: a JavaScript SHA-256 sharing the key's padded blocks between the two
+ * HMACs beats native calls at this size (crypto/hmac-chain-step.ts).
+ */
+export function kdfChain(chainKey: Uint8Array): { messageKey: Uint8Array; chainKey: Uint8Array } {
+  return hmacChainStep(chainKey);
 }
 
 /**

@@ -192,7 +192,7 @@ export async function ratchetEncrypt(
     ...(state.pq ? headerFields(state.pq, state.sendingCounter) : {}),
   };
   const plain = typeof plaintext === "function" ? await plaintext(header) : plaintext;
-  const step = await kdfChain(provider, state.sendingChainKey);
+  const step = kdfChain(state.sendingChainKey);
   const { key, nonce } = messageKeyMaterial(step.messageKey);
   const ad = ratchetAssociatedData(state.localIdentityKey, state.remoteIdentityKey, header, state.version);
   const ciphertext = await provider.aesGcmSeal(key, nonce, plain, ad);
@@ -229,17 +229,10 @@ async function open(provider: CryptoProvider, state: SessionState, header: Ratch
 }
 
 /** Derives the keys of messages [from, to) of a chain; returns them and the chain key at `to`. */
-async function skipKeys(
-  provider: CryptoProvider,
-  ratchetKey: Uint8Array,
-  chainKey: Uint8Array,
-  from: number,
-  to: number,
-  out: SkippedKey[],
-): Promise<Uint8Array> {
+function skipKeys(ratchetKey: Uint8Array, chainKey: Uint8Array, from: number, to: number, out: SkippedKey[]): Uint8Array {
   let ck = chainKey;
   for (let n = from; n < to; n++) {
-    const step = await kdfChain(provider, ck);
+    const step = kdfChain(ck);
     out.push({ ratchetKey, counter: n, messageKey: step.messageKey });
     if (ck !== chainKey) wipe(ck);
     ck = step.chainKey;
@@ -290,8 +283,8 @@ export async function planDecrypt(
     if (header.counter < state.receivingCounter) throw new DuplicateMessageError("message key already used");
     if (header.counter - state.receivingCounter > MAX_FORWARD_JUMP) throw new TooFarAheadError("message too far ahead in its chain");
     const added: SkippedKey[] = [];
-    const ck = await skipKeys(provider, header.ratchetKey, state.receivingChainKey, state.receivingCounter, header.counter, added);
-    const step = await kdfChain(provider, ck);
+    const ck = skipKeys(header.ratchetKey, state.receivingChainKey, state.receivingCounter, header.counter, added);
+    const step = kdfChain(ck);
     if (ck !== state.receivingChainKey) wipe(ck);
     const discard = () => {
       wipe(step.chainKey);
@@ -322,7 +315,7 @@ export async function planDecrypt(
   const added: SkippedKey[] = [];
   if (state.receivingChainKey !== undefined && state.receivingRatchetKey !== undefined) {
     if (header.previousCounter - state.receivingCounter > MAX_FORWARD_JUMP) throw new TooFarAheadError("previous chain too long");
-    const end = await skipKeys(provider, state.receivingRatchetKey, state.receivingChainKey, state.receivingCounter, header.previousCounter, added);
+    const end = skipKeys(state.receivingRatchetKey, state.receivingChainKey, state.receivingCounter, header.previousCounter, added);
     if (end !== state.receivingChainKey) wipe(end);
   }
   let dh: Uint8Array;
@@ -344,8 +337,8 @@ export async function planDecrypt(
   wipe(dh);
   if (kemSecret) wipe(kemSecret);
   const ratchetKey = header.ratchetKey.slice();
-  const ck = await skipKeys(provider, ratchetKey, root.chainKey, 0, header.counter, added);
-  const step = await kdfChain(provider, ck);
+  const ck = skipKeys(ratchetKey, root.chainKey, 0, header.counter, added);
+  const step = kdfChain(ck);
   if (ck !== root.chainKey) wipe(ck);
   const discard = () => {
     wipe(step.chainKey, root.rootKey, root.chainKey);

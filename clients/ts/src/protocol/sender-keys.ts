@@ -157,7 +157,7 @@ export function senderKeyHeader(groupId: Uint8Array, distributionId: Uint8Array,
  */
 export async function senderKeyEncrypt(provider: CryptoProvider, own: OwnSenderKey, content: Uint8Array): Promise<Uint8Array> {
   if (own.iteration >= MAX_ITERATION) throw new InvalidMessageError("sender key chain exhausted; rotate");
-  const step = await kdfChain(provider, own.chainKey);
+  const step = kdfChain(own.chainKey);
   const header = senderKeyHeader(own.groupId, own.distributionId, own.chainId, own.iteration);
   const padded = pad(content);
   const ciphertext = await provider.aesGcmSeal(step.messageKey, ZERO_NONCE, padded, header);
@@ -287,12 +287,12 @@ export async function planSenderKeyDecrypt(provider: CryptoProvider, record: Sen
   const added: SkippedSenderKey[] = [];
   let ck = chain.chainKey;
   for (let i = chain.iteration; i < m.iteration; i++) {
-    const s = await kdfChain(provider, ck);
+    const s = kdfChain(ck);
     added.push({ iteration: i, messageKey: s.messageKey });
     if (ck !== chain.chainKey) wipe(ck);
     ck = s.chainKey;
   }
-  const step = await kdfChain(provider, ck);
+  const step = kdfChain(ck);
   if (ck !== chain.chainKey) wipe(ck);
   const discard = () => {
     wipe(step.chainKey);

@@ -59,7 +59,7 @@ function groupText(groupId: Uint8Array, messageId: Uint8Array, body: string): Ui
 async function encryptRecorded(p: CryptoProvider, own: OwnSenderKey, content: Uint8Array) {
   const chainKey = own.chainKey.slice();
   const iteration = own.iteration;
-  const mk = (await kdfChain(p, chainKey)).messageKey;
+  const mk = kdfChain(chainKey).messageKey;
   const header = senderKeyHeader(own.groupId, own.distributionId, own.chainId, iteration);
   const sharedBody = await senderKeyEncrypt(p, own, content);
   const m = parseSenderKeyBody(sharedBody)!;
