@@ -286,13 +286,9 @@ export async function planDecrypt(
     const ck = skipKeys(header.ratchetKey, state.receivingChainKey, state.receivingCounter, header.counter, added);
     const step = kdfChain(ck);
     if (ck !== state.receivingChainKey) wipe(ck);
-    const discard = () => {
-      wipe(step.chainKey);
-      for (const k of added) wipe(k.messageKey);
-    };
-    const plaintext = await openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), discard);
-    return {
-      plaintext,
+    // Methods, not named arrow functions: tsx names named closures per call.
+    const plan: DecryptPlan = {
+      plaintext: EMPTY,
       commit() {
         wipe(state.receivingChainKey);
         state.receivingChainKey = step.chainKey;
@@ -301,8 +297,13 @@ export async function planDecrypt(
         state.pendingPrekey = undefined;
         if (pq) commitReceived(pq, header, false, nowMs);
       },
-      discard,
+      discard() {
+        wipe(step.chainKey);
+        for (const k of added) wipe(k.messageKey);
+      },
     };
+    plan.plaintext = await openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), plan.discard);
+    return plan;
   }
 
   // 3. An earlier chain whose key for this counter is gone: consumed (or evicted).
@@ -340,13 +341,12 @@ export async function planDecrypt(
   const ck = skipKeys(ratchetKey, root.chainKey, 0, header.counter, added);
   const step = kdfChain(ck);
   if (ck !== root.chainKey) wipe(ck);
-  const discard = () => {
-    wipe(step.chainKey, root.rootKey, root.chainKey);
-    for (const k of added) wipe(k.messageKey);
-  };
-  const plaintext = await openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), discard);
-  return {
-    plaintext,
+  const plan: DecryptPlan = {
+    plaintext: EMPTY,
+    discard() {
+      wipe(step.chainKey, root.rootKey, root.chainKey);
+      for (const k of added) wipe(k.messageKey);
+    },
     commit() {
       if (state.receivingRatchetKey !== undefined && state.receivingChainKey !== undefined) {
         state.oldRatchetKeys.unshift(state.receivingRatchetKey);
@@ -363,8 +363,9 @@ export async function planDecrypt(
       state.pendingPrekey = undefined;
       if (pq) commitReceived(pq, header, true, nowMs);
     },
-    discard,
   };
+  plan.plaintext = await openWithStepKey(step.messageKey, (mk) => open(provider, state, header, mk, ciphertext), plan.discard);
+  return plan;
 }
 
 /** Copies a state deeply (tests and store implementations that must not alias). */

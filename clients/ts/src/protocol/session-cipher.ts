@@ -258,11 +258,10 @@ export class SessionCipher {
     // SendSealed (no body: one AEAD and no hash per side). Otherwise one body sealed under a
     // fresh content key for every entry.
     let body: SealedShared | undefined;
-    const sealOnce = async () => (body ??= await sealShared(this.provider, messageId, padded));
 
     const entries: EncryptedMessage["entries"] = [];
     try {
-      if (recipients.length !== 1) await sealOnce();
+      if (recipients.length !== 1) body = await sealShared(this.provider, messageId, padded);
       for (const r of recipients) {
         const key = addressKey(r.address);
         const entry = await this.withLock(key, async () => {
@@ -294,18 +293,23 @@ export class SessionCipher {
           };
           let plain: Uint8Array | undefined;
           let message: Omit<RatchetFields, "ciphertext"> | undefined;
-          const makePlain = async (h: RatchetHeader) => {
-            message = ratchetFields(state.version, h);
-            if (!body) {
-              const inline = { ...fields, content: padded };
-              if (deviceEnvelopeSize(message, entryPayloadSize(inline) + AEAD_TAG_BYTES, prekey) <= MAX_INLINE_ENVELOPE_BYTES) {
-                return (plain = encodeEntryPayload(inline));
+          // The plaintext is built once the header is known (anonymous: tsx names named closures per call).
+          const { ciphertext } = await ratchetEncrypt(
+            this.provider,
+            state,
+            async (h: RatchetHeader) => {
+              message = ratchetFields(state.version, h);
+              if (!body) {
+                const inline = { ...fields, content: padded };
+                if (deviceEnvelopeSize(message, entryPayloadSize(inline) + AEAD_TAG_BYTES, prekey) <= MAX_INLINE_ENVELOPE_BYTES) {
+                  return (plain = encodeEntryPayload(inline));
+                }
+                body = await sealShared(this.provider, messageId, padded);
               }
-            }
-            const b = await sealOnce();
-            return (plain = encodeEntryPayload({ ...fields, contentKey: b.contentKey, bodySha256: b.bodySha256 }));
-          };
-          const { ciphertext } = await ratchetEncrypt(this.provider, state, makePlain, { nowMs: this.now(), pqSchedule: this.options.pqSchedule });
+              return (plain = encodeEntryPayload({ ...fields, contentKey: body.contentKey, bodySha256: body.bodySha256 }));
+            },
+            { nowMs: this.now(), pqSchedule: this.options.pqSchedule },
+          );
           if (plain) wipe(plain);
           const envelope = encodeDeviceEnvelope({ ...message!, ciphertext }, prekey);
           await this.saveSession(key, record);
@@ -366,26 +370,32 @@ export class SessionCipher {
     });
     let state: "pending" | "committed" | "discarded" = "pending";
     let current = planned.p;
-    const discard = () => {
-      if (state !== "pending") return;
-      state = "discarded";
-      current.opened.plan.discard();
-    };
-    const commit = async () => {
-      if (state === "committed") return;
-      if (state === "discarded") throw new InvalidMessageError("this decryption was discarded");
-      await this.withLock(key, async () => {
+    // Methods, not named arrow functions: tsx names named closures per call. Neither uses `this`.
+    const cipher = this;
+    return {
+      ...planned.p.result,
+      newSession: planned.p.opened.newSession,
+      channel: planned.channel,
+      async commit() {
+        if (state === "committed") return;
+        if (state === "discarded") throw new InvalidMessageError("this decryption was discarded");
+        await cipher.withLock(key, async () => {
+          if (state !== "pending") return;
+          if (cipher.generation(key) !== planned.generation) {
+            // The session changed since the plan was made: plan again on the current state.
+            current.opened.plan.discard();
+            current = await cipher.plan(envelope, sharedBody, sender, key, local);
+          }
+          await cipher.apply(key, current);
+          state = "committed";
+        });
+      },
+      discard() {
         if (state !== "pending") return;
-        if (this.generation(key) !== planned.generation) {
-          // The session changed since the plan was made: plan again on the current state.
-          current.opened.plan.discard();
-          current = await this.plan(envelope, sharedBody, sender, key, local);
-        }
-        await this.apply(key, current);
-        state = "committed";
-      });
+        state = "discarded";
+        current.opened.plan.discard();
+      },
     };
-    return { ...planned.p.result, newSession: planned.p.opened.newSession, channel: planned.channel, commit, discard };
   }
 
   /** The number of session saves for `key` so far (this instance): a plan is valid while it is unchanged. */
