@@ -1008,7 +1008,12 @@ async function idleStreams({ rigs, nats, figures, extra, impl, baselineRef }: Be
     return { before, after, rssBefore, rssAfter, settled, rssSettled, openSec, marginalKiB, marginalHeapKiB };
   };
   const conns = Math.max(1, Math.ceil(P.idleStreams / 500));
-  const { before, after, rssBefore, rssAfter, settled, rssSettled, openSec, marginalKiB, marginalHeapKiB } = await measureIdle(idle, conns, undefined, P.idleSettleMs);
+  const { before, after, rssBefore, rssAfter, settled, rssSettled, openSec, marginalKiB, marginalHeapKiB } = await measureIdle(
+    idle,
+    conns,
+    undefined,
+    P.idleSettleMs,
+  );
   const perStreamKiB = (rssSettled - rssBefore) / 1024 / P.idleStreams;
   // As real clients connect: one HTTP/2 connection per device (fewer streams: sockets are
   // the load generator's limit here too).
@@ -1103,7 +1108,14 @@ async function idleStreams({ rigs, nats, figures, extra, impl, baselineRef }: Be
   log(
     `idle streams: ${P.idleStreams} open in ${openSec.toFixed(1)} s, RSS ${round(rssBefore / 2 ** 20)} -> ${round(rssAfter / 2 ** 20)} MB just opened, ${round(rssSettled / 2 ** 20)} MB idle ${((P.idleSettleMs + IDLE_PAUSE_MS) / 1000).toFixed(0)} s (${perStreamKiB.toFixed(1)} KiB/stream; marginal ${marginalKiB.toFixed(1)} KiB RSS, ${marginalHeapKiB.toFixed(1)} KiB heap)`,
   );
-  extra.idle_streams = { streams: P.idleStreams, rss_before: rssBefore, rss_just_opened: rssAfter, rss_idle: rssSettled, heap_before: before.heapUsed, heap_after: settled.heapUsed };
+  extra.idle_streams = {
+    streams: P.idleStreams,
+    rss_before: rssBefore,
+    rss_just_opened: rssAfter,
+    rss_idle: rssSettled,
+    heap_before: before.heapUsed,
+    heap_after: settled.heapUsed,
+  };
 }
 
 /** Physical size minus used size of one V8 heap space. */
