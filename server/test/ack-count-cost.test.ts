@@ -12,7 +12,7 @@ import type { RunningServer } from "../src/server.js";
 import { Acker } from "../src/delivery/ack.js";
 import { defaultLimits } from "../src/delivery/limits.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
-import { nextEvent, openDrainedStreamOn, senderRecord, withMethod } from "./delivery-helpers.js";
+import { countingAckOps, nextEvent, openDrainedStreamOn, senderRecord } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -40,17 +40,7 @@ async function setup(others: number, subjectsPerDelete: number) {
     if (at.stream !== loc.stream) continue;
     await s.mailboxes.append(at, senderRecord(n++), randomBytes(11).toString("hex"));
   }
-  const ops = { counts: 0, purges: 0, deletes: 0 };
-  const m = s.mailboxes;
-  const counted = withMethod(
-    withMethod(
-      withMethod(m, "countStored", (d: typeof s.device) => (ops.counts++, m.countStored(d))),
-      "purgeBelow",
-      (d: typeof s.device, before: number) => (ops.purges++, m.purgeBelow(d, before)),
-    ),
-    "delete",
-    (stream: string, seq: number) => (ops.deletes++, m.delete(stream, seq)),
-  );
+  const { mailboxes: counted, ops } = countingAckOps(s.mailboxes);
   const acker = new Acker(counted, s.hub, defaultLimits, undefined, undefined, subjectsPerDelete);
   /** Four of this instance's own records, pushed to the stream (live mail: the purge needs a count). */
   const pushFour = async () => {

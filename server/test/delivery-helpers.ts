@@ -22,6 +22,7 @@ import { noTracing } from "../src/observability/tracing.js";
 import type { ServerContext } from "../src/server-context.js";
 import type { Delivery } from "../src/delivery/service.js";
 import { Mailboxes } from "../src/delivery/mailbox.js";
+import type { DeviceRef } from "../src/device-address.js";
 import { encodeRecord } from "../src/delivery/mailbox-record.js";
 import { ReceiveStream, type ReceiveStreamDeps } from "../src/delivery/receive-stream.js";
 import { ReceiveHub } from "../src/delivery/receive-hub.js";
@@ -146,6 +147,21 @@ export function withMethod<T extends object, K extends keyof T>(target: T, name:
       return typeof v === "function" ? v.bind(t) : v;
     },
   });
+}
+
+/** `mailboxes` with the Ack's JetStream operations counted: count checks, purges and single deletes. */
+export function countingAckOps(mailboxes: Mailboxes): { mailboxes: Mailboxes; ops: { counts: number; purges: number; deletes: number } } {
+  const ops = { counts: 0, purges: 0, deletes: 0 };
+  const counted = withMethod(
+    withMethod(
+      withMethod(mailboxes, "countStored", (d: DeviceRef) => (ops.counts++, mailboxes.countStored(d))),
+      "purgeBelow",
+      (d: DeviceRef, before: number) => (ops.purges++, mailboxes.purgeBelow(d, before)),
+    ),
+    "delete",
+    (stream: string, seq: number) => (ops.deletes++, mailboxes.delete(stream, seq)),
+  );
+  return { mailboxes: counted, ops };
 }
 
 /** The receivers bucket with put() held until release() (a slow claim). */

@@ -20,7 +20,7 @@ import { Acker } from "../src/delivery/ack.js";
 import { defaultLimits } from "../src/delivery/limits.js";
 import type { AuthenticatedDevice } from "../src/auth/authenticator.js";
 import type { StreamMsg } from "../src/nats/stream-reads.js";
-import { nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
+import { countingAckOps, nextEvent, senderRecord, withMethod } from "./delivery-helpers.js";
 
 let nats: TestNats;
 let server: RunningServer;
@@ -69,19 +69,14 @@ async function openStream(window: number) {
   counted.reads = 0;
   const loc = real.locate(device);
   let n = 0;
-  // The Ack RPC served here, its deletes counted: one purge, or one delete per sequence.
-  const deletes = { purges: 0, singles: 0 };
-  const acking = withMethod(
-    withMethod(real, "purgeBelow", (d: typeof device, before: number) => (deletes.purges++, real.purgeBelow(d, before))),
-    "delete",
-    (stream: string, seq: number) => (deletes.singles++, real.delete(stream, seq)),
-  );
+  // The Ack RPC served here, its JetStream operations counted: one purge, or one delete per sequence.
+  const { mailboxes: acking, ops } = countingAckOps(real);
   const acker = new Acker(acking, hub, defaultLimits);
   const caller = { accountId: device.accountId, deviceId: device.deviceId } as AuthenticatedDevice;
   return {
     stream,
     counted,
-    deletes,
+    ops,
     /** The client's Ack, served by this instance. */
     ackRpc: (seqs: number[]) => acker.ack(caller, seqs.map(BigInt)),
     /** Stores a record (`bodyBytes` of body); returns its sequence and the record (offer it for this instance's own Send). */
@@ -180,7 +175,7 @@ describe("live push under load", () => {
     // its push queue, delivered by the read all the same.
     expect((await s.ackRpc([mail[0].seq])).deleted).toBe(1);
     expect((await s.ackRpc([mail[1].seq, mail[2].seq])).deleted).toBe(2);
-    expect(s.deletes).toEqual({ purges: 2, singles: 0 });
+    expect(s.ops).toMatchObject({ purges: 2, deletes: 0 });
   });
 
   it("while a lagging client's stream drops records it cannot queue, an Ack of delivered mail is still one purge", async () => {
@@ -192,7 +187,7 @@ describe("live push under load", () => {
     for (const m of mail) s.stream.offer(m.seq, m.record);
     for (const m of mail.slice(0, 4)) expect(await s.nextSequence()).toBe(m.seq);
     expect((await s.ackRpc(mail.slice(0, 4).map((m) => m.seq))).deleted).toBe(4);
-    expect(s.deletes).toEqual({ purges: 1, singles: 0 });
+    expect(s.ops).toMatchObject({ purges: 1, deletes: 0 });
     // The rest in order, once the window has room again.
     for (const m of mail.slice(4, 8)) expect(await s.nextSequence()).toBe(m.seq);
     await s.ackRpc(mail.slice(4, 8).map((m) => m.seq));
