@@ -24,5 +24,3 @@ export const MAX_ENTRY_BYTES = 4096;
 export const SEALED_ENTRY_OVERHEAD = 256;
 /** An entry carries its content inline only if its DeviceEnvelope leaves room to seal it (SendSealed). */
 export const MAX_INLINE_ENVELOPE_BYTES = MAX_ENTRY_BYTES - SEALED_ENTRY_OVERHEAD;
-/** AES-256-GCM's tag, appended to every ciphertext. */
-export const AEAD_TAG_BYTES = 16;

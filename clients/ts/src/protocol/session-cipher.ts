@@ -28,7 +28,7 @@ import {
   UntrustedIdentityError,
 } from "../crypto/errors.js";
 import type { CryptoProvider } from "../crypto/provider.js";
-import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES } from "../crypto/provider.js";
+import { GCM_TAG_BYTES, MLKEM768_CIPHERTEXT_BYTES, MLKEM768_PUBLIC_KEY_BYTES } from "../crypto/provider.js";
 import { addressKey } from "./address.js";
 import {
   decodeCanonicalDeviceEnvelope,
@@ -43,7 +43,7 @@ import { copyChannelState, emptyChannelState, observeSequence, type ChannelRepor
 import type { LocalIdentity } from "./identity.js";
 import { PQ_RATCHET_VERSION, PROTOCOL_VERSION } from "./labels.js";
 import type { PqSchedule } from "./pq-ratchet.js";
-import { AEAD_TAG_BYTES, MAX_INLINE_ENVELOPE_BYTES, MAX_PREVIOUS_SESSIONS } from "./limits.js";
+import { MAX_INLINE_ENVELOPE_BYTES, MAX_PREVIOUS_SESSIONS } from "./limits.js";
 import { pqxdhInitiate, pqxdhRespond } from "./pqxdh.js";
 import { verifyKeyBundle, type VerifiedBundle } from "./prekeys.js";
 import { canSend, initInitiator, initResponder, planDecrypt, ratchetEncrypt, type DecryptPlan, type RatchetHeader } from "./ratchet.js";
@@ -301,7 +301,7 @@ export class SessionCipher {
               message = ratchetFields(state.version, h);
               if (!body) {
                 const inline = { ...fields, content: padded };
-                if (deviceEnvelopeSize(message, entryPayloadSize(inline) + AEAD_TAG_BYTES, prekey) <= MAX_INLINE_ENVELOPE_BYTES) {
+                if (deviceEnvelopeSize(message, entryPayloadSize(inline) + GCM_TAG_BYTES, prekey) <= MAX_INLINE_ENVELOPE_BYTES) {
                   return (plain = encodeEntryPayload(inline));
                 }
                 body = await sealShared(this.provider, messageId, padded);
