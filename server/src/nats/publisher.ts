@@ -9,6 +9,7 @@
  * on the subject is NoResponders, a JetStream rejection is JetStreamApiError (its code).
  */
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/nats-core";
+import { replyHeaders, replyStatus, type ReplyHeaders } from "./reply-headers.js";
 
 export interface PubAck {
   stream: string;
@@ -104,13 +105,13 @@ export class JetStreamPublisher {
     stream: string,
     query: Record<string, unknown>,
     timeoutMs = READ_TIMEOUT_MS,
-  ): Promise<{ seq: number; subject: string; data: Uint8Array; header: MsgHdrs } | null> {
+  ): Promise<{ seq: number; subject: string; data: Uint8Array; header: ReplyHeaders } | null> {
     const m = await this.send(`$JS.API.DIRECT.GET.${stream}`, jsonBytes(query), "get", {}, timeoutMs);
-    const code = m.headers?.code ?? 0;
+    const h = replyHeaders(m);
+    const code = h?.code ?? 0;
     if (code === 404) return null;
-    if (code >= 400 || !m.headers)
-      throw named(code === 408 ? "TimeoutError" : "JetStreamApiError", `direct get: ${code} ${m.headers?.description ?? ""}`.trim());
-    return { seq: Number(m.headers.get("Nats-Sequence")), subject: m.headers.get("Nats-Subject"), data: m.data, header: m.headers };
+    if (code >= 400 || !h) throw named(code === 408 ? "TimeoutError" : "JetStreamApiError", `direct get: ${code} ${h?.description ?? ""}`.trim());
+    return { seq: Number(h.get("Nats-Sequence")), subject: h.get("Nats-Subject"), data: m.data, header: h };
   }
 
   /**
@@ -261,7 +262,7 @@ export class JetStreamPublisher {
     this.pending.delete(id);
     // Timed only while someone listens (sentAt 0: sent before the hook was set).
     if (this.onRoundTrip && p.sentAt) this.onRoundTrip(p.op, (performance.now() - p.sentAt) / 1000);
-    if (msg.headers?.code === 503) {
+    if (replyStatus(msg) === 503) {
       p.reject(named("NoResponders", `no JetStream stream answers for this subject (503)`));
       return;
     }
