@@ -84,7 +84,8 @@ export function decodeRecord(b: Uint8Array): MailboxRecord {
   let o = 2;
   const messageId = b.subarray(o, o + 16);
   o += 16;
-  const timestampMs = Number(dv.getBigUint64(o));
+  // Two u32 halves, as encodeRecord writes them: no BigInt per record.
+  const timestampMs = dv.getUint32(o) * 0x100000000 + dv.getUint32(o + 4);
   o += 8;
   const alen = b[o++];
   if (o + alen + 8 > b.length) throw new RecordFormatError("truncated mailbox record");
@@ -98,14 +99,10 @@ export function decodeRecord(b: Uint8Array): MailboxRecord {
   const entry = b.subarray(o, o + elen);
   o += elen;
   const tail = b.subarray(o);
-  const base = {
-    messageId,
-    senderAccountId,
-    senderDeviceId,
-    timestampMs,
-    entry,
-    ephemeral: (flags & FLAG_EPHEMERAL) !== 0,
-    sealed: (flags & FLAG_SEALED) !== 0,
-  };
-  return flags & FLAG_BODY_REF ? { ...base, bodyKey: unascii.decode(tail) } : { ...base, body: tail };
+  const ephemeral = (flags & FLAG_EPHEMERAL) !== 0;
+  const sealed = (flags & FLAG_SEALED) !== 0;
+  // Whole literals, not a spread of a common part: a spread plus one more field took V8's
+  // slow define path for every record read (~1% of the server's CPU in a catch-up).
+  if (flags & FLAG_BODY_REF) return { messageId, senderAccountId, senderDeviceId, timestampMs, entry, ephemeral, sealed, bodyKey: unascii.decode(tail) };
+  return { messageId, senderAccountId, senderDeviceId, timestampMs, entry, ephemeral, sealed, body: tail };
 }
