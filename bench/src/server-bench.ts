@@ -71,6 +71,7 @@ import type * as http2 from "node:http2";
 import { BenchSession } from "./server/session-load.js";
 import { benchMode, machineInfo, median, packageVersion, percentile, ratio, repoRoot, round, writeResult, type Figure } from "./result.js";
 import { cpuSeconds } from "./proc-cpu.js";
+import { untilNextDue } from "./open-loop.js";
 
 const mode = benchMode();
 const P = {
@@ -329,7 +330,7 @@ async function sessionLatencies(rig: Rig, pair: SessionPair, rate: number, ms: n
       const i = issued++;
       pair.senders[i % pair.senders.length].send(sendRequest(rig.ids.make(c), body, [pair.to[i % pair.to.length]])).catch(() => {});
     }
-    await new Promise((r) => setTimeout(r, 1));
+    await untilNextDue(t0, issued, rate);
   }
   const offeredEnd = performance.now();
   while (intended.size && performance.now() < offeredEnd + 30_000) await new Promise((r) => setTimeout(r, 5));
@@ -371,7 +372,7 @@ async function routedLatencies(rig: Rig, rate: number, ms: number): Promise<{ la
       send(rig.raw, rig.senders[i % SENDERS], sendRequest(rig.ids.make(c), body, [rig.recipients[i % 8]])).catch(() => sendErrors++);
     }
     if (saturated) break;
-    await new Promise((r) => setTimeout(r, 1));
+    await untilNextDue(t0, issued, rate);
   }
   // How long the backlog took to arrive after the offered load ended: > 1 s means the
   // instance did not sustain the offered rate (the percentiles then measure a queue).

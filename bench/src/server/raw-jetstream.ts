@@ -8,6 +8,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { mailboxStreamName } from "@sealpost/server/nats";
+import { untilNextDue } from "../open-loop.js";
 
 export const RAW_STREAM = "BENCH_RAW";
 export const rawSubject = (device: number) => `bench.raw.${device}`;
@@ -111,7 +112,7 @@ export async function rawPublishLatencies(
       issued++;
     }
     if (saturated) break;
-    await new Promise((r) => setTimeout(r, 1));
+    await untilNextDue(t0, issued, rate);
   }
   await Promise.all(pending);
   return { latencies, saturated };
