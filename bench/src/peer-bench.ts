@@ -11,7 +11,8 @@
  *                        answered Stored; XMPP: counted at an in-order ping's answer)
  *   peer_catchup         devices/s that reconnect and take their 10 pending messages (64 at
  *                        a time; XMPP: connect, log in, bind, presence, 10 offline messages;
- *                        sealpost: Receive with the device's token, until Drained, one Ack)
+ *                        sealpost: Receive with the device's token, until Drained, one Ack;
+ *                        rounds alternate the two sides, the median round of each)
  *
  *   npx tsx bench/src/peer-bench.ts [--smoke|--quick]
  *
@@ -36,7 +37,8 @@ const mode = benchMode();
 const P = {
   smoke: { samples: 1, sampleMs: 300, catchupDevices: 20 },
   quick: { samples: 3, sampleMs: 1000, catchupDevices: 200 },
-  full: { samples: 5, sampleMs: 2500, catchupDevices: 500 },
+  // Catch-up: 5 rounds of 300 devices each side (3 rounds of ~170 varied by 10-20% a run).
+  full: { samples: 5, sampleMs: 2500, catchupDevices: 1500 },
 }[mode];
 const PAIRS = 8;
 const IN_FLIGHT = 64;
@@ -335,7 +337,7 @@ async function main(): Promise<void> {
     const filler = await XmppClient.login(ejabberd.port, EJABBERD_DOMAIN, `f${tag}`, "pw");
     const spRounds: number[] = [];
     const xmRounds: number[] = [];
-    const rounds = Math.max(1, Math.min(P.samples, 3));
+    const rounds = Math.max(1, P.samples);
     const per = Math.floor(P.catchupDevices / rounds);
     for (let r = 0; r < rounds; r++) {
       const sl = cuDevices.slice(r * per, (r + 1) * per);
@@ -387,7 +389,8 @@ async function main(): Promise<void> {
       value: round(spCu),
       unit: "devices/s",
       samples: spRounds.length,
-      reference: ejRef(xmCu, "devices/s", xmRounds.length),
+      sampleValues: spRounds.map((x) => round(x)),
+      reference: { ...ejRef(xmCu, "devices/s", xmRounds.length), sampleValues: xmRounds.map((x) => round(x)) },
       ratio: ratio(spCu, xmCu),
       target: { row: "catchup_vs_peer", description: ">= ejabberd's, same run", met: spCu >= xmCu },
       params: { pending_each: PENDING, concurrent_devices: CATCHUP_CONCURRENCY, devices: P.catchupDevices },
