@@ -35,6 +35,7 @@ beforeAll(async () => {
   h.append("X-Twice", "first");
   h.append("X-Twice", "second");
   h.append("X-Spaced", "  padded value  ");
+  h.append("X-Unicode", "grüße ✓");
   await conn.js.publish("rh.with", new TextEncoder().encode("stored"), { headers: h });
   await conn.js.publish("rh.plain", Uint8Array.of(1, 2, 3));
 });
@@ -71,6 +72,7 @@ describe("reply headers from the bytes", () => {
     // The first of a repeated name, and values trimmed, as MsgHdrs.get answers.
     expect(h.get("X-Twice")).toBe("first");
     expect(h.get("X-Spaced")).toBe("padded value");
+    expect(h.get("X-Unicode")).toBe("grüße ✓");
     expect(new TextDecoder().decode(m.data)).toBe("stored");
   });
 

@@ -37,7 +37,7 @@ export function replyHeaders(msg: Msg): ReplyHeaders | undefined {
   const hdr = raw._msg?.hdr;
   if (typeof hdr !== "number" || !(raw._rdata instanceof Uint8Array)) return msg.headers;
   if (hdr <= 0) return undefined;
-  return new HeaderBlock(Buffer.from(raw._rdata.buffer, raw._rdata.byteOffset, hdr).toString("latin1"));
+  return new HeaderBlock(Buffer.from(raw._rdata.buffer, raw._rdata.byteOffset, hdr).toString("utf8"));
 }
 
 /** The status code alone (0: none), without decoding the block: every reply is checked for 503. */
@@ -63,7 +63,7 @@ class HeaderBlock implements ReplyHeaders {
   readonly code: number;
   readonly description: string;
 
-  /** `text`: "NATS/1.0[ code[ description]]\r\nName: value\r\n...\r\n\r\n" (latin1, as the bytes are). */
+  /** `text`: "NATS/1.0[ code[ description]]\r\nName: value\r\n...\r\n\r\n" (UTF-8, as nats.js decodes it). */
   constructor(private readonly text: string) {
     const eol = text.indexOf("\r\n");
     const status = (eol < 0 ? text : text.slice(0, eol)).slice(STATUS_PREFIX.length).trim();
