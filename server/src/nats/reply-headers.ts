@@ -33,19 +33,17 @@ const DIGIT_9 = 0x39;
 
 /** The reply's headers, or undefined when it has none. */
 export function replyHeaders(msg: Msg): ReplyHeaders | undefined {
-  const raw = msg as unknown as RawMsg;
-  const hdr = raw._msg?.hdr;
-  if (typeof hdr !== "number" || !(raw._rdata instanceof Uint8Array)) return msg.headers;
-  if (hdr <= 0) return undefined;
-  return new HeaderBlock(Buffer.from(raw._rdata.buffer, raw._rdata.byteOffset, hdr).toString("utf8"));
+  const raw = rawOf(msg);
+  if (!raw) return msg.headers;
+  if (raw.hdr <= 0) return undefined;
+  return new HeaderBlock(Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.hdr).toString("utf8"));
 }
 
 /** The status code alone (0: none), without decoding the block: every reply is checked for 503. */
 export function replyStatus(msg: Msg): number {
-  const raw = msg as unknown as RawMsg;
-  const hdr = raw._msg?.hdr;
-  const bytes = raw._rdata;
-  if (typeof hdr !== "number" || !(bytes instanceof Uint8Array)) return msg.headers?.code ?? 0;
+  const raw = rawOf(msg);
+  if (!raw) return msg.headers?.code ?? 0;
+  const { bytes, hdr } = raw;
   let i = STATUS_PREFIX.length;
   while (i < hdr && bytes[i] === SPACE) i++;
   let code = 0;
@@ -55,8 +53,14 @@ export function replyStatus(msg: Msg): number {
 
 /** Whether `replyHeaders` and `replyStatus` read this message's bytes (nats.js internals as expected) rather than falling back. */
 export function readsRawHeaders(msg: Msg): boolean {
+  return rawOf(msg) !== undefined;
+}
+
+/** The payload (header block first) and the header block's length, where nats.js's MsgImpl has them. */
+function rawOf(msg: Msg): { bytes: Uint8Array; hdr: number } | undefined {
   const raw = msg as unknown as RawMsg;
-  return typeof raw._msg?.hdr === "number" && raw._rdata instanceof Uint8Array;
+  const hdr = raw._msg?.hdr;
+  return typeof hdr === "number" && raw._rdata instanceof Uint8Array ? { bytes: raw._rdata, hdr } : undefined;
 }
 
 class HeaderBlock implements ReplyHeaders {
