@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { normalizeResult } from "./normalize.js";
-import { readResults, repoRoot, type BenchResult, type Figure } from "./result.js";
+import { readResults, repoRoot, type BenchResult, type Figure, type LoadAverage } from "./result.js";
 import { TARGET_ROWS } from "./targets.js";
 
 const fmt = (x: number): string => {
@@ -14,6 +14,8 @@ const fmt = (x: number): string => {
   if (Math.abs(x) >= 10) return x.toFixed(1);
   return x.toFixed(2);
 };
+
+const loadText = (l?: LoadAverage) => (l ? `load average ${l.start}${l.end !== undefined ? ` -> ${l.end}` : ""}` : "load average not recorded");
 
 const params = (f: Figure) =>
   f.params
@@ -42,7 +44,7 @@ function targetTable(results: BenchResult[]): string[] {
     const ratios = hits.filter(({ f }) => f.ratio !== undefined).map(({ f }) => `${f.ratio}x`);
     const met = hits.every(({ f }) => f.target!.met);
     const how = hits.map(({ f }) => f.target!.description).join("; ");
-    const from = [...new Set(hits.map(({ r }) => `${r.benchmark} (${r.mode})`))].join(", ");
+    const from = [...new Set(hits.map(({ r, f }) => `${r.benchmark} (${f.run ? `${f.run.mode}, ${f.run.date.slice(0, 10)}, merged` : r.mode})`))].join(", ");
     const versus = hits.map(({ f }) => row.versus(f)).join("; ");
     lines.push(`| ${row.figure} | ${row.target} | ${value} | ${ref} | ${ratios.join("; ")} | ${versus} | ${met ? "met" : "**missed**"} (${how}) | ${from} |`);
   }
@@ -55,7 +57,7 @@ function benchmarkTable(r: BenchResult): string[] {
     `### ${r.benchmark}`,
     "",
     `Mode ${r.mode}, ${r.date}, ${r.durationSec} s. Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}` +
-      `${m.natsServer ? `, nats-server ${m.natsServer}` : ""}; load average ${m.loadavg.start}${m.loadavg.end !== undefined ? ` -> ${m.loadavg.end}` : ""}.` +
+      `${m.natsServer ? `, nats-server ${m.natsServer}` : ""}; ${loadText(m.loadavg)}.` +
       ` Versions: ${Object.entries(r.versions)
         .map(([k, v]) => `${k} ${v}`)
         .join(", ")}.`,
@@ -74,6 +76,18 @@ function benchmarkTable(r: BenchResult): string[] {
   }
   const notes = r.figures.filter((f) => f.note).map((f) => `- ${f.name} (${f.implementation}): ${f.note}`);
   if (notes.length) lines.push("", ...notes);
+  const merged = new Map<string, string[]>();
+  for (const f of r.figures) {
+    if (!f.run) continue;
+    const when = `${f.run.mode} mode, ${f.run.date}, ${f.run.cpu}, ${loadText(f.run.loadavg)}`;
+    merged.set(when, [...(merged.get(when) ?? []), f.name]);
+  }
+  for (const [when, names] of merged) {
+    lines.push(
+      "",
+      `Measured apart and merged into this table (a run of these figures alone, \`--figures ... --merge\`): ${[...new Set(names)].join(", ")} (${when}).`,
+    );
+  }
   return lines;
 }
 

@@ -4,7 +4,7 @@
  * `targets` list; this maps them (idempotent: a file already in the common shape is unchanged).
  */
 import * as os from "node:os";
-import type { BenchMode, BenchResult, Figure } from "./result.js";
+import type { BenchMode, BenchResult, Figure, LoadAverage } from "./result.js";
 
 interface LegacyFigure {
   name: string;
@@ -18,6 +18,7 @@ interface LegacyFigure {
   target?: Figure["target"];
   params?: Figure["params"];
   note?: string;
+  run?: Figure["run"];
   [k: string]: unknown;
 }
 
@@ -51,7 +52,7 @@ export function normalizeResult(raw: Record<string, unknown>): BenchResult {
       cpu: String(m.cpu ?? os.cpus()[0]?.model ?? "unknown"),
       cores: Number(m.cores ?? os.cpus().length),
       memoryGiB: Number(m.memoryGiB ?? Math.round(os.totalmem() / 2 ** 30)),
-      loadavg: (m.loadavg as BenchResult["machine"]["loadavg"]) ?? { start: Math.round(os.loadavg()[0] * 100) / 100 },
+      ...(m.loadavg ? { loadavg: m.loadavg as LoadAverage } : {}),
       platform: String(m.platform ?? `${os.platform()} ${os.arch()}`),
       node: String(m.node ?? process.version),
       ...(m.natsServer ? { natsServer: String(m.natsServer) } : {}),
@@ -64,7 +65,7 @@ export function normalizeResult(raw: Record<string, unknown>): BenchResult {
 }
 
 function normalizeFigure(f: LegacyFigure): Figure {
-  const { name, implementation, value, unit, samples, sampleValues, reference, ratio, target, params, note, ...rest } = f;
+  const { name, implementation, value, unit, samples, sampleValues, reference, ratio, target, params, note, run, ...rest } = f;
   const out: Figure = {
     name,
     implementation: implementation ?? "sealpost",
@@ -90,5 +91,6 @@ function normalizeFigure(f: LegacyFigure): Figure {
   for (const [k, v] of Object.entries(rest)) if (typeof v === "number" || typeof v === "string") p[k] = v;
   if (Object.keys(p).length) out.params = p;
   if (note) out.note = note;
+  if (run) out.run = run;
   return out;
 }

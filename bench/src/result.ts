@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { normalizeResult } from "./normalize.js";
 
 export type BenchMode = "smoke" | "quick" | "full";
 
@@ -43,14 +44,32 @@ export interface Figure {
   /** Parameters of this point (devices, bytes, offered load ...). */
   params?: Record<string, number | string>;
   note?: string;
+  /**
+   * Set when the figure comes from a later run of some figures alone, merged into the file
+   * (`--merge`), not from the run the file's date and machine describe.
+   */
+  run?: MergedRun;
+}
+
+/** When, how and where a merged figure was measured. */
+export interface MergedRun {
+  date: string;
+  mode: BenchMode;
+  cpu: string;
+  loadavg?: LoadAverage;
+}
+
+export interface LoadAverage {
+  start: number;
+  end?: number;
 }
 
 export interface Machine {
   cpu: string;
   cores: number;
   memoryGiB: number;
-  /** 1-minute load average at start and end of the run (the machine is shared). */
-  loadavg: { start: number; end?: number };
+  /** 1-minute load average at start and end of the run (the machine is shared; absent in files that predate it). */
+  loadavg?: LoadAverage;
   platform: string;
   node: string;
   natsServer?: string;
@@ -103,7 +122,7 @@ export function natsServerVersion(): string | undefined {
   }
 }
 
-export function machineInfo(withNats = false): Machine {
+export function machineInfo(withNats = false): Machine & { loadavg: LoadAverage } {
   return {
     cpu: os.cpus()[0]?.model ?? "unknown",
     cores: os.cpus().length,
@@ -142,11 +161,35 @@ export function percentile(sorted: number[], p: number): number {
 
 /** Writes bench/results/<benchmark>.json and returns its path. */
 export function writeResult(result: BenchResult): string {
-  result.machine.loadavg.end = round(os.loadavg()[0], 2);
+  if (result.machine.loadavg) result.machine.loadavg.end ??= round(os.loadavg()[0], 2);
   const out = path.join(resultsDir(), `${result.benchmark}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
   return out;
+}
+
+/**
+ * `next` (a run of some figures alone) merged into `prev` (the file's full run): every figure
+ * of `prev` whose name `next` measured is replaced, for every implementation (a baseline
+ * measured beside the old figure goes with it), and the new figures carry their own run.
+ * The file's date, machine and method stay those of `prev`'s run; `extra` is merged by key.
+ */
+export function mergeResult(prev: BenchResult, next: BenchResult): BenchResult {
+  if (prev.benchmark !== next.benchmark) throw new Error(`cannot merge ${next.benchmark} results into ${prev.benchmark}`);
+  const measured = new Set(next.figures.map((f) => f.name));
+  const run: MergedRun = { date: next.date, mode: next.mode, cpu: next.machine.cpu, loadavg: next.machine.loadavg };
+  return {
+    ...prev,
+    figures: [...prev.figures.filter((f) => !measured.has(f.name)), ...next.figures.map((f) => ({ ...f, run: f.run ?? run }))],
+    ...(prev.extra || next.extra ? { extra: { ...prev.extra, ...next.extra } } : {}),
+  };
+}
+
+/** bench/results/<benchmark>.json in the common shape. */
+export function readResult(benchmark: string): BenchResult {
+  const file = path.join(resultsDir(), `${benchmark}.json`);
+  if (!fs.existsSync(file)) throw new Error(`${file} does not exist: run the full benchmark before merging figures into it`);
+  return normalizeResult(JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>);
 }
 
 export function readResults(dir = resultsDir()): BenchResult[] {

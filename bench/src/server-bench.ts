@@ -69,7 +69,21 @@ import { RawUnaryPool } from "./server/raw-unary.js";
 import { Http2Pool } from "./server/raw-http2.js";
 import type * as http2 from "node:http2";
 import { BenchSession } from "./server/session-load.js";
-import { benchMode, machineInfo, median, packageVersion, percentile, ratio, repoRoot, round, writeResult, type Figure } from "./result.js";
+import {
+  benchMode,
+  machineInfo,
+  median,
+  mergeResult,
+  packageVersion,
+  percentile,
+  ratio,
+  readResult,
+  repoRoot,
+  round,
+  writeResult,
+  type BenchResult,
+  type Figure,
+} from "./result.js";
 import { cpuSeconds } from "./proc-cpu.js";
 import { untilNextDue } from "./open-loop.js";
 
@@ -133,6 +147,13 @@ const SIZES = [256, 1024, 16 * 1024, 256 * 1024];
 const DEVICES_PER_SEND = [1, 8, 64];
 /** --figures a,b: run only these groups (send_routed, sealed, session_routed, scale_out, metrics, latency, catchup, scale, idle). */
 const GROUPS = (arg("--figures") ?? "send_routed,sealed,session_routed,scale_out,metrics,latency,catchup,scale,idle").split(",");
+/**
+ * --merge (with --figures): replace only these groups' figures in bench/results/server.json,
+ * each marked with its own run, and keep the rest of the last run (e.g. to refresh the idle
+ * streams figures on a box slower than the one the throughput figures were measured on).
+ */
+const MERGE = process.argv.includes("--merge");
+if (MERGE && !arg("--figures")) throw new Error("--merge needs --figures: it replaces only the groups measured");
 /** Sends each session keeps in flight (session_routed). */
 const SESSION_IN_FLIGHT = 128;
 const want = (g: string) => GROUPS.includes(g);
@@ -1165,7 +1186,7 @@ async function main(): Promise<void> {
     await nats.stop();
   }
 
-  const out = writeResult({
+  const result: BenchResult = {
     benchmark: "server",
     mode,
     date: new Date().toISOString(),
@@ -1182,8 +1203,10 @@ async function main(): Promise<void> {
       `measured from the intended send time; catch-up: ${P.catchupBatches} batches interleaved with the raw reference`,
     figures,
     extra,
-  });
-  log(`wrote ${path.relative(process.cwd(), out)}`);
+  };
+  machine.loadavg.end = round(os.loadavg()[0], 2);
+  const out = writeResult(MERGE ? mergeResult(readResult("server"), result) : result);
+  log(`wrote ${path.relative(process.cwd(), out)}${MERGE ? ` (${GROUPS.join(",")} merged into the last full run)` : ""}`);
 }
 
 await main();
