@@ -3,6 +3,7 @@
  * nats-server (its own, on loopback) in the same run. Writes bench/results/server.json.
  *
  *   npx tsx bench/src/server-bench.ts [--smoke|--quick] [--baseline <git-ref>] [--profile]
+ *                                     [--figures <groups> [--merge]]
  *
  * Figures (every load is bounded in count and time and targets loopback only):
  *   send_routed         1 KiB messages/s routed through Send to a receiving device's open
