@@ -72,15 +72,20 @@ export async function startBenchServer(o: BenchServerOptions): Promise<BenchServ
   process.once("exit", killOnExit);
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   const url = await new Promise<string>((resolve, reject) => {
-    let buf = "";
+    let buf: string | undefined = "";
     const timer = setTimeout(() => reject(new Error(`${o.label}: server not listening after 60 s`)), 60_000);
     child.once("exit", (code) => reject(new Error(`${o.label}: server exited (${code}) before listening`)));
     child.stdout!.setEncoding("utf8");
+    // BENCH_SERVER_STDOUT: a file that gets the servers' stdout (e.g. with BENCH_SERVER_FLAGS=--trace-gc).
+    const tee = process.env.BENCH_SERVER_STDOUT;
     child.stdout!.on("data", (d: string) => {
+      if (tee) fs.appendFileSync(tee, d);
+      if (buf === undefined) return;
       buf += d;
       const m = /\{"url":"([^"]+)"\}/.exec(buf);
       if (m) {
         clearTimeout(timer);
+        buf = undefined;
         resolve(m[1]);
       }
     });
