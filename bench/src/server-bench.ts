@@ -37,6 +37,9 @@
  *                       in its params, 3 s after the last one opened)
  *   idle_streams_rss_connection_each  KiB RSS per idle stream with one HTTP/2 connection per
  *                       device, as real clients connect (up to 2,000 streams)
+ *   deliveries_at_saturation  deliveries/s with SATURATION_IN_FLIGHT unary Sends in flight
+ *                       (well past the throughput figure's peak); reference: the Sends answered
+ *                       Stored in the same windows (deliveries must keep up with what is accepted)
  *   scale_devices_<n>   deliveries/s with n devices per Send (1, 8, 64), 1 KiB
  *   scale_size_<b>      messages/s with b-byte bodies (256 B .. 256 KiB), 1 device per Send
  *
@@ -53,7 +56,7 @@ import * as path from "node:path";
 import { createNodeProvider } from "@sealpost/client/crypto";
 import { startTestNats, type TestNats } from "@sealpost/test-support";
 import { createBenchDevices, type BenchDevice } from "./server/bench-accounts.js";
-import { catchUp, MessageIds, Receivers, send, sendRequest, sendSealed } from "./server/delivery-load.js";
+import { catchUp, MessageIds, Receivers, send, sendRequest, sendSealed, shed } from "./server/delivery-load.js";
 import { allowSealedMail } from "./server/bench-accounts.js";
 import {
   fillBackgroundMail,
@@ -131,12 +134,14 @@ const P = {
 const IDLE_PAUSE_MS = mode === "smoke" ? 200 : 3000;
 /** Raw publishes in flight (JetStream's best here). */
 const IN_FLIGHT = 256;
-/**
- * Sends in flight for the routed figures: where deliveries peak here. Beyond it Sends crowd
- * out the Receive streams' reads on the same NATS connection and deliveries fall (256 in
- * flight: ~2x the sends/s, under half the deliveries/s; see ANALYSIS.md).
- */
+/** Sends in flight for the routed figures (kept at 64 since the first runs, so runs compare). */
 const SEND_IN_FLIGHT = 64;
+/**
+ * Sends in flight for deliveries_at_saturation: 16x the routed figures', past where the
+ * instance's Sends/s stop rising. Before the load generator's connections had wide receive
+ * windows (as clients/ts opens them), deliveries here fell to half the accepted Sends.
+ */
+const SATURATION_IN_FLIGHT = 1024;
 const RECEIVERS = 64;
 const SENDERS = 8;
 const PENDING = 10;
@@ -146,8 +151,8 @@ const CATCHUP_PER_SAMPLE = Math.floor(P.catchupDevices / P.catchupBatches);
 const MAX_OUTSTANDING = 20_000;
 const SIZES = [256, 1024, 16 * 1024, 256 * 1024];
 const DEVICES_PER_SEND = [1, 8, 64];
-/** --figures a,b: run only these groups (send_routed, sealed, session_routed, scale_out, metrics, latency, catchup, scale, idle). */
-const GROUPS = (arg("--figures") ?? "send_routed,sealed,session_routed,scale_out,metrics,latency,catchup,scale,idle").split(",");
+/** --figures a,b: run only these groups (send_routed, saturation, sealed, session_routed, scale_out, metrics, latency, catchup, scale, idle). */
+const GROUPS = (arg("--figures") ?? "send_routed,saturation,sealed,session_routed,scale_out,metrics,latency,catchup,scale,idle").split(",");
 /**
  * --merge (with --figures): replace only these groups' figures in bench/results/server.json,
  * each marked with its own run, and keep the rest of the last run (e.g. to refresh the idle
@@ -219,9 +224,10 @@ async function routedRate(
   ms: number,
   /** Send with SendSealed and this access key instead of Send. */
   sealedKey?: Uint8Array,
-): Promise<{ sends: number; deliveries: number; perServerCore: number }> {
+): Promise<{ sends: number; deliveries: number; perServerCore: number; shed: number }> {
   const body = new Uint8Array(size).fill(9);
   let sends = 0;
+  const shed0 = shed.count;
   let expected = 0;
   let k = 0;
   const a0 = rig.receivers.arrivals;
@@ -254,7 +260,7 @@ async function routedRate(
       `${rig.label}: ${rig.receivers.arrivals - a0} deliveries, server ${(cpuSeconds(rig.server.pid) - cpuServer0).toFixed(2)} s + nats-server ${(cpu - (cpuSeconds(rig.server.pid) - cpuServer0)).toFixed(2)} s CPU`,
     );
   await settle();
-  return { sends: (sends * 1000) / elapsed, deliveries: (delivered * 1000) / elapsed, perServerCore };
+  return { sends: (sends * 1000) / elapsed, deliveries: (delivered * 1000) / elapsed, perServerCore, shed: shed.count - shed0 };
 }
 
 /** Sender sessions, receiver sessions and the receivers' devices (the senders' addressees). */
@@ -557,6 +563,46 @@ async function sendRouted({ rigs, raw, figures, impl }: BenchRun): Promise<void>
 }
 
 /** 1a. The send_routed load through SendSealed beside Send, same server, samples interleaved (current server only). */
+/**
+ * 1a. At saturation: SATURATION_IN_FLIGHT unary Sends in flight, the rigs' samples interleaved.
+ * Each sample's deliveries (arrivals in its window) against the Sends answered Stored in it.
+ */
+async function deliveriesAtSaturation({ rigs, figures, impl }: BenchRun): Promise<void> {
+  log(`deliveries at saturation (${SATURATION_IN_FLIGHT} Sends in flight)`);
+  const samples = new Map<Rig, { sends: number; deliveries: number; shed: number }[]>(rigs.map((r) => [r, []]));
+  for (const r of rigs) await routedRate(r, 1024, 1, SATURATION_IN_FLIGHT, P.sampleMs / 3); // warm-up
+  for (let i = 0; i < P.samples; i++) for (const r of rigs) samples.get(r)!.push(await routedRate(r, 1024, 1, SATURATION_IN_FLIGHT, P.sampleMs));
+  for (const r of rigs) {
+    const xs = samples.get(r)!;
+    const q = median(xs.map((x) => (x.sends > 0 ? x.deliveries / x.sends : 0)));
+    figures.push({
+      name: "deliveries_at_saturation",
+      implementation: impl(r),
+      value: round(median(xs.map((x) => x.deliveries))),
+      unit: "msg/s delivered",
+      samples: xs.length,
+      sampleValues: xs.map((x) => round(x.deliveries)),
+      reference: {
+        name: "Sends answered Stored in the same windows",
+        value: round(median(xs.map((x) => x.sends))),
+        unit: "msg/s",
+        samples: xs.length,
+        sampleValues: xs.map((x) => round(x.sends)),
+      },
+      ratio: round(q, 2),
+      ...(r.label === "current"
+        ? {
+            target: { row: "deliveries_at_saturation", description: ">= 0.9x the Sends accepted, same windows (median of the samples' ratios)", met: q >= 0.9 },
+          }
+        : {}),
+      params: { body_bytes: 1024, sends_in_flight: SATURATION_IN_FLIGHT, receive_streams: 8, shed_per_sample: round(median(xs.map((x) => x.shed))) },
+    });
+    log(
+      `${r.label}: at saturation deliveries/s ${xs.map((x) => round(x.deliveries)).join(" ")}, sends/s ${xs.map((x) => round(x.sends)).join(" ")} (ratio ${q.toFixed(2)}), shed ${xs.map((x) => x.shed).join(" ")}`,
+    );
+  }
+}
+
 async function sealedRouted({ rigs, figures, impl }: BenchRun): Promise<void> {
   log("sealed_send_routed");
   const cur = rigs[0];
@@ -1167,6 +1213,7 @@ async function main(): Promise<void> {
     const run: BenchRun = { rigs, raw, nats, figures, extra, impl, baselineRef };
 
     if (want("send_routed")) await sendRouted(run);
+    if (want("saturation")) await deliveriesAtSaturation(run);
     if (want("sealed")) await sealedRouted(run);
     if (want("session_routed")) await sessionRouted(run);
     if (want("scale_out")) await scaleOut(run);

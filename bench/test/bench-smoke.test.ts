@@ -24,7 +24,7 @@ let output = "";
 const NEEDS_REFERENCE: Record<string, RegExp> = {
   crypto: /^(session_setup|steady_1to1|ping_pong|fanout8_send|fanout8_roundtrip)$/,
   group: /^(group_encrypt|group_send_100|group_decrypt)$/,
-  server: /^(send_routed|latency_.*|reconnect_catchup|reconnect_catchup_spread|idle_streams_rss|scale_.*)$/,
+  server: /^(send_routed|deliveries_at_saturation|latency_.*|reconnect_catchup|reconnect_catchup_spread|idle_streams_rss|scale_.*)$/,
   // The in-browser crypto figures (absent, with extra.skipped, when Chromium is not installed).
   web: /^(session_setup|steady_1to1)$/,
   // Key transparency: absolute figures (no reference implementation to compare with).

@@ -3,14 +3,14 @@
  * (Connect binary, lean clients on node:http2): receivers holding Receive streams that ack in batches, and senders whose
  * messages are numbered in their message_id so an arrival finds its send time.
  */
-import type { SendRequest } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
+import type { SendRequest, SendResponse } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { SendRequestSchema, SendSealedRequestSchema } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import type * as http2 from "node:http2";
-import { ack, type RawUnaryPool } from "./raw-unary.js";
+import { ack, UnaryError, type RawUnaryPool } from "./raw-unary.js";
 import { openReceive, type RawReceive } from "./raw-receive.js";
 import type { Http2Pool } from "./raw-http2.js";
-import { ACK_DELAY_MS } from "@sealpost/client";
+import { ACK_DELAY_MS, RETRY_AFTER_HEADER } from "@sealpost/client";
 import type { BenchDevice } from "./bench-accounts.js";
 
 /** A pairwise entry is ~100-200 bytes (ratchet header + wrapped key); the body is the payload. */
@@ -43,10 +43,29 @@ export function sendRequest(id: Uint8Array, body: Uint8Array, to: BenchDevice[])
   });
 }
 
-/** A Send through the lean client; throws unless Stored. */
+/** Sends the server shed (RESOURCE_EXHAUSTED) that `send` retried, since the process started. */
+export const shed = { count: 0 };
+
+/**
+ * A Send through the lean client; throws unless Stored. A Send the server sheds (RESOURCE_EXHAUSTED,
+ * HTTP 429: admission control) is retried after the delay it names, marked `retry`, as the
+ * TypeScript client's outbox does.
+ */
 export async function send(client: RawUnaryPool, from: BenchDevice, req: SendRequest): Promise<void> {
-  const res = await client.send(from.headers, req);
-  if (res.outcome.case !== "stored") throw new Error(`send not stored: ${res.outcome.case} ${JSON.stringify(res.outcome.value)}`);
+  for (let attempt = 0; ; attempt++) {
+    let res: SendResponse;
+    try {
+      res = await client.send(from.headers, attempt ? { ...req, retry: true } : req);
+    } catch (err) {
+      const retryAfter = err instanceof UnaryError && err.status === 429 ? Number(err.headers[RETRY_AFTER_HEADER] ?? 200) : undefined;
+      if (retryAfter === undefined || attempt >= 100) throw err;
+      shed.count++;
+      await new Promise((r) => setTimeout(r, retryAfter));
+      continue;
+    }
+    if (res.outcome.case !== "stored") throw new Error(`send not stored: ${res.outcome.case} ${JSON.stringify(res.outcome.value)}`);
+    return;
+  }
 }
 
 /** The same Send as SendSealed (no token): the recipient's access key instead. */

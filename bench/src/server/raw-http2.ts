@@ -5,6 +5,7 @@
  * this 2-core box the load generator shares the cores with the server and nats-server.
  */
 import * as http2 from "node:http2";
+import { CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from "@sealpost/client/http2-windows";
 
 export class Http2Pool {
   private readonly sessions: http2.ClientHttp2Session[];
@@ -12,7 +13,10 @@ export class Http2Pool {
 
   constructor(baseUrl: string, count: number) {
     this.sessions = Array.from({ length: count }, () => {
-      const s = http2.connect(baseUrl);
+      // The receive windows clients/ts opens its connections with: with HTTP/2's 64 KiB the
+      // server's pushes to the receivers wait for this busy process's window updates.
+      const s = http2.connect(baseUrl, { settings: { initialWindowSize: STREAM_WINDOW_BYTES } });
+      s.once("connect", () => s.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
       s.on("error", () => {}); // a call on it fails with the reason
       return s;
     });

@@ -51,7 +51,18 @@ export class RawUnaryPool {
   }
 }
 
-/** One Connect unary call (binary) on `session`: the answer's body, or an error for any status but 200. */
+/** A unary call answered with an HTTP status other than 200 (Connect's error: status, headers, JSON body). */
+export class UnaryError extends Error {
+  constructor(
+    readonly status: number,
+    readonly headers: http2.IncomingHttpHeaders,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One Connect unary call (binary) on `session`: the answer's body, or a UnaryError for any status but 200. */
 export function unaryCall(session: http2.ClientHttp2Session, path: string, headers: Record<string, string>, body: Uint8Array): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const stream = session.request({
@@ -64,13 +75,17 @@ export function unaryCall(session: http2.ClientHttp2Session, path: string, heade
     });
     const chunks: Buffer[] = [];
     let status = 0;
-    stream.on("response", (h) => (status = Number(h[":status"])));
+    let answer: http2.IncomingHttpHeaders = {};
+    stream.on("response", (h) => {
+      status = Number(h[":status"]);
+      answer = h;
+    });
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("error", reject);
     stream.on("end", () => {
       const data = Buffer.concat(chunks);
       if (status === 200) resolve(data);
-      else reject(new Error(`${path} answered HTTP ${status}: ${data.toString("utf8").slice(0, 200)}`));
+      else reject(new UnaryError(status, answer, `${path} answered HTTP ${status}: ${data.toString("utf8").slice(0, 200)}`));
     });
     stream.end(body);
   });

@@ -32,3 +32,4 @@ export type { AttachmentMeta } from "./transport/attachments.js";
 export { defaultTransport, type ServerApi, type TransportFactory } from "./transport/server-api.js";
 export { createFileMessengerStores } from "./store/file-messenger-stores.js";
 export { ACK_DELAY_MS } from "./delivery/receive-loop.js";
+export { RETRY_AFTER_HEADER } from "./transport/failure-kinds.js";
