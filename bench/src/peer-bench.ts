@@ -117,6 +117,8 @@ async function xmppRate(
 
 async function main(): Promise<void> {
   const started = Date.now();
+  // Read now: the load average at the start of the run (writeResult adds the one at its end).
+  const machine = machineInfo(true);
   const version = ejabberdVersion();
   if (!version) {
     log("ejabberd is not installed: skipped (apt-get install -y ejabberd)");
@@ -408,7 +410,7 @@ async function main(): Promise<void> {
     mode,
     date: new Date().toISOString(),
     durationSec: round((Date.now() - started) / 1000, 1),
-    machine: machineInfo(true),
+    machine,
     versions: { ejabberd: version, "nats-server": natsServerVersion() ?? "unknown", "@connectrpc/connect-node": packageVersion("@connectrpc/connect-node") },
     method:
       "ejabberd on its own config and port (plain TCP, no shapers, in-band registration, mod_offline), started as an Erlang VM without distribution; sealpost server in its own process on its own nats-server; load from this process; samples interleaved",
