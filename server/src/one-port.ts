@@ -29,6 +29,18 @@ export const H2_IDLE_TIMEOUT_MS = 5 * 60_000;
  */
 export const H2_MAX_CONCURRENT_STREAMS = 2_000;
 /**
+ * HTTP/2 receive windows (uploads): each stream's (SETTINGS_INITIAL_WINDOW_SIZE) and the
+ * connection's (raised by a WINDOW_UPDATE when the session starts). HTTP/2's 64 KiB let a
+ * client send that much per round trip: measured through a 50 ms round trip
+ * (bench/src/wan-window-probe.ts), a 256 KiB Send took ~400 ms against ~60 ms, and a Session's
+ * pipelined Sends 670-890/s against ~2,600/s. A request body is read as it arrives (up to its
+ * method's read limit, within REQUEST_BODY_TIMEOUT_MS), so the windows change how fast a body
+ * arrives, not how much one may hold; what a connection can have sent and not yet read (a
+ * Session past its max_in_flight) is at most the connection window.
+ */
+export const H2_STREAM_WINDOW_BYTES = 1024 * 1024;
+export const H2_CONNECTION_WINDOW_BYTES = 4 * 1024 * 1024;
+/**
  * Accept queue of the listening socket (Node's default is 511; the kernel caps it at
  * net.core.somaxconn). A burst of new connections larger than the queue while the event loop
  * is busy overflowed it and clients saw ECONNRESET (a 2,000-call flood: ~10-25% reset).
@@ -92,12 +104,13 @@ export async function listenOnePort(opts: OnePortOptions): Promise<OnePortServer
   const trackSessions = (server: http2.Http2Server | http2.Http2SecureServer) => {
     server.on("session", (s: http2.Http2Session) => {
       h2Sessions.add(s);
+      if (!s.destroyed) s.setLocalWindowSize(H2_CONNECTION_WINDOW_BYTES);
       s.once("close", () => h2Sessions.delete(s));
       closeWhenIdle(s, h2IdleMs);
     });
     if (opts.native) nativeFirst(server, opts.native, bodyMs, streamingRequest);
   };
-  const settings: http2.Settings = { maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS };
+  const settings: http2.Settings = { maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS, initialWindowSize: H2_STREAM_WINDOW_BYTES };
 
   let outer: net.Server;
   let h1: http.Server | undefined;

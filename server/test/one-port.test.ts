@@ -8,11 +8,13 @@ import { createClient, Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { request as httpRequest } from "node:http";
+import * as http2 from "node:http2";
 import { fileURLToPath } from "node:url";
 import { DeliveryService } from "@sealpost/gen/sealpost/delivery/v1/delivery_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@sealpost/gen/grpc/health/v1/health_pb.js";
 import { allProtocols, transportFor, useTestServer } from "@sealpost/test-support";
 import { READ_MAX_BYTES } from "../src/server.js";
+import { H2_CONNECTION_WINDOW_BYTES, H2_STREAM_WINDOW_BYTES } from "../src/one-port.js";
 
 const protoDir = fileURLToPath(new URL("../../proto", import.meta.url));
 
@@ -99,6 +101,20 @@ describe("one port, three protocols", () => {
       expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
     } finally {
       client.close();
+    }
+  });
+});
+
+describe("HTTP/2 receive windows", () => {
+  it("a client may send 1 MiB per stream and 4 MiB per connection before the server's window updates", async () => {
+    const session = http2.connect(server.url);
+    try {
+      await new Promise<void>((resolve, reject) => session.once("remoteSettings", () => resolve()).once("error", reject));
+      expect(session.remoteSettings.initialWindowSize).toBe(H2_STREAM_WINDOW_BYTES);
+      // What this client may still send on the connection: the server's window once its WINDOW_UPDATE is in.
+      await expect.poll(() => session.state.remoteWindowSize).toBe(H2_CONNECTION_WINDOW_BYTES);
+    } finally {
+      session.close();
     }
   });
 });
