@@ -11,10 +11,9 @@
  *   npx tsx bench/src/wan-window-probe.ts [--delay 25] [--seconds 3]
  */
 import * as http2 from "node:http2";
-import * as net from "node:net";
 import { parseArgs } from "node:util";
 import { createNodeProvider } from "@sealpost/client/crypto";
-import { startTestNats } from "@sealpost/test-support";
+import { startDelayingProxy, startTestNats } from "@sealpost/test-support";
 import { createBenchDevices } from "./server/bench-accounts.js";
 import { MessageIds, send, sendRequest } from "./server/delivery-load.js";
 import { Http2Pool } from "./server/raw-http2.js";
@@ -26,25 +25,10 @@ const { values } = parseArgs({ options: { delay: { type: "string", default: "25"
 const DELAY_MS = Number(values.delay);
 const SECONDS = Number(values.seconds);
 
-/** A TCP proxy to `port` that delays every chunk by `delayMs` in each direction, in order. */
-function delayProxy(port: number, delayMs: number): Promise<net.Server> {
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, "127.0.0.1");
-    const pipe = (from: net.Socket, to: net.Socket) => {
-      from.on("data", (chunk) => setTimeout(() => to.destroyed || to.write(chunk), delayMs));
-      from.on("end", () => setTimeout(() => to.end(), delayMs));
-      from.on("error", () => to.destroy());
-    };
-    pipe(client, upstream);
-    pipe(upstream, client);
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
-
 const nats = await startTestNats({ forceOwn: true });
 const server = await startBenchServer({ label: "wan", natsUrl: nats.url });
-const proxy = await delayProxy(Number(new URL(server.url).port), DELAY_MS);
-const viaProxy = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+const proxy = await startDelayingProxy(server.url, DELAY_MS, { answers: true });
+const viaProxy = proxy.url;
 try {
   const provider = createNodeProvider();
   const [sender, receiver, narrowReader, wideReader] = await createBenchDevices(provider, server.url, `wan-${Date.now().toString(36)}`, 4);
@@ -118,7 +102,7 @@ try {
   far.close();
   direct.close();
 } finally {
-  proxy.close();
+  await proxy.close();
   await server.stop();
   await nats.stop();
 }
