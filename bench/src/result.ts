@@ -122,12 +122,17 @@ export function natsServerVersion(): string | undefined {
   }
 }
 
+/** The machine's 1-minute load average now, to 2 decimals. */
+export function loadAverageNow(): number {
+  return round(os.loadavg()[0], 2);
+}
+
 export function machineInfo(withNats = false): Machine & { loadavg: LoadAverage } {
   return {
     cpu: os.cpus()[0]?.model ?? "unknown",
     cores: os.cpus().length,
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    loadavg: { start: round(os.loadavg()[0], 2) },
+    loadavg: { start: loadAverageNow() },
     platform: `${os.platform()} ${os.arch()}`,
     node: process.version,
     ...(withNats ? { natsServer: natsServerVersion() } : {}),
@@ -161,7 +166,7 @@ export function percentile(sorted: number[], p: number): number {
 
 /** Writes bench/results/<benchmark>.json and returns its path. */
 export function writeResult(result: BenchResult): string {
-  if (result.machine.loadavg) result.machine.loadavg.end ??= round(os.loadavg()[0], 2);
+  if (result.machine.loadavg) result.machine.loadavg.end ??= loadAverageNow();
   const out = path.join(resultsDir(), `${result.benchmark}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n");

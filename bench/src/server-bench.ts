@@ -80,6 +80,7 @@ import {
   mergeResult,
   packageVersion,
   percentile,
+  loadAverageNow,
   ratio,
   readResult,
   repoRoot,
@@ -562,9 +563,8 @@ async function sendRouted({ rigs, raw, figures, impl }: BenchRun): Promise<void>
   }
 }
 
-/** 1a. The send_routed load through SendSealed beside Send, same server, samples interleaved (current server only). */
 /**
- * 1a. At saturation: SATURATION_IN_FLIGHT unary Sends in flight, the rigs' samples interleaved.
+ * 1e. At saturation: SATURATION_IN_FLIGHT unary Sends in flight, the rigs' samples interleaved.
  * Each sample's deliveries (arrivals in its window) against the Sends answered Stored in it.
  */
 async function deliveriesAtSaturation({ rigs, figures, impl }: BenchRun): Promise<void> {
@@ -603,6 +603,7 @@ async function deliveriesAtSaturation({ rigs, figures, impl }: BenchRun): Promis
   }
 }
 
+/** 1a. The send_routed load through SendSealed beside Send, same server, samples interleaved (current server only). */
 async function sealedRouted({ rigs, figures, impl }: BenchRun): Promise<void> {
   log("sealed_send_routed");
   const cur = rigs[0];
@@ -1252,7 +1253,7 @@ async function main(): Promise<void> {
     figures,
     extra,
   };
-  machine.loadavg.end = round(os.loadavg()[0], 2);
+  machine.loadavg.end = loadAverageNow();
   const out = writeResult(MERGE ? mergeResult(readResult("server"), result) : result);
   log(`wrote ${path.relative(process.cwd(), out)}${MERGE ? ` (${GROUPS.join(",")} merged into the last full run)` : ""}`);
 }

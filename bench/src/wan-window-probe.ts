@@ -18,6 +18,7 @@ import { createBenchDevices } from "./server/bench-accounts.js";
 import { MessageIds, send, sendRequest } from "./server/delivery-load.js";
 import { Http2Pool } from "./server/raw-http2.js";
 import { RawUnaryPool } from "./server/raw-unary.js";
+import { median } from "./result.js";
 import { startBenchServer } from "./server/server-process.js";
 import { BenchSession } from "./server/session-load.js";
 
@@ -63,9 +64,8 @@ try {
     await send(unary, sender, sendRequest(ids.make(ids.next++), big, [receiver]));
     times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
   console.log(
-    `delay ${DELAY_MS} ms each way: Session sends ${Math.round(sessionRate)}/s (256 in flight, 1 KiB); 256 KiB Send ${times[5].toFixed(0)} ms (median of 10, one at a time)`,
+    `delay ${DELAY_MS} ms each way: Session sends ${Math.round(sessionRate)}/s (256 in flight, 1 KiB); 256 KiB Send ${median(times).toFixed(0)} ms (median of 10, one at a time)`,
   );
   // A backlog read through the delay, default windows against wide ones.
   const direct64 = new RawUnaryPool(server.url, 4);

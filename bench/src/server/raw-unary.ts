@@ -74,16 +74,13 @@ export function unaryCall(session: http2.ClientHttp2Session, path: string, heade
       ...headers,
     });
     const chunks: Buffer[] = [];
-    let status = 0;
     let answer: http2.IncomingHttpHeaders = {};
-    stream.on("response", (h) => {
-      status = Number(h[":status"]);
-      answer = h;
-    });
+    stream.on("response", (h) => (answer = h));
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("error", reject);
     stream.on("end", () => {
       const data = Buffer.concat(chunks);
+      const status = Number(answer[":status"] ?? 0);
       if (status === 200) resolve(data);
       else reject(new UnaryError(status, answer, `${path} answered HTTP ${status}: ${data.toString("utf8").slice(0, 200)}`));
     });
